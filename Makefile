@@ -1,0 +1,35 @@
+# The two commands of the README:  `make demo`  and  `make test`.
+# Everything they need is installed from here: a venv with the pinned packages (uv),
+# MinIO built from source with `go install`, Kafka resolved from Maven Central.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test lint stack-down
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "edgecore needs Python 3.11: set PYTHON=python3.11")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade uv
+	$(BIN)/uv pip install --python $(BIN)/python -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+	$(BIN)/edgecore stack install
+
+demo: setup
+	$(BIN)/edgecore stack up
+	$(BIN)/edgecore stack smoke
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy edgecore components pipelines serving edge_sync
+	$(BIN)/lint-imports
+
+test: setup lint
+	$(BIN)/pytest
+
+stack-down:
+	$(BIN)/edgecore stack down

@@ -1,0 +1,1 @@
+"""Pipeline steps: plain typed functions (``steps``) and thin ``@dsl.component`` wrappers."""

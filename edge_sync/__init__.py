@@ -1,0 +1,1 @@
+"""What moves between edge and core: data uplink, core receiver, model delivery controller."""

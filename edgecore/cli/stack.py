@@ -1,0 +1,73 @@
+"""``edgecore stack install | up | down | status | logs``."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from edgecore.cli.common import cli_errors, console, out, reporter
+from edgecore.settings import Settings
+from edgecore.stack import Stack
+from edgecore.stack.smoke import smoke_check
+
+app = typer.Typer(no_args_is_help=True)
+
+
+@app.command()
+def install() -> None:
+    """Build MinIO (go install) and resolve Kafka (Maven) into the per-user cache."""
+    with cli_errors():
+        Stack(Settings()).install(reporter())
+
+
+@app.command()
+def up() -> None:
+    """Start Kafka and MinIO (installing them first if needed); a no-op when up."""
+    with cli_errors():
+        started = Stack(Settings()).up(reporter())
+    console.print("stack started" if started else "stack already up")
+
+
+@app.command()
+def down() -> None:
+    """Stop the processes `up` started; data stays in the state folder."""
+    with cli_errors():
+        stopped = Stack(Settings()).down()
+    console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+@app.command()
+def status() -> None:
+    """A table of service, address, pid, health and version; exit 1 if one is unhealthy."""
+    with cli_errors():
+        rows = Stack(Settings()).status()
+    table = Table("service", "address", "pid", "healthy", "version")
+    for row in rows:
+        table.add_row(
+            row.service,
+            row.address,
+            str(row.pid) if row.pid else "-",
+            "[green]yes[/green]" if row.healthy else "[red]no[/red]",
+            row.version,
+        )
+    out.print(table)
+    if not all(row.healthy for row in rows):
+        raise typer.Exit(1)
+
+
+@app.command()
+def logs(service: str = typer.Argument(..., help="kafka or minio"), lines: int = 40) -> None:
+    """The last lines of a service's log."""
+    if service not in ("kafka", "minio"):
+        console.print(f"[red]error:[/red] unknown service {service!r}: use kafka or minio")
+        raise typer.Exit(2)
+    typer.echo(Stack(Settings()).logs(service, lines))
+
+
+@app.command()
+def smoke() -> None:
+    """Check the running stack end to end: an S3 object and a Kafka event round trip."""
+    with cli_errors():
+        checked = smoke_check(Settings())
+    for service, what in checked.items():
+        out.print(f"[green]ok[/green] {service}: {what}")

@@ -1,0 +1,95 @@
+"""Manifests of immutable datasets and model versions.
+
+A version exists once its manifest does: writers upload every file first and the
+manifest last, readers trust nothing the manifest does not list and verify each file's
+sha256 against it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from edgecore.errors import IntegrityError, InvalidInput
+from edgecore.layout import check_relative_path
+
+MANIFEST_SCHEMA_VERSION = 1
+_CHUNK = 1 << 20
+
+
+class FileEntry(BaseModel):
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(ge=0)
+
+
+class Manifest(BaseModel):
+    """What a dataset or model version holds: every file's sha256, and its metadata."""
+
+    schema_version: int = MANIFEST_SCHEMA_VERSION
+    kind: Literal["dataset", "model"]
+    name: str
+    version: str
+    created: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    files: dict[str, FileEntry]
+    labels: list[str] = Field(default_factory=list)
+    metrics: dict[str, float] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json(indent=2).encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes, where: str) -> Manifest:
+        try:
+            manifest = cls.model_validate_json(raw)
+        except ValidationError as exc:
+            raise InvalidInput(f"manifest {where} is invalid: {exc.errors()[0]['msg']}") from exc
+        for name in manifest.files:
+            check_relative_path(name)
+        return manifest
+
+    @property
+    def sha256(self) -> str:
+        """Digest of the manifest itself, as events carry it."""
+        return hashlib.sha256(self.to_bytes()).hexdigest()
+
+    def verify_dir(self, root: Path) -> None:
+        """Check that ``root`` holds exactly the listed files with the listed digests."""
+        for name, entry in self.files.items():
+            path = root / name
+            if not path.is_file():
+                raise IntegrityError(f"{self.kind} {self.name} {self.version}: {name} is missing")
+            digest, size = file_sha256(path)
+            if size != entry.size or digest != entry.sha256:
+                raise IntegrityError(
+                    f"{self.kind} {self.name} {self.version}: {name} has sha256 {digest[:12]}… "
+                    f"({size} bytes), manifest says {entry.sha256[:12]}… ({entry.size} bytes)"
+                )
+
+
+def file_sha256(path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def entries_for_dir(root: Path, skip: Iterable[str] = ("manifest.json",)) -> dict[str, FileEntry]:
+    """sha256 and size of every file under ``root``, keyed by relative POSIX path."""
+    skipped = set(skip)
+    files: dict[str, FileEntry] = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root).as_posix()
+        if rel in skipped:
+            continue
+        digest, size = file_sha256(path)
+        files[rel] = FileEntry(sha256=digest, size=size)
+    return files

@@ -1,0 +1,260 @@
+"""Kafka plumbing: topics, an acks=all producer, a manually committing consumer, the DLQ.
+
+The consumer's contract is at-least-once with no poison pills: a record is committed
+only after its handler returned, or after it was written to the dead-letter topic
+(with the reason and the original bytes) because it could not be parsed or the
+handler refused it permanently.  A retryable failure leaves the record uncommitted and
+is tried again, so handlers must be idempotent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.structs import OffsetAndMetadata
+
+from edgecore import events
+from edgecore.errors import EdgecoreError, InvalidInput, PermanentError, ServiceUnavailable
+from edgecore.settings import Settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+DLQ_REASON = "edgecore-dlq-reason"
+DLQ_TOPIC = "edgecore-dlq-topic"
+DLQ_PARTITION = "edgecore-dlq-partition"
+DLQ_OFFSET = "edgecore-dlq-offset"
+
+
+def edgecore_topics(settings: Settings) -> list[str]:
+    return [
+        settings.topic_training_data_ready,
+        settings.topic_model_published,
+        settings.topic_dead_letter,
+        settings.topic_s3_events,
+    ]
+
+
+def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
+    """Create edgecore's topics (partitions and retention from settings); return the new ones."""
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            client_id="edgecore-admin",
+            request_timeout_ms=int(timeout_s * 1000),
+        )
+    except KafkaError as exc:
+        raise ServiceUnavailable(f"Kafka at {settings.kafka_bootstrap_servers}: {exc}") from exc
+    try:
+        existing = set(admin.list_topics())
+        retention = str(settings.topic_retention_hours * 3_600_000)
+        wanted = [
+            NewTopic(
+                name,
+                num_partitions=settings.topic_partitions,
+                replication_factor=1,
+                topic_configs={
+                    "retention.ms": retention,
+                    "max.message.bytes": str(settings.max_event_bytes + 65_536),
+                },
+            )
+            for name in edgecore_topics(settings)
+            if name not in existing
+        ]
+        if wanted:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another process won the race
+                admin.create_topics(wanted, timeout_ms=int(timeout_s * 1000))
+        return [t.name for t in wanted]
+    except KafkaError as exc:
+        raise ServiceUnavailable(f"creating topics on {settings.kafka_bootstrap_servers}: {exc}") from exc
+    finally:
+        admin.close()
+
+
+class EventProducer:
+    """Publishes events durably: acks=all, idempotent retries, and waits for the ack."""
+
+    def __init__(self, settings: Settings, source: str) -> None:
+        self.source = source
+        self.max_bytes = settings.max_event_bytes
+        try:
+            self._producer = KafkaProducer(
+                bootstrap_servers=settings.kafka_bootstrap_servers,
+                acks="all",
+                retries=5,
+                linger_ms=5,
+                max_request_size=settings.max_event_bytes + 65_536,
+                client_id=f"edgecore-{source.rsplit('/', 1)[-1]}",
+            )
+        except KafkaError as exc:
+            raise ServiceUnavailable(f"Kafka at {settings.kafka_bootstrap_servers}: {exc}") from exc
+
+    def publish(self, topic: str, data: events.EventData, timeout_s: float = 30.0) -> None:
+        message = events.to_message(data, self.source)
+        value = message.value.encode() if isinstance(message.value, str) else message.value
+        self.send_raw(topic, value, message.key, list(message.headers.items()), timeout_s)
+
+    def send_raw(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | str | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
+        if isinstance(key, str):
+            key = key.encode()
+        try:
+            future = self._producer.send(topic, value=value, key=key, headers=headers or [])
+            future.get(timeout=timeout_s)
+        except KafkaError as exc:
+            raise ServiceUnavailable(f"publishing to {topic} (key {key!r}): {exc}") from exc
+
+    def close(self) -> None:
+        self._producer.close(timeout=10)
+
+
+@dataclass
+class ConsumerStats:
+    consumed: int = 0
+    handled: int = 0
+    dead_lettered: int = 0
+    retried: int = 0
+    reasons: list[str] = field(default_factory=list)
+
+
+class EventConsumer(Generic[T]):
+    """Consumes records, parses them, hands them to a handler and commits manually.
+
+    ``parser`` turns a raw record into ``T`` or raises :class:`InvalidInput`; ``handler``
+    may raise :class:`PermanentError` (record goes to the DLQ) or any retryable error
+    (the record is redelivered after ``retry_backoff_s``).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        group_id: str,
+        topics: Iterable[str],
+        parser: Callable[[ConsumerRecord], T],
+        dead_letters: EventProducer,
+        retry_backoff_s: float = 1.0,
+        **consumer_options: Any,
+    ) -> None:
+        self.settings = settings
+        self.parser = parser
+        self.dead_letters = dead_letters
+        self.retry_backoff_s = retry_backoff_s
+        self.stats = ConsumerStats()
+        options: dict[str, Any] = {
+            "bootstrap_servers": settings.kafka_bootstrap_servers,
+            "group_id": group_id,
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+            "max_partition_fetch_bytes": settings.max_event_bytes + 65_536,
+            "client_id": f"edgecore-{group_id}",
+        }
+        options.update(consumer_options)
+        try:
+            self._consumer = KafkaConsumer(*topics, **options)
+        except KafkaError as exc:
+            raise ServiceUnavailable(f"Kafka at {settings.kafka_bootstrap_servers}: {exc}") from exc
+
+    @property
+    def consumer(self) -> KafkaConsumer:
+        return self._consumer
+
+    def dead_letter(self, record: ConsumerRecord, reason: str) -> None:
+        """Keep the original bytes and key, and say why and where they came from."""
+        headers = [
+            (DLQ_REASON, reason.encode()[:4096]),
+            (DLQ_TOPIC, record.topic.encode()),
+            (DLQ_PARTITION, str(record.partition).encode()),
+            (DLQ_OFFSET, str(record.offset).encode()),
+        ]
+        self.dead_letters.send_raw(self.settings.topic_dead_letter, record.value or b"", record.key, headers)
+        self.stats.dead_lettered += 1
+        if len(self.stats.reasons) < 100:
+            self.stats.reasons.append(reason)
+        log.warning("dead-lettered %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
+
+    def poll_once(self, handler: Callable[[T, ConsumerRecord], None], timeout_ms: int = 500) -> int:
+        """Process one batch; returns how many records were committed."""
+        try:
+            batch = self._consumer.poll(timeout_ms=timeout_ms)
+        except KafkaError as exc:
+            raise ServiceUnavailable(f"polling {self._consumer.subscription()}: {exc}") from exc
+        done: dict[TopicPartition, OffsetAndMetadata] = {}
+        count = 0
+        for tp, records in batch.items():
+            for record in records:
+                self.stats.consumed += 1
+                try:
+                    self._handle(record, handler)
+                except EdgecoreError as exc:
+                    if not exc.retryable:
+                        raise
+                    # Redeliver this record (and everything after it) later.
+                    self.stats.retried += 1
+                    log.warning("retryable failure on %s@%d: %s", tp, record.offset, exc)
+                    self._consumer.seek(tp, record.offset)
+                    time.sleep(self.retry_backoff_s)
+                    break
+                done[tp] = OffsetAndMetadata(record.offset + 1, "", -1)
+                count += 1
+        if done:
+            try:
+                self._consumer.commit(done)
+            except KafkaError as exc:
+                raise ServiceUnavailable(f"committing offsets {done}: {exc}") from exc
+        return count
+
+    def _handle(self, record: ConsumerRecord, handler: Callable[[T, ConsumerRecord], None]) -> None:
+        try:
+            item = self.parser(record)
+        except InvalidInput as exc:
+            self.dead_letter(record, str(exc))
+            return
+        try:
+            handler(item, record)
+        except PermanentError as exc:
+            self.dead_letter(record, f"{type(exc).__name__}: {exc}")
+            return
+        self.stats.handled += 1
+
+    def run(
+        self,
+        handler: Callable[[T, ConsumerRecord], None],
+        stop: threading.Event,
+        timeout_ms: int = 500,
+    ) -> ConsumerStats:
+        """Consume until ``stop`` is set; broker outages are waited out, not fatal."""
+        while not stop.is_set():
+            try:
+                self.poll_once(handler, timeout_ms)
+            except ServiceUnavailable as exc:
+                log.warning("Kafka unavailable, retrying: %s", exc)
+                stop.wait(self.retry_backoff_s)
+        return self.stats
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def parse_event_record(max_bytes: int) -> Callable[[ConsumerRecord], events.Envelope]:
+    """The parser for edgecore's own CloudEvents topics."""
+
+    def parser(record: ConsumerRecord) -> events.Envelope:
+        return events.parse(record.value, record.key, max_bytes=max_bytes)
+
+    return parser

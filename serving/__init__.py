@@ -1,0 +1,1 @@
+"""The edge predictor: a KServe model server that shares preprocessing with training."""

@@ -1,0 +1,72 @@
+"""The local stack: real MinIO and Kafka processes that `up`, `status` and `down` manage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psutil
+import pytest
+from typer.testing import CliRunner
+
+from edgecore.cli import app
+from edgecore.errors import StackError
+from edgecore.settings import Settings
+from edgecore.stack import Stack
+from edgecore.stack.tools import require
+
+
+def test_up_on_a_running_stack_is_a_no_op(stack: Stack) -> None:
+    before = {s.service: s.pid for s in stack.status()}
+    assert stack.up() is False
+    after = stack.status()
+    assert {s.service: s.pid for s in after} == before
+    assert all(s.healthy for s in after)
+
+
+def test_status_command_prints_a_table_of_healthy_services(stack: Stack) -> None:
+    result = CliRunner().invoke(app, ["stack", "status"])
+    assert result.exit_code == 0, result.output
+    for word in ("kafka", "minio", "127.0.0.1:9092", "yes"):
+        assert word in result.output
+
+
+def test_a_second_stack_on_other_ports_starts_and_down_leaves_no_process(
+    settings: Settings, tmp_path: Path
+) -> None:
+    other = Settings(
+        state_dir=tmp_path / "state",
+        cache_dir=settings.cache_dir,
+        s3_port=19000,
+        s3_console_port=19001,
+        kafka_port=19092,
+        kafka_controller_port=19093,
+    )
+    stack = Stack(other)
+    try:
+        assert stack.up() is True
+        pids = [s.pid for s in stack.status()]
+        assert all(s.healthy for s in stack.status())
+        assert stack.up() is False
+    finally:
+        stopped = stack.down()
+    assert sorted(stopped) == ["kafka", "minio"]
+    assert not any(
+        pid and psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie" for pid in pids
+    )
+    assert [s.pid for s in stack.status()] == [None, None]
+    assert (tmp_path / "state" / "minio" / "data").is_dir(), "data is left in place"
+    assert stack.down() == [], "a second down has nothing to stop"
+
+
+def test_a_missing_toolchain_says_what_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(StackError, match=r"`go` is not on PATH: install Go"):
+        require("go")
+    with pytest.raises(StackError, match="openjdk"):
+        require("java")
+
+
+def test_logs_of_an_unknown_service_is_a_cli_error() -> None:
+    result = CliRunner().invoke(app, ["stack", "logs", "redis"])
+    assert result.exit_code == 2
+    assert "unknown service" in result.output
