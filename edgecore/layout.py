@@ -104,6 +104,18 @@ class Location:
         return f"s3://{self.bucket}/{self.key}"
 
 
+@dataclass(frozen=True)
+class VersionedName:
+    """Where one dataset's or model's versions live, and where their numbers are claimed."""
+
+    versions: Location
+    claims: Location
+
+    def claim(self, version: str) -> Location:
+        parse_version(version)
+        return Location(self.claims.bucket, f"{self.claims.key}{version}.json")
+
+
 class Layout:
     """Builds the buckets and keys of one deployment (bucket names come from settings)."""
 
@@ -181,9 +193,10 @@ class Layout:
         return Location(self.training_bucket, f"claims/datasets/{check_name(dataset, 'dataset name')}/")
 
     def dataset_claim(self, dataset: str, version: str) -> Location:
-        parse_version(version)
-        prefix = self.dataset_claims_prefix(dataset)
-        return Location(prefix.bucket, f"{prefix.key}{version}.json")
+        return self.dataset_versions(dataset).claim(version)
+
+    def dataset_versions(self, dataset: str) -> VersionedName:
+        return VersionedName(self.datasets_prefix(dataset), self.dataset_claims_prefix(dataset))
 
     def dataset_set_marker(self, dataset: str, set_digest: str) -> Location:
         """Which version a shipped set (by content digest) went to: retransmissions land here."""
@@ -212,9 +225,10 @@ class Layout:
         return Location(self.models_bucket, f"claims/models/{check_name(model, 'model name')}/")
 
     def model_claim(self, model: str, version: str) -> Location:
-        parse_version(version)
-        prefix = self.model_claims_prefix(model)
-        return Location(prefix.bucket, f"{prefix.key}{version}.json")
+        return self.model_versions(model).claim(version)
+
+    def model_versions(self, model: str) -> VersionedName:
+        return VersionedName(self.models_prefix(model), self.model_claims_prefix(model))
 
     @staticmethod
     def _model_key(model: str, version: str) -> str:

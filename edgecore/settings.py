@@ -31,6 +31,11 @@ class Settings(BaseSettings):
         description="Built binaries and resolved jars, shared by every clone and CI run.",
     )
 
+    kustomize_module_version: str = Field(
+        default="v5.8.0",
+        description="Pinned sigs.k8s.io/kustomize/kustomize/v5 version `edgecore manifests` builds with.",
+    )
+
     # -- MinIO (S3) --------------------------------------------------------------------
     minio_module_version: str = Field(
         default="v0.0.0-20260212201848-7aac2a2c5b7c",
@@ -157,7 +162,7 @@ class Settings(BaseSettings):
         default=4 * 1_073_741_824, description="Largest total of file sizes in one shipped set."
     )
     receiver_upload_concurrency: int = Field(
-        default=8, description="Images the receiver uploads to S3 in parallel (bounds its memory)."
+        default=16, description="Images the receiver uploads to S3 in parallel (bounds its memory)."
     )
     shipper_backoff_max_s: float = Field(
         default=60.0, description="Longest wait between two attempts to ship a set."
@@ -193,3 +198,19 @@ class Settings(BaseSettings):
     @property
     def bin_dir(self) -> Path:
         return self.cache_dir / "bin"
+
+
+def settings_reference() -> str:
+    """A Markdown table of every setting, for the README (a test keeps them in step)."""
+    home = str(Path.home())
+    rows = ["| environment variable | default | meaning |", "| --- | --- | --- |"]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        if isinstance(default, SecretStr):
+            shown = "(secret)"
+        elif default is None:
+            shown = "—"
+        else:
+            shown = str(default).replace(home, "~")
+        rows.append(f"| `EDGECORE_{name.upper()}` | `{shown}` | {field.description} |")
+    return "\n".join(rows) + "\n"

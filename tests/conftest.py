@@ -17,6 +17,8 @@ from edgecore.settings import Settings
 from edgecore.stack import Stack
 from edgecore.storage import ObjectStore
 
+pytest_plugins = ["training_support", "edge_sync_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def settings() -> Settings:

@@ -29,6 +29,14 @@ def up() -> None:
 
 
 @app.command()
+def init() -> None:
+    """Create topics, core buckets and MinIO's Kafka notifications on already running services."""
+    with cli_errors():
+        created = Stack(Settings()).init()
+    console.print(f"created topics: {', '.join(created)}" if created else "topics already exist")
+
+
+@app.command()
 def down() -> None:
     """Stop the processes `up` started; data stays in the state folder."""
     with cli_errors():

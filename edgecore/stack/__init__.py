@@ -50,13 +50,18 @@ class Stack:
         started = False
         report("starting Kafka (KRaft)")
         started |= self.kafka.start()
-        created = ensure_topics(self.settings)
-        if created:
-            report(f"created topics {', '.join(created)}")
         report("starting MinIO")
         started |= self.minio.start()
-        self.prepare_buckets()
+        created = self.init()
+        if created:
+            report(f"created topics {', '.join(created)}")
         return started
+
+    def init(self) -> list[str]:
+        """Topics, core buckets and notifications on services started elsewhere (Docker, a cluster)."""
+        created = ensure_topics(self.settings)
+        self.prepare_buckets()
+        return created
 
     def prepare_buckets(self) -> None:
         """Core buckets exist and the training bucket notifies Kafka of new objects."""

@@ -1,0 +1,214 @@
+"""train: a small Keras CNN for CPU edge inference, fed by a tf.data pipeline.
+
+The network is depthwise-separable convolutions on a 64×64 input (a few tens of
+thousands of parameters, well under a millisecond per image on one CPU core with
+LiteRT).  The input pipeline caches the decoded arrays, shuffles, augments whole
+batches with one vectorised affine warp plus lighting jitter, and prefetches, so the
+model never waits for data.  Seeds are fixed; the edge's current production model
+seeds the weights when its labels are a subset of the new ones (a new product only
+adds an output column, it does not restart learning).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from components.prepare import PreparedData
+from edgecore.layout import LABELS_FILE
+
+log = logging.getLogger(__name__)
+
+KERAS_FILE = "model.keras"
+HISTORY_FILE = "history.json"
+OUTPUT_LAYER = "probabilities"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 40
+    batch_size: int = 32
+    learning_rate: float = 3e-3
+    patience: int = 6
+    seed: int = 0
+    threads: int = 1
+    augment: bool = True
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    epochs_run: int
+    best_val_accuracy: float
+    warm_started_from: str | None
+    seconds: float
+    images_per_second: float
+
+
+def configure_tensorflow(threads: int) -> Any:
+    """Import TensorFlow with small thread pools (the machine is shared)."""
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # already initialised in this process: keep its pools
+        pass
+    return tf
+
+
+def build_model(num_classes: int, image_size: int) -> Any:
+    import keras
+    from keras import layers
+
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    x = layers.Conv2D(24, 3, strides=2, padding="same", use_bias=False)(inputs)
+    x = layers.BatchNormalization(momentum=0.9)(x)
+    x = layers.ReLU()(x)
+    for filters in (48, 96, 128):
+        x = layers.SeparableConv2D(filters, 3, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization(momentum=0.9)(x)
+        x = layers.ReLU()(x)
+        if filters != 128:
+            x = layers.MaxPooling2D()(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(0.2)(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name=OUTPUT_LAYER)(x)
+    return keras.Model(inputs, outputs, name="edgecore_products")
+
+
+def augment_batch(tf: Any, x: Any) -> Any:
+    """Per-image random zoom, shift and lighting for a whole batch in a few kernel calls."""
+    n = tf.shape(x)[0]
+    size = tf.cast(tf.shape(x)[1], tf.float32)
+    scale = tf.random.uniform([n], 0.85, 1.15)
+    shift = tf.random.uniform([n, 2], -0.1, 0.1) * size
+    centre = size / 2.0
+    inv = 1.0 / scale
+    zeros = tf.zeros([n])
+    transforms = tf.stack(
+        [
+            inv,
+            zeros,
+            centre - centre * inv + shift[:, 0],
+            zeros,
+            inv,
+            centre - centre * inv + shift[:, 1],
+            zeros,
+            zeros,
+        ],
+        axis=1,
+    )
+    x = tf.raw_ops.ImageProjectiveTransformV3(
+        images=x,
+        transforms=transforms,
+        output_shape=tf.shape(x)[1:3],
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="REFLECT",
+    )
+    gain = tf.random.uniform([n, 1, 1, 1], 0.7, 1.3) * tf.random.uniform([n, 1, 1, 3], 0.9, 1.1)
+    offset = tf.random.uniform([n, 1, 1, 1], -0.08, 0.08)
+    return tf.clip_by_value(x * gain + offset, 0.0, 1.0)
+
+
+def make_dataset(
+    tf: Any, x: npt.NDArray[np.float32], y: npt.NDArray[np.int32], config: TrainConfig, training: bool
+) -> Any:
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).cache()
+    if training:
+        ds = ds.shuffle(len(x), seed=config.seed, reshuffle_each_iteration=True)
+    ds = ds.batch(config.batch_size)
+    if training and config.augment:
+        ds = ds.map(lambda a, b: (augment_batch(tf, a), b), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def warm_start(model: Any, production: Path, labels: list[str]) -> bool:
+    """Copy the production model's weights when its labels are a subset of ``labels``.
+
+    Every layer but the output is copied as is; the output layer's columns are copied
+    to the positions of the same SKUs, new SKUs keep their fresh initialisation.
+    """
+    import keras
+
+    keras_file = production / KERAS_FILE
+    labels_file = production / LABELS_FILE
+    if not keras_file.is_file() or not labels_file.is_file():
+        return False
+    old_labels = list(json.loads(labels_file.read_text()))
+    if not set(old_labels) <= set(labels):
+        log.info("no warm start: production labels %s are not a subset of %s", old_labels, labels)
+        return False
+    old = keras.models.load_model(keras_file, compile=False)
+    if [type(layer).__name__ for layer in old.layers] != [type(layer).__name__ for layer in model.layers]:
+        log.info("no warm start: the production model has another architecture")
+        return False
+    for old_layer, new_layer in zip(old.layers, model.layers, strict=True):
+        old_weights = old_layer.get_weights()
+        if new_layer.name == OUTPUT_LAYER:
+            kernel, bias = (w.copy() for w in new_layer.get_weights())
+            columns = [labels.index(sku) for sku in old_labels]
+            kernel[:, columns] = old_weights[0]
+            bias[columns] = old_weights[1]
+            new_layer.set_weights([kernel, bias])
+        elif [w.shape for w in old_weights] == [w.shape for w in new_layer.get_weights()]:
+            new_layer.set_weights(old_weights)
+        else:
+            log.info("no warm start: layer %s changed shape", new_layer.name)
+            return False
+    return True
+
+
+def train(prepared: Path, out: Path, config: TrainConfig, production: Path | None = None) -> TrainResult:
+    """Fit the model on the prepared splits and save it to ``out/model.keras``."""
+    tf = configure_tensorflow(config.threads)
+    import keras
+
+    keras.utils.set_random_seed(config.seed)
+    data = PreparedData(prepared)
+    labels = data.labels
+    train_split, val_split = data.split("train"), data.split("val")
+    model = build_model(len(labels), int(train_split.x.shape[1]))
+    warm = production is not None and warm_start(model, production, labels)
+    model.compile(
+        optimizer=keras.optimizers.Adam(config.learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    stop = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=config.patience, restore_best_weights=True
+    )
+    started = time.perf_counter()
+    history = model.fit(
+        make_dataset(tf, train_split.x, train_split.y, config, training=True),
+        validation_data=make_dataset(tf, val_split.x, val_split.y, config, training=False),
+        epochs=config.epochs,
+        callbacks=[stop],
+        shuffle=False,  # the dataset reshuffles itself every epoch
+        verbose=0,
+    )
+    seconds = time.perf_counter() - started
+    epochs_run = len(history.history["loss"])
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(out / KERAS_FILE)
+    (out / LABELS_FILE).write_text(json.dumps(labels))
+    result = TrainResult(
+        epochs_run=epochs_run,
+        best_val_accuracy=float(max(history.history["val_accuracy"])),
+        warm_started_from=str(production) if warm else None,
+        seconds=seconds,
+        images_per_second=epochs_run * len(train_split.y) / seconds,
+    )
+    (out / HISTORY_FILE).write_text(
+        json.dumps(
+            {"history": {k: [float(v) for v in vs] for k, vs in history.history.items()}, **asdict(result)}
+        )
+    )
+    return result

@@ -1,0 +1,218 @@
+"""Thin ``@dsl.component`` wrappers: map KFP artifacts and parameters to the step functions.
+
+Every wrapper runs on the one base image built from ``components/Dockerfile`` (the
+project installed, so ``kfp.local``'s ``SubprocessRunner(use_venv=False)`` and a real
+cluster run the same code) and builds ``Settings()`` from the environment, where the
+pipeline puts the S3 credentials (a Kubernetes secret) and the endpoints.  Each output
+artifact records ``compute_s``, the step's own work, for the plumbing benchmark.
+KFP ships each wrapper's source on its own, hence the imports inside the functions,
+and reads the annotations at decoration time, hence no ``from __future__ import annotations``.
+"""
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from kfp import dsl
+from kfp.dsl import ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
+
+BASE_IMAGE = "ghcr.io/edgecore/edgecore:0.1.0"
+"""Built and pushed from components/Dockerfile; the tag follows the project version."""
+
+component: Callable[[Callable[..., Any]], Any] = functools.partial(
+    dsl.component, base_image=BASE_IMAGE, install_kfp_package=False
+)
+"""``@dsl.component`` with the one base image; kfp is already installed in it."""
+
+
+@component
+def ingest_op(edge: str, datasets: list[str], snapshot: Output[Dataset]) -> None:
+    """Snapshot the edge's dataset versions and hard examples from S3."""
+    import time
+    from pathlib import Path
+
+    from components.ingest import ingest
+    from edgecore.layout import Layout
+    from edgecore.settings import Settings
+    from edgecore.storage import ObjectStore
+
+    started = time.perf_counter()
+    settings = Settings()
+    manifest = ingest(
+        ObjectStore(settings), Layout(settings), edge, [str(d) for d in datasets], Path(snapshot.path)
+    )
+    snapshot.metadata.update(
+        {
+            "edge": edge,
+            "datasets": manifest.metadata["datasets"],
+            "images": len(manifest.files) - 1,
+            "compute_s": time.perf_counter() - started,
+        }
+    )
+
+
+@component
+def production_op(edge: str, production: Output[Model]) -> None:
+    """The edge's current production model (an empty folder when there is none yet)."""
+    import time
+    from pathlib import Path
+
+    from components.registry import fetch_production
+    from edgecore.layout import Layout, edge_model_name
+    from edgecore.settings import Settings
+    from edgecore.storage import ObjectStore
+
+    started = time.perf_counter()
+    settings = Settings()
+    manifest = fetch_production(
+        ObjectStore(settings), Layout(settings), edge_model_name(edge), Path(production.path)
+    )
+    production.metadata.update(
+        {"version": manifest.version if manifest else "", "compute_s": time.perf_counter() - started}
+    )
+
+
+@component
+def prepare_op(snapshot: Input[Dataset], seed: int, prepared: Output[Dataset]) -> None:
+    """Validate, clean up, preprocess and split."""
+    import time
+    from pathlib import Path
+
+    from components.prepare import prepare
+    from edgecore.settings import Settings
+
+    started = time.perf_counter()
+    report = prepare(Path(snapshot.path), Path(prepared.path), Settings().image_size, seed=seed)
+    prepared.metadata.update(
+        {
+            "kept": report.kept,
+            "dropped": report.dropped,
+            "splits": report.splits,
+            "compute_s": time.perf_counter() - started,
+        }
+    )
+
+
+@component
+def train_op(
+    prepared: Input[Dataset], production: Input[Model], epochs: int, seed: int, model: Output[Model]
+) -> None:
+    """Fit the CNN, warm-started from production when its labels allow it."""
+    import time
+    from pathlib import Path
+
+    from components.train import TrainConfig, train
+
+    started = time.perf_counter()
+    result = train(
+        Path(prepared.path), Path(model.path), TrainConfig(epochs=epochs, seed=seed), Path(production.path)
+    )
+    model.metadata.update(
+        {
+            "epochs_run": result.epochs_run,
+            "best_val_accuracy": result.best_val_accuracy,
+            "warm_started": result.warm_started_from is not None,
+            "compute_s": time.perf_counter() - started,
+        }
+    )
+
+
+@component
+def evaluate_op(
+    edge: str,
+    prepared: Input[Dataset],
+    model: Input[Model],
+    production: Input[Model],
+    min_accuracy: float,
+    max_regression: float,
+    evaluation: Output[dsl.Artifact],
+    metrics: Output[Metrics],
+    classification: Output[ClassificationMetrics],
+    report: Output[Markdown],
+) -> bool:
+    """Score the candidate, compare with production; the single output is the gate verdict.
+
+    The verdict is the component's only return value (KFP output ``Output``) because
+    ``kfp.local`` 2.17 resolves a ``dsl.If`` channel only for pipeline parameters and
+    outputs named ``Output``; a named output such as ``passed`` is looked up as a
+    parent input, is not found and the branch is silently skipped.
+    """
+    import time
+    from pathlib import Path
+
+    from components.evaluate import GateConfig, evaluate, markdown_report
+    from components.prepare import PreparedData
+
+    started = time.perf_counter()
+    result = evaluate(
+        Path(model.path), Path(prepared.path), GateConfig(min_accuracy, max_regression), Path(production.path)
+    )
+    result.save(Path(evaluation.path))
+    for name, value in result.metrics().items():
+        metrics.log_metric(name, value)
+    classification.log_confusion_matrix(result.labels, result.confusion)
+    Path(report.path).write_text(markdown_report(result, edge, PreparedData(Path(prepared.path)).report))
+    evaluation.metadata.update(
+        {"passed": result.passed, "reasons": result.reasons, "compute_s": time.perf_counter() - started}
+    )
+    return result.passed
+
+
+@component
+def export_op(
+    prepared: Input[Dataset],
+    model: Input[Model],
+    evaluation: Input[dsl.Artifact],
+    snapshot: Input[Dataset],
+    exported: Output[Model],
+) -> None:
+    """Write the version folder: LiteRT, SavedModel, labels, catalogue, card, manifest."""
+    import time
+    from pathlib import Path
+
+    from components.evaluate import Evaluation
+    from components.export import export_trained
+    from edgecore.settings import Settings
+
+    started = time.perf_counter()
+    result = Evaluation.load(Path(evaluation.path))
+    manifest = export_trained(
+        Path(model.path),
+        Path(prepared.path),
+        Path(exported.path),
+        Settings().image_size,
+        result.metrics(),
+        {"datasets": snapshot.metadata.get("datasets", []), "production_version": result.production_version},
+    )
+    exported.metadata.update({"files": len(manifest.files), "compute_s": time.perf_counter() - started})
+
+
+@component
+def publish_op(edge: str, exported: Input[Model], registration: Output[dsl.Artifact]) -> str:
+    """Register the version, deliver it to the edge bucket, emit ``model-published``."""
+    import time
+    from pathlib import Path
+
+    from components.publish import publish
+    from edgecore.layout import Layout
+    from edgecore.messaging import EventProducer, ensure_topics
+    from edgecore.settings import Settings
+    from edgecore.storage import ObjectStore
+
+    started = time.perf_counter()
+    settings = Settings()
+    ensure_topics(settings)
+    producer = EventProducer(settings, source="edgecore/pipeline/publish")
+    try:
+        event = publish(
+            ObjectStore(settings),
+            Layout(settings),
+            Path(exported.path),
+            edge,
+            lambda e: producer.publish(settings.topic_model_published, e),
+        )
+    finally:
+        producer.close()
+    Path(registration.path).write_text(event.model_dump_json(indent=2))
+    registration.metadata.update({"version": event.version, "compute_s": time.perf_counter() - started})
+    return event.version

@@ -1,0 +1,248 @@
+"""Wiring in one place: targets from the fleet file, sources, the worker pool, metrics.
+
+Every edge gets a controller (its spec, its target, the shared handlers); a fleet runs
+them on one worker pool.  Triggers for one edge coalesce: while its pass waits for a
+worker, new events and polls simply join it; while it runs, they mark it to run once
+more.  So an edge is never reconciled by two threads at once, and a burst of events
+costs one extra pass at most.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from kubernetes import client
+
+from edge_sync.controller import EdgeStatus, Outcome, SyncContext, on_model_published, reconcile, status
+from edge_sync.fleet import EdgeSpec, KServeSpec, LocalSpec, fleet_path, load_fleet
+from edge_sync.metrics import SyncMetrics
+from edge_sync.sources import consume_model_published, consumer_group, poll_bucket
+from edge_sync.targets import Target
+from edge_sync.targets.kserve import KServeTarget, api_client
+from edge_sync.targets.local import LocalServerTarget
+from edgecore.errors import EdgecoreError, NotFound
+from edgecore.events import ModelPublished
+from edgecore.layout import Layout
+from edgecore.settings import Settings
+from edgecore.storage import ObjectStore
+
+log = logging.getLogger(__name__)
+
+
+def build_targets(
+    settings: Settings, specs: Iterable[EdgeSpec], store: ObjectStore, layout: Layout
+) -> dict[str, Target]:
+    """One target per edge; one Kubernetes API client per kubeconfig context."""
+    clients: dict[tuple[str | None, str], client.ApiClient] = {}
+    targets: dict[str, Target] = {}
+    for spec in specs:
+        t = spec.target
+        if isinstance(t, KServeSpec):
+            key = (str(t.kubeconfig) if t.kubeconfig else None, t.context)
+            if key not in clients:
+                clients[key] = api_client(t.context, key[0], pool_size=max(16, settings.edge_sync_workers))
+            targets[spec.edge] = KServeTarget(
+                clients[key],
+                t.namespace,
+                t.name,
+                t.canary_percent,
+                settings.edge_sync_ready_timeout_s,
+                t.context,
+            )
+        elif isinstance(t, LocalSpec):
+            targets[spec.edge] = LocalServerTarget(
+                t.url, spec.edge, spec.model_name, t.probes, store, layout, settings.edge_sync_ready_timeout_s
+            )
+    return targets
+
+
+@dataclass
+class _Slot:
+    spec: EdgeSpec
+    target: Target
+    queued: bool = False
+    """A pass is waiting for a worker: it will see whatever a new trigger would."""
+    running: bool = False
+    again: bool = False
+    event: ModelPublished | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class ControllerFleet:
+    """The controllers of several edges, sharing a worker pool, sources and metrics."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        specs: list[EdgeSpec],
+        targets: dict[str, Target] | None = None,
+        metrics: SyncMetrics | None = None,
+        on_outcome: Callable[[Outcome], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics or SyncMetrics()
+        workers = max(1, settings.edge_sync_workers)
+        self.ctx = SyncContext(
+            ObjectStore(settings),
+            Layout(settings),
+            self.metrics,
+            settings.state_dir / "edge-sync",
+            # the S3 connections are shared: many edges at once download their files one by one
+            max(1, workers // min(workers, max(1, len(specs)))),
+        )
+        if targets is None:
+            targets = build_targets(settings, specs, self.ctx.store, self.ctx.layout)
+        self._slots = {s.edge: _Slot(s, targets[s.edge]) for s in specs}
+        self._by_model: dict[str, list[_Slot]] = {}
+        for slot in self._slots.values():
+            self._by_model.setdefault(slot.spec.model_name, []).append(slot)
+        self._pool = ThreadPoolExecutor(
+            max_workers=max(1, settings.edge_sync_workers), thread_name_prefix="edge-sync"
+        )
+        self._on_outcome = on_outcome
+        self.outcomes: dict[str, Outcome] = {}
+
+    # -- triggers ----------------------------------------------------------------------
+    def on_event(self, event: ModelPublished) -> None:
+        for slot in self._by_model.get(event.model, []):
+            if slot.spec.edge in event.edge_uris:
+                self._schedule(slot, event)
+
+    def statuses(self) -> list[EdgeStatus]:
+        return list(self._pool.map(lambda s: status(s.spec, s.target, self.ctx), self._slots.values()))
+
+    def rollback_all(self) -> None:
+        list(self._pool.map(lambda s: s.target.rollback(), self._slots.values()))
+
+    def schedule_all(self) -> None:
+        for slot in self._slots.values():
+            self._schedule(slot, None)
+
+    def reconcile_all(self) -> list[Outcome]:
+        """One synchronous pass over every edge (``edges run --once``, startup)."""
+        return list(self._pool.map(lambda s: self._reconcile(s, None), self._slots.values()))
+
+    def _schedule(self, slot: _Slot, event: ModelPublished | None) -> None:
+        with slot.lock:
+            if event is not None:
+                slot.event = event
+            if slot.queued:
+                return
+            if slot.running:
+                slot.again = True
+                return
+            slot.queued = True
+        self._pool.submit(self._drain, slot)
+
+    def _drain(self, slot: _Slot) -> None:
+        while True:
+            with slot.lock:
+                slot.queued, slot.running = False, True
+                event, slot.event, slot.again = slot.event, None, False
+            self._reconcile(slot, event)
+            with slot.lock:
+                if not slot.again:
+                    slot.running = False
+                    return
+
+    def _reconcile(self, slot: _Slot, event: ModelPublished | None) -> Outcome:
+        try:
+            if event is not None:
+                outcome = on_model_published(event, slot.spec, slot.target, self.ctx)
+                if outcome is None:
+                    outcome = reconcile(slot.spec, slot.target, self.ctx)
+            else:
+                outcome = reconcile(slot.spec, slot.target, self.ctx)
+        except EdgecoreError as exc:
+            reason = "unavailable" if exc.retryable else "error"
+            self.metrics.failures.labels(slot.spec.edge, reason).inc()
+            log.error(
+                "edge %s: sync failed (%s, retried at the next trigger): %s", slot.spec.edge, reason, exc
+            )
+            outcome = Outcome(slot.spec.edge, "failed", detail=f"{type(exc).__name__}: {exc}")
+        self.outcomes[slot.spec.edge] = outcome
+        if self._on_outcome is not None:
+            self._on_outcome(outcome)
+        return outcome
+
+    # -- running -----------------------------------------------------------------------
+    def run(self, stop: threading.Event, group_id: str = "fleet", kafka_retry_s: float = 5.0) -> None:
+        """Consume events and poll the buckets until ``stop`` is set."""
+        threads = [
+            threading.Thread(
+                target=consume_model_published,
+                args=(self.settings, consumer_group(group_id), self.on_event, stop, kafka_retry_s),
+                name="edge-sync-events",
+                daemon=True,
+            ),
+            threading.Thread(
+                target=poll_bucket,
+                args=(self.schedule_all, self.settings.edge_sync_poll_s, stop),
+                name="edge-sync-poll",
+                daemon=True,
+            ),
+        ]
+        for thread in threads:
+            thread.start()
+        stop.wait()
+        for thread in threads:
+            thread.join(timeout=10)
+        self.close()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def select(settings: Settings, edges: Iterable[str] = ()) -> list[EdgeSpec]:
+    """The fleet file's edges, or only the named ones."""
+    specs = load_fleet(fleet_path(settings))
+    wanted = set(edges)
+    if not wanted:
+        return specs
+    unknown = wanted - {s.edge for s in specs}
+    if unknown:
+        raise NotFound(f"edges {sorted(unknown)} are not in the fleet file {fleet_path(settings)}")
+    return [s for s in specs if s.edge in wanted]
+
+
+def fleet_status(settings: Settings, specs: list[EdgeSpec]) -> list[EdgeStatus]:
+    fleet = ControllerFleet(settings, specs)
+    try:
+        return fleet.statuses()
+    finally:
+        fleet.close()
+
+
+def rollback(settings: Settings, specs: list[EdgeSpec]) -> list[EdgeStatus]:
+    """``edgecore edges rollback``: put each edge back on its previous version."""
+    fleet = ControllerFleet(settings, specs)
+    try:
+        fleet.rollback_all()
+        return fleet.statuses()
+    finally:
+        fleet.close()
+
+
+def run_fleet(
+    settings: Settings,
+    specs: list[EdgeSpec],
+    stop: threading.Event,
+    once: bool = False,
+    metrics_port: int | None = None,
+    group_id: str = "fleet",
+) -> list[Outcome]:
+    """``edgecore edges run``: one pass (``once``), or events + polling until ``stop``."""
+    fleet = ControllerFleet(settings, specs)
+    if once:
+        try:
+            return fleet.reconcile_all()
+        finally:
+            fleet.close()
+    if metrics_port:
+        fleet.metrics.serve(metrics_port)
+    fleet.run(stop, group_id)
+    return list(fleet.outcomes.values())

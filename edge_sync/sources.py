@@ -1,0 +1,109 @@
+"""How controllers learn that a new version may exist: Kafka events, and polling the bucket.
+
+``model-published`` is the fast path (its own consumer group, so every controller fleet
+sees every event); polling the edge bucket is the fallback that also covers the time a
+controller or Kafka was down.  Both only *trigger* a reconcile: the bucket says which
+version is newest, so a missed, repeated or out-of-order event cannot do harm.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from kafka.consumer.fetcher import ConsumerRecord
+
+from edgecore.errors import ServiceUnavailable
+from edgecore.events import Envelope, ModelPublished
+from edgecore.messaging import EventConsumer, EventProducer, parse_event_record
+from edgecore.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def consumer_group(fleet: str) -> str:
+    return f"edgecore-edge-sync-{fleet}"
+
+
+def consume_model_published(
+    settings: Settings,
+    group_id: str,
+    on_event: Callable[[ModelPublished], None],
+    stop: threading.Event,
+    retry_s: float = 5.0,
+    connected: threading.Event | None = None,
+) -> None:
+    """Feed ``model-published`` events to ``on_event`` until ``stop``; wait out Kafka outages.
+
+    Other event types on the topic are skipped; malformed records go to the DLQ (the
+    consumer's contract).  While Kafka cannot be reached the bucket poller carries on.
+    """
+
+    def handler(envelope: Envelope, record: ConsumerRecord) -> None:
+        if isinstance(envelope.data, ModelPublished):
+            on_event(envelope.data)
+
+    while not stop.is_set():
+        producer: EventProducer | None = None
+        consumer: EventConsumer[Envelope] | None = None
+        try:
+            producer = EventProducer(settings, source=f"/edgecore/edge-sync/{group_id}")
+            consumer = EventConsumer(
+                settings,
+                group_id,
+                [settings.topic_model_published],
+                parse_event_record(settings.max_event_bytes),
+                producer,
+                retry_backoff_s=min(retry_s, 1.0),
+                # notice a topic created (or repartitioned) after joining within seconds, not 5 min
+                metadata_max_age_ms=10_000,
+            )
+            if connected is not None:
+                connected.set()
+            _consume(consumer, handler, stop, retry_s)
+        except ServiceUnavailable as exc:
+            log.warning("Kafka unavailable (%s); relying on bucket polling, retrying in %.0f s", exc, retry_s)
+            stop.wait(retry_s)
+        finally:
+            if consumer is not None:
+                consumer.close()
+            if producer is not None:
+                producer.close()
+
+
+def _consume(
+    consumer: EventConsumer[Envelope],
+    handler: Callable[[Envelope, ConsumerRecord], None],
+    stop: threading.Event,
+    retry_s: float,
+    unassigned_s: float = 20.0,
+) -> None:
+    """Like ``EventConsumer.run``, but gives up on a consumer left without partitions.
+
+    A consumer that joins while the topic's metadata is not yet served can be assigned
+    nothing and never rebalance; a fresh consumer (the caller's next round) joins properly.
+    """
+    since = time.monotonic()
+    while not stop.is_set():
+        try:
+            consumer.poll_once(handler, timeout_ms=250)
+        except ServiceUnavailable as exc:
+            log.warning("Kafka unavailable, retrying: %s", exc)
+            stop.wait(min(retry_s, 1.0))
+        if consumer.consumer.assignment():
+            since = time.monotonic()
+        elif time.monotonic() - since > unassigned_s:
+            log.warning("no partitions assigned for %.0f s; rejoining with a new consumer", unassigned_s)
+            return
+
+
+def poll_bucket(trigger: Callable[[], None], interval_s: float, stop: threading.Event) -> None:
+    """Call ``trigger`` every ``interval_s`` (first at once) until ``stop``."""
+    while not stop.is_set():
+        try:
+            trigger()
+        except Exception:  # one failed round must not end polling
+            log.exception("bucket poll failed; next round in %.0f s", interval_s)
+        stop.wait(interval_s)

@@ -1,0 +1,5 @@
+"""Where a verified model version is deployed: a KServe InferenceService or the local server."""
+
+from edge_sync.targets.base import Deployed, RolloutFailed, Target
+
+__all__ = ["Deployed", "RolloutFailed", "Target"]

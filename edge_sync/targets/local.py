@@ -1,0 +1,218 @@
+"""The edge's own model server (``serving/``), driven through KServe's repository API.
+
+The serving pointer in the edge bucket (``edgecore.pointer.ModelPointer``) is this
+target's state, the way ``storageUri`` and annotations are an InferenceService's: the
+controller writes the version (and the one before it) there, asks the server to
+``load``, and then asks the server itself which version answers, with a smoke inference
+on stored probe images whose right answer is known (``<probes>/<SKU>/<image>``).
+A version that does not load, answers with another version, or gets a probe wrong is
+rolled back: the pointer goes back to the previous version and the server reloads it.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from edge_sync.targets.base import Deployed, RolloutFailed
+from edgecore.errors import InvalidInput, NotFound, ServiceUnavailable
+from edgecore.layout import MANIFEST, Layout, check_sku
+from edgecore.manifest import Manifest
+from edgecore.pointer import ModelPointer
+from edgecore.storage import ObjectStore
+
+log = logging.getLogger(__name__)
+
+PROBE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
+MAX_PROBES = 32
+MAX_PROBE_BYTES = 2 * 1_048_576
+MAX_ANSWER_BYTES = 1_048_576
+
+
+def load_probes(folder: Path) -> list[tuple[str, bytes]]:
+    """(expected SKU, image bytes) for each probe image, bounded in count and size."""
+    if not folder.is_dir():
+        raise NotFound(f"probe image folder {folder} does not exist")
+    probes: list[tuple[str, bytes]] = []
+    for path in sorted(folder.glob("*/*")):
+        if path.suffix.lower() in PROBE_SUFFIXES and path.is_file():
+            if path.stat().st_size > MAX_PROBE_BYTES:
+                raise InvalidInput(f"probe image {path} is larger than {MAX_PROBE_BYTES} bytes")
+            probes.append((check_sku(path.parent.name), path.read_bytes()))
+    if not probes:
+        raise NotFound(f"no probe images under {folder} (expected <SKU>/<image>.jpg)")
+    return probes[:MAX_PROBES]
+
+
+class LocalServerTarget:
+    local_copy = True
+
+    def __init__(
+        self,
+        url: str,
+        edge: str,
+        model: str,
+        probes: Path,
+        store: ObjectStore,
+        layout: Layout,
+        load_timeout_s: float = 300.0,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.edge = edge
+        self.model = model
+        self.probes = probes
+        self._store = store
+        self._pointer_at = layout.edge_model_pointer(edge, model)
+        self._http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(10.0, read=load_timeout_s))
+        self.description = f"local:{self.url}"
+
+    # -- reading back the state --------------------------------------------------------
+    def pointer(self) -> ModelPointer | None:
+        try:
+            raw = self._store.get_bytes(self._pointer_at, max_bytes=64 * 1024)
+        except NotFound:
+            return None
+        return ModelPointer.from_bytes(raw, self._pointer_at.uri)
+
+    def current(self) -> Deployed | None:
+        p = self.pointer()
+        return Deployed(p.version, p.uri, p.synced_at) if p else None
+
+    def previous(self) -> Deployed | None:
+        p = self.pointer()
+        return (
+            Deployed(p.previous_version, p.previous_uri)
+            if p and p.previous_version and p.previous_uri
+            else None
+        )
+
+    def rejected(self) -> str | None:
+        p = self.pointer()
+        return p.rejected_version if p else None
+
+    def serving_version(self) -> str | None:
+        """The version the server answers with right now (None if it answers nothing)."""
+        _, image = load_probes(self.probes)[0]
+        try:
+            return self._predict([image])[0]
+        except RolloutFailed:
+            return None
+
+    # -- changing it -------------------------------------------------------------------
+    def apply(self, uri: str, version: str) -> Deployed:
+        before = self.pointer()
+        if before is None or before.version != version or before.uri != uri:
+            self._write(
+                ModelPointer(
+                    model=self.model,
+                    version=version,
+                    uri=uri,
+                    previous_version=before.version if before else None,
+                    previous_uri=before.uri if before else None,
+                    rejected_version=before.rejected_version if before else None,
+                )
+            )
+        else:
+            log.info("%s: resuming the rollout of %s", self.description, version)
+        try:
+            self._load()
+            self._smoke(version, _labels_of(uri))
+        except RolloutFailed as exc:
+            self._restore(str(exc))
+            raise RolloutFailed(f"{self.description}: {version} rolled back: {exc}") from exc
+        confirmed = self.pointer()
+        assert confirmed is not None
+        self._write(confirmed.model_copy(update={"synced_at": datetime.now(UTC)}))
+        return Deployed(version, uri, datetime.now(UTC))
+
+    def rollback(self) -> Deployed | None:
+        if self.previous() is not None:
+            self._restore("rollback requested")
+        return self.current()
+
+    def _restore(self, why: str) -> None:
+        p = self.pointer()
+        assert p is not None
+        if not p.previous_version or not p.previous_uri:
+            log.error(
+                "%s: %s failed (%s) and there is no previous version to restore",
+                self.description,
+                p.version,
+                why,
+            )
+            self._write(p.model_copy(update={"rejected_version": p.version}))
+            return
+        log.warning(
+            "%s: restoring %s after %s failed: %s", self.description, p.previous_version, p.version, why
+        )
+        self._write(
+            ModelPointer(
+                model=self.model,
+                version=p.previous_version,
+                uri=p.previous_uri,
+                rejected_version=p.version,
+                synced_at=datetime.now(UTC),
+            )
+        )
+        try:
+            self._load()
+        except RolloutFailed as exc:
+            log.error("%s: reloading %s failed too: %s", self.description, p.previous_version, exc)
+
+    def _write(self, pointer: ModelPointer) -> None:
+        self._store.put_bytes(self._pointer_at, pointer.to_bytes(), content_type="application/json")
+
+    # -- talking to the server ---------------------------------------------------------
+    def _load(self) -> None:
+        try:
+            resp = self._http.post(f"/v2/repository/models/{self.model}/load")
+        except httpx.TransportError as exc:
+            raise ServiceUnavailable(f"{self.description}: model server unreachable: {exc}") from exc
+        if resp.status_code != 200:
+            raise RolloutFailed(f"load answered {resp.status_code}: {resp.text[:300]}")
+
+    def _smoke(self, version: str, labels: set[str] | None) -> None:
+        probes = [(sku, image) for sku, image in load_probes(self.probes) if labels is None or sku in labels]
+        if not probes:
+            raise RolloutFailed(f"{version} knows none of the probe images' SKUs")
+        answers = self._predict([image for _, image in probes], want=version)
+        wrong = [(sku, got) for (sku, _), got in zip(probes, answers[1:], strict=True) if got != sku]
+        if wrong:
+            raise RolloutFailed(
+                f"{version} got {len(wrong)} of {len(probes)} probe images wrong: {wrong[:3]}"
+            )
+
+    def _predict(self, images: list[bytes], want: str | None = None) -> list[str]:
+        """[serving version, top-1 SKU of each image] from one V1 predict call."""
+        body = {"instances": [{"image_bytes": {"b64": base64.b64encode(i).decode()}} for i in images]}
+        try:
+            resp = self._http.post(f"/v1/models/{self.model}:predict", json=body)
+        except httpx.TransportError as exc:
+            raise ServiceUnavailable(f"{self.description}: model server unreachable: {exc}") from exc
+        if resp.status_code != 200 or len(resp.content) > MAX_ANSWER_BYTES:
+            raise RolloutFailed(f"smoke inference answered {resp.status_code}: {resp.text[:300]}")
+        answer: dict[str, Any] = resp.json()
+        served = str(answer.get("model_version"))
+        if want is not None and served != want:
+            raise RolloutFailed(f"the server answers with version {served}, not {want}")
+        predictions = answer.get("predictions") or []
+        return [served, *(str(p.get("sku")) for p in predictions)]
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def _labels_of(uri: str) -> set[str] | None:
+    """The SKUs the version knows, when it is a local verified copy (probes of others are skipped)."""
+    if not uri.startswith("file://"):
+        return None
+    path = Path(uri.removeprefix("file://")) / MANIFEST
+    if not path.is_file():
+        return None
+    labels = Manifest.from_bytes(path.read_bytes(), str(path)).labels
+    return set(labels) if labels else None

@@ -1,0 +1,86 @@
+"""``edgecore edge gateway | ship | receiver | listen``: the edge-to-core data path."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edge_sync import service
+from edgecore.cli.common import cli_errors, console
+from edgecore.settings import Settings
+from pipelines import launchers, listener
+
+app = typer.Typer(no_args_is_help=True)
+
+HOST = typer.Option("127.0.0.1", help="Address to listen on.")
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+@app.command()
+def gateway(
+    edge: str = typer.Option(..., help="This store's edge id."),
+    host: str = HOST,
+    ship: bool = typer.Option(True, help="Also run the shipper (sends completed sets to the core)."),
+) -> None:
+    """The store's device/kiosk gateway on settings.gateway_port (and its shipper)."""
+    with cli_errors():
+        service.run_gateway(Settings(), edge, host, ship)
+
+
+@app.command()
+def ship(edge: str = typer.Option(..., help="This store's edge id.")) -> None:
+    """Only the shipper: send the outbox's sets to settings.receiver_url until stopped."""
+    with cli_errors():
+        service.run_shipper(Settings(), edge, _stop_on_signals())
+
+
+@app.command()
+def receiver(host: str = HOST) -> None:
+    """The core receiver of edge sets on settings.receiver_port."""
+    with cli_errors():
+        service.run_receiver(Settings(), host)
+
+
+@app.command()
+def listen(
+    launcher: str = typer.Option("dry-run", help="dry-run (write run requests), local (kfp.local) or kfp."),
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Run requests (dry-run) or pipeline roots (local); default <state>/listener/<launcher>.",
+        ),
+    ] = None,
+    kfp_host: str = typer.Option("", help="KFP API endpoint (kfp launcher)."),
+    experiment: str = typer.Option("edgecore", help="KFP experiment (kfp launcher)."),
+    with_dataset: Annotated[
+        list[str] | None, typer.Option(help="Also train on this dataset (name or name@version).")
+    ] = None,
+    group: str = typer.Option(listener.GROUP_ID, help="Kafka consumer group."),
+) -> None:
+    """Turn new dataset versions into training runs (one per version) until stopped."""
+    settings = Settings()
+    folder = out_dir or settings.listener_dir / launcher
+    extra = tuple(with_dataset or ())
+    chosen: listener.Launcher
+    if launcher == "dry-run":
+        chosen = launchers.DryRunLauncher(folder, extra)
+    elif launcher == "local":
+        chosen = launchers.LocalLauncher(folder, extra)
+    elif launcher == "kfp" and kfp_host:
+        chosen = launchers.KfpLauncher(kfp_host, experiment, folder / "training.yaml", extra)
+    else:
+        raise typer.BadParameter("use --launcher dry-run, local, or kfp with --kfp-host")
+    console.print(f"listening as {group} with the {launcher} launcher ({folder})")
+    with cli_errors():
+        listener.run_listener(settings, chosen, _stop_on_signals(), group)

@@ -1,0 +1,123 @@
+"""``edgecore edges``: the model delivery controllers of the fleet's edges."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+from rich.table import Table
+
+from edgecore.cli.common import cli_errors, console, out
+from edgecore.settings import Settings
+
+if TYPE_CHECKING:
+    from edge_sync.controller import EdgeStatus
+
+app = typer.Typer(no_args_is_help=True, add_completion=False)
+
+FleetOption = typer.Option(None, "--fleet", help="Fleet file (JSON list of edges and targets).")
+EdgeOption = typer.Option(None, "--edge", "-e", help="Only this edge (repeatable).")
+
+
+def _settings(fleet: Path | None) -> Settings:
+    return Settings(edge_fleet_file=fleet) if fleet else Settings()
+
+
+def _ago(when: datetime | None) -> str:
+    if when is None:
+        return "-"
+    seconds = (datetime.now(UTC) - when).total_seconds()
+    return f"{when:%Y-%m-%d %H:%M:%S} ({_duration(seconds)} ago)"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+@app.command()
+def status(fleet: Path | None = FleetOption, edge: list[str] | None = EdgeOption) -> None:
+    """A table of each edge's target, serving and previous version, last sync and lag."""
+    from edge_sync.main import fleet_status, select
+
+    settings = _settings(fleet)
+    with cli_errors():
+        rows = fleet_status(settings, select(settings, edge or []))
+    _print_status(rows)
+
+
+@app.command()
+def rollback(
+    edge: list[str] = typer.Option(..., "--edge", "-e", help="Edge to roll back (repeatable)."),
+    fleet: Path | None = FleetOption,
+) -> None:
+    """Put edges back on their previous version; the version they leave is not synced again."""
+    from edge_sync.main import rollback as roll_back
+    from edge_sync.main import select
+
+    settings = _settings(fleet)
+    with cli_errors():
+        rows = roll_back(settings, select(settings, edge))
+    _print_status(rows)
+
+
+def _print_status(rows: list[EdgeStatus]) -> None:
+    table = Table("edge", "target", "serving", "previous", "newest", "last sync", "lag")
+    for row in rows:
+        lag = (
+            "-"
+            if row.lag_s is None
+            else ("0" if row.lag_s == 0 else f"[yellow]{_duration(row.lag_s)}[/yellow]")
+        )
+        if row.error:
+            lag = f"[red]{row.error}[/red]"
+        table.add_row(
+            row.edge,
+            row.target,
+            row.serving or "-",
+            row.previous or "-",
+            row.newest or "-",
+            _ago(row.last_sync),
+            lag,
+        )
+    out.print(table)
+
+
+@app.command()
+def run(
+    fleet: Path | None = FleetOption,
+    edge: list[str] | None = EdgeOption,
+    once: bool = typer.Option(False, "--once", help="Reconcile every edge once and exit."),
+    metrics_port: int | None = typer.Option(
+        None, help="Prometheus /metrics port (default from settings; 0: none)."
+    ),
+    group: str = typer.Option("fleet", help="Names this fleet's Kafka consumer group."),
+) -> None:
+    """Run the controllers: model-published events, bucket polling, verify, repoint, roll back."""
+    from edge_sync.main import run_fleet, select
+
+    settings = _settings(fleet)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    with cli_errors():
+        specs = select(settings, edge or [])
+        console.print(f"[cyan]•[/cyan] syncing {len(specs)} edge(s){' once' if once else ''}")
+        port = settings.edge_sync_metrics_port if metrics_port is None else metrics_port
+        outcomes = run_fleet(settings, specs, stop, once, port, group)
+    table = Table("edge", "action", "version", "serving", "detail")
+    for o in outcomes:
+        table.add_row(o.edge, o.action, o.version or "-", o.serving or "-", o.detail[:120])
+    out.print(table)
+    if any(o.action in ("refused", "rolled-back", "failed") for o in outcomes):
+        raise typer.Exit(3)

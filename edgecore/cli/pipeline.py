@@ -1,0 +1,99 @@
+"""``edgecore pipeline compile | upload | run``: the KFP training DAG."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from edgecore.cli.common import cli_errors, console, out
+from edgecore.errors import InvalidInput
+
+app = typer.Typer(no_args_is_help=True)
+
+
+@app.command("compile")
+def compile_(
+    output: Path = typer.Option(Path("training-pipeline.yaml"), "--out", help="Where to write the IR YAML."),
+) -> None:
+    """Compile the training pipeline to KFP IR YAML."""
+    from pipelines.submit import compile_pipeline
+
+    with cli_errors():
+        path = compile_pipeline(output)
+    out.print(str(path))
+
+
+@app.command()
+def upload(
+    host: str = typer.Option(..., help="KFP API URL."),
+    name: str = typer.Option("edgecore-training", help="Pipeline name in KFP."),
+    version: str | None = typer.Option(None, help="Version name; default: a UTC timestamp."),
+    package: Path = typer.Option(Path("training-pipeline.yaml"), help="Where to write the compiled IR."),
+) -> None:
+    """Compile the DAG and register it in KFP (a new pipeline version when the name exists)."""
+    from pipelines.submit import upload as upload_pipeline
+
+    stamp = version or datetime.now(UTC).strftime("v%Y%m%d-%H%M%S")
+    with cli_errors():
+        uploaded = upload_pipeline(host, package, name, stamp)
+    out.print(f"{name} {stamp}: {uploaded}")
+
+
+@app.command()
+def run(
+    local: bool = typer.Option(
+        False, "--local", help="Run with kfp.local in subprocesses of this interpreter."
+    ),
+    host: str | None = typer.Option(None, help="KFP API URL to submit to with kfp.Client."),
+    edge: list[str] = typer.Option(
+        ["hypermarket", "boutique"], help="Edges to train a model for (repeatable)."
+    ),
+    dataset: list[str] = typer.Option(
+        ["hypermarket", "boutique"], help="Dataset names (newest version), or name@v000003 (repeatable)."
+    ),
+    epochs: int = typer.Option(40, min=1),
+    seed: int = typer.Option(0),
+    min_accuracy: float = typer.Option(0.9, min=0.0, max=1.0),
+    max_regression: float = typer.Option(0.01, min=0.0, max=1.0),
+    pipeline_root: Path = typer.Option(Path("kfp-local"), help="Local artifact folder (--local)."),
+    experiment: str = typer.Option("edgecore", help="KFP experiment (--host)."),
+    run_name: str | None = typer.Option(None, help="KFP run name (--host); default: timestamped."),
+    wait: bool = typer.Option(False, help="Wait for the submitted run to finish (--host)."),
+    timeout: int = typer.Option(3600, help="Seconds to wait (--host --wait)."),
+) -> None:
+    """Run the pipeline locally (--local) or submit it to a KFP cluster (--host URL)."""
+    if local == (host is not None):
+        raise typer.BadParameter("give exactly one of --local or --host URL")
+    arguments: dict[str, Any] = {
+        "edges": edge,
+        "datasets": dataset,
+        "epochs": epochs,
+        "seed": seed,
+        "min_accuracy": min_accuracy,
+        "max_regression": max_regression,
+    }
+    from pipelines.submit import run_local, submit
+
+    with cli_errors():
+        if local:
+            try:
+                result = run_local(pipeline_root, arguments)
+            except RuntimeError as exc:  # kfp.local reports a failed task this way
+                raise InvalidInput(f"pipeline failed: {exc}") from exc
+            console.print(f"wall {result.wall_s:.1f} s, steps' own compute {result.compute_s:.1f} s")
+            out.print(
+                json.dumps({"pipeline_root": str(result.pipeline_root), "steps": result.steps}, indent=2)
+            )
+            return
+        assert host is not None
+        name = run_name or f"training-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+        run_id, state = submit(
+            host, arguments, experiment, name, pipeline_root / "training-pipeline.yaml", wait, timeout
+        )
+        out.print(json.dumps({"run_id": run_id, "run_name": name, "state": state}))
+        if state is not None and state.upper() not in {"SUCCEEDED", "RUNTIMESTATE.SUCCEEDED"}:
+            raise typer.Exit(1)

@@ -1,0 +1,69 @@
+"""Upload a labelled photo folder as the next immutable dataset version, and its catalogue.
+
+The version number is claimed first with a conditional write (``put_if_absent``), so
+two uploads never share a version; images go up next and the manifest last, so a
+reader never sees half a version.  The catalogue goes to the edge's bucket, where the
+training pipeline reads which SKUs the edge's model must know.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from edgecore.errors import InvalidInput
+from edgecore.layout import Layout, check_extension
+from edgecore.manifest import FileEntry, Manifest
+from edgecore.storage import ObjectStore
+from edgecore.synthetic.folder import LabelledFolder
+from edgecore.versions import claim_next_version
+
+
+def upload_folder(
+    store: ObjectStore,
+    layout: Layout,
+    source: Path,
+    dataset: str,
+    progress: Callable[[int, int], None] | None = None,
+    workers: int = 8,
+) -> Manifest:
+    """Upload ``<source>/<SKU>/*`` as a new version of ``dataset``; return its manifest."""
+    folder = LabelledFolder.open(source)
+    edge = folder.catalogue.edge
+    photos = [(sku, path) for sku, paths in folder.photos().items() for path in paths]
+    if not photos:
+        raise InvalidInput(f"{source} holds no photos for the SKUs of its catalogue")
+    store.ensure_bucket(layout.training_bucket)
+    store.ensure_bucket(layout.edge_bucket(edge))
+    version = claim_next_version(store, layout.dataset_versions(dataset), owner=f"upload:{source.name}")
+    prefix = layout.dataset_prefix(dataset, version)
+    files: dict[str, FileEntry] = {}
+    done = 0
+
+    def put(item: tuple[str, Path]) -> tuple[str, FileEntry]:
+        sku, path = item
+        data = path.read_bytes()
+        sha = hashlib.sha256(data).hexdigest()
+        loc = layout.dataset_image(dataset, version, sku, sha, check_extension(path.suffix))
+        stored = store.put_bytes(loc, data, "image/jpeg" if loc.key.endswith(".jpg") else "image/png")
+        return loc.key[len(prefix.key) :], FileEntry(sha256=stored.sha256, size=stored.size)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for name, entry in pool.map(put, photos):
+            files[name] = entry
+            done += 1
+            if progress:
+                progress(done, len(photos))
+    manifest = Manifest(
+        kind="dataset",
+        name=dataset,
+        version=version,
+        files=files,
+        labels=sorted({name.split("/")[1] for name in files}),
+        metadata={"edge": edge, "source": str(source)},
+    )
+    store.put_bytes(layout.edge_catalogue(edge), folder.catalogue.to_bytes(), "application/json")
+    store.put_bytes(layout.dataset_manifest(dataset, version), manifest.to_bytes(), "application/json")
+    return manifest

@@ -1,0 +1,333 @@
+"""The Kafka listener: new dataset versions become training runs, exactly one per version.
+
+It consumes ``training-data-ready`` events and MinIO's own object-created records (for
+dataset manifests only: a version exists once its manifest does) in one consumer group.
+Both name a ``(dataset, version)``; the :class:`Ledger` (SQLite, durable) records each
+version *before* its Kafka offset is committed, so a version seen twice, from both
+sources, or redelivered after a crash, is counted as deduplicated and launches nothing.
+
+Launching is a two-step record: a run key is assigned to the pending versions and
+stored (``launching``), the :class:`Launcher` is called with that key, then the run id is
+stored (``launched``).  Launchers are idempotent per run key, so a listener killed after
+launching and before recording it relaunches the same key on restart and gets the same
+run back, not a second one.  Versions arriving within ``listener_coalesce_s`` of the
+first pending one share a run (a burst from several edges trains once).
+
+Malformed records go to the dead-letter topic with the reason (``EventConsumer`` does
+that); records about other objects are ignored.  Metrics are Prometheus counters.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import unquote_plus
+
+from kafka.consumer.fetcher import ConsumerRecord
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+
+from edgecore import events
+from edgecore.errors import InvalidInput, PayloadTooLarge, ServiceUnavailable
+from edgecore.journal import Journal
+from edgecore.layout import MANIFEST, NAME_RE, VERSION_RE, Layout
+from edgecore.messaging import EventConsumer, EventProducer, ensure_topics
+from edgecore.settings import Settings
+
+log = logging.getLogger(__name__)
+GROUP_ID = "edgecore-training-listener"
+_MANIFEST_KEY = re.compile(
+    rf"^datasets/(?P<dataset>{NAME_RE.pattern[1:-1]})/(?P<version>{VERSION_RE.pattern[1:-1]})/{re.escape(MANIFEST)}$"
+)
+
+
+@dataclass(frozen=True)
+class DatasetVersion:
+    dataset: str
+    version: str
+    bucket: str
+    prefix: str
+    edge: str
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What one pipeline run trains on: one or more dataset versions (a coalesced burst)."""
+
+    run_key: str
+    datasets: tuple[DatasetVersion, ...]
+
+    def parameters(self, extra_datasets: tuple[str, ...] = ()) -> dict[str, Any]:
+        """Arguments of ``training_pipeline``: the edges to retrain and the exact versions.
+
+        ``extra_datasets`` (e.g. the catalogue's photo datasets) are trained on as well.
+        """
+        return {
+            "edges": sorted({d.edge for d in self.datasets}),
+            "datasets": [*extra_datasets, *sorted(f"{d.dataset}@{d.version}" for d in self.datasets)],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps({"run_key": self.run_key, "datasets": [asdict(d) for d in self.datasets]})
+
+    @classmethod
+    def from_json(cls, raw: str) -> RunRequest:
+        body = json.loads(raw)
+        return cls(body["run_key"], tuple(DatasetVersion(**d) for d in body["datasets"]))
+
+
+class Launcher(Protocol):
+    """Starts a training run; must be idempotent per ``request.run_key``."""
+
+    def launch(self, request: RunRequest) -> str:
+        """Start (or find the already started) run for this key; return its run id."""
+        ...
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS versions (
+    dataset TEXT NOT NULL, version TEXT NOT NULL, bucket TEXT NOT NULL, prefix TEXT NOT NULL,
+    edge TEXT NOT NULL, first_seen REAL NOT NULL, run_key TEXT, PRIMARY KEY (dataset, version)
+);
+CREATE TABLE IF NOT EXISTS runs (
+    run_key TEXT PRIMARY KEY, created REAL NOT NULL, status TEXT NOT NULL, run_id TEXT, request TEXT NOT NULL
+);
+"""
+
+
+class Ledger:
+    """The durable record of dataset versions seen and runs launched (SQLite, WAL, FULL sync)."""
+
+    def __init__(self, path: Path) -> None:
+        self._journal = Journal(path, _SCHEMA)
+
+    def close(self) -> None:
+        self._journal.close()
+
+    def record(self, dv: DatasetVersion) -> bool:
+        """True if this version is new (and is now durably pending)."""
+        with self._journal.transaction() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO versions (dataset, version, bucket, prefix, edge, first_seen)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (dv.dataset, dv.version, dv.bucket, dv.prefix, dv.edge, time.time()),
+            )
+            return cur.rowcount == 1
+
+    def unassigned(self) -> list[tuple[DatasetVersion, float]]:
+        rows = self._journal.query(
+            "SELECT * FROM versions WHERE run_key IS NULL ORDER BY first_seen, dataset, version"
+        )
+        return [
+            (DatasetVersion(r["dataset"], r["version"], r["bucket"], r["prefix"], r["edge"]), r["first_seen"])
+            for r in rows
+        ]
+
+    def assign(self, datasets: list[DatasetVersion]) -> RunRequest:
+        request = RunRequest(f"run-{uuid.uuid4().hex[:16]}", tuple(datasets))
+        with self._journal.transaction() as db:
+            db.execute(
+                "INSERT INTO runs (run_key, created, status, request) VALUES (?, ?, 'launching', ?)",
+                (request.run_key, time.time(), request.to_json()),
+            )
+            for d in datasets:
+                db.execute(
+                    "UPDATE versions SET run_key = ? WHERE dataset = ? AND version = ?",
+                    (request.run_key, d.dataset, d.version),
+                )
+        return request
+
+    def launching(self) -> list[RunRequest]:
+        rows = self._journal.query("SELECT request FROM runs WHERE status = 'launching' ORDER BY created")
+        return [RunRequest.from_json(r["request"]) for r in rows]
+
+    def mark_launched(self, run_key: str, run_id: str) -> None:
+        with self._journal.transaction() as db:
+            db.execute("UPDATE runs SET status = 'launched', run_id = ? WHERE run_key = ?", (run_id, run_key))
+
+    def runs(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._journal.query("SELECT * FROM runs ORDER BY created")]
+
+    def run_of(self, dataset: str, version: str) -> str | None:
+        rows = self._journal.query(
+            "SELECT run_key FROM versions WHERE dataset = ? AND version = ?", (dataset, version)
+        )
+        return rows[0]["run_key"] if rows else None
+
+
+def parse_s3_record(value: bytes | None, training_bucket: str, max_bytes: int) -> DatasetVersion | None:
+    """A MinIO bucket notification: the dataset version whose manifest was created, if any."""
+    if not value:
+        raise InvalidInput("empty S3 notification")
+    if len(value) > max_bytes:
+        raise PayloadTooLarge(f"S3 notification of {len(value)} bytes exceeds {max_bytes}")
+    try:
+        body = json.loads(value)
+        records = body["Records"]
+        if not isinstance(records, list) or not records:
+            raise TypeError("Records is not a non-empty list")
+        record = records[0]
+        name = str(record["eventName"])
+        bucket = str(record["s3"]["bucket"]["name"])
+        key = unquote_plus(str(record["s3"]["object"]["key"]))
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        raise InvalidInput(f"not a MinIO bucket notification: {type(exc).__name__}: {exc}") from exc
+    match = _MANIFEST_KEY.match(key)
+    if not name.startswith("s3:ObjectCreated:") or bucket != training_bucket or match is None:
+        return None
+    # The receiver names each edge's dataset after the edge.
+    return DatasetVersion(match["dataset"], match["version"], bucket, key[: -len(MANIFEST)], match["dataset"])
+
+
+class Listener:
+    def __init__(
+        self,
+        settings: Settings,
+        launcher: Launcher,
+        ledger: Ledger,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.settings = settings
+        self.launcher = launcher
+        self.ledger = ledger
+        self.layout = Layout(settings)
+        self.window_s = settings.listener_coalesce_s
+        self.registry = registry or CollectorRegistry()
+        self.consumed = Counter("edgecore_listener_consumed", "Records consumed", registry=self.registry)
+        self.launched = Counter(
+            "edgecore_listener_launched", "Training runs launched", registry=self.registry
+        )
+        self.deduplicated = Counter(
+            "edgecore_listener_deduplicated", "Dataset versions seen again", registry=self.registry
+        )
+        self.ignored = Counter(
+            "edgecore_listener_ignored", "Valid records about other objects", registry=self.registry
+        )
+        self.dead_lettered = Counter(
+            "edgecore_listener_dead_lettered", "Malformed records sent to the DLQ", registry=self.registry
+        )
+        self.lag = Gauge("edgecore_listener_lag", "Records not yet consumed", registry=self.registry)
+
+    # -- records -----------------------------------------------------------------------
+    def parse(self, record: ConsumerRecord) -> DatasetVersion | None:
+        if record.topic == self.settings.topic_s3_events:
+            return parse_s3_record(record.value, self.layout.training_bucket, self.settings.max_event_bytes)
+        envelope = events.parse(record.value, record.key, max_bytes=self.settings.max_event_bytes)
+        data = envelope.data
+        if not isinstance(data, events.TrainingDataReady):
+            raise events.MalformedEvent(f"unexpected event type {envelope.type} on {record.topic}")
+        return DatasetVersion(data.dataset, data.version, data.bucket, data.prefix, data.edge)
+
+    def handle(self, item: DatasetVersion | None, record: ConsumerRecord) -> None:
+        """Durably record the version before the consumer commits the record's offset."""
+        if item is None:
+            self.ignored.inc()
+            return
+        try:
+            new = self.ledger.record(item)
+        except sqlite3.Error as exc:  # not recorded: the record must be redelivered
+            where = f"{item.dataset} {item.version}"
+            raise ServiceUnavailable(f"listener ledger: recording {where}: {exc}") from exc
+        if not new:
+            self.deduplicated.inc()
+            return
+        log.info("dataset %s %s pending (from %s)", item.dataset, item.version, record.topic)
+        if self.window_s <= 0:
+            self.flush_safely()
+
+    def flush_safely(self) -> None:
+        """A launcher failure leaves the versions pending in the ledger: the next flush retries."""
+        try:
+            self.flush()
+        except Exception as exc:
+            log.warning("launching a run failed, will retry: %s", exc)
+
+    # -- runs --------------------------------------------------------------------------
+    def flush(self, force: bool = False) -> list[str]:
+        """Launch one run for the pending versions once the oldest has waited the window."""
+        pending = self.ledger.unassigned()
+        if not pending:
+            return []
+        oldest = pending[0][1]
+        if not force and time.time() - oldest < self.window_s:
+            return []
+        request = self.ledger.assign([dv for dv, _ in pending])
+        return [self._launch(request)]
+
+    def recover(self) -> list[str]:
+        """Runs assigned but not recorded as launched (a crash): relaunch the same keys."""
+        return [self._launch(request) for request in self.ledger.launching()]
+
+    def _launch(self, request: RunRequest) -> str:
+        run_id = self.launcher.launch(request)
+        self.ledger.mark_launched(request.run_key, run_id)
+        self.launched.inc()
+        log.info("run %s (%s) for %s", run_id, request.run_key, request.parameters()["datasets"])
+        return run_id
+
+    # -- the loop ----------------------------------------------------------------------
+    def consumer(self, group_id: str = GROUP_ID) -> EventConsumer[DatasetVersion | None]:
+        dead_letters = EventProducer(self.settings, "edgecore/listener")
+        topics = [self.settings.topic_training_data_ready, self.settings.topic_s3_events]
+        # A short metadata age: partitions of topics created after the join (or whose
+        # metadata was not there yet at the first rebalance) are picked up within seconds.
+        return EventConsumer(
+            self.settings, group_id, topics, self.parse, dead_letters, metadata_max_age_ms=5000
+        )
+
+    def run(self, stop: threading.Event, group_id: str = GROUP_ID, lag_every_s: float = 5.0) -> None:
+        self.recover()
+        consumer = self.consumer(group_id)
+        counted = (0, 0)
+        next_lag = 0.0
+        try:
+            while not stop.is_set():
+                try:
+                    consumer.poll_once(self.handle, timeout_ms=200)
+                except Exception as exc:
+                    log.warning("poll failed, retrying: %s", exc)
+                    stop.wait(1.0)
+                stats = consumer.stats
+                self.consumed.inc(stats.consumed - counted[0])
+                self.dead_lettered.inc(stats.dead_lettered - counted[1])
+                counted = (stats.consumed, stats.dead_lettered)
+                self.flush_safely()
+                if time.time() >= next_lag:
+                    self.lag.set(_lag(consumer))
+                    next_lag = time.time() + lag_every_s
+        finally:
+            consumer.close()
+            consumer.dead_letters.close()
+
+
+def _lag(consumer: EventConsumer[Any]) -> int:
+    kafka = consumer.consumer
+    assigned = list(kafka.assignment())
+    if not assigned:
+        return 0
+    try:
+        ends = kafka.end_offsets(assigned)
+        return sum(max(0, ends[tp] - kafka.position(tp)) for tp in assigned)
+    except Exception:
+        return 0
+
+
+def run_listener(
+    settings: Settings, launcher: Launcher, stop: threading.Event, group_id: str = GROUP_ID
+) -> None:
+    """The listener process: ledger under ``settings.listener_dir``, metrics on their port."""
+    ensure_topics(settings)
+    ledger = Ledger(settings.listener_dir / f"{group_id}.sqlite")
+    listener = Listener(settings, launcher, ledger)
+    start_http_server(settings.listener_metrics_port, registry=listener.registry)
+    try:
+        listener.run(stop, group_id)
+    finally:
+        ledger.close()

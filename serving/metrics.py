@@ -1,0 +1,68 @@
+"""Prometheus metrics of the edge predictor, exposed on KServe's own ``/metrics``.
+
+They live in the default registry, which is the one KServe's REST server renders.
+The unrecognized rate is a ratio of two counters, the Prometheus way::
+
+    rate(edgecore_unrecognized_total[5m]) / rate(edgecore_predictions_total[5m])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY = Histogram(
+    "edgecore_inference_seconds",
+    "Time from request decoded to prediction ready (decode, preprocess, model, top-k).",
+    ["model"],
+    buckets=(0.0005, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.5),
+)
+CONFIDENCE = Histogram(
+    "edgecore_prediction_confidence",
+    "Top-1 probability of each prediction.",
+    ["model"],
+    buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0),
+)
+PREDICTIONS = Counter("edgecore_predictions", "Images predicted.", ["model"])
+UNRECOGNIZED = Counter("edgecore_unrecognized", "Predictions below the confidence threshold.", ["model"])
+CAPTURED = Counter("edgecore_captures", "Low-confidence images saved to the edge bucket.")
+CAPTURE_DROPPED = Counter(
+    "edgecore_capture_dropped", "Low-confidence images not saved because the capture queue was full."
+)
+CAPTURE_FAILED = Counter(
+    "edgecore_capture_failed", "Low-confidence images whose upload to the edge bucket failed."
+)
+SERVING_VERSION = Gauge(
+    "edgecore_serving_model_version",
+    "1 for the model version being served (label version), per model.",
+    ["model", "version"],
+)
+SWAPS = Counter("edgecore_model_swaps", "Model versions switched in while serving.", ["model"])
+
+
+@dataclass(frozen=True)
+class ModelMetrics:
+    """The labelled series of one model, bound once (``labels()`` costs a lock and a dict lookup)."""
+
+    latency: Histogram
+    confidence: Histogram
+    predictions: Counter
+    unrecognized: Counter
+    swaps: Counter
+
+    @classmethod
+    def bind(cls, model: str) -> ModelMetrics:
+        return cls(
+            latency=LATENCY.labels(model=model),
+            confidence=CONFIDENCE.labels(model=model),
+            predictions=PREDICTIONS.labels(model=model),
+            unrecognized=UNRECOGNIZED.labels(model=model),
+            swaps=SWAPS.labels(model=model),
+        )
+
+
+def set_serving_version(model: str, version: str, previous: str | None) -> None:
+    if previous is not None and previous != version:
+        SERVING_VERSION.remove(model, previous)
+    SERVING_VERSION.labels(model=model, version=version).set(1)

@@ -1,0 +1,95 @@
+"""KServe's model repository extension, backed by the edge bucket's serving pointer.
+
+``POST /v2/repository/models/<model>/load`` (KServe calls ``ModelRepository.load``)
+reads ``Layout.edge_model_pointer(edge, model)`` (an ``edgecore.pointer.ModelPointer``:
+model, version, uri), downloads and verifies that version, warms it up in a worker
+thread while the current version keeps answering, then switches it in with one
+reference assignment.  Loading the version already served is a no-op, so the call is
+idempotent.  ``.../unload`` takes the model out of the registry (requests get 404)
+until the next ``load``.
+
+How a controller says "serve version X from URI Y"::
+
+    store.put_bytes(layout.edge_model_pointer(edge, model),
+                    ModelPointer(model=model, version=X, uri=Y).to_bytes())
+    httpx.post(f"{predictor}/v2/repository/models/{model}/load")   # 200 once X answers
+
+Without a pointer (a fresh edge) the predictor serves the URI it was started with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from kserve.model_repository import ModelRepository
+
+from edgecore.errors import NotFound
+from edgecore.layout import Layout
+from edgecore.pointer import ModelPointer
+from edgecore.storage import ObjectStore
+from serving.model_version import ModelVersion, VersionStore
+from serving.predictor import ProductPredictor
+
+log = logging.getLogger(__name__)
+
+
+class EdgeModelRepository(ModelRepository):  # type: ignore[misc]
+    def __init__(
+        self,
+        model: str,
+        edge: str,
+        store: ObjectStore,
+        layout: Layout,
+        versions: VersionStore,
+        initial_uri: str | None,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self._edge = edge
+        self._store = store
+        self._layout = layout
+        self._versions = versions
+        self._initial_uri = initial_uri
+        self._predictor: ProductPredictor | None = None
+        self._lock = asyncio.Lock()
+
+    def attach(self, predictor: ProductPredictor) -> None:
+        self._predictor = predictor
+
+    def pointer(self) -> ModelPointer | None:
+        loc = self._layout.edge_model_pointer(self._edge, self.model)
+        try:
+            raw = self._store.get_bytes(loc, max_bytes=64 * 1024)
+        except NotFound:
+            return None
+        pointer = ModelPointer.from_bytes(raw, loc.uri)
+        if pointer.model != self.model:
+            raise NotFound(f"{loc.uri} points at model {pointer.model}, this predictor serves {self.model}")
+        return pointer
+
+    def open_current(self) -> ModelVersion:
+        """The version the pointer names, else the start-up URI: verified and warmed up."""
+        pointer = self.pointer()
+        if pointer is not None:
+            return self._versions.open(pointer.uri)
+        if self._initial_uri is None:
+            raise NotFound(
+                f"no serving pointer for model {self.model} on edge {self._edge} and no model URI given"
+            )
+        return self._versions.open(self._initial_uri)
+
+    async def load(self, name: str) -> bool:
+        if name != self.model or self._predictor is None:
+            raise NotFound(f"this predictor serves model {self.model}, not {name}")
+        predictor = self._predictor
+        async with self._lock:
+            pointer = await asyncio.to_thread(self.pointer)
+            active = predictor.active
+            registered = self.get_model(name) is predictor
+            if not (registered and pointer and active and active.version == pointer.version):
+                version = await asyncio.to_thread(self.open_current)
+                predictor.serve(version)
+                log.info("model %s now serves %s from %s", name, version.version, version.root)
+            self.update(predictor, name)
+        return True

@@ -1,0 +1,195 @@
+"""The KServe target, driven through a real HTTP Kubernetes API server (tests/kubeapi.py).
+
+Every object the target writes is validated by that server against the real KServe
+InferenceService CRD schema, so a patch KServe would refuse fails these tests.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from edge_sync_support import EdgeCluster, deliver
+from kubernetes import client
+
+from edge_sync.controller import SyncContext, reconcile
+from edge_sync.targets.kserve import PREVIOUS_VERSION, REJECTED_VERSION, SYNCED_AT, VERSION
+from edgecore.errors import PermanentError
+from edgecore.layout import edge_model_name
+
+EDGE = "store-1"
+
+
+def _two_versions(ctx: SyncContext, cluster: EdgeCluster) -> tuple[str, str]:
+    v1 = deliver(ctx.store, ctx.layout, EDGE, "v000001").uri
+    cluster.add_edge(EDGE, v1, **{VERSION: "v000001"})
+    v2 = deliver(ctx.store, ctx.layout, EDGE, "v000002").uri
+    return v1, v2
+
+
+def test_a_new_version_repoints_the_storage_uri_and_keeps_the_previous_in_annotations(
+    ctx: SyncContext, cluster: EdgeCluster
+) -> None:
+    v1, v2 = _two_versions(ctx, cluster)
+
+    outcome = reconcile(cluster.spec(EDGE), cluster.target(EDGE), ctx)
+
+    assert (outcome.action, outcome.serving) == ("rolled-out", "v000002")
+    assert cluster.storage_uri(EDGE) == v2
+    notes = cluster.annotations(EDGE)
+    assert notes[VERSION] == "v000002" and notes[PREVIOUS_VERSION] == "v000001" and SYNCED_AT in notes
+    assert cluster.uri_changes(EDGE) == [v1, v2]
+    assert ctx.metrics.value("edgecore_edge_sync_rollouts_total", edge=EDGE) == 1
+
+
+def test_every_change_is_a_json_merge_patch_with_a_resource_version_precondition(
+    ctx: SyncContext, cluster: EdgeCluster
+) -> None:
+    _two_versions(ctx, cluster)
+
+    reconcile(cluster.spec(EDGE), cluster.target(EDGE), ctx)
+
+    patches = [(path, ctype) for method, path, ctype in cluster.api.requests if method == "PATCH"]
+    assert patches and all(ctype == "application/merge-patch+json" for _, ctype in patches)
+    assert all(p["metadata"]["resourceVersion"] for p in cluster.api.patches)
+
+
+def test_repeating_a_sync_writes_nothing(ctx: SyncContext, cluster: EdgeCluster) -> None:
+    _two_versions(ctx, cluster)
+    reconcile(cluster.spec(EDGE), cluster.target(EDGE), ctx)
+    writes = cluster.writes()
+    resource_version = cluster.api.get("store", edge_model_name(EDGE))["metadata"]["resourceVersion"]
+
+    outcome = reconcile(cluster.spec(EDGE), cluster.target(EDGE), ctx)
+
+    assert outcome.action == "up-to-date"
+    assert cluster.writes() == writes
+    assert cluster.api.get("store", edge_model_name(EDGE))["metadata"]["resourceVersion"] == resource_version
+
+
+def test_state_is_read_back_from_the_inference_service_by_a_new_target(
+    ctx: SyncContext, cluster: EdgeCluster
+) -> None:
+    _, v2 = _two_versions(ctx, cluster)
+    reconcile(cluster.spec(EDGE), cluster.target(EDGE), ctx)
+
+    fresh = cluster.target(EDGE)  # a restarted controller: new client, nothing in memory
+
+    current, previous = fresh.current(), fresh.previous()
+    assert current is not None and (current.version, current.uri) == ("v000002", v2)
+    assert current.synced_at is not None
+    assert previous is not None and previous.version == "v000001"
+
+
+def test_a_canary_takes_its_share_first_and_is_then_promoted(ctx: SyncContext, cluster: EdgeCluster) -> None:
+    _two_versions(ctx, cluster)
+
+    reconcile(cluster.spec(EDGE), cluster.target(EDGE, canary_percent=20), ctx)
+
+    history = cluster.api.spec_history[("store", edge_model_name(EDGE))]
+    canaries = [spec["predictor"].get("canaryTrafficPercent") for spec in history]
+    assert canaries == [None, 20, None]
+    assert history[1]["predictor"]["model"]["storageUri"] == history[2]["predictor"]["model"]["storageUri"]
+
+
+def test_a_version_that_does_not_become_ready_is_rolled_back_to_the_previous_uri(
+    ctx: SyncContext, cluster: EdgeCluster
+) -> None:
+    v1, v2 = _two_versions(ctx, cluster)
+    cluster.api.fail_uris.add(v2)
+
+    outcome = reconcile(cluster.spec(EDGE), cluster.target(EDGE), ctx)
+
+    assert (outcome.action, outcome.serving) == ("rolled-back", "v000001")
+    assert cluster.storage_uri(EDGE) == v1
+    assert cluster.annotations(EDGE)[REJECTED_VERSION] == "v000002"
+    assert ctx.metrics.value("edgecore_edge_sync_rollbacks_total", edge=EDGE) == 1
+
+
+def test_a_rolled_back_version_is_not_tried_again(ctx: SyncContext, cluster: EdgeCluster) -> None:
+    _, v2 = _two_versions(ctx, cluster)
+    cluster.api.fail_uris.add(v2)
+    reconcile(cluster.spec(EDGE), cluster.target(EDGE), ctx)
+    writes = cluster.writes()
+
+    outcome = reconcile(cluster.spec(EDGE), cluster.target(EDGE), ctx)
+
+    assert outcome.action == "skipped-rejected"
+    assert cluster.writes() == writes
+
+
+def test_a_rollout_that_times_out_is_rolled_back(ctx: SyncContext, cluster: EdgeCluster) -> None:
+    v1, _ = _two_versions(ctx, cluster)
+    cluster.api.hold.set()  # the KServe controller never reports the new generation
+
+    outcome = reconcile(cluster.spec(EDGE), cluster.target(EDGE, ready_timeout_s=0.5), ctx)
+
+    assert outcome.action == "rolled-back" and "not Ready within" in outcome.detail
+    assert cluster.storage_uri(EDGE) == v1
+
+
+def test_the_next_version_after_a_rejected_one_is_rolled_out(ctx: SyncContext, cluster: EdgeCluster) -> None:
+    _, v2 = _two_versions(ctx, cluster)
+    cluster.api.fail_uris.add(v2)
+    reconcile(cluster.spec(EDGE), cluster.target(EDGE), ctx)
+    v3 = deliver(ctx.store, ctx.layout, EDGE, "v000003").uri
+
+    outcome = reconcile(cluster.spec(EDGE), cluster.target(EDGE), ctx)
+
+    assert (outcome.action, outcome.serving) == ("rolled-out", "v000003")
+    assert cluster.storage_uri(EDGE) == v3
+
+
+def test_the_api_server_refuses_what_the_crd_schema_refuses(cluster: EdgeCluster) -> None:
+    """The validation is live: a patch KServe's schema rejects is answered 422."""
+    cluster.add_edge(EDGE, "s3://bucket/models/x/v000001/")
+    api = client.CustomObjectsApi(cluster.target(EDGE)._api.api_client)
+    with pytest.raises(client.ApiException) as caught:
+        api.patch_namespaced_custom_object(
+            "serving.kserve.io",
+            "v1beta1",
+            "store",
+            "inferenceservices",
+            edge_model_name(EDGE),
+            {"spec": {"predictor": {"canaryTrafficPercent": "twenty"}}},
+        )
+    assert caught.value.status == 422
+    assert "canaryTrafficPercent" in json.loads(caught.value.body)["message"]
+
+
+def test_a_missing_inference_service_is_a_clear_permanent_error(
+    ctx: SyncContext, cluster: EdgeCluster
+) -> None:
+    deliver(ctx.store, ctx.layout, EDGE, "v000001")
+
+    with pytest.raises(PermanentError, match=f"store/{edge_model_name(EDGE)}.*404"):
+        reconcile(cluster.spec(EDGE), cluster.target(EDGE), ctx)
+
+
+def test_the_api_server_refuses_fields_the_crd_schema_does_not_know(cluster: EdgeCluster) -> None:
+    cluster.add_edge(EDGE, "s3://bucket/models/x/v000001/")
+    api = client.CustomObjectsApi(cluster.target(EDGE)._api.api_client)
+    with pytest.raises(client.ApiException) as caught:
+        api.patch_namespaced_custom_object(
+            "serving.kserve.io",
+            "v1beta1",
+            "store",
+            "inferenceservices",
+            edge_model_name(EDGE),
+            {"spec": {"predictor": {"model": {"storageURI": "s3://typo/"}}}},
+        )
+    assert caught.value.status == 422
+
+
+def test_an_explicit_rollback_restores_the_previous_version_which_then_stays(
+    ctx: SyncContext, cluster: EdgeCluster
+) -> None:
+    v1, _ = _two_versions(ctx, cluster)
+    reconcile(cluster.spec(EDGE), cluster.target(EDGE), ctx)
+
+    cluster.target(EDGE).rollback()
+    outcome = reconcile(cluster.spec(EDGE), cluster.target(EDGE), ctx)
+
+    assert cluster.storage_uri(EDGE) == v1
+    assert cluster.annotations(EDGE)[REJECTED_VERSION] == "v000002"
+    assert (outcome.action, outcome.serving) == ("skipped-rejected", "v000001")

@@ -1,0 +1,191 @@
+"""The local target against the real edge model server (``python -m serving.server``).
+
+The models are real (tiny CNNs trained in seconds by ``serving_support``), so "answers
+wrongly" means a version whose labels are out of order really predicts the wrong SKU.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from serving_support import LABELS, Server, b64, kiosk_jpeg, running_server, upload_version, write_version
+
+from edge_sync.controller import SyncContext, reconcile
+from edge_sync.fleet import EdgeSpec, LocalSpec
+from edge_sync.metrics import SyncMetrics
+from edge_sync.targets.local import LocalServerTarget
+from edgecore.layout import LABELS_FILE, MANIFEST, TFLITE_FILE, Layout, edge_model_name
+from edgecore.manifest import Manifest, entries_for_dir
+from edgecore.pointer import ModelPointer
+from edgecore.settings import Settings
+from edgecore.storage import ObjectStore
+
+EDGE = "corner-shop"
+MODEL = edge_model_name(EDGE)
+
+
+def _rewrite_manifest(root: Path, labels: list[str]) -> Path:
+    old = Manifest.from_bytes((root / MANIFEST).read_bytes(), str(root))
+    new = old.model_copy(update={"files": entries_for_dir(root), "labels": labels})
+    (root / MANIFEST).write_bytes(new.to_bytes())
+    return root
+
+
+@pytest.fixture(scope="module")
+def versions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """v1, v2: good models; v3: labels out of order (answers wrongly); v4: does not load."""
+    tmp = tmp_path_factory.mktemp("versions")
+    good1 = write_version(tmp / "v000001", EDGE, "v000001", seed=0)
+    good2 = write_version(tmp / "v000002", EDGE, "v000002", seed=1)
+    wrong = write_version(tmp / "v000003", EDGE, "v000003", seed=1)
+    rotated = LABELS[1:] + LABELS[:1]
+    (wrong / LABELS_FILE).write_text(json.dumps(rotated))
+    _rewrite_manifest(wrong, rotated)
+    broken = write_version(tmp / "v000004", EDGE, "v000004", seed=1)
+    (broken / TFLITE_FILE).write_bytes(b"not a flatbuffer " * 512)
+    _rewrite_manifest(broken, LABELS)
+    return {"v000001": good1, "v000002": good2, "v000003": wrong, "v000004": broken}
+
+
+@pytest.fixture
+def probes(tmp_path: Path) -> Path:
+    folder = tmp_path / "probes"
+    for k, label in enumerate(LABELS):
+        (folder / label).mkdir(parents=True)
+        for i in range(2):
+            (folder / label / f"probe-{i}.jpg").write_bytes(kiosk_jpeg(label, 900_000 + 10 * k + i))
+    return folder
+
+
+def _deliver(ctx: SyncContext, versions: dict[str, Path], version: str) -> str:
+    return upload_version(ctx.store, ctx.layout.edge_model_prefix(EDGE, MODEL, version), versions[version])
+
+
+@pytest.fixture(scope="module")
+def shop(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """One edge bucket and state folder for the module (the server is started once)."""
+    return Settings(
+        edge_bucket_prefix=f"t-{uuid.uuid4().hex[:10]}-", state_dir=tmp_path_factory.mktemp("shop") / "state"
+    )
+
+
+@pytest.fixture(scope="module")
+def running(
+    shop: Settings, versions: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    ctx = _context(shop, tmp_path_factory.mktemp("setup"))
+    _serve_v1(ctx, versions)
+    with running_server(
+        shop,
+        EDGE,
+        tmp_path_factory.mktemp("server"),
+        capture="false",
+        edge_bucket_prefix=shop.edge_bucket_prefix,
+    ) as srv:
+        yield srv
+
+
+def _context(settings: Settings, workdir: Path) -> SyncContext:
+    return SyncContext(ObjectStore(settings), Layout(settings), SyncMetrics(), workdir, 4)
+
+
+def _serve_v1(ctx: SyncContext, versions: dict[str, Path]) -> None:
+    """Only v1 delivered, and confirmed by an earlier sync."""
+    keep = ctx.layout.edge_model_prefix(EDGE, MODEL, "v000001").key
+    ctx.store.ensure_bucket(ctx.layout.edge_bucket(EDGE))
+    for obj in ctx.store.list(ctx.layout.edge_models_prefix(EDGE, MODEL)):
+        if not obj.location.key.startswith(keep):
+            ctx.store.delete(obj.location)
+    uri = _deliver(ctx, versions, "v000001")
+    pointer = ModelPointer(model=MODEL, version="v000001", uri=uri, synced_at=datetime.now(UTC))
+    ctx.store.put_bytes(ctx.layout.edge_model_pointer(EDGE, MODEL), pointer.to_bytes())
+
+
+@pytest.fixture
+def ctx(shop: Settings, versions: dict[str, Path], tmp_path: Path) -> SyncContext:
+    return _context(shop, tmp_path / "edge-sync")
+
+
+@pytest.fixture
+def server(running: Server, ctx: SyncContext, versions: dict[str, Path]) -> Server:
+    """The edge server answering with v1 at the start of each test."""
+    _serve_v1(ctx, versions)
+    httpx.post(f"{running.url}/v2/repository/models/{MODEL}/load", timeout=120).raise_for_status()
+    assert _answering_version(running) == "v000001"
+    return running
+
+
+def _spec(server: Server, probes: Path) -> EdgeSpec:
+    return EdgeSpec(edge=EDGE, target=LocalSpec(url=server.url, probes=probes))
+
+
+def _target(server: Server, probes: Path, ctx: SyncContext) -> LocalServerTarget:
+    return LocalServerTarget(server.url, EDGE, MODEL, probes, ctx.store, ctx.layout, 120)
+
+
+def _answering_version(server: Server) -> str:
+    body = {"instances": [{"image_bytes": {"b64": b64(kiosk_jpeg("LIME-GREEN", 7))}}]}
+    resp = httpx.post(f"{server.url}/v1/models/{MODEL}:predict", json=body, timeout=30)
+    resp.raise_for_status()
+    return str(resp.json()["model_version"])
+
+
+def test_a_new_version_is_loaded_checked_with_probes_and_answers(
+    ctx: SyncContext, versions: dict[str, Path], server: Server, probes: Path
+) -> None:
+    _deliver(ctx, versions, "v000002")
+    target = _target(server, probes, ctx)
+
+    outcome = reconcile(_spec(server, probes), target, ctx)
+
+    assert (outcome.action, outcome.serving) == ("rolled-out", "v000002")
+    assert _answering_version(server) == "v000002"
+    previous = target.previous()
+    assert previous is not None and previous.version == "v000001"
+
+
+def test_repeating_the_sync_changes_nothing(
+    ctx: SyncContext, versions: dict[str, Path], server: Server, probes: Path
+) -> None:
+    _deliver(ctx, versions, "v000002")
+    reconcile(_spec(server, probes), _target(server, probes, ctx), ctx)
+    pointer = ctx.store.get_bytes(ctx.layout.edge_model_pointer(EDGE, MODEL))
+
+    outcome = reconcile(_spec(server, probes), _target(server, probes, ctx), ctx)
+
+    assert outcome.action == "up-to-date"
+    assert ctx.store.get_bytes(ctx.layout.edge_model_pointer(EDGE, MODEL)) == pointer
+
+
+def test_a_version_that_answers_wrongly_is_rolled_back(
+    ctx: SyncContext, versions: dict[str, Path], server: Server, probes: Path
+) -> None:
+    _deliver(ctx, versions, "v000003")
+    target = _target(server, probes, ctx)
+
+    outcome = reconcile(_spec(server, probes), target, ctx)
+
+    assert (outcome.action, outcome.serving) == ("rolled-back", "v000001")
+    assert "probe images wrong" in outcome.detail
+    assert _answering_version(server) == "v000001"
+    assert target.rejected() == "v000003"
+
+
+def test_a_version_that_fails_to_load_is_rolled_back_and_the_old_one_keeps_answering(
+    ctx: SyncContext, versions: dict[str, Path], server: Server, probes: Path
+) -> None:
+    _deliver(ctx, versions, "v000004")
+    target = _target(server, probes, ctx)
+
+    outcome = reconcile(_spec(server, probes), target, ctx)
+
+    assert (outcome.action, outcome.serving) == ("rolled-back", "v000001")
+    assert _answering_version(server) == "v000001"
+    assert ctx.metrics.value("edgecore_edge_sync_rollbacks_total", edge=EDGE) == 1

@@ -1,0 +1,310 @@
+"""The training listener: exactly one run per dataset version, against the real Kafka and MinIO."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from pydantic import SecretStr
+from uplink_support import free_port, image_bytes, serving, wait_for
+
+from edge_sync.gateway import Gateway
+from edge_sync.gateway import create_app as gateway_app
+from edge_sync.outbox import Outbox, outbox_path
+from edge_sync.receiver import Receiver
+from edge_sync.receiver import create_app as receiver_app
+from edge_sync.shipper import Shipper
+from edgecore import events
+from edgecore.layout import Layout
+from edgecore.messaging import DLQ_REASON, EventProducer, ensure_topics
+from edgecore.settings import Settings
+from edgecore.stack import Stack, enable_notifications
+from edgecore.storage import ObjectStore
+from pipelines.launchers import DryRunLauncher
+from pipelines.listener import Ledger, Listener
+
+TOKEN = "token-of-the-edge-0123456789"
+
+
+@dataclass
+class Running:
+    listener: Listener
+    launcher: DryRunLauncher
+    ledger: Ledger
+
+    def metric(self, name: str) -> float:
+        return self.listener.registry.get_sample_value(f"edgecore_listener_{name}_total") or 0.0
+
+
+@pytest.fixture
+def lsettings(stack: Stack, settings: Settings, unique: str, tmp_path: Path) -> Settings:
+    cfg = settings.model_copy(
+        update={
+            "training_bucket": f"test-train-{unique}",
+            "topic_training_data_ready": f"test-tdr-{unique}",
+            "topic_dead_letter": f"test-dlq-{unique}",
+            "state_dir": tmp_path / "state",
+            "listener_coalesce_s": 0.0,
+        }
+    )
+    ensure_topics(cfg)
+    return cfg
+
+
+@contextmanager
+def listening(cfg: Settings, unique: str, tmp_path: Path) -> Iterator[Running]:
+    launcher = DryRunLauncher(tmp_path / "requests")
+    ledger = Ledger(cfg.listener_dir / "ledger.sqlite")
+    listener = Listener(cfg, launcher, ledger)
+    stop = threading.Event()
+    thread = threading.Thread(target=listener.run, args=(stop, f"test-listener-{unique}", 0.5))
+    thread.start()
+    try:
+        yield Running(listener, launcher, ledger)
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+        ledger.close()
+
+
+def ready(cfg: Settings, edge: str, version: str = "v000001") -> events.TrainingDataReady:
+    layout = Layout(cfg)
+    return events.TrainingDataReady(
+        dataset=edge,
+        version=version,
+        edge=edge,
+        labels=["COLA-330"],
+        object_count=3,
+        bucket=layout.training_bucket,
+        prefix=layout.dataset_prefix(edge, version).key,
+        manifest_sha256="0" * 64,
+    )
+
+
+def test_a_device_image_becomes_a_training_run_with_the_right_parameters(
+    lsettings: Settings, store: ObjectStore, unique: str, tmp_path: Path
+) -> None:
+    edge = f"e2e-{unique}"
+    receiver_port = free_port()
+    edge_cfg = lsettings.model_copy(
+        update={
+            "edge_bucket_prefix": f"t{unique}-",
+            "receiver_url": f"http://127.0.0.1:{receiver_port}",
+            "edge_token": SecretStr(TOKEN),
+        }
+    )
+    producer = EventProducer(lsettings, "edgecore/test-receiver")
+    receiver = Receiver(lsettings, store, producer, {edge: TOKEN})
+    outbox = Outbox(outbox_path(edge_cfg.outbox_dir, edge))
+    gateway = Gateway(edge_cfg, edge, store, outbox)
+    shipper = Shipper(edge_cfg, edge, store, outbox, gateway.pending_hard_examples)
+    images = [image_bytes(seed) for seed in (1, 2, 3)]
+    with (
+        serving(gateway_app(gateway), free_port()) as gw,
+        serving(receiver_app(receiver), receiver_port),
+        listening(lsettings, unique, tmp_path) as running,
+    ):
+        for data in images:
+            posted = httpx.post(
+                f"{gw}/v1/images/COLA-330", content=data, headers={"Content-Type": "image/jpeg"}
+            )
+            assert posted.status_code == 201
+        assert httpx.post(f"{gw}/v1/sets/COLA-330/complete").status_code == 202
+        assert [r.outcome for r in shipper.ship_due()] == ["shipped"]
+
+        requests = wait_for(running.launcher.requests, 60, what="a launched run")
+
+    receiver.close()
+    producer.close()
+    assert len(requests) == 1
+    assert requests[0]["arguments"] == {"edges": [edge], "datasets": [f"{edge}@v000001"]}
+    manifest = store.get_bytes(Layout(lsettings).dataset_manifest(edge, "v000001"))
+    assert json.loads(manifest)["files"].keys() == {
+        f"images/COLA-330/{hashlib.sha256(d).hexdigest()}.jpg" for d in images
+    }
+    assert running.metric("launched") == 1
+
+
+def test_a_hundred_duplicate_events_launch_one_run(lsettings: Settings, unique: str, tmp_path: Path) -> None:
+    producer = EventProducer(lsettings, "edgecore/test")
+    event = ready(lsettings, f"dup-{unique}")
+    for _ in range(100):
+        producer.publish(lsettings.topic_training_data_ready, event)
+    producer.close()
+
+    with listening(lsettings, unique, tmp_path) as running:
+        wait_for(lambda: running.metric("consumed") >= 100, 60, what="100 records consumed")
+
+    assert len(running.launcher.requests()) == 1
+    assert (running.metric("launched"), running.metric("deduplicated")) == (1, 99)
+
+
+def test_an_event_and_minio_s_own_notification_of_one_version_launch_one_run(
+    lsettings: Settings, store: ObjectStore, unique: str, tmp_path: Path
+) -> None:
+    layout = Layout(lsettings)
+    store.ensure_bucket(layout.training_bucket)
+    enable_notifications(store, layout.training_bucket)
+    edge = f"notify-{unique}"
+    image = layout.dataset_image(edge, "v000001", "COLA-330", "a" * 64, "jpg")
+    store.put_bytes(image, b"not looked at")  # an object-created record that is not a manifest
+    store.put_bytes(layout.dataset_manifest(edge, "v000001"), b"{}")
+    producer = EventProducer(lsettings, "edgecore/test")
+    producer.publish(lsettings.topic_training_data_ready, ready(lsettings, edge))
+    producer.close()
+
+    with listening(lsettings, unique, tmp_path) as running:
+        wait_for(lambda: running.metric("deduplicated") >= 1, 60, what="the second source deduplicated")
+        wait_for(lambda: running.metric("ignored") >= 1, 30, what="the image record ignored")
+
+    assert [r["arguments"]["datasets"] for r in running.launcher.requests()] == [[f"{edge}@v000001"]]
+    assert running.metric("dead_lettered") == 0
+
+
+def test_a_thousand_malformed_records_land_in_the_dead_letter_topic(
+    lsettings: Settings, unique: str, tmp_path: Path
+) -> None:
+    producer = KafkaProducer(bootstrap_servers=lsettings.kafka_bootstrap_servers, linger_ms=20)
+    bad = [b"", b"{", b"null", b'{"specversion": "1.0"}', json.dumps({"type": "nope"}).encode()]
+    for i in range(1000):
+        producer.send(
+            lsettings.topic_training_data_ready, value=bad[i % len(bad)] + str(i).encode() * (i % 2)
+        )
+    producer.flush()
+    producer.close()
+
+    with listening(lsettings, unique, tmp_path) as running:
+        wait_for(lambda: running.metric("dead_lettered") >= 1000, 120, what="1000 dead letters")
+
+    consumer = KafkaConsumer(
+        lsettings.topic_dead_letter,
+        bootstrap_servers=lsettings.kafka_bootstrap_servers,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=10_000,
+    )
+    letters = list(consumer)
+    consumer.close()
+    assert len(letters) == 1000
+    assert all(dict(r.headers)[DLQ_REASON] for r in letters)
+    assert running.launcher.requests() == []
+
+
+def test_a_burst_within_the_window_is_coalesced_into_one_run(
+    lsettings: Settings, unique: str, tmp_path: Path
+) -> None:
+    cfg = lsettings.model_copy(update={"listener_coalesce_s": 2.0})
+    producer = EventProducer(cfg, "edgecore/test")
+    edges = [f"burst-{i}-{unique}" for i in range(3)]
+    for edge in edges:
+        producer.publish(cfg.topic_training_data_ready, ready(cfg, edge))
+    producer.close()
+
+    with listening(cfg, unique, tmp_path) as running:
+        wait_for(running.launcher.requests, 60, what="the coalesced run")
+        wait_for(lambda: running.metric("consumed") >= 3, 30, what="all three consumed")
+
+    requests = running.launcher.requests()
+    assert len(requests) == 1
+    assert requests[0]["arguments"] == {"edges": sorted(edges), "datasets": [f"{e}@v000001" for e in edges]}
+
+
+# -- crash between launching and committing --------------------------------------------
+def _committed(cfg: Settings, group: str, topic: str) -> int:
+    consumer = KafkaConsumer(
+        bootstrap_servers=cfg.kafka_bootstrap_servers, group_id=group, enable_auto_commit=False
+    )
+    try:
+        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        return sum(consumer.committed(tp) or 0 for tp in parts)
+    finally:
+        consumer.close()
+
+
+def _end(cfg: Settings, topic: str) -> int:
+    consumer = KafkaConsumer(bootstrap_servers=cfg.kafka_bootstrap_servers)
+    try:
+        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        return sum(consumer.end_offsets(parts).values())
+    finally:
+        consumer.close()
+
+
+def test_a_listener_killed_after_launching_and_before_committing_launches_no_second_run(
+    lsettings: Settings, unique: str, tmp_path: Path
+) -> None:
+    group = f"test-listener-{unique}"
+    topic = lsettings.topic_training_data_ready
+    edge = f"kill-{unique}"
+    # The event, then (same key, same partition, same fetch) 300 records for the DLQ: the
+    # listener launches, then spends a while dead-lettering before it commits the batch.
+    message = events.to_message(ready(lsettings, edge), "edgecore/test")
+    key = message.key.encode() if isinstance(message.key, str) else message.key
+    producer = KafkaProducer(bootstrap_servers=lsettings.kafka_bootstrap_servers, linger_ms=50)
+    producer.send(topic, value=message.value, key=key, headers=list(message.headers.items()))
+    for i in range(300):
+        producer.send(topic, value=b"garbage %d" % i, key=key)
+    producer.flush()
+    producer.close()
+    requests_dir = tmp_path / "requests"
+    env = {
+        **os.environ,
+        "EDGECORE_TRAINING_BUCKET": lsettings.training_bucket,
+        "EDGECORE_TOPIC_TRAINING_DATA_READY": topic,
+        "EDGECORE_TOPIC_DEAD_LETTER": lsettings.topic_dead_letter,
+        "EDGECORE_STATE_DIR": str(lsettings.state_dir),
+        "EDGECORE_LISTENER_METRICS_PORT": str(free_port()),
+    }
+    command = [
+        str(Path(sys.executable).parent / "edgecore"),
+        "edge",
+        "listen",
+        "--out",
+        str(requests_dir),
+        "--group",
+        group,
+    ]
+    log = (tmp_path / "listener.log").open("ab")
+
+    first = subprocess.Popen(command, env=env, stdout=log, stderr=log)
+    try:
+        wait_for(lambda: list(requests_dir.glob("*.json")), 240, every_s=0.005, what="the run request")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    assert _committed(lsettings, group, topic) == 0, "the kill came after the commit: scenario not exercised"
+
+    env["EDGECORE_LISTENER_METRICS_PORT"] = str(free_port())
+    second = subprocess.Popen(command, env=env, stdout=log, stderr=log)
+    try:
+        wait_for(
+            lambda: _committed(lsettings, group, topic) == _end(lsettings, topic),
+            240,
+            what="the restarted listener to consume everything",
+        )
+    finally:
+        second.send_signal(signal.SIGTERM)
+        try:
+            code = second.wait(timeout=60)
+        finally:
+            second.kill()
+    assert code == 0  # graceful: it stops polling, closes the consumer and exits
+
+    assert len(list(requests_dir.glob("*.json"))) == 1
+    ledger = Ledger(lsettings.listener_dir / f"{group}.sqlite")
+    runs = ledger.runs()
+    run_of_version = ledger.run_of(edge, "v000001")
+    ledger.close()
+    assert run_of_version == runs[0]["run_key"]
+    assert [(r["status"], r["run_id"]) for r in runs] == [("launched", f"dry-run-{runs[0]['run_key']}")]

@@ -1,0 +1,120 @@
+"""Every kustomize overlay builds, and every object it renders passes the real schemas."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from k8s_schemas import require_crds, validation_errors
+from typer.testing import CliRunner
+
+from edgecore.cli import app
+from edgecore.kustomize import build
+from edgecore.settings import Settings
+from serving.isvc import Deployment, edge_objects
+
+MANIFESTS = Path(__file__).resolve().parents[1] / "manifests"
+OVERLAYS = ["core", "edge", "observability", "fleet"]
+
+
+@pytest.fixture(scope="module", params=OVERLAYS)
+def rendered(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
+    return build(Settings(), MANIFESTS / request.param)
+
+
+def test_every_rendered_object_is_valid_against_kubernetes_and_crd_schemas(
+    rendered: list[dict[str, Any]],
+) -> None:
+    require_crds()
+    errors = [e for obj in rendered for e in validation_errors(obj)]
+    assert errors == []
+
+
+def test_a_typo_in_a_custom_resource_is_caught() -> None:
+    require_crds()
+    isvc = next(o for o in build(Settings(), MANIFESTS / "edge") if o["kind"] == "InferenceService")
+    isvc["spec"]["predictor"]["model"]["storageUrl"] = isvc["spec"]["predictor"]["model"].pop("storageUri")
+    assert any("storageUrl" in e for e in validation_errors(isvc))
+
+
+def _containers(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    found = []
+    for obj in objects:
+        spec = obj.get("spec", {})
+        pod = spec.get("template", {}).get("spec") if obj["kind"] in ("Deployment", "Job") else None
+        if obj["kind"] == "ServingRuntime":
+            pod = spec
+        found.extend((pod or {}).get("containers", []))
+    return found
+
+
+@pytest.mark.parametrize("overlay", ["core", "edge"])
+def test_every_container_runs_a_real_edgecore_command(overlay: str) -> None:
+    for container in _containers(build(Settings(), MANIFESTS / overlay)):
+        argv = [*container.get("command", []), *container.get("args", [])]
+        if argv[:2] == ["python", "-m"]:
+            help_text = subprocess.run(
+                [sys.executable, "-m", argv[2], "--help"], capture_output=True, text=True, check=False
+            ).stdout
+            words: list[str] = []
+        else:
+            assert argv[0] == "edgecore", argv
+            words = [a for a in argv[1:] if not a.startswith("-") and "$(" not in a][:2]
+            result = CliRunner().invoke(app, [*words, "--help"])
+            assert result.exit_code == 0, f"{container['name']}: `edgecore {' '.join(words)}` {result.output}"
+            help_text = result.output
+        for flag in (a.split("=")[0] for a in argv if a.startswith("--")):
+            assert flag in help_text, f"{container['name']}: {flag} is not an option of {argv[:4]}"
+
+
+def test_the_edge_sync_controller_may_only_get_and_patch_inferenceservices() -> None:
+    role = next(o for o in build(Settings(), MANIFESTS / "edge") if o["kind"] == "Role")
+    assert role["rules"] == [
+        {"apiGroups": ["serving.kserve.io"], "resources": ["inferenceservices"], "verbs": ["get", "patch"]}
+    ]
+
+
+def test_the_predictor_secret_carries_kserve_s3_annotations() -> None:
+    secret = next(o for o in build(Settings(), MANIFESTS / "edge") if o["kind"] == "Secret")
+    assert {"serving.kserve.io/s3-endpoint", "serving.kserve.io/s3-usehttps"} <= set(
+        secret["metadata"]["annotations"]
+    )
+
+
+def _metric_family(name: str) -> str:
+    return re.sub(r"_(bucket|total|count|sum)$", "", name)
+
+
+def test_the_dashboard_only_queries_metrics_edgecore_exports() -> None:
+    dashboard = json.loads((MANIFESTS / "observability" / "edgecore-dashboard.json").read_text())
+    queried = {
+        _metric_family(name)
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\bedgecore_[a-z_]+", target["expr"])
+    }
+    source = "\n".join(
+        p.read_text()
+        for pkg in ("serving", "edge_sync", "pipelines")
+        for p in (MANIFESTS.parent / pkg).rglob("*.py")
+    )
+    exported = {_metric_family(name) for name in re.findall(r'"(edgecore_[a-z_]+)"', source)}
+    assert queried - exported == set()
+
+
+def test_the_edge_serving_objects_are_the_ones_serving_isvc_builds() -> None:
+    cluster = Settings(s3_endpoint="http://minio.edgecore-edge.svc:9000", s3_secret_key="change-me")
+    expected = edge_objects(
+        Deployment(edge="change-me", namespace="edgecore-edge"),
+        "s3://edgecore-edge-change-me/models/change-me-products/v000001/",
+        "ghcr.io/edgecore/edgecore:0.1.0",
+        cluster,
+    )
+    committed = [d for d in yaml.safe_load_all((MANIFESTS / "edge" / "serving.yaml").read_text()) if d]
+    assert committed == expected, "regenerate manifests/edge/serving.yaml with the command in its header"

@@ -1,0 +1,282 @@
+"""Outbox and shipper: complete sets reach the core, through outages and restarts."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import httpx
+import pytest
+from pydantic import SecretStr
+from uplink_support import free_port, image_bytes, serving, wait_for
+
+from edge_sync.gateway import Gateway
+from edge_sync.outbox import PENDING, REJECTED, SHIPPED, Outbox, outbox_path
+from edge_sync.receiver import Receiver
+from edge_sync.receiver import create_app as receiver_app
+from edge_sync.shipper import Shipper
+from edgecore.layout import Layout
+from edgecore.manifest import Manifest
+from edgecore.messaging import EventProducer, ensure_topics
+from edgecore.settings import Settings
+from edgecore.stack import Stack
+from edgecore.storage import ObjectStore
+
+EDGE = "store-a"
+TOKEN = "token-of-store-a-0123456789"
+
+
+@dataclass
+class Loop:
+    edge_settings: Settings
+    core_settings: Settings
+    store: ObjectStore
+    receiver_port: int
+
+    @contextmanager
+    def core(self) -> Iterator[str]:
+        producer = EventProducer(self.core_settings, "edgecore/test-receiver")
+        receiver = Receiver(self.core_settings, self.store, producer, {EDGE: TOKEN})
+        try:
+            with serving(receiver_app(receiver), self.receiver_port) as url:
+                yield url
+        finally:
+            receiver.close()
+            producer.close()
+
+    def gateway(self) -> tuple[Gateway, Shipper, Outbox]:
+        outbox = Outbox(outbox_path(self.edge_settings.outbox_dir, EDGE))
+        gateway = Gateway(self.edge_settings, EDGE, self.store, outbox)
+        shipper = Shipper(
+            self.edge_settings, EDGE, self.store, outbox, gateway.pending_hard_examples, backoff_base_s=0.05
+        )
+        return gateway, shipper, outbox
+
+    def dataset_images(self, version: str) -> dict[str, str]:
+        """sha256 -> label of every image the dataset version's manifest lists."""
+        layout = Layout(self.core_settings)
+        raw = self.store.get_bytes(layout.dataset_manifest(EDGE, version))
+        manifest = Manifest.from_bytes(raw, version)
+        return {entry.sha256: path.split("/")[1] for path, entry in manifest.files.items()}
+
+    def versions(self) -> list[str]:
+        layout = Layout(self.core_settings)
+        keys = [o.location.key for o in self.store.list(layout.datasets_prefix(EDGE))]
+        return sorted(k.split("/")[2] for k in keys if k.endswith("/manifest.json"))
+
+
+@pytest.fixture
+def loop(stack: Stack, settings: Settings, store: ObjectStore, unique: str, tmp_path: Path) -> Loop:
+    port = free_port()
+    core = settings.model_copy(
+        update={
+            "training_bucket": f"test-train-{unique}",
+            "topic_training_data_ready": f"test-tdr-{unique}",
+        }
+    )
+    ensure_topics(core)
+    edge = settings.model_copy(
+        update={
+            "edge_bucket_prefix": f"t{unique}-",
+            "state_dir": tmp_path / "edge-state",
+            "receiver_url": f"http://127.0.0.1:{port}",
+            "edge_token": SecretStr(TOKEN),
+            "shipper_backoff_max_s": 0.5,
+        }
+    )
+    return Loop(edge, core, store, port)
+
+
+def _accept(gateway: Gateway, sku: str, seeds: list[int]) -> set[str]:
+    shas = set()
+    for seed in seeds:
+        data = image_bytes(seed)
+        gateway.accept_image(sku, "image/jpeg", data)
+        shas.add(hashlib.sha256(data).hexdigest())
+    return shas
+
+
+def test_a_completed_set_is_shipped_into_a_dataset_version(loop: Loop) -> None:
+    gateway, shipper, outbox = loop.gateway()
+    accepted = _accept(gateway, "COLA-330", [1, 2, 3])
+    set_id, _ = gateway.complete("COLA-330")
+
+    with loop.core():
+        results = shipper.ship_due()
+
+    assert [(r.set_id, r.outcome, r.version) for r in results] == [(set_id, "shipped", "v000001")]
+    assert _status(outbox, set_id) == SHIPPED
+    assert loop.dataset_images("v000001") == {sha: "COLA-330" for sha in accepted}
+
+
+def test_sets_wait_while_the_core_is_down_and_all_arrive_when_it_is_back(loop: Loop) -> None:
+    gateway, shipper, outbox = loop.gateway()
+    accepted = _accept(gateway, "COLA-330", [10, 11]) | _accept(gateway, "CHIPS-200", [12, 13, 14])
+    gateway.complete("COLA-330")
+    gateway.complete("CHIPS-200")
+
+    down = shipper.ship_due()  # nothing listens on the receiver's port
+    assert {r.outcome for r in down} == {"retry"}
+    assert [s.status for s in outbox.sets()] == [PENDING, PENDING]
+    assert all(s.attempts == 1 and s.last_error for s in outbox.sets())
+
+    stop = threading.Event()
+    thread = threading.Thread(target=shipper.run, args=(stop, 0.1))
+    thread.start()
+    try:
+        wait_for(lambda: min(s.attempts for s in outbox.sets()) >= 3, 30, what="retries while down")
+        assert [s.status for s in outbox.sets()] == [PENDING, PENDING]  # still down: still waiting
+        with loop.core():
+            wait_for(lambda: all(s.status == SHIPPED for s in outbox.sets()), 60, what="both sets shipped")
+    finally:
+        stop.set()
+        thread.join()
+
+    shipped: dict[str, str] = {}
+    for version in loop.versions():
+        shipped |= loop.dataset_images(version)
+    assert set(shipped) == accepted
+    assert sorted(loop.versions()) == ["v000001", "v000002"]
+
+
+def test_a_set_shipped_again_after_a_lost_answer_is_not_duplicated(loop: Loop) -> None:
+    gateway, shipper, outbox = loop.gateway()
+    _accept(gateway, "COLA-330", [20, 21])
+    set_id, _ = gateway.complete("COLA-330")
+    with loop.core():
+        first = shipper.ship_due()
+        outbox.mark_retry(set_id, "pretend the answer was lost", 0)  # the edge never recorded it
+        with sqlite3.connect(outbox.path) as db:  # as if the shipper died before recording "shipped"
+            db.execute("UPDATE sets SET status = 'pending' WHERE id = ?", (set_id,))
+        second = shipper.ship_due()
+
+    assert first[0].outcome == "shipped" and second[0].outcome == "duplicate"
+    assert first[0].version == second[0].version and loop.versions() == ["v000001"]
+
+
+def test_labelled_hard_examples_ship_with_the_next_set(loop: Loop) -> None:
+    gateway, shipper, _ = loop.gateway()
+    layout = Layout(loop.edge_settings)
+    capture, _ = layout.unrecognized(EDGE, date(2026, 11, 23), "cap-7")
+    hard = image_bytes(30)
+    loop.store.put_bytes(capture, hard, "image/jpeg")
+    gateway.label_hard_example("2026-11-23", "cap-7", "CHIPS-200")
+    accepted = _accept(gateway, "COLA-330", [31])
+    gateway.complete("COLA-330")
+
+    with loop.core():
+        shipper.ship_due()
+
+    assert loop.dataset_images("v000001") == {
+        **{sha: "COLA-330" for sha in accepted},
+        hashlib.sha256(hard).hexdigest(): "CHIPS-200",
+    }
+    assert gateway.pending_hard_examples() == []
+
+
+def test_a_set_the_core_refuses_is_kept_with_the_reason_and_its_images(loop: Loop) -> None:
+    gateway, _, outbox = loop.gateway()
+    wrong = loop.edge_settings.model_copy(update={"edge_token": SecretStr("not-the-token-000000000")})
+    shipper = Shipper(wrong, EDGE, loop.store, outbox, gateway.pending_hard_examples)
+    accepted = _accept(gateway, "COLA-330", [40])
+    set_id, _ = gateway.complete("COLA-330")
+
+    with loop.core():
+        result = shipper.ship_due()
+
+    assert result[0].outcome == "rejected" and "401" in (result[0].reason or "")
+    assert _status(outbox, set_id) == REJECTED
+    layout = Layout(loop.edge_settings)
+    stored = {
+        o.location.key.split("/")[2].split(".")[0] for o in loop.store.list(layout.incoming_prefix(EDGE))
+    }
+    assert stored == accepted
+
+
+def test_a_restarted_gateway_ships_its_outbox(loop: Loop, tmp_path: Path) -> None:
+    port = free_port()
+    cfg = loop.edge_settings
+    env = {
+        **os.environ,
+        "EDGECORE_EDGE_BUCKET_PREFIX": cfg.edge_bucket_prefix,
+        "EDGECORE_STATE_DIR": str(cfg.state_dir),
+        "EDGECORE_GATEWAY_PORT": str(port),
+        "EDGECORE_RECEIVER_URL": cfg.receiver_url,
+        "EDGECORE_EDGE_TOKEN": TOKEN,
+        "EDGECORE_SHIPPER_BACKOFF_MAX_S": "0.5",
+    }
+    command = [str(Path(sys.executable).parent / "edgecore"), "edge", "gateway", "--edge", EDGE]
+    url = f"http://127.0.0.1:{port}"
+
+    def start() -> subprocess.Popen[bytes]:
+        log = (tmp_path / "gw.log").open("ab")
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log)
+        try:
+            wait_for(lambda: _healthy(url), 180, what="gateway up")
+        except AssertionError:
+            proc.kill()
+            raise
+        return proc
+
+    gateway = start()
+    try:
+        accepted = _post_and_complete(url)
+        wait_for(
+            lambda: httpx.get(f"{url}/v1/pending").json()["sets"][0]["attempts"] >= 1,
+            30,
+            what="a failed attempt while the core is down",
+        )
+    finally:
+        gateway.send_signal(signal.SIGKILL)
+        gateway.wait()
+
+    with loop.core():
+        gateway = start()
+        try:
+            wait_for(lambda: loop.versions() == ["v000001"], 60, what="the outbox shipped after the restart")
+            wait_for(lambda: httpx.get(f"{url}/v1/pending").json()["sets"] == [], 30, what="outbox drained")
+        finally:
+            gateway.send_signal(signal.SIGTERM)
+            try:
+                code = gateway.wait(timeout=30)
+            finally:
+                gateway.kill()
+    assert code in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after a graceful stop
+    assert set(loop.dataset_images("v000001")) == accepted
+
+
+def _post_and_complete(url: str) -> set[str]:
+    accepted = set()
+    for seed in (50, 51, 52):
+        data = image_bytes(seed)
+        assert (
+            httpx.post(
+                f"{url}/v1/images/COLA-330", content=data, headers={"Content-Type": "image/jpeg"}
+            ).status_code
+            == 201
+        )
+        accepted.add(hashlib.sha256(data).hexdigest())
+    assert httpx.post(f"{url}/v1/sets/COLA-330/complete").status_code == 202
+    return accepted
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _status(outbox: Outbox, set_id: str) -> str | None:
+    found = outbox.get(set_id)
+    return None if found is None else found.status

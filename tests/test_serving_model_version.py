@@ -1,0 +1,105 @@
+"""A model version is used only once every file matches its manifest; LiteRT first, SavedModel as fallback."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+from serving_support import LABELS, kiosk_jpeg, upload_version, write_version
+
+from edgecore.errors import IntegrityError, NotFound
+from edgecore.layout import LABELS_FILE, MANIFEST, TFLITE_FILE, Layout, edge_model_name
+from edgecore.manifest import Manifest, entries_for_dir
+from edgecore.preprocessing import preprocess
+from edgecore.settings import Settings
+from edgecore.storage import ObjectStore
+from serving.model_version import VersionStore, open_version
+
+EDGE = "versions"
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return write_version(tmp_path / "v000004", EDGE, "v000004")
+
+
+@pytest.fixture
+def settings_here(tmp_path: Path) -> Settings:
+    return Settings(state_dir=tmp_path / "state")
+
+
+def _rewrite_manifest(root: Path, **changes: object) -> None:
+    manifest = Manifest.from_bytes((root / MANIFEST).read_bytes(), str(root))
+    (root / MANIFEST).write_bytes(manifest.model_copy(update=changes).to_bytes())
+
+
+def test_a_verified_version_runs_litert_and_knows_its_catalogue(root: Path, settings_here: Settings) -> None:
+    version = open_version(root, settings_here)
+
+    assert (version.name, version.version) == (edge_model_name(EDGE), "v000004")
+    assert version.runner.kind == "litert"
+    assert list(version.labels) == LABELS
+    assert version.products[0] == {
+        "name": "Red apple",
+        "price": "0.45",
+        "currency": "EUR",
+        "promotion": "3 for 1.20",
+    }
+
+
+def test_a_file_changed_after_publishing_is_refused(root: Path, settings_here: Settings) -> None:
+    (root / LABELS_FILE).write_text(json.dumps(list(reversed(LABELS))))
+
+    with pytest.raises(IntegrityError, match=LABELS_FILE):
+        open_version(root, settings_here)
+
+
+def test_a_folder_without_manifest_is_not_a_version(root: Path, settings_here: Settings) -> None:
+    (root / MANIFEST).unlink()
+
+    with pytest.raises(NotFound, match=MANIFEST):
+        open_version(root, settings_here)
+
+
+def test_labels_missing_from_the_catalogue_are_refused(root: Path, settings_here: Settings) -> None:
+    labels = [*LABELS[:2], "MYSTERY-BOX"]
+    (root / LABELS_FILE).write_text(json.dumps(labels))
+    _rewrite_manifest(root, files=entries_for_dir(root), labels=labels)
+
+    with pytest.raises(IntegrityError, match="MYSTERY-BOX"):
+        open_version(root, settings_here)
+
+
+def test_without_a_tflite_file_the_saved_model_answers_the_same(root: Path, settings_here: Settings) -> None:
+    litert = open_version(root, settings_here)
+    (root / TFLITE_FILE).unlink()
+    _rewrite_manifest(root, files=entries_for_dir(root))
+    pixels = np.stack([preprocess(kiosk_jpeg(label, 300), 64) for label in LABELS])
+
+    fallback = open_version(root, settings_here)
+
+    assert fallback.runner.kind == "saved_model"
+    np.testing.assert_allclose(fallback.probabilities(pixels), litert.probabilities(pixels), atol=1e-5)
+
+
+def test_an_s3_version_is_downloaded_with_kserve_storage_and_verified(
+    root: Path, settings_here: Settings, store: ObjectStore, layout: Layout
+) -> None:
+    edge = f"ver-{uuid.uuid4().hex[:10]}"
+    uri = upload_version(store, layout.edge_model_prefix(edge, edge_model_name(EDGE), "v000004"), root)
+
+    version = VersionStore(settings_here).open(uri)
+
+    assert version.version == "v000004"
+    assert version.root.is_relative_to(settings_here.state_dir)
+    assert (version.root / TFLITE_FILE).read_bytes() == (root / TFLITE_FILE).read_bytes()
+
+
+def test_an_s3_prefix_without_a_version_is_not_found(
+    settings_here: Settings, store: ObjectStore, bucket: str
+) -> None:
+    with pytest.raises(NotFound, match="no model version"):
+        VersionStore(settings_here).open(f"s3://{bucket}/models/nothing-here/v000001/")

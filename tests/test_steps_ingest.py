@@ -1,0 +1,85 @@
+"""ingest: dataset versions from the real MinIO into a local snapshot, filtered by catalogue."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from training_support import jpeg, tiny_store
+
+from components.ingest import ingest
+from edgecore.catalogue import Catalogue
+from edgecore.errors import NotFound
+from edgecore.layout import Layout
+from edgecore.manifest import Manifest
+from edgecore.storage import ObjectStore
+from edgecore.synthetic.upload import upload_folder
+
+EDGE = "boutique"
+
+
+@pytest.fixture
+def uploaded(tmp_path: Path, iso_store: ObjectStore, iso_layout: Layout) -> Manifest:
+    return upload_folder(iso_store, iso_layout, tiny_store(tmp_path / "photos", EDGE, images=2), "shop")
+
+
+def test_the_snapshot_holds_every_image_of_the_catalogue_verified_with_its_manifest(
+    tmp_path: Path, iso_store: ObjectStore, iso_layout: Layout, uploaded: Manifest
+) -> None:
+    snapshot = ingest(iso_store, iso_layout, EDGE, ["shop"], tmp_path / "snap")
+    assert snapshot.metadata["datasets"] == ["shop@v000001"]
+    assert snapshot.labels == uploaded.labels
+    images = {name for name in snapshot.files if name.startswith("images/")}
+    assert images == set(uploaded.files)
+    Manifest.from_bytes((tmp_path / "snap" / "manifest.json").read_bytes(), "snap").verify_dir(
+        tmp_path / "snap"
+    )
+
+
+def test_only_skus_the_edge_still_sells_are_kept(
+    tmp_path: Path, iso_store: ObjectStore, iso_layout: Layout, uploaded: Manifest
+) -> None:
+    full = Catalogue.from_bytes(iso_store.get_bytes(iso_layout.edge_catalogue(EDGE)))
+    smaller = full.model_copy(update={"products": full.products[:2]})
+    iso_store.put_bytes(iso_layout.edge_catalogue(EDGE), smaller.to_bytes())
+    snapshot = ingest(iso_store, iso_layout, EDGE, ["shop"], tmp_path / "snap")
+    assert snapshot.labels == smaller.skus
+    assert {name.split("/")[1] for name in snapshot.files if name.startswith("images/")} == set(smaller.skus)
+
+
+def test_a_bare_name_means_the_newest_complete_version_and_a_pinned_one_is_honoured(
+    tmp_path: Path, iso_store: ObjectStore, iso_layout: Layout, uploaded: Manifest
+) -> None:
+    upload_folder(iso_store, iso_layout, tmp_path / "photos" / EDGE, "shop")
+    assert ingest(iso_store, iso_layout, EDGE, ["shop"], tmp_path / "a").metadata["datasets"] == [
+        "shop@v000002"
+    ]
+    pinned = ingest(iso_store, iso_layout, EDGE, ["shop@v000001"], tmp_path / "b")
+    assert pinned.metadata["datasets"] == ["shop@v000001"]
+
+
+def test_labelled_hard_examples_of_the_edge_are_included(
+    tmp_path: Path, iso_store: ObjectStore, iso_layout: Layout, uploaded: Manifest
+) -> None:
+    iso_store.put_bytes(iso_layout.hard_example(EDGE, "CAVIAR-50", "kiosk-7", "jpg"), jpeg())
+    iso_store.put_bytes(iso_layout.hard_example(EDGE, "NOT-SOLD", "kiosk-7", "jpg"), jpeg())
+    snapshot = ingest(iso_store, iso_layout, EDGE, ["shop"], tmp_path / "snap")
+    assert snapshot.metadata["hard_examples"] == 1
+    hard = [name for name in snapshot.files if "/hard-" in name]
+    assert len(hard) == 1 and hard[0].startswith("images/CAVIAR-50/")
+
+
+def test_a_missing_dataset_is_a_clear_not_found_naming_it(
+    tmp_path: Path, iso_store: ObjectStore, iso_layout: Layout, uploaded: Manifest
+) -> None:
+    with pytest.raises(NotFound, match="dataset 'no-such-photos'"):
+        ingest(iso_store, iso_layout, EDGE, ["shop", "no-such-photos"], tmp_path / "snap")
+    with pytest.raises(NotFound, match="dataset 'shop' version v000009 does not exist"):
+        ingest(iso_store, iso_layout, EDGE, ["shop@v000009"], tmp_path / "snap")
+
+
+def test_an_edge_without_a_catalogue_is_a_clear_not_found(
+    tmp_path: Path, iso_store: ObjectStore, iso_layout: Layout, uploaded: Manifest
+) -> None:
+    with pytest.raises(NotFound, match="edge 'nowhere' has no catalogue"):
+        ingest(iso_store, iso_layout, "nowhere", ["shop"], tmp_path / "snap")

@@ -1,0 +1,162 @@
+"""train, evaluate and export on a tiny real prepared dataset."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from training_support import tiny_store
+
+from components.evaluate import Evaluation, GateConfig, evaluate, litert_predict, markdown_report
+from components.export import UNPUBLISHED, export_model, export_trained
+from components.ingest import IMAGES_DIR
+from components.prepare import PreparedData, prepare
+from components.train import KERAS_FILE, TrainConfig, build_model, train, warm_start
+from edgecore.layout import LABELS_FILE, MANIFEST, SAVED_MODEL_DIR, TFLITE_FILE
+from edgecore.manifest import Manifest
+
+SIZE = 64
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("model")
+    photos = tiny_store(root / "photos", "boutique", images=20)
+    snap = root / "snap"
+    for folder in photos.iterdir():
+        if folder.is_dir():
+            shutil.copytree(folder, snap / IMAGES_DIR / folder.name)
+    shutil.copy(photos / "catalogue.json", snap / "catalogue.json")
+    prepare(snap, root / "prepared", SIZE)
+    return root / "prepared"
+
+
+@pytest.fixture(scope="module")
+def trained(prepared: Path) -> Path:
+    out = prepared.parent / "trained"
+    train(prepared, out, TrainConfig(epochs=15, patience=15))
+    return out
+
+
+@pytest.fixture(scope="module")
+def production(prepared: Path, trained: Path) -> Path:
+    """The trained model exported and registered as version v000001."""
+    import keras
+
+    data = PreparedData(prepared)
+    out = prepared.parent / "production"
+    manifest = export_model(
+        keras.models.load_model(trained / KERAS_FILE), data.labels, data.catalogue, out, SIZE
+    )
+    (out / MANIFEST).write_bytes(manifest.model_copy(update={"version": "v000001"}).to_bytes())
+    return out
+
+
+def test_training_saves_a_softmax_model_over_the_catalogue_skus(prepared: Path, trained: Path) -> None:
+    import keras
+
+    labels = PreparedData(prepared).labels
+    assert json.loads((trained / LABELS_FILE).read_text()) == labels
+    model = keras.models.load_model(trained / KERAS_FILE)
+    probabilities = model.predict(PreparedData(prepared).split("test").x, verbose=0)
+    assert probabilities.shape[1] == len(labels)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    assert json.loads((trained / "history.json").read_text())["epochs_run"] <= 15
+
+
+def test_evaluation_reports_accuracy_per_class_figures_and_a_consistent_confusion_matrix(
+    prepared: Path, trained: Path
+) -> None:
+    result = evaluate(trained, prepared, GateConfig(min_accuracy=0.0))
+    matrix = np.asarray(result.confusion)
+    assert matrix.sum() == result.test_images == len(PreparedData(prepared).split("test").y)
+    assert result.accuracy == pytest.approx(np.trace(matrix) / matrix.sum())
+    assert set(result.precision) == set(result.recall) == set(result.labels)
+    assert result.passed and result.reasons == []
+    assert "| CAVIAR-50 |" in markdown_report(result, "boutique")
+
+
+def test_the_gate_stops_a_model_below_the_minimum_accuracy(prepared: Path, trained: Path) -> None:
+    result = evaluate(trained, prepared, GateConfig(min_accuracy=1.01))
+    assert not result.passed and "below the minimum 1.010" in result.reasons[0]
+
+
+def test_the_gate_compares_with_production_on_the_same_test_photos(
+    prepared: Path, trained: Path, production: Path
+) -> None:
+    same = evaluate(trained, prepared, GateConfig(min_accuracy=0.0, max_regression=0.0), production)
+    assert same.production_version == "v000001"
+    assert same.production_accuracy == pytest.approx(same.accuracy, abs=1e-9)
+    assert same.passed
+
+
+def test_the_gate_stops_a_regression_against_production(
+    prepared: Path, trained: Path, production: Path
+) -> None:
+    import keras
+
+    model = keras.models.load_model(trained / KERAS_FILE)
+    kernel, bias = model.get_layer("probabilities").get_weights()
+    model.get_layer("probabilities").set_weights([np.roll(kernel, 1, axis=1), np.roll(bias, 1)])
+    worse = prepared.parent / "worse"
+    worse.mkdir(exist_ok=True)
+    model.save(worse / KERAS_FILE)
+    result = evaluate(worse, prepared, GateConfig(min_accuracy=0.0, max_regression=0.01), production)
+    assert result.production_accuracy is not None and result.production_accuracy > 1 / len(result.labels)
+    assert not result.passed and "fell from" in result.reasons[0]
+
+
+def test_export_writes_the_version_folder_the_edge_loads_with_a_manifest_of_every_file(
+    prepared: Path, trained: Path, tmp_path: Path
+) -> None:
+    evaluation = evaluate(trained, prepared, GateConfig(min_accuracy=0.0))
+    manifest = export_trained(
+        trained, prepared, tmp_path / "v", SIZE, evaluation.metrics(), {"datasets": ["b@v000001"]}
+    )
+    root = tmp_path / "v"
+    assert manifest == Manifest.from_bytes((root / MANIFEST).read_bytes(), "export")
+    manifest.verify_dir(root)
+    assert {TFLITE_FILE, LABELS_FILE, "catalogue.json", "model_card.md", KERAS_FILE} <= set(manifest.files)
+    assert any(name.startswith(f"{SAVED_MODEL_DIR}/") for name in manifest.files)
+    assert (manifest.name, manifest.version, manifest.labels) == (
+        "boutique-products",
+        UNPUBLISHED,
+        evaluation.labels,
+    )
+    assert manifest.metadata["image_size"] == SIZE and manifest.metrics["accuracy"] == evaluation.accuracy
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(root / TFLITE_FILE))
+    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    assert list(inp["shape"]) == [1, SIZE, SIZE, 3] and inp["dtype"] == np.float32
+    assert list(out["shape"]) == [1, len(manifest.labels)]
+    test = PreparedData(prepared).split("test")
+    litert = litert_predict(root / TFLITE_FILE, test.x)
+    assert (litert.argmax(axis=1) == test.y).mean() == pytest.approx(evaluation.accuracy)
+
+
+def test_warm_start_keeps_what_production_learnt_for_the_skus_it_knew(production: Path) -> None:
+    old_labels = json.loads((production / LABELS_FILE).read_text())
+    new_labels = sorted([*old_labels, "KOMBU-GNG"])
+    model = build_model(len(new_labels), SIZE)
+    assert warm_start(model, production, new_labels)
+    import keras
+
+    old = keras.models.load_model(production / KERAS_FILE)
+    old_kernel = old.get_layer("probabilities").get_weights()[0]
+    new_kernel = model.get_layer("probabilities").get_weights()[0]
+    for i, sku in enumerate(old_labels):
+        np.testing.assert_array_equal(new_kernel[:, new_labels.index(sku)], old_kernel[:, i])
+    assert not warm_start(build_model(2, SIZE), production, ["CAVIAR-50", "KOMBU-GNG"])
+
+
+def test_an_evaluation_survives_the_trip_through_its_file(
+    prepared: Path, trained: Path, tmp_path: Path
+) -> None:
+    result = evaluate(trained, prepared, GateConfig())
+    result.save(tmp_path / "e.json")
+    assert Evaluation.load(tmp_path / "e.json") == result

@@ -1,0 +1,112 @@
+"""prepare: bad photos are counted not fatal, privacy clean-up, shared preprocessing, split."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data as skdata
+from training_support import jpeg, tiny_store
+
+from components.ingest import IMAGES_DIR
+from components.prepare import PreparedData, prepare
+from components.privacy import strip_jpeg_metadata
+from edgecore.errors import InvalidInput
+from edgecore.preprocessing import preprocess
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_store(tmp_path_factory.mktemp("photos"), "boutique", images=5)
+
+
+def snapshot_of(photos: Path, dest: Path) -> Path:
+    """An ingest-shaped folder: images/<SKU>/* and catalogue.json."""
+    for folder in photos.iterdir():
+        if folder.is_dir():
+            shutil.copytree(folder, dest / IMAGES_DIR / folder.name)
+    shutil.copy(photos / "catalogue.json", dest / "catalogue.json")
+    return dest
+
+
+def test_corrupt_too_small_and_duplicate_photos_are_dropped_and_counted(photos: Path, tmp_path: Path) -> None:
+    snap = snapshot_of(photos, tmp_path / "snap")
+    caviar = snap / IMAGES_DIR / "CAVIAR-50"
+    good = (caviar / "0000.jpg").read_bytes()
+    (caviar / "copy.jpg").write_bytes(good)
+    (caviar / "text.jpg").write_bytes(b"this is not an image")
+    (caviar / "cut.jpg").write_bytes(good[: len(good) // 2])
+    (caviar / "thumb.jpg").write_bytes(jpeg(40, 30))
+    report = prepare(snap, tmp_path / "out", SIZE)
+    assert report.dropped == {"corrupt": 2, "too_small": 1, "duplicate": 1}
+    assert report.seen == 6 * 5 + 4 and report.kept == 6 * 5
+    assert {d["file"] for d in report.drops} == {
+        f"CAVIAR-50/{n}.jpg" for n in ("copy", "text", "cut", "thumb")
+    }
+    assert PreparedData(tmp_path / "out").report["dropped"] == report.dropped
+
+
+def test_tensors_are_exactly_the_shared_preprocessing_of_the_photo(photos: Path, tmp_path: Path) -> None:
+    prepare(snapshot_of(photos, tmp_path / "snap"), tmp_path / "out", SIZE)
+    data = PreparedData(tmp_path / "out")
+    split = data.split("train")
+    for x, name in zip(split.x[:5], split.files[:5], strict=True):
+        np.testing.assert_array_equal(x, preprocess((photos / name).read_bytes(), SIZE))
+
+
+def test_every_sku_is_in_every_split_with_the_same_split_for_the_same_seed(
+    photos: Path, tmp_path: Path
+) -> None:
+    snap = snapshot_of(photos, tmp_path / "snap")
+    report = prepare(snap, tmp_path / "a", SIZE, seed=3)
+    prepare(snap, tmp_path / "b", SIZE, seed=3)
+    a, b = PreparedData(tmp_path / "a"), PreparedData(tmp_path / "b")
+    for split in ("train", "val", "test"):
+        assert set(a.split(split).y.tolist()) == set(range(len(a.labels)))
+        assert a.split(split).files == b.split(split).files
+    assert sum(report.splits.values()) == report.kept
+
+
+def test_metadata_is_stripped_without_touching_a_pixel(tmp_path: Path) -> None:
+    exif = Image.Exif()
+    exif[0x010F] = "KioskCam"  # Make
+    exif[0x8825] = {2: (48.0, 51.0, 24.0)}  # GPS latitude
+    original = jpeg(exif=exif.tobytes(), comment=b"shot at till 4")
+    cleaned = strip_jpeg_metadata(original)
+    assert b"KioskCam" in original and b"KioskCam" not in cleaned and b"till 4" not in cleaned
+    assert not Image.open(io.BytesIO(cleaned)).getexif()
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(io.BytesIO(cleaned))), np.asarray(Image.open(io.BytesIO(original)))
+    )
+
+
+def test_faces_are_blurred_before_anything_is_kept(photos: Path, tmp_path: Path) -> None:
+    snap = snapshot_of(photos, tmp_path / "snap")
+    portrait = Image.new("RGB", (640, 480), (90, 120, 90))
+    astronaut = skdata.astronaut()  # type: ignore[no-untyped-call]
+    portrait.paste(Image.fromarray(astronaut).resize((480, 480)), (80, 0))
+    buf = io.BytesIO()
+    portrait.save(buf, "JPEG", quality=92)
+    (snap / IMAGES_DIR / "CAVIAR-50" / "selfie.jpg").write_bytes(buf.getvalue())
+    report = prepare(snap, tmp_path / "out", SIZE)
+    assert report.faces_blurred >= 1
+    blurred = tmp_path / "out" / "clean" / "CAVIAR-50" / f"{hashlib.sha256(buf.getvalue()).hexdigest()}.jpg"
+    face = (slice(40, 160), slice(240, 360))  # the astronaut's face, scaled to 480 px
+    sharp = np.asarray(portrait.convert("L"), np.float32)[face]
+    after = np.asarray(Image.open(blurred).convert("L"), np.float32)[face]
+    assert np.abs(np.diff(after, axis=1)).mean() < 0.5 * np.abs(np.diff(sharp, axis=1)).mean()
+
+
+def test_a_sku_left_with_too_few_photos_is_a_clear_error(photos: Path, tmp_path: Path) -> None:
+    snap = snapshot_of(photos, tmp_path / "snap")
+    for extra in list((snap / IMAGES_DIR / "CAVIAR-50").iterdir())[2:]:
+        extra.unlink()
+    with pytest.raises(InvalidInput, match=r"fewer than 3 usable photos for SKUs \['CAVIAR-50'\]"):
+        prepare(snap, tmp_path / "out", SIZE)
