@@ -22,6 +22,7 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/edgecore stack up
 	$(BIN)/edgecore stack smoke
+	$(BIN)/edgecore demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

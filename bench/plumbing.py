@@ -28,11 +28,21 @@ def main() -> None:
         run = run_local(Path(tmp) / "root", {"edges": edges, "datasets": edges, "epochs": args.epochs})
     per_task: dict[str, float] = defaultdict(float)
     per_branch: dict[str, float] = defaultdict(float)
+    cpu: dict[str, float] = defaultdict(float)
+    process_cpu: dict[str, float] = defaultdict(float)
     for step in run.steps:
         per_task[step["task"]] += float(step["compute_s"])
         per_branch[step["branch"]] += float(step["compute_s"])
+        cpu[step["task"]] += float(step["cpu_s"])
+        process_cpu[step["task"]] += float(step["process_cpu_s"])
     for task, seconds in sorted(per_task.items(), key=lambda kv: -kv[1]):
-        print(f"{task:>16}: {seconds:7.1f} s (both edges)")
+        print(
+            f"{task:>16}: {seconds:7.1f} s own wall, {cpu[task]:6.1f} s own CPU, "
+            f"{process_cpu[task] - cpu[task]:5.1f} s CPU starting the step process (both edges)"
+        )
+    print(
+        f"CPU: steps' own {sum(cpu.values()):.1f} s, step processes in all {sum(process_cpu.values()):.1f} s"
+    )
     critical = max(per_branch.values())
     print(f"wall {run.wall_s:.1f} s, steps' own compute {run.compute_s:.1f} s, longest edge {critical:.1f} s")
     print(f"ratio wall / sum of compute = {run.wall_s / run.compute_s:.3f} (goal <= 1.15; edges overlap)")

@@ -3,8 +3,9 @@
 The gate has two rules: a minimum test accuracy, and no regression beyond a margin
 against the edge's current production model, both measured on the same test split
 (the production model is scored only on the SKUs it knows, and the candidate on the
-same photos).  The production model is scored through its LiteRT file, the artefact
-the edge actually serves.
+same photos).  Both models are scored through their LiteRT file, the artefact the edge
+actually serves (the train step writes the candidate's; a Keras-only model folder is scored
+with Keras), so this step needs no TensorFlow.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from components.artefacts import KERAS_FILE, configure_tensorflow, has_serving_files, litert_predict
 from components.prepare import PreparedData
-from components.train import KERAS_FILE, configure_tensorflow
 from edgecore.layout import LABELS_FILE, MANIFEST, TFLITE_FILE
 from edgecore.manifest import Manifest
 
@@ -73,20 +74,15 @@ def confusion_matrix(
     return matrix
 
 
-def litert_predict(model_file: Path, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    """Probabilities from a LiteRT flatbuffer, one image per invoke as on the edge."""
-    from ai_edge_litert.interpreter import Interpreter
+def candidate_probabilities(model_dir: Path, x: npt.NDArray[np.float32], threads: int = 1) -> Any:
+    """The candidate's probabilities: from its LiteRT file when train wrote one, else from Keras."""
+    if has_serving_files(model_dir):
+        return litert_predict(model_dir / TFLITE_FILE, x)
+    configure_tensorflow(threads)
+    import keras
 
-    interpreter = Interpreter(model_path=str(model_file), num_threads=1)
-    interpreter.allocate_tensors()
-    inp = interpreter.get_input_details()[0]["index"]
-    out = interpreter.get_output_details()[0]["index"]
-    rows = []
-    for image in x:
-        interpreter.set_tensor(inp, image[None])
-        interpreter.invoke()
-        rows.append(interpreter.get_tensor(out)[0].copy())
-    return np.stack(rows) if rows else np.zeros((0, 0), np.float32)
+    model: Any = keras.models.load_model(model_dir / KERAS_FILE, compile=False)
+    return model.predict(x, verbose=0, batch_size=64)
 
 
 def _production_comparison(
@@ -116,14 +112,10 @@ def _production_comparison(
 def evaluate(
     model_dir: Path, prepared: Path, gate: GateConfig, production: Path | None = None, threads: int = 1
 ) -> Evaluation:
-    configure_tensorflow(threads)
-    import keras
-
     data = PreparedData(prepared)
     labels = data.labels
     test = data.split("test")
-    model: Any = keras.models.load_model(model_dir / KERAS_FILE, compile=False)
-    predicted = np.asarray(model.predict(test.x, verbose=0, batch_size=64).argmax(axis=1), dtype=np.int64)
+    predicted = np.asarray(candidate_probabilities(model_dir, test.x, threads).argmax(axis=1), dtype=np.int64)
     truth = test.y.astype(np.int64)
     matrix = confusion_matrix(truth, predicted, len(labels))
     predicted_counts, true_counts, hits = matrix.sum(axis=0), matrix.sum(axis=1), np.diag(matrix)

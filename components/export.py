@@ -8,7 +8,9 @@
 ``manifest.json`` every file's sha256 and size, labels, metrics, metadata: written LAST
 
 The LiteRT file is checked against the Keras model on real inputs before anything is
-written as done: a converter surprise must not reach a kiosk.
+written as done: a converter surprise must not reach a kiosk.  In the pipeline the train
+step has already written and checked the TensorFlow files (``components.artefacts``), so
+export copies them and never imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from components.train import KERAS_FILE, configure_tensorflow
+from components.artefacts import KERAS_FILE, configure_tensorflow, has_serving_files, write_serving_files
+from components.train import HISTORY_FILE
 from edgecore.catalogue import Catalogue
-from edgecore.errors import IntegrityError
 from edgecore.layout import (
     CATALOGUE_FILE,
     LABELS_FILE,
@@ -37,25 +39,6 @@ from edgecore.manifest import Manifest, entries_for_dir
 
 UNPUBLISHED = "unpublished"
 """The manifest version of an export; publish replaces it with the registry version."""
-PARITY_TOLERANCE = 1e-4
-
-
-def to_tflite(saved_model: Path) -> bytes:
-    tf = configure_tensorflow(1)
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
-    return bytes(converter.convert())
-
-
-def check_parity(tflite: Path, model: Any, samples: npt.NDArray[np.float32]) -> float:
-    """Largest probability difference between LiteRT and Keras on ``samples``."""
-    from components.evaluate import litert_predict
-
-    expected = np.asarray(model.predict(samples, verbose=0))
-    actual = litert_predict(tflite, samples)
-    diff = float(np.max(np.abs(expected - actual))) if len(samples) else 0.0
-    if diff > PARITY_TOLERANCE:
-        raise IntegrityError(f"{tflite}: LiteRT output differs from Keras by {diff:.2e}")
-    return diff
 
 
 def model_card(
@@ -97,20 +80,62 @@ def export_model(
 ) -> Manifest:
     """Write the version folder for an in-memory Keras model; return its manifest."""
     configure_tensorflow(1)
-    metrics = dict(metrics or {})
     metadata = {**(metadata or {}), "image_size": image_size, "edge": catalogue.edge}
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    model.export(str(out / SAVED_MODEL_DIR), format="tf_saved_model", verbose=False)
-    (out / TFLITE_FILE).write_bytes(to_tflite(out / SAVED_MODEL_DIR))
+    _fresh(out)
     samples = (
         parity_samples
         if parity_samples is not None
         else np.random.default_rng(0).random((4, image_size, image_size, 3), dtype=np.float32)
     )
-    metadata["litert_max_abs_diff"] = check_parity(out / TFLITE_FILE, model, samples[:32])
+    metadata["litert_max_abs_diff"] = write_serving_files(model, out, samples)
     model.save(out / KERAS_FILE)
+    return _package(out, labels, catalogue, dict(metrics or {}), metadata)
+
+
+def export_trained(
+    model_dir: Path,
+    prepared: Path,
+    out: Path,
+    image_size: int,
+    metrics: dict[str, float],
+    metadata: dict[str, Any],
+) -> Manifest:
+    """The pipeline's export: the train step's model files plus the prepared labels and catalogue."""
+    from components.prepare import PreparedData
+
+    data = PreparedData(prepared)
+    if not has_serving_files(model_dir):  # a bare Keras file: convert and check it here
+        configure_tensorflow(1)
+        import keras
+
+        model = keras.models.load_model(model_dir / KERAS_FILE, compile=False)
+        return export_model(
+            model, data.labels, data.catalogue, out, image_size, metrics, metadata, data.split("test").x
+        )
+    trained = json.loads((model_dir / HISTORY_FILE).read_text())
+    metadata = {
+        **metadata,
+        "image_size": image_size,
+        "edge": data.catalogue.edge,
+        "litert_max_abs_diff": trained["litert_max_abs_diff"],
+    }
+    _fresh(out)
+    for name in (KERAS_FILE, TFLITE_FILE):
+        shutil.copy2(model_dir / name, out / name)
+    shutil.copytree(model_dir / SAVED_MODEL_DIR, out / SAVED_MODEL_DIR)
+    return _package(out, data.labels, data.catalogue, dict(metrics), metadata)
+
+
+def _fresh(out: Path) -> None:
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+
+
+def _package(
+    out: Path, labels: list[str], catalogue: Catalogue, metrics: dict[str, float], metadata: dict[str, Any]
+) -> Manifest:
+    """Labels, catalogue and card beside the model files, then the manifest of them all, last."""
     (out / LABELS_FILE).write_text(json.dumps(labels))
     (out / CATALOGUE_FILE).write_bytes(catalogue.to_bytes())
     (out / MODEL_CARD_FILE).write_text(model_card(catalogue.edge, labels, catalogue, metrics, metadata))
@@ -125,24 +150,3 @@ def export_model(
     )
     (out / MANIFEST).write_bytes(manifest.to_bytes())
     return manifest
-
-
-def export_trained(
-    model_dir: Path,
-    prepared: Path,
-    out: Path,
-    image_size: int,
-    metrics: dict[str, float],
-    metadata: dict[str, Any],
-) -> Manifest:
-    """The pipeline's export: the trained Keras file plus the prepared labels and catalogue."""
-    configure_tensorflow(1)
-    import keras
-
-    from components.prepare import PreparedData
-
-    data = PreparedData(prepared)
-    model = keras.models.load_model(model_dir / KERAS_FILE, compile=False)
-    return export_model(
-        model, data.labels, data.catalogue, out, image_size, metrics, metadata, data.split("test").x
-    )

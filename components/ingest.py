@@ -12,6 +12,7 @@ import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgecore.catalogue import Catalogue
 from edgecore.errors import InvalidInput, NotFound
@@ -27,7 +28,9 @@ from edgecore.layout import (
     version_of_key,
 )
 from edgecore.manifest import Manifest, entries_for_dir
-from edgecore.storage import ObjectStore
+
+if TYPE_CHECKING:  # boto3 takes a while to import; prepare/train read IMAGES_DIR without S3
+    from edgecore.storage import ObjectStore
 
 IMAGES_DIR = "images"
 MAX_MANIFEST_BYTES = 64 * 1_048_576
@@ -35,44 +38,88 @@ MAX_CATALOGUE_BYTES = 1_048_576
 
 
 @dataclass(frozen=True)
+class Source:
+    """Where a snapshot file comes from: its own object, or a slice of a dataset's tar shard.
+
+    Sets shipped by edges are stored as one shard per version (``offset``, ``size``
+    locate the image in it); uploaded folders keep one object per image.  Both are
+    verified against the manifest's sha256; ``sha256`` is empty only for hard examples,
+    which have no manifest and are checked against their recorded digest instead.
+    """
+
+    loc: Location
+    sha256: str
+    offset: int | None = None
+    size: int = 0
+
+
+@dataclass(frozen=True)
 class DatasetRef:
-    """``name`` (its newest complete version) or ``name@v000003`` (that version)."""
+    """``name`` (newest complete version), ``name@v000003`` (that version) or ``name@..v000003``.
+
+    The history form is how an edge's dataset is trained on: each set a store ships is a
+    new version holding one product's photos, so a model needs every version up to the
+    newest, not only the newest.  Bounding it by a version keeps the run reproducible.
+    """
 
     name: str
     version: str | None
+    history: bool = False
 
     @classmethod
     def parse(cls, text: str) -> DatasetRef:
         name, _, version = text.strip().partition("@")
         check_name(name, "dataset name")
+        history = version.startswith("..")
+        version = version.removeprefix("..")
+        if history and not version:
+            raise InvalidInput(f"{text!r}: a history reference names its last version, e.g. {name}@..v000003")
         if version:
             parse_version(version)
-        return cls(name, version or None)
+        return cls(name, version or None, history)
 
 
-def newest_version(store: ObjectStore, layout: Layout, dataset: str) -> str:
-    """The highest version whose manifest is written (a version without one is in progress)."""
+def complete_versions(store: ObjectStore, layout: Layout, dataset: str) -> list[str]:
+    """Versions whose manifest is written, oldest first (a version without one is in progress)."""
     prefix = layout.datasets_prefix(dataset)
     versions = sorted(
         (v for key in store.list_prefixes(prefix) if (v := version_of_key(key, prefix.key))),
         key=parse_version,
-        reverse=True,
     )
-    for version in versions:
-        if store.exists(layout.dataset_manifest(dataset, version)):
-            return version
-    raise NotFound(f"dataset {dataset!r} has no complete version under {prefix.uri}")
+    return [v for v in versions if store.exists(layout.dataset_manifest(dataset, v))]
 
 
-def dataset_manifest(store: ObjectStore, layout: Layout, ref: DatasetRef) -> Manifest:
-    version = ref.version or newest_version(store, layout, ref.name)
-    loc = layout.dataset_manifest(ref.name, version)
+def resolve(store: ObjectStore, layout: Layout, ref: DatasetRef) -> list[str]:
+    """The exact versions a reference means, oldest first."""
+    if not ref.history or ref.version is None:
+        return [ref.version or newest_version(store, layout, ref.name)]
+    last = parse_version(ref.version)
+    chosen = [v for v in complete_versions(store, layout, ref.name) if parse_version(v) <= last]
+    if not chosen or chosen[-1] != ref.version:
+        raise NotFound(
+            f"dataset {ref.name!r} version {ref.version} does not exist (history {ref.name}@..{ref.version})"
+        )
+    return chosen
+
+
+def newest_version(store: ObjectStore, layout: Layout, dataset: str) -> str:
+    """The highest complete version."""
+    versions = complete_versions(store, layout, dataset)
+    if not versions:
+        raise NotFound(
+            f"dataset {dataset!r} has no complete version under {layout.datasets_prefix(dataset).uri}"
+        )
+    return versions[-1]
+
+
+def dataset_manifest(store: ObjectStore, layout: Layout, name: str, version: str) -> Manifest:
+    loc = layout.dataset_manifest(name, version)
     try:
         raw = store.get_bytes(loc, max_bytes=MAX_MANIFEST_BYTES)
     except NotFound as exc:
-        raise NotFound(f"dataset {ref.name!r} version {version} does not exist ({loc.uri})") from exc
+        raise NotFound(f"dataset {name!r} version {version} does not exist ({loc.uri})") from exc
     manifest = Manifest.from_bytes(raw, loc.uri)
-    if manifest.kind != "dataset" or manifest.name != ref.name or manifest.version != version:
+    if manifest.kind != "dataset" or manifest.name != name or manifest.version != version:
         raise InvalidInput(f"{loc.uri} describes {manifest.kind} {manifest.name} {manifest.version}")
     return manifest
 
@@ -102,11 +149,12 @@ def ingest(
         raise InvalidInput("no dataset requested")
     catalogue = edge_catalogue(store, layout, edge)
     wanted = set(catalogue.skus)
-    downloads: dict[str, tuple[Location, str]] = {}  # local name -> (source, sha256 or '')
+    downloads: dict[str, Source] = {}  # local name -> where it comes from
     used: list[str] = []
-    for text in datasets:
-        ref = DatasetRef.parse(text)
-        manifest = dataset_manifest(store, layout, ref)
+    refs = [DatasetRef.parse(text) for text in datasets]
+    versions = [(ref.name, v) for ref in refs for v in resolve(store, layout, ref)]
+    for dataset, version in dict.fromkeys(versions):
+        manifest = dataset_manifest(store, layout, dataset, version)
         used.append(f"{manifest.name}@{manifest.version}")
         prefix = layout.dataset_prefix(manifest.name, manifest.version)
         for name, entry in manifest.files.items():
@@ -115,14 +163,20 @@ def ingest(
                 continue
             ext = check_extension(name.rsplit(".", 1)[-1])
             local = f"{IMAGES_DIR}/{parts[1]}/{entry.sha256}.{ext}"
-            downloads[local] = (Location(prefix.bucket, prefix.key + name), entry.sha256)
+            if entry.shard is None or entry.offset is None:
+                downloads[local] = Source(Location(prefix.bucket, prefix.key + name), entry.sha256)
+            else:
+                shard = layout.dataset_file(manifest.name, manifest.version, entry.shard)
+                downloads[local] = Source(shard, entry.sha256, entry.offset, entry.size)
     hard = _hard_examples(store, layout, edge, wanted) if hard_examples else {}
     downloads.update(hard)
 
-    def fetch(item: tuple[str, tuple[Location, str]]) -> None:
-        local, (loc, sha) = item
-        # Hard examples have no manifest: their recorded sha256 metadata is checked instead.
-        store.download(loc, out / local, expected_sha256=sha or None)
+    def fetch(item: tuple[str, Source]) -> None:
+        local, src = item
+        if src.offset is not None:
+            store.download_range(src.loc, src.offset, src.size, out / local, src.sha256)
+        else:
+            store.download(src.loc, out / local, expected_sha256=src.sha256 or None)
 
     out.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -144,12 +198,10 @@ def ingest(
     return snapshot
 
 
-def _hard_examples(
-    store: ObjectStore, layout: Layout, edge: str, wanted: set[str]
-) -> dict[str, tuple[Location, str]]:
+def _hard_examples(store: ObjectStore, layout: Layout, edge: str, wanted: set[str]) -> dict[str, Source]:
     """Labelled hard examples of the edge for SKUs it still sells (``hard-examples/<SKU>/<id>``)."""
     prefix = layout.hard_examples_prefix(edge)
-    found: dict[str, tuple[Location, str]] = {}
+    found: dict[str, Source] = {}
     for obj in store.list(prefix):
         parts = obj.location.key[len(prefix.key) :].split("/")
         if len(parts) != 2 or parts[0] not in wanted:
@@ -160,5 +212,5 @@ def _hard_examples(
         except InvalidInput:
             continue
         key_digest = hashlib.sha256(obj.location.key.encode()).hexdigest()[:16]
-        found[f"{IMAGES_DIR}/{parts[0]}/hard-{key_digest}.{ext}"] = (obj.location, "")
+        found[f"{IMAGES_DIR}/{parts[0]}/hard-{key_digest}.{ext}"] = Source(obj.location, "")
     return found

@@ -12,13 +12,15 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageFilter
-from skimage import data as skdata
-from skimage.feature import Cascade
 
 from edgecore.preprocessing import InvalidImage
+
+if TYPE_CHECKING:
+    from skimage.feature import Cascade
 
 # JPEG markers kept: APP0 (JFIF) and APP14 (Adobe: says how colours are encoded).
 _KEEP_APP = {0xE0, 0xEE}
@@ -66,6 +68,11 @@ def strip_png_metadata(image: Image.Image) -> bytes:
 
 @lru_cache(maxsize=1)
 def _cascade() -> Cascade:
+    # skimage.feature pulls in scipy (a second or more of imports): only the prepare step
+    # detects faces, train/evaluate/export import this module just to read prepared data.
+    from skimage import data as skdata
+    from skimage.feature import Cascade
+
     return Cascade(skdata.lbp_frontal_face_cascade_filename())  # type: ignore[no-untyped-call]
 
 

@@ -6,7 +6,9 @@ LiteRT).  The input pipeline caches the decoded arrays, shuffles, augments whole
 batches with one vectorised affine warp plus lighting jitter, and prefetches, so the
 model never waits for data.  Seeds are fixed; the edge's current production model
 seeds the weights when its labels are a subset of the new ones (a new product only
-adds an output column, it does not restart learning).
+adds an output column, it does not restart learning).  With TensorFlow loaded here, the
+step also writes the SavedModel and LiteRT files (``components.artefacts``), so the
+evaluate and export steps never import it.
 """
 
 from __future__ import annotations
@@ -21,12 +23,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from components.artefacts import KERAS_FILE, configure_tensorflow, write_serving_files
 from components.prepare import PreparedData
 from edgecore.layout import LABELS_FILE
 
 log = logging.getLogger(__name__)
 
-KERAS_FILE = "model.keras"
 HISTORY_FILE = "history.json"
 OUTPUT_LAYER = "probabilities"
 
@@ -49,18 +51,7 @@ class TrainResult:
     warm_started_from: str | None
     seconds: float
     images_per_second: float
-
-
-def configure_tensorflow(threads: int) -> Any:
-    """Import TensorFlow with small thread pools (the machine is shared)."""
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-    except RuntimeError:  # already initialised in this process: keep its pools
-        pass
-    return tf
+    litert_max_abs_diff: float
 
 
 def build_model(num_classes: int, image_size: int) -> Any:
@@ -167,7 +158,7 @@ def warm_start(model: Any, production: Path, labels: list[str]) -> bool:
 
 
 def train(prepared: Path, out: Path, config: TrainConfig, production: Path | None = None) -> TrainResult:
-    """Fit the model on the prepared splits and save it to ``out/model.keras``."""
+    """Fit the model on the prepared splits; save ``out/model.keras`` and its serving files."""
     tf = configure_tensorflow(config.threads)
     import keras
 
@@ -198,6 +189,7 @@ def train(prepared: Path, out: Path, config: TrainConfig, production: Path | Non
     epochs_run = len(history.history["loss"])
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / KERAS_FILE)
+    parity = write_serving_files(model, out, val_split.x)
     (out / LABELS_FILE).write_text(json.dumps(labels))
     result = TrainResult(
         epochs_run=epochs_run,
@@ -205,6 +197,7 @@ def train(prepared: Path, out: Path, config: TrainConfig, production: Path | Non
         warm_started_from=str(production) if warm else None,
         seconds=seconds,
         images_per_second=epochs_run * len(train_split.y) / seconds,
+        litert_max_abs_diff=parity,
     )
     (out / HISTORY_FILE).write_text(
         json.dumps(

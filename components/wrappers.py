@@ -4,7 +4,7 @@ Every wrapper runs on the one base image built from ``components/Dockerfile`` (t
 project installed, so ``kfp.local``'s ``SubprocessRunner(use_venv=False)`` and a real
 cluster run the same code) and builds ``Settings()`` from the environment, where the
 pipeline puts the S3 credentials (a Kubernetes secret) and the endpoints.  Each output
-artifact records ``compute_s``, the step's own work, for the plumbing benchmark.
+artifact records the step's own wall and CPU time (``components.timing``) for the plumbing benchmark.
 KFP ships each wrapper's source on its own, hence the imports inside the functions,
 and reads the annotations at decoration time, hence no ``from __future__ import annotations``.
 """
@@ -28,15 +28,15 @@ component: Callable[[Callable[..., Any]], Any] = functools.partial(
 @component
 def ingest_op(edge: str, datasets: list[str], snapshot: Output[Dataset]) -> None:
     """Snapshot the edge's dataset versions and hard examples from S3."""
-    import time
     from pathlib import Path
 
     from components.ingest import ingest
+    from components.timing import StepClock
     from edgecore.layout import Layout
     from edgecore.settings import Settings
     from edgecore.storage import ObjectStore
 
-    started = time.perf_counter()
+    clock = StepClock()
     settings = Settings()
     manifest = ingest(
         ObjectStore(settings), Layout(settings), edge, [str(d) for d in datasets], Path(snapshot.path)
@@ -46,7 +46,7 @@ def ingest_op(edge: str, datasets: list[str], snapshot: Output[Dataset]) -> None
             "edge": edge,
             "datasets": manifest.metadata["datasets"],
             "images": len(manifest.files) - 1,
-            "compute_s": time.perf_counter() - started,
+            **clock.figures(),
         }
     )
 
@@ -54,41 +54,39 @@ def ingest_op(edge: str, datasets: list[str], snapshot: Output[Dataset]) -> None
 @component
 def production_op(edge: str, production: Output[Model]) -> None:
     """The edge's current production model (an empty folder when there is none yet)."""
-    import time
     from pathlib import Path
 
     from components.registry import fetch_production
+    from components.timing import StepClock
     from edgecore.layout import Layout, edge_model_name
     from edgecore.settings import Settings
     from edgecore.storage import ObjectStore
 
-    started = time.perf_counter()
+    clock = StepClock()
     settings = Settings()
     manifest = fetch_production(
         ObjectStore(settings), Layout(settings), edge_model_name(edge), Path(production.path)
     )
-    production.metadata.update(
-        {"version": manifest.version if manifest else "", "compute_s": time.perf_counter() - started}
-    )
+    production.metadata.update({"version": manifest.version if manifest else "", **clock.figures()})
 
 
 @component
 def prepare_op(snapshot: Input[Dataset], seed: int, prepared: Output[Dataset]) -> None:
     """Validate, clean up, preprocess and split."""
-    import time
     from pathlib import Path
 
     from components.prepare import prepare
+    from components.timing import StepClock
     from edgecore.settings import Settings
 
-    started = time.perf_counter()
+    clock = StepClock()
     report = prepare(Path(snapshot.path), Path(prepared.path), Settings().image_size, seed=seed)
     prepared.metadata.update(
         {
             "kept": report.kept,
             "dropped": report.dropped,
             "splits": report.splits,
-            "compute_s": time.perf_counter() - started,
+            **clock.figures(),
         }
     )
 
@@ -98,12 +96,12 @@ def train_op(
     prepared: Input[Dataset], production: Input[Model], epochs: int, seed: int, model: Output[Model]
 ) -> None:
     """Fit the CNN, warm-started from production when its labels allow it."""
-    import time
     from pathlib import Path
 
+    from components.timing import StepClock
     from components.train import TrainConfig, train
 
-    started = time.perf_counter()
+    clock = StepClock()
     result = train(
         Path(prepared.path), Path(model.path), TrainConfig(epochs=epochs, seed=seed), Path(production.path)
     )
@@ -112,7 +110,7 @@ def train_op(
             "epochs_run": result.epochs_run,
             "best_val_accuracy": result.best_val_accuracy,
             "warm_started": result.warm_started_from is not None,
-            "compute_s": time.perf_counter() - started,
+            **clock.figures(),
         }
     )
 
@@ -137,13 +135,13 @@ def evaluate_op(
     outputs named ``Output``; a named output such as ``passed`` is looked up as a
     parent input, is not found and the branch is silently skipped.
     """
-    import time
     from pathlib import Path
 
     from components.evaluate import GateConfig, evaluate, markdown_report
     from components.prepare import PreparedData
+    from components.timing import StepClock
 
-    started = time.perf_counter()
+    clock = StepClock()
     result = evaluate(
         Path(model.path), Path(prepared.path), GateConfig(min_accuracy, max_regression), Path(production.path)
     )
@@ -152,9 +150,7 @@ def evaluate_op(
         metrics.log_metric(name, value)
     classification.log_confusion_matrix(result.labels, result.confusion)
     Path(report.path).write_text(markdown_report(result, edge, PreparedData(Path(prepared.path)).report))
-    evaluation.metadata.update(
-        {"passed": result.passed, "reasons": result.reasons, "compute_s": time.perf_counter() - started}
-    )
+    evaluation.metadata.update({"passed": result.passed, "reasons": result.reasons, **clock.figures()})
     return result.passed
 
 
@@ -167,14 +163,14 @@ def export_op(
     exported: Output[Model],
 ) -> None:
     """Write the version folder: LiteRT, SavedModel, labels, catalogue, card, manifest."""
-    import time
     from pathlib import Path
 
     from components.evaluate import Evaluation
     from components.export import export_trained
+    from components.timing import StepClock
     from edgecore.settings import Settings
 
-    started = time.perf_counter()
+    clock = StepClock()
     result = Evaluation.load(Path(evaluation.path))
     manifest = export_trained(
         Path(model.path),
@@ -184,22 +180,22 @@ def export_op(
         result.metrics(),
         {"datasets": snapshot.metadata.get("datasets", []), "production_version": result.production_version},
     )
-    exported.metadata.update({"files": len(manifest.files), "compute_s": time.perf_counter() - started})
+    exported.metadata.update({"files": len(manifest.files), **clock.figures()})
 
 
 @component
 def publish_op(edge: str, exported: Input[Model], registration: Output[dsl.Artifact]) -> str:
     """Register the version, deliver it to the edge bucket, emit ``model-published``."""
-    import time
     from pathlib import Path
 
     from components.publish import publish
+    from components.timing import StepClock
     from edgecore.layout import Layout
     from edgecore.messaging import EventProducer, ensure_topics
     from edgecore.settings import Settings
     from edgecore.storage import ObjectStore
 
-    started = time.perf_counter()
+    clock = StepClock()
     settings = Settings()
     ensure_topics(settings)
     producer = EventProducer(settings, source="edgecore/pipeline/publish")
@@ -214,5 +210,5 @@ def publish_op(edge: str, exported: Input[Model], registration: Output[dsl.Artif
     finally:
         producer.close()
     Path(registration.path).write_text(event.model_dump_json(indent=2))
-    registration.metadata.update({"version": event.version, "compute_s": time.perf_counter() - started})
+    registration.metadata.update({"version": event.version, **clock.figures()})
     return event.version

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import tarfile
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -142,7 +143,10 @@ class TarReader:
         self.members = 0
         self.total_bytes = 0
         self.finished = False
-        self._buf = bytearray()
+        # Received chunks, not yet parsed: joined only for what a step needs, so an image
+        # is copied once (growing one bytearray copies it again at every reallocation).
+        self._chunks: deque[memoryview] = deque()
+        self._avail = 0
         self._pax: dict[str, str] = {}
         self._state = "header"  # header | pax | data | end
         self._need = BLOCK
@@ -157,39 +161,58 @@ class TarReader:
             if chunk.strip(b"\0"):
                 raise InvalidInput("data after the end-of-archive marker")
             return out
-        self._buf += chunk
-        while len(self._buf) >= self._need and not self.finished:
-            block = bytes(self._buf[: self._need])
-            del self._buf[: self._need]
-            member = self._step(block)
-            if member is not None:
-                out.append(member)
-        if self.finished and bytes(self._buf).strip(b"\0"):
+        if chunk:
+            self._chunks.append(memoryview(bytes(chunk)))
+            self._avail += len(chunk)
+        while self._avail >= self._need and not self.finished:
+            if self._state == "data":  # an image: its bytes, then the padding, dropped
+                data = self._take(self._size)
+                self._take(self._need - self._size)
+                out.append(self._member(data))
+                continue
+            self._step(self._take(self._need))
+        if self.finished and any(bytes(c).strip(b"\0") for c in self._chunks):
             raise InvalidInput("data after the end-of-archive marker")
         return out
 
     def close(self) -> None:
         """The stream ended: it must have ended on the end-of-archive marker."""
-        if not self.finished and not (self._state == "header" and self._zero_blocks == 1 and not self._buf):
+        if not self.finished and not (self._state == "header" and self._zero_blocks == 1 and not self._avail):
             raise InvalidInput("truncated archive: the stream ended inside a member or header")
         if self.members == 0:
             raise InvalidInput("empty archive: a set holds at least one image")
 
+    def _take(self, n: int) -> bytes:
+        """The next ``n`` buffered bytes (the caller checked that they are there)."""
+        parts: list[memoryview] = []
+        while n:
+            head = self._chunks[0]
+            if len(head) <= n:
+                parts.append(self._chunks.popleft())
+                n -= len(head)
+                self._avail -= len(head)
+            else:
+                parts.append(head[:n])
+                self._chunks[0] = head[n:]
+                self._avail -= n
+                n = 0
+        return bytes(parts[0]) if len(parts) == 1 else b"".join(parts)
+
     # -- states ------------------------------------------------------------------------
-    def _step(self, block: bytes) -> Member | None:
+    def _step(self, block: bytes) -> None:
         if self._state == "header":
             self._header(block)
-            return None
-        if self._state == "pax":
-            self._pax = _parse_pax(block[: self._size]) if self._pax_kind == b"x" else {}
-            self._set_state("header", BLOCK)
-            return None
-        # data
+            return
+        # pax
+        self._pax = _parse_pax(block[: self._size]) if self._pax_kind == b"x" else {}
+        self._set_state("header", BLOCK)
+
+    def _member(self, data: bytes) -> Member:
         assert self._current is not None
         sku, image_id, ext = self._current
         self._current = None
         self._set_state("header", BLOCK)
-        return Member(sku, image_id, ext, block[: self._size])
+        return Member(sku, image_id, ext, data)
 
     def _set_state(self, state: str, need: int) -> None:
         self._state = state
@@ -272,6 +295,18 @@ def member_header(name: str, size: int, mtime: float = 0) -> bytes:
     info = tarfile.TarInfo(name)
     info.size = size
     info.mtime = int(mtime)
+    info.mode = 0o644
+    return info.tobuf(format=tarfile.USTAR_FORMAT)
+
+
+def shard_member_header(path: str, size: int) -> bytes:
+    """The ustar header of a dataset shard's member, named by its path in the dataset.
+
+    ``images/<SKU>/<sha256>.<ext>`` is longer than ustar's 100-byte name field, so
+    ``tarfile`` puts the folders in the 155-byte prefix field: still plain ustar.
+    """
+    info = tarfile.TarInfo(path)
+    info.size = size
     info.mode = 0o644
     return info.tobuf(format=tarfile.USTAR_FORMAT)
 

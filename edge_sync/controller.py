@@ -21,8 +21,9 @@ from typing import Literal
 
 from edge_sync.fleet import EdgeSpec
 from edge_sync.metrics import SyncMetrics
+from edge_sync.reads import ObjectReader
 from edge_sync.targets import Deployed, RolloutFailed, Target
-from edge_sync.versions import Candidate, delivered_versions, fetch_verified, newest_gated, verify_remote
+from edge_sync.versions import Candidate, fetch_verified, newest_gated, verify_remote
 from edgecore.errors import EdgecoreError, IntegrityError
 from edgecore.events import ModelPublished
 from edgecore.layout import Layout, parse_version
@@ -52,6 +53,13 @@ class SyncContext:
     workdir: Path
     """Verified local copies: <workdir>/<edge>/<model>/<version>/."""
     workers: int = 8
+    reader: ObjectReader | None = None
+    """What listing and verifying read through (``edge_sync.reads.BucketReader`` in a
+    fleet, for its CPU cost); ``store`` when None."""
+
+    @property
+    def reads(self) -> ObjectReader:
+        return self.reader or self.store
 
 
 @dataclass(frozen=True)
@@ -67,7 +75,7 @@ class Outcome:
 def reconcile(spec: EdgeSpec, target: Target, ctx: SyncContext) -> Outcome:
     """Bring ``target`` to the newest gated version of the edge's model, or leave it be."""
     try:
-        candidate = newest_gated(ctx.store, ctx.layout, spec.edge, spec.model_name)
+        candidate = newest_gated(ctx.reads, ctx.layout, spec.edge, spec.model_name)
     except IntegrityError as exc:
         return _refused(spec, target, ctx, None, str(exc))
     return _sync(spec, target, ctx, candidate)
@@ -76,7 +84,8 @@ def reconcile(spec: EdgeSpec, target: Target, ctx: SyncContext) -> Outcome:
 def _sync(spec: EdgeSpec, target: Target, ctx: SyncContext, candidate: Candidate | None) -> Outcome:
     started = time.monotonic()
     edge, model = spec.edge, spec.model_name
-    current = target.current()
+    state = target.state()  # one read of the target for all three decisions below
+    current = state.current
     serving = current.version if current else None
     if candidate is None:
         ctx.metrics.lag.labels(edge).set(0)
@@ -88,7 +97,7 @@ def _sync(spec: EdgeSpec, target: Target, ctx: SyncContext, candidate: Candidate
         return Outcome(
             edge, "ahead", candidate.version, serving, "the edge serves a newer version than its bucket"
         )
-    if target.rejected() == candidate.version and (current is None or current.version != candidate.version):
+    if state.rejected == candidate.version and (current is None or current.version != candidate.version):
         return Outcome(
             edge, "skipped-rejected", candidate.version, serving, "rolled back before; not retried"
         )
@@ -96,11 +105,11 @@ def _sync(spec: EdgeSpec, target: Target, ctx: SyncContext, candidate: Candidate
     try:
         if target.local_copy:
             fetched = fetch_verified(
-                ctx.store, candidate, ctx.workdir / edge / model / candidate.version, ctx.workers
+                ctx.reads, candidate, ctx.workdir / edge / model / candidate.version, ctx.workers
             )
         else:
             ctx.workdir.mkdir(parents=True, exist_ok=True)
-            fetched = verify_remote(ctx.store, candidate, ctx.workdir, ctx.workers)
+            fetched = verify_remote(ctx.reads, candidate, ctx.workdir, ctx.workers)
     except IntegrityError as exc:
         return _refused(spec, target, ctx, candidate, str(exc))
     ctx.metrics.download_bytes.labels(edge).inc(candidate.size)
@@ -142,7 +151,7 @@ def on_model_published(
             "edge %s: event names %s, the layout says %s", spec.edge, event.edge_uris[spec.edge], expected
         )
     try:
-        candidate = newest_gated(ctx.store, ctx.layout, spec.edge, spec.model_name)
+        candidate = newest_gated(ctx.reads, ctx.layout, spec.edge, spec.model_name)
     except IntegrityError as exc:
         return _refused(spec, target, ctx, None, str(exc))
     if candidate is not None and candidate.version == event.version:
@@ -178,11 +187,7 @@ def _observe_lag(spec: EdgeSpec, ctx: SyncContext, candidate: Candidate, current
     published = candidate.manifest.created
     ctx.metrics.lag.labels(spec.edge).set(max(0.0, (datetime.now(UTC) - published).total_seconds()))
     serving = parse_version(current.version) if current else 0
-    newer = [
-        v
-        for v in delivered_versions(ctx.store, ctx.layout, spec.edge, spec.model_name)
-        if parse_version(v) > serving
-    ]
+    newer = [v for v in candidate.delivered if parse_version(v) > serving]
     ctx.metrics.versions_behind.labels(spec.edge).set(len(newer))
 
 
@@ -211,8 +216,9 @@ class EdgeStatus:
 def status(spec: EdgeSpec, target: Target, ctx: SyncContext) -> EdgeStatus:
     """What ``edgecore edges status`` shows for one edge, all read back from bucket and target."""
     try:
-        current, previous = target.current(), target.previous()
-        candidate = newest_gated(ctx.store, ctx.layout, spec.edge, spec.model_name)
+        state = target.state()
+        current, previous = state.current, state.previous
+        candidate = newest_gated(ctx.reads, ctx.layout, spec.edge, spec.model_name)
     except EdgecoreError as exc:
         return EdgeStatus(spec.edge, target.description, None, None, None, None, None, str(exc))
     lag: float | None = None

@@ -43,7 +43,13 @@ class LocalSpec(BaseModel):
 
     kind: Literal["local"] = "local"
     url: str = Field(pattern=r"^https?://[^\s/]+(/.*)?$")
-    probes: Path = Field(description="Probe images <dir>/<SKU>/<image>; each must be predicted as <SKU>.")
+    probes: Path = Field(description="Probe images <dir>/<SKU>/<image>; each should be predicted as <SKU>.")
+    probe_accuracy: float = Field(
+        default=0.9,
+        ge=0.5,
+        le=1.0,
+        description="Share of probe images a new version must get right; a 95 %-accurate model misses some.",
+    )
 
     def describe(self) -> str:
         return f"local:{self.url}"

@@ -9,6 +9,7 @@ costs one extra pass at most.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterable
@@ -20,6 +21,7 @@ from kubernetes import client
 from edge_sync.controller import EdgeStatus, Outcome, SyncContext, on_model_published, reconcile, status
 from edge_sync.fleet import EdgeSpec, KServeSpec, LocalSpec, fleet_path, load_fleet
 from edge_sync.metrics import SyncMetrics
+from edge_sync.reads import BucketReader
 from edge_sync.sources import consume_model_published, consumer_group, poll_bucket
 from edge_sync.targets import Target
 from edge_sync.targets.kserve import KServeTarget, api_client
@@ -31,6 +33,9 @@ from edgecore.settings import Settings
 from edgecore.storage import ObjectStore
 
 log = logging.getLogger(__name__)
+
+RETRY_FIRST_S = 1.0
+RETRY_MAX_S = 60.0
 
 
 def build_targets(
@@ -55,7 +60,14 @@ def build_targets(
             )
         elif isinstance(t, LocalSpec):
             targets[spec.edge] = LocalServerTarget(
-                t.url, spec.edge, spec.model_name, t.probes, store, layout, settings.edge_sync_ready_timeout_s
+                t.url,
+                spec.edge,
+                spec.model_name,
+                t.probes,
+                store,
+                layout,
+                settings.edge_sync_ready_timeout_s,
+                t.probe_accuracy,
             )
     return targets
 
@@ -69,6 +81,8 @@ class _Slot:
     running: bool = False
     again: bool = False
     event: ModelPublished | None = None
+    failures: int = 0
+    """Retryable failures in a row; the next pass is due after a backoff, not the next poll."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -93,6 +107,7 @@ class ControllerFleet:
             settings.state_dir / "edge-sync",
             # the S3 connections are shared: many edges at once download their files one by one
             max(1, workers // min(workers, max(1, len(specs)))),
+            BucketReader(settings),
         )
         if targets is None:
             targets = build_targets(settings, specs, self.ctx.store, self.ctx.layout)
@@ -104,6 +119,7 @@ class ControllerFleet:
             max_workers=max(1, settings.edge_sync_workers), thread_name_prefix="edge-sync"
         )
         self._on_outcome = on_outcome
+        self._closed = threading.Event()
         self.outcomes: dict[str, Outcome] = {}
 
     # -- triggers ----------------------------------------------------------------------
@@ -143,11 +159,25 @@ class ControllerFleet:
             with slot.lock:
                 slot.queued, slot.running = False, True
                 event, slot.event, slot.again = slot.event, None, False
-            self._reconcile(slot, event)
+            if self._reconcile(slot, event).action == "failed" and slot.failures:
+                self._retry_later(slot)
             with slot.lock:
                 if not slot.again:
                     slot.running = False
                     return
+
+    def _retry_later(self, slot: _Slot) -> None:
+        """S3, the API server or the network failed for a moment: try again soon, backing off."""
+        delay = min(RETRY_FIRST_S * 2 ** (slot.failures - 1), RETRY_MAX_S, self.settings.edge_sync_poll_s)
+        timer = threading.Timer(delay, self._retry, (slot,))
+        timer.daemon = True
+        timer.start()
+
+    def _retry(self, slot: _Slot) -> None:
+        # RuntimeError: the pool shut down in between, nothing is left to retry for
+        with contextlib.suppress(RuntimeError):
+            if not self._closed.is_set():
+                self._schedule(slot, None)
 
     def _reconcile(self, slot: _Slot, event: ModelPublished | None) -> Outcome:
         try:
@@ -158,12 +188,13 @@ class ControllerFleet:
             else:
                 outcome = reconcile(slot.spec, slot.target, self.ctx)
         except EdgecoreError as exc:
+            slot.failures = slot.failures + 1 if exc.retryable else 0
             reason = "unavailable" if exc.retryable else "error"
             self.metrics.failures.labels(slot.spec.edge, reason).inc()
-            log.error(
-                "edge %s: sync failed (%s, retried at the next trigger): %s", slot.spec.edge, reason, exc
-            )
+            log.error("edge %s: sync failed (%s): %s", slot.spec.edge, reason, exc)
             outcome = Outcome(slot.spec.edge, "failed", detail=f"{type(exc).__name__}: {exc}")
+        else:
+            slot.failures = 0
         self.outcomes[slot.spec.edge] = outcome
         if self._on_outcome is not None:
             self._on_outcome(outcome)
@@ -194,6 +225,7 @@ class ControllerFleet:
         self.close()
 
     def close(self) -> None:
+        self._closed.set()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 

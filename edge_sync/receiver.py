@@ -3,11 +3,16 @@
 ``POST /v1/edges/{edge}/sets`` with ``Authorization: Bearer <the edge's token>``,
 ``Content-Type: application/x-tar`` and ``X-Edgecore-Set-Digest`` (see
 :func:`edge_sync.archive.set_digest`).  The body streams through
-:class:`edge_sync.archive.TarReader`; each image is hashed, identified as a JPEG/PNG and
-uploaded (a bounded number in parallel) to
-``datasets/<edge>/<version>/images/<SKU>/<sha256>.<ext>`` while the rest still arrives,
-so memory does not grow with the set.  The manifest is written last, with a
-conditional write, then ``training-data-ready`` is published.
+:class:`edge_sync.archive.TarReader`; each image is hashed and identified as a JPEG/PNG
+(a bounded number in parallel), then appended, as ``images/<SKU>/<sha256>.<ext>``, to
+one tar shard of the version, ``datasets/<edge>/<version>/shards/<id>.tar``, written by a
+multipart upload whose parts go up while the rest still arrives
+(:class:`edgecore.multipart.MultipartWriter`), so memory does not grow with the set.
+One object per set instead of one PUT per image is what lets the transfer run at the
+speed of a plain multipart upload.  The shard only becomes visible once every member
+passed; a refused set aborts the upload.  The manifest, written last with a
+conditional write, lists each image's sha256, size, shard and offset; then
+``training-data-ready`` is published.
 
 A token belongs to one edge and an edge only writes the dataset named after it.
 Versions are allocated with conditional writes of claim objects, so concurrent uploads
@@ -24,6 +29,7 @@ import hashlib
 import hmac
 import json
 import logging
+import uuid
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -42,14 +48,18 @@ from edge_sync.archive import (
     TarReader,
     UnsupportedMember,
     dataset_path,
+    padding,
+    shard_member_header,
 )
 from edge_sync.archive import set_digest as digest_of
 from edge_sync.http import Forbidden, Unauthorized, declared_length, drain, install_error_handlers, media_type
+from edge_sync.memory import bound_large_allocations
 from edgecore.errors import EdgecoreError, InvalidInput, NotFound, PayloadTooLarge
 from edgecore.events import TrainingDataReady
 from edgecore.layout import Layout, check_name
 from edgecore.manifest import FileEntry, Manifest
 from edgecore.messaging import EventProducer
+from edgecore.multipart import MultipartWriter
 from edgecore.preprocessing import open_image
 from edgecore.settings import Settings
 from edgecore.storage import ObjectStore
@@ -57,7 +67,18 @@ from edgecore.versions import claim_next_version
 
 log = logging.getLogger(__name__)
 TAR_TYPES = ("application/x-tar", "application/tar")
-_MIME = {"jpg": "image/jpeg", "png": "image/png"}
+
+
+@dataclass(frozen=True)
+class Checked:
+    """An image that passed every check, with its digest, waiting for its place in the shard."""
+
+    member: Member
+    sha256: str
+
+    @property
+    def path(self) -> str:
+        return dataset_path(self.member.sku, self.sha256, self.member.ext)
 
 
 @dataclass(frozen=True)
@@ -102,6 +123,7 @@ class Receiver:
     def __init__(
         self, settings: Settings, store: ObjectStore, producer: EventProducer, tokens: dict[str, str]
     ) -> None:
+        bound_large_allocations()
         self.settings = settings
         self.store = store
         self.layout = Layout(settings)
@@ -111,11 +133,15 @@ class Receiver:
         # headers, padding, pax records and the end marker on top of the files themselves
         self.max_stream_bytes = settings.max_set_bytes + settings.max_set_members * 2048 + (1 << 20)
         self.concurrency = max(1, settings.receiver_upload_concurrency)
-        self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="receiver-upload")
+        self.parts_in_flight = max(1, settings.receiver_parts_in_flight)
+        self.part_bytes = max(5, settings.s3_multipart_chunk_mb) * 1_048_576
+        self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="receiver-check")
+        self._parts = ThreadPoolExecutor(self.parts_in_flight, thread_name_prefix="receiver-part")
         store.ensure_bucket(self.layout.training_bucket)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        self._parts.shutdown(wait=True)
 
     def authenticate(self, edge: str, authorization: str | None) -> str:
         check_name(edge, "edge id")
@@ -168,10 +194,55 @@ class Receiver:
     # -- the transfer ------------------------------------------------------------------
     async def receive(self, edge: str, set_digest: str, request: Request) -> Received:
         version = await run_in_threadpool(self.allocate, edge, set_digest)
-        reader = TarReader(self.limits)
+        shard = self.layout.shard_path(uuid.uuid4().hex)
+        writer = await run_in_threadpool(
+            MultipartWriter,
+            self.store,
+            self.layout.dataset_file(edge, version, shard),
+            self._parts,
+            self.part_bytes,
+            self.parts_in_flight,
+            "application/x-tar",
+        )
         files: dict[str, FileEntry] = {}
-        labels: set[str] = set()
-        pending: deque[Future[tuple[str, FileEntry, str]]] = deque()
+        try:
+            await self._stream(edge, request, writer, shard, files)
+            actual = digest_of(files)
+            if actual != set_digest:
+                raise InvalidInput(f"set digest {set_digest} was declared, the images received make {actual}")
+            writer.write(END_OF_ARCHIVE)
+            await run_in_threadpool(writer.complete)
+        except BaseException:
+            await run_in_threadpool(writer.abort)
+            raise
+        manifest = Manifest(
+            kind="dataset",
+            name=edge,
+            version=version,
+            files=files,
+            labels=sorted({path.split("/")[1] for path in files}),
+            metadata={"edge": edge, "set_digest": set_digest, "source": "edge-sync", "shards": [shard]},
+        )
+        raw = manifest.to_bytes()
+        written = await run_in_threadpool(
+            self.store.put_if_absent, self.layout.dataset_manifest(edge, version), raw
+        )
+        if not written:  # a concurrent retransmission of the same set finished first
+            await run_in_threadpool(self.store.delete, writer.loc)  # its manifest names its own shard
+            received = await run_in_threadpool(self.lookup, edge, set_digest)
+            if received is None:
+                raise InvalidInput(f"edge {edge} {version}: manifest exists but set marker does not")
+            return received
+        await run_in_threadpool(self._publish, manifest, hashlib.sha256(raw).hexdigest())
+        log.info("edge %s: dataset %s with %d images in %s", edge, version, len(files), shard)
+        return Received(edge, version, len(files), manifest.labels, set_digest, False)
+
+    async def _stream(
+        self, edge: str, request: Request, writer: MultipartWriter, shard: str, files: dict[str, FileEntry]
+    ) -> None:
+        """Parse, check and pack the body; returns once the archive ended and every image is packed."""
+        reader = TarReader(self.limits)
+        pending: deque[Future[Checked]] = deque()
         seen = 0
         stream = request.stream()
         try:
@@ -180,12 +251,12 @@ class Receiver:
                 if seen > self.max_stream_bytes:
                     raise PayloadTooLarge(f"archive stream exceeds {self.max_stream_bytes} bytes")
                 for member in reader.feed(chunk):
-                    pending.append(self._pool.submit(self._store_member, edge, version, member))
+                    pending.append(self._pool.submit(self._check_member, member))
                     while len(pending) >= self.concurrency:
-                        self._collect(await asyncio.wrap_future(pending.popleft()), files, labels)
+                        await self._pack(await asyncio.wrap_future(pending.popleft()), writer, shard, files)
             reader.close()
             while pending:
-                self._collect(await asyncio.wrap_future(pending.popleft()), files, labels)
+                await self._pack(await asyncio.wrap_future(pending.popleft()), writer, shard, files)
         except ClientDisconnect as exc:
             for future in pending:
                 future.cancel()
@@ -197,45 +268,28 @@ class Receiver:
             # pipe: a 4xx makes its shipper keep the set aside rather than retry it forever.
             await drain(stream, self.max_stream_bytes)
             raise
-        actual = digest_of(files)
-        if actual != set_digest:
-            raise InvalidInput(f"set digest {set_digest} was declared, the images received make {actual}")
-        manifest = Manifest(
-            kind="dataset",
-            name=edge,
-            version=version,
-            files=files,
-            labels=sorted(labels),
-            metadata={"edge": edge, "set_digest": set_digest, "source": "edge-sync"},
-        )
-        raw = manifest.to_bytes()
-        written = await run_in_threadpool(
-            self.store.put_if_absent, self.layout.dataset_manifest(edge, version), raw
-        )
-        if not written:  # a concurrent retransmission of the same set finished first
-            received = await run_in_threadpool(self.lookup, edge, set_digest)
-            if received is None:
-                raise InvalidInput(f"edge {edge} {version}: manifest exists but set marker does not")
-            return received
-        await run_in_threadpool(self._publish, manifest, hashlib.sha256(raw).hexdigest())
-        log.info("edge %s: dataset %s with %d images", edge, version, len(files))
-        return Received(edge, version, len(files), manifest.labels, set_digest, False)
 
-    def _store_member(self, edge: str, version: str, member: Member) -> tuple[str, FileEntry, str]:
+    def _check_member(self, member: Member) -> Checked:
         image = open_image(member.data, self.settings.max_image_pixels)
         if image.format != ("PNG" if member.ext == "png" else "JPEG"):
             raise UnsupportedMember(f"member {member.name} is a {image.format} image, not {member.ext}")
-        sha = hashlib.sha256(member.data).hexdigest()
-        loc = self.layout.dataset_image(edge, version, member.sku, sha, member.ext)
-        self.store.put_bytes(loc, member.data, _MIME[member.ext])
-        entry = FileEntry(sha256=sha, size=len(member.data))
-        return dataset_path(member.sku, sha, member.ext), entry, member.sku
+        return Checked(member, hashlib.sha256(member.data).hexdigest())
 
     @staticmethod
-    def _collect(result: tuple[str, FileEntry, str], files: dict[str, FileEntry], labels: set[str]) -> None:
-        path, entry, sku = result
-        files[path] = entry
-        labels.add(sku)
+    async def _pack(
+        checked: Checked, writer: MultipartWriter, shard: str, files: dict[str, FileEntry]
+    ) -> None:
+        """Append one image to the shard (in arrival order) and record where it lies."""
+        data = checked.member.data
+        path = checked.path
+        if path in files:  # the same image twice under one label: keep one copy
+            return
+        writer.write(shard_member_header(path, len(data)))
+        files[path] = FileEntry(sha256=checked.sha256, size=len(data), shard=shard, offset=writer.size)
+        writer.write(data)
+        writer.write(padding(len(data)))
+        while (busy := writer.backlog()) is not None:
+            await asyncio.wrap_future(busy)
 
     def _publish(self, manifest: Manifest, manifest_sha256: str) -> None:
         prefix = self.layout.dataset_prefix(manifest.name, manifest.version)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import httpx
 
 from edge_sync.archive import DIGEST_HEADER, END_OF_ARCHIVE, member_header, padding
+from edge_sync.memory import bound_large_allocations
 from edge_sync.outbox import HARD_EXAMPLE, Item, Outbox, OutboxSet
 from edgecore.errors import EdgecoreError, IntegrityError, ServiceUnavailable
 from edgecore.layout import Layout, Location, check_name
@@ -35,7 +36,7 @@ from edgecore.storage import ObjectStore
 
 log = logging.getLogger(__name__)
 RETRY_STATUSES = {408, 425, 429}
-PREFETCH = 8
+PREFETCH = 16
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class Shipper:
         hard_examples: Callable[[], list[Item]],
         backoff_base_s: float = 1.0,
     ) -> None:
+        bound_large_allocations()
         self.settings = settings
         self.edge = check_name(edge, "edge id")
         self.store = store
@@ -166,7 +168,10 @@ class Shipper:
                 nxt = next(queue, None)
                 if nxt is not None:
                     ahead.append(pool.submit(self._read, nxt))
-                yield b"".join((member_header(item.member_name, len(data)), data, padding(len(data))))
+                yield member_header(item.member_name, len(data))
+                yield data  # not joined with its header: that would copy every image once more
+                if pad := padding(len(data)):
+                    yield pad
             yield END_OF_ARCHIVE
 
     def _read(self, item: Item) -> bytes:

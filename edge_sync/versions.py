@@ -15,10 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge_sync.reads import ObjectReader
 from edgecore.errors import IntegrityError, InvalidInput, NotFound, PayloadTooLarge
 from edgecore.layout import MANIFEST, Layout, Location, check_relative_path, parse_version, version_of_key
 from edgecore.manifest import Manifest
-from edgecore.storage import ObjectStore
 
 MAX_MANIFEST_BYTES = 4 * 1_048_576
 IN_MEMORY_BYTES = 16 * 1_048_576
@@ -36,6 +36,8 @@ class Candidate:
     manifest: Manifest
     manifest_bytes: bytes
     """Exactly as stored, so a local copy carries the manifest it was verified against."""
+    delivered: tuple[str, ...] = ()
+    """Every version with a folder in the edge bucket when this one was found, newest first."""
 
     @property
     def uri(self) -> str:
@@ -59,7 +61,7 @@ class Fetched:
         return self.candidate.size / 1_048_576 / max(self.seconds, 1e-9)
 
 
-def delivered_versions(store: ObjectStore, layout: Layout, edge: str, model: str) -> list[str]:
+def delivered_versions(store: ObjectReader, layout: Layout, edge: str, model: str) -> list[str]:
     """Versions with a folder in the edge bucket, newest first (manifest not checked)."""
     prefix = layout.edge_models_prefix(edge, model)
     try:
@@ -70,19 +72,36 @@ def delivered_versions(store: ObjectStore, layout: Layout, edge: str, model: str
     return sorted(versions, key=parse_version, reverse=True)
 
 
-def newest_gated(store: ObjectStore, layout: Layout, edge: str, model: str) -> Candidate | None:
+def newest_gated(store: ObjectReader, layout: Layout, edge: str, model: str) -> Candidate | None:
     """The newest version whose manifest is written; its manifest must be valid.
 
     A newest version with an unreadable manifest is refused (IntegrityError), never
     skipped for an older one: the controller acts only on the newest gated version.
+    One recursive listing of the model's folder says which versions exist and which
+    have their manifest, so finding the newest costs one request, not one per version.
     """
-    for version in delivered_versions(store, layout, edge, model):
+    folder = layout.edge_models_prefix(edge, model)
+    delivered: set[str] = set()
+    gated: set[str] = set()
+    try:
+        for obj in store.list(folder):
+            version = version_of_key(obj.location.key, folder.key)
+            if version is not None:
+                delivered.add(version)
+                if obj.location.key == f"{folder.key}{version}/{MANIFEST}":
+                    gated.add(version)
+    except NotFound:
+        return None
+    versions = tuple(sorted(delivered, key=parse_version, reverse=True))
+    for version in versions:
+        if version not in gated:
+            continue  # still being copied: the manifest comes last
         prefix = layout.edge_model_prefix(edge, model, version)
         where = Location(prefix.bucket, prefix.key + MANIFEST)
         try:
             raw = store.get_bytes(where, max_bytes=MAX_MANIFEST_BYTES)
         except NotFound:
-            continue  # still being copied: the manifest comes last
+            continue  # deleted since the listing (retention): as if never gated
         try:
             manifest = Manifest.from_bytes(raw, where.uri)
         except InvalidInput as exc:
@@ -94,11 +113,11 @@ def newest_gated(store: ObjectStore, layout: Layout, edge: str, model: str) -> C
             )
         if not manifest.files:
             raise IntegrityError(f"edge {edge}: manifest {where.uri} lists no files")
-        return Candidate(edge, model, version, prefix, manifest, raw)
+        return Candidate(edge, model, version, prefix, manifest, raw, versions)
     return None
 
 
-def fetch_verified(store: ObjectStore, candidate: Candidate, dest: Path, workers: int = 8) -> Fetched:
+def fetch_verified(store: ObjectReader, candidate: Candidate, dest: Path, workers: int = 8) -> Fetched:
     """Download every listed file into ``dest`` and check it against the manifest.
 
     Files land in a sibling ``.partial`` folder first, so ``dest`` only ever holds a
@@ -135,7 +154,7 @@ def fetch_verified(store: ObjectStore, candidate: Candidate, dest: Path, workers
     return Fetched(candidate, dest, time.monotonic() - started)
 
 
-def verify_remote(store: ObjectStore, candidate: Candidate, scratch: Path, workers: int = 8) -> Fetched:
+def verify_remote(store: ObjectReader, candidate: Candidate, scratch: Path, workers: int = 8) -> Fetched:
     """Read every file of the edge bucket's copy and check it, keeping nothing.
 
     For a target that fetches the version itself (KServe's storage initializer): small

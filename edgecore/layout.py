@@ -2,7 +2,8 @@
 
 No other module formats a key by hand, so the layout can be read (and changed) here::
 
-    <training_bucket>/datasets/<dataset>/<version>/images/<label>/<sha256>.<ext>
+    <training_bucket>/datasets/<dataset>/<version>/images/<label>/<sha256>.<ext>   (one object per image)
+    <training_bucket>/datasets/<dataset>/<version>/shards/<id>.tar  (or: a set packed in one tar)
     <training_bucket>/datasets/<dataset>/<version>/manifest.json     (written last)
     <training_bucket>/claims/datasets/<dataset>/<version>.json         (version allocation)
     <training_bucket>/claims/sets/<dataset>/<set-digest>.json          (shipped set -> version)
@@ -38,6 +39,7 @@ VERSION_RE = re.compile(r"^v(\d{6})$")
 IMAGE_ID_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
 IMAGE_EXTENSIONS = frozenset({"jpg", "png"})
 MANIFEST = "manifest.json"
+SHARD_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 
 # Files of an exported model version (all listed, with sha256, in its manifest).
 TFLITE_FILE = "model.tflite"
@@ -187,6 +189,22 @@ class Layout:
     def dataset_manifest(self, dataset: str, version: str) -> Location:
         prefix = self.dataset_prefix(dataset, version)
         return Location(prefix.bucket, prefix.key + MANIFEST)
+
+    def dataset_file(self, dataset: str, version: str, path: str) -> Location:
+        """A file a dataset manifest lists (an image or a shard), by its path in the version."""
+        prefix = self.dataset_prefix(dataset, version)
+        return Location(prefix.bucket, prefix.key + check_relative_path(path))
+
+    @staticmethod
+    def shard_path(shard_id: str) -> str:
+        """A tar shard's path inside its version; ids are unique per upload attempt.
+
+        A unique name keeps a shard immutable: two attempts of the same set never
+        overwrite each other's bytes, and only the shard the manifest names is read.
+        """
+        if not SHARD_ID_RE.match(shard_id):
+            raise InvalidInput(f"invalid shard id {shard_id!r}: 32 lowercase hex digits")
+        return f"shards/{shard_id}.tar"
 
     def dataset_claims_prefix(self, dataset: str) -> Location:
         """Version numbers claimed by receivers (a claim without a manifest is a gap)."""

@@ -13,7 +13,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 from edgecore.errors import IntegrityError, InvalidInput
 from edgecore.layout import check_relative_path
@@ -23,8 +30,32 @@ _CHUNK = 1 << 20
 
 
 class FileEntry(BaseModel):
+    """One file of a version: its digest and size, and, for a packed dataset, where it lies.
+
+    A dataset shipped by an edge is stored as one tar shard (one multipart upload is far
+    cheaper than an S3 PUT per image); ``shard`` is then the shard's path inside the
+    version and ``offset`` where the file's bytes start in it.  A file without ``shard``
+    is its own object at its path.
+    """
+
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     size: int = Field(ge=0)
+    shard: str | None = None
+    offset: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _shard_and_offset_together(self) -> FileEntry:
+        if (self.shard is None) != (self.offset is None):
+            raise ValueError("a packed file needs both shard and offset")
+        if self.shard is not None:
+            check_relative_path(self.shard)
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_unpacked_fields(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Per-object files keep the manifest shape they always had.
+        data: dict[str, Any] = handler(self)
+        return {k: v for k, v in data.items() if v is not None or k not in ("shard", "offset")}
 
 
 class Manifest(BaseModel):

@@ -162,7 +162,10 @@ class Settings(BaseSettings):
         default=4 * 1_073_741_824, description="Largest total of file sizes in one shipped set."
     )
     receiver_upload_concurrency: int = Field(
-        default=16, description="Images the receiver uploads to S3 in parallel (bounds its memory)."
+        default=16, description="Images the receiver checks and hashes in parallel (bounds its memory)."
+    )
+    receiver_parts_in_flight: int = Field(
+        default=4, description="Multipart parts of a set's shard the receiver uploads to S3 at once."
     )
     shipper_backoff_max_s: float = Field(
         default=60.0, description="Longest wait between two attempts to ship a set."

@@ -62,6 +62,11 @@ class _HashingReader:
         return chunk
 
 
+def s3_error(exc: Exception, action: str, loc: Location | str) -> EdgecoreError:
+    """The edgecore error for a boto3/botocore failure (for S3 calls made outside this class)."""
+    return _wrap(exc, action, loc)
+
+
 def _wrap(exc: Exception, action: str, loc: Location | str) -> EdgecoreError:
     where = loc.uri if isinstance(loc, Location) else loc
     if isinstance(exc, ClientError):
@@ -263,6 +268,43 @@ class ObjectStore:
         sha = digest.hexdigest()
         try:
             _verify(loc, sha, resp.get("Metadata", {}).get(SHA256_META), expected_sha256)
+        except IntegrityError:
+            tmp.unlink(missing_ok=True)
+            raise
+        tmp.replace(dest)
+        return StoredObject(loc, sha, size)
+
+    def download_range(
+        self, loc: Location, offset: int, size: int, dest: Path, expected_sha256: str
+    ) -> StoredObject:
+        """Stream ``size`` bytes at ``offset`` of an object (a member of a shard) to ``dest``, verified.
+
+        The object's own recorded digest does not describe a slice, so the caller's
+        ``expected_sha256`` (from a manifest) is required and checked, with the size.
+        """
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + ".part")
+        where = Location(loc.bucket, f"{loc.key}[{offset}:{offset + size}]")
+        try:
+            resp = self._client.get_object(
+                Bucket=loc.bucket, Key=loc.key, Range=f"bytes={offset}-{offset + size - 1}"
+            )
+            digest = hashlib.sha256()
+            got = 0
+            with tmp.open("wb") as out:
+                for chunk in resp["Body"].iter_chunks(_CHUNK):
+                    digest.update(chunk)
+                    got += len(chunk)
+                    out.write(chunk)
+        except (ClientError, BotoCoreError) as exc:
+            tmp.unlink(missing_ok=True)
+            raise _wrap(exc, "download", where) from exc
+        sha = digest.hexdigest()
+        if got != size:
+            tmp.unlink(missing_ok=True)
+            raise IntegrityError(f"{where.uri}: {got} bytes read, {size} expected (object truncated?)")
+        try:
+            _verify(where, sha, None, expected_sha256)
         except IntegrityError:
             tmp.unlink(missing_ok=True)
             raise

@@ -37,7 +37,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_serv
 from edgecore import events
 from edgecore.errors import InvalidInput, PayloadTooLarge, ServiceUnavailable
 from edgecore.journal import Journal
-from edgecore.layout import MANIFEST, NAME_RE, VERSION_RE, Layout
+from edgecore.layout import MANIFEST, NAME_RE, VERSION_RE, Layout, parse_version
 from edgecore.messaging import EventConsumer, EventProducer, ensure_topics
 from edgecore.settings import Settings
 
@@ -65,13 +65,20 @@ class RunRequest:
     datasets: tuple[DatasetVersion, ...]
 
     def parameters(self, extra_datasets: tuple[str, ...] = ()) -> dict[str, Any]:
-        """Arguments of ``training_pipeline``: the edges to retrain and the exact versions.
+        """Arguments of ``training_pipeline``: the edges to retrain and what they learn from.
 
-        ``extra_datasets`` (e.g. the catalogue's photo datasets) are trained on as well.
+        Each shipped set is one version of its edge's dataset (one product's photos), so
+        a model learns from the dataset's whole history up to the newest version here
+        (``name@..vN``): bounded, hence reproducible.  ``extra_datasets`` (e.g. the
+        catalogue's photo datasets) are trained on as well.
         """
+        newest: dict[str, str] = {}
+        for d in self.datasets:
+            if d.dataset not in newest or parse_version(d.version) > parse_version(newest[d.dataset]):
+                newest[d.dataset] = d.version
         return {
             "edges": sorted({d.edge for d in self.datasets}),
-            "datasets": [*extra_datasets, *sorted(f"{d.dataset}@{d.version}" for d in self.datasets)],
+            "datasets": [*extra_datasets, *(f"{name}@..{v}" for name, v in sorted(newest.items()))],
         }
 
     def to_json(self) -> str:

@@ -38,7 +38,7 @@ def compile_pipeline(out: Path) -> Path:
 
 
 def step_timings(pipeline_root: Path) -> list[dict[str, Any]]:
-    """Each executed task's own compute time, read from its output artifacts' metadata."""
+    """Each executed task's own wall and CPU time, read from its output artifacts' metadata."""
     steps: list[dict[str, Any]] = []
     for output in sorted(pipeline_root.rglob("executor_output.json")):
         data = json.loads(output.read_text())
@@ -52,6 +52,8 @@ def step_timings(pipeline_root: Path) -> list[dict[str, Any]]:
                             "branch": output.parent.parent.name,
                             "output": name,
                             "compute_s": meta["compute_s"],
+                            "cpu_s": meta.get("cpu_s", 0.0),
+                            "process_cpu_s": meta.get("process_cpu_s", 0.0),
                         }
                     )
     return steps

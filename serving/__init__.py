@@ -5,6 +5,8 @@
 ``repository``     KServe's model repository endpoints, driven by the edge bucket's serving pointer
 ``capture``        low-confidence photos to ``unrecognized/``, on a bounded background queue
 ``metrics``        Prometheus series on KServe's ``/metrics``
+``scrape``         reading a server's ``/metrics`` back (histograms, quantiles, version served)
+``asgi``           the body-size bound and the lean raw-image route in front of KServe's app
 ``server``         the entry point (``python -m serving.server``, ``edgecore serve start``)
 ``isvc``           the InferenceService, ServingRuntime, S3 secret and service account
 """

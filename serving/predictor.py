@@ -8,7 +8,8 @@ the HTTP.  Three request shapes reach ``preprocess``:
   JPEG/PNG, or ``FP32`` ``[N, S, S, 3]`` pixels in [0, 1],
 * a raw JPEG/PNG body on the V1 route with ``Content-Type: image/jpeg|image/png``:
   KServe's dataplane hands any non-JSON content type to the model as bytes, so a kiosk
-  can post the photo as is, with no base64 or JSON cost.
+  can post the photo as is, with no base64 or JSON cost (the server's
+  ``serving.asgi.RawImageRoute`` calls ``preprocess``/``predict`` for these directly).
 
 Encoded images go through ``edgecore.preprocessing.preprocess``, the function the
 training ``prepare`` step uses.  The version that answers a request is taken once, in

@@ -3,10 +3,11 @@
 ``python -m serving.server --edge <edge> [--model-uri s3://…|DIR] [--http-port 8080]``
 (the ServingRuntime's container command; ``edgecore serve start`` runs the same).
 
-Two things are added to KServe's FastAPI app before it starts, both at the edge of
+Three things are added to KServe's FastAPI app before it starts, all at the edge of
 the process where they belong: a body-size bound (HTTP 413 before a large body is
-buffered, whatever the route) and a 400 (not FastAPI's 422) for request bodies that
-fail the Open Inference Protocol schema, so every bad input gets the same status.
+buffered, whatever the route), a 400 (not FastAPI's 422) for request bodies that
+fail the Open Inference Protocol schema, so every bad input gets the same status, and
+the lean raw-image route (``serving.asgi.RawImageRoute``) in front of everything.
 """
 
 from __future__ import annotations
@@ -15,29 +16,21 @@ import argparse
 import asyncio
 import gc
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
-from typing import Any
 
-import orjson
 import uvloop
-from fastapi import Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import ORJSONResponse
 
 from edgecore.layout import Layout, edge_model_name
 from edgecore.settings import Settings
 from edgecore.storage import ObjectStore
+from serving.asgi import ASGIApp, BodyLimit, RawImageRoute
 from serving.capture import Capture
 from serving.model_version import VersionStore
 from serving.predictor import ProductPredictor
 from serving.repository import EdgeModelRepository
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 log = logging.getLogger(__name__)
 
@@ -49,62 +42,6 @@ class ServerOptions:
     http_port: int = 8080
     capture: bool = True
     access_log: bool = False
-
-
-class _TooLarge(Exception):
-    pass
-
-
-class BodyLimit:
-    """Answer 413 for bodies over ``max_bytes``: declared ones at once, chunked ones as they cross it."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._reject(send, int(declared))
-            return
-        seen = 0
-        started = False
-
-        async def counting_receive() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _TooLarge
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except _TooLarge:
-            if not started:
-                await self._reject(send, seen)
-
-    async def _reject(self, send: Send, size: int) -> None:
-        body = orjson.dumps(
-            {"error": f"request body of {size}+ bytes exceeds the {self.max_bytes}-byte limit"}
-        )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
 
 
 async def _schema_error(_: Request, exc: Exception) -> ORJSONResponse:
@@ -130,6 +67,27 @@ def build(
     return predictor, repository, capture
 
 
+def put_raw_route_in_front(
+    app: FastAPI, predictor: ProductPredictor, repository: EdgeModelRepository, max_bytes: int
+) -> None:
+    """Make :class:`RawImageRoute` the outermost layer of ``app``.
+
+    KServe adds its timing middleware (which matches every route per request) when the
+    server starts, after anything added here, and ``add_middleware`` always nests new
+    layers inside Starlette's error middleware; so the finished stack is wrapped when
+    Starlette builds it, on the first request.
+    """
+    build_stack = app.build_middleware_stack
+
+    def is_registered() -> bool:
+        return bool(repository.get_model(predictor.name) is predictor)
+
+    def build() -> ASGIApp:
+        return RawImageRoute(build_stack(), predictor, is_registered, max_bytes)
+
+    app.build_middleware_stack = build  # type: ignore[method-assign]
+
+
 def serve(settings: Settings, options: ServerOptions) -> None:
     """Run the predictor until SIGTERM/SIGINT (one uvicorn worker, REST only)."""
     import kserve
@@ -138,6 +96,7 @@ def serve(settings: Settings, options: ServerOptions) -> None:
     predictor, repository, capture = build(settings, options)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.add_exception_handler(RequestValidationError, _schema_error)
+    put_raw_route_in_front(app, predictor, repository, settings.max_request_bytes)
     server = kserve.ModelServer(
         http_port=options.http_port,
         workers=1,
@@ -149,6 +108,12 @@ def serve(settings: Settings, options: ServerOptions) -> None:
     # cost more than the inference itself, so they are opt-in.
     for noisy in ("uvicorn.access", "kserve.trace"):
         logging.getLogger(noisy).disabled = not options.access_log
+    if not options.access_log:
+        # uvicorn formats the access line's arguments whenever the logger has handlers,
+        # disabled or not; with none it skips the call.
+        access = logging.getLogger("uvicorn.access")
+        access.handlers.clear()
+        access.propagate = False
     # With one worker, ModelServer runs uvicorn inside its own asyncio.run(), so
     # uvicorn's loop="auto" never applies; uvloop (uvicorn[standard]) must be the policy.
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())

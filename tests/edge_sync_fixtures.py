@@ -13,6 +13,7 @@ from kubeapi import CRD, KubeApiServer, load_schema
 
 from edge_sync.controller import SyncContext
 from edge_sync.metrics import SyncMetrics
+from edge_sync.reads import BucketReader
 from edgecore.layout import Layout
 from edgecore.settings import Settings
 from edgecore.storage import ObjectStore
@@ -50,4 +51,5 @@ def ctx(edge_settings: Settings) -> SyncContext:
         SyncMetrics(),
         edge_settings.state_dir / "edge-sync",
         4,
+        BucketReader(edge_settings),  # what a ControllerFleet verifies through
     )

@@ -210,3 +210,73 @@ def test_a_controller_killed_mid_rollout_converges_after_restart_without_a_secon
     assert (outcome.action, outcome.serving) == ("rolled-out", "v000002")
     assert cluster.uri_changes(EDGE) == [v1, v2]  # one rollout, resumed rather than repeated
     assert "edgecore.io/synced-at" in cluster.annotations(EDGE)
+
+
+class _Forwarder:
+    """A TCP relay to MinIO opened in the middle of a test: an S3 outage that ends."""
+
+    def __init__(self, port: int, target: tuple[str, int]) -> None:
+        self._server = socket.create_server(("127.0.0.1", port))
+        self._target = target
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self._target)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            dst.close()
+
+    def close(self) -> None:
+        self._server.close()
+
+
+def test_a_sync_that_failed_for_a_passing_outage_is_retried_before_the_next_poll(
+    edge_settings: Settings, ctx: SyncContext, cluster: EdgeCluster
+) -> None:
+    _serving_v1(ctx, cluster)
+    v2 = deliver(ctx.store, ctx.layout, EDGE, "v000002").uri
+    port = _unused_port()
+    settings = edge_settings.model_copy(
+        update={
+            "s3_endpoint": f"http://127.0.0.1:{port}",  # S3 unreachable until the relay opens
+            "kafka_bootstrap": f"127.0.0.1:{_unused_port()}",
+            "edge_sync_poll_s": 3600.0,  # one poll at start-up; only a retry can deliver
+        }
+    )
+    fleet = ControllerFleet(settings, [cluster.spec(EDGE)], {EDGE: cluster.target(EDGE)}, ctx.metrics)
+    stop = threading.Event()
+    runner = threading.Thread(target=fleet.run, args=(stop, "s3-outage", 0.5))
+    runner.start()
+    relay: _Forwarder | None = None
+    try:
+        assert _wait_for(lambda: (o := fleet.outcomes.get(EDGE)) is not None and o.action == "failed")
+        assert cluster.storage_uri(EDGE) != v2
+        relay = _Forwarder(port, (edge_settings.s3_host, edge_settings.s3_port))
+        assert _wait_for(
+            lambda: (
+                cluster.storage_uri(EDGE) == v2
+                and cluster.annotations(EDGE).get("edgecore.io/synced-at") is not None
+            ),
+            timeout_s=60,
+        )
+    finally:
+        stop.set()
+        runner.join(30)
+        if relay is not None:
+            relay.close()
+    assert cluster.uri_changes(EDGE)[-1] == v2
+    assert ctx.metrics.value("edgecore_edge_sync_failures_total", edge=EDGE, reason="unavailable") >= 1

@@ -20,6 +20,7 @@ from serving_support import LABELS, Server, b64, kiosk_jpeg, running_server, upl
 from edge_sync.controller import SyncContext, reconcile
 from edge_sync.fleet import EdgeSpec, LocalSpec
 from edge_sync.metrics import SyncMetrics
+from edge_sync.reads import BucketReader
 from edge_sync.targets.local import LocalServerTarget
 from edgecore.layout import LABELS_FILE, MANIFEST, TFLITE_FILE, Layout, edge_model_name
 from edgecore.manifest import Manifest, entries_for_dir
@@ -93,7 +94,9 @@ def running(
 
 
 def _context(settings: Settings, workdir: Path) -> SyncContext:
-    return SyncContext(ObjectStore(settings), Layout(settings), SyncMetrics(), workdir, 4)
+    return SyncContext(
+        ObjectStore(settings), Layout(settings), SyncMetrics(), workdir, 4, BucketReader(settings)
+    )
 
 
 def _serve_v1(ctx: SyncContext, versions: dict[str, Path]) -> None:
@@ -189,3 +192,51 @@ def test_a_version_that_fails_to_load_is_rolled_back_and_the_old_one_keeps_answe
     assert (outcome.action, outcome.serving) == ("rolled-back", "v000001")
     assert _answering_version(server) == "v000001"
     assert ctx.metrics.value("edgecore_edge_sync_rollbacks_total", edge=EDGE) == 1
+
+
+def _one_mislabelled_probe(probes: Path) -> Path:
+    """A probe filed under the wrong SKU: even a good model 'misses' it."""
+    first, second = sorted(p for p in probes.iterdir())[:2]
+    (second / "mislabelled.jpg").write_bytes(next(first.glob("*.jpg")).read_bytes())
+    return probes
+
+
+def test_a_good_version_that_misses_the_odd_probe_is_still_rolled_out(
+    ctx: SyncContext, versions: dict[str, Path], server: Server, probes: Path
+) -> None:
+    _deliver(ctx, versions, "v000002")
+    target = LocalServerTarget(
+        server.url,
+        EDGE,
+        MODEL,
+        _one_mislabelled_probe(probes),
+        ctx.store,
+        ctx.layout,
+        120,
+        probe_accuracy=0.8,
+    )
+
+    outcome = reconcile(_spec(server, probes), target, ctx)
+
+    assert (outcome.action, outcome.serving) == ("rolled-out", "v000002")
+
+
+def test_a_strict_edge_rolls_back_a_version_that_misses_a_single_probe(
+    ctx: SyncContext, versions: dict[str, Path], server: Server, probes: Path
+) -> None:
+    _deliver(ctx, versions, "v000002")
+    target = LocalServerTarget(
+        server.url,
+        EDGE,
+        MODEL,
+        _one_mislabelled_probe(probes),
+        ctx.store,
+        ctx.layout,
+        120,
+        probe_accuracy=1.0,
+    )
+
+    outcome = reconcile(_spec(server, probes), target, ctx)
+
+    assert (outcome.action, outcome.serving) == ("rolled-back", "v000001")
+    assert "1 of" in outcome.detail

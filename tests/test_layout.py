@@ -68,3 +68,15 @@ def test_versions_sort_lexically_in_numeric_order() -> None:
     assert sorted(versions) == [format_version(n) for n in (1, 2, 10, 100)]
     assert parse_version("v000042") == 42
     assert version_of_key("models/m/v000042/manifest.json", "models/m/") == "v000042"
+
+
+def test_a_shard_and_the_files_a_manifest_lists_live_under_the_version_prefix(layout: Layout) -> None:
+    shard = layout.shard_path("0123456789abcdef0123456789abcdef")
+    assert shard == "shards/0123456789abcdef0123456789abcdef.tar"
+    loc = layout.dataset_file("store-1", "v000002", shard)
+    assert loc.key == f"datasets/store-1/v000002/{shard}"
+    for bad in ("../x", "0123", "0123456789ABCDEF0123456789ABCDEF"):
+        with pytest.raises(InvalidInput):
+            layout.shard_path(bad)
+    with pytest.raises(InvalidInput):
+        layout.dataset_file("store-1", "v000002", "../other/v000001/manifest.json")

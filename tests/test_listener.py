@@ -129,7 +129,7 @@ def test_a_device_image_becomes_a_training_run_with_the_right_parameters(
     receiver.close()
     producer.close()
     assert len(requests) == 1
-    assert requests[0]["arguments"] == {"edges": [edge], "datasets": [f"{edge}@v000001"]}
+    assert requests[0]["arguments"] == {"edges": [edge], "datasets": [f"{edge}@..v000001"]}
     manifest = store.get_bytes(Layout(lsettings).dataset_manifest(edge, "v000001"))
     assert json.loads(manifest)["files"].keys() == {
         f"images/COLA-330/{hashlib.sha256(d).hexdigest()}.jpg" for d in images
@@ -169,7 +169,7 @@ def test_an_event_and_minio_s_own_notification_of_one_version_launch_one_run(
         wait_for(lambda: running.metric("deduplicated") >= 1, 60, what="the second source deduplicated")
         wait_for(lambda: running.metric("ignored") >= 1, 30, what="the image record ignored")
 
-    assert [r["arguments"]["datasets"] for r in running.launcher.requests()] == [[f"{edge}@v000001"]]
+    assert [r["arguments"]["datasets"] for r in running.launcher.requests()] == [[f"{edge}@..v000001"]]
     assert running.metric("dead_lettered") == 0
 
 
@@ -217,7 +217,10 @@ def test_a_burst_within_the_window_is_coalesced_into_one_run(
 
     requests = running.launcher.requests()
     assert len(requests) == 1
-    assert requests[0]["arguments"] == {"edges": sorted(edges), "datasets": [f"{e}@v000001" for e in edges]}
+    assert requests[0]["arguments"] == {
+        "edges": sorted(edges),
+        "datasets": [f"{e}@..v000001" for e in sorted(edges)],
+    }
 
 
 # -- crash between launching and committing --------------------------------------------

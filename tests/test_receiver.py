@@ -7,6 +7,7 @@ import tarfile
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -89,7 +90,7 @@ def a_set(seeds: list[int], sku: str = "COLA-330") -> tuple[bytes, str, list[byt
     return b"".join([*parts, END_OF_ARCHIVE]), digest, images
 
 
-def test_a_set_becomes_a_new_dataset_version_with_its_manifest_and_event(core: Core) -> None:
+def test_a_set_becomes_a_new_dataset_version_with_its_manifest_and_event(core: Core, tmp_path: Path) -> None:
     body, digest, images = a_set([1, 2, 3])
 
     response = core.post(body, digest)
@@ -99,10 +100,19 @@ def test_a_set_becomes_a_new_dataset_version_with_its_manifest_and_event(core: C
     raw = core.store.get_bytes(core.layout.dataset_manifest(EDGE, "v000001"))
     manifest = Manifest.from_bytes(raw, "test")
     assert manifest.kind == "dataset" and manifest.labels == ["COLA-330"]
-    prefix = core.layout.dataset_prefix(EDGE, "v000001")
+    # one tar shard holds the set: each image is at the offset the manifest gives, named by its path
+    shards = {entry.shard for entry in manifest.files.values()}
+    assert len(shards) == 1 and None not in shards
+    shard = core.layout.dataset_file(EDGE, "v000001", str(shards.pop()))
     for path, entry in manifest.files.items():
-        stored = core.store.get_bytes(type(prefix)(prefix.bucket, prefix.key + path), entry.sha256)
-        assert stored in images
+        assert entry.offset is not None
+        core.store.download_range(shard, entry.offset, entry.size, tmp_path / path, entry.sha256)
+        assert (tmp_path / path).read_bytes() in images
+    core.store.download(shard, tmp_path / "shard.tar")
+    with tarfile.open(tmp_path / "shard.tar") as tar:
+        assert sorted(tar.getnames()) == sorted(manifest.files)
+    stored = core.keys()
+    assert [k.rsplit("/", 1)[1] for k in stored] == ["manifest.json", shard.key.rsplit("/", 1)[1]]
     consumer = KafkaConsumer(
         core.settings.topic_training_data_ready,
         bootstrap_servers=core.settings.kafka_bootstrap_servers,
@@ -233,6 +243,9 @@ def test_bad_input_is_refused_with_its_status_and_creates_no_version(core: Core,
         k.startswith((f"datasets/{EDGE}/", f"claims/datasets/{EDGE}/", f"claims/sets/{EDGE}/"))
         for k in everything
     ), everything
+    assert core.keys() == [], "a refused set leaves no shard"
+    uploads = core.store.client.list_multipart_uploads(Bucket=core.layout.training_bucket)
+    assert uploads.get("Uploads", []) == [], "a refused set leaves no multipart upload behind"
 
 
 def test_a_declared_length_over_the_limit_is_refused_before_the_body_is_read(core: Core) -> None:

@@ -58,6 +58,22 @@ def test_a_bare_name_means_the_newest_complete_version_and_a_pinned_one_is_honou
     assert pinned.metadata["datasets"] == ["shop@v000001"]
 
 
+def test_a_history_reference_takes_every_complete_version_up_to_the_one_named(
+    tmp_path: Path, iso_store: ObjectStore, iso_layout: Layout, uploaded: Manifest
+) -> None:
+    upload_folder(iso_store, iso_layout, tmp_path / "photos" / EDGE, "shop")
+    upload_folder(iso_store, iso_layout, tmp_path / "photos" / EDGE, "shop")
+    snapshot = ingest(iso_store, iso_layout, EDGE, ["shop@..v000002"], tmp_path / "snap")
+    assert snapshot.metadata["datasets"] == ["shop@v000001", "shop@v000002"]
+
+
+def test_a_history_reference_to_a_missing_version_is_a_clear_not_found(
+    tmp_path: Path, iso_store: ObjectStore, iso_layout: Layout, uploaded: Manifest
+) -> None:
+    with pytest.raises(NotFound, match=r"version v000004 does not exist \(history shop@..v000004\)"):
+        ingest(iso_store, iso_layout, EDGE, ["shop@..v000004"], tmp_path / "snap")
+
+
 def test_labelled_hard_examples_of_the_edge_are_included(
     tmp_path: Path, iso_store: ObjectStore, iso_layout: Layout, uploaded: Manifest
 ) -> None:

@@ -24,6 +24,15 @@ class Deployed:
     synced_at: datetime | None = None
 
 
+@dataclass(frozen=True)
+class TargetState:
+    """Everything a sync decides on, read back from the target in one request."""
+
+    current: Deployed | None
+    previous: Deployed | None
+    rejected: str | None
+
+
 class RolloutFailed(PermanentError):
     """The new version did not become healthy; the target was put back on the previous one."""
 
@@ -33,6 +42,10 @@ class Target(Protocol):
     local_copy: bool
     """True when the target loads the controller's verified local copy (a file:// URI)
     rather than the edge bucket's copy (an s3:// URI its own storage initializer fetches)."""
+
+    def state(self) -> TargetState:
+        """``current()``, ``previous()`` and ``rejected()`` from a single read."""
+        ...
 
     def current(self) -> Deployed | None: ...
 

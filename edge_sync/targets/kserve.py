@@ -20,7 +20,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from edge_sync.targets.base import Deployed, RolloutFailed
+from edge_sync.targets.base import Deployed, RolloutFailed, TargetState
 from edgecore.errors import EdgecoreError, InvalidInput, NotFound, PermanentError, ServiceUnavailable
 from edgecore.layout import VERSION_RE
 
@@ -36,6 +36,9 @@ PREVIOUS_VERSION = ANNOTATION + "previous-model-version"
 REJECTED_URI = ANNOTATION + "rejected-storage-uri"
 REJECTED_VERSION = ANNOTATION + "rejected-model-version"
 IN_CLUSTER = "in-cluster"
+SEEN_FOR_S = 10.0
+PATCH_ATTEMPTS = 3
+"""How long what ``state()`` read may stand in for a fresh read before a patch."""
 
 
 def api_client(context: str, kubeconfig: str | None = None, pool_size: int = 16) -> client.ApiClient:
@@ -98,6 +101,8 @@ class KServeTarget:
         self.canary_percent = canary_percent
         self.ready_timeout_s = ready_timeout_s
         self.description = f"kserve:{context}/{namespace}/{name}" if context else f"kserve:{namespace}/{name}"
+        self._seen: tuple[float, dict[str, Any]] | None = None
+        """What ``state()`` last read, and when: the object ``apply`` patches without a re-read."""
 
     # -- reading back the state --------------------------------------------------------
     def get(self) -> dict[str, Any]:
@@ -108,43 +113,23 @@ class KServeTarget:
             ),
         )
 
+    def state(self) -> TargetState:
+        obj = self.get()
+        self._seen = (time.monotonic(), obj)
+        return TargetState(_deployed(obj), _previous(obj), _annotations(obj).get(REJECTED_VERSION))
+
     def current(self) -> Deployed | None:
         return _deployed(self.get())
 
     def previous(self) -> Deployed | None:
-        notes = _annotations(self.get())
-        uri, version = notes.get(PREVIOUS_URI), notes.get(PREVIOUS_VERSION)
-        return Deployed(version, uri) if uri and version else None
+        return _previous(self.get())
 
     def rejected(self) -> str | None:
         return _annotations(self.get()).get(REJECTED_VERSION)
 
     # -- changing it -------------------------------------------------------------------
     def apply(self, uri: str, version: str) -> Deployed:
-        obj = self.get()
-        before_uri = _model(obj).get("storageUri")
-        notes = _annotations(obj)
-        if before_uri != uri:
-            spec: dict[str, Any] = {"model": {"storageUri": uri}}
-            if self.canary_percent:
-                spec["canaryTrafficPercent"] = self.canary_percent
-            obj = self._patch(
-                obj,
-                {
-                    VERSION: version,
-                    SYNCED_AT: None,
-                    PREVIOUS_URI: before_uri,
-                    PREVIOUS_VERSION: notes.get(VERSION) or _version_of(before_uri),
-                },
-                spec,
-            )
-            log.info(
-                "%s: storageUri %s -> %s (generation %s)",
-                self.description,
-                before_uri,
-                uri,
-                obj["metadata"].get("generation"),
-            )
+        obj = self._repoint(uri, version)
         ok, why, obj = self._await_ready(obj)
         if ok and obj["spec"]["predictor"].get("canaryTrafficPercent") is not None:
             obj = self._patch(obj, {}, {"canaryTrafficPercent": None})  # promote
@@ -157,14 +142,55 @@ class KServeTarget:
         assert deployed is not None
         return deployed
 
+    def _repoint(self, uri: str, version: str) -> dict[str, Any]:
+        """Patch the storage URI to ``uri`` unless it is there already (a resumed rollout).
+
+        The object ``state()`` has just read is patched without reading it again: the
+        resourceVersion precondition turns any change since into a 409, and only then is
+        it read afresh.  A resumed rollout always starts from a fresh read.
+        """
+        seen, self._seen = self._seen, None
+        cached = seen[1] if seen is not None and time.monotonic() - seen[0] < SEEN_FOR_S else None
+        obj = cached or self.get()
+        if _model(obj).get("storageUri") == uri:
+            return self.get() if cached else obj
+        try:
+            return self._patch_uri(obj, uri, version)
+        except Conflict:
+            obj = self.get()  # changed since read, or our own patch landed and its answer was lost
+        return obj if _model(obj).get("storageUri") == uri else self._patch_uri(obj, uri, version)
+
+    def _patch_uri(self, obj: dict[str, Any], uri: str, version: str) -> dict[str, Any]:
+        before_uri = _model(obj).get("storageUri")
+        notes = _annotations(obj)
+        spec: dict[str, Any] = {"model": {"storageUri": uri}}
+        if self.canary_percent:
+            spec["canaryTrafficPercent"] = self.canary_percent
+        obj = self._patch(
+            obj,
+            {
+                VERSION: version,
+                SYNCED_AT: None,
+                PREVIOUS_URI: before_uri,
+                PREVIOUS_VERSION: notes.get(VERSION) or _version_of(before_uri),
+            },
+            spec,
+        )
+        log.info(
+            "%s: storageUri %s -> %s (generation %s)",
+            self.description,
+            before_uri,
+            uri,
+            obj["metadata"].get("generation"),
+        )
+        return obj
+
     def _confirm(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Record the confirmed sync; a status update in between (409) only needs a fresh read."""
         for _ in range(3):
             try:
                 return self._patch(obj, {SYNCED_AT: datetime.now(UTC).isoformat()}, {})
-            except ServiceUnavailable as exc:
-                if "409" not in str(exc):
-                    raise
+            except Conflict:
                 obj = self.get()
         return self._patch(obj, {SYNCED_AT: datetime.now(UTC).isoformat()}, {})
 
@@ -216,30 +242,45 @@ class KServeTarget:
     def _patch(
         self, obj: dict[str, Any], annotations: dict[str, Any], predictor: dict[str, Any]
     ) -> dict[str, Any]:
+        """A merge patch, sent again if it is lost in transit: the resourceVersion
+        precondition turns a repeat of one that did land into a 409, never a second change."""
         body: dict[str, Any] = {"metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]}}
         if annotations:
             body["metadata"]["annotations"] = annotations
         if predictor:
             body["spec"] = {"predictor": predictor}
-        return self._call(
-            "patch",
-            lambda: self._api.patch_namespaced_custom_object(
-                GROUP, API_VERSION, self.namespace, PLURAL, self.name, body
-            ),
-        )  # the client sends a dict body to a custom object as MERGE_PATCH
+        for attempt in range(1, PATCH_ATTEMPTS + 1):
+            try:
+                return self._call(
+                    "patch",
+                    lambda: self._api.patch_namespaced_custom_object(
+                        GROUP, API_VERSION, self.namespace, PLURAL, self.name, body
+                    ),
+                )  # the client sends a dict body to a custom object as MERGE_PATCH
+            except Unreachable:
+                if attempt == PATCH_ATTEMPTS:
+                    raise
+                time.sleep(0.2 * attempt)
+        raise AssertionError("unreachable")
 
     def _await_ready(self, obj: dict[str, Any]) -> tuple[bool, str, dict[str, Any]]:
-        """Poll until the patched generation is Ready (or not), with a growing interval."""
+        """Poll until the patched generation is Ready (or not), with a growing interval.
+
+        A new revision takes KServe at least a few hundred milliseconds, and each poll is
+        a request to the edge's API server, which a whole fleet rolling out at once
+        shares: so the first look is after 0.25 s and the interval grows to 1 s.
+        """
         deadline = time.monotonic() + self.ready_timeout_s
-        pause = 0.02
+        pause = 0.25
         while True:
             ok, why = _ready(obj)
             if ok is not None:
                 return ok, why, obj
-            if time.monotonic() >= deadline:
+            now = time.monotonic()
+            if now >= deadline:
                 return False, f"not Ready within {self.ready_timeout_s:.0f} s ({why})", obj
-            time.sleep(pause)
-            pause = min(pause * 1.5, 0.25)
+            time.sleep(min(pause, max(0.0, deadline - now) + 0.01))
+            pause = min(pause * 1.5, 1.0)
             obj = self.get()
 
     def _call(self, action: str, fn: Any) -> dict[str, Any]:
@@ -249,14 +290,24 @@ class KServeTarget:
             return result
         except ApiException as exc:
             raise _wrap(exc, where) from exc
-        except HTTPError as exc:
-            raise ServiceUnavailable(f"{where}: API server unreachable ({exc})") from exc
+        except HTTPError as exc:  # urllib3 already retried what is safe to retry (reads)
+            raise Unreachable(f"{where}: API server unreachable ({exc})") from exc
+
+
+class Conflict(ServiceUnavailable):
+    """409: the object changed since it was read; retried from a fresh read."""
+
+
+class Unreachable(ServiceUnavailable):
+    """No answer from the API server: refused, reset or timed out."""
 
 
 def _wrap(exc: ApiException, where: str) -> EdgecoreError:
     reason = f"{where}: API server answered {exc.status} {exc.reason}"
     if exc.status == 404:
         return NotFound(reason)
+    if exc.status == 409:
+        return Conflict(reason)
     if exc.status in (409, 429) or (exc.status or 0) >= 500:
         return ServiceUnavailable(reason)  # a conflict is retried from a fresh read
     return PermanentError(f"{reason}: {(exc.body or '')[:500]}")
@@ -270,6 +321,12 @@ def _deployed(obj: dict[str, Any]) -> Deployed | None:
         return None
     synced = notes.get(SYNCED_AT)
     return Deployed(version, uri, datetime.fromisoformat(synced) if synced else None)
+
+
+def _previous(obj: dict[str, Any]) -> Deployed | None:
+    notes = _annotations(obj)
+    uri, version = notes.get(PREVIOUS_URI), notes.get(PREVIOUS_VERSION)
+    return Deployed(version, uri) if uri and version else None
 
 
 def _model(obj: dict[str, Any]) -> dict[str, Any]:

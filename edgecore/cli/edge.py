@@ -67,18 +67,22 @@ def listen(
         list[str] | None, typer.Option(help="Also train on this dataset (name or name@version).")
     ] = None,
     group: str = typer.Option(listener.GROUP_ID, help="Kafka consumer group."),
+    epochs: int | None = typer.Option(
+        None, min=1, help="Training epochs of each run (default: the pipeline's)."
+    ),
 ) -> None:
     """Turn new dataset versions into training runs (one per version) until stopped."""
     settings = Settings()
     folder = out_dir or settings.listener_dir / launcher
     extra = tuple(with_dataset or ())
+    arguments = {} if epochs is None else {"epochs": epochs}
     chosen: listener.Launcher
     if launcher == "dry-run":
         chosen = launchers.DryRunLauncher(folder, extra)
     elif launcher == "local":
-        chosen = launchers.LocalLauncher(folder, extra)
+        chosen = launchers.LocalLauncher(folder, extra, **arguments)
     elif launcher == "kfp" and kfp_host:
-        chosen = launchers.KfpLauncher(kfp_host, experiment, folder / "training.yaml", extra)
+        chosen = launchers.KfpLauncher(kfp_host, experiment, folder / "training.yaml", extra, **arguments)
     else:
         raise typer.BadParameter("use --launcher dry-run, local, or kfp with --kfp-host")
     console.print(f"listening as {group} with the {launcher} launcher ({folder})")

@@ -1,0 +1,94 @@
+"""The model files a version ships, written once, in the step that already has TensorFlow loaded.
+
+Importing TensorFlow costs a step subprocess several CPU-seconds, far more than scoring a
+few dozen test photos or copying files.  So the train step, which needs TensorFlow anyway,
+writes every TensorFlow artefact beside ``model.keras``: the SavedModel (KServe's
+TensorFlow runtime) and the LiteRT flatbuffer (the edge), checked against the Keras model
+before anything downstream trusts it.  Evaluate then scores the LiteRT file, the very
+artefact the edge serves, and export only packages files, neither importing TensorFlow.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from edgecore.errors import IntegrityError
+from edgecore.layout import SAVED_MODEL_DIR, TFLITE_FILE
+
+KERAS_FILE = "model.keras"
+PARITY_TOLERANCE = 1e-4
+PARITY_SAMPLES = 32
+
+_UNUSED_OPTIONAL_IMPORTS = ("pandas", "matplotlib", "IPython")
+"""Keras imports these at start-up when they are installed (DataFrame inputs, image plots, a
+notebook file editor); the steps use none of them and they are a third of TensorFlow's
+import time.  They are hidden only while Keras first loads, and only when not yet imported."""
+
+
+def configure_tensorflow(threads: int) -> Any:
+    """Import TensorFlow and Keras with small thread pools (the machine is shared)."""
+    hidden = [name for name in _UNUSED_OPTIONAL_IMPORTS if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]  # makes `import name` raise ImportError
+    try:
+        import keras  # noqa: F401  # loads TensorFlow as its backend
+        import tensorflow as tf
+    finally:
+        for name in hidden:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # already initialised in this process: keep its pools
+        pass
+    return tf
+
+
+def litert_predict(model_file: Path, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Probabilities from a LiteRT flatbuffer, one image per invoke as on the edge."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(model_file), num_threads=1)
+    interpreter.allocate_tensors()
+    inp = interpreter.get_input_details()[0]["index"]
+    out = interpreter.get_output_details()[0]["index"]
+    rows = []
+    for image in x:
+        interpreter.set_tensor(inp, image[None])
+        interpreter.invoke()
+        rows.append(interpreter.get_tensor(out)[0].copy())
+    return np.stack(rows) if rows else np.zeros((0, 0), np.float32)
+
+
+def to_tflite(saved_model: Path) -> bytes:
+    tf = configure_tensorflow(1)
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+    return bytes(converter.convert())
+
+
+def check_parity(tflite: Path, model: Any, samples: npt.NDArray[np.float32]) -> float:
+    """Largest probability difference between LiteRT and Keras on ``samples``."""
+    expected = np.asarray(model.predict(samples, verbose=0))
+    actual = litert_predict(tflite, samples)
+    diff = float(np.max(np.abs(expected - actual))) if len(samples) else 0.0
+    if diff > PARITY_TOLERANCE:
+        raise IntegrityError(f"{tflite}: LiteRT output differs from Keras by {diff:.2e}")
+    return diff
+
+
+def write_serving_files(model: Any, out: Path, samples: npt.NDArray[np.float32]) -> float:
+    """``saved_model/`` and ``model.tflite`` in ``out``; return the checked LiteRT/Keras difference."""
+    configure_tensorflow(1)
+    model.export(str(out / SAVED_MODEL_DIR), format="tf_saved_model", verbose=False)
+    (out / TFLITE_FILE).write_bytes(to_tflite(out / SAVED_MODEL_DIR))
+    return check_parity(out / TFLITE_FILE, model, samples[:PARITY_SAMPLES])
+
+
+def has_serving_files(model_dir: Path) -> bool:
+    return (model_dir / TFLITE_FILE).is_file() and (model_dir / SAVED_MODEL_DIR).is_dir()

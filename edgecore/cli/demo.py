@@ -1,0 +1,85 @@
+"""``edgecore demo``: the whole loop on the local stack, two stores, two rounds."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import time
+
+import typer
+from rich.table import Table
+
+from edgecore.cli.common import cli_errors, console, out
+from edgecore.demo.rounds import Demo, Options, RoundResult
+from edgecore.demo.supervisor import Supervisor
+from edgecore.demo.world import World
+from edgecore.settings import Settings
+from edgecore.stack import Stack
+from edgecore.synthetic.products import EDGES
+
+
+def _executable() -> list[str]:
+    """The ``edgecore`` of this interpreter's environment (the services run the same code)."""
+    script = shutil.which("edgecore", path=os.path.dirname(sys.executable))
+    return [script] if script else [sys.executable, "-m", "edgecore.cli"]
+
+
+def run(
+    images: int = typer.Option(30, min=8, max=500, help="Training photos per product."),
+    kiosk_photos: int = typer.Option(4, min=1, max=100, help="Kiosk photos per product and round."),
+    epochs: int = typer.Option(
+        40, min=1, max=500, help="Most training epochs (early stopping may end sooner)."
+    ),
+    seed: int = typer.Option(7, help="Same seed, same photos."),
+    coalesce: float = typer.Option(30.0, help="Seconds the listener waits to train both stores in one run."),
+    timeout: float = typer.Option(1800.0, help="Longest any one stage may take before the demo fails."),
+    install: bool = typer.Option(True, help="Install and start the local stack first."),
+) -> None:
+    """Two stores, each with a gateway, a model server and a sync controller; the core's receiver
+    and listener; round 1 trains and delivers a model per store, round 2 adds a new product."""
+    started = time.monotonic()
+    base = Settings()
+    with cli_errors():
+        stack = Stack(base)
+        if install:
+            stack.install(lambda m: console.print(f"[cyan]•[/cyan] {m}"))
+            stack.up(lambda m: console.print(f"[cyan]•[/cyan] {m}"))
+        world = World.create(base, list(EDGES), coalesce, poll_s=2.0)
+        options = Options(images, kiosk_photos, epochs, seed, coalesce, timeout)
+        # SIGTERM (a CI job cancelled, a terminal closed) cleans up like Ctrl-C does.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        with Supervisor(world.state_dir / "run", os.environ, _executable()) as supervisor:
+            try:
+                results = Demo(world, supervisor, options, console).run()
+            except KeyboardInterrupt:
+                console.print("[yellow]interrupted: stopping the demo's services[/yellow]")
+                raise typer.Exit(130) from None
+    out.print(summary(results))
+    out.print(
+        f"demo {world.run_id} finished in {(time.monotonic() - started) / 60:.1f} min;"
+        f" logs and state in {world.state_dir}"
+    )
+
+
+def summary(results: list[RoundResult]) -> Table:
+    table = Table(title="edgecore demo: per store and round")
+    for column in ("round", "store", "model version", "test accuracy", "data-ready → serving"):
+        table.add_column(column)
+    for column in ("kiosk requests", "kiosk right", "p50 latency"):
+        table.add_column(column, justify="right")
+    table.add_column("note")
+    for r in results:
+        table.add_row(
+            str(r.round),
+            r.edge,
+            r.version,
+            "-" if r.accuracy is None else f"{r.accuracy:.1%}",
+            "-" if r.ready_to_serving_s is None else f"{r.ready_to_serving_s:.0f} s",
+            str(r.kiosk.asked),
+            f"{r.kiosk.accuracy:.0%}",
+            f"{r.kiosk.p50_ms:.1f} ms",
+            r.note,
+        )
+    return table

@@ -1,0 +1,385 @@
+"""The demo's story: two stores, round 1 (first models), round 2 (a new product).
+
+Each wait has a deadline and checks the services are still alive, so a broken stage
+ends the demo with a reason instead of hanging; every figure in the summary is
+measured here, from the services' own answers and events.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.status import Status
+
+from edgecore.demo.devices import KIOSK_INDEX, Kiosk, KioskLog, Store, digest, photos
+from edgecore.demo.supervisor import DemoFailed, Supervisor, http_ok
+from edgecore.demo.watch import EventLog
+from edgecore.demo.world import World
+from edgecore.errors import NotFound
+from edgecore.events import ModelPublished
+from edgecore.layout import Layout
+from edgecore.messaging import ensure_topics
+from edgecore.pointer import ModelPointer
+from edgecore.storage import ObjectStore
+from edgecore.synthetic.products import NEW_PRODUCT_EDGE, demo_catalogue, new_product
+
+T = TypeVar("T")
+GATE_GRACE_S = 60.0
+"""A finished run's model-published event is out well within this."""
+PROBE_INDEX = 200_000
+"""Probe photos (the controllers' smoke test) come from yet another index range."""
+
+
+@dataclass(frozen=True)
+class Options:
+    images: int = 30
+    """Training photos per product."""
+    kiosk_photos: int = 4
+    """Kiosk photos per product and round."""
+    epochs: int = 40
+    seed: int = 7
+    coalesce_s: float = 30.0
+    stage_timeout_s: float = 1800.0
+    min_kiosk_accuracy: float = 0.8
+
+
+@dataclass
+class RoundResult:
+    round: int
+    edge: str
+    version: str
+    accuracy: float | None
+    ready_to_serving_s: float | None
+    kiosk: KioskLog
+    note: str = ""
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+class Demo:
+    def __init__(self, world: World, supervisor: Supervisor, options: Options, console: Console) -> None:
+        self.world = world
+        self.sup = supervisor
+        self.opt = options
+        self.console = console
+        self.settings = world.settings
+        self.store = ObjectStore(world.settings)
+        self.layout = Layout(world.settings)
+        self.edges = list(world.edges)
+        self.results: list[RoundResult] = []
+        # Rendering photos is CPU work; Ctrl-C is the demo's to handle, not the renderers'.
+        self._pool = ProcessPoolExecutor(
+            max_workers=2, initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN)
+        )
+
+    # -- the story ---------------------------------------------------------------------
+    def run(self) -> list[RoundResult]:
+        self.say(f"demo run [bold]{self.world.run_id}[/bold]: state in {self.world.state_dir}")
+        self.prepare()
+        self.start_core()
+        events = EventLog(self.settings, f"edgecore-demo-{self.world.run_id}")
+        stores = {edge: Store(edge, self.world.gateway_url(edge)) for edge in self.edges}
+        kiosks = {edge: Kiosk(self.world.server_url(edge), self.world.model(edge)) for edge in self.edges}
+        try:
+            self.round_one(events, stores, kiosks)
+            self.round_two(events, stores[NEW_PRODUCT_EDGE], kiosks[NEW_PRODUCT_EDGE])
+        finally:
+            events.close()
+            for store in stores.values():
+                store.close()
+            for kiosk in kiosks.values():
+                kiosk.close()
+            self._pool.shutdown(cancel_futures=True)
+        return self.results
+
+    def prepare(self) -> None:
+        """Buckets, topics, each store's catalogue, the controllers' probe photos and fleet file."""
+        for bucket in (self.settings.training_bucket, self.settings.models_bucket):
+            self.store.ensure_bucket(bucket)
+        ensure_topics(self.settings)
+        for edge in self.edges:
+            self.store.ensure_bucket(self.layout.edge_bucket(edge))
+            self.set_catalogue(edge, with_new_product=False)
+            skus = demo_catalogue(edge, with_new_product=True).skus
+            for sku in skus:
+                folder = self.world.probes_dir(edge) / sku
+                folder.mkdir(parents=True, exist_ok=True)
+                for i, image in enumerate(
+                    photos(self._pool, self.opt.seed, edge, sku, [PROBE_INDEX, PROBE_INDEX + 1])
+                ):
+                    (folder / f"probe-{i}.jpg").write_bytes(image)
+        self.world.write_fleet()
+
+    def set_catalogue(self, edge: str, with_new_product: bool) -> None:
+        """What the store's manager does in the back office: the store now sells these."""
+        catalogue = demo_catalogue(edge, with_new_product)
+        self.store.put_bytes(self.layout.edge_catalogue(edge), catalogue.to_bytes(), "application/json")
+
+    def start_core(self) -> None:
+        w = self.world
+        with self.status(
+            "starting the core receiver, the listener, each store's gateway and sync controller"
+        ):
+            self.sup.launch(
+                "receiver", ["edge", "receiver"], w.env(), http_ok(f"{self.settings.receiver_url}/healthz")
+            )
+            self.sup.launch(
+                "listener",
+                ["edge", "listen", "--launcher", "local", "--epochs", str(self.opt.epochs)],
+                w.env(),
+                http_ok(f"http://127.0.0.1:{self.settings.listener_metrics_port}/metrics"),
+            )
+            for edge, ports in w.edges.items():
+                self.sup.launch(
+                    f"gateway-{edge}",
+                    ["edge", "gateway", "--edge", edge],
+                    w.env(gateway_port=ports.gateway, edge_token=w.tokens[edge]),
+                    http_ok(f"{w.gateway_url(edge)}/healthz"),
+                )
+                sync = ["edges", "run", "--edge", edge, "--metrics-port", str(ports.sync_metrics)]
+                self.sup.launch(
+                    f"sync-{edge}",
+                    [*sync, "--group", f"demo-{w.run_id}-{edge}"],
+                    w.env(),
+                    http_ok(f"http://127.0.0.1:{ports.sync_metrics}/metrics"),
+                )
+            self.sup.wait_ready(self.opt.stage_timeout_s)
+        gateways = ", ".join(f"{e} (gateway {w.gateway_url(e)})" for e in self.edges)
+        self.say(f"core: receiver {self.settings.receiver_url}, listener; stores: {gateways}")
+
+    def round_one(self, events: EventLog, stores: dict[str, Store], kiosks: dict[str, Kiosk]) -> None:
+        self.say("[bold]round 1[/bold]: the stores photograph their products and send them to the core")
+        for edge in self.edges:
+            self.upload(stores[edge], demo_catalogue(edge).skus, range(self.opt.images))
+        for edge in self.edges:
+            self.complete(stores[edge], demo_catalogue(edge).skus)
+        for store in stores.values():
+            store.wait_shipped(self.opt.stage_timeout_s)
+        self.say("sets shipped; the core trains one model per store")
+        published = {edge: self.wait_published(events, edge, None) for edge in self.edges}
+        for edge, event in published.items():
+            self.start_server(edge, event)
+        with self.status("starting the stores' model servers"):
+            self.sup.wait_ready(self.opt.stage_timeout_s)
+        for edge, event in published.items():
+            served_at = self.wait_serving(kiosks[edge], edge, event.version)
+            log = kiosks[edge].session(self.kiosk_photos(edge, demo_catalogue(edge).skus, 0), KioskLog())
+            self.results.append(
+                RoundResult(
+                    1,
+                    edge,
+                    event.version,
+                    event.metrics.get("accuracy"),
+                    self.since_ready(events, edge, served_at),
+                    log,
+                )
+            )
+            self.check_kiosks(edge, log)
+
+    def round_two(self, events: EventLog, store: Store, kiosk: Kiosk) -> None:
+        edge = store.edge
+        new = new_product().sku
+        before = next(r for r in self.results if r.edge == edge and r.round == 1)
+        self.say(f"[bold]round 2[/bold]: {edge} starts selling {new_product().name} ({new})")
+        # Customers show the new product before the model knows it: the server keeps
+        # the photos it is unsure of; staff label them through the gateway.
+        shown = self.kiosk_photos(edge, [new], 1)[new]
+        unsure = 0
+        for image in shown:
+            answer, _ = kiosk.ask(image)
+            unsure += not answer["predictions"][0]["recognized"]
+        labelled = self.label_captures(store, {digest(i) for i in shown}, new, expected=unsure)
+        self.say(
+            f"the round-1 model was unsure of {unsure} of {len(shown)} kiosk photos of {new};"
+            f" staff labelled {labelled}"
+        )
+        self.set_catalogue(edge, with_new_product=True)
+        self.upload(store, [new], range(self.opt.images))
+        self.complete(store, [new])
+        store.wait_shipped(self.opt.stage_timeout_s)
+        event = self.wait_published(events, edge, before.version)
+        served_at = self.wait_serving(kiosk, edge, event.version)
+        log = kiosk.session(self.kiosk_photos(edge, demo_catalogue(edge, True).skus, 2), KioskLog())
+        old = [s for s in demo_catalogue(edge).skus]
+        old_right = sum(sum(log.per_sku[s]) for s in old) / sum(len(log.per_sku[s]) for s in old)
+        self.results.append(
+            RoundResult(
+                2,
+                edge,
+                event.version,
+                event.metrics.get("accuracy"),
+                self.since_ready(events, edge, served_at),
+                log,
+                note=f"{new} recognised {log.accuracy_of(new):.0%}; hard examples {labelled}",
+                extra={"new_product": log.accuracy_of(new), "old_products": old_right},
+            )
+        )
+        self.check_kiosks(edge, log)
+        if log.accuracy_of(new) < self.opt.min_kiosk_accuracy:
+            raise DemoFailed(
+                f"{edge}: the new product {new} was recognised in only"
+                f" {log.accuracy_of(new):.0%} of kiosk photos"
+            )
+
+    # -- stages ------------------------------------------------------------------------
+    def upload(self, store: Store, skus: list[str], indices: range) -> None:
+        """The devices post their photos; the sets stay open until :meth:`complete`."""
+        with self.progress() as bar:
+            task = bar.add_task(f"{store.edge}: photos to the gateway", total=len(skus) * len(indices))
+            for sku in skus:
+                store.upload(sku, photos(self._pool, self.opt.seed, store.edge, sku, indices))
+                bar.advance(task, len(indices))
+                self.sup.check()
+
+    def complete(self, store: Store, skus: list[str]) -> None:
+        """Staff mark each product's photos complete: one set each, shipped to the core.
+
+        Completing them together (not as each product's photos arrive) lets the
+        listener's coalescing window train on all of them in one run.
+        """
+        for sku in skus:
+            store.complete(sku)
+
+    def kiosk_photos(self, edge: str, skus: list[str], round_: int) -> dict[str, list[bytes]]:
+        start = KIOSK_INDEX + round_ * 1000
+        return {
+            sku: photos(self._pool, self.opt.seed, edge, sku, range(start, start + self.opt.kiosk_photos))
+            for sku in skus
+        }
+
+    def wait_published(self, events: EventLog, edge: str, newer_than: str | None) -> ModelPublished:
+        model = self.world.model(edge)
+        run_dir = self.world.state_dir / "listener" / "local"
+        with self.status(f"{edge}: training, evaluating and publishing {model} (kfp.local)"):
+            since = time.time()
+            done_at: float | None = None
+
+            def found() -> ModelPublished | None:
+                nonlocal done_at
+                newer = [e for e in events.published(model) if newer_than is None or e.version > newer_than]
+                if newer:
+                    return newer[-1]
+                for outcome in run_dir.glob("*/outcome.json"):
+                    if outcome.stat().st_mtime < since:
+                        continue
+                    body = json.loads(outcome.read_text())
+                    if body["state"] != "SUCCEEDED":
+                        raise DemoFailed(f"training run {outcome.parent.name} failed: {body.get('error')}")
+                    done_at = done_at or time.time()
+                if done_at is not None and time.time() - done_at > GATE_GRACE_S:
+                    raise DemoFailed(
+                        f"{edge}: the run finished but published no new {model}: the quality gate stopped it"
+                    )
+                return None
+
+            event = self.wait(found, f"{edge}: a new version of {model}")
+        self.say(
+            f"{edge}: {model} {event.version} published, test accuracy {event.metrics.get('accuracy', 0):.1%}"
+        )
+        return event
+
+    def start_server(self, edge: str, event: ModelPublished) -> None:
+        """A fresh store's model server starts once it has a first model to serve."""
+        w = self.world
+        port = str(w.edges[edge].server)
+        self.sup.launch(
+            f"server-{edge}",
+            ["serve", "start", "--edge", edge, "--port", port, "--model-uri", event.edge_uris[edge]],
+            w.env(),
+            http_ok(f"{w.server_url(edge)}/v2/models/{w.model(edge)}/ready"),
+        )
+
+    def wait_serving(self, kiosk: Kiosk, edge: str, version: str) -> float:
+        """Until the controller has verified the version and the server answers with it."""
+        probe = next(iter(sorted((self.world.probes_dir(edge)).glob("*/probe-0.jpg")))).read_bytes()
+        pointer_at = self.layout.edge_model_pointer(edge, self.world.model(edge))
+
+        def synced() -> bool:
+            try:
+                pointer = ModelPointer.from_bytes(
+                    self.store.get_bytes(pointer_at, max_bytes=65536), pointer_at.uri
+                )
+            except NotFound:
+                return False
+            return (
+                pointer.version == version
+                and pointer.synced_at is not None
+                and kiosk.serving_version(probe) == version
+            )
+
+        with self.status(f"{edge}: the sync controller verifies {version} and swaps it in"):
+            self.wait(lambda: synced() or None, f"{edge}: serving {version}")
+        self.say(f"{edge}: serving {version}")
+        return time.time()
+
+    def since_ready(self, events: EventLog, edge: str, served_at: float) -> float | None:
+        """From the newest training-data-ready of the store's dataset to its kiosks answering."""
+        ready = [s for s in events.ready(edge) if s.received <= served_at]
+        if not ready:
+            return None
+        return served_at - max(s.envelope.time.timestamp() for s in ready)
+
+    def label_captures(self, store: Store, shown: set[str], sku: str, expected: int) -> int:
+        """Staff go through the captured photos and label the ones of the new product."""
+        prefix = self.layout.unrecognized_prefix(store.edge)
+
+        def captured() -> list[tuple[str, str]]:
+            found = []
+            for obj in self.store.list(prefix):
+                if obj.location.key.endswith(".jpg"):
+                    day, name = obj.location.key.split("/")[-2:]
+                    if digest(self.store.get_bytes(obj.location)) in shown:
+                        found.append((day, name.removesuffix(".jpg")))
+            return found
+
+        deadline = time.monotonic() + 30
+        found = captured()
+        while len(found) < expected and time.monotonic() < deadline:
+            time.sleep(0.5)
+            found = captured()
+        for day, capture_id in found:
+            store.label(day, capture_id, sku)
+        return len(found)
+
+    def check_kiosks(self, edge: str, log: KioskLog) -> None:
+        self.say(f"{edge}: kiosks {log.right}/{log.asked} right, p50 {log.p50_ms:.1f} ms")
+        if log.with_price != log.asked:
+            raise DemoFailed(f"{edge}: {log.asked - log.with_price} kiosk answers came without a price")
+        if log.accuracy < self.opt.min_kiosk_accuracy:
+            missed = {sku: f"{log.accuracy_of(sku):.0%}" for sku in log.per_sku if log.accuracy_of(sku) < 1}
+            raise DemoFailed(f"{edge}: kiosks got only {log.accuracy:.0%} right (per SKU: {missed})")
+
+    # -- plumbing ----------------------------------------------------------------------
+    def wait(self, check: Callable[[], T | None], what: str) -> T:
+        deadline = time.monotonic() + self.opt.stage_timeout_s
+        while True:
+            found = check()
+            if found:
+                return found
+            self.sup.check()
+            if time.monotonic() > deadline:
+                raise DemoFailed(f"{what}: not reached after {self.opt.stage_timeout_s:.0f} s")
+            time.sleep(1.0)
+
+    def say(self, message: str) -> None:
+        self.console.print(f"[dim]{datetime.now(UTC):%H:%M:%S}[/dim] [cyan]•[/cyan] {message}")
+
+    def status(self, message: str) -> Status:
+        return self.console.status(message)
+
+    def progress(self) -> Progress:
+        return Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=self.console,
+        )

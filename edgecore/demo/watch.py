@@ -1,0 +1,92 @@
+"""What the core announces on Kafka during the demo, recorded as it arrives.
+
+The demo learns that data is ready and that a model was published the way the
+services do: by consuming the run's own topics (its own consumer group), so the
+times it reports are the times the events were really emitted.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from kafka import KafkaConsumer
+from kafka.errors import KafkaError
+
+from edgecore import events
+from edgecore.errors import ServiceUnavailable
+from edgecore.events import MalformedEvent
+from edgecore.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Seen:
+    envelope: events.Envelope
+    received: float
+    """time.time() when the demo saw it."""
+
+
+class EventLog:
+    def __init__(self, settings: Settings, group: str) -> None:
+        try:
+            self._consumer = KafkaConsumer(
+                settings.topic_training_data_ready,
+                settings.topic_model_published,
+                bootstrap_servers=settings.kafka_bootstrap_servers,
+                group_id=group,
+                auto_offset_reset="earliest",
+                enable_auto_commit=True,
+                max_partition_fetch_bytes=settings.max_event_bytes + 65_536,
+            )
+        except KafkaError as exc:
+            raise ServiceUnavailable(f"Kafka at {settings.kafka_bootstrap_servers}: {exc}") from exc
+        self._max_bytes = settings.max_event_bytes
+        self._seen: list[Seen] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="demo-events", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                batch = self._consumer.poll(timeout_ms=500)
+            except KafkaError as exc:
+                log.warning("demo event log: %s", exc)
+                self._stop.wait(1.0)
+                continue
+            for records in batch.values():
+                for record in records:
+                    try:
+                        envelope = events.parse(record.value, record.key, self._max_bytes)
+                    except MalformedEvent as exc:
+                        log.warning("demo event log: skipping a malformed record: %s", exc)
+                        continue
+                    with self._lock:
+                        self._seen.append(Seen(envelope, time.time()))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._consumer.close()
+
+    def ready(self, dataset: str) -> list[Seen]:
+        with self._lock:
+            return [
+                s
+                for s in self._seen
+                if isinstance(s.envelope.data, events.TrainingDataReady)
+                and s.envelope.data.dataset == dataset
+            ]
+
+    def published(self, model: str) -> list[events.ModelPublished]:
+        with self._lock:
+            return [
+                s.envelope.data
+                for s in self._seen
+                if isinstance(s.envelope.data, events.ModelPublished) and s.envelope.data.model == model
+            ]

@@ -1,0 +1,70 @@
+"""The demo's own parts: its private world, and supervising the real services it starts."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgecore.cli.demo import _executable
+from edgecore.demo.supervisor import DemoFailed, Supervisor, http_ok
+from edgecore.demo.world import World
+from edgecore.settings import Settings
+from edgecore.stack import Stack
+
+
+def test_the_services_it_starts_read_back_exactly_the_settings_of_the_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    world = World.create(Settings(state_dir=tmp_path), ["hypermarket", "boutique"], 20.0, 2.0)
+    for name in list(os.environ):
+        if name.startswith("EDGECORE_"):
+            monkeypatch.delenv(name)
+    for name, value in world.env().items():
+        monkeypatch.setenv(name, value)
+    assert Settings() == world.settings
+
+
+def test_two_runs_share_no_bucket_topic_port_or_state(tmp_path: Path) -> None:
+    a, b = (World.create(Settings(state_dir=tmp_path), ["hypermarket"], 0.0, 2.0) for _ in range(2))
+    for field in (
+        "training_bucket",
+        "models_bucket",
+        "edge_bucket_prefix",
+        "topic_model_published",
+        "state_dir",
+    ):
+        assert getattr(a.settings, field) != getattr(b.settings, field)
+    ports = [
+        a.settings.receiver_port,
+        a.settings.listener_metrics_port,
+        *vars(a.edges["hypermarket"]).values(),
+    ]
+    assert len(set(ports)) == len(ports)
+
+
+def test_a_service_that_dies_at_start_up_fails_the_demo_with_its_log(tmp_path: Path) -> None:
+    with Supervisor(tmp_path, os.environ, _executable()) as sup, pytest.raises(DemoFailed) as failed:
+        sup.start("bad", ["edge", "listen", "--launcher", "nonsense"], {}, lambda: False, timeout_s=60)
+    assert "bad exited during start-up" in str(failed.value)
+    assert "nonsense" in str(failed.value) or "launcher" in str(failed.value)
+
+
+def test_services_are_watched_and_all_stopped_on_the_way_out(tmp_path: Path, stack: Stack) -> None:
+    world = World.create(Settings(state_dir=tmp_path), ["shop"], 0.0, 2.0)
+    with Supervisor(tmp_path / "run", os.environ, _executable()) as sup:
+        proc = sup.start(
+            "receiver", ["edge", "receiver"], world.env(), http_ok(f"{world.settings.receiver_url}/healthz")
+        )
+        pid = proc.pid()
+        assert pid is not None
+        sup.check()
+    assert proc.pid() is None
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_the_services_run_the_edgecore_of_this_environment() -> None:
+    assert Path(_executable()[0]).parent == Path(sys.executable).parent

@@ -1,0 +1,121 @@
+"""The listener survives a Kafka broker restart: consumption resumes, nothing runs twice.
+
+The shared broker of the test session (127.0.0.1:9092) is never touched: the test starts
+its own KRaft node, with the same ``KafkaService`` code as ``edgecore stack up``, on free
+ports with its own state folder, and restarts that one.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from uplink_support import free_port, wait_for
+
+from edgecore import events
+from edgecore.errors import ServiceUnavailable
+from edgecore.layout import Layout
+from edgecore.messaging import EventProducer, ensure_topics
+from edgecore.settings import Settings
+from edgecore.stack import Stack
+from edgecore.stack.kafka import KafkaService
+from pipelines.launchers import DryRunLauncher
+from pipelines.listener import Ledger, Listener
+
+
+@pytest.fixture
+def private_kafka(stack: Stack, settings: Settings, tmp_path: Path, unique: str) -> Iterator[Settings]:
+    """Settings of a broker of this test's own (MinIO stays the shared one)."""
+    cfg = settings.model_copy(
+        update={
+            "state_dir": tmp_path / "state",
+            "kafka_port": free_port(),
+            "kafka_controller_port": free_port(),
+            "kafka_bootstrap": None,
+            "kafka_heap_mb": 256,
+            "training_bucket": f"test-train-{unique}",
+        }
+    )
+    kafka = KafkaService(cfg)
+    if not kafka.installed():
+        pytest.skip("the Kafka jars are not resolved (edgecore stack install)")
+    kafka.start(timeout_s=240)
+    try:
+        ensure_topics(cfg)
+        yield cfg
+    finally:
+        kafka.process.stop()
+
+
+def ready(cfg: Settings, edge: str, version: str) -> events.TrainingDataReady:
+    layout = Layout(cfg)
+    return events.TrainingDataReady(
+        dataset=edge,
+        version=version,
+        edge=edge,
+        labels=["COLA-330"],
+        object_count=3,
+        bucket=layout.training_bucket,
+        prefix=layout.dataset_prefix(edge, version).key,
+        manifest_sha256="0" * 64,
+    )
+
+
+def publish(cfg: Settings, event: events.TrainingDataReady, timeout_s: float = 90.0) -> None:
+    """Publish, retrying while a (re)started broker has not elected its partition leaders yet."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        producer = EventProducer(cfg, "edgecore/test")
+        try:
+            producer.publish(cfg.topic_training_data_ready, event, timeout_s=20)
+            return
+        except ServiceUnavailable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+        finally:
+            producer.close()
+
+
+def launched(launcher: DryRunLauncher) -> list[list[str]]:
+    return [r["arguments"]["datasets"] for r in launcher.requests()]
+
+
+def test_consumption_resumes_after_the_broker_restarts(
+    private_kafka: Settings, unique: str, tmp_path: Path
+) -> None:
+    cfg = private_kafka
+    kafka = KafkaService(cfg)
+    edge = f"restart-{unique}"
+    launcher = DryRunLauncher(tmp_path / "requests")
+    ledger = Ledger(cfg.listener_dir / "ledger.sqlite")
+    listener = Listener(cfg, launcher, ledger)
+    stop = threading.Event()
+    thread = threading.Thread(target=listener.run, args=(stop, f"test-restart-{unique}", 0.5))
+    thread.start()
+    try:
+        publish(cfg, ready(cfg, edge, "v000001"))
+        wait_for(lambda: launched(launcher), 90, what="the run of v000001")
+
+        pid_before = kafka.process.pid()
+        assert kafka.process.stop(), "the private broker was not running"
+        time.sleep(5)  # the listener polls a dead broker for a while
+        assert thread.is_alive(), "the listener stopped while the broker was down"
+        kafka.start(timeout_s=240)
+        assert kafka.process.pid() not in (None, pid_before)
+
+        publish(cfg, ready(cfg, edge, "v000002"))
+        wait_for(lambda: len(launched(launcher)) >= 2, 180, what="the run of v000002 after the restart")
+        time.sleep(2)  # a re-delivery of v000001 after the restart would launch now
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+        ledger.close()
+
+    assert not thread.is_alive()
+    assert sorted(launched(launcher)) == [[f"{edge}@..v000001"], [f"{edge}@..v000002"]]
+    consumed = listener.registry.get_sample_value("edgecore_listener_consumed_total") or 0.0
+    assert consumed >= 2
