@@ -201,42 +201,25 @@ def _one_mislabelled_probe(probes: Path) -> Path:
     return probes
 
 
-def test_a_good_version_that_misses_the_odd_probe_is_still_rolled_out(
-    ctx: SyncContext, versions: dict[str, Path], server: Server, probes: Path
+@pytest.mark.parametrize(
+    ("probe_accuracy", "action", "serving"),
+    [(0.8, "rolled-out", "v000002"), (1.0, "rolled-back", "v000001")],
+    ids=["a good version that misses the odd probe is rolled out", "a strict edge rolls it back"],
+)
+def test_the_edge_decides_how_many_probes_a_new_version_may_miss(
+    ctx: SyncContext,
+    versions: dict[str, Path],
+    server: Server,
+    probes: Path,
+    probe_accuracy: float,
+    action: str,
+    serving: str,
 ) -> None:
     _deliver(ctx, versions, "v000002")
     target = LocalServerTarget(
-        server.url,
-        EDGE,
-        MODEL,
-        _one_mislabelled_probe(probes),
-        ctx.store,
-        ctx.layout,
-        120,
-        probe_accuracy=0.8,
+        server.url, EDGE, MODEL, _one_mislabelled_probe(probes), ctx.store, ctx.layout, 120, probe_accuracy
     )
 
     outcome = reconcile(_spec(server, probes), target, ctx)
 
-    assert (outcome.action, outcome.serving) == ("rolled-out", "v000002")
-
-
-def test_a_strict_edge_rolls_back_a_version_that_misses_a_single_probe(
-    ctx: SyncContext, versions: dict[str, Path], server: Server, probes: Path
-) -> None:
-    _deliver(ctx, versions, "v000002")
-    target = LocalServerTarget(
-        server.url,
-        EDGE,
-        MODEL,
-        _one_mislabelled_probe(probes),
-        ctx.store,
-        ctx.layout,
-        120,
-        probe_accuracy=1.0,
-    )
-
-    outcome = reconcile(_spec(server, probes), target, ctx)
-
-    assert (outcome.action, outcome.serving) == ("rolled-back", "v000001")
-    assert "1 of" in outcome.detail
+    assert (outcome.action, outcome.serving) == (action, serving)
