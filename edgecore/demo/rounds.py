@@ -124,6 +124,7 @@ class Demo:
 
     def start_core(self) -> None:
         w = self.world
+        listen = ["edge", "listen", "--launcher", "local", "--epochs", str(self.opt.epochs)]
         with self.status(
             "starting the core receiver, the listener, each store's gateway and sync controller"
         ):
