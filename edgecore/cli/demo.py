@@ -56,7 +56,7 @@ def run(
             except KeyboardInterrupt:
                 console.print("[yellow]interrupted: stopping the demo's services[/yellow]")
                 raise typer.Exit(130) from None
-    out.print(summary(results))
+    out.print(summary(results), width=max(out.width, 140))  # a log file is not 80 columns
     out.print(
         f"demo {world.run_id} finished in {(time.monotonic() - started) / 60:.1f} min;"
         f" logs and state in {world.state_dir}"
