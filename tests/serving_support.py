@@ -15,7 +15,6 @@ import functools
 import io
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from edgecore.catalogue import Catalogue, Product
+from edgecore.demo.world import free_port
 from edgecore.layout import CATALOGUE_FILE, MANIFEST, Layout, Location, edge_model_name
 from edgecore.manifest import Manifest, entries_for_dir
 from edgecore.pointer import ModelPointer
@@ -162,12 +162,6 @@ def point_at(store: ObjectStore, layout: Layout, edge: str, version: str, uri: s
     store.put_bytes(
         layout.edge_model_pointer(edge, model), ModelPointer(model=model, version=version, uri=uri).to_bytes()
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass(frozen=True)

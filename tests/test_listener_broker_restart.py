@@ -13,11 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_listener import ready
 from uplink_support import free_port, wait_for
 
 from edgecore import events
 from edgecore.errors import ServiceUnavailable
-from edgecore.layout import Layout
 from edgecore.messaging import EventProducer, ensure_topics
 from edgecore.settings import Settings
 from edgecore.stack import Stack
@@ -48,20 +48,6 @@ def private_kafka(stack: Stack, settings: Settings, tmp_path: Path, unique: str)
         yield cfg
     finally:
         kafka.process.stop()
-
-
-def ready(cfg: Settings, edge: str, version: str) -> events.TrainingDataReady:
-    layout = Layout(cfg)
-    return events.TrainingDataReady(
-        dataset=edge,
-        version=version,
-        edge=edge,
-        labels=["COLA-330"],
-        object_count=3,
-        bucket=layout.training_bucket,
-        prefix=layout.dataset_prefix(edge, version).key,
-        manifest_sha256="0" * 64,
-    )
 
 
 def publish(cfg: Settings, event: events.TrainingDataReady, timeout_s: float = 90.0) -> None:

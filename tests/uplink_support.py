@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import socket
 import tarfile
 import threading
 import time
@@ -16,13 +15,9 @@ import uvicorn
 from fastapi import FastAPI
 from PIL import Image
 
+from edgecore.demo.world import free_port as free_port  # the tests' one way to pick a port
+
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager
