@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from components.train import TrainConfig, build_model, configure_tensorflow, make_dataset
+from components.train import TrainConfig, build_model, configure_tensorflow, make_dataset, reproducible
 from edgecore.preprocessing import preprocess
 from edgecore.synthetic.generator import generate_store
 from edgecore.synthetic.products import HYPERMARKET
@@ -46,13 +46,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     tf = configure_tensorflow(args.threads)
-    import keras
 
     x, y = arrays(args.images, 64)
     config = TrainConfig(seed=0, threads=args.threads)
     rates: dict[str, float] = {}
     for name in ("in-memory arrays", "tf.data pipeline"):
-        keras.utils.set_random_seed(0)
+        reproducible(tf, 0)  # as train() runs: op determinism also orders the augmentation
         model = build_model(int(y.max()) + 1, 64)
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         dataset = make_dataset(tf, x, y, config, training=True) if name == "tf.data pipeline" else None

@@ -38,6 +38,10 @@ class TrainConfig:
     epochs: int = 40
     batch_size: int = 32
     learning_rate: float = 3e-3
+    fine_tune_learning_rate: float = 1e-3
+    """When warm-started: the cold-start rate unlearnt old SKUs (measured in the demo's
+    round 2: an old SKU fell from 4/4 to 2/4 right and the gate stopped the run at 3e-3;
+    all right at 1e-3)."""
     patience: int = 6
     seed: int = 0
     threads: int = 1
@@ -157,19 +161,33 @@ def warm_start(model: Any, production: Path, labels: list[str]) -> bool:
     return True
 
 
+def reproducible(tf: Any, seed: int) -> None:
+    """Same data, same seed, same model.
+
+    Seeds alone are not enough: the augmentation's random ops run in a parallel
+    ``Dataset.map``, whose scheduling changed which run drew which numbers (measured: 25
+    vs 39 epochs, different weights, on the same prepared data), and so which versions
+    passed the gate and the edges' probe checks.
+    """
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
 def train(prepared: Path, out: Path, config: TrainConfig, production: Path | None = None) -> TrainResult:
     """Fit the model on the prepared splits; save ``out/model.keras`` and its serving files."""
     tf = configure_tensorflow(config.threads)
     import keras
 
-    keras.utils.set_random_seed(config.seed)
+    reproducible(tf, config.seed)
     data = PreparedData(prepared)
     labels = data.labels
     train_split, val_split = data.split("train"), data.split("val")
     model = build_model(len(labels), int(train_split.x.shape[1]))
     warm = production is not None and warm_start(model, production, labels)
     model.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate),
+        optimizer=keras.optimizers.Adam(config.fine_tune_learning_rate if warm else config.learning_rate),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )

@@ -97,7 +97,9 @@ def _sync(spec: EdgeSpec, target: Target, ctx: SyncContext, candidate: Candidate
         return Outcome(
             edge, "ahead", candidate.version, serving, "the edge serves a newer version than its bucket"
         )
-    if state.rejected == candidate.version and (current is None or current.version != candidate.version):
+    # A rejected first version stays named by the target (nothing older to go back to) but
+    # unconfirmed; it is not retried either.  A confirmed one returned "up-to-date" above.
+    if state.rejected == candidate.version:
         return Outcome(
             edge, "skipped-rejected", candidate.version, serving, "rolled back before; not retried"
         )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 
 from kafka.consumer.fetcher import ConsumerRecord
@@ -57,12 +56,10 @@ def consume_model_published(
                 parse_event_record(settings.max_event_bytes),
                 producer,
                 retry_backoff_s=min(retry_s, 1.0),
-                # notice a topic created (or repartitioned) after joining within seconds, not 5 min
-                metadata_max_age_ms=10_000,
             )
             if connected is not None:
                 connected.set()
-            _consume(consumer, handler, stop, retry_s)
+            consumer.run(handler, stop, timeout_ms=250)
         except ServiceUnavailable as exc:
             log.warning("Kafka unavailable (%s); relying on bucket polling, retrying in %.0f s", exc, retry_s)
             stop.wait(retry_s)
@@ -71,32 +68,6 @@ def consume_model_published(
                 consumer.close()
             if producer is not None:
                 producer.close()
-
-
-def _consume(
-    consumer: EventConsumer[Envelope],
-    handler: Callable[[Envelope, ConsumerRecord], None],
-    stop: threading.Event,
-    retry_s: float,
-    unassigned_s: float = 20.0,
-) -> None:
-    """Like ``EventConsumer.run``, but gives up on a consumer left without partitions.
-
-    A consumer that joins while the topic's metadata is not yet served can be assigned
-    nothing and never rebalance; a fresh consumer (the caller's next round) joins properly.
-    """
-    since = time.monotonic()
-    while not stop.is_set():
-        try:
-            consumer.poll_once(handler, timeout_ms=250)
-        except ServiceUnavailable as exc:
-            log.warning("Kafka unavailable, retrying: %s", exc)
-            stop.wait(min(retry_s, 1.0))
-        if consumer.consumer.assignment():
-            since = time.monotonic()
-        elif time.monotonic() - since > unassigned_s:
-            log.warning("no partitions assigned for %.0f s; rejoining with a new consumer", unassigned_s)
-            return
 
 
 def poll_bucket(trigger: Callable[[], None], interval_s: float, stop: threading.Event) -> None:

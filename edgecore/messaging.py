@@ -138,7 +138,9 @@ class EventConsumer(Generic[T]):
 
     ``parser`` turns a raw record into ``T`` or raises :class:`InvalidInput`; ``handler``
     may raise :class:`PermanentError` (record goes to the DLQ) or any retryable error
-    (the record is redelivered after ``retry_backoff_s``).
+    (the record is redelivered after ``retry_backoff_s``).  It subscribes once its metadata
+    knows the topics' partitions, and replaces itself if it has not joined its group
+    within ``join_timeout_s`` (see :meth:`_connect` and :meth:`_check_joined`).
     """
 
     def __init__(
@@ -149,6 +151,8 @@ class EventConsumer(Generic[T]):
         parser: Callable[[ConsumerRecord], T],
         dead_letters: EventProducer,
         retry_backoff_s: float = 1.0,
+        join_timeout_s: float = 30.0,
+        metadata_timeout_s: float = 30.0,
         **consumer_options: Any,
     ) -> None:
         self.settings = settings
@@ -163,12 +167,70 @@ class EventConsumer(Generic[T]):
             "auto_offset_reset": "earliest",
             "max_partition_fetch_bytes": settings.max_event_bytes + 65_536,
             "client_id": f"edgecore-{group_id}",
+            # notice a topic created (or repartitioned) after joining within seconds, not 5 min
+            "metadata_max_age_ms": 5_000,
         }
         options.update(consumer_options)
+        self._topics = list(topics)
+        self._options = options
+        self.join_timeout_s = join_timeout_s
+        self.metadata_timeout_s = metadata_timeout_s
+        self._consumer = self._connect()
+        self._joined_by: float | None = time.monotonic() + join_timeout_s
+
+    def _connect(self) -> KafkaConsumer:
+        """A consumer subscribed only once its own metadata lists every topic's partitions.
+
+        A group leader that assigns before its metadata has the topics (just created, or
+        not yet served) hands out nothing, and kafka-python 3.0 does not always rebalance
+        when the metadata arrives; waiting for it first avoids that empty first join.
+        """
         try:
-            self._consumer = KafkaConsumer(*topics, **options)
+            consumer = KafkaConsumer(**self._options)
+            deadline = time.monotonic() + self.metadata_timeout_s
+            missing = list(self._topics)
+            while missing := [topic for topic in missing if not consumer.partitions_for_topic(topic)]:
+                if time.monotonic() > deadline:
+                    consumer.close()
+                    raise ServiceUnavailable(
+                        f"Kafka at {self.settings.kafka_bootstrap_servers}: no partitions for {missing}"
+                        f" after {self.metadata_timeout_s:.0f} s (topics not created?)"
+                    )
+                time.sleep(0.2)
+            consumer.subscribe(self._topics)
+            return consumer
         except KafkaError as exc:
-            raise ServiceUnavailable(f"Kafka at {settings.kafka_bootstrap_servers}: {exc}") from exc
+            raise ServiceUnavailable(f"Kafka at {self.settings.kafka_bootstrap_servers}: {exc}") from exc
+
+    def _check_joined(self) -> None:
+        """Replace a consumer that never joined its group.
+
+        kafka-python 3.0 can stay stuck looking up the group coordinator (the group never
+        sees the member, nothing is consumed); a fresh consumer gets through.  Committed
+        offsets make the swap lossless.  A member with no partitions (more members than
+        partitions) has joined all the same and is left alone.
+        """
+        if self._joined_by is None:
+            return
+        if self._in_group():
+            self._joined_by = None
+            log.info("consumer group %s joined: %s", self._options["group_id"], self._consumer.assignment())
+        elif time.monotonic() > self._joined_by:
+            log.warning(
+                "consumer group %s not joined after %.0f s: reconnecting",
+                self._options["group_id"],
+                self.join_timeout_s,
+            )
+            self._consumer.close()
+            self._consumer = self._connect()
+            self._joined_by = time.monotonic() + self.join_timeout_s
+
+    def _in_group(self) -> bool:
+        if self._consumer.assignment():
+            return True
+        # No public API says "joined with no partitions"; the coordinator's generation does.
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        return coordinator is not None and coordinator.generation_if_stable() is not None
 
     @property
     def consumer(self) -> KafkaConsumer:
@@ -194,6 +256,7 @@ class EventConsumer(Generic[T]):
             batch = self._consumer.poll(timeout_ms=timeout_ms)
         except KafkaError as exc:
             raise ServiceUnavailable(f"polling {self._consumer.subscription()}: {exc}") from exc
+        self._check_joined()
         done: dict[TopicPartition, OffsetAndMetadata] = {}
         count = 0
         for tp, records in batch.items():

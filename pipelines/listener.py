@@ -283,24 +283,13 @@ class Listener:
     def consumer(self, group_id: str = GROUP_ID) -> EventConsumer[DatasetVersion | None]:
         dead_letters = EventProducer(self.settings, "edgecore/listener")
         topics = [self.settings.topic_training_data_ready, self.settings.topic_s3_events]
-        # A short metadata age: partitions of topics created after the join (or whose
-        # metadata was not there yet at the first rebalance) are picked up within seconds.
-        return EventConsumer(
-            self.settings, group_id, topics, self.parse, dead_letters, metadata_max_age_ms=5000
-        )
+        return EventConsumer(self.settings, group_id, topics, self.parse, dead_letters)
 
-    def run(
-        self,
-        stop: threading.Event,
-        group_id: str = GROUP_ID,
-        lag_every_s: float = 5.0,
-        join_timeout_s: float = 45.0,
-    ) -> None:
+    def run(self, stop: threading.Event, group_id: str = GROUP_ID, lag_every_s: float = 5.0) -> None:
         self.recover()
         consumer = self.consumer(group_id)
         counted = (0, 0)
         next_lag = 0.0
-        joined_by: float | None = time.monotonic() + join_timeout_s
         try:
             while not stop.is_set():
                 try:
@@ -308,20 +297,6 @@ class Listener:
                 except Exception as exc:
                     log.warning("poll failed, retrying: %s", exc)
                     stop.wait(1.0)
-                if joined_by is not None and consumer.consumer.assignment():
-                    joined_by = None
-                elif joined_by is not None and time.monotonic() > joined_by:
-                    # kafka-python 3.0 can stay stuck looking up the group coordinator (the
-                    # group never sees the member): a fresh consumer gets through.  Offsets
-                    # are committed and versions are in the ledger, so nothing is lost.
-                    log.warning(
-                        "consumer group %s not joined after %.0f s: reconnecting", group_id, join_timeout_s
-                    )
-                    consumer.close()
-                    consumer.dead_letters.close()
-                    consumer = self.consumer(group_id)
-                    counted = (0, 0)
-                    joined_by = time.monotonic() + join_timeout_s
                 stats = consumer.stats
                 self.consumed.inc(stats.consumed - counted[0])
                 self.dead_lettered.inc(stats.dead_lettered - counted[1])

@@ -181,6 +181,25 @@ def test_a_version_that_answers_wrongly_is_rolled_back(
     assert target.rejected() == "v000003"
 
 
+def test_a_first_version_that_answers_wrongly_is_not_tried_again(
+    ctx: SyncContext, versions: dict[str, Path], running: Server, probes: Path
+) -> None:
+    pointer_at = ctx.layout.edge_model_pointer(EDGE, MODEL)
+    for obj in ctx.store.list(ctx.layout.edge_models_prefix(EDGE, MODEL)):
+        ctx.store.delete(obj.location)
+    ctx.store.delete(pointer_at)
+    _deliver(ctx, versions, "v000003")
+    target = _target(running, probes, ctx)
+    first = reconcile(_spec(running, probes), target, ctx)
+    pointer = ctx.store.get_bytes(pointer_at)
+
+    again = reconcile(_spec(running, probes), target, ctx)
+
+    assert first.action == "rolled-back"
+    assert (again.action, again.detail) == ("skipped-rejected", "rolled back before; not retried")
+    assert ctx.store.get_bytes(pointer_at) == pointer, "no second rollout"
+
+
 def test_a_version_that_fails_to_load_is_rolled_back_and_the_old_one_keeps_answering(
     ctx: SyncContext, versions: dict[str, Path], server: Server, probes: Path
 ) -> None:

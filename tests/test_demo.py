@@ -68,3 +68,17 @@ def test_services_are_watched_and_all_stopped_on_the_way_out(tmp_path: Path, sta
 
 def test_the_services_run_the_edgecore_of_this_environment() -> None:
     assert Path(_executable()[0]).parent == Path(sys.executable).parent
+
+
+def test_a_stuck_stage_shows_where_each_service_waits_and_leaves_them_running(
+    tmp_path: Path, stack: Stack
+) -> None:
+    world = World.create(Settings(state_dir=tmp_path), ["shop"], 0.0, 2.0)
+    with Supervisor(tmp_path / "run", os.environ, _executable()) as sup:
+        sup.start(
+            "receiver", ["edge", "receiver"], world.env(), http_ok(f"{world.settings.receiver_url}/healthz")
+        )
+        report = sup.tails()
+        sup.check()
+    assert "--- receiver" in report
+    assert "most recent call first" in report

@@ -148,3 +148,31 @@ def test_minio_object_created_notification_arrives_on_kafka(
                 keys.extend(r["s3"]["object"]["key"] for r in event.get("Records", []))
     consumer.close()
     assert key in [k.replace("%2F", "/") for k in keys]
+
+
+def test_a_member_left_without_partitions_stays_in_its_group(topics: Settings, unique: str) -> None:
+    """The join watchdog replaces consumers stuck outside their group, not idle members inside it."""
+    producer = EventProducer(topics, "/tests/producer")
+    members = [
+        EventConsumer(
+            topics,
+            f"g-{unique}",
+            [topics.topic_training_data_ready],
+            parse_event_record(topics.max_event_bytes),
+            producer,
+            join_timeout_s=3.0,
+        )
+        for _ in range(topics.topic_partitions + 1)
+    ]
+    originals = [member.consumer for member in members]
+    deadline = time.monotonic() + 12
+    while time.monotonic() < deadline:
+        for member in members:
+            member.poll_once(lambda env, rec: None, timeout_ms=100)
+    assignments = [member.consumer.assignment() for member in members]
+    for member in members:
+        member.close()
+    producer.close()
+    assert [m.consumer for m in members] == originals, "no member was replaced"
+    assert sum(len(a) for a in assignments) == topics.topic_partitions
+    assert sum(1 for a in assignments if not a) == 1

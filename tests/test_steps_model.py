@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -160,3 +162,20 @@ def test_an_evaluation_survives_the_trip_through_its_file(
     result = evaluate(trained, prepared, GateConfig())
     result.save(tmp_path / "e.json")
     assert Evaluation.load(tmp_path / "e.json") == result
+
+
+def test_training_twice_with_the_same_seed_gives_the_same_model(prepared: Path) -> None:
+    """Two step processes side by side, as two pipeline runs would be: the parallel input
+    pipeline's scheduling differs between them, the weights must not."""
+    import keras
+
+    code = (
+        "import sys; from pathlib import Path; from components.train import TrainConfig, train;"
+        "train(Path(sys.argv[1]), Path(sys.argv[2]), TrainConfig(epochs=25, patience=25))"
+    )
+    outs = [prepared.parent / f"again-{run}" for run in ("a", "b")]
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(prepared), str(out)]) for out in outs]
+    assert [proc.wait(timeout=600) for proc in procs] == [0, 0]
+    first, second = (keras.models.load_model(out / KERAS_FILE).get_weights() for out in outs)
+    for a, b in zip(first, second, strict=True):
+        np.testing.assert_array_equal(a, b)

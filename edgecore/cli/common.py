@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import faulthandler
+import logging
+import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -27,3 +30,20 @@ def cli_errors() -> Iterator[None]:
 
 def reporter() -> Callable[[str], None]:
     return lambda message: console.print(f"[cyan]•[/cyan] {message}")
+
+
+def service_logging() -> None:
+    """Long-running services log what they do (joins, retries, dead letters) to stderr."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    dump_stacks_on_sigusr1()
+
+
+def dump_stacks_on_sigusr1() -> None:
+    """``kill -USR1 <pid>`` writes every thread's stack to stderr and the service goes on.
+
+    A service that stops making progress without failing (a client library waiting
+    forever) says where it waits; the demo asks each service this way when a stage
+    never completes.
+    """
+    faulthandler.register(signal.SIGUSR1, all_threads=True)

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from edge_sync import service
-from edgecore.cli.common import cli_errors, console
+from edgecore.cli.common import cli_errors, console, service_logging
 from edgecore.settings import Settings
 from pipelines import launchers, listener
 
@@ -33,6 +33,7 @@ def gateway(
     ship: bool = typer.Option(True, help="Also run the shipper (sends completed sets to the core)."),
 ) -> None:
     """The store's device/kiosk gateway on settings.gateway_port (and its shipper)."""
+    service_logging()
     with cli_errors():
         service.run_gateway(Settings(), edge, host, ship)
 
@@ -40,6 +41,7 @@ def gateway(
 @app.command()
 def ship(edge: str = typer.Option(..., help="This store's edge id.")) -> None:
     """Only the shipper: send the outbox's sets to settings.receiver_url until stopped."""
+    service_logging()
     with cli_errors():
         service.run_shipper(Settings(), edge, _stop_on_signals())
 
@@ -47,6 +49,7 @@ def ship(edge: str = typer.Option(..., help="This store's edge id.")) -> None:
 @app.command()
 def receiver(host: str = HOST) -> None:
     """The core receiver of edge sets on settings.receiver_port."""
+    service_logging()
     with cli_errors():
         service.run_receiver(Settings(), host)
 
@@ -86,5 +89,6 @@ def listen(
     else:
         raise typer.BadParameter("use --launcher dry-run, local, or kfp with --kfp-host")
     console.print(f"listening as {group} with the {launcher} launcher ({folder})")
+    service_logging()
     with cli_errors():
         listener.run_listener(settings, chosen, _stop_on_signals(), group)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import signal
 import threading
 from datetime import UTC, datetime
@@ -12,7 +11,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from edgecore.cli.common import cli_errors, console, out
+from edgecore.cli.common import cli_errors, console, out, service_logging
 from edgecore.settings import Settings
 
 if TYPE_CHECKING:
@@ -105,8 +104,7 @@ def run(
     from edge_sync.main import run_fleet, select
 
     settings = _settings(fleet)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("kafka").setLevel(logging.WARNING)
+    service_logging()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

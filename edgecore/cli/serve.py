@@ -6,7 +6,7 @@ import json
 
 import typer
 
-from edgecore.cli.common import cli_errors, out
+from edgecore.cli.common import cli_errors, dump_stacks_on_sigusr1, out
 from edgecore.settings import Settings
 
 app = typer.Typer(no_args_is_help=True)
@@ -26,6 +26,7 @@ def start(
     """Run the KServe predictor for one edge until interrupted."""
     from serving.server import ServerOptions, serve
 
+    dump_stacks_on_sigusr1()  # KServe's ModelServer configures its own logging
     with cli_errors():
         serve(
             Settings(),

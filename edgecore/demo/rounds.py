@@ -84,7 +84,7 @@ class Demo:
         self.say(f"demo run [bold]{self.world.run_id}[/bold]: state in {self.world.state_dir}")
         self.prepare()
         self.start_core()
-        events = EventLog(self.settings, f"edgecore-demo-{self.world.run_id}")
+        events = EventLog(self.settings)
         stores = {edge: Store(edge, self.world.gateway_url(edge)) for edge in self.edges}
         kiosks = {edge: Kiosk(self.world.server_url(edge), self.world.model(edge)) for edge in self.edges}
         try:
@@ -302,6 +302,11 @@ class Demo:
                 )
             except NotFound:
                 return False
+            if pointer.rejected_version == version:
+                raise DemoFailed(
+                    f"{edge}: the sync controller rolled {version} back (its probe check failed);"
+                    f" last lines of its log:\n{self.sup.tail(f'sync-{edge}', 6)}"
+                )
             return (
                 pointer.version == version
                 and pointer.synced_at is not None
@@ -324,12 +329,17 @@ class Demo:
         """Staff go through the captured photos and label the ones of the new product."""
         prefix = self.layout.unrecognized_prefix(store.edge)
 
+        digests: dict[str, str] = {}  # key -> sha256: each capture is downloaded once
+
         def captured() -> list[tuple[str, str]]:
             found = []
             for obj in self.store.list(prefix):
-                if obj.location.key.endswith(".jpg"):
-                    day, name = obj.location.key.split("/")[-2:]
-                    if digest(self.store.get_bytes(obj.location)) in shown:
+                key = obj.location.key
+                if key.endswith(".jpg"):
+                    if key not in digests:
+                        digests[key] = digest(self.store.get_bytes(obj.location))
+                    if digests[key] in shown:
+                        day, name = key.split("/")[-2:]
                         found.append((day, name.removesuffix(".jpg")))
             return found
 
@@ -359,7 +369,10 @@ class Demo:
                 return found
             self.sup.check()
             if time.monotonic() > deadline:
-                raise DemoFailed(f"{what}: not reached after {self.opt.stage_timeout_s:.0f} s")
+                raise DemoFailed(
+                    f"{what}: not reached after {self.opt.stage_timeout_s:.0f} s; the services' last"
+                    f" log lines:\n{self.sup.tails()}"
+                )
             time.sleep(1.0)
 
     def say(self, message: str) -> None:

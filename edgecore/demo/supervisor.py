@@ -9,8 +9,11 @@ SIGTERM, then SIGKILL, newest first.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from pathlib import Path
 from types import TracebackType
 
@@ -97,8 +100,24 @@ class Supervisor:
             if proc.pid() is None:
                 raise DemoFailed(f"{name} exited; last log lines:\n{proc.tail()}")
 
-    def log_file(self, name: str) -> Path:
-        return self._procs[name].log_file
+    def tails(self, lines: int = 60) -> str:
+        """Every service's stacks and last log lines: when a stage never completes, one says why.
+
+        Each service writes its threads' stacks to its log on SIGUSR1
+        (:func:`edgecore.cli.common.dump_stacks_on_sigusr1`) and goes on.
+        """
+        for proc in self._procs.values():
+            pid = proc.pid()
+            if pid is not None:
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGUSR1)
+        time.sleep(1.0)
+        return "\n".join(
+            f"--- {name} ({proc.log_file}):\n{proc.tail(lines)}" for name, proc in self._procs.items()
+        )
+
+    def tail(self, name: str, lines: int) -> str:
+        return self._procs[name].tail(lines)
 
     def stop_all(self) -> None:
         for proc in reversed(list(self._procs.values())):

@@ -1,8 +1,10 @@
 """What the core announces on Kafka during the demo, recorded as it arrives.
 
-The demo learns that data is ready and that a model was published the way the
-services do: by consuming the run's own topics (its own consumer group), so the
-times it reports are the times the events were really emitted.
+The demo learns that data is ready and that a model was published by reading the
+run's own topics as the events are emitted, so the times it reports are the times
+the services really announced them.  It only watches: it reads every partition from
+the beginning by manual assignment, with no consumer group (nothing to join, nothing
+to commit), so the observer can never be the part that waits on a group coordinator.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from edgecore import events
@@ -31,17 +33,18 @@ class Seen:
 
 
 class EventLog:
-    def __init__(self, settings: Settings, group: str) -> None:
+    def __init__(self, settings: Settings, timeout_s: float = 30.0) -> None:
+        topics = (settings.topic_training_data_ready, settings.topic_model_published)
         try:
             self._consumer = KafkaConsumer(
-                settings.topic_training_data_ready,
-                settings.topic_model_published,
                 bootstrap_servers=settings.kafka_bootstrap_servers,
-                group_id=group,
-                auto_offset_reset="earliest",
-                enable_auto_commit=True,
+                group_id=None,
+                enable_auto_commit=False,
                 max_partition_fetch_bytes=settings.max_event_bytes + 65_536,
             )
+            partitions = [tp for topic in topics for tp in self._partitions(topic, timeout_s)]
+            self._consumer.assign(partitions)
+            self._consumer.seek_to_beginning(*partitions)
         except KafkaError as exc:
             raise ServiceUnavailable(f"Kafka at {settings.kafka_bootstrap_servers}: {exc}") from exc
         self._max_bytes = settings.max_event_bytes
@@ -68,6 +71,15 @@ class EventLog:
                         continue
                     with self._lock:
                         self._seen.append(Seen(envelope, time.time()))
+
+    def _partitions(self, topic: str, timeout_s: float) -> list[TopicPartition]:
+        """The topic's partitions, once the broker's metadata lists them (it was just created)."""
+        deadline = time.monotonic() + timeout_s
+        while not (found := self._consumer.partitions_for_topic(topic)):
+            if time.monotonic() > deadline:
+                raise ServiceUnavailable(f"topic {topic}: no partitions after {timeout_s:.0f} s")
+            time.sleep(0.5)
+        return [TopicPartition(topic, p) for p in sorted(found)]
 
     def close(self) -> None:
         self._stop.set()
