@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import faulthandler
+import io
 import logging
 import signal
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import typer
 from rich.console import Console
@@ -46,4 +47,6 @@ def dump_stacks_on_sigusr1() -> None:
     forever) says where it waits; the demo asks each service this way when a stage
     never completes.
     """
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    # Inside a test's CliRunner stderr is not a file: there is nowhere to dump to.
+    with suppress(AttributeError, ValueError, io.UnsupportedOperation):
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
