@@ -185,22 +185,18 @@ class EventConsumer(Generic[T]):
         not yet served) hands out nothing, and kafka-python 3.0 does not always rebalance
         when the metadata arrives; waiting for it first avoids that empty first join.
         """
+        where = self.settings.kafka_bootstrap_servers
         try:
             consumer = KafkaConsumer(**self._options)
-            deadline = time.monotonic() + self.metadata_timeout_s
-            missing = list(self._topics)
-            while missing := [topic for topic in missing if not consumer.partitions_for_topic(topic)]:
-                if time.monotonic() > deadline:
-                    consumer.close()
-                    raise ServiceUnavailable(
-                        f"Kafka at {self.settings.kafka_bootstrap_servers}: no partitions for {missing}"
-                        f" after {self.metadata_timeout_s:.0f} s (topics not created?)"
-                    )
-                time.sleep(0.2)
-            consumer.subscribe(self._topics)
-            return consumer
         except KafkaError as exc:
-            raise ServiceUnavailable(f"Kafka at {self.settings.kafka_bootstrap_servers}: {exc}") from exc
+            raise ServiceUnavailable(f"Kafka at {where}: {exc}") from exc
+        try:
+            wait_for_partitions(consumer, self._topics, self.metadata_timeout_s, where)
+            consumer.subscribe(self._topics)
+        except BaseException:
+            consumer.close()
+            raise
+        return consumer
 
     def _check_joined(self) -> None:
         """Replace a consumer that never joined its group.
@@ -221,9 +217,10 @@ class EventConsumer(Generic[T]):
                 self._options["group_id"],
                 self.join_timeout_s,
             )
-            self._consumer.close()
-            self._consumer = self._connect()
             self._joined_by = time.monotonic() + self.join_timeout_s
+            fresh = self._connect()  # if this fails, the old consumer is kept and retried later
+            self._consumer.close()
+            self._consumer = fresh
 
     def _in_group(self) -> bool:
         if self._consumer.assignment():
@@ -312,6 +309,29 @@ class EventConsumer(Generic[T]):
 
     def close(self) -> None:
         self._consumer.close()
+
+
+def wait_for_partitions(
+    consumer: KafkaConsumer, topics: Iterable[str], timeout_s: float, where: str
+) -> list[TopicPartition]:
+    """Every topic's partitions, once the consumer's metadata lists them all.
+
+    A topic created a moment ago is not in every broker answer yet; whoever reads it
+    first (a group member before subscribing, an observer before assigning) waits here.
+    """
+    wanted = list(topics)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while missing := [topic for topic in wanted if not consumer.partitions_for_topic(topic)]:
+            if time.monotonic() > deadline:
+                raise ServiceUnavailable(
+                    f"Kafka at {where}: no partitions for {missing} after {timeout_s:.0f} s"
+                    " (topics not created?)"
+                )
+            time.sleep(0.2)
+        return [TopicPartition(t, p) for t in wanted for p in sorted(consumer.partitions_for_topic(t))]
+    except KafkaError as exc:
+        raise ServiceUnavailable(f"Kafka at {where}: {exc}") from exc
 
 
 def parse_event_record(max_bytes: int) -> Callable[[ConsumerRecord], events.Envelope]:

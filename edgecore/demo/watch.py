@@ -14,12 +14,13 @@ import threading
 import time
 from dataclasses import dataclass
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer
 from kafka.errors import KafkaError
 
 from edgecore import events
 from edgecore.errors import ServiceUnavailable
 from edgecore.events import MalformedEvent
+from edgecore.messaging import wait_for_partitions
 from edgecore.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,9 @@ class EventLog:
                 enable_auto_commit=False,
                 max_partition_fetch_bytes=settings.max_event_bytes + 65_536,
             )
-            partitions = [tp for topic in topics for tp in self._partitions(topic, timeout_s)]
+            partitions = wait_for_partitions(
+                self._consumer, topics, timeout_s, settings.kafka_bootstrap_servers
+            )
             self._consumer.assign(partitions)
             self._consumer.seek_to_beginning(*partitions)
         except KafkaError as exc:
@@ -71,15 +74,6 @@ class EventLog:
                         continue
                     with self._lock:
                         self._seen.append(Seen(envelope, time.time()))
-
-    def _partitions(self, topic: str, timeout_s: float) -> list[TopicPartition]:
-        """The topic's partitions, once the broker's metadata lists them (it was just created)."""
-        deadline = time.monotonic() + timeout_s
-        while not (found := self._consumer.partitions_for_topic(topic)):
-            if time.monotonic() > deadline:
-                raise ServiceUnavailable(f"topic {topic}: no partitions after {timeout_s:.0f} s")
-            time.sleep(0.5)
-        return [TopicPartition(topic, p) for p in sorted(found)]
 
     def close(self) -> None:
         self._stop.set()
