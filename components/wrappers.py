@@ -26,21 +26,29 @@ component: Callable[[Callable[..., Any]], Any] = functools.partial(
 
 
 @component
-def ingest_op(edge: str, datasets: list[str], snapshot: Output[Dataset]) -> None:
-    """Snapshot the edge's dataset versions and hard examples from S3."""
+def ingest_op(edge: str, datasets: list[str], snapshot: Output[Dataset], production: Output[Model]) -> None:
+    """Snapshot what the edge's training reads from S3: its dataset versions and hard
+    examples, and its production model (an empty folder when there is none yet).
+
+    One step for both because each step is a process that pays its interpreter and
+    imports (~1 s on 2 cores) before any work; both are S3 reads that must not be cached.
+    """
     from pathlib import Path
 
     from components.ingest import ingest
-    from components.timing import StepClock
-    from edgecore.layout import Layout
+    from components.registry import fetch_production
+    from components.timing import StepClock, exit_once_written
+    from edgecore.layout import Layout, edge_model_name
     from edgecore.settings import Settings
     from edgecore.storage import ObjectStore
 
+    exit_once_written()
     clock = StepClock()
     settings = Settings()
-    manifest = ingest(
-        ObjectStore(settings), Layout(settings), edge, [str(d) for d in datasets], Path(snapshot.path)
-    )
+    store, layout = ObjectStore(settings), Layout(settings)
+    manifest = ingest(store, layout, edge, [str(d) for d in datasets], Path(snapshot.path))
+    current = fetch_production(store, layout, edge_model_name(edge), Path(production.path))
+    production.metadata.update({"version": current.version if current else ""})
     snapshot.metadata.update(
         {
             "edge": edge,
@@ -52,33 +60,15 @@ def ingest_op(edge: str, datasets: list[str], snapshot: Output[Dataset]) -> None
 
 
 @component
-def production_op(edge: str, production: Output[Model]) -> None:
-    """The edge's current production model (an empty folder when there is none yet)."""
-    from pathlib import Path
-
-    from components.registry import fetch_production
-    from components.timing import StepClock
-    from edgecore.layout import Layout, edge_model_name
-    from edgecore.settings import Settings
-    from edgecore.storage import ObjectStore
-
-    clock = StepClock()
-    settings = Settings()
-    manifest = fetch_production(
-        ObjectStore(settings), Layout(settings), edge_model_name(edge), Path(production.path)
-    )
-    production.metadata.update({"version": manifest.version if manifest else "", **clock.figures()})
-
-
-@component
 def prepare_op(snapshot: Input[Dataset], seed: int, prepared: Output[Dataset]) -> None:
     """Validate, clean up, preprocess and split."""
     from pathlib import Path
 
     from components.prepare import prepare
-    from components.timing import StepClock
+    from components.timing import StepClock, exit_once_written
     from edgecore.settings import Settings
 
+    exit_once_written()
     clock = StepClock()
     report = prepare(Path(snapshot.path), Path(prepared.path), Settings().image_size, seed=seed)
     prepared.metadata.update(
@@ -98,9 +88,10 @@ def train_op(
     """Fit the CNN, warm-started from production when its labels allow it."""
     from pathlib import Path
 
-    from components.timing import StepClock
+    from components.timing import StepClock, exit_once_written
     from components.train import TrainConfig, train
 
+    exit_once_written()
     clock = StepClock()
     result = train(
         Path(prepared.path), Path(model.path), TrainConfig(epochs=epochs, seed=seed), Path(production.path)
@@ -139,8 +130,9 @@ def evaluate_op(
 
     from components.evaluate import GateConfig, evaluate, markdown_report
     from components.prepare import PreparedData
-    from components.timing import StepClock
+    from components.timing import StepClock, exit_once_written
 
+    exit_once_written()
     clock = StepClock()
     result = evaluate(
         Path(model.path), Path(prepared.path), GateConfig(min_accuracy, max_regression), Path(production.path)
@@ -167,9 +159,10 @@ def export_op(
 
     from components.evaluate import Evaluation
     from components.export import export_trained
-    from components.timing import StepClock
+    from components.timing import StepClock, exit_once_written
     from edgecore.settings import Settings
 
+    exit_once_written()
     clock = StepClock()
     result = Evaluation.load(Path(evaluation.path))
     manifest = export_trained(
@@ -189,12 +182,13 @@ def publish_op(edge: str, exported: Input[Model], registration: Output[dsl.Artif
     from pathlib import Path
 
     from components.publish import publish
-    from components.timing import StepClock
+    from components.timing import StepClock, exit_once_written
     from edgecore.layout import Layout
     from edgecore.messaging import EventProducer, ensure_topics
     from edgecore.settings import Settings
     from edgecore.storage import ObjectStore
 
+    exit_once_written()
     clock = StepClock()
     settings = Settings()
     ensure_topics(settings)

@@ -1,6 +1,7 @@
 """Composing the edge-sync processes: what ``edgecore edge gateway|receiver|ship`` run.
 
-The gateway process also runs its shipper in a thread (one process per store); the
+The gateway process also runs its shipper in a thread (one process per store) and,
+when asked, its MQTT intake; the
 receiver is one process at the core.  uvicorn handles SIGTERM/SIGINT: it stops
 accepting, finishes the requests in flight, and the shipper thread is stopped after.
 """
@@ -10,12 +11,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 import uvicorn
 from fastapi import FastAPI
 
 from edge_sync import gateway, receiver
+from edge_sync.mqtt import MqttIntake
 from edge_sync.outbox import Outbox, outbox_path
 from edge_sync.shipper import Shipper
 from edgecore.messaging import EventProducer, ensure_topics
@@ -55,13 +57,25 @@ def serve(app: FastAPI, host: str, port: int) -> None:
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=False, timeout_graceful_shutdown=30)
 
 
-def run_gateway(settings: Settings, edge: str, host: str, ship: bool) -> None:
+@contextmanager
+def mqtt_intake(gw: gateway.Gateway, settings: Settings) -> Iterator[MqttIntake]:
+    """The MQTT intake, subscribed for as long as the block runs."""
+    intake = MqttIntake(gw, settings.mqtt_host, settings.mqtt_port)
+    intake.start()
+    try:
+        yield intake
+    finally:
+        intake.stop()
+
+
+def run_gateway(settings: Settings, edge: str, host: str, ship: bool, mqtt: bool = False) -> None:
     gw, shipper = build_gateway(settings, edge)
     app = gateway.create_app(gw)
-    if not ship:
-        serve(app, host, settings.gateway_port)
-        return
-    with shipping(shipper):
+    with ExitStack() as running:
+        if mqtt:
+            running.enter_context(mqtt_intake(gw, settings))
+        if ship:
+            running.enter_context(shipping(shipper))
         serve(app, host, settings.gateway_port)
 
 

@@ -25,9 +25,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date
+from typing import TYPE_CHECKING
 
 from edgecore.errors import InvalidInput
-from edgecore.settings import Settings
+
+if TYPE_CHECKING:  # steps that only need key names and file names skip pydantic-settings' import
+    from edgecore.settings import Settings
 
 NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,46}[a-z0-9])?$")
 """Edge ids, dataset and model names: lowercase DNS-label style, usable in bucket names."""

@@ -137,6 +137,8 @@ class Settings(BaseSettings):
 
     # -- edge sync (gateway, outbox, shipper, core receiver) and the training listener ----
     gateway_port: int = Field(default=8081, description="Port of an edge's device/kiosk gateway.")
+    mqtt_host: str = Field(default="127.0.0.1", description="MQTT broker that devices publish images to.")
+    mqtt_port: int = Field(default=1883, description="Port of that broker (Mosquitto in the local stack).")
     receiver_port: int = Field(default=8082, description="Port of the core receiver of edge sets.")
     receiver_url: str = Field(
         default="http://127.0.0.1:8082", description="Where an edge's shipper sends its sets."

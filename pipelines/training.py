@@ -1,7 +1,7 @@
 """The training DAG: one model per edge, trained and gated in parallel.
 
-For each edge (``dsl.ParallelFor``): ingest and the production model are fetched
-(I/O: retried, never cached, since "newest version" changes under them), then
+For each edge (``dsl.ParallelFor``): ingest fetches the dataset versions and the
+production model (I/O: retried, never cached, since "newest version" changes under it), then
 prepare → train → evaluate → export (pure functions of their inputs: cached), and
 publish runs only when the quality gate passed (``dsl.If``).  S3 credentials come
 from a Kubernetes secret as ``EDGECORE_S3_*`` variables and the other endpoints from a
@@ -15,7 +15,6 @@ from components.wrappers import (
     export_op,
     ingest_op,
     prepare_op,
-    production_op,
     publish_op,
     train_op,
 )
@@ -67,12 +66,11 @@ def training_pipeline(
 ) -> None:
     with dsl.ParallelFor(edges, parallelism=2) as edge:
         snapshot = _io(ingest_op(edge=edge, datasets=datasets)).set_display_name("ingest")
-        production = _io(production_op(edge=edge)).set_display_name("production model")
         prepared = _compute(prepare_op(snapshot=snapshot.outputs["snapshot"], seed=seed), "1", "2Gi")
         trained = _compute(
             train_op(
                 prepared=prepared.outputs["prepared"],
-                production=production.outputs["production"],
+                production=snapshot.outputs["production"],
                 epochs=epochs,
                 seed=seed,
             ),
@@ -84,7 +82,7 @@ def training_pipeline(
                 edge=edge,
                 prepared=prepared.outputs["prepared"],
                 model=trained.outputs["model"],
-                production=production.outputs["production"],
+                production=snapshot.outputs["production"],
                 min_accuracy=min_accuracy,
                 max_regression=max_regression,
             ),

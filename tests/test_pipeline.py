@@ -35,7 +35,7 @@ def test_the_compiled_yaml_loads_back_with_the_kfp_sdk_and_carries_secrets_retri
     )
     spec = loaded.pipeline_spec
     executors = MessageToDict(loaded.platform_spec.platforms["kubernetes"].deployment_spec)["executors"]
-    for io_step in ("exec-ingest-op", "exec-production-op", "exec-publish-op"):
+    for io_step in ("exec-ingest-op", "exec-publish-op"):
         secret = executors[io_step]["secretAsEnv"][0]
         assert secret["secretName"] == S3_SECRET and {e["envVar"] for e in secret["keyToEnv"]} >= {
             "EDGECORE_S3_ACCESS_KEY",
@@ -135,3 +135,14 @@ def test_a_run_on_shuffled_labels_is_stopped_by_the_gate_and_nothing_is_publishe
     assert "evaluate-op" in tasks and "publish-op" not in tasks
     assert _published(iso_store, iso_layout, "boutique") == []
     assert not iso_store.exists(iso_layout.model_claim(edge_model_name("boutique"), "v000001"))
+
+
+def test_a_run_naming_a_missing_dataset_fails_at_ingest(
+    tmp_path: Path, isolated: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failing step process still exits non-zero (steps skip interpreter teardown only on success)."""
+    for var, value in env_for(isolated).items():
+        monkeypatch.setenv(var, value)
+
+    with pytest.raises(RuntimeError, match="ingest-op"):
+        run_local(tmp_path / "root", {"edges": ["boutique"], "datasets": ["no-such-dataset"], "epochs": 1})

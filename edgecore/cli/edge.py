@@ -31,11 +31,14 @@ def gateway(
     edge: str = typer.Option(..., help="This store's edge id."),
     host: str = HOST,
     ship: bool = typer.Option(True, help="Also run the shipper (sends completed sets to the core)."),
+    mqtt: bool = typer.Option(
+        False, help="Also take images published on edge/<edge>/images/<sku> at settings.mqtt_host:mqtt_port."
+    ),
 ) -> None:
-    """The store's device/kiosk gateway on settings.gateway_port (and its shipper)."""
+    """The store's device/kiosk gateway on settings.gateway_port (and its shipper, and its MQTT intake)."""
     service_logging()
     with cli_errors():
-        service.run_gateway(Settings(), edge, host, ship)
+        service.run_gateway(Settings(), edge, host, ship, mqtt)
 
 
 @app.command()

@@ -15,14 +15,14 @@ app = typer.Typer(no_args_is_help=True)
 
 @app.command()
 def install() -> None:
-    """Build MinIO (go install) and resolve Kafka (Maven) into the per-user cache."""
+    """Build MinIO (go install), resolve Kafka (Maven), fetch Mosquitto (Debian) into the user cache."""
     with cli_errors():
         Stack(Settings()).install(reporter())
 
 
 @app.command()
 def up() -> None:
-    """Start Kafka and MinIO (installing them first if needed); a no-op when up."""
+    """Start Kafka, MinIO and Mosquitto (installing them first if needed); a no-op when up."""
     with cli_errors():
         started = Stack(Settings()).up(reporter())
     console.print("stack started" if started else "stack already up")
@@ -64,12 +64,14 @@ def status() -> None:
 
 
 @app.command()
-def logs(service: str = typer.Argument(..., help="kafka or minio"), lines: int = 40) -> None:
+def logs(service: str = typer.Argument(..., help="kafka, minio or mosquitto"), lines: int = 40) -> None:
     """The last lines of a service's log."""
-    if service not in ("kafka", "minio"):
-        console.print(f"[red]error:[/red] unknown service {service!r}: use kafka or minio")
+    stack = Stack(Settings())
+    names = [svc.name for svc in stack.services()]
+    if service not in names:
+        console.print(f"[red]error:[/red] unknown service {service!r}: use one of {', '.join(names)}")
         raise typer.Exit(2)
-    typer.echo(Stack(Settings()).logs(service, lines))
+    typer.echo(stack.logs(service, lines))
 
 
 @app.command()

@@ -1,9 +1,11 @@
-"""The real local stack: MinIO and Apache Kafka on 127.0.0.1, no Docker, no Kubernetes.
+"""The real local stack: MinIO, Apache Kafka and Mosquitto on 127.0.0.1, no Docker, no Kubernetes.
 
-``install`` builds/resolves both into the per-user cache; ``up`` starts Kafka, creates
+``install`` builds/resolves them into the per-user cache; ``up`` starts Kafka, creates
 edgecore's topics, starts MinIO (whose notifications go to Kafka), creates the core
-buckets and wires the training bucket's object-created events to Kafka.  ``up`` on a
-running stack changes nothing; ``down`` stops only the processes ``up`` started.
+buckets and wires the training bucket's object-created events to Kafka, then starts
+the MQTT broker of the gateway's optional MQTT intake where Debian's mosquitto can be
+had.  ``up`` on a running stack changes nothing; ``down`` stops only the processes
+``up`` started.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from edgecore.messaging import ensure_topics
 from edgecore.settings import Settings
 from edgecore.stack.kafka import KafkaService
 from edgecore.stack.minio import NOTIFY_ARN, MinioService
+from edgecore.stack.mosquitto import MosquittoService
 from edgecore.storage import ObjectStore
 
 Report = Callable[[str], None]
@@ -35,6 +38,12 @@ class Stack:
         self.settings = settings
         self.kafka = KafkaService(settings)
         self.minio = MinioService(settings)
+        self.mosquitto = MosquittoService(settings)
+
+    def services(self) -> list[KafkaService | MinioService | MosquittoService]:
+        """The services this machine runs: mosquitto only where it could be installed."""
+        optional = [self.mosquitto] if self.mosquitto.binary() is not None else []
+        return [self.kafka, self.minio, *optional]
 
     def install(self, report: Report = lambda _: None) -> None:
         report(f"MinIO {self.settings.minio_module_version}: building with go install if needed")
@@ -43,6 +52,12 @@ class Stack:
         report(f"Kafka {self.settings.kafka_version}: resolving jars with Maven if needed")
         if self.kafka.install():
             report("Kafka resolved")
+        if not self.mosquitto.installable():
+            report("Mosquitto: no system mosquitto and no apt-get; the gateway's MQTT intake is unavailable")
+            return
+        report("Mosquitto: Debian's package, downloaded if needed")
+        if self.mosquitto.install():
+            report("Mosquitto unpacked")
 
     def up(self, report: Report = lambda _: None) -> bool:
         """Install if needed and start both services; False when all was already up."""
@@ -55,6 +70,9 @@ class Stack:
         created = self.init()
         if created:
             report(f"created topics {', '.join(created)}")
+        if self.mosquitto.binary() is not None:
+            report("starting Mosquitto (MQTT)")
+            started |= self.mosquitto.start()
         return started
 
     def init(self) -> list[str]:
@@ -73,17 +91,16 @@ class Stack:
 
     def down(self) -> list[str]:
         """Stop MinIO then Kafka (MinIO queues events while Kafka is gone); data stays."""
-        return [svc.name for svc in (self.minio, self.kafka) if svc.process.stop()]
+        return [svc.name for svc in (self.mosquitto, self.minio, self.kafka) if svc.process.stop()]
 
     def status(self) -> list[ServiceStatus]:
         return [
             ServiceStatus(svc.name, svc.address, svc.process.pid(), svc.healthy(), svc.version())
-            for svc in (self.kafka, self.minio)
+            for svc in self.services()
         ]
 
     def logs(self, service: str, lines: int = 40) -> str:
-        services: dict[str, KafkaService | MinioService] = {"kafka": self.kafka, "minio": self.minio}
-        return services[service].process.tail(lines)
+        return {svc.name: svc for svc in self.services()}[service].process.tail(lines)
 
 
 def enable_notifications(store: ObjectStore, bucket: str) -> None:

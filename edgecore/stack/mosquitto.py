@@ -1,0 +1,148 @@
+"""The real MQTT broker for the gateway's MQTT intake: Debian's Eclipse Mosquitto.
+
+A system ``mosquitto`` (``apt-get install mosquitto``) is used when present.  Otherwise
+the Debian packages are fetched with ``apt-get download`` (no root needed) and unpacked
+with ``dpkg-deb -x`` into the per-user cache, the way MinIO and Kafka are cached.  The
+broker listens on 127.0.0.1 only, keeps QoS 1 sessions on disk (a gateway that was
+down gets what devices sent meanwhile), and refuses packets larger than an image may
+be, so an oversized publish never reaches the gateway.
+
+The intake is optional (the issue says "when present"): where neither a system
+mosquitto nor apt-get exists, ``edgecore stack up`` says so and carries on without it.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+from pathlib import Path
+
+from edgecore.errors import StackError
+from edgecore.settings import Settings
+from edgecore.stack.process import ManagedProcess, wait_until
+from edgecore.stack.tools import port_open, run_build
+
+SYSTEM_BINARY = Path("/usr/sbin/mosquitto")
+PACKAGES = ("mosquitto", "libmosquitto1", "libcjson1", "libdlt2", "libwrap0")
+"""The broker and the libraries a minimal Debian 12 lacks; unpacked side by side."""
+
+PACKET_HEADROOM = 64 * 1024
+"""Topic, properties and framing on top of the largest image a device may publish."""
+
+
+class MosquittoService:
+    name = "mosquitto"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.root = settings.cache_dir / "mosquitto"
+        self.base = settings.state_dir / "mosquitto"
+        self.config = self.base / "mosquitto.conf"
+        self.process = ManagedProcess("mosquitto", settings.run_dir, marker=str(self.config))
+
+    @property
+    def address(self) -> str:
+        return f"{self.settings.mqtt_host}:{self.settings.mqtt_port}"
+
+    def binary(self) -> Path | None:
+        if SYSTEM_BINARY.exists():
+            return SYSTEM_BINARY
+        cached = self.root / "usr" / "sbin" / "mosquitto"
+        return cached if cached.exists() else None
+
+    def installable(self) -> bool:
+        return self.binary() is not None or shutil.which("apt-get") is not None
+
+    def install(self) -> bool:
+        """Unpack Debian's mosquitto into the cache unless one is there; True if unpacked."""
+        if self.binary() is not None:
+            return False
+        apt_get, dpkg_deb = shutil.which("apt-get"), shutil.which("dpkg-deb")
+        if apt_get is None or dpkg_deb is None:
+            raise StackError(
+                "no mosquitto and no apt-get to fetch it: install it (Debian: apt-get install mosquitto)"
+            )
+        debs = self.settings.cache_dir / "debs"
+        debs.mkdir(parents=True, exist_ok=True)
+        log = self.settings.cache_dir / "logs" / "mosquitto-download.log"
+        run_build(
+            [apt_get, "download", *PACKAGES], dict(os.environ), log, "apt-get download mosquitto", cwd=debs
+        )
+        staging = self.root.with_name("mosquitto.partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        for package in PACKAGES:
+            for deb in sorted(debs.glob(f"{package}_*.deb")):
+                run_build(
+                    [dpkg_deb, "-x", str(deb), str(staging)], dict(os.environ), log, f"unpacking {deb.name}"
+                )
+        shutil.rmtree(self.root, ignore_errors=True)
+        staging.rename(self.root)  # a half-unpacked tree is never taken for an installed one
+        return True
+
+    def _library_path(self) -> str:
+        dirs = [
+            str(d)
+            for d in sorted(self.root.glob("usr/lib/*-linux-gnu")) + sorted(self.root.glob("lib/*-linux-gnu"))
+        ]
+        return os.pathsep.join(dirs)
+
+    def _write_config(self) -> None:
+        s = self.settings
+        (self.base / "data").mkdir(parents=True, exist_ok=True)
+        self.config.write_text(
+            "\n".join(
+                [
+                    "# written by edgecore stack up; local broker of the gateway's MQTT intake",
+                    f"listener {s.mqtt_port} {s.mqtt_host}",
+                    # run as whoever started the stack (started as root, it would switch to
+                    # `nobody`, which cannot write the persistence folder)
+                    f"user {pwd.getpwuid(os.getuid()).pw_name}",
+                    "allow_anonymous true",
+                    f"max_packet_size {s.max_image_bytes + PACKET_HEADROOM}",
+                    "persistence true",
+                    f"persistence_location {self.base / 'data'}/",
+                    "autosave_interval 1",
+                    "log_dest stdout",
+                    "log_type error",
+                    "log_type warning",
+                    "log_type notice",
+                    "",
+                ]
+            )
+        )
+
+    def healthy(self) -> bool:
+        return port_open(self.settings.mqtt_host, self.settings.mqtt_port)
+
+    def start(self, timeout_s: float = 30.0) -> bool:
+        """Start the broker unless ours is already running; True if it was started."""
+        if self.process.pid() is not None:
+            wait_until(self.healthy, timeout_s, "mosquitto", self.process)
+            return False
+        binary = self.binary()
+        if binary is None:
+            raise StackError("mosquitto is not installed: run `edgecore stack install`")
+        if port_open(self.settings.mqtt_host, self.settings.mqtt_port):
+            raise StackError(
+                f"port {self.address} is taken by a process edgecore did not start; "
+                "stop it or set EDGECORE_MQTT_PORT"
+            )
+        self._write_config()
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LD_LIBRARY_PATH": self._library_path()}
+        self.process.start([str(binary), "-c", str(self.config)], env)
+        wait_until(self.healthy, timeout_s, "mosquitto", self.process)
+        return True
+
+    def version(self) -> str:
+        binary = self.binary()
+        if binary is None:
+            return "not installed"
+        env = {**os.environ, "LD_LIBRARY_PATH": self._library_path()}
+        try:
+            result = subprocess.run([str(binary), "-h"], env=env, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return "unknown"
+        first = (result.stdout or result.stderr).splitlines()[:1]
+        return first[0].removeprefix("mosquitto version ").strip() if first else "unknown"
