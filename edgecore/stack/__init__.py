@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from edgecore.errors import StackError
 from edgecore.layout import Layout
 from edgecore.messaging import ensure_topics
 from edgecore.settings import Settings
@@ -52,12 +53,12 @@ class Stack:
         report(f"Kafka {self.settings.kafka_version}: resolving jars with Maven if needed")
         if self.kafka.install():
             report("Kafka resolved")
-        if not self.mosquitto.installable():
-            report("Mosquitto: no system mosquitto and no apt-get; the gateway's MQTT intake is unavailable")
-            return
         report("Mosquitto: Debian's package, downloaded if needed")
-        if self.mosquitto.install():
-            report("Mosquitto unpacked")
+        try:
+            if self.mosquitto.install():
+                report("Mosquitto unpacked")
+        except StackError as exc:  # optional: MinIO and Kafka are all the rest needs
+            report(f"Mosquitto unavailable, the gateway's MQTT intake with it: {exc}")
 
     def up(self, report: Report = lambda _: None) -> bool:
         """Install if needed and start both services; False when all was already up."""

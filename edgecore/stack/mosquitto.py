@@ -52,9 +52,6 @@ class MosquittoService:
         cached = self.root / "usr" / "sbin" / "mosquitto"
         return cached if cached.exists() else None
 
-    def installable(self) -> bool:
-        return self.binary() is not None or shutil.which("apt-get") is not None
-
     def install(self) -> bool:
         """Unpack Debian's mosquitto into the cache unless one is there; True if unpacked."""
         if self.binary() is not None:
