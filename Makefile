@@ -6,6 +6,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+PACKAGES := edgecore components pipelines serving edge_sync
 
 .PHONY: setup demo test lint stack-down
 
@@ -13,10 +14,14 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "edgecore needs Python 3.11: set PYTHON=python3.11")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade uv
-	$(BIN)/uv pip install --python $(BIN)/python -e '.[dev]'
+	$(BIN)/uv pip install --python $(BIN)/python --compile-bytecode -e '.[dev]'
 	touch $(STAMP)
 
+# Bytecode is written at install time, not left to the first import: where
+# PYTHONDONTWRITEBYTECODE is set (it is on these machines) every process would otherwise
+# compile everything it imports from source, each time (TensorFlow: 20 s instead of 7 s).
 setup: $(STAMP)
+	$(BIN)/python -m compileall -q $(PACKAGES) tests bench
 	$(BIN)/edgecore stack install
 
 demo: setup
@@ -26,7 +31,7 @@ demo: setup
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy edgecore components pipelines serving edge_sync
+	$(BIN)/mypy $(PACKAGES)
 	$(BIN)/lint-imports
 
 test: setup lint
