@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/serving.py [--requests 2000] [--naive 60] [--seconds 8]
 
-Everything is measured in the same run, on the same photos:
+Everything is measured in the same run, on the same photos, with a model of the
+architecture the training step ships (``components.train.build_model``):
 
 * HTTP: one server worker (``python -m serving.server``), one client on a kept-alive
   connection posting the raw JPEG (``Content-Type: image/jpeg``) to the V1 route;
@@ -122,8 +123,8 @@ def main() -> None:
     edge = f"bench-{uuid.uuid4().hex[:8]}"
     # grain 8: ~60 KiB per photo, the size of real 640×480 photos at quality 88 (48-74 KiB)
     photos = [kiosk_jpeg(LABELS[i % len(LABELS)], 9000 + i, grain=8.0) for i in range(48)]
-    console.print(f"[cyan]•[/cyan] training and exporting the model (edge {edge}) …")
-    root = write_version(work / "v000001", edge, "v000001")
+    console.print(f"[cyan]•[/cyan] training and exporting the shipped CNN architecture (edge {edge}) …")
+    root = write_version(work / "v000001", edge, "v000001", production=True)
     mean_kib = np.mean([len(p) for p in photos]) / 1024
     console.print(f"[cyan]•[/cyan] photos: {len(photos)} JPEGs 640×480, mean {mean_kib:.0f} KiB")
 

@@ -80,9 +80,16 @@ def b64(data: bytes) -> str:
 
 
 @functools.cache
-def trained(seed: int) -> Any:
-    """A small Keras CNN trained (once per process and seed) on generated kiosk photos."""
+def trained(seed: int, production: bool = False) -> Any:
+    """A Keras CNN trained (once per process, seed and architecture) on generated kiosk photos.
+
+    The tests use a two-layer network that trains in seconds; ``production`` builds the
+    network the training step ships (``components.train.build_model``), for benchmarks
+    whose figures must be those of the served model.
+    """
     import keras
+
+    from components.train import build_model
 
     keras.utils.set_random_seed(seed)
     x, y = [], []
@@ -90,16 +97,22 @@ def trained(seed: int) -> Any:
         for k, label in enumerate(LABELS):
             x.append(preprocess(kiosk_jpeg(label, seed * 10_000 + i * 7 + k), SIZE))
             y.append(k)
-    model = keras.Sequential(
-        [
-            keras.Input((SIZE, SIZE, 3)),
-            keras.layers.Conv2D(8, 3, strides=2, activation="relu"),
-            keras.layers.Conv2D(16, 3, strides=2, activation="relu"),
-            keras.layers.GlobalAveragePooling2D(),
-            keras.layers.Dense(len(LABELS), activation="softmax"),
-        ]
+    model = (
+        build_model(len(LABELS), SIZE)
+        if production
+        else keras.Sequential(
+            [
+                keras.Input((SIZE, SIZE, 3)),
+                keras.layers.Conv2D(8, 3, strides=2, activation="relu"),
+                keras.layers.Conv2D(16, 3, strides=2, activation="relu"),
+                keras.layers.GlobalAveragePooling2D(),
+                keras.layers.Dense(len(LABELS), activation="softmax"),
+            ]
+        )
     )
-    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
+    model.compile(
+        optimizer=keras.optimizers.Adam(3e-3 if production else 0.01), loss="sparse_categorical_crossentropy"
+    )
     model.fit(np.stack(x), np.array(y), epochs=12, batch_size=16, verbose=0)
     return model
 
@@ -116,18 +129,19 @@ def catalogue(edge: str) -> Catalogue:
 
 
 @functools.cache
-def exported(seed: int) -> Path:
+def exported(seed: int, production: bool = False) -> Path:
     """The export step's folder for the model of ``seed`` (once per process: it takes seconds)."""
     from components.export import export_model
 
     root = Path(tempfile.mkdtemp(prefix=f"edgecore-export-{seed}-")) / "export"
-    export_model(trained(seed), LABELS, catalogue("template"), root, SIZE, {"accuracy": 1.0}, {"seed": seed})
+    model = trained(seed, production)
+    export_model(model, LABELS, catalogue("template"), root, SIZE, {"accuracy": 1.0}, {"seed": seed})
     return root
 
 
-def write_version(root: Path, edge: str, version: str, seed: int = 0) -> Path:
+def write_version(root: Path, edge: str, version: str, seed: int = 0, production: bool = False) -> Path:
     """A published version for ``edge``: the export re-catalogued for the edge, numbered as publish does."""
-    shutil.copytree(exported(seed), root)
+    shutil.copytree(exported(seed, production), root)
     (root / CATALOGUE_FILE).write_bytes(catalogue(edge).to_bytes())
     template = Manifest.from_bytes((root / MANIFEST).read_bytes(), str(root))
     manifest = template.model_copy(
