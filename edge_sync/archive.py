@@ -45,6 +45,14 @@ class UnsupportedMember(InvalidInput):
     """A member that is not a JPEG or PNG image (HTTP 415)."""
 
 
+class SetDigestMismatch(InvalidInput):
+    """The images received do not make the set digest the edge declared (HTTP 400).
+
+    Either an image changed on the edge after its set was completed, or bytes were
+    damaged on the way; the shipper tells the two apart by checking its images.
+    """
+
+
 @dataclass(frozen=True)
 class Limits:
     max_members: int
@@ -313,6 +321,11 @@ def shard_member_header(path: str, size: int) -> bytes:
 
 def padding(size: int) -> bytes:
     return b"\0" * (_padded(size) - size)
+
+
+def member_span(size: int) -> int:
+    """Bytes one regular member of ``size`` bytes takes in a tar: its header, data and padding."""
+    return BLOCK + _padded(size)
 
 
 END_OF_ARCHIVE = b"\0" * (2 * BLOCK)

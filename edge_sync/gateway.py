@@ -2,10 +2,11 @@
 
 ``POST /v1/images/{sku}`` (body: the JPEG or PNG, ``Content-Type: image/jpeg|png``)
 stores a validated image in the edge's own bucket under its sha256, so posting the
-same photo twice stores it once.  ``POST /v1/sets/{sku}/complete`` puts every image of
-that SKU not yet shipped into a new set of the durable outbox, which the shipper sends
-to the core.  ``POST /v1/hard-examples`` labels a capture that serving could not
-recognize; it ships with the next set.  ``GET /v1/pending`` lists what has not shipped.
+same photo twice stores it once, and keeps a copy in the outbox's spool for the
+shipper.  ``POST /v1/sets/{sku}/complete`` puts every image of that SKU not yet shipped
+into a new set of the durable outbox, which the shipper sends to the core.
+``POST /v1/hard-examples`` labels a capture that serving could not recognize; it ships
+with the next set.  ``GET /v1/pending`` lists what has not shipped.
 
 Every input is bounded before it is trusted: the body size (Content-Length and while
 streaming), the content type, the image itself (fully decoded, with the pixel-count
@@ -63,6 +64,7 @@ class Gateway:
         if self.store.exists(loc):
             return loc, False
         self.store.put_bytes(loc, data, content_type)
+        self.outbox.spool.put(loc.key, data)
         return loc, True
 
     def complete(self, sku: str) -> tuple[str, int]:

@@ -1,11 +1,23 @@
-"""Keep the data path's memory flat: large buffers go back to the kernel when freed.
+"""Keep the data path's memory flat and its buffers warm: tune glibc's allocator once per process.
 
-The receiver and the shipper move a set through buffers of one image (about 1 MB) to one
-multipart part (8 MB) on many threads.  glibc raises its mmap threshold each time such a
-buffer is freed, so later ones come from per-thread heap arenas instead, and those
-fragment: the peak RSS then grows with the size of the set although the live memory does
-not.  Fixing the threshold (``mallopt(M_MMAP_THRESHOLD)``, which also switches the
-dynamic adjustment off) keeps every large buffer in its own mapping, unmapped when freed.
+The receiver and the shipper move a set through buffers of up to one image (about 1 MB,
+at most ``max_member_bytes``) and network chunks, on many threads; no buffer is ever as
+big as a multipart part (parts are sent as the buffers they were written in).  glibc's
+defaults are wrong for that traffic twice over:
+
+* its mmap threshold adapts: each freed mapping raises it, so buffers of one size come
+  from mmap at first and from per-thread heap arenas later, and those arenas fragment
+  (measured earlier with part-sized buffers: the peak RSS grew with the set size);
+* below the threshold, heap memory freed at the top of a heap is handed back to the
+  kernel once more than 128 KiB is free; with mmap above it every buffer is a fresh
+  mapping.  Either way each new buffer is faulted in page by page, which on a virtual
+  machine costs more than copying the bytes: 500 MB through the receiver took 2.16
+  CPU-seconds with every buffer mapped, about 1.6 with the settings below.
+
+So the threshold is fixed at glibc's maximum (no buffer of the data path is mmapped, and
+no adaptation happens), up to ``TRIM_BYTES`` of free heap is kept for the next buffers,
+and the threads share ``ARENAS`` arenas, which bounds how much free memory can be held:
+the peak RSS of a 1 GB set is within a few percent of a 100 MB set's (``bench/transfer.py``).
 """
 
 from __future__ import annotations
@@ -15,8 +27,13 @@ import ctypes.util
 import logging
 
 log = logging.getLogger(__name__)
+M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
-THRESHOLD_BYTES = 256 * 1024
+M_ARENA_MAX = -8
+MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024
+"""glibc's largest allowed value on 64-bit (``DEFAULT_MMAP_THRESHOLD_MAX``): above any image."""
+TRIM_BYTES = 32 * 1024 * 1024
+ARENAS = 2
 _done = False
 
 
@@ -34,5 +51,10 @@ def bound_large_allocations() -> None:
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return
-    if mallopt(M_MMAP_THRESHOLD, THRESHOLD_BYTES) != 1:
-        log.warning("mallopt(M_MMAP_THRESHOLD) was refused: memory may grow with the set size")
+    for option, value in (
+        (M_ARENA_MAX, ARENAS),
+        (M_TRIM_THRESHOLD, TRIM_BYTES),
+        (M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES),
+    ):
+        if mallopt(option, value) != 1:
+            log.warning("mallopt(%d, %d) was refused: memory may grow with the set size", option, value)

@@ -5,6 +5,8 @@ set survives a crash or a power cut.  An image belongs to at most one set (its k
 the primary key of ``items``), so completing a SKU twice never ships an image twice, and
 nothing is deleted: a shipped set keeps its rows and the version the core gave it.
 The gateway (completing sets) and the shipper (sending them) may be separate processes.
+Beside the database, the outbox's :class:`edge_sync.spool.Spool` keeps a local copy of
+each accepted image until its set has shipped (``<edge>.spool/``, keyed like the bucket).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_sync.archive import dataset_path, set_digest
+from edge_sync.spool import Spool
 from edgecore.journal import Journal
 
 PENDING = "pending"
@@ -94,6 +97,7 @@ class Outbox:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.spool = Spool(path.with_suffix(".spool"))
         self._journal = Journal(path, _SCHEMA)
 
     def close(self) -> None:

@@ -1,50 +1,35 @@
-"""The controllers' S3 reads: listings and verified GETs, signed by hand, on kept-alive connections.
+"""The controllers' and the shipper's S3 reads: listings and verified GETs on :class:`edgecore.wire.S3Wire`.
 
 A controller fleet spends nearly all its CPU on S3 requests (a listing, the manifest and
-every file of each edge's new version: 8 requests per edge).  botocore costs about 4 ms
-of CPU per request (event hooks, signing, user agent, parsing), the MinIO SDK about 2 ms;
-a SigV4-signed GET on a per-thread ``http.client`` connection costs under 1 ms.  So the
-controllers read through this reader; every write, multipart upload and the rest of
-edgecore keep ``edgecore.storage.ObjectStore``.  The reader keeps ``ObjectStore``'s
-guarantees: every body is hashed while read and refused if it does not match the
-recorded (``x-amz-meta-sha256``) or the expected sha256, and every error names the
-object and says whether a retry can help.
+every file of each edge's new version: 8 requests per edge), and a shipper sends a set
+of hundreds of images, each its own GET.  botocore costs about 4 ms of CPU per request
+(event hooks, signing, user agent, parsing), the MinIO SDK about 2 ms; a SigV4-signed GET
+on a per-thread ``http.client`` connection costs under 1 ms.  So they read through this
+reader; every write and the rest of edgecore keep ``edgecore.storage.ObjectStore``.  The
+reader keeps ``ObjectStore``'s guarantees: every body is hashed while read and refused if
+it does not match the recorded (``x-amz-meta-sha256``) or the expected sha256, and every
+error names the object and says whether a retry can help.
 """
 
 from __future__ import annotations
 
 import builtins
 import hashlib
-import hmac
 import http.client
-import ssl
-import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import quote, urlsplit
 
-from edgecore.errors import (
-    EdgecoreError,
-    IntegrityError,
-    InvalidInput,
-    NotFound,
-    PayloadTooLarge,
-    PermanentError,
-    ServiceUnavailable,
-)
+from edgecore.errors import IntegrityError, PayloadTooLarge, ServiceUnavailable
 from edgecore.layout import Location
 from edgecore.settings import Settings
 from edgecore.storage import StoredObject
+from edgecore.wire import S3Failure, S3Wire, s3_failure
 
 _CHUNK = 1 << 20
-_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
-_SIGNED = "host;x-amz-content-sha256;x-amz-date"
 _NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
-_MISSING = {"NoSuchKey", "NoSuchBucket", "NotFound"}
-_BUSY = {"SlowDown", "ServiceUnavailable", "RequestTimeout", "InternalError", "XMinioServerNotInitialized"}
 _ATTEMPTS = 3
 
 
@@ -62,28 +47,11 @@ class ObjectReader(Protocol):
     def download(self, loc: Location, dest: Path, expected_sha256: str | None = None) -> StoredObject: ...
 
 
-class _Failed(Exception):
-    """An S3 error answer: status and code, for ``_wrap``."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code = status, code
-
-
 class BucketReader:
     """Read-only S3 access for a controller process; thread-safe (one connection per thread)."""
 
     def __init__(self, settings: Settings) -> None:
-        url = urlsplit(settings.s3_endpoint_url)
-        if url.scheme not in ("http", "https") or not url.hostname or url.path not in ("", "/"):
-            raise InvalidInput(f"S3 endpoint {settings.s3_endpoint_url!r}: expected http(s)://host[:port]")
-        self._host = url.netloc
-        self._https = url.scheme == "https"
-        self._access_key = settings.s3_access_key
-        self._secret = settings.s3_secret_key.get_secret_value()
-        self._region = settings.s3_region
-        self._keys: dict[str, bytes] = {}
-        self._local = threading.local()
+        self._wire = S3Wire(settings)
 
     # -- the reads ---------------------------------------------------------------------
     def list(self, prefix: Location, recursive: bool = True, page_size: int = 1000) -> Iterator[StoredObject]:
@@ -104,12 +72,21 @@ class BucketReader:
         ]
 
     def get_bytes(
-        self, loc: Location, expected_sha256: str | None = None, max_bytes: int | None = None
+        self,
+        loc: Location,
+        expected_sha256: str | None = None,
+        max_bytes: int | None = None,
+        verify: bool = True,
     ) -> bytes:
-        """Read a whole (small) object and verify it against its recorded sha256."""
+        """Read a whole (small) object and verify it against its recorded sha256.
+
+        ``verify=False`` skips the hashing, for a reader whose bytes are checked end to end
+        further on anyway (the shipper: the core hashes every image of a set it receives).
+        """
         chunks: builtins.list[bytes] = []
-        actual, recorded, _ = self._get(loc, chunks.append, max_bytes)
-        _verify(loc, actual, recorded, expected_sha256)
+        actual, recorded, _ = self._get(loc, chunks.append, max_bytes, verify)
+        if verify:
+            _verify(loc, actual, recorded, expected_sha256)
         return b"".join(chunks)
 
     def download(self, loc: Location, dest: Path, expected_sha256: str | None = None) -> StoredObject:
@@ -128,10 +105,7 @@ class BucketReader:
 
     def close(self) -> None:
         """Close this thread's connection (others close when their threads end)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        self._wire.close()
 
     # -- HTTP --------------------------------------------------------------------------
     def _pages(self, prefix: Location, delimiter: str | None, page_size: int) -> Iterator[ET.Element]:
@@ -140,7 +114,7 @@ class BucketReader:
             query["delimiter"] = delimiter
         while True:
             chunks: builtins.list[bytes] = []
-            self._request(prefix.bucket, "", query, chunks.append, None, "list", prefix)
+            self._request(Location(prefix.bucket, ""), query, chunks.append, None, "list", prefix)
             try:
                 root = ET.fromstring(b"".join(chunks))
             except ET.ParseError as exc:
@@ -152,51 +126,46 @@ class BucketReader:
             query["continuation-token"] = token
 
     def _get(
-        self, loc: Location, sink: Callable[[bytes], object], max_bytes: int | None
+        self, loc: Location, sink: Callable[[bytes], object], max_bytes: int | None, digest: bool = True
     ) -> tuple[str, str | None, int]:
-        """(sha256 of the body, recorded sha256, size); the body goes chunk by chunk to ``sink``."""
-        return self._request(loc.bucket, loc.key, {}, sink, max_bytes, "get", loc)
+        """(sha256 of the body or "", recorded sha256, size); the body goes chunk by chunk to ``sink``."""
+        return self._request(loc, {}, sink, max_bytes, "get", loc, digest)
 
     def _request(
         self,
-        bucket: str,
-        key: str,
+        target: Location,
         query: dict[str, str],
         sink: Callable[[bytes], object],
         max_bytes: int | None,
         action: str,
         where: Location,
+        digest: bool = True,
     ) -> tuple[str, str | None, int]:
         """One signed GET, retried on a fresh connection when the transport or S3 fails."""
-        path = "/" + quote(bucket, safe="") + "/" + quote(key, safe="/")
-        canonical_query = "&".join(
-            f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in sorted(query.items())
-        )
-        target = path + ("?" + canonical_query if canonical_query else "")
         for attempt in range(1, _ATTEMPTS + 1):
             size = 0
             try:
-                conn = self._connection()
-                conn.request("GET", target, headers=self._sign(path, canonical_query))
-                resp = conn.getresponse()
+                resp = self._wire.send("GET", target, query)
                 if resp.status != 200:
-                    raise _failure(resp)
+                    raise S3Failure.read(resp)
                 length = int(resp.getheader("Content-Length") or 0)
                 if max_bytes is not None and length > max_bytes:
                     self.close()  # the unread body stays on the connection
                     raise PayloadTooLarge(f"{where.uri}: {length} bytes exceeds {max_bytes}")
-                digest = hashlib.sha256()
+                hasher = hashlib.sha256() if digest else None
                 while chunk := resp.read(_CHUNK):  # IncompleteRead if the body is cut short
                     size += len(chunk)
                     if max_bytes is not None and size > max_bytes:
                         self.close()
                         raise PayloadTooLarge(f"{where.uri}: more than {max_bytes} bytes")
-                    digest.update(chunk)
+                    if hasher is not None:
+                        hasher.update(chunk)
                     sink(chunk)
-                return digest.hexdigest(), resp.getheader("x-amz-meta-sha256"), size
-            except _Failed as exc:
-                if attempt == _ATTEMPTS or not (exc.status >= 500 or exc.code in _BUSY):
-                    raise _wrap(exc, action, where) from exc
+                actual = hasher.hexdigest() if hasher is not None else ""
+                return actual, resp.getheader("x-amz-meta-sha256"), size
+            except S3Failure as exc:
+                if attempt == _ATTEMPTS or not exc.retryable:
+                    raise s3_failure(exc, action, where) from exc
             except (OSError, http.client.HTTPException) as exc:
                 self.close()  # e.g. a kept-alive connection the server closed: retry on a new one
                 if attempt == _ATTEMPTS or size:  # bytes already passed on cannot be taken back
@@ -204,74 +173,8 @@ class BucketReader:
             time.sleep(0.1 * attempt)
         raise AssertionError("unreachable")
 
-    def _connection(self) -> http.client.HTTPConnection:
-        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            if self._https:
-                context = ssl.create_default_context()
-                conn = http.client.HTTPSConnection(self._host, timeout=60, context=context)
-            else:
-                conn = http.client.HTTPConnection(self._host, timeout=60)
-            self._local.conn = conn
-        return conn
-
-    def _sign(self, path: str, canonical_query: str) -> dict[str, str]:
-        """AWS Signature Version 4 headers of a GET without a body."""
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        day = stamp[:8]
-        canonical = "\n".join(
-            (
-                "GET",
-                path,
-                canonical_query,
-                f"host:{self._host}\nx-amz-content-sha256:{_EMPTY_SHA256}\nx-amz-date:{stamp}\n",
-                _SIGNED,
-                _EMPTY_SHA256,
-            )
-        )
-        scope = f"{day}/{self._region}/s3/aws4_request"
-        to_sign = f"AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
-        signature = hmac.new(self._signing_key(day), to_sign.encode(), hashlib.sha256).hexdigest()
-        return {
-            "Host": self._host,
-            "x-amz-date": stamp,
-            "x-amz-content-sha256": _EMPTY_SHA256,
-            "Authorization": (
-                f"AWS4-HMAC-SHA256 Credential={self._access_key}/{scope}, "
-                f"SignedHeaders={_SIGNED}, Signature={signature}"
-            ),
-        }
-
-    def _signing_key(self, day: str) -> bytes:
-        key = self._keys.get(day)
-        if key is None:
-            key = hmac.new(f"AWS4{self._secret}".encode(), day.encode(), hashlib.sha256).digest()
-            for part in (self._region, "s3", "aws4_request"):
-                key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-            self._keys = {day: key}
-        return key
-
-
-def _failure(resp: http.client.HTTPResponse) -> _Failed:
-    body = resp.read()  # error documents are small; reading them keeps the connection usable
-    code, message = "", body[:200].decode(errors="replace")
-    try:
-        root = ET.fromstring(body)
-        code, message = root.findtext("Code") or "", root.findtext("Message") or message
-    except ET.ParseError:
-        pass
-    return _Failed(resp.status, code, message)
-
 
 def _verify(loc: Location, actual: str, recorded: str | None, expected: str | None) -> None:
     for what, want in (("recorded", recorded), ("expected", expected)):
         if want and want != actual:
             raise IntegrityError(f"{loc.uri}: sha256 {actual[:12]}… does not match the {what} {want[:12]}…")
-
-
-def _wrap(exc: _Failed, action: str, loc: Location) -> EdgecoreError:
-    if exc.code in _MISSING or exc.status == 404:
-        return NotFound(f"{action} {loc.uri}: not found ({exc.code or exc.status})")
-    if exc.status >= 500 or exc.code in _BUSY:
-        return ServiceUnavailable(f"{action} {loc.uri}: S3 answered {exc.code or exc.status}")
-    return PermanentError(f"{action} {loc.uri}: S3 refused with {exc.code or exc.status}: {exc}")

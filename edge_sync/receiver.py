@@ -45,6 +45,7 @@ from edge_sync.archive import (
     END_OF_ARCHIVE,
     Limits,
     Member,
+    SetDigestMismatch,
     TarReader,
     UnsupportedMember,
     dataset_path,
@@ -64,6 +65,7 @@ from edgecore.preprocessing import open_image
 from edgecore.settings import Settings
 from edgecore.storage import ObjectStore
 from edgecore.versions import claim_next_version
+from edgecore.wire import S3Wire
 
 log = logging.getLogger(__name__)
 TAR_TYPES = ("application/x-tar", "application/tar")
@@ -126,6 +128,7 @@ class Receiver:
         bound_large_allocations()
         self.settings = settings
         self.store = store
+        self.wire = S3Wire(settings)
         self.layout = Layout(settings)
         self.producer = producer
         self.tokens = tokens
@@ -198,6 +201,7 @@ class Receiver:
         writer = await run_in_threadpool(
             MultipartWriter,
             self.store,
+            self.wire,
             self.layout.dataset_file(edge, version, shard),
             self._parts,
             self.part_bytes,
@@ -209,7 +213,9 @@ class Receiver:
             await self._stream(edge, request, writer, shard, files)
             actual = digest_of(files)
             if actual != set_digest:
-                raise InvalidInput(f"set digest {set_digest} was declared, the images received make {actual}")
+                raise SetDigestMismatch(
+                    f"set digest {set_digest} was declared, the images received make {actual}"
+                )
             writer.write(END_OF_ARCHIVE)
             await run_in_threadpool(writer.complete)
         except BaseException:

@@ -31,7 +31,7 @@ def build_gateway(settings: Settings, edge: str) -> tuple[gateway.Gateway, Shipp
     store = ObjectStore(settings)
     outbox = Outbox(outbox_path(settings.outbox_dir, edge))
     gw = gateway.Gateway(settings, edge, store, outbox)
-    return gw, Shipper(settings, edge, store, outbox, gw.pending_hard_examples)
+    return gw, Shipper(settings, edge, outbox, gw.pending_hard_examples)
 
 
 def build_receiver(settings: Settings) -> receiver.Receiver:

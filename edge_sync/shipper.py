@@ -1,10 +1,23 @@
 """The shipper: sends each complete set from the outbox to the core receiver.
 
-A set is streamed as a tar straight from the edge bucket to the HTTP request (each
-image is read from S3 in chunks while it is sent; a few images ahead are prefetched),
-so memory does not grow with the set.  Before a set's first attempt the labelled hard
-examples not yet shipped are attached to it in the outbox, so every retry sends exactly
-the same images and the core recognizes a retransmission by the set digest.
+A set is streamed as a tar, image by image, to the HTTP request (a few images ahead
+are prefetched), so memory does not grow with the set.  Each image is read from the
+outbox's spool (:mod:`edge_sync.spool`) or, where the spool has no good copy (a hard
+example, a lost file), from the edge bucket through :class:`edge_sync.reads.BucketReader`
+(signed GETs on kept-alive connections: botocore spends about 4 ms of CPU on each).
+The request declares its length (the tar's size follows from the recorded image
+sizes), so the core can refuse a set over its bounds before reading it.
+
+The images are not hashed on the way: the core hashes every image it receives and
+refuses a set whose images do not make its digest (built from the sha256s recorded at
+acceptance).  Only then does the shipper hash its images: to name the one that changed
+on the edge (the set is kept aside for an operator), to drop a damaged spool copy (the
+bucket's is sent next time) or, when all are intact, to retry a set that was damaged in
+transit.  Once a set has shipped, its spool copies are removed.
+
+Before a set's first attempt the labelled hard examples not yet shipped are attached to
+it in the outbox, so every retry sends exactly the same images and the core recognizes
+a retransmission by the set digest.
 
 Failures carry the decision: the core unreachable, a 5xx, a 408/429 or a broken
 stream are retried with exponential backoff (with jitter, capped by
@@ -15,6 +28,7 @@ images, for an operator.  Nothing is ever deleted from the edge bucket.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import threading
@@ -26,13 +40,20 @@ from dataclasses import dataclass
 
 import httpx
 
-from edge_sync.archive import DIGEST_HEADER, END_OF_ARCHIVE, member_header, padding
+from edge_sync.archive import (
+    DIGEST_HEADER,
+    END_OF_ARCHIVE,
+    SetDigestMismatch,
+    member_header,
+    member_span,
+    padding,
+)
 from edge_sync.memory import bound_large_allocations
 from edge_sync.outbox import HARD_EXAMPLE, Item, Outbox, OutboxSet
-from edgecore.errors import EdgecoreError, IntegrityError, ServiceUnavailable
-from edgecore.layout import Layout, Location, check_name
+from edge_sync.reads import BucketReader
+from edgecore.errors import EdgecoreError, IntegrityError, NotFound, ServiceUnavailable
+from edgecore.layout import Location, check_name
 from edgecore.settings import Settings
-from edgecore.storage import ObjectStore
 
 log = logging.getLogger(__name__)
 RETRY_STATUSES = {408, 425, 429}
@@ -52,7 +73,6 @@ class Shipper:
         self,
         settings: Settings,
         edge: str,
-        store: ObjectStore,
         outbox: Outbox,
         hard_examples: Callable[[], list[Item]],
         backoff_base_s: float = 1.0,
@@ -60,8 +80,7 @@ class Shipper:
         bound_large_allocations()
         self.settings = settings
         self.edge = check_name(edge, "edge id")
-        self.store = store
-        self.layout = Layout(settings)
+        self.reader = BucketReader(settings)
         self.outbox = outbox
         self.hard_examples = hard_examples
         self.backoff_base_s = backoff_base_s
@@ -74,6 +93,7 @@ class Shipper:
 
     def close(self) -> None:
         self._client.close()
+        self.reader.close()
 
     # -- the loop ----------------------------------------------------------------------
     def run(self, stop: threading.Event, idle_s: float = 2.0) -> None:
@@ -109,6 +129,8 @@ class Shipper:
         if result.outcome in ("shipped", "duplicate"):
             assert result.version is not None
             self.outbox.mark_shipped(result.set_id, result.version)
+            for item in self.outbox.items(result.set_id):
+                self.outbox.spool.drop(item.key)
             log.info("set %s: %s as %s", result.set_id, result.outcome, result.version)
         elif result.outcome == "rejected":
             self.outbox.mark_rejected(result.set_id, result.reason or "rejected")
@@ -131,17 +153,43 @@ class Shipper:
             return ShipResult(set_id, "duplicate", version=known.json()["version"])
         if known.status_code != 404:
             return self._refused(set_id, known)
+        length = sum(member_span(item.size) for item in items) + len(END_OF_ARCHIVE)
         response = self._client.post(
             base,
             content=self._tar(items),
-            headers={"Content-Type": "application/x-tar", DIGEST_HEADER: digest},
+            headers={
+                "Content-Type": "application/x-tar",
+                "Content-Length": str(length),
+                DIGEST_HEADER: digest,
+            },
             timeout=httpx.Timeout(300.0, connect=5.0),
         )
         if response.status_code in (200, 201):
             body = response.json()
             outcome = "duplicate" if body["duplicate"] else "shipped"
             return ShipResult(set_id, outcome, version=body["version"])
-        return self._refused(set_id, response)
+        refused = self._refused(set_id, response)
+        if _error_name(response) == SetDigestMismatch.__name__:
+            return self._diagnose(refused, items)
+        return refused
+
+    def _diagnose(self, refused: ShipResult, items: list[Item]) -> ShipResult:
+        """The core received other images than the set's: which ones, or was it the network?"""
+        damaged_copies = []
+        for item in items:
+            copy = self.outbox.spool.get(item.key, item.size)
+            if copy is not None and hashlib.sha256(copy).hexdigest() != item.sha256:
+                self.outbox.spool.drop(item.key)
+                damaged_copies.append(item.key)
+            try:
+                self._from_bucket(item, verify=True)
+            except (IntegrityError, NotFound) as exc:
+                return ShipResult(refused.set_id, "rejected", reason=f"{refused.reason}; on the edge: {exc}")
+        if damaged_copies:
+            reason = f"{refused.reason}; spooled copies of {', '.join(damaged_copies)} were damaged: dropped"
+        else:
+            reason = f"{refused.reason}; every image is intact on the edge, so it was damaged in transit"
+        return ShipResult(refused.set_id, "retry", reason=reason)
 
     @staticmethod
     def _refused(set_id: str, response: httpx.Response) -> ShipResult:
@@ -175,8 +223,21 @@ class Shipper:
             yield END_OF_ARCHIVE
 
     def _read(self, item: Item) -> bytes:
-        """One image, verified against the sha256 recorded when it was accepted."""
-        data = self.store.get_bytes(Location(item.bucket, item.key), expected_sha256=item.sha256)
+        """One image: the spool's copy, else the bucket's (not hashed: the core hashes it)."""
+        copy = self.outbox.spool.get(item.key, item.size)
+        return copy if copy is not None else self._from_bucket(item)
+
+    def _from_bucket(self, item: Item, verify: bool = False) -> bytes:
+        """One image; with ``verify``, checked against the sha256 recorded when it was accepted."""
+        loc = Location(item.bucket, item.key)
+        data = self.reader.get_bytes(loc, expected_sha256=item.sha256, verify=verify)
         if len(data) != item.size:
             raise IntegrityError(f"edge {self.edge}: {item.key} has {len(data)} bytes, recorded {item.size}")
         return data
+
+
+def _error_name(response: httpx.Response) -> str | None:
+    try:
+        return str(response.json().get("error"))
+    except (ValueError, AttributeError):
+        return None

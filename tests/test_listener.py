@@ -109,7 +109,7 @@ def test_a_device_image_becomes_a_training_run_with_the_right_parameters(
     receiver = Receiver(lsettings, store, producer, {edge: TOKEN})
     outbox = Outbox(outbox_path(edge_cfg.outbox_dir, edge))
     gateway = Gateway(edge_cfg, edge, store, outbox)
-    shipper = Shipper(edge_cfg, edge, store, outbox, gateway.pending_hard_examples)
+    shipper = Shipper(edge_cfg, edge, outbox, gateway.pending_hard_examples)
     images = [image_bytes(seed) for seed in (1, 2, 3)]
     with (
         serving(gateway_app(gateway), free_port()) as gw,

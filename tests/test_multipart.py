@@ -11,14 +11,18 @@ import pytest
 from edgecore.errors import InvalidInput, NotFound
 from edgecore.layout import Location
 from edgecore.multipart import MIN_PART_BYTES, MultipartWriter
+from edgecore.settings import Settings
 from edgecore.storage import ObjectStore
+from edgecore.wire import S3Wire
 
 
-def test_uneven_writes_become_one_object_with_every_byte_in_order(store: ObjectStore, bucket: str) -> None:
+def test_uneven_writes_become_one_object_with_every_byte_in_order(
+    store: ObjectStore, settings: Settings, bucket: str
+) -> None:
     loc = Location(bucket, "shards/a.tar")
     data = os.urandom(23 * 1_048_576 + 12_345)
     with ThreadPoolExecutor(2) as pool:
-        writer = MultipartWriter(store, loc, pool, MIN_PART_BYTES, in_flight=2)
+        writer = MultipartWriter(store, S3Wire(settings), loc, pool, MIN_PART_BYTES, in_flight=2)
         pos, step = 0, 700_001
         while pos < len(data):
             writer.write(data[pos : pos + step])
@@ -34,10 +38,12 @@ def test_uneven_writes_become_one_object_with_every_byte_in_order(store: ObjectS
     assert parts["ObjectParts"]["TotalPartsCount"] >= 4
 
 
-def test_an_aborted_upload_leaves_no_object_and_no_upload(store: ObjectStore, bucket: str) -> None:
+def test_an_aborted_upload_leaves_no_object_and_no_upload(
+    store: ObjectStore, settings: Settings, bucket: str
+) -> None:
     loc = Location(bucket, "shards/b.tar")
     with ThreadPoolExecutor(2) as pool:
-        writer = MultipartWriter(store, loc, pool, MIN_PART_BYTES, in_flight=2)
+        writer = MultipartWriter(store, S3Wire(settings), loc, pool, MIN_PART_BYTES, in_flight=2)
         writer.write(os.urandom(MIN_PART_BYTES + 1))
         writer.abort()
 
@@ -46,6 +52,6 @@ def test_an_aborted_upload_leaves_no_object_and_no_upload(store: ObjectStore, bu
     assert store.client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
-def test_parts_below_the_s3_minimum_are_refused(store: ObjectStore, bucket: str) -> None:
+def test_parts_below_the_s3_minimum_are_refused(store: ObjectStore, settings: Settings, bucket: str) -> None:
     with ThreadPoolExecutor(1) as pool, pytest.raises(InvalidInput, match="at least"):
-        MultipartWriter(store, Location(bucket, "x.tar"), pool, 1_048_576, in_flight=1)
+        MultipartWriter(store, S3Wire(settings), Location(bucket, "x.tar"), pool, 1_048_576, in_flight=1)

@@ -17,15 +17,16 @@ from pathlib import Path
 
 import httpx
 import pytest
+from edge_sync_support import corrupt_in_place
 from pydantic import SecretStr
-from uplink_support import free_port, image_bytes, serving, wait_for
+from uplink_support import damaging_proxy, free_port, image_bytes, serving, wait_for
 
 from edge_sync.gateway import Gateway
 from edge_sync.outbox import PENDING, REJECTED, SHIPPED, Outbox, outbox_path
 from edge_sync.receiver import Receiver
 from edge_sync.receiver import create_app as receiver_app
 from edge_sync.shipper import Shipper
-from edgecore.layout import Layout
+from edgecore.layout import Layout, Location
 from edgecore.manifest import Manifest
 from edgecore.messaging import EventProducer, ensure_topics
 from edgecore.settings import Settings
@@ -58,7 +59,7 @@ class Loop:
         outbox = Outbox(outbox_path(self.edge_settings.outbox_dir, EDGE))
         gateway = Gateway(self.edge_settings, EDGE, self.store, outbox)
         shipper = Shipper(
-            self.edge_settings, EDGE, self.store, outbox, gateway.pending_hard_examples, backoff_base_s=0.05
+            self.edge_settings, EDGE, outbox, gateway.pending_hard_examples, backoff_base_s=0.05
         )
         return gateway, shipper, outbox
 
@@ -187,7 +188,7 @@ def test_labelled_hard_examples_ship_with_the_next_set(loop: Loop) -> None:
 def test_a_set_the_core_refuses_is_kept_with_the_reason_and_its_images(loop: Loop) -> None:
     gateway, _, outbox = loop.gateway()
     wrong = loop.edge_settings.model_copy(update={"edge_token": SecretStr("not-the-token-000000000")})
-    shipper = Shipper(wrong, EDGE, loop.store, outbox, gateway.pending_hard_examples)
+    shipper = Shipper(wrong, EDGE, outbox, gateway.pending_hard_examples)
     accepted = _accept(gateway, "COLA-330", [40])
     set_id, _ = gateway.complete("COLA-330")
 
@@ -201,6 +202,79 @@ def test_a_set_the_core_refuses_is_kept_with_the_reason_and_its_images(loop: Loo
         o.location.key.split("/")[2].split(".")[0] for o in loop.store.list(layout.incoming_prefix(EDGE))
     }
     assert stored == accepted
+
+
+def test_an_image_changed_on_the_edge_with_no_spooled_copy_keeps_the_set_aside_naming_it(loop: Loop) -> None:
+    gateway, shipper, outbox = loop.gateway()
+    _accept(gateway, "COLA-330", [60, 61])
+    set_id, _ = gateway.complete("COLA-330")
+    changed = outbox.items(set_id)[0]
+    outbox.spool.drop(changed.key)
+    loc = Location(changed.bucket, changed.key)
+    corrupt_in_place(loop.store, loc, _flip_middle_byte(loop.store.get_bytes(loc)))
+
+    with loop.core():
+        result = shipper.ship_due()
+
+    assert result[0].outcome == "rejected"
+    assert changed.key in (result[0].reason or "") and "does not match" in (result[0].reason or "")
+    assert _status(outbox, set_id) == REJECTED
+    assert loop.versions() == []
+
+
+def test_a_damaged_spooled_copy_is_dropped_and_the_buckets_copy_shipped(loop: Loop) -> None:
+    gateway, shipper, outbox = loop.gateway()
+    accepted = _accept(gateway, "COLA-330", [63, 64])
+    set_id, _ = gateway.complete("COLA-330")
+    damaged = outbox.spool.path(outbox.items(set_id)[1].key)
+    damaged.write_bytes(_flip_middle_byte(damaged.read_bytes()))
+
+    with loop.core():
+        first = shipper.ship_due()
+        second = wait_for(shipper.ship_due, 10, what="the retry to fall due")
+
+    assert first[0].outcome == "retry" and "spooled copies" in (first[0].reason or "")
+    assert second[0].outcome == "shipped"
+    assert loop.dataset_images("v000001") == {sha: "COLA-330" for sha in accepted}
+
+
+def test_the_spooled_copies_of_a_shipped_set_are_removed_and_the_bucket_keeps_its_images(loop: Loop) -> None:
+    gateway, shipper, outbox = loop.gateway()
+    accepted = _accept(gateway, "COLA-330", [65, 66])
+    set_id, _ = gateway.complete("COLA-330")
+    spooled = [outbox.spool.path(item.key) for item in outbox.items(set_id)]
+    assert all(path.is_file() for path in spooled)
+
+    with loop.core():
+        shipper.ship_due()
+
+    assert not any(path.exists() for path in spooled)
+    layout = Layout(loop.edge_settings)
+    stored = {
+        o.location.key.split("/")[2].split(".")[0] for o in loop.store.list(layout.incoming_prefix(EDGE))
+    }
+    assert stored == accepted
+
+
+def _flip_middle_byte(data: bytes) -> bytes:
+    middle = len(data) // 2
+    return data[:middle] + bytes([data[middle] ^ 0x01]) + data[middle + 1 :]
+
+
+def test_a_set_damaged_on_the_way_is_sent_again_and_arrives_intact(loop: Loop) -> None:
+    gateway, _, outbox = loop.gateway()
+    accepted = _accept(gateway, "COLA-330", [70, 71, 72])
+    set_id, _ = gateway.complete("COLA-330")
+
+    with loop.core(), damaging_proxy(loop.receiver_port) as port:
+        via_proxy = loop.edge_settings.model_copy(update={"receiver_url": f"http://127.0.0.1:{port}"})
+        shipper = Shipper(via_proxy, EDGE, outbox, gateway.pending_hard_examples, backoff_base_s=0.01)
+        first = shipper.ship_due()
+        second = wait_for(shipper.ship_due, 10, what="the retry to fall due")
+
+    assert first[0].outcome == "retry" and "damaged in transit" in (first[0].reason or "")
+    assert second[0].outcome == "shipped" and _status(outbox, set_id) == SHIPPED
+    assert loop.dataset_images("v000001") == {sha: "COLA-330" for sha in accepted}
 
 
 def test_a_restarted_gateway_ships_its_outbox(loop: Loop, tmp_path: Path) -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import io
+import socket
 import tarfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import TypeVar
 
 import numpy as np
@@ -80,3 +81,60 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
         time.sleep(every_s)
+
+
+@contextmanager
+def damaging_proxy(target_port: int, skip: int = 2000) -> Iterator[int]:
+    """A TCP proxy to ``127.0.0.1:target_port`` that damages one upload, then relays faithfully.
+
+    On the first connection, one byte ``skip`` bytes after the first JPEG start-of-image
+    marker sent towards the target is flipped: a bit error inside an image's entropy-coded
+    data, which leaves the image decodable, so only its digest can tell.  Yields its port.
+    """
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    damaged = threading.Event()
+
+    def pump(src: socket.socket, dst: socket.socket, damage: bool) -> None:
+        seen = b""
+        at: int | None = None
+        sent = 0
+        try:
+            while chunk := src.recv(65536):
+                if damage and not damaged.is_set():
+                    if at is None:
+                        marker = (seen[-2:] + chunk).find(b"\xff\xd8\xff")
+                        if marker >= 0:
+                            at = sent - len(seen[-2:]) + marker + skip
+                        seen = chunk
+                    if at is not None and sent <= at < sent + len(chunk):
+                        buf = bytearray(chunk)
+                        buf[at - sent] ^= 0x01
+                        chunk = bytes(buf)
+                        damaged.set()
+                sent += len(chunk)
+                dst.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                with suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def accept() -> None:
+        first = True
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", target_port))
+            threading.Thread(target=pump, args=(client, upstream, first), daemon=True).start()
+            threading.Thread(target=pump, args=(upstream, client, False), daemon=True).start()
+            first = False
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield port
+    finally:
+        listener.close()
