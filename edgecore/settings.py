@@ -179,7 +179,7 @@ class Settings(BaseSettings):
 
     @property
     def outbox_dir(self) -> Path:
-        """The edges' durable outboxes (one SQLite file per edge)."""
+        """The edges' durable outboxes (one SQLite file and one spool folder per edge)."""
         return self.state_dir / "outbox"
 
     @property
