@@ -12,7 +12,7 @@ defaults are wrong for that traffic twice over:
   kernel once more than 128 KiB is free; with mmap above it every buffer is a fresh
   mapping.  Either way each new buffer is faulted in page by page, which on a virtual
   machine costs more than copying the bytes: 500 MB through the receiver took 2.16
-  CPU-seconds with every buffer mapped, about 1.6 with the settings below.
+  CPU-seconds with every buffer mapped, 1.4 to 1.8 with the settings below.
 
 So the threshold is fixed at glibc's maximum (no buffer of the data path is mmapped, and
 no adaptation happens), up to ``TRIM_BYTES`` of free heap is kept for the next buffers,

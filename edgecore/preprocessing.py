@@ -64,8 +64,9 @@ def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int | No
                 scale *= 2
             if scale > 1:
                 image.draft("RGB", (image.size[0] // scale, image.size[1] // scale))
-        rgb = image.convert("RGB")
-        rgb.load()
+        image.load()
+        # Most photos decode to RGB already; converting those anyway would copy them.
+        rgb = image if image.mode == "RGB" else image.convert("RGB")
     except (OSError, ValueError, SyntaxError) as exc:
         raise InvalidImage(f"truncated or corrupt image: {exc}") from exc
     return rgb
