@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from edgecore.cli.demo import _executable
+from edgecore.cli.demo import _executable, show, summary
+from edgecore.demo.devices import KioskLog
+from edgecore.demo.rounds import RoundResult
 from edgecore.demo.supervisor import DemoFailed, Supervisor, http_ok
 from edgecore.demo.world import World
 from edgecore.settings import Settings
@@ -82,3 +84,12 @@ def test_a_stuck_stage_shows_where_each_service_waits_and_leaves_them_running(
         sup.check()
     assert "--- receiver" in report
     assert "most recent call first" in report
+
+
+def test_the_summary_keeps_every_cell_on_one_line_in_a_log_file(capsys: pytest.CaptureFixture[str]) -> None:
+    note = "KOMBU-GNG recognised 100%, old products 100%; 3 hard examples"
+    kiosk = KioskLog(latencies_s=[0.0026], asked=52, right=52)
+    show(summary([RoundResult(2, "hypermarket", "v000002", 1.0, 88.0, kiosk, note)]))
+
+    rows = [line for line in capsys.readouterr().out.splitlines() if "hypermarket" in line]
+    assert len(rows) == 1 and note in rows[0] and "v000002" in rows[0]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -45,7 +44,6 @@ def test_the_demo_delivers_a_model_to_each_store_then_a_new_product_to_the_hyper
                 stderr=subprocess.STDOUT,
                 text=True,
                 timeout=DEMO_TIMEOUT_S,
-                env={**os.environ, "COLUMNS": "200"},
             )
         except subprocess.TimeoutExpired:
             pytest.fail(f"the demo did not finish in {DEMO_TIMEOUT_S} s:\n{_why(output.read_text())}")

@@ -9,6 +9,8 @@ import sys
 import time
 
 import typer
+from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 from edgecore.cli.common import cli_errors, console, out
@@ -56,11 +58,20 @@ def run(
             except KeyboardInterrupt:
                 console.print("[yellow]interrupted: stopping the demo's services[/yellow]")
                 raise typer.Exit(130) from None
-    out.print(summary(results), width=max(out.width, 140))  # a log file is not 80 columns
+    show(summary(results))
     out.print(
         f"demo {world.run_id} finished in {(time.monotonic() - started) / 60:.1f} min;"
         f" logs and state in {world.state_dir}"
     )
+
+
+def show(table: Table) -> None:
+    """Print a table whole: in a log file as wide as it needs (off a terminal rich assumes 80)."""
+    if out.is_terminal:
+        out.print(table)
+        return
+    natural = Measurement.get(out, out.options.update_width(1000), table).maximum
+    Console(width=max(out.width, natural)).print(table)
 
 
 def summary(results: list[RoundResult]) -> Table:
