@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import psutil
@@ -12,6 +13,7 @@ from edgecore.cli import app
 from edgecore.errors import StackError
 from edgecore.settings import Settings
 from edgecore.stack import Stack
+from edgecore.stack.process import ManagedProcess
 from edgecore.stack.tools import require
 
 
@@ -72,3 +74,15 @@ def test_logs_of_an_unknown_service_is_a_cli_error() -> None:
     result = CliRunner().invoke(app, ["stack", "logs", "redis"])
     assert result.exit_code == 2
     assert "unknown service" in result.output
+
+
+def test_a_process_it_starts_is_known_as_its_own_at_once(tmp_path: Path) -> None:
+    """Right after start, the kernel may not show the child's command line yet: not a stranger."""
+    marker = str(tmp_path / "marker.conf")
+    proc = ManagedProcess("sleeper", tmp_path / "run", marker=marker)
+    for _ in range(40):
+        pid = proc.start([sys.executable, "-c", "import time; time.sleep(30)", marker], {})
+        try:
+            assert proc.pid() == pid
+        finally:
+            assert proc.stop()

@@ -64,8 +64,27 @@ class ManagedProcess:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # survives the CLI; Ctrl-C in the shell does not reach it
             )
+        self._await_command_line(proc.pid)
         self.pid_file.write_text(str(proc.pid))
         return proc.pid
+
+    def _await_command_line(self, pid: int, timeout_s: float = 5.0) -> None:
+        """Return once the new process shows its command line (or has died).
+
+        Popen can return while the child is still inside execve, whose argv the kernel
+        has not published yet: ``/proc/<pid>/cmdline`` is empty for that moment, and
+        :meth:`pid` would take the process for a stranger, drop its pid file and leave
+        it running with nobody to stop it (seen: a broker "exited during start-up" that
+        was in fact listening).
+        """
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if any(self.marker in part for part in psutil.Process(pid).cmdline()):
+                    return
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                return  # it died (or is not ours to read): pid() says so, the caller reports
+            time.sleep(0.005)
 
     def stop(self, timeout_s: float = 20.0) -> bool:
         """SIGTERM, then SIGKILL after ``timeout_s``; True if a process was stopped."""
