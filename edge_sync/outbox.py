@@ -6,7 +6,8 @@ the primary key of ``items``), so completing a SKU twice never ships an image tw
 nothing is deleted: a shipped set keeps its rows and the version the core gave it.
 The gateway (completing sets) and the shipper (sending them) may be separate processes.
 Beside the database, the outbox's :class:`edge_sync.spool.Spool` keeps a local copy of
-each accepted image until its set has shipped (``<edge>.spool/``, keyed like the bucket).
+each accepted image until its set has shipped or been rejected (``<edge>.spool/``, keyed
+like the bucket).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ refuses a set whose images do not make its digest (built from the sha256s record
 acceptance).  Only then does the shipper hash its images: to name the one that changed
 on the edge (the set is kept aside for an operator), to drop a damaged spool copy (the
 bucket's is sent next time) or, when all are intact, to retry a set that was damaged in
-transit.  Once a set has shipped, its spool copies are removed.
+transit.  Once a set has shipped, or been rejected, its spool copies are removed.
 
 Before a set's first attempt the labelled hard examples not yet shipped are attached to
 it in the outbox, so every retry sends exactly the same images and the core recognizes
@@ -129,11 +129,11 @@ class Shipper:
         if result.outcome in ("shipped", "duplicate"):
             assert result.version is not None
             self.outbox.mark_shipped(result.set_id, result.version)
-            for item in self.outbox.items(result.set_id):
-                self.outbox.spool.drop(item.key)
+            self._unspool(result.set_id)
             log.info("set %s: %s as %s", result.set_id, result.outcome, result.version)
         elif result.outcome == "rejected":
             self.outbox.mark_rejected(result.set_id, result.reason or "rejected")
+            self._unspool(result.set_id)  # never sent again; an operator works from the bucket
             log.error("set %s rejected: %s", result.set_id, result.reason)
         else:
             delay = min(self.settings.shipper_backoff_max_s, self.backoff_base_s * 2**outbox_set.attempts)
@@ -142,6 +142,11 @@ class Shipper:
             log.warning(
                 "set %s: attempt %d failed (%s); next in %.1fs", result.set_id, attempts, result.reason, delay
             )
+
+    def _unspool(self, set_id: str) -> None:
+        """A set that has ended (shipped or rejected) needs no spool copies any more."""
+        for item in self.outbox.items(set_id):
+            self.outbox.spool.drop(item.key)
 
     # -- one attempt -------------------------------------------------------------------
     def _send(self, set_id: str) -> ShipResult:

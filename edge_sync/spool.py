@@ -1,4 +1,4 @@
-"""The outbox's spool: a local copy of each image the gateway accepted, until its set has shipped.
+"""The outbox's spool: a local copy of each image the gateway accepted, until its set has ended.
 
 The edge bucket is the record of what a store accepted; the spool is only what the
 shipper reads first.  A set is hundreds of images, and on an edge box the edge's MinIO
@@ -7,7 +7,7 @@ back from MinIO costs it more than a millisecond of CPU per request, and the set
 images are read at the moment the box also streams them to the core.  A file in the
 spool costs a few tenths of a millisecond to write when the image arrives (no fsync:
 the bucket is durable) and less to read.  So a copy is kept beside the outbox, keyed
-like the bucket object it copies, and removed once its set has shipped.
+like the bucket object it copies, and removed once its set has shipped or been rejected.
 
 The spool is a cache, never the only copy: a missing file, or one of the wrong size
 (a crash mid-write), is read from the bucket instead; a file whose bytes turn out wrong

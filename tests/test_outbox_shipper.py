@@ -55,12 +55,12 @@ class Loop:
             receiver.close()
             producer.close()
 
-    def gateway(self) -> tuple[Gateway, Shipper, Outbox]:
+    def gateway(self, token: str = TOKEN) -> tuple[Gateway, Shipper, Outbox]:
+        """The edge's gateway, and its shipper presenting ``token`` to the core."""
         outbox = Outbox(outbox_path(self.edge_settings.outbox_dir, EDGE))
         gateway = Gateway(self.edge_settings, EDGE, self.store, outbox)
-        shipper = Shipper(
-            self.edge_settings, EDGE, outbox, gateway.pending_hard_examples, backoff_base_s=0.05
-        )
+        shipping = self.edge_settings.model_copy(update={"edge_token": SecretStr(token)})
+        shipper = Shipper(shipping, EDGE, outbox, gateway.pending_hard_examples, backoff_base_s=0.05)
         return gateway, shipper, outbox
 
     def dataset_images(self, version: str) -> dict[str, str]:
@@ -186,9 +186,7 @@ def test_labelled_hard_examples_ship_with_the_next_set(loop: Loop) -> None:
 
 
 def test_a_set_the_core_refuses_is_kept_with_the_reason_and_its_images(loop: Loop) -> None:
-    gateway, _, outbox = loop.gateway()
-    wrong = loop.edge_settings.model_copy(update={"edge_token": SecretStr("not-the-token-000000000")})
-    shipper = Shipper(wrong, EDGE, outbox, gateway.pending_hard_examples)
+    gateway, shipper, outbox = loop.gateway(token="not-the-token-000000000")
     accepted = _accept(gateway, "COLA-330", [40])
     set_id, _ = gateway.complete("COLA-330")
 
@@ -197,11 +195,7 @@ def test_a_set_the_core_refuses_is_kept_with_the_reason_and_its_images(loop: Loo
 
     assert result[0].outcome == "rejected" and "401" in (result[0].reason or "")
     assert _status(outbox, set_id) == REJECTED
-    layout = Layout(loop.edge_settings)
-    stored = {
-        o.location.key.split("/")[2].split(".")[0] for o in loop.store.list(layout.incoming_prefix(EDGE))
-    }
-    assert stored == accepted
+    assert _stored(loop) == accepted
 
 
 def test_an_image_changed_on_the_edge_with_no_spooled_copy_keeps_the_set_aside_naming_it(loop: Loop) -> None:
@@ -249,11 +243,27 @@ def test_the_spooled_copies_of_a_shipped_set_are_removed_and_the_bucket_keeps_it
         shipper.ship_due()
 
     assert not any(path.exists() for path in spooled)
+    assert _stored(loop) == accepted
+
+
+def test_the_spooled_copies_of_a_rejected_set_are_removed_and_the_bucket_keeps_its_images(loop: Loop) -> None:
+    gateway, shipper, outbox = loop.gateway(token="not-the-token-000000000")
+    accepted = _accept(gateway, "COLA-330", [67])
+    set_id, _ = gateway.complete("COLA-330")
+    spooled = [outbox.spool.path(item.key) for item in outbox.items(set_id)]
+
+    with loop.core():
+        result = shipper.ship_due()
+
+    assert result[0].outcome == "rejected"
+    assert not any(path.exists() for path in spooled)
+    assert _stored(loop) == accepted
+
+
+def _stored(loop: Loop) -> set[str]:
+    """The sha256 of every image in the edge bucket's incoming prefix."""
     layout = Layout(loop.edge_settings)
-    stored = {
-        o.location.key.split("/")[2].split(".")[0] for o in loop.store.list(layout.incoming_prefix(EDGE))
-    }
-    assert stored == accepted
+    return {o.location.key.split("/")[2].split(".")[0] for o in loop.store.list(layout.incoming_prefix(EDGE))}
 
 
 def _flip_middle_byte(data: bytes) -> bytes:
