@@ -128,6 +128,10 @@ class ControllerFleet:
             if slot.spec.edge in event.edge_uris:
                 self._schedule(slot, event)
 
+    def idle(self) -> bool:
+        """No pass is queued or running (a retry waiting for its backoff does not count)."""
+        return not any(slot.queued or slot.running for slot in self._slots.values())
+
     def statuses(self) -> list[EdgeStatus]:
         return list(self._pool.map(lambda s: status(s.spec, s.target, self.ctx), self._slots.values()))
 

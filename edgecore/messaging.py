@@ -230,6 +230,11 @@ class EventConsumer(Generic[T]):
         return coordinator is not None and coordinator.generation_if_stable() is not None
 
     @property
+    def joined(self) -> bool:
+        """The watchdog has seen this consumer in its group (it will not be replaced)."""
+        return self._joined_by is None
+
+    @property
     def consumer(self) -> KafkaConsumer:
         return self._consumer
 

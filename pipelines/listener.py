@@ -221,6 +221,9 @@ class Listener:
             "edgecore_listener_dead_lettered", "Malformed records sent to the DLQ", registry=self.registry
         )
         self.lag = Gauge("edgecore_listener_lag", "Records not yet consumed", registry=self.registry)
+        self.polls = Counter(
+            "edgecore_listener_polls", "Polls of Kafka, failed ones too (liveness)", registry=self.registry
+        )
 
     # -- records -----------------------------------------------------------------------
     def parse(self, record: ConsumerRecord) -> DatasetVersion | None:
@@ -286,6 +289,12 @@ class Listener:
         return EventConsumer(self.settings, group_id, topics, self.parse, dead_letters)
 
     def run(self, stop: threading.Event, group_id: str = GROUP_ID, lag_every_s: float = 5.0) -> None:
+        """Consume until ``stop``; a graceful stop launches nothing early.
+
+        Versions still inside their coalescing window stay pending in the durable ledger,
+        and the next start launches them once their window is over: stopping (a rolling
+        restart, say) never splits a burst into extra runs, and loses nothing.
+        """
         self.recover()
         consumer = self.consumer(group_id)
         counted = (0, 0)
@@ -297,6 +306,7 @@ class Listener:
                 except Exception as exc:
                     log.warning("poll failed, retrying: %s", exc)
                     stop.wait(1.0)
+                self.polls.inc()
                 stats = consumer.stats
                 self.consumed.inc(stats.consumed - counted[0])
                 self.dead_lettered.inc(stats.dead_lettered - counted[1])

@@ -13,10 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from edge_sync_support import EdgeCluster, corrupt_in_place, deliver, model_files, subprocess_env
+from uplink_support import committed, end_offset
 
 from edge_sync.controller import SyncContext, reconcile
 from edge_sync.fleet import dump_fleet
 from edge_sync.main import ControllerFleet
+from edge_sync.sources import consumer_group
 from edgecore.events import ModelPublished
 from edgecore.layout import Location, edge_model_name
 from edgecore.messaging import EventProducer, ensure_topics
@@ -173,7 +175,10 @@ def test_a_model_published_event_delivers_and_a_repeated_event_changes_nothing(
                 and cluster.annotations(EDGE).get("edgecore.io/synced-at") is not None
             )
         )
-        time.sleep(1.0)  # let the repeated event be handled too
+        # the repeated event is handled too: both committed, and the pass it caused is over
+        group, topic = consumer_group(unique), settings.topic_model_published
+        assert _wait_for(lambda: committed(settings, group, topic) == end_offset(settings, topic))
+        assert _wait_for(fleet.idle)
     finally:
         producer.close()
         stop.set()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from test_listener import ready
-from uplink_support import free_port, wait_for
+from uplink_support import committed, end_offset, free_port, wait_for
 
 from edgecore import events
 from edgecore.errors import ServiceUnavailable
@@ -88,14 +88,21 @@ def test_consumption_resumes_after_the_broker_restarts(
 
         pid_before = kafka.process.pid()
         assert kafka.process.stop(), "the private broker was not running"
-        time.sleep(5)  # the listener polls a dead broker for a while
+
+        def polls() -> float:
+            return listener.registry.get_sample_value("edgecore_listener_polls_total") or 0.0
+
+        before = polls()
+        wait_for(lambda: polls() >= before + 20, 60, what="polls of the dead broker")
         assert thread.is_alive(), "the listener stopped while the broker was down"
         kafka.start(timeout_s=240)
         assert kafka.process.pid() not in (None, pid_before)
 
         publish(cfg, ready(cfg, edge, "v000002"))
         wait_for(lambda: len(launched(launcher)) >= 2, 180, what="the run of v000002 after the restart")
-        time.sleep(2)  # a re-delivery of v000001 after the restart would launch now
+        # a re-delivery of v000001 after the restart would have launched once this is true
+        group, topic = f"test-restart-{unique}", cfg.topic_training_data_ready
+        wait_for(lambda: committed(cfg, group, topic) == end_offset(cfg, topic), 120, what="all committed")
     finally:
         stop.set()
         thread.join(timeout=60)

@@ -9,6 +9,7 @@ import time
 import pytest
 from kafka import KafkaConsumer
 from samples import READY
+from uplink_support import wait_for
 
 from edgecore.errors import PermanentError
 from edgecore.events import TrainingDataReady
@@ -170,7 +171,12 @@ def test_a_member_left_without_partitions_stays_in_its_group(topics: Settings, u
     threads = [threading.Thread(target=m.run, args=(lambda env, rec: None, stop, 200)) for m in members]
     for thread in threads:
         thread.start()
-    stop.wait(20.0)
+    # every member judged in its group by the watchdog, or one replaced: either way it has decided
+    wait_for(
+        lambda: all(m.joined for m in members) or [m.consumer for m in members] != originals,
+        90,
+        what="the watchdog's verdict on every member",
+    )
     stop.set()
     for thread in threads:
         thread.join(timeout=10)

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 from serving_support import Server, kiosk_jpeg, point_at, publish_to_edge, running_server
+from uplink_support import wait_for
 
 from edgecore.layout import TFLITE_FILE, Layout, Location
 from edgecore.settings import Settings
@@ -85,12 +86,16 @@ def test_swap_under_concurrent_load_fails_no_request(
     threads = [threading.Thread(target=_hammer, args=(server, stop, outcomes[n], n)) for n in range(4)]
     for t in threads:
         t.start()
-    time.sleep(1.0)
+    wait_for(lambda: all(len(o) >= 5 for o in outcomes), 60, what="every client answered before the swap")
 
     point_at(store, layout, server.edge, "v000002", fleet.uris["v000002"])
     loaded = httpx.post(f"{server.url}/v2/repository/models/{server.model}/load", timeout=120)
     swapped_at = time.monotonic()
-    time.sleep(1.0)
+    wait_for(
+        lambda: all(sum(o.started > swapped_at for o in list(per)) >= 5 for per in outcomes),
+        60,
+        what="every client answered after the swap",
+    )
     stop.set()
     for t in threads:
         t.join()

@@ -14,9 +14,12 @@ from typing import TypeVar
 import numpy as np
 import uvicorn
 from fastapi import FastAPI
+from kafka import KafkaConsumer
 from PIL import Image
 
 from edgecore.demo.world import free_port as free_port  # the tests' one way to pick a port
+from edgecore.messaging import wait_for_partitions
+from edgecore.settings import Settings
 
 T = TypeVar("T")
 
@@ -138,3 +141,25 @@ def damaging_proxy(target_port: int, skip: int = 2000) -> Iterator[int]:
         yield port
     finally:
         listener.close()
+
+
+def committed(settings: Settings, group: str, topic: str) -> int:
+    """The offsets ``group`` has committed on ``topic``, summed over its partitions."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, group_id=group, enable_auto_commit=False
+    )
+    try:
+        parts = wait_for_partitions(consumer, [topic], 30, settings.kafka_bootstrap_servers)
+        return sum(consumer.committed(tp) or 0 for tp in parts)
+    finally:
+        consumer.close()
+
+
+def end_offset(settings: Settings, topic: str) -> int:
+    """How many records ``topic`` holds, summed over its partitions."""
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    try:
+        parts = wait_for_partitions(consumer, [topic], 30, settings.kafka_bootstrap_servers)
+        return sum(consumer.end_offsets(parts).values())
+    finally:
+        consumer.close()
