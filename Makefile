@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-PACKAGES := edgecore components pipelines serving edge_sync
+PACKAGES := foundation edgecore components pipelines serving edge_sync testkit
 
 .PHONY: setup demo test lint stack-down
 

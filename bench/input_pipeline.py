@@ -15,13 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from components.train import TrainConfig, build_model, configure_tensorflow, make_dataset, reproducible
-from edgecore.preprocessing import preprocess
+from components.artefacts import configure_tensorflow
+from components.train import TrainConfig, build_model, make_dataset, reproducible
 from edgecore.synthetic.generator import generate_store
 from edgecore.synthetic.products import HYPERMARKET
+from foundation.preprocessing import preprocess
 
 
 def arrays(images: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The same photos, preprocessed into arrays: the in-memory side, and the pipeline's input."""
     with tempfile.TemporaryDirectory() as tmp:
         catalogue = generate_store(Path(tmp), HYPERMARKET, seed=3, images_per_product=images)
         xs, ys = [], []
@@ -33,6 +35,7 @@ def arrays(images: int, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def images_per_second(fit: Callable[[int], None], n: int, epochs: int) -> float:
+    """Training images/s of ``fit``, after one untimed epoch that traces the graph and warms up."""
     fit(1)  # trace and warm up outside the timing
     started = time.perf_counter()
     fit(epochs)
@@ -40,6 +43,7 @@ def images_per_second(fit: Callable[[int], None], n: int, epochs: int) -> float:
 
 
 def main() -> None:
+    """Both ways of feeding ``fit`` (same seed, model and data, one run): the ratio isolates the input."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=int, default=40, help="photos per product (12 products)")
     parser.add_argument("--epochs", type=int, default=3)

@@ -7,11 +7,11 @@ import uuid
 from pathlib import Path
 
 from components.evaluate import Evaluation
-from edgecore.layout import Layout
-from edgecore.settings import Settings
-from edgecore.storage import ObjectStore
 from edgecore.synthetic.generator import generate
 from edgecore.synthetic.upload import upload_folder
+from foundation.layout import Layout
+from foundation.settings import Settings
+from foundation.storage.store import ObjectStore
 
 
 def isolated_settings() -> Settings:
@@ -30,8 +30,9 @@ def isolated_settings() -> Settings:
 def upload_demo(
     settings: Settings, root: Path, seed: int, images: int, edges: list[str], new_product: bool = False
 ) -> None:
+    """Generate the demo photos and put each edge's folder in its bucket, as its gateway would have."""
     generate(root, seed, images, edges, new_product)
-    store, layout = ObjectStore(settings), Layout(settings)
+    store, layout = ObjectStore(settings.s3), Layout(settings.buckets)
     for edge in edges:
         upload_folder(store, layout, root / edge, edge)
 

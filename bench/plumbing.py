@@ -21,6 +21,7 @@ from pipelines.submit import run_local
 
 
 def main() -> None:
+    """One run of the DAG; its wall time against the steps' own compute, per task and per edge branch."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=int, default=30, help="photos per product")
     parser.add_argument("--epochs", type=int, default=20)

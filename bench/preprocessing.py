@@ -1,4 +1,4 @@
-"""Preprocessing: images/s of the shared ``edgecore.preprocessing.preprocess`` versus a naive
+"""Preprocessing: images/s of the shared ``foundation.preprocessing.preprocess`` versus a naive
 scikit-image pipeline (full decode, centre crop, anti-aliased ``resize``), same photos, same run.
 
     .venv/bin/python bench/preprocessing.py [--images 200] [--size 64]
@@ -15,12 +15,13 @@ import numpy as np
 from skimage import io as skio
 from skimage import transform
 
-from edgecore.preprocessing import preprocess
 from edgecore.synthetic.photos import photo_rng, render
 from edgecore.synthetic.products import UNIVERSE
+from foundation.preprocessing import preprocess
 
 
 def naive(data: bytes, size: int) -> np.ndarray:
+    """The obvious pipeline (full decode, centre crop, anti-aliased resize): what the shared one replaces."""
     image = skio.imread(io.BytesIO(data))
     h, w = image.shape[:2]
     side = min(h, w)
@@ -31,6 +32,7 @@ def naive(data: bytes, size: int) -> np.ndarray:
 
 
 def rate(fn: Callable[[bytes, int], np.ndarray], photos: list[bytes], size: int, rounds: int = 3) -> float:
+    """Images/s of ``fn``, best of ``rounds`` passes: a busy moment on a shared machine does not count."""
     best = float("inf")
     for _ in range(rounds):
         started = time.perf_counter()
@@ -41,6 +43,7 @@ def rate(fn: Callable[[bytes, int], np.ndarray], photos: list[bytes], size: int,
 
 
 def main() -> None:
+    """Both on the same photos, and how far apart their tensors are: speed alone would prove nothing."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--size", type=int, default=64)

@@ -18,6 +18,7 @@ from pipelines.submit import run_local
 
 
 def main() -> None:
+    """Round 1 trains every edge; round 2 adds a product at the hypermarket and compares with round 1."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=int, default=60, help="photos per product")
     parser.add_argument("--epochs", type=int, default=40)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -10,40 +9,42 @@ from typing import Any
 
 from rich.console import Console
 
-from edgecore.events import ModelPublished
-from edgecore.layout import Layout, Location, edge_model_name
-from edgecore.settings import Settings
-from edgecore.storage import ObjectStore
-
-TESTS = Path(__file__).resolve().parents[1] / "tests"
-sys.path.insert(0, str(TESTS))  # the test support: real model versions, the Kubernetes API server
+from foundation.events import ModelPublished
+from foundation.layout import Layout, Location, edge_model_name
+from foundation.settings import Settings
+from foundation.storage.store import ObjectStore
 
 console = Console(stderr=True)
 out = Console(width=150)
 
 
 def bench_settings(tag: str, workers: int) -> Settings:
-    return Settings(
-        edge_bucket_prefix=f"bench-{tag}-",
+    """Topics, bucket prefix and state of this run only.
+
+    Polling is hourly, so only events (and the start-up poll) trigger syncs: what is timed.
+    """
+    return Settings().updated(
         state_dir=Path(tempfile.mkdtemp(prefix="edge-sync-bench-")),
-        topic_model_published=f"bench-published-{tag}",
-        topic_dead_letter=f"bench-dlq-{tag}",
-        topic_training_data_ready=f"bench-ready-{tag}",
-        topic_s3_events=f"bench-s3-{tag}",
-        edge_sync_poll_s=3600.0,  # only events (and the start-up poll) trigger syncs here
-        edge_sync_workers=workers,
-        edge_sync_ready_timeout_s=120.0,
+        buckets={"edge_prefix": f"bench-{tag}-"},
+        kafka={
+            "topic_model_published": f"bench-published-{tag}",
+            "topic_dead_letter": f"bench-dlq-{tag}",
+            "topic_training_data_ready": f"bench-ready-{tag}",
+            "topic_s3_events": f"bench-s3-{tag}",
+        },
+        delivery={"poll_s": 3600.0, "workers": workers, "ready_timeout_s": 120.0},
     )
 
 
 def event_for(
     settings: Settings, layout: Layout, edge: str, version: str, files: dict[str, str]
 ) -> ModelPublished:
+    """The ``model-published`` event the publish step sends for ``version`` of ``edge``'s model."""
     model = edge_model_name(edge)
     return ModelPublished(
         model=model,
         version=version,
-        registry_uri=f"s3://{settings.models_bucket}/models/{model}/{version}/",
+        registry_uri=f"s3://{settings.buckets.models}/models/{model}/{version}/",
         edge_uris={edge: layout.edge_model_prefix(edge, model, version).uri},
         files=files,
         labels=["APPLE-RED", "LIME-GREEN", "BLUEBERRY-BOX"],
@@ -51,6 +52,8 @@ def event_for(
 
 
 def drop_buckets(store: ObjectStore, buckets: list[str]) -> None:
+    """Empty and delete the run's buckets, in parallel, so a run leaves MinIO as it found it."""
+
     def drop(bucket: str) -> None:
         keys: list[Any] = [{"Key": o.location.key} for o in store.list(Location(bucket, ""))]
         for i in range(0, len(keys), 1000):

@@ -27,41 +27,40 @@ import argparse
 import hashlib
 import io
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from statistics import median
 from typing import Any
 
 import boto3
-import httpx
 import numpy as np
-import psutil
 from boto3.s3.transfer import TransferConfig
+from measure import cpu_seconds, peak_rss_mb
 from PIL import Image
-from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
+from transfer_path import EDGE, SKU, bench_settings, env_of, prepare_set, ship_worker, start_receiver
 
-from edge_sync.gateway import Gateway
-from edge_sync.outbox import Outbox, outbox_path
-from edgecore.layout import Layout, Location
-from edgecore.messaging import ensure_topics
-from edgecore.settings import Settings
 from edgecore.stack import Stack
-from edgecore.storage import ObjectStore
+from foundation.layout import Layout, Location
+from foundation.messaging import ensure_topics
+from foundation.settings import Settings
+from foundation.storage.store import ObjectStore
+from testkit.uplink import free_port
 
 console = Console(stderr=True)
-EDGE = "bench-edge"
-SKU = "BENCH-ITEM"
-TOKEN = "bench-token-0123456789abcdef"
-IMAGE_BYTES = 1 << 20
+BASELINES = {
+    "baseline": "boto3 multipart (baseline)",
+    "read_write": "boto3 multipart while reading the images from the edge bucket",
+    "per_image": "boto3 put_object per image, 16 threads",
+}
+"""The reference paths, in the order they run and are printed, with their labels."""
 
 
 def base_jpeg() -> bytes:
@@ -106,13 +105,8 @@ class Chain(io.RawIOBase):
         return written
 
 
-def cpu_s(pid: int) -> float:
-    times = psutil.Process(pid).cpu_times()
-    return float(times.user + times.system)
-
-
 class CpuMeter:
-    """CPU seconds MinIO and this process spend between ``start`` and ``stop``."""
+    """CPU seconds MinIO and this process spend inside the ``with`` block: where a path's time goes."""
 
     def __init__(self) -> None:
         pid = Stack(Settings()).minio.process.pid()  # the stack's own state dir, not the run's
@@ -121,121 +115,25 @@ class CpuMeter:
         self.minio_pid = pid
 
     def __enter__(self) -> CpuMeter:
-        self._minio, self._self = cpu_s(self.minio_pid), time.process_time()
+        self._minio, self._self = cpu_seconds(self.minio_pid), time.process_time()
         return self
 
     def __exit__(self, *_: object) -> None:
-        self.minio = cpu_s(self.minio_pid) - self._minio
+        self.minio = cpu_seconds(self.minio_pid) - self._minio
         self.client = time.process_time() - self._self
 
 
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmHWM for pid {pid}")
+def ship(cfg: Settings, run: str, port: int, workdir: Path, size_mb: int) -> dict[str, Any]:
+    """Ship the set through a real receiver: the timed edge→core path, and what it cost.
 
-
-def bench_settings(run: str, state_dir: Path, port: int) -> Settings:
-    return Settings(
-        training_bucket=f"bench-train-{run}",
-        edge_bucket_prefix=f"bench-{run}-",
-        topic_training_data_ready=f"bench-tdr-{run}",
-        state_dir=state_dir,
-        receiver_port=port,
-        receiver_url=f"http://127.0.0.1:{port}",
-        edge_token=SecretStr(TOKEN),
-    )
-
-
-def env_of(cfg: Settings) -> dict[str, str]:
-    return {
-        **os.environ,
-        "EDGECORE_TRAINING_BUCKET": cfg.training_bucket,
-        "EDGECORE_EDGE_BUCKET_PREFIX": cfg.edge_bucket_prefix,
-        "EDGECORE_TOPIC_TRAINING_DATA_READY": cfg.topic_training_data_ready,
-        "EDGECORE_STATE_DIR": str(cfg.state_dir),
-        "EDGECORE_RECEIVER_PORT": str(cfg.receiver_port),
-        "EDGECORE_RECEIVER_URL": cfg.receiver_url,
-        "EDGECORE_EDGE_TOKEN": TOKEN,
-        "EDGECORE_EDGE_TOKENS": json.dumps({EDGE: TOKEN}),
-    }
-
-
-def prepare_set(cfg: Settings, store: ObjectStore, images: list[bytes]) -> float:
-    """Accept the images through the real gateway and complete one set (not timed).
-
-    The gateway stores each image in the edge bucket and keeps its spool copy, as it does
-    for a device; returns the CPU seconds those spool copies took, the part of the
-    acceptance the transfer relies on.
+    The shipper is a worker process of its own, so that its peak RSS is the shipper's;
+    the receiver's RSS is read before and after, its CPU across the shipping.
     """
-    outbox = Outbox(outbox_path(cfg.outbox_dir, EDGE))
-    spool_put = outbox.spool.put
-    spool_cpu = 0.0
-
-    def timed_put(key: str, data: bytes) -> None:
-        nonlocal spool_cpu
-        started = time.process_time()
-        spool_put(key, data)
-        spool_cpu += time.process_time() - started
-
-    outbox.spool.put = timed_put  # type: ignore[method-assign]
-    gateway = Gateway(cfg, EDGE, store, outbox)
-    for data in images:
-        gateway.accept_image(SKU, "image/jpeg", data)
-    gateway.complete(SKU)
-    outbox.close()
-    return spool_cpu
-
-
-def ship_worker(state_dir: Path, run: str, port: int) -> None:
-    """Runs in its own process: ship the outbox once, print seconds and peak RSS as JSON."""
-    from edge_sync.shipper import Shipper
-
-    cfg = bench_settings(run, state_dir, port)
-    outbox = Outbox(outbox_path(cfg.outbox_dir, EDGE))
-    shipper = Shipper(cfg, EDGE, outbox, list)
-    started, cpu = time.perf_counter(), time.process_time()
-    results = shipper.ship_due()
-    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
-    outcomes = [r.outcome for r in results]
-    print(
-        json.dumps(
-            {"seconds": seconds, "cpu_s": cpu, "outcomes": outcomes, "peak_rss_mb": peak_rss_mb(os.getpid())}
-        )
-    )
-
-
-def start_receiver(cfg: Settings, log: Path) -> subprocess.Popen[bytes]:
-    command = [str(Path(sys.executable).parent / "edgecore"), "edge", "receiver"]
-    proc = subprocess.Popen(command, env=env_of(cfg), stdout=log.open("ab"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{cfg.receiver_url}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError(f"receiver did not start; see {log}")
-
-
-def edge_to_core(size_mb: int, base: bytes, workdir: Path, with_baseline: bool) -> dict[str, Any]:
-    run = uuid.uuid4().hex[:8]
-    port = _free_port()
-    cfg = bench_settings(run, workdir / run, port)
-    ensure_topics(cfg)
-    store = ObjectStore(cfg)
-    count = max(1, size_mb * (1 << 20) // len(base))
-    images = [variant(base, i) for i in range(count)]
-    total = sum(len(i) for i in images)
-    with console.status(f"[{size_mb} MB] putting {count} images in the edge bucket"):
-        spool_cpu = prepare_set(cfg, store, images)
     receiver = start_receiver(cfg, workdir / f"receiver-{run}.log")
     meter = CpuMeter()
     try:
         receiver_idle = peak_rss_mb(receiver.pid)
-        receiver_cpu = cpu_s(receiver.pid)
+        receiver_cpu = cpu_seconds(receiver.pid)
         with console.status(f"[{size_mb} MB] shipping edge → core"), meter:
             worker = subprocess.run(
                 [sys.executable, __file__, "--ship-worker", str(cfg.state_dir), run, str(port)],
@@ -246,50 +144,82 @@ def edge_to_core(size_mb: int, base: bytes, workdir: Path, with_baseline: bool) 
             )
         shipped = json.loads(worker.stdout.strip().splitlines()[-1])
         receiver_peak = peak_rss_mb(receiver.pid)
-        receiver_cpu = cpu_s(receiver.pid) - receiver_cpu
+        receiver_cpu = cpu_seconds(receiver.pid) - receiver_cpu
     finally:
         receiver.send_signal(signal.SIGTERM)
         receiver.wait(timeout=60)
     if shipped["outcomes"] != ["shipped"]:
         raise RuntimeError(f"the set did not ship: {shipped}")
-    cpu = {"MinIO": meter.minio, "receiver": receiver_cpu, "shipper": shipped["cpu_s"]}
-    paths: dict[str, tuple[float, dict[str, float]]] = {}
-    if with_baseline:
-        for name, path in (
-            ("baseline", lambda: baseline(cfg, store, images)),
-            ("read_write", lambda: baseline_while_reading(cfg, store, images)),
-            ("per_image", lambda: baseline_per_image(cfg, images)),
-        ):
-            with CpuMeter() as used:
-                seconds = path()
-            paths[name] = (seconds, {"MinIO": used.minio, "client": used.client})
-    cleanup(store, [cfg.training_bucket, Layout(cfg).edge_bucket(EDGE)])
     return {
-        "size_mb": total / (1 << 20),
-        "images": count,
-        "edge_to_core_s": shipped["seconds"],
-        "edge_to_core_cpu": cpu,
-        "spool_cpu": spool_cpu,
-        "paths": paths,
+        "seconds": shipped["seconds"],
+        "cpu": {"MinIO": meter.minio, "receiver": receiver_cpu, "shipper": shipped["cpu_s"]},
         "shipper_peak_mb": shipped["peak_rss_mb"],
         "receiver_idle_mb": receiver_idle,
         "receiver_peak_mb": receiver_peak,
     }
 
 
+def edge_to_core(size_mb: int, base: bytes, workdir: Path, with_baseline: bool) -> dict[str, Any]:
+    """One set of ``size_mb`` through the real path, and (``with_baseline``) the references.
+
+    Each call has buckets of its own and drops them at the end, so rounds are independent.
+    """
+    run = uuid.uuid4().hex[:8]
+    port = free_port()
+    cfg = bench_settings(run, workdir / run, port)
+    ensure_topics(cfg.kafka)
+    store = ObjectStore(cfg.s3)
+    count = max(1, size_mb * (1 << 20) // len(base))
+    images = [variant(base, i) for i in range(count)]
+    total = sum(len(i) for i in images)
+    with console.status(f"[{size_mb} MB] putting {count} images in the edge bucket"):
+        spool_cpu = prepare_set(cfg, images)
+    shipped = ship(cfg, run, port, workdir, size_mb)
+    paths = time_baselines(cfg, store, images) if with_baseline else {}
+    cleanup(store, [cfg.buckets.training, Layout(cfg.buckets).edge_bucket(EDGE)])
+    return {
+        "size_mb": total / (1 << 20),
+        "images": count,
+        "edge_to_core_s": shipped["seconds"],
+        "edge_to_core_cpu": shipped["cpu"],
+        "spool_cpu": spool_cpu,
+        "paths": paths,
+        "shipper_peak_mb": shipped["shipper_peak_mb"],
+        "receiver_idle_mb": shipped["receiver_idle_mb"],
+        "receiver_peak_mb": shipped["receiver_peak_mb"],
+    }
+
+
+def time_baselines(
+    cfg: Settings, store: ObjectStore, images: list[bytes]
+) -> dict[str, tuple[float, dict[str, float]]]:
+    """Each reference path's seconds, with the CPU MinIO and this process spent on it."""
+    references: dict[str, Callable[[], float]] = {
+        "baseline": lambda: baseline(cfg, store, images),
+        "read_write": lambda: baseline_while_reading(cfg, store, images),
+        "per_image": lambda: baseline_per_image(cfg, images),
+    }
+    paths: dict[str, tuple[float, dict[str, float]]] = {}
+    for name, path in references.items():
+        with CpuMeter() as used:
+            seconds = path()
+        paths[name] = (seconds, {"MinIO": used.minio, "client": used.client})
+    return paths
+
+
 def baseline(cfg: Settings, store: ObjectStore, images: list[bytes]) -> float:
     """Raw boto3 managed multipart upload of the same bytes to the same MinIO."""
     client = _client(cfg)
-    store.ensure_bucket(cfg.training_bucket)
+    store.ensure_bucket(cfg.buckets.training)
     config = TransferConfig(multipart_threshold=8 << 20, multipart_chunksize=8 << 20, max_concurrency=10)
     started = time.perf_counter()
-    client.upload_fileobj(Chain(images), cfg.training_bucket, "baseline/all-images.bin", Config=config)
+    client.upload_fileobj(Chain(images), cfg.buckets.training, "baseline/all-images.bin", Config=config)
     return time.perf_counter() - started
 
 
 def baseline_while_reading(cfg: Settings, store: ObjectStore, images: list[bytes]) -> float:
     """The baseline upload while the same images are read from the edge bucket: wall seconds."""
-    layout = Layout(cfg)
+    layout = Layout(cfg.buckets)
     keys = [layout.incoming_image(EDGE, SKU, hashlib.sha256(d).hexdigest(), "jpg") for d in images]
     with ThreadPoolExecutor(8) as pool:
         started = time.perf_counter()
@@ -311,7 +241,7 @@ def baseline_per_image(cfg: Settings, images: list[bytes], threads: int = 16) ->
         keys = (f"baseline/objects/{i}.jpg" for i in range(len(images)))
         list(
             pool.map(
-                lambda kv: client.put_object(Bucket=cfg.training_bucket, Key=kv[0], Body=kv[1]),
+                lambda kv: client.put_object(Bucket=cfg.buckets.training, Key=kv[0], Body=kv[1]),
                 zip(keys, images, strict=True),
             )
         )
@@ -319,29 +249,93 @@ def baseline_per_image(cfg: Settings, images: list[bytes], threads: int = 16) ->
 
 
 def _client(cfg: Settings) -> Any:
+    """A plain boto3 client on the same endpoint: the baselines must not go through edgecore's code."""
     return boto3.client(
         "s3",
-        endpoint_url=cfg.s3_endpoint_url,
-        aws_access_key_id=cfg.s3_access_key,
-        aws_secret_access_key=cfg.s3_secret_key.get_secret_value(),
-        region_name=cfg.s3_region,
+        endpoint_url=cfg.s3.endpoint_url,
+        aws_access_key_id=cfg.s3.access_key,
+        aws_secret_access_key=cfg.s3.secret_key.get_secret_value(),
+        region_name=cfg.s3.region,
     )
 
 
 def cleanup(store: ObjectStore, buckets: list[str]) -> None:
+    """Empty and delete the run's buckets, so that each round starts from nothing."""
     for bucket in buckets:
         for obj in store.list(Location(bucket, "")):
             store.delete(obj.location)
         store.client.delete_bucket(Bucket=bucket)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def report_throughput(rounds: list[dict[str, Any]]) -> None:
+    """Each path's median over the rounds (the machine is shared), then the ratios."""
+    t = rounds[0]
+    table = Table(
+        title=f"edge → core throughput, {t['size_mb']:.0f} MB in {t['images']} images, "
+        f"median of {len(rounds)} rounds"
+    )
+    for col in ("path", "seconds", "MB/s", "CPU seconds"):
+        table.add_column(col, justify="right")
+
+    def row(name: str, runs: list[tuple[float, dict[str, float]]]) -> float:
+        seconds = median(r[0] for r in runs)
+        used = ", ".join(f"{who} {median(r[1][who] for r in runs):.2f}" for who in runs[0][1])
+        table.add_row(name, f"{seconds:.2f}", f"{t['size_mb'] / seconds:.1f}", used)
+        return seconds
+
+    medians = {name: row(label, [r["paths"][name] for r in rounds]) for name, label in BASELINES.items()}
+    ours = row("shipper → receiver → MinIO", [(r["edge_to_core_s"], r["edge_to_core_cpu"]) for r in rounds])
+    Console(width=160).print(table)
+    report_ratios(rounds, medians, ours)
+
+
+def report_ratios(rounds: list[dict[str, Any]], medians: dict[str, float], ours: float) -> None:
+    """The goal's ratio (and each round's, to show the spread), the references', and the CPU."""
+    each = ", ".join(f"{r['paths']['baseline'][0] / r['edge_to_core_s']:.2f}" for r in rounds)
+    print(f"throughput ratio edge→core / boto3 multipart = {medians['baseline'] / ours:.2f} (goal ≥ 0.9)")
+    print(f"  the same ratio in each round: {each}")
+    print(
+        "throughput ratio edge→core / boto3 multipart while reading the edge bucket = "
+        f"{medians['read_write'] / ours:.2f}"
+    )
+    print(
+        "throughput ratio edge→core / boto3 put_object per image (16 threads) = "
+        f"{medians['per_image'] / ours:.2f}"
+    )
+    ours_cpu = median(sum(r["edge_to_core_cpu"].values()) for r in rounds)
+    base_cpu = median(sum(r["paths"]["baseline"][1].values()) for r in rounds)
+    spool_cpu = median(r["spool_cpu"] for r in rounds)
+    print(
+        f"CPU seconds, edge→core / baseline = {ours_cpu:.2f} / {base_cpu:.2f}; the gateway's spool copies "
+        f"of the set took {spool_cpu:.2f} CPU seconds when the images were accepted"
+    )
+
+
+def report_memory(runs: list[dict[str, Any]]) -> None:
+    """Peak RSS by set size: flat growth means memory does not scale with the set."""
+    table = Table(title="peak RSS (VmHWM) by set size")
+    for col in ("set MB", "shipper MB", "receiver idle MB", "receiver peak MB", "edge→core MB/s"):
+        table.add_column(col, justify="right")
+    for r in runs:
+        table.add_row(
+            f"{r['size_mb']:.0f}",
+            f"{r['shipper_peak_mb']:.0f}",
+            f"{r['receiver_idle_mb']:.0f}",
+            f"{r['receiver_peak_mb']:.0f}",
+            f"{r['size_mb'] / r['edge_to_core_s']:.1f}",
+        )
+    Console().print(table)
+    small, large = runs[0], runs[-1]
+    for who in ("shipper_peak_mb", "receiver_peak_mb"):
+        growth = large[who] / small[who]
+        print(
+            f"{who.split('_')[0]} peak RSS {large['size_mb']:.0f} MB set / {small['size_mb']:.0f} MB set = "
+            f"{growth:.3f} (goal ≤ 1.10)"
+        )
 
 
 def main() -> None:
+    """Throughput rounds first, then one run per memory set size; ``--ship-worker`` is the worker."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -367,67 +361,9 @@ def main() -> None:
 
     # The machine is shared: rounds alternate the paths, and the medians are compared.
     rounds = [edge_to_core(throughput, base, args.workdir, with_baseline=True) for _ in range(args.rounds)]
-    t = rounds[0]
-    table = Table(
-        title=f"edge → core throughput, {t['size_mb']:.0f} MB in {t['images']} images, "
-        f"median of {len(rounds)} rounds"
-    )
-    for col in ("path", "seconds", "MB/s", "CPU seconds"):
-        table.add_column(col, justify="right")
-
-    def row(name: str, runs: list[tuple[float, dict[str, float]]]) -> float:
-        seconds = median(r[0] for r in runs)
-        used = ", ".join(f"{who} {median(r[1][who] for r in runs):.2f}" for who in runs[0][1])
-        table.add_row(name, f"{seconds:.2f}", f"{t['size_mb'] / seconds:.1f}", used)
-        return seconds
-
-    labels = {
-        "baseline": "boto3 multipart (baseline)",
-        "read_write": "boto3 multipart while reading the images from the edge bucket",
-        "per_image": "boto3 put_object per image, 16 threads",
-    }
-    medians = {name: row(label, [r["paths"][name] for r in rounds]) for name, label in labels.items()}
-    ours = row("shipper → receiver → MinIO", [(r["edge_to_core_s"], r["edge_to_core_cpu"]) for r in rounds])
-    Console(width=160).print(table)
-    each = ", ".join(f"{r['paths']['baseline'][0] / r['edge_to_core_s']:.2f}" for r in rounds)
-    print(f"throughput ratio edge→core / boto3 multipart = {medians['baseline'] / ours:.2f} (goal ≥ 0.9)")
-    print(f"  the same ratio in each round: {each}")
-    print(
-        "throughput ratio edge→core / boto3 multipart while reading the edge bucket = "
-        f"{medians['read_write'] / ours:.2f}"
-    )
-    print(
-        "throughput ratio edge→core / boto3 put_object per image (16 threads) = "
-        f"{medians['per_image'] / ours:.2f}"
-    )
-    ours_cpu = median(sum(r["edge_to_core_cpu"].values()) for r in rounds)
-    base_cpu = median(sum(r["paths"]["baseline"][1].values()) for r in rounds)
-    spool_cpu = median(r["spool_cpu"] for r in rounds)
-    print(
-        f"CPU seconds, edge→core / baseline = {ours_cpu:.2f} / {base_cpu:.2f}; the gateway's spool copies "
-        f"of the set took {spool_cpu:.2f} CPU seconds when the images were accepted"
-    )
-
+    report_throughput(rounds)
     runs = [edge_to_core(size, base, args.workdir, with_baseline=False) for size in memory]
-    table = Table(title="peak RSS (VmHWM) by set size")
-    for col in ("set MB", "shipper MB", "receiver idle MB", "receiver peak MB", "edge→core MB/s"):
-        table.add_column(col, justify="right")
-    for r in runs:
-        table.add_row(
-            f"{r['size_mb']:.0f}",
-            f"{r['shipper_peak_mb']:.0f}",
-            f"{r['receiver_idle_mb']:.0f}",
-            f"{r['receiver_peak_mb']:.0f}",
-            f"{r['size_mb'] / r['edge_to_core_s']:.1f}",
-        )
-    Console().print(table)
-    small, large = runs[0], runs[-1]
-    for who in ("shipper_peak_mb", "receiver_peak_mb"):
-        growth = large[who] / small[who]
-        print(
-            f"{who.split('_')[0]} peak RSS {large['size_mb']:.0f} MB set / {small['size_mb']:.0f} MB set = "
-            f"{growth:.3f} (goal ≤ 1.10)"
-        )
+    report_memory(runs)
 
 
 if __name__ == "__main__":

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from edgecore.errors import IntegrityError
-from edgecore.layout import SAVED_MODEL_DIR, TFLITE_FILE
+from foundation.errors import IntegrityError
+from foundation.layout import SAVED_MODEL_DIR, TFLITE_FILE
 
 KERAS_FILE = "model.keras"
 PARITY_TOLERANCE = 1e-4
@@ -26,7 +26,7 @@ PARITY_SAMPLES = 32
 
 _UNUSED_OPTIONAL_IMPORTS = ("pandas", "matplotlib", "IPython")
 """Keras imports these at start-up when they are installed (DataFrame inputs, image plots, a
-notebook file editor); the steps use none of them and they are a third of TensorFlow's
+notebook file editor); the steps use none of them and they are much of TensorFlow's
 import time.  They are hidden only while Keras first loads, and only when not yet imported."""
 
 

@@ -20,8 +20,8 @@ import numpy.typing as npt
 
 from components.artefacts import KERAS_FILE, configure_tensorflow, has_serving_files, litert_predict
 from components.prepare import PreparedData
-from edgecore.layout import LABELS_FILE, MANIFEST, TFLITE_FILE
-from edgecore.manifest import Manifest
+from foundation.layout import LABELS_FILE, MANIFEST, TFLITE_FILE
+from foundation.manifest import Manifest
 
 EVALUATION_FILE = "evaluation.json"
 

@@ -25,8 +25,8 @@ import numpy.typing as npt
 
 from components.artefacts import KERAS_FILE, configure_tensorflow, has_serving_files, write_serving_files
 from components.train import HISTORY_FILE
-from edgecore.catalogue import Catalogue
-from edgecore.layout import (
+from foundation.catalogue import Catalogue
+from foundation.layout import (
     CATALOGUE_FILE,
     LABELS_FILE,
     MANIFEST,
@@ -35,7 +35,7 @@ from edgecore.layout import (
     TFLITE_FILE,
     edge_model_name,
 )
-from edgecore.manifest import Manifest, entries_for_dir
+from foundation.manifest import Manifest, entries_for_dir
 
 UNPUBLISHED = "unpublished"
 """The manifest version of an export; publish replaces it with the registry version."""
@@ -50,7 +50,7 @@ def model_card(
         "",
         f"Recognises the {len(labels)} products of edge `{edge}` from a kiosk photo.",
         "",
-        "- Input: one RGB photo, preprocessed by `edgecore.preprocessing.preprocess` "
+        "- Input: one RGB photo, preprocessed by `foundation.preprocessing.preprocess` "
         f"to float32 `[1, {metadata.get('image_size')}, {metadata.get('image_size')}, 3]` in [0, 1].",
         "- Output: softmax probabilities in the order of `labels.json`.",
         f"- Trained on: {', '.join(metadata.get('datasets', [])) or 'unknown'}.",

@@ -1,56 +1,51 @@
 """ingest: snapshot the dataset versions an edge's model trains on, from S3 to a local folder.
 
-The snapshot holds the images whose SKU the edge's catalogue lists (from every
-requested dataset version, plus the edge's labelled hard examples), the catalogue
-itself, and a manifest that names the exact dataset versions used, so a run can be
-reproduced and audited.  Every file is verified against its sha256 on the way down.
+The snapshot holds the images whose SKU the edge's catalogue lists, from every requested
+dataset version (labelled hard examples arrive the same way: they ship inside the
+edge's sets), the catalogue itself, and a manifest naming the exact dataset versions
+used, so a run can be reproduced and audited.  Every image is checked against its
+manifest's sha256 on the way down; a set's images are read by range out of its shard.
 """
 
 from __future__ import annotations
 
-import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from edgecore.catalogue import Catalogue
-from edgecore.errors import InvalidInput, NotFound
-from edgecore.layout import (
+from foundation.catalogue import Catalogue
+from foundation.errors import InvalidInput, NotFound
+from foundation.layout import (
     CATALOGUE_FILE,
     MANIFEST,
     Layout,
     Location,
     check_extension,
     check_name,
-    check_sku,
+    edge_model_name,
     parse_version,
-    version_of_key,
 )
-from edgecore.manifest import Manifest, entries_for_dir
-
-if TYPE_CHECKING:  # boto3 takes a while to import; prepare/train read IMAGES_DIR without S3
-    from edgecore.storage import ObjectStore
+from foundation.manifest import Manifest, entries_for_dir
+from foundation.registry import complete_versions, fetch_verified, newest_version, read_version
+from foundation.storage.objects import ObjectReader
 
 IMAGES_DIR = "images"
-MAX_MANIFEST_BYTES = 64 * 1_048_576
 MAX_CATALOGUE_BYTES = 1_048_576
 
 
 @dataclass(frozen=True)
 class Source:
-    """Where a snapshot file comes from: its own object, or a slice of a dataset's tar shard.
+    """Where a snapshot image comes from: its own object, or a slice of a dataset's tar shard.
 
-    Sets shipped by edges are stored as one shard per version (``offset``, ``size``
-    locate the image in it); uploaded folders keep one object per image.  Both are
-    verified against the manifest's sha256; ``sha256`` is empty only for hard examples,
-    which have no manifest and are checked against their recorded digest instead.
+    Sets shipped by edges are stored as one shard per version (``offset`` locates the
+    image in it); uploaded folders keep one object per image.  Both are verified against
+    the manifest's sha256 and size.
     """
 
     loc: Location
     sha256: str
+    size: int
     offset: int | None = None
-    size: int = 0
 
 
 @dataclass(frozen=True)
@@ -79,22 +74,18 @@ class DatasetRef:
         return cls(name, version or None, history)
 
 
-def complete_versions(store: ObjectStore, layout: Layout, dataset: str) -> list[str]:
-    """Versions whose manifest is written, oldest first (a version without one is in progress)."""
-    prefix = layout.datasets_prefix(dataset)
-    versions = sorted(
-        (v for key in store.list_prefixes(prefix) if (v := version_of_key(key, prefix.key))),
-        key=parse_version,
-    )
-    return [v for v in versions if store.exists(layout.dataset_manifest(dataset, v))]
-
-
-def resolve(store: ObjectStore, layout: Layout, ref: DatasetRef) -> list[str]:
+def resolve(reader: ObjectReader, layout: Layout, ref: DatasetRef) -> list[str]:
     """The exact versions a reference means, oldest first."""
-    if not ref.history or ref.version is None:
-        return [ref.version or newest_version(store, layout, ref.name)]
+    if ref.version is not None and not ref.history:
+        return [ref.version]
+    complete = complete_versions(reader, layout.datasets_prefix(ref.name))
+    if ref.version is None:
+        if not complete:
+            where = layout.datasets_prefix(ref.name).uri
+            raise NotFound(f"dataset {ref.name!r} has no complete version under {where}")
+        return complete[-1:]
     last = parse_version(ref.version)
-    chosen = [v for v in complete_versions(store, layout, ref.name) if parse_version(v) <= last]
+    chosen = [v for v in complete if parse_version(v) <= last]
     if not chosen or chosen[-1] != ref.version:
         raise NotFound(
             f"dataset {ref.name!r} version {ref.version} does not exist (history {ref.name}@..{ref.version})"
@@ -102,32 +93,17 @@ def resolve(store: ObjectStore, layout: Layout, ref: DatasetRef) -> list[str]:
     return chosen
 
 
-def newest_version(store: ObjectStore, layout: Layout, dataset: str) -> str:
-    """The highest complete version."""
-    versions = complete_versions(store, layout, dataset)
-    if not versions:
-        raise NotFound(
-            f"dataset {dataset!r} has no complete version under {layout.datasets_prefix(dataset).uri}"
-        )
-    return versions[-1]
-
-
-def dataset_manifest(store: ObjectStore, layout: Layout, name: str, version: str) -> Manifest:
-    loc = layout.dataset_manifest(name, version)
+def dataset_manifest(reader: ObjectReader, layout: Layout, name: str, version: str) -> Manifest:
     try:
-        raw = store.get_bytes(loc, max_bytes=MAX_MANIFEST_BYTES)
+        return read_version(reader, layout.dataset_prefix(name, version), kind="dataset").manifest
     except NotFound as exc:
-        raise NotFound(f"dataset {name!r} version {version} does not exist ({loc.uri})") from exc
-    manifest = Manifest.from_bytes(raw, loc.uri)
-    if manifest.kind != "dataset" or manifest.name != name or manifest.version != version:
-        raise InvalidInput(f"{loc.uri} describes {manifest.kind} {manifest.name} {manifest.version}")
-    return manifest
+        raise NotFound(f"dataset {name!r} version {version} does not exist ({exc})") from exc
 
 
-def edge_catalogue(store: ObjectStore, layout: Layout, edge: str) -> Catalogue:
+def edge_catalogue(reader: ObjectReader, layout: Layout, edge: str) -> Catalogue:
     loc = layout.edge_catalogue(edge)
     try:
-        catalogue = Catalogue.from_bytes(store.get_bytes(loc, max_bytes=MAX_CATALOGUE_BYTES))
+        catalogue = Catalogue.from_bytes(reader.get_bytes(loc, max_bytes=MAX_CATALOGUE_BYTES))
     except NotFound as exc:
         raise NotFound(f"edge {edge!r} has no catalogue at {loc.uri}") from exc
     if catalogue.edge != edge:
@@ -136,51 +112,17 @@ def edge_catalogue(store: ObjectStore, layout: Layout, edge: str) -> Catalogue:
 
 
 def ingest(
-    store: ObjectStore,
-    layout: Layout,
-    edge: str,
-    datasets: list[str],
-    out: Path,
-    hard_examples: bool = True,
-    workers: int = 8,
+    reader: ObjectReader, layout: Layout, edge: str, datasets: list[str], out: Path, workers: int = 8
 ) -> Manifest:
     """Download the edge's images into ``out/images/<SKU>/<sha256>.<ext>``; return the snapshot manifest."""
     if not datasets:
         raise InvalidInput("no dataset requested")
-    catalogue = edge_catalogue(store, layout, edge)
-    wanted = set(catalogue.skus)
-    downloads: dict[str, Source] = {}  # local name -> where it comes from
-    used: list[str] = []
+    catalogue = edge_catalogue(reader, layout, edge)
     refs = [DatasetRef.parse(text) for text in datasets]
-    versions = [(ref.name, v) for ref in refs for v in resolve(store, layout, ref)]
-    for dataset, version in dict.fromkeys(versions):
-        manifest = dataset_manifest(store, layout, dataset, version)
-        used.append(f"{manifest.name}@{manifest.version}")
-        prefix = layout.dataset_prefix(manifest.name, manifest.version)
-        for name, entry in manifest.files.items():
-            parts = name.split("/")
-            if len(parts) != 3 or parts[0] != IMAGES_DIR or parts[1] not in wanted:
-                continue
-            ext = check_extension(name.rsplit(".", 1)[-1])
-            local = f"{IMAGES_DIR}/{parts[1]}/{entry.sha256}.{ext}"
-            if entry.shard is None or entry.offset is None:
-                downloads[local] = Source(Location(prefix.bucket, prefix.key + name), entry.sha256)
-            else:
-                shard = layout.dataset_file(manifest.name, manifest.version, entry.shard)
-                downloads[local] = Source(shard, entry.sha256, entry.offset, entry.size)
-    hard = _hard_examples(store, layout, edge, wanted) if hard_examples else {}
-    downloads.update(hard)
-
-    def fetch(item: tuple[str, Source]) -> None:
-        local, src = item
-        if src.offset is not None:
-            store.download_range(src.loc, src.offset, src.size, out / local, src.sha256)
-        else:
-            store.download(src.loc, out / local, expected_sha256=src.sha256 or None)
-
-    out.mkdir(parents=True, exist_ok=True)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(fetch, sorted(downloads.items())))
+    versions = dict.fromkeys((ref.name, v) for ref in refs for v in resolve(reader, layout, ref))
+    sources = _sources(reader, layout, versions, set(catalogue.skus))
+    _download(reader, sources, out, workers)
+    used = [f"{name}@{version}" for name, version in versions]
     per_label = {sku: len(list((out / IMAGES_DIR / sku).glob("*"))) for sku in catalogue.skus}
     empty = sorted(sku for sku, n in per_label.items() if n == 0)
     if empty:
@@ -192,25 +134,51 @@ def ingest(
         version="+".join(used),
         files=entries_for_dir(out),
         labels=catalogue.skus,
-        metadata={"edge": edge, "datasets": used, "hard_examples": len(hard), "per_label": per_label},
+        metadata={"edge": edge, "datasets": used, "per_label": per_label},
     )
     (out / MANIFEST).write_bytes(snapshot.to_bytes())
     return snapshot
 
 
-def _hard_examples(store: ObjectStore, layout: Layout, edge: str, wanted: set[str]) -> dict[str, Source]:
-    """Labelled hard examples of the edge for SKUs it still sells (``hard-examples/<SKU>/<id>``)."""
-    prefix = layout.hard_examples_prefix(edge)
-    found: dict[str, Source] = {}
-    for obj in store.list(prefix):
-        parts = obj.location.key[len(prefix.key) :].split("/")
-        if len(parts) != 2 or parts[0] not in wanted:
-            continue
-        try:
-            check_sku(parts[0])
-            ext = check_extension(parts[1].rsplit(".", 1)[-1])
-        except InvalidInput:
-            continue
-        key_digest = hashlib.sha256(obj.location.key.encode()).hexdigest()[:16]
-        found[f"{IMAGES_DIR}/{parts[0]}/hard-{key_digest}.{ext}"] = Source(obj.location, "")
-    return found
+def _sources(
+    reader: ObjectReader, layout: Layout, versions: dict[tuple[str, str], None], wanted: set[str]
+) -> dict[str, Source]:
+    """Local name -> where it comes from, for every image of a wanted SKU in these versions."""
+    sources: dict[str, Source] = {}
+    for dataset, version in versions:
+        manifest = dataset_manifest(reader, layout, dataset, version)
+        for name, entry in manifest.files.items():
+            parts = name.split("/")
+            if len(parts) != 3 or parts[0] != IMAGES_DIR or parts[1] not in wanted:
+                continue
+            local = f"{IMAGES_DIR}/{parts[1]}/{entry.sha256}.{check_extension(name.rsplit('.', 1)[-1])}"
+            if entry.shard is None or entry.offset is None:
+                src = Source(layout.dataset_file(dataset, version, name), entry.sha256, entry.size)
+            else:
+                shard = layout.dataset_file(dataset, version, entry.shard)
+                src = Source(shard, entry.sha256, entry.size, entry.offset)
+            sources[local] = src
+    return sources
+
+
+def _download(reader: ObjectReader, sources: dict[str, Source], out: Path, workers: int) -> None:
+    def fetch(item: tuple[str, Source]) -> None:
+        local, src = item
+        if src.offset is not None:
+            reader.download_range(src.loc, src.offset, src.size, out / local, src.sha256)
+        else:
+            reader.download(src.loc, out / local, expected_sha256=src.sha256)
+
+    out.mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(fetch, sorted(sources.items())))
+
+
+def snapshot_production(reader: ObjectReader, layout: Layout, edge: str, out: Path) -> Manifest | None:
+    """The edge model's newest registered version, fetched verified into ``out`` (left empty when none)."""
+    out.mkdir(parents=True, exist_ok=True)
+    current = newest_version(reader, layout.models_prefix(edge_model_name(edge)))
+    if current is None:
+        return None
+    fetch_verified(reader, current, out)
+    return current.manifest

@@ -2,7 +2,7 @@
 
 Bad photos are a fact of life at the edge: corrupt or truncated files, thumbnails,
 the same photo uploaded twice.  Each is dropped and counted in the report with its
-reason, never fatal.  Pixels come from ``edgecore.preprocessing.preprocess`` on the
+reason, never fatal.  Pixels come from ``foundation.preprocessing.preprocess`` on the
 cleaned bytes, the very function the edge predictor calls, and the split is stratified
 per SKU with a fixed seed so the test split is the same for every model compared on it.
 """
@@ -22,10 +22,10 @@ from PIL import Image, UnidentifiedImageError
 
 from components.ingest import IMAGES_DIR
 from components.privacy import blur_faces, encode_jpeg, find_faces, strip_jpeg_metadata, strip_png_metadata
-from edgecore.catalogue import Catalogue
-from edgecore.errors import InvalidInput
-from edgecore.layout import CATALOGUE_FILE, LABELS_FILE
-from edgecore.preprocessing import InvalidImage, decode, preprocess
+from foundation.catalogue import Catalogue
+from foundation.errors import InvalidImage, InvalidInput
+from foundation.layout import CATALOGUE_FILE, LABELS_FILE
+from foundation.preprocessing import decode, preprocess
 
 SPLITS = ("train", "val", "test")
 REPORT_FILE = "report.json"
@@ -123,43 +123,44 @@ def stratified_split(
     return {name: np.asarray(sorted(v), dtype=np.int64) for name, v in parts.items()}
 
 
-def prepare(
-    dataset: Path,
-    out: Path,
-    image_size: int,
-    val_fraction: float = 0.15,
-    test_fraction: float = 0.15,
-    seed: int = 0,
-    min_side: int | None = None,
-    face_side: int = 200,
-) -> PrepareReport:
-    """Turn an ingested snapshot into train/val/test arrays plus a report."""
-    catalogue = Catalogue.from_bytes((dataset / CATALOGUE_FILE).read_bytes())
-    labels = catalogue.skus
-    smallest = min_side or image_size
-    report = PrepareReport()
-    seen_hashes: set[str] = set()
-    pixels: list[npt.NDArray[np.float32]] = []
-    targets: list[int] = []
-    names: list[str] = []
+def _admit(data: bytes, name: str, smallest: int, seen: set[str], report: PrepareReport) -> str | None:
+    """The photo's sha256 if it is worth cleaning; otherwise its drop is counted in the report."""
+    digest = hashlib.sha256(data).hexdigest()
+    if digest in seen:
+        report.drop("duplicate", name, f"same bytes as an earlier photo ({digest[:12]}…)")
+        return None
+    seen.add(digest)
+    try:
+        with Image.open(io.BytesIO(data)) as head:
+            width, height = head.size
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        report.drop("corrupt", name, str(exc))
+        return None
+    if min(width, height) < smallest:
+        report.drop("too_small", name, f"{width}x{height} is under {smallest} pixels on a side")
+        return None
+    return digest
+
+
+@dataclass
+class _Kept:
+    pixels: list[npt.NDArray[np.float32]] = field(default_factory=list)
+    targets: list[int] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+
+
+def _clean_all(
+    dataset: Path, out: Path, labels: list[str], image_size: int, smallest: int, face_side: int
+) -> tuple[_Kept, PrepareReport]:
+    """Every photo admitted, cleaned and preprocessed, or dropped with its reason."""
+    report, kept, seen = PrepareReport(), _Kept(), set[str]()
     for index, sku in enumerate(labels):
         for path in sorted((dataset / IMAGES_DIR / sku).glob("*")):
             name = f"{sku}/{path.name}"
             report.seen += 1
             data = path.read_bytes()
-            digest = hashlib.sha256(data).hexdigest()
-            if digest in seen_hashes:
-                report.drop("duplicate", name, f"same bytes as an earlier photo ({digest[:12]}…)")
-                continue
-            seen_hashes.add(digest)
-            try:
-                with Image.open(io.BytesIO(data)) as head:
-                    width, height = head.size
-            except (UnidentifiedImageError, OSError, ValueError) as exc:
-                report.drop("corrupt", name, str(exc))
-                continue
-            if min(width, height) < smallest:
-                report.drop("too_small", name, f"{width}x{height} is under {smallest} pixels on a side")
+            digest = _admit(data, name, smallest, seen, report)
+            if digest is None:
                 continue
             try:
                 cleaned, had_metadata, faces = clean(data, face_side)
@@ -173,17 +174,35 @@ def prepare(
             target = out / CLEAN_DIR / sku / f"{digest}.{ext}"
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(cleaned)
-            pixels.append(tensor)
-            targets.append(index)
-            names.append(name)
-    report.kept = len(names)
-    counts = Counter(targets)
+            kept.pixels.append(tensor)
+            kept.targets.append(index)
+            kept.names.append(name)
+    return kept, report
+
+
+def prepare(
+    dataset: Path,
+    out: Path,
+    image_size: int,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    seed: int = 0,
+    min_side: int | None = None,
+    face_side: int = 200,
+) -> PrepareReport:
+    """Turn an ingested snapshot into train/val/test arrays plus a report."""
+    catalogue = Catalogue.from_bytes((dataset / CATALOGUE_FILE).read_bytes())
+    labels = catalogue.skus
+    kept, report = _clean_all(dataset, out, labels, image_size, min_side or image_size, face_side)
+    report.kept = len(kept.names)
+    counts = Counter(kept.targets)
     report.per_label = {sku: counts.get(i, 0) for i, sku in enumerate(labels)}
     missing = [sku for sku, n in report.per_label.items() if n < 3]
     if missing:
         raise InvalidInput(f"edge {catalogue.edge}: fewer than 3 usable photos for SKUs {missing}")
-    x = np.stack(pixels)
-    y = np.asarray(targets, dtype=np.int32)
+    x = np.stack(kept.pixels)
+    y = np.asarray(kept.targets, dtype=np.int32)
+    names = kept.names
     for split, idx in stratified_split(y, names, (val_fraction, test_fraction), seed).items():
         np.savez(out / f"{split}.npz", x=x[idx], y=y[idx], files=np.asarray([names[i] for i in idx]))
         report.splits[split] = len(idx)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageFilter
 
-from edgecore.preprocessing import InvalidImage
+from foundation.errors import InvalidImage
 
 if TYPE_CHECKING:
     from skimage.feature import Cascade

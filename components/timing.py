@@ -29,9 +29,9 @@ class StepClock:
 def exit_once_written() -> None:
     """End the step process as soon as the KFP executor has written its outputs.
 
-    A step that loaded TensorFlow spends 1-2 s in interpreter teardown (module clean-up,
-    native destructors, idle tf.data threads), and one with boto3 or a Kafka client a few
-    hundred ms: time the pipeline waits for and nothing needs, because the executor's
+    A step that loaded TensorFlow spends seconds in interpreter teardown (module clean-up,
+    native destructors, idle tf.data threads), and one with boto3 or a Kafka client a
+    fraction of one: time the pipeline waits for and nothing needs, because the executor's
     output file is written and closed before the interpreter starts to exit.  The
     executor never calls ``sys.exit``, so an exit with no uncaught exception is a
     success: then stdio and logging are flushed and the process ends with status 0.

@@ -25,7 +25,7 @@ import numpy.typing as npt
 
 from components.artefacts import KERAS_FILE, configure_tensorflow, write_serving_files
 from components.prepare import PreparedData
-from edgecore.layout import LABELS_FILE
+from foundation.layout import LABELS_FILE
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +39,8 @@ class TrainConfig:
     batch_size: int = 32
     learning_rate: float = 3e-3
     fine_tune_learning_rate: float = 1e-3
-    """When warm-started: the cold-start rate unlearnt old SKUs (measured in the demo's
-    round 2: an old SKU fell from 4/4 to 2/4 right and the gate stopped the run at 3e-3;
-    all right at 1e-3)."""
+    """When warm-started: at the cold-start rate a new product made the model unlearn old
+    ones (the gate stopped such runs); a lower rate keeps what it knew."""
     patience: int = 6
     seed: int = 0
     threads: int = 1
@@ -165,9 +164,9 @@ def reproducible(tf: Any, seed: int) -> None:
     """Same data, same seed, same model.
 
     Seeds alone are not enough: the augmentation's random ops run in a parallel
-    ``Dataset.map``, whose scheduling changed which run drew which numbers (measured: 25
-    vs 39 epochs, different weights, on the same prepared data), and so which versions
-    passed the gate and the edges' probe checks.
+    ``Dataset.map``, whose scheduling changed which run drew which numbers (different
+    epochs and weights from the same prepared data), and so which versions passed the
+    gate and the edges' probe checks.
     """
     import keras
 

@@ -27,27 +27,26 @@ component: Callable[[Callable[..., Any]], Any] = functools.partial(
 
 @component
 def ingest_op(edge: str, datasets: list[str], snapshot: Output[Dataset], production: Output[Model]) -> None:
-    """Snapshot what the edge's training reads from S3: its dataset versions and hard
-    examples, and its production model (an empty folder when there is none yet).
+    """Snapshot what the edge's training reads from S3: its dataset versions (labelled hard
+    examples ship inside them) and its production model (empty when there is none yet).
 
     One step for both because each step is a process that pays its interpreter and
-    imports (~1 s on 2 cores) before any work; both are S3 reads that must not be cached.
+    imports before any work; both are S3 reads that must not be cached.
     """
     from pathlib import Path
 
-    from components.ingest import ingest
-    from components.registry import fetch_production
+    from components.ingest import ingest, snapshot_production
     from components.timing import StepClock, exit_once_written
-    from edgecore.layout import Layout, edge_model_name
-    from edgecore.settings import Settings
-    from edgecore.storage import ObjectStore
+    from foundation.layout import Layout
+    from foundation.settings import Settings
+    from foundation.storage.store import ObjectStore
 
     exit_once_written()
     clock = StepClock()
     settings = Settings()
-    store, layout = ObjectStore(settings), Layout(settings)
+    store, layout = ObjectStore(settings.s3), Layout(settings.buckets)
     manifest = ingest(store, layout, edge, [str(d) for d in datasets], Path(snapshot.path))
-    current = fetch_production(store, layout, edge_model_name(edge), Path(production.path))
+    current = snapshot_production(store, layout, edge, Path(production.path))
     production.metadata.update({"version": current.version if current else ""})
     snapshot.metadata.update(
         {
@@ -66,11 +65,11 @@ def prepare_op(snapshot: Input[Dataset], seed: int, prepared: Output[Dataset]) -
 
     from components.prepare import prepare
     from components.timing import StepClock, exit_once_written
-    from edgecore.settings import Settings
+    from foundation.settings import Settings
 
     exit_once_written()
     clock = StepClock()
-    report = prepare(Path(snapshot.path), Path(prepared.path), Settings().image_size, seed=seed)
+    report = prepare(Path(snapshot.path), Path(prepared.path), Settings().images.size, seed=seed)
     prepared.metadata.update(
         {
             "kept": report.kept,
@@ -160,7 +159,7 @@ def export_op(
     from components.evaluate import Evaluation
     from components.export import export_trained
     from components.timing import StepClock, exit_once_written
-    from edgecore.settings import Settings
+    from foundation.settings import Settings
 
     exit_once_written()
     clock = StepClock()
@@ -169,7 +168,7 @@ def export_op(
         Path(model.path),
         Path(prepared.path),
         Path(exported.path),
-        Settings().image_size,
+        Settings().images.size,
         result.metrics(),
         {"datasets": snapshot.metadata.get("datasets", []), "production_version": result.production_version},
     )
@@ -183,23 +182,23 @@ def publish_op(edge: str, exported: Input[Model], registration: Output[dsl.Artif
 
     from components.publish import publish
     from components.timing import StepClock, exit_once_written
-    from edgecore.layout import Layout
-    from edgecore.messaging import EventProducer, ensure_topics
-    from edgecore.settings import Settings
-    from edgecore.storage import ObjectStore
+    from foundation.layout import Layout
+    from foundation.messaging import EventProducer, ensure_topics
+    from foundation.settings import Settings
+    from foundation.storage.store import ObjectStore
 
     exit_once_written()
     clock = StepClock()
     settings = Settings()
-    ensure_topics(settings)
-    producer = EventProducer(settings, source="edgecore/pipeline/publish")
+    ensure_topics(settings.kafka)
+    producer = EventProducer(settings.kafka, source="edgecore/pipeline/publish")
     try:
         event = publish(
-            ObjectStore(settings),
-            Layout(settings),
+            ObjectStore(settings.s3),
+            Layout(settings.buckets),
             Path(exported.path),
             edge,
-            lambda e: producer.publish(settings.topic_model_published, e),
+            lambda e: producer.publish(settings.kafka.topic_model_published, e),
         )
     finally:
         producer.close()

@@ -13,37 +13,37 @@ from typing import Any
 
 import yaml
 
-from edgecore.errors import InvalidInput
-from edgecore.settings import Settings
+from edgecore.stack.settings import StackSettings
 from edgecore.stack.tools import require, run_build
+from foundation.errors import InvalidInput
 
 MODULE = "sigs.k8s.io/kustomize/kustomize/v5"
 
 
-def ensure_kustomize(settings: Settings) -> Path:
+def ensure_kustomize(stack: StackSettings) -> Path:
     """The pinned kustomize binary, built on first use."""
-    binary = settings.bin_dir / "kustomize"
-    stamp = settings.bin_dir / "kustomize.version"
-    wanted = settings.kustomize_module_version
+    binary = stack.bin_dir / "kustomize"
+    stamp = stack.bin_dir / "kustomize.version"
+    wanted = stack.kustomize_module_version
     if binary.exists() and stamp.exists() and stamp.read_text().strip() == wanted:
         return binary
-    settings.bin_dir.mkdir(parents=True, exist_ok=True)
+    stack.bin_dir.mkdir(parents=True, exist_ok=True)
     run_build(
         [require("go"), "install", f"{MODULE}@{wanted}"],
-        {**os.environ, "CGO_ENABLED": "0", "GOBIN": str(settings.bin_dir)},
-        settings.cache_dir / "logs" / "kustomize-build.log",
+        {**os.environ, "CGO_ENABLED": "0", "GOBIN": str(stack.bin_dir)},
+        stack.cache_dir / "logs" / "kustomize-build.log",
         f"building kustomize {wanted} with go install",
     )
     stamp.write_text(wanted + "\n")
     return binary
 
 
-def build(settings: Settings, overlay: Path) -> list[dict[str, Any]]:
+def build(stack: StackSettings, overlay: Path) -> list[dict[str, Any]]:
     """Render one kustomization directory into its list of objects."""
     if not (overlay / "kustomization.yaml").is_file():
         raise InvalidInput(f"{overlay} has no kustomization.yaml")
     result = subprocess.run(
-        [str(ensure_kustomize(settings)), "build", str(overlay)],
+        [str(ensure_kustomize(stack)), "build", str(overlay)],
         capture_output=True,
         text=True,
         check=False,

@@ -34,15 +34,16 @@ from urllib.parse import unquote_plus
 from kafka.consumer.fetcher import ConsumerRecord
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
-from edgecore import events
-from edgecore.errors import InvalidInput, PayloadTooLarge, ServiceUnavailable
-from edgecore.journal import Journal
-from edgecore.layout import MANIFEST, NAME_RE, VERSION_RE, Layout, parse_version
-from edgecore.messaging import EventConsumer, EventProducer, ensure_topics
-from edgecore.settings import Settings
+from foundation import events
+from foundation.errors import InvalidInput, MalformedEvent, PayloadTooLarge, ServiceUnavailable
+from foundation.journal import Journal
+from foundation.layout import MANIFEST, NAME_RE, VERSION_RE, parse_version
+from foundation.messaging import EventConsumer, EventProducer, ensure_topics
+from foundation.settings import KafkaSettings, Settings
 
 log = logging.getLogger(__name__)
 GROUP_ID = "edgecore-training-listener"
+LAG_TIMEOUT_MS = 1000
 _MANIFEST_KEY = re.compile(
     rf"^datasets/(?P<dataset>{NAME_RE.pattern[1:-1]})/(?P<version>{VERSION_RE.pattern[1:-1]})/{re.escape(MANIFEST)}$"
 )
@@ -162,12 +163,6 @@ class Ledger:
     def runs(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self._journal.query("SELECT * FROM runs ORDER BY created")]
 
-    def run_of(self, dataset: str, version: str) -> str | None:
-        rows = self._journal.query(
-            "SELECT run_key FROM versions WHERE dataset = ? AND version = ?", (dataset, version)
-        )
-        return rows[0]["run_key"] if rows else None
-
 
 def parse_s3_record(value: bytes | None, training_bucket: str, max_bytes: int) -> DatasetVersion | None:
     """A MinIO bucket notification: the dataset version whose manifest was created, if any."""
@@ -196,16 +191,18 @@ def parse_s3_record(value: bytes | None, training_bucket: str, max_bytes: int) -
 class Listener:
     def __init__(
         self,
-        settings: Settings,
+        kafka: KafkaSettings,
+        coalesce_s: float,
+        training_bucket: str,
         launcher: Launcher,
         ledger: Ledger,
         registry: CollectorRegistry | None = None,
     ) -> None:
-        self.settings = settings
+        self.kafka = kafka
+        self.training_bucket = training_bucket
         self.launcher = launcher
         self.ledger = ledger
-        self.layout = Layout(settings)
-        self.window_s = settings.listener_coalesce_s
+        self.window_s = coalesce_s
         self.registry = registry or CollectorRegistry()
         self.consumed = Counter("edgecore_listener_consumed", "Records consumed", registry=self.registry)
         self.launched = Counter(
@@ -227,12 +224,12 @@ class Listener:
 
     # -- records -----------------------------------------------------------------------
     def parse(self, record: ConsumerRecord) -> DatasetVersion | None:
-        if record.topic == self.settings.topic_s3_events:
-            return parse_s3_record(record.value, self.layout.training_bucket, self.settings.max_event_bytes)
-        envelope = events.parse(record.value, record.key, max_bytes=self.settings.max_event_bytes)
+        if record.topic == self.kafka.topic_s3_events:
+            return parse_s3_record(record.value, self.training_bucket, self.kafka.max_event_bytes)
+        envelope = events.parse(record.value, record.key, max_bytes=self.kafka.max_event_bytes)
         data = envelope.data
         if not isinstance(data, events.TrainingDataReady):
-            raise events.MalformedEvent(f"unexpected event type {envelope.type} on {record.topic}")
+            raise MalformedEvent(f"unexpected event type {envelope.type} on {record.topic}")
         return DatasetVersion(data.dataset, data.version, data.bucket, data.prefix, data.edge)
 
     def handle(self, item: DatasetVersion | None, record: ConsumerRecord) -> None:
@@ -284,9 +281,9 @@ class Listener:
 
     # -- the loop ----------------------------------------------------------------------
     def consumer(self, group_id: str = GROUP_ID) -> EventConsumer[DatasetVersion | None]:
-        dead_letters = EventProducer(self.settings, "edgecore/listener")
-        topics = [self.settings.topic_training_data_ready, self.settings.topic_s3_events]
-        return EventConsumer(self.settings, group_id, topics, self.parse, dead_letters)
+        dead_letters = EventProducer(self.kafka, "edgecore/listener")
+        topics = [self.kafka.topic_training_data_ready, self.kafka.topic_s3_events]
+        return EventConsumer(self.kafka, group_id, topics, self.parse, dead_letters)
 
     def run(self, stop: threading.Event, group_id: str = GROUP_ID, lag_every_s: float = 5.0) -> None:
         """Consume until ``stop``; a graceful stop launches nothing early.
@@ -325,9 +322,9 @@ def _lag(consumer: EventConsumer[Any]) -> int:
     assigned = list(kafka.assignment())
     if not assigned:
         return 0
-    try:
-        ends = kafka.end_offsets(assigned)
-        return sum(max(0, ends[tp] - kafka.position(tp)) for tp in assigned)
+    try:  # bounded: while the broker is down the loop must keep turning (a stop is seen at once)
+        ends = kafka.end_offsets(assigned, timeout_ms=LAG_TIMEOUT_MS)
+        return sum(max(0, ends[tp] - kafka.position(tp, timeout_ms=LAG_TIMEOUT_MS)) for tp in assigned)
     except Exception:
         return 0
 
@@ -336,10 +333,12 @@ def run_listener(
     settings: Settings, launcher: Launcher, stop: threading.Event, group_id: str = GROUP_ID
 ) -> None:
     """The listener process: ledger under ``settings.listener_dir``, metrics on their port."""
-    ensure_topics(settings)
+    ensure_topics(settings.kafka)
     ledger = Ledger(settings.listener_dir / f"{group_id}.sqlite")
-    listener = Listener(settings, launcher, ledger)
-    start_http_server(settings.listener_metrics_port, registry=listener.registry)
+    listener = Listener(
+        settings.kafka, settings.listener.coalesce_s, settings.buckets.training, launcher, ledger
+    )
+    start_http_server(settings.listener.metrics_port, registry=listener.registry)
     try:
         listener.run(stop, group_id)
     finally:

@@ -10,6 +10,8 @@ config map, so the compiled spec holds no secret.
 
 from kfp import dsl, kubernetes
 
+from components.evaluate import GateConfig
+from components.train import TrainConfig
 from components.wrappers import (
     evaluate_op,
     export_op,
@@ -20,6 +22,8 @@ from components.wrappers import (
 )
 
 PIPELINE_NAME = "edgecore-training"
+_GATE, _TRAIN = GateConfig(), TrainConfig()
+"""The steps' own defaults are the pipeline's: each is defined once, in its step."""
 S3_SECRET = "edgecore-s3"
 S3_SECRET_KEYS = {
     "endpoint": "EDGECORE_S3_ENDPOINT",
@@ -59,10 +63,10 @@ def _compute(task: dsl.PipelineTask, cpu: str, memory: str) -> dsl.PipelineTask:
 def training_pipeline(
     edges: list[str] = ["hypermarket", "boutique"],  # noqa: B006 - KFP parameter defaults are literals
     datasets: list[str] = ["hypermarket", "boutique"],  # noqa: B006 - edge-sync names datasets by edge
-    epochs: int = 40,
-    seed: int = 0,
-    min_accuracy: float = 0.9,
-    max_regression: float = 0.01,
+    epochs: int = _TRAIN.epochs,
+    seed: int = _TRAIN.seed,
+    min_accuracy: float = _GATE.min_accuracy,
+    max_regression: float = _GATE.max_regression,
 ) -> None:
     with dsl.ParallelFor(edges, parallelism=2) as edge:
         snapshot = _io(ingest_op(edge=edge, datasets=datasets)).set_display_name("ingest")

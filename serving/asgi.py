@@ -1,10 +1,11 @@
 """ASGI pieces put around KServe's FastAPI app: the body-size bound and the lean raw-image route.
 
-A kiosk posts one JPEG and waits for one SKU, so the few hundred microseconds KServe's
-generic path spends around a ~1.7 ms inference (timing middleware matching every route,
+A kiosk posts one JPEG and waits for one SKU, so what KServe's generic path spends
+around an inference of a few milliseconds (timing middleware matching every route,
 FastAPI routing and dependency injection, a ``Request`` object, the dataplane's
-content-type sniffing, header copying, ``Model.__call__``'s histograms) are most of
-the HTTP overhead.  :class:`RawImageRoute` answers exactly one request shape itself:
+content-type sniffing, header copying, ``Model.__call__``'s histograms) is most of the
+HTTP overhead (``bench/serving.py`` compares the route with the in-process limit).
+:class:`RawImageRoute` answers exactly one request shape itself:
 ``POST /v1/models/<name>:predict`` with an ``image/jpeg`` or ``image/png`` body, by
 calling the predictor's own ``preprocess`` and ``predict`` (so decoding, the shared
 preprocessing, metrics, capture and the version pinned for hot swap are the same
@@ -12,9 +13,8 @@ code as on every other route).  Everything else, and this route while the model 
 unloaded or not ready, goes on to KServe unchanged, so 404/503 and the JSON/V2
 protocols keep KServe's behaviour.
 
-Inference runs inline on the event loop: it is ~1.7 ms of CPU mostly under the GIL,
-and a hop to the thread pool only adds work (measured: ~0.1-0.2 ms more server CPU per
-request, no better latency, one worker on 2 cores).
+Inference runs inline on the event loop: it is a little CPU, mostly under the GIL, and a
+hop to the thread pool only adds server CPU per request without lowering latency.
 """
 
 from __future__ import annotations

@@ -23,9 +23,9 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from edgecore.errors import EdgecoreError
-from edgecore.layout import Layout
-from edgecore.storage import ObjectStore
+from foundation.errors import EdgecoreError
+from foundation.layout import Layout
+from foundation.storage.store import ObjectStore
 from serving import metrics
 
 log = logging.getLogger(__name__)

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
-from edgecore.layout import check_name, edge_model_name
-from edgecore.settings import Settings
+from foundation.layout import check_name, edge_model_name
+from foundation.settings import Settings
 
 MODEL_FORMAT = "edgecore-litert"
 MODEL_FORMAT_VERSION = "1"
@@ -95,11 +95,11 @@ def inference_service(deployment: Deployment, storage_uri: str, settings: Settin
         raise ValueError(f"storageUri must be an s3:// prefix, got {storage_uri!r}")
     secret_ref = deployment.secret
     env = [
-        {"name": "EDGECORE_S3_ENDPOINT", "value": settings.s3_endpoint_url},
-        {"name": "EDGECORE_S3_REGION", "value": settings.s3_region},
-        {"name": "EDGECORE_EDGE_BUCKET_PREFIX", "value": settings.edge_bucket_prefix},
-        {"name": "EDGECORE_IMAGE_SIZE", "value": str(settings.image_size)},
-        {"name": "EDGECORE_CONFIDENCE_THRESHOLD", "value": str(settings.confidence_threshold)},
+        {"name": "EDGECORE_S3_ENDPOINT", "value": settings.s3.endpoint_url},
+        {"name": "EDGECORE_S3_REGION", "value": settings.s3.region},
+        {"name": "EDGECORE_EDGE_BUCKET_PREFIX", "value": settings.buckets.edge_prefix},
+        {"name": "EDGECORE_IMAGE_SIZE", "value": str(settings.images.size)},
+        {"name": "EDGECORE_CONFIDENCE_THRESHOLD", "value": str(settings.serving.confidence_threshold)},
         {"name": "EDGECORE_STATE_DIR", "value": "/tmp/edgecore"},
         {
             "name": "EDGECORE_S3_ACCESS_KEY",
@@ -139,7 +139,7 @@ def inference_service(deployment: Deployment, storage_uri: str, settings: Settin
 
 def s3_secret(deployment: Deployment, settings: Settings) -> Manifest:
     """The S3 credentials, annotated the way KServe's storage initializer reads an endpoint."""
-    endpoint = urlparse(settings.s3_endpoint_url)
+    endpoint = urlparse(settings.s3.endpoint_url)
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -149,15 +149,15 @@ def s3_secret(deployment: Deployment, settings: Settings) -> Manifest:
             "annotations": {
                 "serving.kserve.io/s3-endpoint": endpoint.netloc,
                 "serving.kserve.io/s3-usehttps": "1" if endpoint.scheme == "https" else "0",
-                "serving.kserve.io/s3-region": settings.s3_region,
+                "serving.kserve.io/s3-region": settings.s3.region,
                 "serving.kserve.io/s3-verifyssl": "1" if endpoint.scheme == "https" else "0",
                 "serving.kserve.io/s3-useanoncredential": "false",
             },
         },
         "type": "Opaque",
         "stringData": {
-            "AWS_ACCESS_KEY_ID": settings.s3_access_key,
-            "AWS_SECRET_ACCESS_KEY": settings.s3_secret_key.get_secret_value(),
+            "AWS_ACCESS_KEY_ID": settings.s3.access_key,
+            "AWS_SECRET_ACCESS_KEY": settings.s3.secret_key.get_secret_value(),
         },
     }
 

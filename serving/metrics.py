@@ -25,7 +25,7 @@ CONFIDENCE = Histogram(
     buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0),
 )
 PREDICTIONS = Counter("edgecore_predictions", "Images predicted.", ["model"])
-UNRECOGNIZED = Counter("edgecore_unrecognized", "Predictions below the confidence threshold.", ["model"])
+UNRECOGNIZED = Counter("edgecore_unrecognized", "Predictions not above the confidence threshold.", ["model"])
 CAPTURED = Counter("edgecore_captures", "Low-confidence images saved to the edge bucket.")
 CAPTURE_DROPPED = Counter(
     "edgecore_capture_dropped", "Low-confidence images not saved because the capture queue was full."

@@ -11,7 +11,7 @@ the HTTP.  Three request shapes reach ``preprocess``:
   can post the photo as is, with no base64 or JSON cost (the server's
   ``serving.asgi.RawImageRoute`` calls ``preprocess``/``predict`` for these directly).
 
-Encoded images go through ``edgecore.preprocessing.preprocess``, the function the
+Encoded images go through ``foundation.preprocessing.preprocess``, the function the
 training ``prepare`` step uses.  The version that answers a request is taken once, in
 ``preprocess``, and travels with the request, so a hot swap never splits a request
 across two versions and in-flight requests finish on the version they started on.
@@ -32,9 +32,9 @@ import numpy.typing as npt
 from kserve import InferOutput, InferRequest, InferResponse, Model
 from kserve.errors import InvalidInput as RequestRejected
 
-from edgecore.errors import IntegrityError, InvalidInput
-from edgecore.preprocessing import preprocess
-from edgecore.settings import Settings
+from foundation.errors import IntegrityError, InvalidInput
+from foundation.preprocessing import preprocess
+from foundation.settings import Settings
 from serving import metrics
 from serving.capture import Capture, CaptureItem
 from serving.model_version import ModelVersion
@@ -70,9 +70,9 @@ class ProductPredictor(Model):  # type: ignore[misc]
     ) -> None:
         super().__init__(name)
         self.edge = edge
-        self._size = settings.image_size
-        self._max_pixels = settings.max_image_pixels
-        self._threshold = settings.confidence_threshold
+        self._size = settings.images.size
+        self._max_pixels = settings.images.max_pixels
+        self._threshold = settings.serving.confidence_threshold
         self._open_current = open_current
         self._capture = capture
         self._active: ModelVersion | None = None
@@ -141,7 +141,7 @@ class ProductPredictor(Model):  # type: ignore[misc]
                 for j in row
             ]
             confidence = top[0]["probability"]
-            recognized = confidence >= self._threshold
+            recognized = confidence > self._threshold  # 1.0: every photo is kept
             results.append(
                 {"sku": top[0]["sku"], "confidence": confidence, "recognized": recognized, "top": top}
             )

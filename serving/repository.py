@@ -1,7 +1,7 @@
 """KServe's model repository extension, backed by the edge bucket's serving pointer.
 
 ``POST /v2/repository/models/<model>/load`` (KServe calls ``ModelRepository.load``)
-reads ``Layout.edge_model_pointer(edge, model)`` (an ``edgecore.pointer.ModelPointer``:
+reads ``Layout.edge_model_pointer(edge, model)`` (an ``foundation.pointer.ModelPointer``:
 model, version, uri), downloads and verifies that version, warms it up in a worker
 thread while the current version keeps answering, then switches it in with one
 reference assignment.  Loading the version already served is a no-op, so the call is
@@ -10,8 +10,7 @@ until the next ``load``.
 
 How a controller says "serve version X from URI Y"::
 
-    store.put_bytes(layout.edge_model_pointer(edge, model),
-                    ModelPointer(model=model, version=X, uri=Y).to_bytes())
+    registry.write_pointer(store, layout, edge, ModelPointer(model=model, version=X, uri=Y))
     httpx.post(f"{predictor}/v2/repository/models/{model}/load")   # 200 once X answers
 
 Without a pointer (a fresh edge) the predictor serves the URI it was started with.
@@ -24,10 +23,11 @@ import logging
 
 from kserve.model_repository import ModelRepository
 
-from edgecore.errors import NotFound
-from edgecore.layout import Layout
-from edgecore.pointer import ModelPointer
-from edgecore.storage import ObjectStore
+from foundation.errors import NotFound
+from foundation.layout import Layout
+from foundation.pointer import ModelPointer
+from foundation.registry import read_pointer
+from foundation.storage.objects import ObjectReader
 from serving.model_version import ModelVersion, VersionStore
 from serving.predictor import ProductPredictor
 
@@ -39,7 +39,7 @@ class EdgeModelRepository(ModelRepository):  # type: ignore[misc]
         self,
         model: str,
         edge: str,
-        store: ObjectStore,
+        store: ObjectReader,
         layout: Layout,
         versions: VersionStore,
         initial_uri: str | None,
@@ -58,19 +58,11 @@ class EdgeModelRepository(ModelRepository):  # type: ignore[misc]
         self._predictor = predictor
 
     def pointer(self) -> ModelPointer | None:
-        loc = self._layout.edge_model_pointer(self._edge, self.model)
-        try:
-            raw = self._store.get_bytes(loc, max_bytes=64 * 1024)
-        except NotFound:
-            return None
-        pointer = ModelPointer.from_bytes(raw, loc.uri)
-        if pointer.model != self.model:
-            raise NotFound(f"{loc.uri} points at model {pointer.model}, this predictor serves {self.model}")
-        return pointer
+        return read_pointer(self._store, self._layout, self._edge, self.model)
 
-    def open_current(self) -> ModelVersion:
-        """The version the pointer names, else the start-up URI: verified and warmed up."""
-        pointer = self.pointer()
+    def open_current(self, pointer: ModelPointer | None = None) -> ModelVersion:
+        """The version the pointer names (read now unless given), else the start-up URI."""
+        pointer = pointer or self.pointer()
         if pointer is not None:
             return self._versions.open(pointer.uri)
         if self._initial_uri is None:
@@ -88,7 +80,7 @@ class EdgeModelRepository(ModelRepository):  # type: ignore[misc]
             active = predictor.active
             registered = self.get_model(name) is predictor
             if not (registered and pointer and active and active.version == pointer.version):
-                version = await asyncio.to_thread(self.open_current)
+                version = await asyncio.to_thread(self.open_current, pointer)
                 predictor.serve(version)
                 log.info("model %s now serves %s from %s", name, version.version, version.root)
             self.update(predictor, name)

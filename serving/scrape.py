@@ -16,7 +16,7 @@ from prometheus_client import Gauge, Histogram
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from edgecore.errors import InvalidInput
+from foundation.errors import InvalidInput
 from serving.metrics import CONFIDENCE, LATENCY, SERVING_VERSION
 
 

@@ -23,9 +23,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import ORJSONResponse
 
-from edgecore.layout import Layout, edge_model_name
-from edgecore.settings import Settings
-from edgecore.storage import ObjectStore
+from foundation.layout import Layout, edge_model_name
+from foundation.settings import Settings
+from foundation.storage.store import ObjectStore
 from serving.asgi import ASGIApp, BodyLimit, RawImageRoute
 from serving.capture import Capture
 from serving.model_version import VersionStore
@@ -54,11 +54,16 @@ def build(
     settings: Settings, options: ServerOptions
 ) -> tuple[ProductPredictor, EdgeModelRepository, Capture | None]:
     """The predictor, its repository and its capture queue, with the start-up version loaded."""
-    layout = Layout(settings)
-    store = ObjectStore(settings)
+    layout = Layout(settings.buckets)
+    store = ObjectStore(settings.s3)
     name = edge_model_name(options.edge)
     repository = EdgeModelRepository(
-        name, options.edge, store, layout, VersionStore(settings), options.model_uri
+        name,
+        options.edge,
+        store,
+        layout,
+        VersionStore(store, settings.state_dir / "serving", settings),
+        options.model_uri,
     )
     capture = Capture(store, layout, options.edge) if options.capture else None
     predictor = ProductPredictor(name, options.edge, settings, repository.open_current, capture)
@@ -94,9 +99,9 @@ def serve(settings: Settings, options: ServerOptions) -> None:
     from kserve.model_server import app
 
     predictor, repository, capture = build(settings, options)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.serving.max_request_bytes)
     app.add_exception_handler(RequestValidationError, _schema_error)
-    put_raw_route_in_front(app, predictor, repository, settings.max_request_bytes)
+    put_raw_route_in_front(app, predictor, repository, settings.serving.max_request_bytes)
     server = kserve.ModelServer(
         http_port=options.http_port,
         workers=1,

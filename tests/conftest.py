@@ -12,12 +12,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from edgecore.layout import Layout
-from edgecore.settings import Settings
 from edgecore.stack import Stack
-from edgecore.storage import ObjectStore
+from foundation.layout import Layout
+from foundation.settings import Settings
+from foundation.storage.store import ObjectStore
 
-pytest_plugins = ["training_support", "edge_sync_fixtures"]
+pytest_plugins = ["training_fixtures", "delivery_fixtures"]
 
 
 @pytest.fixture(scope="session")
@@ -36,12 +36,12 @@ def stack(settings: Settings) -> Iterator[Stack]:
 
 @pytest.fixture(scope="session")
 def store(stack: Stack, settings: Settings) -> ObjectStore:
-    return ObjectStore(settings)
+    return ObjectStore(settings.s3)
 
 
 @pytest.fixture(scope="session")
 def layout(settings: Settings) -> Layout:
-    return Layout(settings)
+    return Layout(settings.buckets)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import tarfile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge_sync.archive import (
+from edge_sync.uplink.archive import (
     END_OF_ARCHIVE,
     Limits,
     Member,
@@ -22,9 +22,9 @@ from edge_sync.archive import (
     member_header,
     padding,
 )
-from edgecore import events
-from edgecore.errors import InvalidInput
-from edgecore.layout import IMAGE_ID_RE, SKU_RE
+from foundation import events
+from foundation.errors import InvalidInput
+from foundation.layout import IMAGE_ID_RE, SKU_RE
 from pipelines.listener import parse_s3_record
 
 BOUNDED = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -9,18 +9,18 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from training_support import jpeg
 
-from edgecore.catalogue import Catalogue
-from edgecore.errors import InvalidInput
-from edgecore.layout import Layout
-from edgecore.manifest import Manifest
-from edgecore.storage import ObjectStore
 from edgecore.synthetic.folder import LabelledFolder, import_photos, sku_for_label
 from edgecore.synthetic.generator import generate_store
 from edgecore.synthetic.products import BOUTIQUE, HYPERMARKET, demo_catalogue, new_product
 from edgecore.synthetic.upload import upload_folder
-from edgecore.versions import claim_next_version
+from foundation.catalogue import Catalogue
+from foundation.errors import InvalidInput
+from foundation.layout import Layout
+from foundation.manifest import Manifest
+from foundation.registry import claim_next_version
+from foundation.storage.store import ObjectStore
+from testkit.training import jpeg
 
 
 def test_the_same_seed_gives_the_same_photos_and_another_seed_other_photos(tmp_path: Path) -> None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from edge_sync_support import EdgeCluster, deliver, subprocess_env
 from typer.testing import CliRunner
 
-from edge_sync.controller import SyncContext, reconcile
-from edge_sync.fleet import dump_fleet
+from edge_sync.delivery.controller import SyncContext, reconcile
+from edge_sync.delivery.edges import dump_fleet
 from edgecore.cli import app, common
-from edgecore.settings import Settings
+from foundation.settings import Settings
+from foundation.storage.store import ObjectStore
+from testkit.delivery import EdgeCluster, deliver, subprocess_env
 
 
 @pytest.fixture(autouse=True)
@@ -20,11 +21,11 @@ def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_status_shows_serving_and_previous_version_last_sync_and_lag(
-    edge_settings: Settings, ctx: SyncContext, cluster: EdgeCluster, tmp_path: Path
+    edge_settings: Settings, ctx: SyncContext, store: ObjectStore, cluster: EdgeCluster, tmp_path: Path
 ) -> None:
     for edge in ("north", "south"):
-        cluster.add_edge(edge, deliver(ctx.store, ctx.layout, edge, "v000001").uri)
-        deliver(ctx.store, ctx.layout, edge, "v000002")
+        cluster.add_edge(edge, deliver(store, ctx.layout, edge, "v000001").uri)
+        deliver(store, ctx.layout, edge, "v000002")
     reconcile(cluster.spec("north"), cluster.target("north"), ctx)  # south stays behind
     fleet = tmp_path / "edges.json"
     dump_fleet([cluster.spec("north"), cluster.spec("south")], fleet)
@@ -43,12 +44,12 @@ def test_status_shows_serving_and_previous_version_last_sync_and_lag(
 
 
 def test_run_once_syncs_every_edge_and_exits_nonzero_when_one_was_refused(
-    edge_settings: Settings, ctx: SyncContext, cluster: EdgeCluster, tmp_path: Path
+    edge_settings: Settings, ctx: SyncContext, store: ObjectStore, cluster: EdgeCluster, tmp_path: Path
 ) -> None:
-    cluster.add_edge("east", deliver(ctx.store, ctx.layout, "east", "v000001").uri)
-    cluster.add_edge("west", deliver(ctx.store, ctx.layout, "west", "v000001").uri)
-    v2 = deliver(ctx.store, ctx.layout, "east", "v000002").uri
-    cluster.api.fail_uris.add(deliver(ctx.store, ctx.layout, "west", "v000002").uri)
+    cluster.add_edge("east", deliver(store, ctx.layout, "east", "v000001").uri)
+    cluster.add_edge("west", deliver(store, ctx.layout, "west", "v000001").uri)
+    v2 = deliver(store, ctx.layout, "east", "v000002").uri
+    cluster.api.fail_uris.add(deliver(store, ctx.layout, "west", "v000002").uri)
     fleet = tmp_path / "edges.json"
     dump_fleet([cluster.spec("east"), cluster.spec("west")], fleet)
 

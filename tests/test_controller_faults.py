@@ -12,23 +12,23 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from edge_sync_support import EdgeCluster, corrupt_in_place, deliver, model_files, subprocess_env
-from uplink_support import committed, end_offset
-
-from edge_sync.controller import SyncContext, reconcile
-from edge_sync.fleet import dump_fleet
-from edge_sync.main import ControllerFleet
-from edge_sync.sources import consumer_group
-from edgecore.events import ModelPublished
-from edgecore.layout import Location, edge_model_name
-from edgecore.messaging import EventProducer, ensure_topics
-from edgecore.settings import Settings
+from edge_sync.delivery.controller import SyncContext, reconcile
+from edge_sync.delivery.edges import dump_fleet
+from edge_sync.delivery.service import build_fleet
+from edge_sync.delivery.sources import consumer_group
+from foundation.events import ModelPublished
+from foundation.layout import Location, edge_model_name
+from foundation.messaging import EventProducer, ensure_topics
+from foundation.settings import Settings
+from foundation.storage.store import ObjectStore
+from testkit.delivery import EdgeCluster, corrupt_in_place, deliver, model_files, subprocess_env
+from testkit.kafka import committed, end_offset
 
 EDGE = "store-7"
 
 
-def _serving_v1(ctx: SyncContext, cluster: EdgeCluster) -> str:
-    v1 = deliver(ctx.store, ctx.layout, EDGE, "v000001").uri
+def _serving_v1(ctx: SyncContext, store: ObjectStore, cluster: EdgeCluster) -> str:
+    v1 = deliver(store, ctx.layout, EDGE, "v000001").uri
     cluster.add_edge(EDGE, v1)
     reconcile(cluster.spec(EDGE), cluster.target(EDGE), ctx)  # confirms v1 (no rollout: same URI)
     return v1
@@ -44,44 +44,46 @@ def _refused_and_v1_serving(ctx: SyncContext, cluster: EdgeCluster, v1: str) -> 
 
 
 def test_a_corrupted_model_file_is_refused_and_the_old_version_keeps_serving(
-    ctx: SyncContext, cluster: EdgeCluster
+    ctx: SyncContext, store: ObjectStore, cluster: EdgeCluster
 ) -> None:
-    v1 = _serving_v1(ctx, cluster)
-    prefix = deliver(ctx.store, ctx.layout, EDGE, "v000002")
+    v1 = _serving_v1(ctx, store, cluster)
+    prefix = deliver(store, ctx.layout, EDGE, "v000002")
     tflite = Location(prefix.bucket, prefix.key + "model.tflite")
     good = model_files("v000002")["model.tflite"]
-    corrupt_in_place(ctx.store, tflite, bytes([good[0] ^ 0xFF]) + good[1:])
+    corrupt_in_place(store, tflite, bytes([good[0] ^ 0xFF]) + good[1:])
 
     _refused_and_v1_serving(ctx, cluster, v1)
 
 
-def test_a_truncated_model_file_is_refused(ctx: SyncContext, cluster: EdgeCluster) -> None:
-    v1 = _serving_v1(ctx, cluster)
+def test_a_truncated_model_file_is_refused(
+    ctx: SyncContext, store: ObjectStore, cluster: EdgeCluster
+) -> None:
+    v1 = _serving_v1(ctx, store, cluster)
     files = model_files("v000002")
     truncated = {**files, "model.tflite": files["model.tflite"][:1000]}
-    deliver(ctx.store, ctx.layout, EDGE, "v000002", files=truncated, manifest_files=files)
+    deliver(store, ctx.layout, EDGE, "v000002", files=truncated, manifest_files=files)
 
     _refused_and_v1_serving(ctx, cluster, v1)
 
 
 def test_a_file_whose_sha256_differs_from_the_manifest_is_refused(
-    ctx: SyncContext, cluster: EdgeCluster
+    ctx: SyncContext, store: ObjectStore, cluster: EdgeCluster
 ) -> None:
-    v1 = _serving_v1(ctx, cluster)
+    v1 = _serving_v1(ctx, store, cluster)
     files = model_files("v000002")
     promised = {**files, "labels.json": b'["APPLE-RED", "LIME-GREEM"]'}  # same size, other digest
-    deliver(ctx.store, ctx.layout, EDGE, "v000002", files=files, manifest_files=promised)
+    deliver(store, ctx.layout, EDGE, "v000002", files=files, manifest_files=promised)
 
     _refused_and_v1_serving(ctx, cluster, v1)
 
 
 def test_a_file_the_manifest_lists_but_the_bucket_lacks_is_refused(
-    ctx: SyncContext, cluster: EdgeCluster
+    ctx: SyncContext, store: ObjectStore, cluster: EdgeCluster
 ) -> None:
-    v1 = _serving_v1(ctx, cluster)
+    v1 = _serving_v1(ctx, store, cluster)
     files = model_files("v000002")
     deliver(
-        ctx.store,
+        store,
         ctx.layout,
         EDGE,
         "v000002",
@@ -108,16 +110,16 @@ def _unused_port() -> int:
 
 
 def test_with_kafka_down_bucket_polling_still_delivers(
-    edge_settings: Settings, ctx: SyncContext, cluster: EdgeCluster
+    edge_settings: Settings, ctx: SyncContext, store: ObjectStore, cluster: EdgeCluster
 ) -> None:
-    _serving_v1(ctx, cluster)
-    settings = edge_settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{_unused_port()}"})
-    fleet = ControllerFleet(settings, [cluster.spec(EDGE)], {EDGE: cluster.target(EDGE)}, ctx.metrics)
+    _serving_v1(ctx, store, cluster)
+    settings = edge_settings.updated(kafka={"bootstrap": f"127.0.0.1:{_unused_port()}"})
+    fleet = build_fleet(settings, [cluster.spec(EDGE)], {EDGE: cluster.target(EDGE)}, ctx.metrics)
     stop = threading.Event()
     runner = threading.Thread(target=fleet.run, args=(stop, "kafka-down", 0.5))
     runner.start()
     try:
-        v2 = deliver(ctx.store, ctx.layout, EDGE, "v000002").uri
+        v2 = deliver(store, ctx.layout, EDGE, "v000002").uri
         assert _wait_for(
             lambda: (
                 cluster.annotations(EDGE).get("edgecore.io/synced-at") is not None
@@ -144,31 +146,31 @@ def _published(ctx: SyncContext, version: str) -> ModelPublished:
 
 
 def test_a_model_published_event_delivers_and_a_repeated_event_changes_nothing(
-    edge_settings: Settings, ctx: SyncContext, cluster: EdgeCluster, unique: str
+    edge_settings: Settings, ctx: SyncContext, store: ObjectStore, cluster: EdgeCluster, unique: str
 ) -> None:
-    v1 = _serving_v1(ctx, cluster)
+    v1 = _serving_v1(ctx, store, cluster)
     rollouts = ctx.metrics.value("edgecore_edge_sync_rollouts_total", edge=EDGE)
-    settings = edge_settings.model_copy(
-        update={
+    settings = edge_settings.updated(
+        kafka={
             "topic_model_published": f"t-published-{unique}",
             "topic_dead_letter": f"t-dlq-{unique}",
             "topic_training_data_ready": f"t-ready-{unique}",
             "topic_s3_events": f"t-s3-{unique}",
-            "edge_sync_poll_s": 3600.0,  # one poll at start-up, then only events can deliver
-        }
+        },
+        delivery={"poll_s": 3600.0},
     )
-    ensure_topics(settings)
-    fleet = ControllerFleet(settings, [cluster.spec(EDGE)], {EDGE: cluster.target(EDGE)}, ctx.metrics)
+    ensure_topics(settings.kafka)
+    fleet = build_fleet(settings, [cluster.spec(EDGE)], {EDGE: cluster.target(EDGE)}, ctx.metrics)
     stop = threading.Event()
     runner = threading.Thread(target=fleet.run, args=(stop, unique, 0.5))
     runner.start()
-    producer = EventProducer(settings, "/tests/publish")
+    producer = EventProducer(settings.kafka, "/tests/publish")
     try:
         assert _wait_for(lambda: fleet.outcomes.get(EDGE) is not None)  # the start-up poll is done
-        v2 = deliver(ctx.store, ctx.layout, EDGE, "v000002").uri
+        v2 = deliver(store, ctx.layout, EDGE, "v000002").uri
         event = _published(ctx, "v000002")
-        producer.publish(settings.topic_model_published, event)
-        producer.publish(settings.topic_model_published, event)
+        producer.publish(settings.kafka.topic_model_published, event)
+        producer.publish(settings.kafka.topic_model_published, event)
         assert _wait_for(
             lambda: (
                 cluster.storage_uri(EDGE) == v2
@@ -176,8 +178,8 @@ def test_a_model_published_event_delivers_and_a_repeated_event_changes_nothing(
             )
         )
         # the repeated event is handled too: both committed, and the pass it caused is over
-        group, topic = consumer_group(unique), settings.topic_model_published
-        assert _wait_for(lambda: committed(settings, group, topic) == end_offset(settings, topic))
+        group, topic = consumer_group(unique), settings.kafka.topic_model_published
+        assert _wait_for(lambda: committed(settings.kafka, group, topic) == end_offset(settings.kafka, topic))
         assert _wait_for(fleet.idle)
     finally:
         producer.close()
@@ -188,10 +190,10 @@ def test_a_model_published_event_delivers_and_a_repeated_event_changes_nothing(
 
 
 def test_a_controller_killed_mid_rollout_converges_after_restart_without_a_second_rollout(
-    edge_settings: Settings, ctx: SyncContext, cluster: EdgeCluster, tmp_path: Path
+    edge_settings: Settings, ctx: SyncContext, store: ObjectStore, cluster: EdgeCluster, tmp_path: Path
 ) -> None:
-    v1 = _serving_v1(ctx, cluster)
-    v2 = deliver(ctx.store, ctx.layout, EDGE, "v000002").uri
+    v1 = _serving_v1(ctx, store, cluster)
+    v2 = deliver(store, ctx.layout, EDGE, "v000002").uri
     fleet_file = tmp_path / "edges.json"
     dump_fleet([cluster.spec(EDGE)], fleet_file)
     cluster.api.hold.set()  # the new generation will not be Ready while the first controller runs
@@ -250,19 +252,17 @@ class _Forwarder:
 
 
 def test_a_sync_that_failed_for_a_passing_outage_is_retried_before_the_next_poll(
-    edge_settings: Settings, ctx: SyncContext, cluster: EdgeCluster
+    edge_settings: Settings, ctx: SyncContext, store: ObjectStore, cluster: EdgeCluster
 ) -> None:
-    _serving_v1(ctx, cluster)
-    v2 = deliver(ctx.store, ctx.layout, EDGE, "v000002").uri
+    _serving_v1(ctx, store, cluster)
+    v2 = deliver(store, ctx.layout, EDGE, "v000002").uri
     port = _unused_port()
-    settings = edge_settings.model_copy(
-        update={
-            "s3_endpoint": f"http://127.0.0.1:{port}",  # S3 unreachable until the relay opens
-            "kafka_bootstrap": f"127.0.0.1:{_unused_port()}",
-            "edge_sync_poll_s": 3600.0,  # one poll at start-up; only a retry can deliver
-        }
+    settings = edge_settings.updated(
+        s3={"endpoint": f"http://127.0.0.1:{port}"},
+        kafka={"bootstrap": f"127.0.0.1:{_unused_port()}"},
+        delivery={"poll_s": 3600.0},
     )
-    fleet = ControllerFleet(settings, [cluster.spec(EDGE)], {EDGE: cluster.target(EDGE)}, ctx.metrics)
+    fleet = build_fleet(settings, [cluster.spec(EDGE)], {EDGE: cluster.target(EDGE)}, ctx.metrics)
     stop = threading.Event()
     runner = threading.Thread(target=fleet.run, args=(stop, "s3-outage", 0.5))
     runner.start()
@@ -270,7 +270,7 @@ def test_a_sync_that_failed_for_a_passing_outage_is_retried_before_the_next_poll
     try:
         assert _wait_for(lambda: (o := fleet.outcomes.get(EDGE)) is not None and o.action == "failed")
         assert cluster.storage_uri(EDGE) != v2
-        relay = _Forwarder(port, (edge_settings.s3_host, edge_settings.s3_port))
+        relay = _Forwarder(port, (edge_settings.s3.host, edge_settings.s3.port))
         assert _wait_for(
             lambda: (
                 cluster.storage_uri(EDGE) == v2

@@ -9,28 +9,29 @@ from __future__ import annotations
 import json
 
 import pytest
-from edge_sync_support import EdgeCluster, deliver
 from kubernetes import client
 
-from edge_sync.controller import SyncContext, reconcile
-from edge_sync.targets.kserve import PREVIOUS_VERSION, REJECTED_VERSION, SYNCED_AT, VERSION
-from edgecore.errors import PermanentError
-from edgecore.layout import edge_model_name
+from edge_sync.delivery.controller import SyncContext, reconcile
+from edge_sync.delivery.targets.kserve import PREVIOUS_VERSION, REJECTED_VERSION, SYNCED_AT, VERSION
+from foundation.errors import PermanentError
+from foundation.layout import edge_model_name
+from foundation.storage.store import ObjectStore
+from testkit.delivery import EdgeCluster, deliver
 
 EDGE = "store-1"
 
 
-def _two_versions(ctx: SyncContext, cluster: EdgeCluster) -> tuple[str, str]:
-    v1 = deliver(ctx.store, ctx.layout, EDGE, "v000001").uri
+def _two_versions(ctx: SyncContext, store: ObjectStore, cluster: EdgeCluster) -> tuple[str, str]:
+    v1 = deliver(store, ctx.layout, EDGE, "v000001").uri
     cluster.add_edge(EDGE, v1, **{VERSION: "v000001"})
-    v2 = deliver(ctx.store, ctx.layout, EDGE, "v000002").uri
+    v2 = deliver(store, ctx.layout, EDGE, "v000002").uri
     return v1, v2
 
 
 def test_a_new_version_repoints_the_storage_uri_and_keeps_the_previous_in_annotations(
-    ctx: SyncContext, cluster: EdgeCluster
+    ctx: SyncContext, store: ObjectStore, cluster: EdgeCluster
 ) -> None:
-    v1, v2 = _two_versions(ctx, cluster)
+    v1, v2 = _two_versions(ctx, store, cluster)
 
     outcome = reconcile(cluster.spec(EDGE), cluster.target(EDGE), ctx)
 
@@ -43,9 +44,9 @@ def test_a_new_version_repoints_the_storage_uri_and_keeps_the_previous_in_annota
 
 
 def test_every_change_is_a_json_merge_patch_with_a_resource_version_precondition(
-    ctx: SyncContext, cluster: EdgeCluster
+    ctx: SyncContext, store: ObjectStore, cluster: EdgeCluster
 ) -> None:
-    _two_versions(ctx, cluster)
+    _two_versions(ctx, store, cluster)
 
     reconcile(cluster.spec(EDGE), cluster.target(EDGE), ctx)
 
@@ -54,8 +55,8 @@ def test_every_change_is_a_json_merge_patch_with_a_resource_version_precondition
     assert all(p["metadata"]["resourceVersion"] for p in cluster.api.patches)
 
 
-def test_repeating_a_sync_writes_nothing(ctx: SyncContext, cluster: EdgeCluster) -> None:
-    _two_versions(ctx, cluster)
+def test_repeating_a_sync_writes_nothing(ctx: SyncContext, store: ObjectStore, cluster: EdgeCluster) -> None:
+    _two_versions(ctx, store, cluster)
     reconcile(cluster.spec(EDGE), cluster.target(EDGE), ctx)
     writes = cluster.writes()
     resource_version = cluster.api.get("store", edge_model_name(EDGE))["metadata"]["resourceVersion"]
@@ -68,9 +69,9 @@ def test_repeating_a_sync_writes_nothing(ctx: SyncContext, cluster: EdgeCluster)
 
 
 def test_state_is_read_back_from_the_inference_service_by_a_new_target(
-    ctx: SyncContext, cluster: EdgeCluster
+    ctx: SyncContext, store: ObjectStore, cluster: EdgeCluster
 ) -> None:
-    _, v2 = _two_versions(ctx, cluster)
+    _, v2 = _two_versions(ctx, store, cluster)
     reconcile(cluster.spec(EDGE), cluster.target(EDGE), ctx)
 
     fresh = cluster.target(EDGE)  # a restarted controller: new client, nothing in memory
@@ -81,8 +82,10 @@ def test_state_is_read_back_from_the_inference_service_by_a_new_target(
     assert previous is not None and previous.version == "v000001"
 
 
-def test_a_canary_takes_its_share_first_and_is_then_promoted(ctx: SyncContext, cluster: EdgeCluster) -> None:
-    _two_versions(ctx, cluster)
+def test_a_canary_takes_its_share_first_and_is_then_promoted(
+    ctx: SyncContext, store: ObjectStore, cluster: EdgeCluster
+) -> None:
+    _two_versions(ctx, store, cluster)
 
     reconcile(cluster.spec(EDGE), cluster.target(EDGE, canary_percent=20), ctx)
 
@@ -93,9 +96,9 @@ def test_a_canary_takes_its_share_first_and_is_then_promoted(ctx: SyncContext, c
 
 
 def test_a_version_that_does_not_become_ready_is_rolled_back_to_the_previous_uri(
-    ctx: SyncContext, cluster: EdgeCluster
+    ctx: SyncContext, store: ObjectStore, cluster: EdgeCluster
 ) -> None:
-    v1, v2 = _two_versions(ctx, cluster)
+    v1, v2 = _two_versions(ctx, store, cluster)
     cluster.api.fail_uris.add(v2)
 
     outcome = reconcile(cluster.spec(EDGE), cluster.target(EDGE), ctx)
@@ -106,8 +109,10 @@ def test_a_version_that_does_not_become_ready_is_rolled_back_to_the_previous_uri
     assert ctx.metrics.value("edgecore_edge_sync_rollbacks_total", edge=EDGE) == 1
 
 
-def test_a_rolled_back_version_is_not_tried_again(ctx: SyncContext, cluster: EdgeCluster) -> None:
-    _, v2 = _two_versions(ctx, cluster)
+def test_a_rolled_back_version_is_not_tried_again(
+    ctx: SyncContext, store: ObjectStore, cluster: EdgeCluster
+) -> None:
+    _, v2 = _two_versions(ctx, store, cluster)
     cluster.api.fail_uris.add(v2)
     reconcile(cluster.spec(EDGE), cluster.target(EDGE), ctx)
     writes = cluster.writes()
@@ -118,8 +123,10 @@ def test_a_rolled_back_version_is_not_tried_again(ctx: SyncContext, cluster: Edg
     assert cluster.writes() == writes
 
 
-def test_a_rollout_that_times_out_is_rolled_back(ctx: SyncContext, cluster: EdgeCluster) -> None:
-    v1, _ = _two_versions(ctx, cluster)
+def test_a_rollout_that_times_out_is_rolled_back(
+    ctx: SyncContext, store: ObjectStore, cluster: EdgeCluster
+) -> None:
+    v1, _ = _two_versions(ctx, store, cluster)
     cluster.api.hold.set()  # the KServe controller never reports the new generation
 
     outcome = reconcile(cluster.spec(EDGE), cluster.target(EDGE, ready_timeout_s=0.5), ctx)
@@ -128,11 +135,13 @@ def test_a_rollout_that_times_out_is_rolled_back(ctx: SyncContext, cluster: Edge
     assert cluster.storage_uri(EDGE) == v1
 
 
-def test_the_next_version_after_a_rejected_one_is_rolled_out(ctx: SyncContext, cluster: EdgeCluster) -> None:
-    _, v2 = _two_versions(ctx, cluster)
+def test_the_next_version_after_a_rejected_one_is_rolled_out(
+    ctx: SyncContext, store: ObjectStore, cluster: EdgeCluster
+) -> None:
+    _, v2 = _two_versions(ctx, store, cluster)
     cluster.api.fail_uris.add(v2)
     reconcile(cluster.spec(EDGE), cluster.target(EDGE), ctx)
-    v3 = deliver(ctx.store, ctx.layout, EDGE, "v000003").uri
+    v3 = deliver(store, ctx.layout, EDGE, "v000003").uri
 
     outcome = reconcile(cluster.spec(EDGE), cluster.target(EDGE), ctx)
 
@@ -158,9 +167,9 @@ def test_the_api_server_refuses_what_the_crd_schema_refuses(cluster: EdgeCluster
 
 
 def test_a_missing_inference_service_is_a_clear_permanent_error(
-    ctx: SyncContext, cluster: EdgeCluster
+    ctx: SyncContext, store: ObjectStore, cluster: EdgeCluster
 ) -> None:
-    deliver(ctx.store, ctx.layout, EDGE, "v000001")
+    deliver(store, ctx.layout, EDGE, "v000001")
 
     with pytest.raises(PermanentError, match=f"store/{edge_model_name(EDGE)}.*404"):
         reconcile(cluster.spec(EDGE), cluster.target(EDGE), ctx)
@@ -182,9 +191,9 @@ def test_the_api_server_refuses_fields_the_crd_schema_does_not_know(cluster: Edg
 
 
 def test_an_explicit_rollback_restores_the_previous_version_which_then_stays(
-    ctx: SyncContext, cluster: EdgeCluster
+    ctx: SyncContext, store: ObjectStore, cluster: EdgeCluster
 ) -> None:
-    v1, _ = _two_versions(ctx, cluster)
+    v1, _ = _two_versions(ctx, store, cluster)
     reconcile(cluster.spec(EDGE), cluster.target(EDGE), ctx)
 
     cluster.target(EDGE).rollback()

@@ -15,18 +15,18 @@ from typing import Any
 
 import httpx
 import pytest
-from serving_support import LABELS, Server, b64, kiosk_jpeg, running_server, upload_version, write_version
 
-from edge_sync.controller import SyncContext, reconcile
-from edge_sync.fleet import EdgeSpec, LocalSpec
-from edge_sync.metrics import SyncMetrics
-from edge_sync.reads import BucketReader
-from edge_sync.targets.local import LocalServerTarget
-from edgecore.layout import LABELS_FILE, MANIFEST, TFLITE_FILE, Layout, edge_model_name
-from edgecore.manifest import Manifest, entries_for_dir
-from edgecore.pointer import ModelPointer
-from edgecore.settings import Settings
-from edgecore.storage import ObjectStore
+from edge_sync.delivery.controller import SyncContext, reconcile
+from edge_sync.delivery.edges import EdgeSpec, LocalSpec
+from edge_sync.delivery.metrics import SyncMetrics
+from edge_sync.delivery.targets.local import LocalServerTarget
+from foundation.layout import LABELS_FILE, MANIFEST, TFLITE_FILE, Layout, edge_model_name
+from foundation.manifest import Manifest, entries_for_dir
+from foundation.pointer import ModelPointer
+from foundation.settings import Settings
+from foundation.storage.reader import BucketReader
+from foundation.storage.store import ObjectStore
+from testkit.serving import LABELS, Server, b64, kiosk_jpeg, running_server, upload_version, write_version
 
 EDGE = "corner-shop"
 MODEL = edge_model_name(EDGE)
@@ -65,50 +65,49 @@ def probes(tmp_path: Path) -> Path:
     return folder
 
 
-def _deliver(ctx: SyncContext, versions: dict[str, Path], version: str) -> str:
-    return upload_version(ctx.store, ctx.layout.edge_model_prefix(EDGE, MODEL, version), versions[version])
+def _deliver(ctx: SyncContext, store: ObjectStore, versions: dict[str, Path], version: str) -> str:
+    return upload_version(store, ctx.layout.edge_model_prefix(EDGE, MODEL, version), versions[version])
 
 
 @pytest.fixture(scope="module")
 def shop(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """One edge bucket and state folder for the module (the server is started once)."""
-    return Settings(
-        edge_bucket_prefix=f"t-{uuid.uuid4().hex[:10]}-", state_dir=tmp_path_factory.mktemp("shop") / "state"
+    return Settings().updated(
+        state_dir=tmp_path_factory.mktemp("shop") / "state",
+        buckets={"edge_prefix": f"t-{uuid.uuid4().hex[:10]}-"},
     )
 
 
 @pytest.fixture(scope="module")
 def running(
-    shop: Settings, versions: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+    shop: Settings, versions: dict[str, Path], tmp_path_factory: pytest.TempPathFactory, store: ObjectStore
 ) -> Iterator[Server]:
     ctx = _context(shop, tmp_path_factory.mktemp("setup"))
-    _serve_v1(ctx, versions)
+    _serve_v1(ctx, store, versions)
     with running_server(
         shop,
         EDGE,
         tmp_path_factory.mktemp("server"),
-        capture="false",
-        edge_bucket_prefix=shop.edge_bucket_prefix,
+        capture=False,
+        edge_bucket_prefix=shop.buckets.edge_prefix,
     ) as srv:
         yield srv
 
 
 def _context(settings: Settings, workdir: Path) -> SyncContext:
-    return SyncContext(
-        ObjectStore(settings), Layout(settings), SyncMetrics(), workdir, 4, BucketReader(settings)
-    )
+    return SyncContext(BucketReader.connect(settings.s3), Layout(settings.buckets), SyncMetrics(), workdir, 4)
 
 
-def _serve_v1(ctx: SyncContext, versions: dict[str, Path]) -> None:
+def _serve_v1(ctx: SyncContext, store: ObjectStore, versions: dict[str, Path]) -> None:
     """Only v1 delivered, and confirmed by an earlier sync."""
     keep = ctx.layout.edge_model_prefix(EDGE, MODEL, "v000001").key
-    ctx.store.ensure_bucket(ctx.layout.edge_bucket(EDGE))
-    for obj in ctx.store.list(ctx.layout.edge_models_prefix(EDGE, MODEL)):
+    store.ensure_bucket(ctx.layout.edge_bucket(EDGE))
+    for obj in store.list(ctx.layout.edge_models_prefix(EDGE, MODEL)):
         if not obj.location.key.startswith(keep):
-            ctx.store.delete(obj.location)
-    uri = _deliver(ctx, versions, "v000001")
+            store.delete(obj.location)
+    uri = _deliver(ctx, store, versions, "v000001")
     pointer = ModelPointer(model=MODEL, version="v000001", uri=uri, synced_at=datetime.now(UTC))
-    ctx.store.put_bytes(ctx.layout.edge_model_pointer(EDGE, MODEL), pointer.to_bytes())
+    store.put_bytes(ctx.layout.edge_model_pointer(EDGE, MODEL), pointer.to_bytes())
 
 
 @pytest.fixture
@@ -117,9 +116,9 @@ def ctx(shop: Settings, versions: dict[str, Path], tmp_path: Path) -> SyncContex
 
 
 @pytest.fixture
-def server(running: Server, ctx: SyncContext, versions: dict[str, Path]) -> Server:
+def server(running: Server, ctx: SyncContext, store: ObjectStore, versions: dict[str, Path]) -> Server:
     """The edge server answering with v1 at the start of each test."""
-    _serve_v1(ctx, versions)
+    _serve_v1(ctx, store, versions)
     httpx.post(f"{running.url}/v2/repository/models/{MODEL}/load", timeout=120).raise_for_status()
     assert _answering_version(running) == "v000001"
     return running
@@ -129,8 +128,8 @@ def _spec(server: Server, probes: Path) -> EdgeSpec:
     return EdgeSpec(edge=EDGE, target=LocalSpec(url=server.url, probes=probes))
 
 
-def _target(server: Server, probes: Path, ctx: SyncContext) -> LocalServerTarget:
-    return LocalServerTarget(server.url, EDGE, MODEL, probes, ctx.store, ctx.layout, 120)
+def _target(server: Server, probes: Path, ctx: SyncContext, store: ObjectStore) -> LocalServerTarget:
+    return LocalServerTarget(server.url, EDGE, MODEL, probes, store, ctx.layout, 120)
 
 
 def _answering_version(server: Server) -> str:
@@ -141,10 +140,10 @@ def _answering_version(server: Server) -> str:
 
 
 def test_a_new_version_is_loaded_checked_with_probes_and_answers(
-    ctx: SyncContext, versions: dict[str, Path], server: Server, probes: Path
+    ctx: SyncContext, store: ObjectStore, versions: dict[str, Path], server: Server, probes: Path
 ) -> None:
-    _deliver(ctx, versions, "v000002")
-    target = _target(server, probes, ctx)
+    _deliver(ctx, store, versions, "v000002")
+    target = _target(server, probes, ctx, store)
 
     outcome = reconcile(_spec(server, probes), target, ctx)
 
@@ -155,23 +154,23 @@ def test_a_new_version_is_loaded_checked_with_probes_and_answers(
 
 
 def test_repeating_the_sync_changes_nothing(
-    ctx: SyncContext, versions: dict[str, Path], server: Server, probes: Path
+    ctx: SyncContext, store: ObjectStore, versions: dict[str, Path], server: Server, probes: Path
 ) -> None:
-    _deliver(ctx, versions, "v000002")
-    reconcile(_spec(server, probes), _target(server, probes, ctx), ctx)
-    pointer = ctx.store.get_bytes(ctx.layout.edge_model_pointer(EDGE, MODEL))
+    _deliver(ctx, store, versions, "v000002")
+    reconcile(_spec(server, probes), _target(server, probes, ctx, store), ctx)
+    pointer = store.get_bytes(ctx.layout.edge_model_pointer(EDGE, MODEL))
 
-    outcome = reconcile(_spec(server, probes), _target(server, probes, ctx), ctx)
+    outcome = reconcile(_spec(server, probes), _target(server, probes, ctx, store), ctx)
 
     assert outcome.action == "up-to-date"
-    assert ctx.store.get_bytes(ctx.layout.edge_model_pointer(EDGE, MODEL)) == pointer
+    assert store.get_bytes(ctx.layout.edge_model_pointer(EDGE, MODEL)) == pointer
 
 
 def test_a_version_that_answers_wrongly_is_rolled_back(
-    ctx: SyncContext, versions: dict[str, Path], server: Server, probes: Path
+    ctx: SyncContext, store: ObjectStore, versions: dict[str, Path], server: Server, probes: Path
 ) -> None:
-    _deliver(ctx, versions, "v000003")
-    target = _target(server, probes, ctx)
+    _deliver(ctx, store, versions, "v000003")
+    target = _target(server, probes, ctx, store)
 
     outcome = reconcile(_spec(server, probes), target, ctx)
 
@@ -182,29 +181,29 @@ def test_a_version_that_answers_wrongly_is_rolled_back(
 
 
 def test_a_first_version_that_answers_wrongly_is_not_tried_again(
-    ctx: SyncContext, versions: dict[str, Path], running: Server, probes: Path
+    ctx: SyncContext, store: ObjectStore, versions: dict[str, Path], running: Server, probes: Path
 ) -> None:
     pointer_at = ctx.layout.edge_model_pointer(EDGE, MODEL)
-    for obj in ctx.store.list(ctx.layout.edge_models_prefix(EDGE, MODEL)):
-        ctx.store.delete(obj.location)
-    ctx.store.delete(pointer_at)
-    _deliver(ctx, versions, "v000003")
-    target = _target(running, probes, ctx)
+    for obj in store.list(ctx.layout.edge_models_prefix(EDGE, MODEL)):
+        store.delete(obj.location)
+    store.delete(pointer_at)
+    _deliver(ctx, store, versions, "v000003")
+    target = _target(running, probes, ctx, store)
     first = reconcile(_spec(running, probes), target, ctx)
-    pointer = ctx.store.get_bytes(pointer_at)
+    pointer = store.get_bytes(pointer_at)
 
     again = reconcile(_spec(running, probes), target, ctx)
 
     assert first.action == "rolled-back"
     assert (again.action, again.detail) == ("skipped-rejected", "rolled back before; not retried")
-    assert ctx.store.get_bytes(pointer_at) == pointer, "no second rollout"
+    assert store.get_bytes(pointer_at) == pointer, "no second rollout"
 
 
 def test_a_version_that_fails_to_load_is_rolled_back_and_the_old_one_keeps_answering(
-    ctx: SyncContext, versions: dict[str, Path], server: Server, probes: Path
+    ctx: SyncContext, store: ObjectStore, versions: dict[str, Path], server: Server, probes: Path
 ) -> None:
-    _deliver(ctx, versions, "v000004")
-    target = _target(server, probes, ctx)
+    _deliver(ctx, store, versions, "v000004")
+    target = _target(server, probes, ctx, store)
 
     outcome = reconcile(_spec(server, probes), target, ctx)
 
@@ -227,6 +226,7 @@ def _one_mislabelled_probe(probes: Path) -> Path:
 )
 def test_the_edge_decides_how_many_probes_a_new_version_may_miss(
     ctx: SyncContext,
+    store: ObjectStore,
     versions: dict[str, Path],
     server: Server,
     probes: Path,
@@ -234,9 +234,9 @@ def test_the_edge_decides_how_many_probes_a_new_version_may_miss(
     action: str,
     serving: str,
 ) -> None:
-    _deliver(ctx, versions, "v000002")
+    _deliver(ctx, store, versions, "v000002")
     target = LocalServerTarget(
-        server.url, EDGE, MODEL, _one_mislabelled_probe(probes), ctx.store, ctx.layout, 120, probe_accuracy
+        server.url, EDGE, MODEL, _one_mislabelled_probe(probes), store, ctx.layout, 120, probe_accuracy
     )
 
     outcome = reconcile(_spec(server, probes), target, ctx)

@@ -8,14 +8,14 @@ import threading
 from pathlib import Path
 
 import pytest
-from edge_sync_support import corrupt_in_place
 from pydantic import SecretStr
 
-from edge_sync.reads import BucketReader
-from edgecore.errors import IntegrityError, NotFound, PayloadTooLarge, PermanentError, ServiceUnavailable
-from edgecore.layout import Location
-from edgecore.settings import Settings
-from edgecore.storage import ObjectStore
+from foundation.errors import IntegrityError, NotFound, PayloadTooLarge, PermanentError, ServiceUnavailable
+from foundation.layout import Location
+from foundation.settings import Settings
+from foundation.storage.reader import BucketReader
+from foundation.storage.store import ObjectStore
+from testkit.delivery import corrupt_in_place
 
 # Keys a signer gets wrong first: spaces, '+', '=', '%', unicode, '~' and nested folders.
 KEYS = [
@@ -31,7 +31,7 @@ KEYS = [
 
 @pytest.fixture
 def reader(settings: Settings, stack: object) -> BucketReader:
-    return BucketReader(settings)
+    return BucketReader.connect(settings.s3)
 
 
 def _fill(store: ObjectStore, bucket: str) -> dict[str, bytes]:
@@ -131,7 +131,7 @@ def test_many_threads_share_one_reader(store: ObjectStore, reader: BucketReader,
 
 
 def test_wrong_credentials_are_a_permanent_error(settings: Settings, stack: object, bucket: str) -> None:
-    wrong = BucketReader(settings.model_copy(update={"s3_secret_key": SecretStr("not-the-secret")}))
+    wrong = BucketReader.connect(settings.updated(s3={"secret_key": SecretStr("not-the-secret")}).s3)
     with pytest.raises(PermanentError, match="SignatureDoesNotMatch|InvalidAccessKeyId|403"):
         wrong.get_bytes(Location(bucket, "x"))
 
@@ -140,6 +140,6 @@ def test_an_unreachable_endpoint_is_retryable(settings: Settings) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    down = BucketReader(settings.model_copy(update={"s3_endpoint": f"http://127.0.0.1:{port}"}))
+    down = BucketReader.connect(settings.updated(s3={"endpoint": f"http://127.0.0.1:{port}"}).s3)
     with pytest.raises(ServiceUnavailable, match="unreachable|connection"):
         down.get_bytes(Location("bucket", "x"))

@@ -13,8 +13,8 @@ from edgecore.demo.devices import KioskLog
 from edgecore.demo.rounds import RoundResult
 from edgecore.demo.supervisor import DemoFailed, Supervisor, http_ok
 from edgecore.demo.world import World
-from edgecore.settings import Settings
 from edgecore.stack import Stack
+from foundation.settings import Settings
 
 
 def test_the_services_it_starts_read_back_exactly_the_settings_of_the_run(
@@ -31,17 +31,17 @@ def test_the_services_it_starts_read_back_exactly_the_settings_of_the_run(
 
 def test_two_runs_share_no_bucket_topic_port_or_state(tmp_path: Path) -> None:
     a, b = (World.create(Settings(state_dir=tmp_path), ["hypermarket"], 0.0, 2.0) for _ in range(2))
-    for field in (
-        "training_bucket",
-        "models_bucket",
-        "edge_bucket_prefix",
-        "topic_model_published",
-        "state_dir",
+    for setting in (
+        "EDGECORE_TRAINING_BUCKET",
+        "EDGECORE_MODELS_BUCKET",
+        "EDGECORE_EDGE_BUCKET_PREFIX",
+        "EDGECORE_TOPIC_MODEL_PUBLISHED",
+        "EDGECORE_STATE_DIR",
     ):
-        assert getattr(a.settings, field) != getattr(b.settings, field)
+        assert a.env()[setting] != b.env()[setting]
     ports = [
-        a.settings.receiver_port,
-        a.settings.listener_metrics_port,
+        a.settings.uplink.receiver_port,
+        a.settings.listener.metrics_port,
         *vars(a.edges["hypermarket"]).values(),
     ]
     assert len(set(ports)) == len(ports)
@@ -58,7 +58,10 @@ def test_services_are_watched_and_all_stopped_on_the_way_out(tmp_path: Path, sta
     world = World.create(Settings(state_dir=tmp_path), ["shop"], 0.0, 2.0)
     with Supervisor(tmp_path / "run", os.environ, _executable()) as sup:
         proc = sup.start(
-            "receiver", ["edge", "receiver"], world.env(), http_ok(f"{world.settings.receiver_url}/healthz")
+            "receiver",
+            ["edge", "receiver"],
+            world.env(),
+            http_ok(f"{world.settings.uplink.receiver_url}/healthz"),
         )
         pid = proc.pid()
         assert pid is not None
@@ -78,7 +81,10 @@ def test_a_stuck_stage_shows_where_each_service_waits_and_leaves_them_running(
     world = World.create(Settings(state_dir=tmp_path), ["shop"], 0.0, 2.0)
     with Supervisor(tmp_path / "run", os.environ, _executable()) as sup:
         sup.start(
-            "receiver", ["edge", "receiver"], world.env(), http_ok(f"{world.settings.receiver_url}/healthz")
+            "receiver",
+            ["edge", "receiver"],
+            world.env(),
+            http_ok(f"{world.settings.uplink.receiver_url}/healthz"),
         )
         report = sup.tails()
         sup.check()

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from samples import READY
 
-from edgecore import events
-from edgecore.events import MalformedEvent, ModelPublished
+from foundation import events
+from foundation.errors import InvalidInput, MalformedEvent
+from foundation.events import ModelPublished
+from testkit.samples import READY
 
 
 def test_training_data_ready_round_trips_as_a_structured_cloudevent() -> None:
@@ -72,5 +73,5 @@ def test_malformed_records_raise_one_clear_error(raw: bytes, reason: str) -> Non
 
 
 def test_oversized_records_are_refused_before_parsing() -> None:
-    with pytest.raises(events.InvalidInput, match="exceeds"):
+    with pytest.raises(InvalidInput, match="exceeds"):
         events.parse(b"{" + b" " * 2048 + b"}", max_bytes=1024)

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import pytest
-from edge_sync_support import deliver
 
-from edge_sync.history import model_history
-from edgecore.errors import InvalidInput
-from edgecore.layout import Layout, edge_model_name
-from edgecore.manifest import Manifest
-from edgecore.settings import Settings
+from edge_sync.delivery.history import model_history
 from edgecore.stack import Stack
-from edgecore.storage import ObjectStore
-from edgecore.versions import claim_next_version
+from foundation.errors import IntegrityError
+from foundation.layout import Layout, edge_model_name
+from foundation.manifest import Manifest
+from foundation.registry import claim_next_version
+from foundation.settings import Settings
+from foundation.storage.store import ObjectStore
+from testkit.delivery import deliver
 
 EDGE = "history-shop"
 MODEL = edge_model_name(EDGE)
@@ -20,10 +20,10 @@ MODEL = edge_model_name(EDGE)
 
 @pytest.fixture
 def registry(stack: Stack, unique: str) -> tuple[ObjectStore, Layout]:
-    settings = Settings(models_bucket=f"t-models-{unique}", edge_bucket_prefix=f"t-{unique}-")
-    store = ObjectStore(settings)
-    store.ensure_bucket(settings.models_bucket)
-    return store, Layout(settings)
+    settings = Settings().updated(buckets={"models": f"t-models-{unique}", "edge_prefix": f"t-{unique}-"})
+    store = ObjectStore(settings.s3)
+    store.ensure_bucket(settings.buckets.models)
+    return store, Layout(settings.buckets)
 
 
 def publish(store: ObjectStore, layout: Layout, accuracy: float) -> str:
@@ -65,5 +65,5 @@ def test_a_corrupt_manifest_is_reported_not_skipped(registry: tuple[ObjectStore,
     version = claim_next_version(store, layout.model_versions(MODEL), owner="test")
     store.put_bytes(layout.model_manifest(MODEL, version), b"{not json", "application/json")
 
-    with pytest.raises(InvalidInput):
+    with pytest.raises(IntegrityError, match="manifest"):
         model_history(store, layout, EDGE, MODEL)

@@ -13,14 +13,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from uplink_support import free_port, image_bytes, serving
 
-from edge_sync.gateway import Gateway, create_app
-from edge_sync.outbox import Outbox, outbox_path
-from edgecore.layout import Layout
-from edgecore.settings import Settings
+from edge_sync.uplink.gateway import create_app
+from edge_sync.uplink.outbox import Outbox
+from edge_sync.uplink.service import build_gateway
 from edgecore.stack import Stack
-from edgecore.storage import ObjectStore
+from foundation.layout import Layout
+from foundation.settings import Settings
+from foundation.storage.store import ObjectStore
+from testkit.uplink import free_port, image_bytes, serving
 
 EDGE = "store-a"
 SKU = "COLA-330"
@@ -40,18 +41,16 @@ class Edge:
 
 @pytest.fixture
 def edge(stack: Stack, settings: Settings, store: ObjectStore, unique: str, tmp_path: Path) -> Iterator[Edge]:
-    cfg = settings.model_copy(
-        update={
-            "edge_bucket_prefix": f"t{unique}-",
-            "state_dir": tmp_path,
-            "max_image_bytes": 60_000,
-            "max_image_pixels": 1_000_000,
-        }
+    cfg = settings.updated(
+        state_dir=tmp_path,
+        buckets={"edge_prefix": f"t{unique}-"},
+        uplink={"max_image_bytes": 60_000},
+        images={"max_pixels": 1_000_000},
     )
-    outbox = Outbox(outbox_path(cfg.outbox_dir, EDGE))
-    gateway = Gateway(cfg, EDGE, store, outbox)
+    gateway = build_gateway(cfg, EDGE)
+    outbox = gateway.outbox
     with serving(create_app(gateway), free_port()) as url:
-        yield Edge(cfg, url, store, Layout(cfg), outbox)
+        yield Edge(cfg, url, store, Layout(cfg.buckets), outbox)
     outbox.close()
 
 

@@ -16,16 +16,16 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from uplink_support import image_bytes
 
-from edge_sync.gateway import Gateway
-from edge_sync.mqtt import MqttIntake, results_topic
-from edge_sync.outbox import Outbox, outbox_path
-from edgecore.layout import Layout
-from edgecore.settings import Settings
+from edge_sync.uplink.gateway import Gateway
+from edge_sync.uplink.mqtt import MqttIntake, results_topic
+from edge_sync.uplink.service import build_gateway
 from edgecore.stack import Stack
 from edgecore.stack.mosquitto import PACKET_HEADROOM
-from edgecore.storage import ObjectStore
+from foundation.layout import Layout
+from foundation.settings import Settings
+from foundation.storage.store import ObjectStore
+from testkit.uplink import image_bytes
 
 SKU = "COLA-330"
 ANSWER_TIMEOUT_S = 20.0
@@ -42,7 +42,7 @@ class Device:
         self._acked: set[int] = set()
         self._subscribed = threading.Condition()
         self.client.on_subscribe = self._on_subscribe
-        self.client.connect(settings.mqtt_host, settings.mqtt_port)
+        self.client.connect(settings.uplink.mqtt_host, settings.uplink.mqtt_port)
         self.client.loop_start()
         self.subscribe(self.reply_topic)
 
@@ -95,18 +95,18 @@ def shop(
 ) -> Iterator[Store]:
     if stack.mosquitto.binary() is None:
         pytest.skip("no mosquitto on this machine (no system package and no apt-get to fetch one)")
-    cfg = settings.model_copy(
-        update={"edge_bucket_prefix": f"t{unique}-", "state_dir": tmp_path, "max_image_bytes": 60_000}
+    cfg = settings.updated(
+        state_dir=tmp_path, buckets={"edge_prefix": f"t{unique}-"}, uplink={"max_image_bytes": 60_000}
     )
     edge = f"store-{unique}"
-    outbox = Outbox(outbox_path(cfg.outbox_dir, edge))
-    yield Store(edge, cfg, Gateway(cfg, edge, store, outbox), store, Layout(cfg))
-    outbox.close()
+    gateway = build_gateway(cfg, edge)
+    yield Store(edge, cfg, gateway, store, Layout(cfg.buckets))
+    gateway.outbox.close()
 
 
 @pytest.fixture
 def intake(shop: Store) -> Iterator[MqttIntake]:
-    running = MqttIntake(shop.gateway, shop.settings.mqtt_host, shop.settings.mqtt_port)
+    running = MqttIntake(shop.gateway, shop.settings.uplink.mqtt_host, shop.settings.uplink.mqtt_port)
     running.start()
     yield running
     running.stop()
@@ -151,7 +151,7 @@ def test_a_device_without_a_response_topic_reads_its_answer_on_the_sku_s_results
 ) -> None:
     device.subscribe(results_topic(shop.edge, SKU))
     plain = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
-    plain.connect(shop.settings.mqtt_host, shop.settings.mqtt_port)
+    plain.connect(shop.settings.uplink.mqtt_host, shop.settings.uplink.mqtt_port)
     plain.loop_start()
     try:
         plain.publish(shop.topic(), image_bytes(3), qos=1).wait_for_publish(timeout=ANSWER_TIMEOUT_S)
@@ -198,7 +198,7 @@ def test_a_bad_image_does_not_disturb_the_next_one(shop: Store, intake: MqttInta
 def test_images_published_while_the_gateway_is_down_are_stored_when_it_is_back(
     shop: Store, device: Device
 ) -> None:
-    first = MqttIntake(shop.gateway, shop.settings.mqtt_host, shop.settings.mqtt_port)
+    first = MqttIntake(shop.gateway, shop.settings.uplink.mqtt_host, shop.settings.uplink.mqtt_port)
     first.start()  # the broker now keeps a session for this gateway
     first.stop()
 
@@ -206,7 +206,7 @@ def test_images_published_while_the_gateway_is_down_are_stored_when_it_is_back(
         device.publish(shop.topic(), image_bytes(seed))
     assert shop.images() == []
 
-    again = MqttIntake(shop.gateway, shop.settings.mqtt_host, shop.settings.mqtt_port)
+    again = MqttIntake(shop.gateway, shop.settings.uplink.mqtt_host, shop.settings.uplink.mqtt_port)
     again.start()
     try:
         answers = [device.answer() for _ in range(3)]
@@ -221,7 +221,7 @@ def test_a_packet_over_the_broker_s_limit_never_reaches_the_intake(
 ) -> None:
     big = Device(shop.settings)
     try:
-        oversized = b"\xff\xd8\xff" + b"\0" * (settings.max_image_bytes + PACKET_HEADROOM)
+        oversized = b"\xff\xd8\xff" + b"\0" * (settings.uplink.max_image_bytes + PACKET_HEADROOM)
         big.client.publish(shop.topic(), oversized, qos=1)
         device.publish(shop.topic(), image_bytes(13))
 

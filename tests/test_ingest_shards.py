@@ -9,19 +9,27 @@ from pathlib import Path
 
 import httpx
 import pytest
-from training_support import tiny_store
-from uplink_support import free_port, serving
 
 from components.ingest import ingest
-from edge_sync.archive import DIGEST_HEADER, END_OF_ARCHIVE, dataset_path, member_header, padding, set_digest
-from edge_sync.receiver import Receiver, create_app
-from edgecore.errors import IntegrityError
-from edgecore.layout import Layout
-from edgecore.manifest import Manifest
-from edgecore.messaging import EventProducer, ensure_topics
-from edgecore.settings import Settings
-from edgecore.storage import ObjectStore
+from edge_sync.uplink.archive import (
+    DIGEST_HEADER,
+    END_OF_ARCHIVE,
+    dataset_path,
+    member_header,
+    padding,
+    set_digest,
+)
+from edge_sync.uplink.receiver import create_app
+from edge_sync.uplink.service import build_receiver
 from edgecore.synthetic.upload import upload_folder
+from foundation.errors import IntegrityError
+from foundation.layout import Layout
+from foundation.manifest import Manifest
+from foundation.messaging import EventProducer, ensure_topics
+from foundation.settings import Settings
+from foundation.storage.store import ObjectStore
+from testkit.training import tiny_store
+from testkit.uplink import free_port, serving
 
 EDGE = "boutique"
 TOKEN = "token-of-the-boutique-0123456789"
@@ -34,10 +42,10 @@ def photos(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def receiver_url(isolated: Settings, iso_store: ObjectStore, unique: str) -> Iterator[str]:
-    cfg = isolated.model_copy(update={"topic_training_data_ready": f"t-tdr-{unique}"})
-    ensure_topics(cfg)
-    producer = EventProducer(cfg, "edgecore/test-receiver")
-    receiver = Receiver(cfg, iso_store, producer, {EDGE: TOKEN})
+    cfg = isolated.updated(kafka={"topic_training_data_ready": f"t-tdr-{unique}"})
+    ensure_topics(cfg.kafka)
+    producer = EventProducer(cfg.kafka, "edgecore/test-receiver")
+    receiver = build_receiver(cfg, {EDGE: TOKEN}, producer)
     with serving(create_app(receiver), free_port()) as url:
         yield url
     receiver.close()
@@ -75,8 +83,8 @@ def test_a_snapshot_takes_images_from_an_uploaded_folder_and_from_a_shipped_shar
     assert all(e.shard is not None for e in shipped.files.values())
     assert all(e.shard is None for e in uploaded.files.values())
 
-    only_shard = ingest(iso_store, iso_layout, EDGE, [EDGE], tmp_path / "a", hard_examples=False)
-    both = ingest(iso_store, iso_layout, EDGE, ["shop", EDGE], tmp_path / "b", hard_examples=False)
+    only_shard = ingest(iso_store, iso_layout, EDGE, [EDGE], tmp_path / "a")
+    both = ingest(iso_store, iso_layout, EDGE, ["shop", EDGE], tmp_path / "b")
 
     assert only_shard.metadata["datasets"] == [f"{EDGE}@{version}"]
     assert {n for n in only_shard.files if n.startswith("images/")} == set(shipped.files)
@@ -100,4 +108,4 @@ def test_a_corrupted_shard_is_refused_by_ingest(
     iso_store.client.put_object(Bucket=shard.bucket, Key=shard.key, Body=bytes(data))
 
     with pytest.raises(IntegrityError, match="does not match the expected"):
-        ingest(iso_store, iso_layout, EDGE, [EDGE], tmp_path / "snap", hard_examples=False)
+        ingest(iso_store, iso_layout, EDGE, [EDGE], tmp_path / "snap")

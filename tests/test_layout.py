@@ -6,8 +6,8 @@ from datetime import date
 
 import pytest
 
-from edgecore.errors import InvalidInput
-from edgecore.layout import Layout, edge_model_name, format_version, parse_version, version_of_key
+from foundation.errors import InvalidInput
+from foundation.layout import Layout, edge_model_name, format_version, parse_version, version_of_key
 
 
 def test_dataset_images_and_manifest_live_under_the_version_prefix(layout: Layout) -> None:

@@ -10,42 +10,48 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from test_listener import ready
-from uplink_support import committed, end_offset, free_port, wait_for
 
-from edgecore import events
-from edgecore.errors import ServiceUnavailable
-from edgecore.messaging import EventProducer, ensure_topics
-from edgecore.settings import Settings
 from edgecore.stack import Stack
 from edgecore.stack.kafka import KafkaService
+from edgecore.stack.settings import StackSettings
+from foundation import events
+from foundation.errors import ServiceUnavailable
+from foundation.messaging import EventProducer, ensure_topics
+from foundation.settings import Settings
 from pipelines.launchers import DryRunLauncher
 from pipelines.listener import Ledger, Listener
+from testkit.conditions import wait_for
+from testkit.kafka import committed, end_offset
+from testkit.uplink import free_port
+
+
+@dataclass(frozen=True)
+class PrivateBroker:
+    settings: Settings
+    service: KafkaService
 
 
 @pytest.fixture
-def private_kafka(stack: Stack, settings: Settings, tmp_path: Path, unique: str) -> Iterator[Settings]:
-    """Settings of a broker of this test's own (MinIO stays the shared one)."""
-    cfg = settings.model_copy(
-        update={
-            "state_dir": tmp_path / "state",
-            "kafka_port": free_port(),
-            "kafka_controller_port": free_port(),
-            "kafka_bootstrap": None,
-            "kafka_heap_mb": 256,
-            "training_bucket": f"test-train-{unique}",
-        }
+def private_kafka(stack: Stack, settings: Settings, tmp_path: Path, unique: str) -> Iterator[PrivateBroker]:
+    """A broker of this test's own (MinIO stays the shared one), and the settings that reach it."""
+    cfg = settings.updated(
+        state_dir=tmp_path / "state",
+        kafka={"port": free_port(), "bootstrap": None},
+        buckets={"training": f"test-train-{unique}"},
     )
-    kafka = KafkaService(cfg)
+    own = StackSettings().model_copy(update={"kafka_controller_port": free_port(), "kafka_heap_mb": 256})
+    kafka = KafkaService(cfg, own)
     if not kafka.installed():
         pytest.skip("the Kafka jars are not resolved (edgecore stack install)")
     kafka.start(timeout_s=240)
     try:
-        ensure_topics(cfg)
-        yield cfg
+        ensure_topics(cfg.kafka)
+        yield PrivateBroker(cfg, kafka)
     finally:
         kafka.process.stop()
 
@@ -54,9 +60,9 @@ def publish(cfg: Settings, event: events.TrainingDataReady, timeout_s: float = 9
     """Publish, retrying while a (re)started broker has not elected its partition leaders yet."""
     deadline = time.monotonic() + timeout_s
     while True:
-        producer = EventProducer(cfg, "edgecore/test")
+        producer = EventProducer(cfg.kafka, "edgecore/test")
         try:
-            producer.publish(cfg.topic_training_data_ready, event, timeout_s=20)
+            producer.publish(cfg.kafka.topic_training_data_ready, event, timeout_s=20)
             return
         except ServiceUnavailable:
             if time.monotonic() > deadline:
@@ -71,14 +77,13 @@ def launched(launcher: DryRunLauncher) -> list[list[str]]:
 
 
 def test_consumption_resumes_after_the_broker_restarts(
-    private_kafka: Settings, unique: str, tmp_path: Path
+    private_kafka: PrivateBroker, unique: str, tmp_path: Path
 ) -> None:
-    cfg = private_kafka
-    kafka = KafkaService(cfg)
+    cfg, kafka = private_kafka.settings, private_kafka.service
     edge = f"restart-{unique}"
     launcher = DryRunLauncher(tmp_path / "requests")
     ledger = Ledger(cfg.listener_dir / "ledger.sqlite")
-    listener = Listener(cfg, launcher, ledger)
+    listener = Listener(cfg.kafka, cfg.listener.coalesce_s, cfg.buckets.training, launcher, ledger)
     stop = threading.Event()
     thread = threading.Thread(target=listener.run, args=(stop, f"test-restart-{unique}", 0.5))
     thread.start()
@@ -93,7 +98,7 @@ def test_consumption_resumes_after_the_broker_restarts(
             return listener.registry.get_sample_value("edgecore_listener_polls_total") or 0.0
 
         before = polls()
-        wait_for(lambda: polls() >= before + 20, 60, what="polls of the dead broker")
+        wait_for(lambda: polls() >= before + 10, 120, what="polls of the dead broker")
         assert thread.is_alive(), "the listener stopped while the broker was down"
         kafka.start(timeout_s=240)
         assert kafka.process.pid() not in (None, pid_before)
@@ -101,8 +106,12 @@ def test_consumption_resumes_after_the_broker_restarts(
         publish(cfg, ready(cfg, edge, "v000002"))
         wait_for(lambda: len(launched(launcher)) >= 2, 180, what="the run of v000002 after the restart")
         # a re-delivery of v000001 after the restart would have launched once this is true
-        group, topic = f"test-restart-{unique}", cfg.topic_training_data_ready
-        wait_for(lambda: committed(cfg, group, topic) == end_offset(cfg, topic), 120, what="all committed")
+        group, topic = f"test-restart-{unique}", cfg.kafka.topic_training_data_ready
+        wait_for(
+            lambda: committed(cfg.kafka, group, topic) == end_offset(cfg.kafka, topic),
+            120,
+            what="all committed",
+        )
     finally:
         stop.set()
         thread.join(timeout=60)

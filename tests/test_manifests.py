@@ -11,13 +11,14 @@ from typing import Any
 
 import pytest
 import yaml
-from k8s_schemas import require_crds, validation_errors
 from typer.testing import CliRunner
 
 from edgecore.cli import app
 from edgecore.kustomize import build
-from edgecore.settings import Settings
+from edgecore.stack.settings import StackSettings
+from foundation.settings import Settings
 from serving.isvc import Deployment, edge_objects
+from testkit.k8s_schemas import require_crds, validation_errors
 
 MANIFESTS = Path(__file__).resolve().parents[1] / "manifests"
 OVERLAYS = ["core", "edge", "observability", "fleet"]
@@ -25,7 +26,7 @@ OVERLAYS = ["core", "edge", "observability", "fleet"]
 
 @pytest.fixture(scope="module", params=OVERLAYS)
 def rendered(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
-    return build(Settings(), MANIFESTS / request.param)
+    return build(StackSettings(), MANIFESTS / request.param)
 
 
 def test_every_rendered_object_is_valid_against_kubernetes_and_crd_schemas(
@@ -38,7 +39,7 @@ def test_every_rendered_object_is_valid_against_kubernetes_and_crd_schemas(
 
 def test_a_typo_in_a_custom_resource_is_caught() -> None:
     require_crds()
-    isvc = next(o for o in build(Settings(), MANIFESTS / "edge") if o["kind"] == "InferenceService")
+    isvc = next(o for o in build(StackSettings(), MANIFESTS / "edge") if o["kind"] == "InferenceService")
     isvc["spec"]["predictor"]["model"]["storageUrl"] = isvc["spec"]["predictor"]["model"].pop("storageUri")
     assert any("storageUrl" in e for e in validation_errors(isvc))
 
@@ -56,7 +57,7 @@ def _containers(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("overlay", ["core", "edge"])
 def test_every_container_runs_a_real_edgecore_command(overlay: str) -> None:
-    for container in _containers(build(Settings(), MANIFESTS / overlay)):
+    for container in _containers(build(StackSettings(), MANIFESTS / overlay)):
         argv = [*container.get("command", []), *container.get("args", [])]
         if argv[:2] == ["python", "-m"]:
             help_text = subprocess.run(
@@ -74,14 +75,14 @@ def test_every_container_runs_a_real_edgecore_command(overlay: str) -> None:
 
 
 def test_the_edge_sync_controller_may_only_get_and_patch_inferenceservices() -> None:
-    role = next(o for o in build(Settings(), MANIFESTS / "edge") if o["kind"] == "Role")
+    role = next(o for o in build(StackSettings(), MANIFESTS / "edge") if o["kind"] == "Role")
     assert role["rules"] == [
         {"apiGroups": ["serving.kserve.io"], "resources": ["inferenceservices"], "verbs": ["get", "patch"]}
     ]
 
 
 def test_the_predictor_secret_carries_kserve_s3_annotations() -> None:
-    secret = next(o for o in build(Settings(), MANIFESTS / "edge") if o["kind"] == "Secret")
+    secret = next(o for o in build(StackSettings(), MANIFESTS / "edge") if o["kind"] == "Secret")
     assert {"serving.kserve.io/s3-endpoint", "serving.kserve.io/s3-usehttps"} <= set(
         secret["metadata"]["annotations"]
     )
@@ -109,7 +110,9 @@ def test_the_dashboard_only_queries_metrics_edgecore_exports() -> None:
 
 
 def test_the_edge_serving_objects_are_the_ones_serving_isvc_builds() -> None:
-    cluster = Settings(s3_endpoint="http://minio.edgecore-edge.svc:9000", s3_secret_key="change-me")
+    cluster = Settings().updated(
+        s3={"endpoint": "http://minio.edgecore-edge.svc:9000", "secret_key": "change-me"}
+    )
     expected = edge_objects(
         Deployment(edge="change-me", namespace="edgecore-edge"),
         "s3://edgecore-edge-change-me/models/change-me-products/v000001/",

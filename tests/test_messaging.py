@@ -8,35 +8,37 @@ import time
 
 import pytest
 from kafka import KafkaConsumer
-from samples import READY
-from uplink_support import wait_for
 
-from edgecore.errors import PermanentError
-from edgecore.events import TrainingDataReady
-from edgecore.layout import Layout, Location
-from edgecore.messaging import DLQ_REASON, EventConsumer, EventProducer, ensure_topics, parse_event_record
-from edgecore.settings import Settings
 from edgecore.stack import Stack
-from edgecore.storage import ObjectStore
+from foundation.errors import PermanentError
+from foundation.events import TrainingDataReady
+from foundation.layout import Layout, Location
+from foundation.messaging import DLQ_REASON, EventConsumer, EventProducer, ensure_topics, parse_event_record
+from foundation.settings import Settings
+from foundation.storage.store import ObjectStore
+from testkit.conditions import wait_for
+from testkit.samples import READY
 
 
 @pytest.fixture
 def topics(stack: Stack, unique: str) -> Settings:
     """Settings whose edgecore topics are fresh for this test."""
-    settings = Settings(
-        topic_training_data_ready=f"t-ready-{unique}",
-        topic_model_published=f"t-published-{unique}",
-        topic_dead_letter=f"t-dlq-{unique}",
-        topic_s3_events=f"t-s3-{unique}",
+    settings = Settings().updated(
+        kafka={
+            "topic_training_data_ready": f"t-ready-{unique}",
+            "topic_model_published": f"t-published-{unique}",
+            "topic_dead_letter": f"t-dlq-{unique}",
+            "topic_s3_events": f"t-s3-{unique}",
+        }
     )
-    ensure_topics(settings)
+    ensure_topics(settings.kafka)
     return settings
 
 
 def _drain(settings: Settings, topic: str, expected: int, timeout_s: float = 30.0) -> list:
     consumer = KafkaConsumer(
         topic,
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        bootstrap_servers=settings.kafka.bootstrap_servers,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         consumer_timeout_ms=1000,
@@ -51,25 +53,27 @@ def _drain(settings: Settings, topic: str, expected: int, timeout_s: float = 30.
 
 def _consumer(settings: Settings, producer: EventProducer, group: str) -> EventConsumer:
     return EventConsumer(
-        settings,
+        settings.kafka,
         group,
-        [settings.topic_training_data_ready],
-        parse_event_record(settings.max_event_bytes),
+        [settings.kafka.topic_training_data_ready],
+        parse_event_record(settings.kafka.max_event_bytes),
         producer,
         retry_backoff_s=0.1,
     )
 
 
 def test_topics_are_created_once_with_settings_partitions(topics: Settings) -> None:
-    assert ensure_topics(topics) == []
-    consumer = KafkaConsumer(bootstrap_servers=topics.kafka_bootstrap_servers)
-    assert len(consumer.partitions_for_topic(topics.topic_training_data_ready)) == topics.topic_partitions
+    assert ensure_topics(topics.kafka) == []
+    consumer = KafkaConsumer(bootstrap_servers=topics.kafka.bootstrap_servers)
+    assert (
+        len(consumer.partitions_for_topic(topics.kafka.topic_training_data_ready)) == topics.kafka.partitions
+    )
     consumer.close()
 
 
 def test_published_event_is_consumed_typed_and_committed(topics: Settings, unique: str) -> None:
-    producer = EventProducer(topics, "/tests/producer")
-    producer.publish(topics.topic_training_data_ready, READY)
+    producer = EventProducer(topics.kafka, "/tests/producer")
+    producer.publish(topics.kafka.topic_training_data_ready, READY)
     consumer = _consumer(topics, producer, f"g-{unique}")
     got: list[TrainingDataReady] = []
     deadline = time.monotonic() + 30
@@ -86,17 +90,17 @@ def test_published_event_is_consumed_typed_and_committed(topics: Settings, uniqu
 
 
 def test_malformed_records_go_to_the_dlq_and_the_consumer_keeps_going(topics: Settings, unique: str) -> None:
-    producer = EventProducer(topics, "/tests/producer")
+    producer = EventProducer(topics.kafka, "/tests/producer")
     bad = [b"garbage", b'{"specversion": "1.0"}', b""]
     for raw in bad:
-        producer.send_raw(topics.topic_training_data_ready, raw, key="hypermarket")
-    producer.publish(topics.topic_training_data_ready, READY)
+        producer.send_raw(topics.kafka.topic_training_data_ready, raw, key="hypermarket")
+    producer.publish(topics.kafka.topic_training_data_ready, READY)
     consumer = _consumer(topics, producer, f"g-{unique}")
     handled: list[TrainingDataReady] = []
     stop = threading.Event()
     worker = threading.Thread(target=consumer.run, args=(lambda env, rec: handled.append(env.data), stop))
     worker.start()
-    dead = _drain(topics, topics.topic_dead_letter, expected=len(bad))
+    dead = _drain(topics, topics.kafka.topic_dead_letter, expected=len(bad))
     deadline = time.monotonic() + 30
     while not handled and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -111,8 +115,8 @@ def test_malformed_records_go_to_the_dlq_and_the_consumer_keeps_going(topics: Se
 
 
 def test_a_permanent_handler_failure_dead_letters_the_record(topics: Settings, unique: str) -> None:
-    producer = EventProducer(topics, "/tests/producer")
-    producer.publish(topics.topic_training_data_ready, READY)
+    producer = EventProducer(topics.kafka, "/tests/producer")
+    producer.publish(topics.kafka.topic_training_data_ready, READY)
     consumer = _consumer(topics, producer, f"g-{unique}")
 
     def refuse(env: object, rec: object) -> None:
@@ -122,7 +126,7 @@ def test_a_permanent_handler_failure_dead_letters_the_record(topics: Settings, u
     while consumer.stats.consumed == 0 and time.monotonic() < deadline:
         consumer.poll_once(refuse)
     consumer.close()
-    dead = _drain(topics, topics.topic_dead_letter, expected=1)
+    dead = _drain(topics, topics.kafka.topic_dead_letter, expected=1)
     producer.close()
     assert [dict(r.headers)[DLQ_REASON].decode() for r in dead] == [
         "PermanentError: dataset hypermarket v000001 has no images"
@@ -136,8 +140,8 @@ def test_minio_object_created_notification_arrives_on_kafka(
     store.put_bytes(Location(layout.training_bucket, key), b"{}")
     deadline = time.monotonic() + 30
     consumer = KafkaConsumer(
-        settings.topic_s3_events,
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        settings.kafka.topic_s3_events,
+        bootstrap_servers=settings.kafka.bootstrap_servers,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )
@@ -153,17 +157,17 @@ def test_minio_object_created_notification_arrives_on_kafka(
 
 def test_a_member_left_without_partitions_stays_in_its_group(topics: Settings, unique: str) -> None:
     """The join watchdog replaces consumers stuck outside their group, not idle members inside it."""
-    producer = EventProducer(topics, "/tests/producer")
+    producer = EventProducer(topics.kafka, "/tests/producer")
     members = [
         EventConsumer(
-            topics,
+            topics.kafka,
             f"g-{unique}",
-            [topics.topic_training_data_ready],
-            parse_event_record(topics.max_event_bytes),
+            [topics.kafka.topic_training_data_ready],
+            parse_event_record(topics.kafka.max_event_bytes),
             producer,
             join_timeout_s=12.0,
         )
-        for _ in range(topics.topic_partitions + 1)
+        for _ in range(topics.kafka.partitions + 1)
     ]
     originals = [member.consumer for member in members]
     stop = threading.Event()
@@ -185,5 +189,5 @@ def test_a_member_left_without_partitions_stays_in_its_group(topics: Settings, u
         member.close()
     producer.close()
     assert [m.consumer for m in members] == originals, "no member was replaced"
-    assert sum(len(a) for a in assignments) == topics.topic_partitions
+    assert sum(len(a) for a in assignments) == topics.kafka.partitions
     assert sum(1 for a in assignments if not a) == 1

@@ -8,12 +8,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from edgecore.errors import InvalidInput, NotFound
-from edgecore.layout import Location
-from edgecore.multipart import MIN_PART_BYTES, MultipartWriter
-from edgecore.settings import Settings
-from edgecore.storage import ObjectStore
-from edgecore.wire import S3Wire
+from foundation.errors import InvalidInput, NotFound
+from foundation.layout import Location
+from foundation.settings import Settings
+from foundation.storage.multipart import MIN_PART_BYTES, MultipartWriter
+from foundation.storage.store import ObjectStore
+from foundation.storage.wire import S3Wire
 
 
 def test_uneven_writes_become_one_object_with_every_byte_in_order(
@@ -22,7 +22,7 @@ def test_uneven_writes_become_one_object_with_every_byte_in_order(
     loc = Location(bucket, "shards/a.tar")
     data = os.urandom(23 * 1_048_576 + 12_345)
     with ThreadPoolExecutor(2) as pool:
-        writer = MultipartWriter(store, S3Wire(settings), loc, pool, MIN_PART_BYTES, in_flight=2)
+        writer = MultipartWriter(store, S3Wire(settings.s3), loc, pool, MIN_PART_BYTES, in_flight=2)
         pos, step = 0, 700_001
         while pos < len(data):
             writer.write(data[pos : pos + step])
@@ -43,7 +43,7 @@ def test_an_aborted_upload_leaves_no_object_and_no_upload(
 ) -> None:
     loc = Location(bucket, "shards/b.tar")
     with ThreadPoolExecutor(2) as pool:
-        writer = MultipartWriter(store, S3Wire(settings), loc, pool, MIN_PART_BYTES, in_flight=2)
+        writer = MultipartWriter(store, S3Wire(settings.s3), loc, pool, MIN_PART_BYTES, in_flight=2)
         writer.write(os.urandom(MIN_PART_BYTES + 1))
         writer.abort()
 
@@ -54,4 +54,4 @@ def test_an_aborted_upload_leaves_no_object_and_no_upload(
 
 def test_parts_below_the_s3_minimum_are_refused(store: ObjectStore, settings: Settings, bucket: str) -> None:
     with ThreadPoolExecutor(1) as pool, pytest.raises(InvalidInput, match="at least"):
-        MultipartWriter(store, S3Wire(settings), Location(bucket, "x.tar"), pool, 1_048_576, in_flight=1)
+        MultipartWriter(store, S3Wire(settings.s3), Location(bucket, "x.tar"), pool, 1_048_576, in_flight=1)

@@ -18,17 +18,17 @@ import httpx
 import nbformat
 import pytest
 from nbclient import NotebookClient
-from serving_support import Server, kiosk_jpeg, running_server, upload_version, write_version
-from training_support import env_for
 
-from edge_sync.fleet import EdgeSpec, LocalSpec, dump_fleet
-from edgecore.layout import MANIFEST, Layout, edge_model_name
-from edgecore.manifest import Manifest
-from edgecore.pointer import ModelPointer
-from edgecore.settings import Settings
+from edge_sync.delivery.edges import EdgeSpec, LocalSpec, dump_fleet
 from edgecore.stack import Stack
-from edgecore.storage import ObjectStore
+from foundation.layout import MANIFEST, Layout, edge_model_name
+from foundation.manifest import Manifest
+from foundation.pointer import ModelPointer
+from foundation.settings import Settings
+from foundation.storage.store import ObjectStore
 from pipelines.results import edge_timings, evaluations, published_versions
+from testkit.serving import Server, kiosk_jpeg, running_server, upload_version, write_version
+from testkit.training import env_for
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 KERNEL = "edgecore-test"
@@ -124,18 +124,17 @@ KIOSK_REQUESTS = 7
 
 @pytest.fixture
 def shop(stack: Stack, unique: str, tmp_path: Path) -> Settings:
-    return Settings(
-        models_bucket=f"t-models-{unique}",
-        edge_bucket_prefix=f"t-{unique}-",
+    return Settings().updated(
         state_dir=tmp_path / "state",
-        edge_fleet_file=tmp_path / "edges.json",
+        buckets={"models": f"t-models-{unique}", "edge_prefix": f"t-{unique}-"},
+        delivery={"fleet_file": tmp_path / "edges.json"},
     )
 
 
 @pytest.fixture
 def served(shop: Settings, tmp_path: Path) -> Iterator[Server]:
     """Two published versions (accuracy 0.910 then 0.960), the second served and queried by kiosks."""
-    store, layout = ObjectStore(shop), Layout(shop)
+    store, layout = ObjectStore(shop.s3), Layout(shop.buckets)
     for version, accuracy in (("v000001", 0.91), ("v000002", 0.96)):
         root = write_version(tmp_path / version, EDGE, version, seed=0)
         manifest = Manifest.from_bytes((root / MANIFEST).read_bytes(), str(root))
@@ -147,7 +146,7 @@ def served(shop: Settings, tmp_path: Path) -> Iterator[Server]:
     pointer = ModelPointer(model=MODEL, version="v000002", uri=uri, synced_at=datetime.now(UTC))
     store.put_bytes(layout.edge_model_pointer(EDGE, MODEL), pointer.to_bytes())
     with running_server(
-        shop, EDGE, tmp_path / "server", capture="false", edge_bucket_prefix=shop.edge_bucket_prefix
+        shop, EDGE, tmp_path / "server", capture=False, edge_bucket_prefix=shop.buckets.edge_prefix
     ) as server:
         for i in range(KIOSK_REQUESTS):
             httpx.post(
@@ -163,14 +162,14 @@ def test_the_fleet_notebook_shows_versions_accuracy_and_the_servers_histograms(
     tmp_path: Path, kernel: str, shop: Settings, served: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "probes").mkdir()
-    assert shop.edge_fleet_file is not None
+    assert shop.delivery.fleet_file is not None
     spec = EdgeSpec(edge=EDGE, target=LocalSpec(url=served.url, probes=tmp_path / "probes"))
-    dump_fleet([spec], shop.edge_fleet_file)
+    dump_fleet([spec], shop.delivery.fleet_file)
     env = {
-        "EDGECORE_MODELS_BUCKET": shop.models_bucket,
-        "EDGECORE_EDGE_BUCKET_PREFIX": shop.edge_bucket_prefix,
+        "EDGECORE_MODELS_BUCKET": shop.buckets.models,
+        "EDGECORE_EDGE_BUCKET_PREFIX": shop.buckets.edge_prefix,
         "EDGECORE_STATE_DIR": str(shop.state_dir),
-        "EDGECORE_EDGE_FLEET_FILE": str(shop.edge_fleet_file),
+        "EDGECORE_EDGE_FLEET_FILE": str(shop.delivery.fleet_file),
         "NOTEBOOK_EDGES": EDGE,
         "NOTEBOOK_SERVER_URLS": "",
     }

@@ -17,21 +17,22 @@ from pathlib import Path
 
 import httpx
 import pytest
-from edge_sync_support import corrupt_in_place
 from pydantic import SecretStr
-from uplink_support import damaging_proxy, free_port, image_bytes, serving, wait_for
 
-from edge_sync.gateway import Gateway
-from edge_sync.outbox import PENDING, REJECTED, SHIPPED, Outbox, outbox_path
-from edge_sync.receiver import Receiver
-from edge_sync.receiver import create_app as receiver_app
-from edge_sync.shipper import Shipper
-from edgecore.layout import Layout, Location
-from edgecore.manifest import Manifest
-from edgecore.messaging import EventProducer, ensure_topics
-from edgecore.settings import Settings
+from edge_sync.uplink.gateway import Gateway
+from edge_sync.uplink.outbox import PENDING, REJECTED, SHIPPED, Outbox
+from edge_sync.uplink.receiver import create_app as receiver_app
+from edge_sync.uplink.service import build_gateway, build_receiver, build_shipper
+from edge_sync.uplink.shipper import Shipper
 from edgecore.stack import Stack
-from edgecore.storage import ObjectStore
+from foundation.layout import Layout, Location
+from foundation.manifest import Manifest
+from foundation.messaging import EventProducer, ensure_topics
+from foundation.settings import Settings
+from foundation.storage.store import ObjectStore
+from testkit.conditions import wait_for
+from testkit.delivery import corrupt_in_place
+from testkit.uplink import damaging_proxy, free_port, image_bytes, serving
 
 EDGE = "store-a"
 TOKEN = "token-of-store-a-0123456789"
@@ -46,8 +47,8 @@ class Loop:
 
     @contextmanager
     def core(self) -> Iterator[str]:
-        producer = EventProducer(self.core_settings, "edgecore/test-receiver")
-        receiver = Receiver(self.core_settings, self.store, producer, {EDGE: TOKEN})
+        producer = EventProducer(self.core_settings.kafka, "edgecore/test-receiver")
+        receiver = build_receiver(self.core_settings, {EDGE: TOKEN}, producer)
         try:
             with serving(receiver_app(receiver), self.receiver_port) as url:
                 yield url
@@ -57,21 +58,21 @@ class Loop:
 
     def gateway(self, token: str = TOKEN) -> tuple[Gateway, Shipper, Outbox]:
         """The edge's gateway, and its shipper presenting ``token`` to the core."""
-        outbox = Outbox(outbox_path(self.edge_settings.outbox_dir, EDGE))
-        gateway = Gateway(self.edge_settings, EDGE, self.store, outbox)
-        shipping = self.edge_settings.model_copy(update={"edge_token": SecretStr(token)})
-        shipper = Shipper(shipping, EDGE, outbox, gateway.pending_hard_examples, backoff_base_s=0.05)
+        gateway = build_gateway(self.edge_settings, EDGE)
+        outbox = gateway.outbox
+        shipping = self.edge_settings.updated(uplink={"edge_token": SecretStr(token)})
+        shipper = build_shipper(shipping, EDGE, outbox, backoff_base_s=0.05)
         return gateway, shipper, outbox
 
     def dataset_images(self, version: str) -> dict[str, str]:
         """sha256 -> label of every image the dataset version's manifest lists."""
-        layout = Layout(self.core_settings)
+        layout = Layout(self.core_settings.buckets)
         raw = self.store.get_bytes(layout.dataset_manifest(EDGE, version))
         manifest = Manifest.from_bytes(raw, version)
         return {entry.sha256: path.split("/")[1] for path, entry in manifest.files.items()}
 
     def versions(self) -> list[str]:
-        layout = Layout(self.core_settings)
+        layout = Layout(self.core_settings.buckets)
         keys = [o.location.key for o in self.store.list(layout.datasets_prefix(EDGE))]
         return sorted(k.split("/")[2] for k in keys if k.endswith("/manifest.json"))
 
@@ -79,21 +80,19 @@ class Loop:
 @pytest.fixture
 def loop(stack: Stack, settings: Settings, store: ObjectStore, unique: str, tmp_path: Path) -> Loop:
     port = free_port()
-    core = settings.model_copy(
-        update={
-            "training_bucket": f"test-train-{unique}",
-            "topic_training_data_ready": f"test-tdr-{unique}",
-        }
+    core = settings.updated(
+        buckets={"training": f"test-train-{unique}"},
+        kafka={"topic_training_data_ready": f"test-tdr-{unique}"},
     )
-    ensure_topics(core)
-    edge = settings.model_copy(
-        update={
-            "edge_bucket_prefix": f"t{unique}-",
-            "state_dir": tmp_path / "edge-state",
+    ensure_topics(core.kafka)
+    edge = settings.updated(
+        state_dir=tmp_path / "edge-state",
+        buckets={"edge_prefix": f"t{unique}-"},
+        uplink={
             "receiver_url": f"http://127.0.0.1:{port}",
             "edge_token": SecretStr(TOKEN),
             "shipper_backoff_max_s": 0.5,
-        }
+        },
     )
     return Loop(edge, core, store, port)
 
@@ -167,7 +166,7 @@ def test_a_set_shipped_again_after_a_lost_answer_is_not_duplicated(loop: Loop) -
 
 def test_labelled_hard_examples_ship_with_the_next_set(loop: Loop) -> None:
     gateway, shipper, _ = loop.gateway()
-    layout = Layout(loop.edge_settings)
+    layout = Layout(loop.edge_settings.buckets)
     capture, _ = layout.unrecognized(EDGE, date(2026, 11, 23), "cap-7")
     hard = image_bytes(30)
     loop.store.put_bytes(capture, hard, "image/jpeg")
@@ -262,7 +261,7 @@ def test_the_spooled_copies_of_a_rejected_set_are_removed_and_the_bucket_keeps_i
 
 def _stored(loop: Loop) -> set[str]:
     """The sha256 of every image in the edge bucket's incoming prefix."""
-    layout = Layout(loop.edge_settings)
+    layout = Layout(loop.edge_settings.buckets)
     return {o.location.key.split("/")[2].split(".")[0] for o in loop.store.list(layout.incoming_prefix(EDGE))}
 
 
@@ -277,8 +276,8 @@ def test_a_set_damaged_on_the_way_is_sent_again_and_arrives_intact(loop: Loop) -
     set_id, _ = gateway.complete("COLA-330")
 
     with loop.core(), damaging_proxy(loop.receiver_port) as port:
-        via_proxy = loop.edge_settings.model_copy(update={"receiver_url": f"http://127.0.0.1:{port}"})
-        shipper = Shipper(via_proxy, EDGE, outbox, gateway.pending_hard_examples, backoff_base_s=0.01)
+        via_proxy = loop.edge_settings.updated(uplink={"receiver_url": f"http://127.0.0.1:{port}"})
+        shipper = build_shipper(via_proxy, EDGE, outbox, backoff_base_s=0.01)
         first = shipper.ship_due()
         second = wait_for(shipper.ship_due, 10, what="the retry to fall due")
 
@@ -292,10 +291,10 @@ def test_a_restarted_gateway_ships_its_outbox(loop: Loop, tmp_path: Path) -> Non
     cfg = loop.edge_settings
     env = {
         **os.environ,
-        "EDGECORE_EDGE_BUCKET_PREFIX": cfg.edge_bucket_prefix,
+        "EDGECORE_EDGE_BUCKET_PREFIX": cfg.buckets.edge_prefix,
         "EDGECORE_STATE_DIR": str(cfg.state_dir),
         "EDGECORE_GATEWAY_PORT": str(port),
-        "EDGECORE_RECEIVER_URL": cfg.receiver_url,
+        "EDGECORE_RECEIVER_URL": cfg.uplink.receiver_url,
         "EDGECORE_EDGE_TOKEN": TOKEN,
         "EDGECORE_SHIPPER_BACKOFF_MAX_S": "0.5",
     }

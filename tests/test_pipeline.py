@@ -9,18 +9,18 @@ from pathlib import Path
 import pytest
 from google.protobuf.json_format import MessageToDict
 from kafka import KafkaConsumer
-from training_support import env_for
 
-from edgecore import events
-from edgecore.errors import NotFound
-from edgecore.layout import MANIFEST, Layout, Location, edge_model_name
-from edgecore.manifest import Manifest
-from edgecore.settings import Settings
-from edgecore.storage import ObjectStore
 from edgecore.synthetic.generator import generate
 from edgecore.synthetic.upload import upload_folder
+from foundation import events
+from foundation.errors import NotFound
+from foundation.layout import MANIFEST, Layout, Location, edge_model_name
+from foundation.manifest import Manifest
+from foundation.settings import Settings
+from foundation.storage.store import ObjectStore
 from pipelines.submit import compile_pipeline, run_local
 from pipelines.training import S3_SECRET
+from testkit.training import env_for
 
 
 def test_the_compiled_yaml_loads_back_with_the_kfp_sdk_and_carries_secrets_retries_and_caching(
@@ -96,8 +96,8 @@ def test_the_whole_dag_trains_gates_and_publishes_one_model_per_edge(
         published.append(model)
     assert {step["task"] for step in run.steps} >= {"ingest-op", "prepare-op", "train-op", "publish-op"}
     consumer = KafkaConsumer(
-        isolated.topic_model_published,
-        bootstrap_servers=isolated.kafka_bootstrap_servers,
+        isolated.kafka.topic_model_published,
+        bootstrap_servers=isolated.kafka.bootstrap_servers,
         group_id=f"t-{unique}",
         auto_offset_reset="earliest",
         consumer_timeout_ms=10000,
@@ -134,7 +134,7 @@ def test_a_run_on_shuffled_labels_is_stopped_by_the_gate_and_nothing_is_publishe
     tasks = {step["task"] for step in run.steps}
     assert "evaluate-op" in tasks and "publish-op" not in tasks
     assert _published(iso_store, iso_layout, "boutique") == []
-    assert not iso_store.exists(iso_layout.model_claim(edge_model_name("boutique"), "v000001"))
+    assert not iso_store.exists(iso_layout.model_versions(edge_model_name("boutique")).claim("v000001"))
 
 
 def test_a_run_naming_a_missing_dataset_fails_at_ingest(

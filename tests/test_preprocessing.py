@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 from skimage.transform import resize
 
-from edgecore.preprocessing import InvalidImage, decode, preprocess, to_model_input
+from foundation.errors import InvalidImage
+from foundation.preprocessing import decode, preprocess, to_model_input
 
 SIZE = 64
 

@@ -12,17 +12,25 @@ from pathlib import Path
 import httpx
 import pytest
 from kafka import KafkaConsumer
-from uplink_support import free_port, image_bytes, regular, serving, special, tar_bytes
 
-from edge_sync.archive import DIGEST_HEADER, END_OF_ARCHIVE, dataset_path, member_header, padding, set_digest
-from edge_sync.receiver import Receiver, create_app
-from edgecore import events
-from edgecore.layout import Layout, Location
-from edgecore.manifest import Manifest
-from edgecore.messaging import EventProducer, ensure_topics
-from edgecore.settings import Settings
+from edge_sync.uplink.archive import (
+    DIGEST_HEADER,
+    END_OF_ARCHIVE,
+    dataset_path,
+    member_header,
+    padding,
+    set_digest,
+)
+from edge_sync.uplink.receiver import create_app
+from edge_sync.uplink.service import build_receiver
 from edgecore.stack import Stack
-from edgecore.storage import ObjectStore
+from foundation import events
+from foundation.layout import Layout, Location
+from foundation.manifest import Manifest
+from foundation.messaging import EventProducer, ensure_topics
+from foundation.settings import Settings
+from foundation.storage.store import ObjectStore
+from testkit.uplink import free_port, image_bytes, regular, serving, special, tar_bytes
 
 EDGE = "store-a"
 OTHER = "store-b"
@@ -60,21 +68,16 @@ class Core:
 
 @pytest.fixture
 def core(stack: Stack, settings: Settings, store: ObjectStore, unique: str) -> Iterator[Core]:
-    cfg = settings.model_copy(
-        update={
-            "training_bucket": f"test-train-{unique}",
-            "topic_training_data_ready": f"test-tdr-{unique}",
-            "edge_tokens": {},
-            "max_set_members": 5,
-            "max_member_bytes": 20_000,
-            "max_set_bytes": 60_000,
-        }
+    cfg = settings.updated(
+        buckets={"training": f"test-train-{unique}"},
+        kafka={"topic_training_data_ready": f"test-tdr-{unique}"},
+        uplink={"edge_tokens": {}, "max_set_members": 5, "max_member_bytes": 20_000, "max_set_bytes": 60_000},
     )
-    ensure_topics(cfg)
-    producer = EventProducer(cfg, "edgecore/test-receiver")
-    receiver = Receiver(cfg, store, producer, dict(TOKENS))
+    ensure_topics(cfg.kafka)
+    producer = EventProducer(cfg.kafka, "edgecore/test-receiver")
+    receiver = build_receiver(cfg, dict(TOKENS), producer)
     with serving(create_app(receiver), free_port()) as url:
-        yield Core(cfg, url, store, Layout(cfg))
+        yield Core(cfg, url, store, Layout(cfg.buckets))
     receiver.close()
     producer.close()
 
@@ -114,8 +117,8 @@ def test_a_set_becomes_a_new_dataset_version_with_its_manifest_and_event(core: C
     stored = core.keys()
     assert [k.rsplit("/", 1)[1] for k in stored] == ["manifest.json", shard.key.rsplit("/", 1)[1]]
     consumer = KafkaConsumer(
-        core.settings.topic_training_data_ready,
-        bootstrap_servers=core.settings.kafka_bootstrap_servers,
+        core.settings.kafka.topic_training_data_ready,
+        bootstrap_servers=core.settings.kafka.bootstrap_servers,
         auto_offset_reset="earliest",
         consumer_timeout_ms=15_000,
     )

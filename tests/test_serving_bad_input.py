@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 import pytest
 from PIL import Image
-from serving_support import SIZE, Server, b64, kiosk_jpeg, running_server, write_version
 
-from edgecore.settings import Settings
+from foundation.settings import Settings
+from testkit.serving import SIZE, Server, b64, kiosk_jpeg, running_server, write_version
 
 LIMIT = 1_000_000
 GOOD = kiosk_jpeg("APPLE-RED", 11)

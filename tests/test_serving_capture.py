@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 from PIL import Image
 from prometheus_client import REGISTRY
-from serving_support import kiosk_jpeg, write_version
 
-from edgecore.layout import Layout
-from edgecore.settings import Settings
-from edgecore.storage import ObjectStore
+from foundation.layout import Layout
+from foundation.settings import Settings
+from foundation.storage.store import ObjectStore
 from serving.capture import Capture, CaptureItem
 from serving.model_version import ModelVersion, open_version
 from serving.predictor import ProductPredictor
+from testkit.serving import kiosk_jpeg, write_version
 
 
 def _count(name: str) -> float:
@@ -37,7 +37,7 @@ def version(tmp_path_factory: pytest.TempPathFactory) -> ModelVersion:
 
 
 def _predictor(version: ModelVersion, capture: Capture | None, threshold: float) -> ProductPredictor:
-    settings = Settings(confidence_threshold=threshold)
+    settings = Settings().updated(serving={"confidence_threshold": threshold})
     predictor = ProductPredictor(version.name, version.catalogue.edge, settings, lambda: version, capture)
     predictor.load()
     return predictor
@@ -62,7 +62,7 @@ def test_a_low_confidence_photo_is_saved_with_its_prediction(
 ) -> None:
     edge = f"cap-{uuid.uuid4().hex[:10]}"  # the bucket the capture writes to; fresh for this test
     capture = Capture(store, layout, edge)
-    predictor = _predictor(version, capture, threshold=1.01)  # nothing is confident enough
+    predictor = _predictor(version, capture, threshold=1.0)  # nothing is confident enough
     photo = kiosk_jpeg("LIME-GREEN", 77)
 
     answer = _predict(predictor, photo, {"content-type": "image/jpeg", "x-request-id": "req-77"})
@@ -134,9 +134,9 @@ def test_a_full_queue_drops_and_counts_instead_of_blocking(store: ObjectStore, l
 
 
 def test_requests_are_answered_while_the_bucket_is_unreachable(version: ModelVersion, layout: Layout) -> None:
-    unreachable = ObjectStore(Settings(s3_endpoint="http://127.0.0.1:9"))
+    unreachable = ObjectStore(Settings().updated(s3={"endpoint": "http://127.0.0.1:9"}).s3)
     capture = Capture(unreachable, layout, version.catalogue.edge)
-    predictor = _predictor(version, capture, threshold=1.01)
+    predictor = _predictor(version, capture, threshold=1.0)
     failed = _count("edgecore_capture_failed_total")
 
     photos = [kiosk_jpeg("LIME-GREEN", 81 + i) for i in range(3)]

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from serving_support import Server, kiosk_jpeg, point_at, publish_to_edge, running_server
-from uplink_support import wait_for
 
-from edgecore.layout import TFLITE_FILE, Layout, Location
-from edgecore.settings import Settings
-from edgecore.storage import ObjectStore
+from foundation.layout import TFLITE_FILE, Layout, Location
+from foundation.settings import Settings
+from foundation.storage.store import ObjectStore
+from testkit.conditions import wait_for
+from testkit.serving import Server, kiosk_jpeg, point_at, publish_to_edge, running_server
 
 PHOTOS = [
     kiosk_jpeg(label, 100 + i) for i in range(4) for label in ("APPLE-RED", "LIME-GREEN", "BLUEBERRY-BOX")

@@ -7,9 +7,8 @@ when that folder is absent); Secret and ServiceAccount from the Kubernetes OpenA
 from __future__ import annotations
 
 import pytest
-from k8s_schemas import require_crds, validation_errors
 
-from edgecore.settings import Settings
+from foundation.settings import Settings
 from serving.isvc import (
     MODEL_FORMAT,
     RUNTIME,
@@ -19,6 +18,7 @@ from serving.isvc import (
     s3_secret,
     serving_runtime,
 )
+from testkit.k8s_schemas import require_crds, validation_errors
 
 URI = "s3://edgecore-edge-store-7/models/store-7-products/v000003/"
 
@@ -61,9 +61,9 @@ def test_runtime_supports_the_format_the_inference_service_asks_for(settings: Se
 def test_s3_secret_carries_kserve_s3_annotations(settings: Settings) -> None:
     annotations = s3_secret(Deployment(edge="store-7"), settings)["metadata"]["annotations"]
 
-    assert annotations["serving.kserve.io/s3-endpoint"] == settings.s3_endpoint_url.split("://", 1)[1]
+    assert annotations["serving.kserve.io/s3-endpoint"] == settings.s3.endpoint_url.split("://", 1)[1]
     assert annotations["serving.kserve.io/s3-usehttps"] in {"0", "1"}
-    assert annotations["serving.kserve.io/s3-region"] == settings.s3_region
+    assert annotations["serving.kserve.io/s3-region"] == settings.s3.region
 
 
 def test_a_non_s3_storage_uri_is_refused(settings: Settings) -> None:

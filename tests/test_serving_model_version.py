@@ -8,15 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from serving_support import LABELS, kiosk_jpeg, upload_version, write_version
 
-from edgecore.errors import IntegrityError, NotFound
-from edgecore.layout import LABELS_FILE, MANIFEST, TFLITE_FILE, Layout, edge_model_name
-from edgecore.manifest import Manifest, entries_for_dir
-from edgecore.preprocessing import preprocess
-from edgecore.settings import Settings
-from edgecore.storage import ObjectStore
+from foundation.errors import IntegrityError, NotFound
+from foundation.layout import LABELS_FILE, MANIFEST, TFLITE_FILE, Layout, edge_model_name
+from foundation.manifest import Manifest, entries_for_dir
+from foundation.preprocessing import preprocess
+from foundation.settings import Settings
+from foundation.storage.store import ObjectStore
 from serving.model_version import VersionStore, open_version
+from testkit.serving import LABELS, kiosk_jpeg, upload_version, write_version
 
 EDGE = "versions"
 
@@ -85,13 +85,13 @@ def test_without_a_tflite_file_the_saved_model_answers_the_same(root: Path, sett
     np.testing.assert_allclose(fallback.probabilities(pixels), litert.probabilities(pixels), atol=1e-5)
 
 
-def test_an_s3_version_is_downloaded_with_kserve_storage_and_verified(
+def test_an_s3_version_is_downloaded_verified_into_the_cache(
     root: Path, settings_here: Settings, store: ObjectStore, layout: Layout
 ) -> None:
     edge = f"ver-{uuid.uuid4().hex[:10]}"
     uri = upload_version(store, layout.edge_model_prefix(edge, edge_model_name(EDGE), "v000004"), root)
 
-    version = VersionStore(settings_here).open(uri)
+    version = VersionStore(store, settings_here.state_dir / "serving", settings_here).open(uri)
 
     assert version.version == "v000004"
     assert version.root.is_relative_to(settings_here.state_dir)
@@ -102,4 +102,6 @@ def test_an_s3_prefix_without_a_version_is_not_found(
     settings_here: Settings, store: ObjectStore, bucket: str
 ) -> None:
     with pytest.raises(NotFound, match="no model version"):
-        VersionStore(settings_here).open(f"s3://{bucket}/models/nothing-here/v000001/")
+        VersionStore(store, settings_here.state_dir / "serving", settings_here).open(
+            f"s3://{bucket}/models/nothing-here/v000001/"
+        )

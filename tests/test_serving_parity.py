@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 from kserve import InferInput, InferRequest
 from PIL import Image
-from serving_support import LABELS, b64, catalogue, kiosk_jpeg, write_version
 
 from components.ingest import IMAGES_DIR
 from components.prepare import SPLITS, PreparedData, prepare
-from edgecore.layout import CATALOGUE_FILE
-from edgecore.settings import Settings
+from foundation.layout import CATALOGUE_FILE
+from foundation.settings import Settings
 from serving.model_version import open_version
 from serving.predictor import ProductPredictor
+from testkit.serving import LABELS, b64, catalogue, kiosk_jpeg, write_version
 
 EDGE = "parity"
 Photos = tuple[dict[str, bytes], dict[str, np.ndarray]]

@@ -17,7 +17,11 @@ import httpx
 import numpy as np
 import pytest
 from kserve import InferenceRESTClient, InferInput, InferRequest, InferResponse, RESTConfig
-from serving_support import (
+
+from foundation.layout import Layout
+from foundation.settings import Settings
+from foundation.storage.store import ObjectStore
+from testkit.serving import (
     LABELS,
     SIZE,
     Server,
@@ -27,10 +31,6 @@ from serving_support import (
     publish_to_edge,
     running_server,
 )
-
-from edgecore.layout import Layout
-from edgecore.settings import Settings
-from edgecore.storage import ObjectStore
 
 
 @pytest.fixture(scope="module")

@@ -19,14 +19,14 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client import REGISTRY
-from serving_support import Server, kiosk_jpeg, running_server, write_version
 
-from edgecore.layout import Layout
-from edgecore.settings import Settings
-from edgecore.storage import ObjectStore
+from foundation.layout import Layout
+from foundation.settings import Settings
+from foundation.storage.store import ObjectStore
 from serving.asgi import RawImageRoute, Receive, Scope, Send
 from serving.model_version import open_version
 from serving.predictor import ProductPredictor
+from testkit.serving import Server, kiosk_jpeg, running_server, write_version
 
 EDGE = "raw-route"
 LIMIT = 200_000

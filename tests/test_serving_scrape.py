@@ -7,7 +7,7 @@ import math
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, Histogram, generate_latest
 
-from edgecore.errors import InvalidInput
+from foundation.errors import InvalidInput
 from serving.metrics import set_serving_version
 from serving.scrape import LATENCY_NAME, histograms, serving_versions
 

@@ -10,11 +10,11 @@ import pytest
 from typer.testing import CliRunner
 
 from edgecore.cli import app
-from edgecore.errors import StackError
-from edgecore.settings import Settings
 from edgecore.stack import Stack
 from edgecore.stack.process import ManagedProcess
-from edgecore.stack.tools import require
+from edgecore.stack.settings import StackSettings
+from edgecore.stack.tools import StackError, require
+from foundation.settings import Settings
 
 
 def test_up_on_a_running_stack_is_a_no_op(stack: Stack) -> None:
@@ -35,16 +35,13 @@ def test_status_command_prints_a_table_of_healthy_services(stack: Stack) -> None
 def test_a_second_stack_on_other_ports_starts_and_down_leaves_no_process(
     settings: Settings, tmp_path: Path
 ) -> None:
-    other = Settings(
-        state_dir=tmp_path / "state",
-        cache_dir=settings.cache_dir,
-        s3_port=19000,
-        s3_console_port=19001,
-        kafka_port=19092,
-        kafka_controller_port=19093,
-        mqtt_port=11883,
+    other = Settings(state_dir=tmp_path / "state").updated(
+        s3={"port": 19000}, kafka={"port": 19092}, uplink={"mqtt_port": 11883}
     )
-    stack = Stack(other)
+    stack = Stack(
+        other,
+        StackSettings().model_copy(update={"minio_console_port": 19001, "kafka_controller_port": 19093}),
+    )
     services = sorted(svc.name for svc in stack.services())  # mosquitto where it can be had
     try:
         assert stack.up() is True

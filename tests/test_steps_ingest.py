@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
-from training_support import jpeg, tiny_store
 
 from components.ingest import ingest
-from edgecore.catalogue import Catalogue
-from edgecore.errors import NotFound
-from edgecore.layout import Layout
-from edgecore.manifest import Manifest
-from edgecore.storage import ObjectStore
 from edgecore.synthetic.upload import upload_folder
+from foundation.catalogue import Catalogue
+from foundation.errors import NotFound
+from foundation.layout import Layout
+from foundation.manifest import Manifest
+from foundation.storage.store import ObjectStore
+from testkit.training import jpeg, tiny_store
 
 EDGE = "boutique"
 
@@ -74,15 +75,16 @@ def test_a_history_reference_to_a_missing_version_is_a_clear_not_found(
         ingest(iso_store, iso_layout, EDGE, ["shop@..v000004"], tmp_path / "snap")
 
 
-def test_labelled_hard_examples_of_the_edge_are_included(
+def test_hard_examples_reach_training_only_inside_shipped_sets_not_from_the_edge_bucket(
     tmp_path: Path, iso_store: ObjectStore, iso_layout: Layout, uploaded: Manifest
 ) -> None:
-    iso_store.put_bytes(iso_layout.hard_example(EDGE, "CAVIAR-50", "kiosk-7", "jpg"), jpeg())
-    iso_store.put_bytes(iso_layout.hard_example(EDGE, "NOT-SOLD", "kiosk-7", "jpg"), jpeg())
+    labelled = jpeg(colour=(10, 200, 30))
+    iso_store.put_bytes(iso_layout.hard_example(EDGE, "CAVIAR-50", "kiosk-7", "jpg"), labelled)
+
     snapshot = ingest(iso_store, iso_layout, EDGE, ["shop"], tmp_path / "snap")
-    assert snapshot.metadata["hard_examples"] == 1
-    hard = [name for name in snapshot.files if "/hard-" in name]
-    assert len(hard) == 1 and hard[0].startswith("images/CAVIAR-50/")
+
+    assert hashlib.sha256(labelled).hexdigest() not in {entry.sha256 for entry in snapshot.files.values()}
+    assert {name for name in snapshot.files if name.startswith("images/")} == set(uploaded.files)
 
 
 def test_a_missing_dataset_is_a_clear_not_found_naming_it(

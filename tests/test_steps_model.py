@@ -10,15 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from training_support import tiny_store
 
 from components.evaluate import Evaluation, GateConfig, evaluate, litert_predict, markdown_report
 from components.export import UNPUBLISHED, export_model, export_trained
 from components.ingest import IMAGES_DIR
 from components.prepare import PreparedData, prepare
 from components.train import KERAS_FILE, TrainConfig, build_model, train, warm_start
-from edgecore.layout import LABELS_FILE, MANIFEST, SAVED_MODEL_DIR, TFLITE_FILE
-from edgecore.manifest import Manifest
+from foundation.layout import LABELS_FILE, MANIFEST, SAVED_MODEL_DIR, TFLITE_FILE
+from foundation.manifest import Manifest
+from testkit.training import tiny_store
 
 SIZE = 64
 pytestmark = pytest.mark.slow

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from PIL import Image
 from skimage import data as skdata
-from training_support import jpeg, tiny_store
 
 from components.ingest import IMAGES_DIR
 from components.prepare import PreparedData, prepare
 from components.privacy import strip_jpeg_metadata
-from edgecore.errors import InvalidInput
-from edgecore.preprocessing import preprocess
+from foundation.errors import InvalidInput
+from foundation.preprocessing import preprocess
+from testkit.training import jpeg, tiny_store
 
 SIZE = 64
 

@@ -9,18 +9,18 @@ import pytest
 from kafka import KafkaConsumer
 
 from components.export import export_model
+from components.ingest import snapshot_production
 from components.publish import publish
-from components.registry import fetch_production
 from components.train import build_model
-from edgecore import events
-from edgecore.errors import IntegrityError
-from edgecore.events import ModelPublished
-from edgecore.layout import MANIFEST, Layout, Location
-from edgecore.manifest import Manifest
-from edgecore.messaging import EventProducer, ensure_topics
-from edgecore.settings import Settings
-from edgecore.storage import ObjectStore
 from edgecore.synthetic.products import demo_catalogue
+from foundation import events
+from foundation.errors import IntegrityError
+from foundation.events import ModelPublished
+from foundation.layout import MANIFEST, Layout, Location
+from foundation.manifest import Manifest
+from foundation.messaging import EventProducer, ensure_topics
+from foundation.settings import Settings
+from foundation.storage.store import ObjectStore
 
 EDGE = "boutique"
 MODEL = "boutique-products"
@@ -45,15 +45,15 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_a_published_version_is_in_the_registry_and_the_edge_bucket_and_announced_on_kafka(
     exported: Path, isolated: Settings, iso_store: ObjectStore, iso_layout: Layout, unique: str
 ) -> None:
-    ensure_topics(isolated)
-    producer = EventProducer(isolated, source="tests/publish")
+    ensure_topics(isolated.kafka)
+    producer = EventProducer(isolated.kafka, source="tests/publish")
     try:
         event = publish(
             iso_store,
             iso_layout,
             exported,
             EDGE,
-            lambda e: producer.publish(isolated.topic_model_published, e),
+            lambda e: producer.publish(isolated.kafka.topic_model_published, e),
         )
     finally:
         producer.close()
@@ -71,8 +71,8 @@ def test_a_published_version_is_in_the_registry_and_the_edge_bucket_and_announce
     assert event.edge_uris == {EDGE: edge_prefix.uri}
     assert event.files == {name: entry.sha256 for name, entry in registry.files.items()}
     consumer = KafkaConsumer(
-        isolated.topic_model_published,
-        bootstrap_servers=isolated.kafka_bootstrap_servers,
+        isolated.kafka.topic_model_published,
+        bootstrap_servers=isolated.kafka.bootstrap_servers,
         group_id=f"t-{unique}",
         auto_offset_reset="earliest",
         consumer_timeout_ms=15000,
@@ -87,12 +87,12 @@ def test_a_published_version_is_in_the_registry_and_the_edge_bucket_and_announce
 def test_the_newest_published_version_is_production_and_is_fetched_verified(
     exported: Path, iso_store: ObjectStore, iso_layout: Layout, tmp_path: Path
 ) -> None:
-    assert fetch_production(iso_store, iso_layout, MODEL, tmp_path / "none") is None
+    assert snapshot_production(iso_store, iso_layout, EDGE, tmp_path / "none") is None
     assert list((tmp_path / "none").iterdir()) == []
     sent: list[ModelPublished] = []
     publish(iso_store, iso_layout, exported, EDGE, sent.append)
     publish(iso_store, iso_layout, exported, EDGE, sent.append)
-    manifest = fetch_production(iso_store, iso_layout, MODEL, tmp_path / "prod")
+    manifest = snapshot_production(iso_store, iso_layout, EDGE, tmp_path / "prod")
     assert manifest is not None and manifest.version == "v000002" == sent[-1].version
     manifest.verify_dir(tmp_path / "prod")
 

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 from pathlib import Path
 
 import pytest
 
-from edgecore.errors import IntegrityError, NotFound, PayloadTooLarge, ServiceUnavailable
-from edgecore.layout import Location
-from edgecore.settings import Settings
-from edgecore.storage import ObjectStore
+from foundation.errors import IntegrityError, NotFound, ServiceUnavailable
+from foundation.layout import Location
+from foundation.settings import Settings
+from foundation.storage.objects import ObjectReader
+from foundation.storage.reader import BucketReader
+from foundation.storage.store import ObjectStore
 
 
 def test_small_object_round_trips_with_its_sha256(store: ObjectStore, bucket: str) -> None:
@@ -39,19 +40,26 @@ def test_object_over_16_mb_goes_multipart_and_round_trips(
     assert dest.read_bytes() == data
 
 
-def test_stream_of_unknown_length_is_hashed_while_uploaded(store: ObjectStore, bucket: str) -> None:
-    data = os.urandom(20 * 1024 * 1024)
-    loc = Location(bucket, "stream.bin")
-    stored = store.put_stream(loc, io.BytesIO(data), max_bytes=len(data))
-    assert stored.sha256 == hashlib.sha256(data).hexdigest()
-    assert store.get_bytes(loc) == data
+@pytest.mark.parametrize("transport", ["boto3 store", "signed wire"])
+def test_both_transports_read_a_range_verified_and_refuse_a_wrong_digest(
+    store: ObjectStore, settings: Settings, bucket: str, tmp_path: Path, transport: str
+) -> None:
+    reader: ObjectReader = store if transport == "boto3 store" else BucketReader.connect(settings.s3)
+    data = os.urandom(3 * 1024 * 1024)
+    loc = Location(bucket, "shard.tar")
+    store.put_bytes(loc, data)
+    member = data[1000:251_000]
 
+    got = reader.download_range(
+        loc, 1000, len(member), tmp_path / "member", hashlib.sha256(member).hexdigest()
+    )
 
-def test_stream_over_its_bound_is_refused_and_not_stored(store: ObjectStore, bucket: str) -> None:
-    loc = Location(bucket, "too-big.bin")
-    with pytest.raises(PayloadTooLarge, match="too-big.bin"):
-        store.put_stream(loc, io.BytesIO(b"x" * 3 * 1024 * 1024), max_bytes=1024 * 1024)
-    assert not store.exists(loc)
+    assert (tmp_path / "member").read_bytes() == member and got.size == len(member)
+    with pytest.raises(IntegrityError):
+        reader.download_range(
+            loc, 1001, len(member), tmp_path / "shifted", hashlib.sha256(member).hexdigest()
+        )
+    assert not (tmp_path / "shifted").exists()
 
 
 def test_bytes_that_no_longer_match_their_sha256_are_refused(
@@ -93,7 +101,7 @@ def test_listing_returns_keys_in_order_and_folders(store: ObjectStore, bucket: s
 
 
 def test_unreachable_endpoint_is_a_retryable_error(stack: object) -> None:
-    settings = Settings(s3_port=1, s3_endpoint="http://127.0.0.1:1")
+    settings = Settings().updated(s3={"port": 1, "endpoint": "http://127.0.0.1:1"})
     with pytest.raises(ServiceUnavailable) as err:
-        ObjectStore(settings).get_bytes(Location("edgecore-training", "x"))
+        ObjectStore(settings.s3).get_bytes(Location("edgecore-training", "x"))
     assert err.value.retryable

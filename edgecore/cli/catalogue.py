@@ -10,13 +10,13 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from edgecore.cli.common import cli_errors, console, out
-from edgecore.layout import Layout
-from edgecore.settings import Settings
-from edgecore.storage import ObjectStore
 from edgecore.synthetic.folder import LabelledFolder, import_photos
 from edgecore.synthetic.generator import generate as generate_catalogue
 from edgecore.synthetic.products import EDGES
 from edgecore.synthetic.upload import upload_folder
+from foundation.layout import Layout
+from foundation.settings import Settings
+from foundation.storage.store import ObjectStore
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -70,6 +70,6 @@ def upload(
     with cli_errors(), _progress("upload") as progress:
         folder = LabelledFolder.open(source)
         name = dataset or folder.catalogue.edge
-        manifest = upload_folder(ObjectStore(settings), Layout(settings), source, name, progress)
+        manifest = upload_folder(ObjectStore(settings.s3), Layout(settings.buckets), source, name, progress)
     images, labels = len(manifest.files), len(manifest.labels)
     out.print(f"dataset {manifest.name} {manifest.version}: {images} images, {labels} labels")

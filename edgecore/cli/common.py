@@ -12,7 +12,7 @@ from contextlib import contextmanager, suppress
 import typer
 from rich.console import Console
 
-from edgecore.errors import EdgecoreError
+from foundation.errors import EdgecoreError
 
 console = Console(stderr=True)
 """Progress and errors go to stderr; ``out`` is for results (tables) on stdout."""

@@ -17,9 +17,9 @@ from edgecore.cli.common import cli_errors, console, out
 from edgecore.demo.rounds import Demo, Options, RoundResult
 from edgecore.demo.supervisor import Supervisor
 from edgecore.demo.world import World
-from edgecore.settings import Settings
 from edgecore.stack import Stack
 from edgecore.synthetic.products import EDGES
+from foundation.settings import Settings
 
 
 def _executable() -> list[str]:

@@ -9,9 +9,9 @@ from typing import Annotated
 
 import typer
 
-from edge_sync import service
+from edge_sync.uplink import service
 from edgecore.cli.common import cli_errors, console, service_logging
-from edgecore.settings import Settings
+from foundation.settings import Settings
 from pipelines import launchers, listener
 
 app = typer.Typer(no_args_is_help=True)
@@ -32,10 +32,11 @@ def gateway(
     host: str = HOST,
     ship: bool = typer.Option(True, help="Also run the shipper (sends completed sets to the core)."),
     mqtt: bool = typer.Option(
-        False, help="Also take images published on edge/<edge>/images/<sku> at settings.mqtt_host:mqtt_port."
+        False,
+        help="Also take images published on edge/<edge>/images/<sku> at settings.uplink.mqtt_host:mqtt_port.",
     ),
 ) -> None:
-    """The store's device/kiosk gateway on settings.gateway_port (and its shipper, and its MQTT intake)."""
+    """The store's device/kiosk gateway on its port (EDGECORE_GATEWAY_PORT), its shipper and MQTT intake."""
     service_logging()
     with cli_errors():
         service.run_gateway(Settings(), edge, host, ship, mqtt)
@@ -43,7 +44,7 @@ def gateway(
 
 @app.command()
 def ship(edge: str = typer.Option(..., help="This store's edge id.")) -> None:
-    """Only the shipper: send the outbox's sets to settings.receiver_url until stopped."""
+    """Only the shipper: send the outbox's sets to settings.uplink.receiver_url until stopped."""
     service_logging()
     with cli_errors():
         service.run_shipper(Settings(), edge, _stop_on_signals())
@@ -51,7 +52,7 @@ def ship(edge: str = typer.Option(..., help="This store's edge id.")) -> None:
 
 @app.command()
 def receiver(host: str = HOST) -> None:
-    """The core receiver of edge sets on settings.receiver_port."""
+    """The core receiver of edge sets on settings.uplink.receiver_port."""
     service_logging()
     with cli_errors():
         service.run_receiver(Settings(), host)

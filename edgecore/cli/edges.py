@@ -12,10 +12,10 @@ import typer
 from rich.table import Table
 
 from edgecore.cli.common import cli_errors, console, out, service_logging
-from edgecore.settings import Settings
+from foundation.settings import Settings
 
 if TYPE_CHECKING:
-    from edge_sync.controller import EdgeStatus
+    from edge_sync.delivery.controller import EdgeStatus
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 
@@ -24,7 +24,7 @@ EdgeOption = typer.Option(None, "--edge", "-e", help="Only this edge (repeatable
 
 
 def _settings(fleet: Path | None) -> Settings:
-    return Settings(edge_fleet_file=fleet) if fleet else Settings()
+    return Settings().updated(delivery={"fleet_file": fleet}) if fleet else Settings()
 
 
 def _ago(when: datetime | None) -> str:
@@ -45,7 +45,7 @@ def _duration(seconds: float) -> str:
 @app.command()
 def status(fleet: Path | None = FleetOption, edge: list[str] | None = EdgeOption) -> None:
     """A table of each edge's target, serving and previous version, last sync and lag."""
-    from edge_sync.main import fleet_status, select
+    from edge_sync.delivery.service import fleet_status, select
 
     settings = _settings(fleet)
     with cli_errors():
@@ -59,8 +59,8 @@ def rollback(
     fleet: Path | None = FleetOption,
 ) -> None:
     """Put edges back on their previous version; the version they leave is not synced again."""
-    from edge_sync.main import rollback as roll_back
-    from edge_sync.main import select
+    from edge_sync.delivery.service import rollback as roll_back
+    from edge_sync.delivery.service import select
 
     settings = _settings(fleet)
     with cli_errors():
@@ -101,7 +101,7 @@ def run(
     group: str = typer.Option("fleet", help="Names this fleet's Kafka consumer group."),
 ) -> None:
     """Run the controllers: model-published events, bucket polling, verify, repoint, roll back."""
-    from edge_sync.main import run_fleet, select
+    from edge_sync.delivery.service import run_fleet, select
 
     settings = _settings(fleet)
     service_logging()
@@ -111,7 +111,7 @@ def run(
     with cli_errors():
         specs = select(settings, edge or [])
         console.print(f"[cyan]•[/cyan] syncing {len(specs)} edge(s){' once' if once else ''}")
-        port = settings.edge_sync_metrics_port if metrics_port is None else metrics_port
+        port = settings.delivery.metrics_port if metrics_port is None else metrics_port
         outcomes = run_fleet(settings, specs, stop, once, port, group)
     table = Table("edge", "action", "version", "serving", "detail")
     for o in outcomes:

@@ -9,7 +9,7 @@ import yaml
 
 from edgecore.cli.common import cli_errors
 from edgecore.kustomize import build as build_overlay
-from edgecore.settings import Settings
+from edgecore.stack.settings import StackSettings
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -18,5 +18,5 @@ app = typer.Typer(no_args_is_help=True)
 def build(overlay: Path = typer.Argument(..., help="e.g. manifests/edge")) -> None:
     """Print the objects an overlay renders to, as YAML (pipe to `kubectl apply -f -`)."""
     with cli_errors():
-        objects = build_overlay(Settings(), overlay)
+        objects = build_overlay(StackSettings(), overlay)
     typer.echo(yaml.safe_dump_all(objects, sort_keys=False), nl=False)

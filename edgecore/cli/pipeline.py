@@ -10,7 +10,7 @@ from typing import Any
 import typer
 
 from edgecore.cli.common import cli_errors, console, out
-from edgecore.errors import InvalidInput
+from foundation.errors import InvalidInput
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -49,16 +49,20 @@ def run(
         False, "--local", help="Run with kfp.local in subprocesses of this interpreter."
     ),
     host: str | None = typer.Option(None, help="KFP API URL to submit to with kfp.Client."),
-    edge: list[str] = typer.Option(
-        ["hypermarket", "boutique"], help="Edges to train a model for (repeatable)."
+    edge: list[str] | None = typer.Option(None, help="Edges to train a model for (repeatable)."),
+    dataset: list[str] | None = typer.Option(
+        None,
+        help="Datasets: name (newest version), name@v000003 (that version) or name@..v000003 "
+        "(every version up to it; how an edge's shipped sets are trained on). Repeatable.",
     ),
-    dataset: list[str] = typer.Option(
-        ["hypermarket", "boutique"], help="Dataset names (newest version), or name@v000003 (repeatable)."
+    epochs: int | None = typer.Option(None, min=1, help="Most epochs (default: the pipeline's)."),
+    seed: int | None = typer.Option(None, help="Seed (default: the pipeline's)."),
+    min_accuracy: float | None = typer.Option(
+        None, min=0.0, max=1.0, help="Gate's floor (default: the pipeline's)."
     ),
-    epochs: int = typer.Option(40, min=1),
-    seed: int = typer.Option(0),
-    min_accuracy: float = typer.Option(0.9, min=0.0, max=1.0),
-    max_regression: float = typer.Option(0.01, min=0.0, max=1.0),
+    max_regression: float | None = typer.Option(
+        None, min=0.0, max=1.0, help="Largest allowed drop against production (default: the pipeline's)."
+    ),
     pipeline_root: Path = typer.Option(Path("kfp-local"), help="Local artifact folder (--local)."),
     experiment: str = typer.Option("edgecore", help="KFP experiment (--host)."),
     run_name: str | None = typer.Option(None, help="KFP run name (--host); default: timestamped."),
@@ -68,7 +72,7 @@ def run(
     """Run the pipeline locally (--local) or submit it to a KFP cluster (--host URL)."""
     if local == (host is not None):
         raise typer.BadParameter("give exactly one of --local or --host URL")
-    arguments: dict[str, Any] = {
+    given = {
         "edges": edge,
         "datasets": dataset,
         "epochs": epochs,
@@ -76,24 +80,41 @@ def run(
         "min_accuracy": min_accuracy,
         "max_regression": max_regression,
     }
-    from pipelines.submit import run_local, submit
-
+    arguments = {name: value for name, value in given.items() if value is not None}  # else: the pipeline's
     with cli_errors():
         if local:
-            try:
-                result = run_local(pipeline_root, arguments)
-            except RuntimeError as exc:  # kfp.local reports a failed task this way
-                raise InvalidInput(f"pipeline failed: {exc}") from exc
-            console.print(f"wall {result.wall_s:.1f} s, steps' own compute {result.compute_s:.1f} s")
-            out.print(
-                json.dumps({"pipeline_root": str(result.pipeline_root), "steps": result.steps}, indent=2)
-            )
+            _run_local(pipeline_root, arguments)
             return
         assert host is not None
-        name = run_name or f"training-{datetime.now(UTC):%Y%m%d-%H%M%S}"
-        run_id, state = submit(
-            host, arguments, experiment, name, pipeline_root / "training-pipeline.yaml", wait, timeout
-        )
-        out.print(json.dumps({"run_id": run_id, "run_name": name, "state": state}))
-        if state is not None and state.upper() not in {"SUCCEEDED", "RUNTIMESTATE.SUCCEEDED"}:
-            raise typer.Exit(1)
+        _submit(host, arguments, experiment, run_name, pipeline_root, wait, timeout)
+
+
+def _run_local(pipeline_root: Path, arguments: dict[str, Any]) -> None:
+    from pipelines.submit import run_local
+
+    try:
+        result = run_local(pipeline_root, arguments)
+    except RuntimeError as exc:  # kfp.local reports a failed task this way
+        raise InvalidInput(f"pipeline failed: {exc}") from exc
+    console.print(f"wall {result.wall_s:.1f} s, steps' own compute {result.compute_s:.1f} s")
+    out.print(json.dumps({"pipeline_root": str(result.pipeline_root), "steps": result.steps}, indent=2))
+
+
+def _submit(
+    host: str,
+    arguments: dict[str, Any],
+    experiment: str,
+    run_name: str | None,
+    pipeline_root: Path,
+    wait: bool,
+    timeout: int,
+) -> None:
+    from pipelines.submit import submit
+
+    name = run_name or f"training-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+    run_id, state = submit(
+        host, arguments, experiment, name, pipeline_root / "training-pipeline.yaml", wait, timeout
+    )
+    out.print(json.dumps({"run_id": run_id, "run_name": name, "state": state}))
+    if state is not None and state.upper() not in {"SUCCEEDED", "RUNTIMESTATE.SUCCEEDED"}:
+        raise typer.Exit(1)

@@ -7,7 +7,7 @@ import json
 import typer
 
 from edgecore.cli.common import cli_errors, dump_stacks_on_sigusr1, out
-from edgecore.settings import Settings
+from foundation.settings import Settings
 
 app = typer.Typer(no_args_is_help=True)
 

@@ -6,9 +6,9 @@ import typer
 from rich.table import Table
 
 from edgecore.cli.common import cli_errors, console, out, reporter
-from edgecore.settings import Settings
 from edgecore.stack import Stack
 from edgecore.stack.smoke import smoke_check
+from foundation.settings import Settings
 
 app = typer.Typer(no_args_is_help=True)
 

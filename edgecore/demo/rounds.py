@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
 
+from pydantic import SecretStr
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.status import Status
@@ -24,13 +25,13 @@ from edgecore.demo.devices import KIOSK_INDEX, Kiosk, KioskLog, Store, digest, p
 from edgecore.demo.supervisor import DemoFailed, Supervisor, http_ok
 from edgecore.demo.watch import EventLog
 from edgecore.demo.world import World
-from edgecore.errors import NotFound
-from edgecore.events import ModelPublished
-from edgecore.layout import Layout
-from edgecore.messaging import ensure_topics
-from edgecore.pointer import ModelPointer
-from edgecore.storage import ObjectStore
 from edgecore.synthetic.products import NEW_PRODUCT_EDGE, demo_catalogue, new_product
+from foundation.errors import NotFound
+from foundation.events import ModelPublished
+from foundation.layout import Layout
+from foundation.messaging import ensure_topics
+from foundation.pointer import ModelPointer
+from foundation.storage.store import ObjectStore
 
 T = TypeVar("T")
 GATE_GRACE_S = 60.0
@@ -70,8 +71,8 @@ class Demo:
         self.opt = options
         self.console = console
         self.settings = world.settings
-        self.store = ObjectStore(world.settings)
-        self.layout = Layout(world.settings)
+        self.store = ObjectStore(world.settings.s3)
+        self.layout = Layout(world.settings.buckets)
         self.edges = list(world.edges)
         self.results: list[RoundResult] = []
         # Rendering photos is CPU work; Ctrl-C is the demo's to handle, not the renderers'.
@@ -101,9 +102,9 @@ class Demo:
 
     def prepare(self) -> None:
         """Buckets, topics, each store's catalogue, the controllers' probe photos and fleet file."""
-        for bucket in (self.settings.training_bucket, self.settings.models_bucket):
+        for bucket in (self.settings.buckets.training, self.settings.buckets.models):
             self.store.ensure_bucket(bucket)
-        ensure_topics(self.settings)
+        ensure_topics(self.settings.kafka)
         for edge in self.edges:
             self.store.ensure_bucket(self.layout.edge_bucket(edge))
             self.set_catalogue(edge, with_new_product=False)
@@ -129,7 +130,10 @@ class Demo:
             "starting the core receiver, the listener, each store's gateway and sync controller"
         ):
             self.sup.launch(
-                "receiver", ["edge", "receiver"], w.env(), http_ok(f"{self.settings.receiver_url}/healthz")
+                "receiver",
+                ["edge", "receiver"],
+                w.env(),
+                http_ok(f"{self.settings.uplink.receiver_url}/healthz"),
             )
             self.sup.launch(
                 "listener",
@@ -137,13 +141,13 @@ class Demo:
                 # earlier run (offsets, members still timing out) can hold this one up
                 [*listen, "--group", f"edgecore-training-listener-{w.run_id}"],
                 w.env(),
-                http_ok(f"http://127.0.0.1:{self.settings.listener_metrics_port}/metrics"),
+                http_ok(f"http://127.0.0.1:{self.settings.listener.metrics_port}/metrics"),
             )
             for edge, ports in w.edges.items():
                 self.sup.launch(
                     f"gateway-{edge}",
                     ["edge", "gateway", "--edge", edge],
-                    w.env(gateway_port=ports.gateway, edge_token=w.tokens[edge]),
+                    w.env(uplink={"gateway_port": ports.gateway, "edge_token": SecretStr(w.tokens[edge])}),
                     http_ok(f"{w.gateway_url(edge)}/healthz"),
                 )
                 sync = ["edges", "run", "--edge", edge, "--metrics-port", str(ports.sync_metrics)]
@@ -155,7 +159,7 @@ class Demo:
                 )
             self.sup.wait_ready(self.opt.stage_timeout_s)
         gateways = ", ".join(f"{e} (gateway {w.gateway_url(e)})" for e in self.edges)
-        self.say(f"core: receiver {self.settings.receiver_url}, listener; stores: {gateways}")
+        self.say(f"core: receiver {self.settings.uplink.receiver_url}, listener; stores: {gateways}")
 
     def round_one(self, events: EventLog, stores: dict[str, Store], kiosks: dict[str, Kiosk]) -> None:
         self.say("[bold]round 1[/bold]: the stores photograph their products and send them to the core")

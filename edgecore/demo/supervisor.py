@@ -19,8 +19,8 @@ from types import TracebackType
 
 import httpx
 
-from edgecore.errors import PermanentError
 from edgecore.stack.process import ManagedProcess
+from foundation.errors import PermanentError
 
 
 class DemoFailed(PermanentError):

@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from kafka import KafkaConsumer
 from kafka.errors import KafkaError
 
-from edgecore import events
-from edgecore.errors import ServiceUnavailable
-from edgecore.events import MalformedEvent
-from edgecore.messaging import wait_for_partitions
-from edgecore.settings import Settings
+from foundation import events
+from foundation.errors import MalformedEvent, ServiceUnavailable
+from foundation.messaging import wait_for_partitions
+from foundation.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -35,22 +34,22 @@ class Seen:
 
 class EventLog:
     def __init__(self, settings: Settings, timeout_s: float = 30.0) -> None:
-        topics = (settings.topic_training_data_ready, settings.topic_model_published)
+        topics = (settings.kafka.topic_training_data_ready, settings.kafka.topic_model_published)
         try:
             self._consumer = KafkaConsumer(
-                bootstrap_servers=settings.kafka_bootstrap_servers,
+                bootstrap_servers=settings.kafka.bootstrap_servers,
                 group_id=None,
                 enable_auto_commit=False,
-                max_partition_fetch_bytes=settings.max_event_bytes + 65_536,
+                max_partition_fetch_bytes=settings.kafka.max_event_bytes + 65_536,
             )
             partitions = wait_for_partitions(
-                self._consumer, topics, timeout_s, settings.kafka_bootstrap_servers
+                self._consumer, topics, timeout_s, settings.kafka.bootstrap_servers
             )
             self._consumer.assign(partitions)
             self._consumer.seek_to_beginning(*partitions)
         except KafkaError as exc:
-            raise ServiceUnavailable(f"Kafka at {settings.kafka_bootstrap_servers}: {exc}") from exc
-        self._max_bytes = settings.max_event_bytes
+            raise ServiceUnavailable(f"Kafka at {settings.kafka.bootstrap_servers}: {exc}") from exc
+        self._max_bytes = settings.kafka.max_event_bytes
         self._seen: list[Seen] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()

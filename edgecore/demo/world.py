@@ -17,8 +17,8 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from edgecore.layout import edge_model_name
-from edgecore.settings import Settings
+from foundation.layout import edge_model_name
+from foundation.settings import Settings
 
 
 def free_port() -> int:
@@ -47,23 +47,25 @@ class World:
         receiver_port = free_port()
         tokens = {edge: secrets.token_urlsafe(24) for edge in edges}
         state = base.state_dir / "demo" / run_id
-        settings = base.model_copy(
-            update={
-                "state_dir": state,
-                "training_bucket": f"edgecore-{run_id}-training",
-                "models_bucket": f"edgecore-{run_id}-models",
-                "edge_bucket_prefix": f"edgecore-{run_id}-edge-",
+        settings = base.updated(
+            state_dir=state,
+            buckets={
+                "training": f"edgecore-{run_id}-training",
+                "models": f"edgecore-{run_id}-models",
+                "edge_prefix": f"edgecore-{run_id}-edge-",
+            },
+            kafka={
                 "topic_training_data_ready": f"edgecore.{run_id}.training-data-ready",
                 "topic_model_published": f"edgecore.{run_id}.model-published",
                 "topic_dead_letter": f"edgecore.{run_id}.dead-letter",
+            },
+            uplink={
                 "receiver_port": receiver_port,
                 "receiver_url": f"http://127.0.0.1:{receiver_port}",
-                "listener_metrics_port": free_port(),
-                "listener_coalesce_s": coalesce_s,
-                "edge_sync_poll_s": poll_s,
                 "edge_tokens": {edge: SecretStr(token) for edge, token in tokens.items()},
-                "edge_fleet_file": state / "edges.json",
-            }
+            },
+            listener={"metrics_port": free_port(), "coalesce_s": coalesce_s},
+            delivery={"poll_s": poll_s, "fleet_file": state / "edges.json"},
         )
         ports = {edge: EdgePorts(free_port(), free_port(), free_port()) for edge in edges}
         return cls(run_id, settings, ports, tokens)
@@ -84,10 +86,9 @@ class World:
     def model(self, edge: str) -> str:
         return edge_model_name(edge)
 
-    def env(self, **extra: Any) -> dict[str, str]:
-        """The settings as ``EDGECORE_*`` variables, for the services this demo starts."""
-        values = {name: getattr(self.settings, name) for name in Settings.model_fields} | extra
-        return {f"EDGECORE_{name.upper()}": _as_env(v) for name, v in values.items() if v is not None}
+    def env(self, **changes: Any) -> dict[str, str]:
+        """The settings (with ``changes``, as ``Settings.updated`` takes them) as ``EDGECORE_*`` variables."""
+        return self.settings.updated(**changes).environment()
 
     def fleet(self) -> list[dict[str, Any]]:
         """The controllers' fleet file: each edge's own model server, checked with probe images."""
@@ -104,18 +105,8 @@ class World:
         ]
 
     def write_fleet(self) -> Path:
-        path = self.settings.edge_fleet_file
+        path = self.settings.delivery.fleet_file
         assert path is not None
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.fleet(), indent=2))
         return path
-
-
-def _as_env(value: Any) -> str:
-    if isinstance(value, SecretStr):
-        return value.get_secret_value()
-    if isinstance(value, dict):
-        return json.dumps(
-            {k: v.get_secret_value() if isinstance(v, SecretStr) else v for k, v in value.items()}
-        )
-    return str(value)

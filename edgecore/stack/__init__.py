@@ -13,14 +13,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from edgecore.errors import StackError
-from edgecore.layout import Layout
-from edgecore.messaging import ensure_topics
-from edgecore.settings import Settings
 from edgecore.stack.kafka import KafkaService
 from edgecore.stack.minio import NOTIFY_ARN, MinioService
 from edgecore.stack.mosquitto import MosquittoService
-from edgecore.storage import ObjectStore
+from edgecore.stack.settings import StackSettings
+from edgecore.stack.tools import StackError
+from foundation.layout import Layout
+from foundation.messaging import ensure_topics
+from foundation.settings import Settings
+from foundation.storage.store import ObjectStore
 
 Report = Callable[[str], None]
 
@@ -35,11 +36,12 @@ class ServiceStatus:
 
 
 class Stack:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, stack: StackSettings | None = None) -> None:
         self.settings = settings
-        self.kafka = KafkaService(settings)
-        self.minio = MinioService(settings)
-        self.mosquitto = MosquittoService(settings)
+        self.stack = stack or StackSettings()
+        self.kafka = KafkaService(settings, self.stack)
+        self.minio = MinioService(settings, self.stack)
+        self.mosquitto = MosquittoService(settings, self.stack)
 
     def services(self) -> list[KafkaService | MinioService | MosquittoService]:
         """The services this machine runs: mosquitto only where it could be installed."""
@@ -47,10 +49,10 @@ class Stack:
         return [self.kafka, self.minio, *optional]
 
     def install(self, report: Report = lambda _: None) -> None:
-        report(f"MinIO {self.settings.minio_module_version}: building with go install if needed")
+        report(f"MinIO {self.stack.minio_module_version}: building with go install if needed")
         if self.minio.install():
             report("MinIO built")
-        report(f"Kafka {self.settings.kafka_version}: resolving jars with Maven if needed")
+        report(f"Kafka {self.stack.kafka_version}: resolving jars with Maven if needed")
         if self.kafka.install():
             report("Kafka resolved")
         report("Mosquitto: Debian's package, downloaded if needed")
@@ -78,14 +80,14 @@ class Stack:
 
     def init(self) -> list[str]:
         """Topics, core buckets and notifications on services started elsewhere (Docker, a cluster)."""
-        created = ensure_topics(self.settings)
+        created = ensure_topics(self.settings.kafka)
         self.prepare_buckets()
         return created
 
     def prepare_buckets(self) -> None:
         """Core buckets exist and the training bucket notifies Kafka of new objects."""
-        store = ObjectStore(self.settings)
-        layout = Layout(self.settings)
+        store = ObjectStore(self.settings.s3)
+        layout = Layout(self.settings.buckets)
         for bucket in (layout.training_bucket, layout.models_bucket):
             store.ensure_bucket(bucket)
         enable_notifications(store, layout.training_bucket)

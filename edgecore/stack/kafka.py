@@ -15,10 +15,10 @@ from pathlib import Path
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
-from edgecore.errors import StackError
-from edgecore.settings import Settings
 from edgecore.stack.process import ManagedProcess, wait_until
-from edgecore.stack.tools import port_open, require, run_build
+from edgecore.stack.settings import StackSettings
+from edgecore.stack.tools import StackError, port_open, require, run_build
+from foundation.settings import Settings
 
 POM = Path(__file__).resolve().parents[2] / "manifests" / "local" / "kafka" / "pom.xml"
 
@@ -42,21 +42,22 @@ logger.state.level = warn
 class KafkaService:
     name = "kafka"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, stack: StackSettings) -> None:
         self.settings = settings
-        self.home = settings.cache_dir / f"kafka-{settings.kafka_version}"
+        self.stack = stack
+        self.home = stack.cache_dir / f"kafka-{stack.kafka_version}"
         self.libs = self.home / "libs"
         self.base = settings.state_dir / "kafka"
         self.data_dir = self.base / "data"
         self.config = self.base / "server.properties"
-        self.process = ManagedProcess("kafka", settings.run_dir, marker=str(self.config))
+        self.process = ManagedProcess("kafka", settings.state_dir / "run", marker=str(self.config))
 
     @property
     def address(self) -> str:
-        return self.settings.kafka_bootstrap_servers
+        return self.settings.kafka.bootstrap_servers
 
     def installed(self) -> bool:
-        return any(self.libs.glob(f"kafka_2.13-{self.settings.kafka_version}.jar"))
+        return any(self.libs.glob(f"kafka_2.13-{self.stack.kafka_version}.jar"))
 
     def install(self) -> bool:
         """Resolve the broker's jars with Maven unless present; True if resolved now."""
@@ -74,13 +75,13 @@ class KafkaService:
                 "-f",
                 str(POM),
                 "dependency:copy-dependencies",
-                f"-Dkafka.version={self.settings.kafka_version}",
+                f"-Dkafka.version={self.stack.kafka_version}",
                 f"-DoutputDirectory={self.libs}",
                 "-DincludeScope=runtime",
             ],
             os.environ,
-            self.settings.cache_dir / "logs" / "kafka-resolve.log",
-            f"resolving Kafka {self.settings.kafka_version} from Maven Central",
+            self.stack.cache_dir / "logs" / "kafka-resolve.log",
+            f"resolving Kafka {self.stack.kafka_version} from Maven Central",
         )
         return True
 
@@ -92,15 +93,15 @@ class KafkaService:
                 [
                     "process.roles=broker,controller",
                     "node.id=1",
-                    f"controller.quorum.voters=1@{s.kafka_host}:{s.kafka_controller_port}",
-                    f"listeners=PLAINTEXT://{s.kafka_host}:{s.kafka_port},"
-                    f"CONTROLLER://{s.kafka_host}:{s.kafka_controller_port}",
-                    f"advertised.listeners=PLAINTEXT://{s.kafka_host}:{s.kafka_port}",
+                    f"controller.quorum.voters=1@{s.kafka.host}:{self.stack.kafka_controller_port}",
+                    f"listeners=PLAINTEXT://{s.kafka.host}:{s.kafka.port},"
+                    f"CONTROLLER://{s.kafka.host}:{self.stack.kafka_controller_port}",
+                    f"advertised.listeners=PLAINTEXT://{s.kafka.host}:{s.kafka.port}",
                     "controller.listener.names=CONTROLLER",
                     "inter.broker.listener.name=PLAINTEXT",
                     "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
                     f"log.dirs={self.data_dir}",
-                    f"num.partitions={s.topic_partitions}",
+                    f"num.partitions={s.kafka.partitions}",
                     "auto.create.topics.enable=false",
                     "offsets.topic.replication.factor=1",
                     "offsets.topic.num.partitions=3",
@@ -109,7 +110,7 @@ class KafkaService:
                     "share.coordinator.state.topic.replication.factor=1",
                     "share.coordinator.state.topic.min.isr=1",
                     "group.initial.rebalance.delay.ms=0",
-                    f"message.max.bytes={s.max_event_bytes + 65_536}",
+                    f"message.max.bytes={s.kafka.max_event_bytes + 65_536}",
                     "",
                 ]
             )
@@ -117,7 +118,7 @@ class KafkaService:
         (self.base / "log4j2.properties").write_text(_LOG4J2)
 
     def _java_argv(self, main: str, *args: str) -> list[str]:
-        heap = f"{self.settings.kafka_heap_mb}m"
+        heap = f"{self.stack.kafka_heap_mb}m"
         return [
             require("java"),
             f"-Xms{heap}",
@@ -144,7 +145,7 @@ class KafkaService:
 
     def healthy(self) -> bool:
         """Ready when an admin metadata call succeeds."""
-        if not port_open(self.settings.kafka_host, self.settings.kafka_port):
+        if not port_open(self.settings.kafka.host, self.settings.kafka.port):
             return False
         try:
             admin = KafkaAdminClient(
@@ -163,10 +164,10 @@ class KafkaService:
         if self.process.pid() is not None:
             wait_until(self.healthy, timeout_s, "Kafka", self.process)
             return False
-        for port in (self.settings.kafka_port, self.settings.kafka_controller_port):
-            if port_open(self.settings.kafka_host, port):
+        for port in (self.settings.kafka.port, self.stack.kafka_controller_port):
+            if port_open(self.settings.kafka.host, port):
                 raise StackError(
-                    f"port {self.settings.kafka_host}:{port} is taken by a process edgecore did not "
+                    f"port {self.settings.kafka.host}:{port} is taken by a process edgecore did not "
                     "start; stop it or set EDGECORE_KAFKA_PORT / EDGECORE_KAFKA_CONTROLLER_PORT"
                 )
         self._write_config()
@@ -177,4 +178,4 @@ class KafkaService:
         return True
 
     def version(self) -> str:
-        return self.settings.kafka_version if self.installed() else "not installed"
+        return self.stack.kafka_version if self.installed() else "not installed"

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import httpx
 
-from edgecore.errors import StackError
-from edgecore.settings import Settings
 from edgecore.stack.process import ManagedProcess, wait_until
-from edgecore.stack.tools import port_open, require, run_build
+from edgecore.stack.settings import StackSettings
+from edgecore.stack.tools import StackError, port_open, require, run_build
+from foundation.settings import Settings
 
 NOTIFY_TARGET = "EDGECORE"
 NOTIFY_ARN = f"arn:minio:sqs::{NOTIFY_TARGET}:kafka"
@@ -25,16 +25,17 @@ NOTIFY_ARN = f"arn:minio:sqs::{NOTIFY_TARGET}:kafka"
 class MinioService:
     name = "minio"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, stack: StackSettings) -> None:
         self.settings = settings
-        self.binary = settings.bin_dir / "minio"
-        self.version_file = settings.bin_dir / "minio.version"
+        self.stack = stack
+        self.binary = stack.bin_dir / "minio"
+        self.version_file = stack.bin_dir / "minio.version"
         self.data_dir = settings.state_dir / "minio" / "data"
-        self.process = ManagedProcess("minio", settings.run_dir, marker=str(self.data_dir))
+        self.process = ManagedProcess("minio", settings.state_dir / "run", marker=str(self.data_dir))
 
     @property
     def address(self) -> str:
-        return f"{self.settings.s3_host}:{self.settings.s3_port}"
+        return f"{self.settings.s3.host}:{self.settings.s3.port}"
 
     def installed_version(self) -> str | None:
         if not self.binary.exists() or not self.version_file.exists():
@@ -43,16 +44,16 @@ class MinioService:
 
     def install(self) -> bool:
         """Build the pinned MinIO unless that exact version is already built; True if built."""
-        wanted = self.settings.minio_module_version
+        wanted = self.stack.minio_module_version
         if self.installed_version() == wanted:
             return False
         go = require("go")
-        self.settings.bin_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "CGO_ENABLED": "0", "GOBIN": str(self.settings.bin_dir), "GOFLAGS": "-mod=mod"}
+        self.stack.bin_dir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "CGO_ENABLED": "0", "GOBIN": str(self.stack.bin_dir), "GOFLAGS": "-mod=mod"}
         run_build(
             [go, "install", "-trimpath", f"github.com/minio/minio@{wanted}"],
             env,
-            self.settings.cache_dir / "logs" / "minio-build.log",
+            self.stack.cache_dir / "logs" / "minio-build.log",
             f"building MinIO {wanted} with go install",
         )
         self.version_file.write_text(wanted + "\n")
@@ -70,7 +71,7 @@ class MinioService:
         if self.process.pid() is not None:
             wait_until(self.healthy, timeout_s, "MinIO", self.process)
             return False
-        if port_open(self.settings.s3_host, self.settings.s3_port):
+        if port_open(self.settings.s3.host, self.settings.s3.port):
             raise StackError(
                 f"port {self.address} is taken by a process edgecore did not start; "
                 "stop it or set EDGECORE_S3_PORT"
@@ -82,12 +83,12 @@ class MinioService:
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": str(Path.home()),
-            "MINIO_ROOT_USER": s.s3_access_key,
-            "MINIO_ROOT_PASSWORD": s.s3_secret_key.get_secret_value(),
+            "MINIO_ROOT_USER": s.s3.access_key,
+            "MINIO_ROOT_PASSWORD": s.s3.secret_key.get_secret_value(),
             "MINIO_UPDATE": "off",
             f"MINIO_NOTIFY_KAFKA_ENABLE_{NOTIFY_TARGET}": "on",
-            f"MINIO_NOTIFY_KAFKA_BROKERS_{NOTIFY_TARGET}": s.kafka_bootstrap_servers,
-            f"MINIO_NOTIFY_KAFKA_TOPIC_{NOTIFY_TARGET}": s.topic_s3_events,
+            f"MINIO_NOTIFY_KAFKA_BROKERS_{NOTIFY_TARGET}": s.kafka.bootstrap_servers,
+            f"MINIO_NOTIFY_KAFKA_TOPIC_{NOTIFY_TARGET}": s.kafka.topic_s3_events,
             # Events survive a Kafka outage: MinIO queues them on disk and replays them.
             f"MINIO_NOTIFY_KAFKA_QUEUE_DIR_{NOTIFY_TARGET}": str(queue_dir),
         }
@@ -98,7 +99,7 @@ class MinioService:
             "--address",
             self.address,
             "--console-address",
-            f"{s.s3_host}:{s.s3_console_port}",
+            f"{s.s3.host}:{self.stack.minio_console_port}",
             "--quiet",
         ]
         self.process.start(argv, env)

@@ -19,10 +19,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from edgecore.errors import StackError
-from edgecore.settings import Settings
 from edgecore.stack.process import ManagedProcess, wait_until
-from edgecore.stack.tools import port_open, run_build
+from edgecore.stack.settings import StackSettings
+from edgecore.stack.tools import StackError, port_open, run_build
+from foundation.settings import Settings
 
 SYSTEM_BINARY = Path("/usr/sbin/mosquitto")
 PACKAGES = ("mosquitto", "libmosquitto1", "libcjson1", "libdlt2", "libwrap0")
@@ -35,16 +35,17 @@ PACKET_HEADROOM = 64 * 1024
 class MosquittoService:
     name = "mosquitto"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, stack: StackSettings) -> None:
         self.settings = settings
-        self.root = settings.cache_dir / "mosquitto"
+        self.stack = stack
+        self.root = stack.cache_dir / "mosquitto"
         self.base = settings.state_dir / "mosquitto"
         self.config = self.base / "mosquitto.conf"
-        self.process = ManagedProcess("mosquitto", settings.run_dir, marker=str(self.config))
+        self.process = ManagedProcess("mosquitto", settings.state_dir / "run", marker=str(self.config))
 
     @property
     def address(self) -> str:
-        return f"{self.settings.mqtt_host}:{self.settings.mqtt_port}"
+        return f"{self.settings.uplink.mqtt_host}:{self.settings.uplink.mqtt_port}"
 
     def binary(self) -> Path | None:
         if SYSTEM_BINARY.exists():
@@ -61,9 +62,9 @@ class MosquittoService:
             raise StackError(
                 "no mosquitto and no apt-get to fetch it: install it (Debian: apt-get install mosquitto)"
             )
-        debs = self.settings.cache_dir / "debs"
+        debs = self.stack.cache_dir / "debs"
         debs.mkdir(parents=True, exist_ok=True)
-        log = self.settings.cache_dir / "logs" / "mosquitto-download.log"
+        log = self.stack.cache_dir / "logs" / "mosquitto-download.log"
         run_build(
             [apt_get, "download", *PACKAGES], dict(os.environ), log, "apt-get download mosquitto", cwd=debs
         )
@@ -92,12 +93,12 @@ class MosquittoService:
             "\n".join(
                 [
                     "# written by edgecore stack up; local broker of the gateway's MQTT intake",
-                    f"listener {s.mqtt_port} {s.mqtt_host}",
+                    f"listener {s.uplink.mqtt_port} {s.uplink.mqtt_host}",
                     # run as whoever started the stack (started as root, it would switch to
                     # `nobody`, which cannot write the persistence folder)
                     f"user {pwd.getpwuid(os.getuid()).pw_name}",
                     "allow_anonymous true",
-                    f"max_packet_size {s.max_image_bytes + PACKET_HEADROOM}",
+                    f"max_packet_size {s.uplink.max_image_bytes + PACKET_HEADROOM}",
                     "persistence true",
                     f"persistence_location {self.base / 'data'}/",
                     "autosave_interval 1",
@@ -111,7 +112,7 @@ class MosquittoService:
         )
 
     def healthy(self) -> bool:
-        return port_open(self.settings.mqtt_host, self.settings.mqtt_port)
+        return port_open(self.settings.uplink.mqtt_host, self.settings.uplink.mqtt_port)
 
     def start(self, timeout_s: float = 30.0) -> bool:
         """Start the broker unless ours is already running; True if it was started."""
@@ -121,7 +122,7 @@ class MosquittoService:
         binary = self.binary()
         if binary is None:
             raise StackError("mosquitto is not installed: run `edgecore stack install`")
-        if port_open(self.settings.mqtt_host, self.settings.mqtt_port):
+        if port_open(self.settings.uplink.mqtt_host, self.settings.uplink.mqtt_port):
             raise StackError(
                 f"port {self.address} is taken by a process edgecore did not start; "
                 "stop it or set EDGECORE_MQTT_PORT"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psutil
 
-from edgecore.errors import StackError
+from edgecore.stack.tools import StackError
 
 
 @dataclass(frozen=True)

@@ -6,18 +6,18 @@ import os
 import time
 import uuid
 
-from edgecore import events
-from edgecore.errors import ServiceUnavailable
-from edgecore.layout import Layout, Location
-from edgecore.messaging import EventConsumer, EventProducer, parse_event_record
-from edgecore.settings import Settings
-from edgecore.storage import ObjectStore
+from foundation import events
+from foundation.errors import ServiceUnavailable
+from foundation.layout import Layout, Location
+from foundation.messaging import EventConsumer, EventProducer, parse_event_record
+from foundation.settings import Settings
+from foundation.storage.store import ObjectStore
 
 
 def smoke_check(settings: Settings, timeout_s: float = 30.0) -> dict[str, str]:
     """Write and read back an object and an event; return what was checked."""
-    store = ObjectStore(settings)
-    layout = Layout(settings)
+    store = ObjectStore(settings.s3)
+    layout = Layout(settings.buckets)
     payload = os.urandom(64 * 1024)
     loc = Location(layout.training_bucket, f"smoke/{uuid.uuid4().hex}.bin")
     stored = store.put_bytes(loc, payload)
@@ -34,19 +34,19 @@ def smoke_check(settings: Settings, timeout_s: float = 30.0) -> dict[str, str]:
         prefix=loc.key,
         manifest_sha256=stored.sha256,
     )
-    producer = EventProducer(settings, "/edgecore/smoke")
+    producer = EventProducer(settings.kafka, "/edgecore/smoke")
     consumer = EventConsumer(
-        settings,
+        settings.kafka,
         f"edgecore-smoke-{uuid.uuid4().hex[:8]}",
-        [settings.topic_training_data_ready],
-        parse_event_record(settings.max_event_bytes),
+        [settings.kafka.topic_training_data_ready],
+        parse_event_record(settings.kafka.max_event_bytes),
         producer,
         auto_offset_reset="latest",
     )
     seen: list[events.EventData] = []
     try:
         consumer.poll_once(lambda env, rec: None, timeout_ms=1000)  # join the group first
-        producer.publish(settings.topic_training_data_ready, probe)
+        producer.publish(settings.kafka.topic_training_data_ready, probe)
         deadline = time.monotonic() + timeout_s
         while probe not in seen and time.monotonic() < deadline:
             consumer.poll_once(lambda env, rec: seen.append(env.data))
@@ -56,6 +56,6 @@ def smoke_check(settings: Settings, timeout_s: float = 30.0) -> dict[str, str]:
     if not intact or probe not in seen:
         raise ServiceUnavailable("smoke check failed: the object or the event did not come back intact")
     return {
-        "s3": f"{settings.s3_endpoint_url}: 64 KiB object round trip, sha256 {stored.sha256[:12]}…",
-        "kafka": f"{settings.kafka_bootstrap_servers}: training-data-ready event round trip",
+        "s3": f"{settings.s3.endpoint_url}: 64 KiB object round trip, sha256 {stored.sha256[:12]}…",
+        "kafka": f"{settings.kafka.bootstrap_servers}: training-data-ready event round trip",
     }

@@ -8,7 +8,12 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from edgecore.errors import StackError
+from foundation.errors import PermanentError
+
+
+class StackError(PermanentError):
+    """The local stack cannot be installed or started; the message says what to do."""
+
 
 _HOW_TO_INSTALL = {
     "go": "Go 1.24 or newer (Debian: apt-get install golang; or https://go.dev/dl)",

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
-from edgecore.catalogue import Catalogue, Product
-from edgecore.errors import InvalidInput, NotFound
-from edgecore.layout import CATALOGUE_FILE, check_extension, check_name, check_sku
+from foundation.catalogue import Catalogue, Product
+from foundation.errors import InvalidInput, NotFound
+from foundation.layout import CATALOGUE_FILE, check_extension, check_name, check_sku
 
 PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from edgecore.catalogue import Catalogue
 from edgecore.synthetic.folder import write_catalogue
 from edgecore.synthetic.photos import photo_rng, render
 from edgecore.synthetic.products import EDGES, demo_catalogue
+from foundation.catalogue import Catalogue
 
 
 def generate_store(

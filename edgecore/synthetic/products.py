@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from edgecore.catalogue import Catalogue, Product
+from foundation.catalogue import Catalogue, Product
 
 HYPERMARKET = "hypermarket"
 BOUTIQUE = "boutique"

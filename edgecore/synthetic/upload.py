@@ -13,12 +13,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from edgecore.errors import InvalidInput
-from edgecore.layout import Layout, check_extension
-from edgecore.manifest import FileEntry, Manifest
-from edgecore.storage import ObjectStore
 from edgecore.synthetic.folder import LabelledFolder
-from edgecore.versions import claim_next_version
+from foundation.errors import InvalidInput
+from foundation.layout import Layout, check_extension
+from foundation.manifest import FileEntry, Manifest
+from foundation.registry import claim_next_version
+from foundation.storage.store import ObjectStore
 
 
 def upload_folder(

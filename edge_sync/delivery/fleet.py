@@ -1,0 +1,187 @@
+"""A fleet of controllers: one per edge, sharing a worker pool, the triggers and the metrics.
+
+Composed by ``edge_sync.delivery.service.build_fleet``.  Every edge gets a controller
+(its spec, its target, the shared handlers); a fleet runs them on one worker pool.
+Triggers for one edge coalesce: while its pass waits for a worker, new events and polls
+simply join it; while it runs, they mark it to run once more.  So an edge is never
+reconciled by two threads at once, and a burst of events costs one extra pass at most.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from edge_sync.delivery.controller import (
+    EdgeStatus,
+    Outcome,
+    SyncContext,
+    on_model_published,
+    reconcile,
+    status,
+)
+from edge_sync.delivery.edges import EdgeSpec
+from edge_sync.delivery.sources import consume_model_published, consumer_group, poll_bucket
+from edge_sync.delivery.targets import Target
+from foundation.errors import EdgecoreError
+from foundation.events import ModelPublished
+from foundation.settings import DeliverySettings, KafkaSettings
+
+log = logging.getLogger(__name__)
+
+RETRY_FIRST_S = 1.0
+RETRY_MAX_S = 60.0
+
+
+@dataclass
+class _Slot:
+    spec: EdgeSpec
+    target: Target
+    queued: bool = False
+    """A pass is waiting for a worker: it will see whatever a new trigger would."""
+    running: bool = False
+    again: bool = False
+    event: ModelPublished | None = None
+    failures: int = 0
+    """Retryable failures in a row; the next pass is due after a backoff, not the next poll."""
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class ControllerFleet:
+    """The controllers of several edges, sharing a worker pool, sources and metrics."""
+
+    def __init__(
+        self,
+        delivery: DeliverySettings,
+        kafka: KafkaSettings,
+        specs: list[EdgeSpec],
+        targets: dict[str, Target],
+        ctx: SyncContext,
+        on_outcome: Callable[[Outcome], None] | None = None,
+    ) -> None:
+        self.delivery = delivery
+        self.kafka = kafka
+        self.ctx = ctx
+        self.metrics = ctx.metrics
+        self._slots = {s.edge: _Slot(s, targets[s.edge]) for s in specs}
+        self._by_model: dict[str, list[_Slot]] = {}
+        for slot in self._slots.values():
+            self._by_model.setdefault(slot.spec.model_name, []).append(slot)
+        self._pool = ThreadPoolExecutor(max_workers=max(1, delivery.workers), thread_name_prefix="edge-sync")
+        self._on_outcome = on_outcome
+        self._closed = threading.Event()
+        self.outcomes: dict[str, Outcome] = {}
+
+    # -- triggers ----------------------------------------------------------------------
+    def on_event(self, event: ModelPublished) -> None:
+        for slot in self._by_model.get(event.model, []):
+            if slot.spec.edge in event.edge_uris:
+                self._schedule(slot, event)
+
+    def idle(self) -> bool:
+        """No pass is queued or running (a retry waiting for its backoff does not count)."""
+        return not any(slot.queued or slot.running for slot in self._slots.values())
+
+    def statuses(self) -> list[EdgeStatus]:
+        return list(self._pool.map(lambda s: status(s.spec, s.target, self.ctx), self._slots.values()))
+
+    def rollback_all(self) -> None:
+        list(self._pool.map(lambda s: s.target.rollback(), self._slots.values()))
+
+    def schedule_all(self) -> None:
+        for slot in self._slots.values():
+            self._schedule(slot, None)
+
+    def reconcile_all(self) -> list[Outcome]:
+        """One synchronous pass over every edge (``edges run --once``, startup)."""
+        return list(self._pool.map(lambda s: self._reconcile(s, None), self._slots.values()))
+
+    def _schedule(self, slot: _Slot, event: ModelPublished | None) -> None:
+        with slot.lock:
+            if event is not None:
+                slot.event = event
+            if slot.queued:
+                return
+            if slot.running:
+                slot.again = True
+                return
+            slot.queued = True
+        self._pool.submit(self._drain, slot)
+
+    def _drain(self, slot: _Slot) -> None:
+        while True:
+            with slot.lock:
+                slot.queued, slot.running = False, True
+                event, slot.event, slot.again = slot.event, None, False
+            if self._reconcile(slot, event).action == "failed" and slot.failures:
+                self._retry_later(slot)
+            with slot.lock:
+                if not slot.again:
+                    slot.running = False
+                    return
+
+    def _retry_later(self, slot: _Slot) -> None:
+        """S3, the API server or the network failed for a moment: try again soon, backing off."""
+        delay = min(RETRY_FIRST_S * 2 ** (slot.failures - 1), RETRY_MAX_S, self.delivery.poll_s)
+        timer = threading.Timer(delay, self._retry, (slot,))
+        timer.daemon = True
+        timer.start()
+
+    def _retry(self, slot: _Slot) -> None:
+        # RuntimeError: the pool shut down in between, nothing is left to retry for
+        with contextlib.suppress(RuntimeError):
+            if not self._closed.is_set():
+                self._schedule(slot, None)
+
+    def _reconcile(self, slot: _Slot, event: ModelPublished | None) -> Outcome:
+        try:
+            if event is not None:
+                outcome = on_model_published(event, slot.spec, slot.target, self.ctx)
+                if outcome is None:
+                    outcome = reconcile(slot.spec, slot.target, self.ctx)
+            else:
+                outcome = reconcile(slot.spec, slot.target, self.ctx)
+        except EdgecoreError as exc:
+            slot.failures = slot.failures + 1 if exc.retryable else 0
+            reason = "unavailable" if exc.retryable else "error"
+            self.metrics.failures.labels(slot.spec.edge, reason).inc()
+            log.error("edge %s: sync failed (%s): %s", slot.spec.edge, reason, exc)
+            outcome = Outcome(slot.spec.edge, "failed", detail=f"{type(exc).__name__}: {exc}")
+        else:
+            slot.failures = 0
+        self.outcomes[slot.spec.edge] = outcome
+        if self._on_outcome is not None:
+            self._on_outcome(outcome)
+        return outcome
+
+    # -- running -----------------------------------------------------------------------
+    def run(self, stop: threading.Event, group_id: str = "fleet", kafka_retry_s: float = 5.0) -> None:
+        """Consume events and poll the buckets until ``stop`` is set."""
+        threads = [
+            threading.Thread(
+                target=consume_model_published,
+                args=(self.kafka, consumer_group(group_id), self.on_event, stop, kafka_retry_s),
+                name="edge-sync-events",
+                daemon=True,
+            ),
+            threading.Thread(
+                target=poll_bucket,
+                args=(self.schedule_all, self.delivery.poll_s, stop),
+                name="edge-sync-poll",
+                daemon=True,
+            ),
+        ]
+        for thread in threads:
+            thread.start()
+        stop.wait()
+        for thread in threads:
+            thread.join(timeout=10)
+        self.close()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,133 @@
+"""The sync controllers' process: what ``edgecore edges run | status | rollback`` build and run.
+
+Everything with I/O is made here, once, from the settings: one S3 reader shared by the
+fleet, one Kubernetes API client per kubeconfig context, a target per edge, and the
+fleet itself, which only composes them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+
+from kubernetes import client
+
+from edge_sync.delivery.controller import EdgeStatus, Outcome, SyncContext
+from edge_sync.delivery.edges import EdgeSpec, KServeSpec, LocalSpec, load_fleet
+from edge_sync.delivery.fleet import ControllerFleet
+from edge_sync.delivery.metrics import SyncMetrics
+from edge_sync.delivery.targets import Target
+from edge_sync.delivery.targets.kserve import KServeTarget, api_client
+from edge_sync.delivery.targets.local import LocalServerTarget
+from foundation.errors import NotFound
+from foundation.layout import Layout
+from foundation.settings import Settings
+from foundation.storage.reader import BucketReader
+from foundation.storage.store import ObjectStore
+
+
+def build_targets(settings: Settings, specs: Iterable[EdgeSpec]) -> dict[str, Target]:
+    """One target per edge; one Kubernetes API client per kubeconfig context."""
+    delivery = settings.delivery
+    clients: dict[tuple[str | None, str], client.ApiClient] = {}
+    store, layout = ObjectStore(settings.s3), Layout(settings.buckets)
+    targets: dict[str, Target] = {}
+    for spec in specs:
+        t = spec.target
+        if isinstance(t, KServeSpec):
+            key = (str(t.kubeconfig) if t.kubeconfig else None, t.context)
+            if key not in clients:
+                clients[key] = api_client(t.context, key[0], pool_size=max(16, delivery.workers))
+            targets[spec.edge] = KServeTarget(
+                clients[key], t.namespace, t.name, t.canary_percent, delivery.ready_timeout_s, t.context
+            )
+        elif isinstance(t, LocalSpec):
+            targets[spec.edge] = LocalServerTarget(
+                t.url,
+                spec.edge,
+                spec.model_name,
+                t.probes,
+                store,
+                layout,
+                delivery.ready_timeout_s,
+                t.probe_accuracy,
+            )
+    return targets
+
+
+def build_fleet(
+    settings: Settings,
+    specs: list[EdgeSpec],
+    targets: dict[str, Target] | None = None,
+    metrics: SyncMetrics | None = None,
+    on_outcome: Callable[[Outcome], None] | None = None,
+) -> ControllerFleet:
+    """A fleet over ``specs``: the shared reader and context, and a target per edge unless given."""
+    workers = settings.delivery.workers
+    ctx = SyncContext(
+        BucketReader.connect(settings.s3),
+        Layout(settings.buckets),
+        metrics or SyncMetrics(),
+        settings.state_dir / "edge-sync",
+        # the S3 connections are shared: many edges at once download their files one by one
+        max(1, workers // min(workers, max(1, len(specs)))),
+    )
+    return ControllerFleet(
+        settings.delivery,
+        settings.kafka,
+        specs,
+        targets if targets is not None else build_targets(settings, specs),
+        ctx,
+        on_outcome,
+    )
+
+
+def select(settings: Settings, edges: Iterable[str] = ()) -> list[EdgeSpec]:
+    """The fleet file's edges, or only the named ones."""
+    specs = load_fleet(settings.fleet_file)
+    wanted = set(edges)
+    if not wanted:
+        return specs
+    unknown = wanted - {s.edge for s in specs}
+    if unknown:
+        raise NotFound(f"edges {sorted(unknown)} are not in the fleet file {settings.fleet_file}")
+    return [s for s in specs if s.edge in wanted]
+
+
+def fleet_status(settings: Settings, specs: list[EdgeSpec]) -> list[EdgeStatus]:
+    fleet = build_fleet(settings, specs)
+    try:
+        return fleet.statuses()
+    finally:
+        fleet.close()
+
+
+def rollback(settings: Settings, specs: list[EdgeSpec]) -> list[EdgeStatus]:
+    """``edgecore edges rollback``: put each edge back on its previous version."""
+    fleet = build_fleet(settings, specs)
+    try:
+        fleet.rollback_all()
+        return fleet.statuses()
+    finally:
+        fleet.close()
+
+
+def run_fleet(
+    settings: Settings,
+    specs: list[EdgeSpec],
+    stop: threading.Event,
+    once: bool = False,
+    metrics_port: int | None = None,
+    group_id: str = "fleet",
+) -> list[Outcome]:
+    """``edgecore edges run``: one pass (``once``), or events + polling until ``stop``."""
+    fleet = build_fleet(settings, specs)
+    if once:
+        try:
+            return fleet.reconcile_all()
+        finally:
+            fleet.close()
+    if metrics_port:
+        fleet.metrics.serve(metrics_port)
+    fleet.run(stop, group_id)
+    return list(fleet.outcomes.values())

@@ -1,0 +1,73 @@
+"""What the uplink's HTTP services share: bounded bodies, and errors answered with their own status.
+
+An edgecore error carries its HTTP status (``foundation.errors``), so a handler here only
+turns it into ``{"error": <class>, "reason": <message>}``; a 503 says when to retry.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from foundation.errors import EdgecoreError, InvalidInput, PayloadTooLarge, http_status
+
+log = logging.getLogger(__name__)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(EdgecoreError)
+    async def _edgecore_error(request: Request, exc: EdgecoreError) -> JSONResponse:
+        status = http_status(exc)
+        if status >= 500:
+            log.warning("%s %s -> %d: %s", request.method, request.url.path, status, exc)
+        headers = {"Retry-After": "5"} if status == 503 else None
+        return JSONResponse({"error": type(exc).__name__, "reason": str(exc)}, status, headers=headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": "HTTPException", "reason": str(exc.detail)}, exc.status_code)
+
+
+def declared_length(request: Request, limit: int, what: str) -> int | None:
+    """Refuse a body whose Content-Length is already over ``limit`` before reading it."""
+    raw = request.headers.get("content-length")
+    if raw is None:
+        return None
+    try:
+        length = int(raw)
+    except ValueError as exc:
+        raise InvalidInput(f"Content-Length {raw!r} is not a number") from exc
+    if length > limit:
+        raise PayloadTooLarge(f"{what} of {length} bytes exceeds the {limit}-byte limit")
+    return length
+
+
+async def read_bounded(request: Request, limit: int, what: str) -> bytes:
+    """A small body, read as it streams and cut off as soon as it passes ``limit``."""
+    declared_length(request, limit, what)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"{what} exceeds the {limit}-byte limit")
+    return bytes(body)
+
+
+async def drain(stream: AsyncIterator[bytes], limit: int) -> None:
+    """Read and drop what is left of a body (up to ``limit``) so the client sees our answer."""
+    seen = 0
+    try:
+        async for chunk in stream:
+            seen += len(chunk)
+            if seen > limit:
+                return
+    except Exception:  # the client went away: nothing left to answer
+        return
+
+
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()

@@ -1,0 +1,50 @@
+"""What only the local stack needs: pinned versions to build, where builds are cached, its own ports.
+
+These are install-time facts of this machine (``stack install`` / ``stack up``, and
+``manifests build`` for kustomize), so they live with the application, not in the
+settings every service reads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_HOME = Path.home()
+
+
+class StackSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="EDGECORE_", env_file=".env", extra="ignore", frozen=True, populate_by_name=True
+    )
+
+    cache_dir: Path = Field(
+        default=_HOME / ".cache" / "edgecore",
+        description="Built binaries and resolved jars, shared by every clone and CI run.",
+    )
+    minio_module_version: str = Field(
+        default="v0.0.0-20260212201848-7aac2a2c5b7c",
+        description="Pinned Go module version of github.com/minio/minio built by `stack install`.",
+    )
+    minio_console_port: int = Field(
+        default=9001,
+        ge=1,
+        le=65535,
+        validation_alias="EDGECORE_S3_CONSOLE_PORT",
+        description="MinIO web console port.",
+    )
+    kafka_version: str = Field(
+        default="4.1.1", description="Apache Kafka version resolved from Maven Central."
+    )
+    kafka_controller_port: int = Field(default=9093, ge=1, le=65535, description="KRaft controller port.")
+    kafka_heap_mb: int = Field(default=512, ge=128, description="Java heap of the local broker.")
+    kustomize_module_version: str = Field(
+        default="v5.8.0",
+        description="Pinned sigs.k8s.io/kustomize/kustomize/v5 version `edgecore manifests` builds with.",
+    )
+
+    @property
+    def bin_dir(self) -> Path:
+        return self.cache_dir / "bin"

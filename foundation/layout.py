@@ -1,0 +1,280 @@
+"""The S3 layout: every bucket name and object key edgecore reads or writes.
+
+No other module formats a key by hand, so the layout can be read (and changed) here::
+
+    <training_bucket>/datasets/<dataset>/<version>/images/<label>/<sha256>.<ext>   (one object per image)
+    <training_bucket>/datasets/<dataset>/<version>/shards/<id>.tar  (or: a set packed in one tar)
+    <training_bucket>/datasets/<dataset>/<version>/manifest.json     (written last)
+    <training_bucket>/claims/datasets/<dataset>/<version>.json         (version allocation)
+    <training_bucket>/claims/sets/<dataset>/<set-digest>.json          (shipped set -> version)
+    <models_bucket>/models/<model>/<version>/<file>                   (registry)
+    <models_bucket>/models/<model>/<version>/manifest.json            (sha256 per file + metrics)
+    <edge_bucket_prefix><edge>/incoming/<sku>/<image-id>.<ext>         (device uploads)
+    <edge_bucket_prefix><edge>/hard-examples/<sku>/<image-id>.<ext>    (labelled, ship next round)
+    <edge_bucket_prefix><edge>/unrecognized/<yyyy-mm-dd>/<id>.jpg|.json (low-confidence captures)
+    <edge_bucket_prefix><edge>/models/<model>/<version>/<file>          (delivered model copies)
+    <edge_bucket_prefix><edge>/models/<model>/serving.json              (version the predictor serves)
+
+Dataset and model versions are zero-padded integers (``v000001``) so that the
+lexical order of keys is the version order.  Every path segment is validated against a
+strict pattern: names that reach a key come from devices and Kafka records.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from typing import TYPE_CHECKING
+
+from foundation.errors import InvalidInput
+
+if TYPE_CHECKING:  # steps that only need key names and file names skip pydantic-settings' import
+    from foundation.settings import BucketSettings
+
+NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,46}[a-z0-9])?$")
+"""Edge ids, dataset and model names: lowercase DNS-label style, usable in bucket names."""
+
+SKU_RE = re.compile(r"^[A-Z0-9](?:[A-Z0-9-]{1,30}[A-Z0-9])$")
+"""Product SKUs (labels): uppercase letters, digits and inner dashes, 3-32 characters."""
+
+VERSION_RE = re.compile(r"^v(\d{6})$")
+IMAGE_ID_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
+IMAGE_EXTENSIONS = frozenset({"jpg", "png"})
+MANIFEST = "manifest.json"
+SHARD_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+
+# Files of an exported model version (all listed, with sha256, in its manifest).
+TFLITE_FILE = "model.tflite"
+SAVED_MODEL_DIR = "saved_model"
+LABELS_FILE = "labels.json"
+CATALOGUE_FILE = "catalogue.json"
+MODEL_CARD_FILE = "model_card.md"
+
+
+def check_name(value: str, what: str = "name") -> str:
+    if not isinstance(value, str) or not NAME_RE.match(value):
+        raise InvalidInput(f"invalid {what} {value!r}: use 1-48 lowercase letters, digits and inner dashes")
+    return value
+
+
+def check_sku(value: str) -> str:
+    if not isinstance(value, str) or not SKU_RE.match(value):
+        raise InvalidInput(f"invalid SKU {value!r}: use 3-32 uppercase letters, digits and inner dashes")
+    return value
+
+
+def check_image_id(value: str) -> str:
+    if not isinstance(value, str) or not IMAGE_ID_RE.match(value) or ".." in value:
+        raise InvalidInput(f"invalid image id {value!r}")
+    return value
+
+
+def check_extension(ext: str) -> str:
+    ext = ext.lower().lstrip(".")
+    if ext == "jpeg":
+        ext = "jpg"
+    if ext not in IMAGE_EXTENSIONS:
+        raise InvalidInput(f"unsupported image extension {ext!r}: use one of {sorted(IMAGE_EXTENSIONS)}")
+    return ext
+
+
+def edge_model_name(edge: str) -> str:
+    """Each edge gets its own model, trained for its own catalogue."""
+    return f"{check_name(edge, 'edge id')}-products"
+
+
+def format_version(number: int) -> str:
+    if number < 1 or number > 999_999:
+        raise InvalidInput(f"version number {number} out of range 1..999999")
+    return f"v{number:06d}"
+
+
+def parse_version(version: str) -> int:
+    match = VERSION_RE.match(version) if isinstance(version, str) else None
+    if not match:
+        raise InvalidInput(f"invalid version {version!r}: expected v followed by six digits")
+    return int(match.group(1))
+
+
+@dataclass(frozen=True)
+class Location:
+    """A bucket and key; ``uri`` is what KServe's storage initializer accepts."""
+
+    bucket: str
+    key: str
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    @classmethod
+    def parse(cls, uri: str) -> Location:
+        """``s3://bucket/key`` back into a location."""
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        if not uri.startswith("s3://") or not bucket:
+            raise InvalidInput(f"not an s3:// URI: {uri!r}")
+        return cls(bucket, key)
+
+
+@dataclass(frozen=True)
+class VersionedName:
+    """Where one dataset's or model's versions live, and where their numbers are claimed."""
+
+    versions: Location
+    claims: Location
+
+    def claim(self, version: str) -> Location:
+        parse_version(version)
+        return Location(self.claims.bucket, f"{self.claims.key}{version}.json")
+
+
+class Layout:
+    """Builds the buckets and keys of one deployment (bucket names come from settings)."""
+
+    def __init__(self, buckets: BucketSettings) -> None:
+        self.training_bucket = buckets.training
+        self.models_bucket = buckets.models
+        self._edge_bucket_prefix = buckets.edge_prefix
+
+    # -- edges -------------------------------------------------------------------------
+    def edge_bucket(self, edge: str) -> str:
+        return self._edge_bucket_prefix + check_name(edge, "edge id")
+
+    def incoming_prefix(self, edge: str, sku: str | None = None) -> Location:
+        key = "incoming/" if sku is None else f"incoming/{check_sku(sku)}/"
+        return Location(self.edge_bucket(edge), key)
+
+    def incoming_image(self, edge: str, sku: str, image_id: str, ext: str) -> Location:
+        return Location(
+            self.edge_bucket(edge),
+            f"incoming/{check_sku(sku)}/{check_image_id(image_id)}.{check_extension(ext)}",
+        )
+
+    def hard_example(self, edge: str, sku: str, image_id: str, ext: str) -> Location:
+        return Location(
+            self.edge_bucket(edge),
+            f"hard-examples/{check_sku(sku)}/{check_image_id(image_id)}.{check_extension(ext)}",
+        )
+
+    def hard_examples_prefix(self, edge: str) -> Location:
+        return Location(self.edge_bucket(edge), "hard-examples/")
+
+    def unrecognized(self, edge: str, day: date, capture_id: str) -> tuple[Location, Location]:
+        """The image and its prediction record of one low-confidence capture."""
+        base = f"unrecognized/{day.isoformat()}/{check_image_id(capture_id)}"
+        bucket = self.edge_bucket(edge)
+        return Location(bucket, base + ".jpg"), Location(bucket, base + ".json")
+
+    def unrecognized_prefix(self, edge: str) -> Location:
+        return Location(self.edge_bucket(edge), "unrecognized/")
+
+    def edge_model_prefix(self, edge: str, model: str, version: str) -> Location:
+        return Location(self.edge_bucket(edge), self._model_key(model, version))
+
+    def edge_models_prefix(self, edge: str, model: str) -> Location:
+        return Location(self.edge_bucket(edge), f"models/{check_name(model, 'model name')}/")
+
+    def edge_catalogue(self, edge: str) -> Location:
+        """What the edge sells now (``foundation.catalogue.Catalogue``); its SKUs are its model's labels."""
+        return Location(self.edge_bucket(edge), CATALOGUE_FILE)
+
+    def edge_model_pointer(self, edge: str, model: str) -> Location:
+        """The version the edge predictor should serve (``foundation.pointer.ModelPointer``)."""
+        return Location(self.edge_bucket(edge), f"models/{check_name(model, 'model name')}/serving.json")
+
+    # -- datasets ----------------------------------------------------------------------
+    def datasets_prefix(self, dataset: str) -> Location:
+        return Location(self.training_bucket, f"datasets/{check_name(dataset, 'dataset name')}/")
+
+    def dataset_prefix(self, dataset: str, version: str) -> Location:
+        parse_version(version)
+        return Location(self.training_bucket, f"datasets/{check_name(dataset, 'dataset name')}/{version}/")
+
+    def dataset_image(self, dataset: str, version: str, sku: str, sha256: str, ext: str) -> Location:
+        if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+            raise InvalidInput(f"invalid sha256 {sha256!r}")
+        prefix = self.dataset_prefix(dataset, version)
+        return Location(prefix.bucket, f"{prefix.key}images/{check_sku(sku)}/{sha256}.{check_extension(ext)}")
+
+    def dataset_manifest(self, dataset: str, version: str) -> Location:
+        prefix = self.dataset_prefix(dataset, version)
+        return Location(prefix.bucket, prefix.key + MANIFEST)
+
+    def dataset_file(self, dataset: str, version: str, path: str) -> Location:
+        """A file a dataset manifest lists (an image or a shard), by its path in the version."""
+        prefix = self.dataset_prefix(dataset, version)
+        return Location(prefix.bucket, prefix.key + check_relative_path(path))
+
+    @staticmethod
+    def shard_path(shard_id: str) -> str:
+        """A tar shard's path inside its version; ids are unique per upload attempt.
+
+        A unique name keeps a shard immutable: two attempts of the same set never
+        overwrite each other's bytes, and only the shard the manifest names is read.
+        """
+        if not SHARD_ID_RE.match(shard_id):
+            raise InvalidInput(f"invalid shard id {shard_id!r}: 32 lowercase hex digits")
+        return f"shards/{shard_id}.tar"
+
+    def dataset_claims_prefix(self, dataset: str) -> Location:
+        """Version numbers claimed by receivers (a claim without a manifest is a gap)."""
+        return Location(self.training_bucket, f"claims/datasets/{check_name(dataset, 'dataset name')}/")
+
+    def dataset_versions(self, dataset: str) -> VersionedName:
+        return VersionedName(self.datasets_prefix(dataset), self.dataset_claims_prefix(dataset))
+
+    def dataset_set_marker(self, dataset: str, set_digest: str) -> Location:
+        """Which version a shipped set (by content digest) went to: retransmissions land here."""
+        if not re.fullmatch(r"[0-9a-f]{64}", set_digest):
+            raise InvalidInput(f"invalid set digest {set_digest!r}")
+        return Location(
+            self.training_bucket, f"claims/sets/{check_name(dataset, 'dataset name')}/{set_digest}.json"
+        )
+
+    # -- model registry ----------------------------------------------------------------
+    def models_prefix(self, model: str) -> Location:
+        return Location(self.models_bucket, f"models/{check_name(model, 'model name')}/")
+
+    def model_prefix(self, model: str, version: str) -> Location:
+        return Location(self.models_bucket, self._model_key(model, version))
+
+    def model_file(self, model: str, version: str, name: str) -> Location:
+        prefix = self.model_prefix(model, version)
+        return Location(prefix.bucket, prefix.key + check_relative_path(name))
+
+    def model_manifest(self, model: str, version: str) -> Location:
+        return self.model_file(model, version, MANIFEST)
+
+    def model_claims_prefix(self, model: str) -> Location:
+        """Version numbers claimed by publishers (a claim without a manifest is a gap)."""
+        return Location(self.models_bucket, f"claims/models/{check_name(model, 'model name')}/")
+
+    def model_versions(self, model: str) -> VersionedName:
+        return VersionedName(self.models_prefix(model), self.model_claims_prefix(model))
+
+    @staticmethod
+    def _model_key(model: str, version: str) -> str:
+        parse_version(version)
+        return f"models/{check_name(model, 'model name')}/{version}/"
+
+
+def check_relative_path(name: str) -> str:
+    """A file path inside a model or dataset version: relative, no dot segments."""
+    parts = name.split("/")
+    if (
+        not name
+        or name.startswith("/")
+        or any(p in ("", ".", "..") for p in parts)
+        or not all(re.fullmatch(r"[A-Za-z0-9_.@+-]{1,128}", p) for p in parts)
+    ):
+        raise InvalidInput(f"invalid relative path {name!r}")
+    return name
+
+
+def version_of_key(key: str, prefix: str) -> str | None:
+    """The ``vNNNNNN`` segment right after ``prefix`` in ``key``, if there is one."""
+    if not key.startswith(prefix):
+        return None
+    head = key[len(prefix) :].split("/", 1)[0]
+    return head if VERSION_RE.match(head) else None

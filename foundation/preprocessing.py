@@ -1,0 +1,94 @@
+"""The one image preprocessing function, used by training and by serving.
+
+Training (the ``prepare`` step) and the edge predictor both call :func:`preprocess` on
+the encoded image bytes, so a model never sees pixels prepared differently from the
+ones it was trained on.  It is also the serving hot path, so it is built for speed:
+JPEGs are decoded at reduced DCT scale (libjpeg's draft mode), the centre square is
+cropped, then resized once with a box-filtered bilinear reduction.  Entropy decoding
+of the whole file cannot be skipped and is most of the cost; the scale chosen is the
+smallest whose side is at least 7/8 of the model input's (:data:`MIN_DECODE_FRACTION`).
+
+Every decode is bounded: the declared size is checked before pixels are decoded
+(decompression bombs), truncated or non-image bytes raise :class:`InvalidImage`.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image, UnidentifiedImageError
+
+from foundation.errors import InvalidImage
+
+ALLOWED_FORMATS = ("JPEG", "PNG")
+MIN_SIDE = 32
+DEFAULT_MAX_PIXELS = 40_000_000
+
+Pixels = npt.NDArray[np.float32]
+
+# At 1/8 scale libjpeg returns each 8×8 block's mean (a box-filtered reduction, free of
+# aliasing) and skips the inverse DCT.  A 640×480 photo's 480 lines give 60, which are
+# upsized by 1/15 to a 64² input; allowing up to 1/8 below the input side buys that
+# saving for the default input (bench/preprocessing.py, docs/performance.md).
+MIN_DECODE_FRACTION = 7 / 8
+
+
+def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Identify and bound-check an image without decoding its pixels yet."""
+    if not data:
+        raise InvalidImage("empty image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    except (UnidentifiedImageError, Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise InvalidImage(f"not a JPEG or PNG image: {exc}") from exc
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise InvalidImage(f"unreadable image: {exc}") from exc
+    width, height = image.size
+    if width * height > max_pixels:
+        raise InvalidImage(f"image declares {width}x{height} pixels, more than the {max_pixels}-pixel limit")
+    if min(width, height) < MIN_SIDE:
+        raise InvalidImage(f"image {width}x{height} is smaller than {MIN_SIDE} pixels on a side")
+    return image
+
+
+def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int | None = None) -> Image.Image:
+    """Decode to RGB; with ``min_side`` JPEGs decode at the smallest DCT scale ≥ it."""
+    image = open_image(data, max_pixels)
+    try:
+        if min_side is not None and image.format == "JPEG":
+            side = min(image.size)
+            scale = 1
+            while scale < 8 and side // (scale * 2) >= min_side:
+                scale *= 2
+            if scale > 1:
+                image.draft("RGB", (image.size[0] // scale, image.size[1] // scale))
+        image.load()
+        # Most photos decode to RGB already; converting those anyway would copy them.
+        rgb = image if image.mode == "RGB" else image.convert("RGB")
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise InvalidImage(f"truncated or corrupt image: {exc}") from exc
+    return rgb
+
+
+def to_model_input(image: Image.Image, size: int) -> Pixels:
+    """Centre square crop, resize to ``size``², scale to float32 in [0, 1]."""
+    width, height = image.size
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    box = (left, top, left + side, top + side)
+    resized = image.resize((size, size), Image.Resampling.BILINEAR, box=box, reducing_gap=2.0)
+    return np.asarray(resized, dtype=np.float32) * np.float32(1.0 / 255.0)
+
+
+def preprocess(data: bytes, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> Pixels:
+    """Encoded JPEG/PNG bytes → ``(size, size, 3)`` float32 model input.
+
+    The function training and serving share: same bytes, same tensor.
+    """
+    return to_model_input(decode(data, max_pixels, min_side=math.ceil(size * MIN_DECODE_FRACTION)), size)
