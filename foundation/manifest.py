@@ -24,6 +24,7 @@ from pydantic import (
 
 from foundation.errors import IntegrityError, InvalidInput
 from foundation.layout import check_relative_path
+from foundation.storage.objects import file_sha256
 
 MANIFEST_SCHEMA_VERSION = 1
 _CHUNK = 1 << 20
@@ -107,16 +108,6 @@ class Manifest(BaseModel):
                     f"{self.kind} {self.name} {self.version}: {name} has sha256 {digest[:12]}… "
                     f"({size} bytes), manifest says {entry.sha256[:12]}… ({entry.size} bytes)"
                 )
-
-
-def file_sha256(path: Path) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
 
 
 def entries_for_dir(root: Path, skip: Iterable[str] = ("manifest.json",)) -> dict[str, FileEntry]:

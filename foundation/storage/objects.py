@@ -72,6 +72,31 @@ class ObjectStorage(ObjectReader, ObjectWriter, Protocol):
     """Both: what claims a version number or publishes one."""
 
 
+def file_sha256(path: Path) -> tuple[str, int]:
+    """A file's sha256 and size, read in chunks."""
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def slice_check(
+    loc: Location, offset: int, size: int, expected_sha256: str
+) -> Callable[[str | None, str, int], None]:
+    """The check of ``size`` bytes at ``offset`` of an object (a member of a shard): its size and the
+    caller's sha256 (from a manifest), since the object's recorded digest does not describe a slice."""
+    where = Location(loc.bucket, f"{loc.key}[{offset}:{offset + size}]")
+
+    def check(_: str | None, sha: str, got: int) -> None:
+        verify_size(where, got, size)
+        verify(where, sha, None, expected_sha256)
+
+    return check
+
+
 def verify(loc: Location, actual: str, recorded: str | None, expected: str | None) -> None:
     """Refuse bytes whose sha256 differs from the recorded or the expected one."""
     for what, want in (("recorded", recorded), ("expected", expected)):

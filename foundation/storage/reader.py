@@ -22,7 +22,7 @@ from foundation.errors import PayloadTooLarge, ServiceUnavailable
 from foundation.layout import Location
 from foundation.settings import S3Settings
 from foundation.storage.failures import S3Failure, s3_error
-from foundation.storage.objects import CHUNK, SHA256_META, StoredObject, verify, verify_size, write_verified
+from foundation.storage.objects import CHUNK, SHA256_META, StoredObject, slice_check, verify, write_verified
 from foundation.storage.wire import S3Wire
 
 _NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
@@ -95,18 +95,9 @@ class BucketReader:
     def download_range(
         self, loc: Location, offset: int, size: int, dest: Path, expected_sha256: str
     ) -> StoredObject:
-        """``size`` bytes at ``offset`` of an object (a member of a shard) to ``dest``, verified.
-
-        The object's recorded digest does not describe a slice, so the caller's
-        ``expected_sha256`` (from a manifest) is required and checked, with the size.
-        """
-        where = Location(loc.bucket, f"{loc.key}[{offset}:{offset + size}]")
+        """``size`` bytes at ``offset`` of an object (a member of a shard) to ``dest``, verified."""
         byte_range = {"Range": f"bytes={offset}-{offset + size - 1}"}
-
-        def check(_: str | None, sha: str, got: int) -> None:
-            verify_size(where, got, size)
-            verify(where, sha, None, expected_sha256)
-
+        check = slice_check(loc, offset, size, expected_sha256)
         sha, _ = write_verified(dest, lambda sink: self._get(loc, sink, size, byte_range)[0], check)
         return StoredObject(loc, sha, size)
 

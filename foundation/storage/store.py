@@ -22,7 +22,15 @@ from foundation.errors import NotFound, PayloadTooLarge
 from foundation.layout import Location
 from foundation.settings import S3Settings
 from foundation.storage.failures import PRECONDITION_FAILED, client_error_code, s3_error
-from foundation.storage.objects import CHUNK, SHA256_META, StoredObject, verify, verify_size, write_verified
+from foundation.storage.objects import (
+    CHUNK,
+    SHA256_META,
+    StoredObject,
+    file_sha256,
+    slice_check,
+    verify,
+    write_verified,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -83,30 +91,28 @@ class ObjectStore:
     def put_bytes(
         self, loc: Location, data: bytes, content_type: str = "application/octet-stream"
     ) -> StoredObject:
-        digest = hashlib.sha256(data).hexdigest()
         try:
-            self._client.put_object(
-                Bucket=loc.bucket,
-                Key=loc.key,
-                Body=data,
-                ContentType=content_type,
-                Metadata={SHA256_META: digest},
-            )
+            return self._put(loc, data, content_type)
         except (ClientError, BotoCoreError) as exc:
             raise s3_error(exc, "put", loc) from exc
+
+    def _put(self, loc: Location, data: bytes, content_type: str, **conditions: str) -> StoredObject:
+        digest = hashlib.sha256(data).hexdigest()
+        self._client.put_object(
+            Bucket=loc.bucket,
+            Key=loc.key,
+            Body=data,
+            ContentType=content_type,
+            Metadata={SHA256_META: digest},
+            **conditions,  # type: ignore[arg-type]
+        )
         return StoredObject(loc, digest, len(data))
 
     def put_file(
         self, loc: Location, path: Path, content_type: str = "application/octet-stream"
     ) -> StoredObject:
         """Upload a file (multipart above the threshold) after hashing it in one pass."""
-        digest = hashlib.sha256()
-        size = 0
-        with path.open("rb") as fh:
-            while chunk := fh.read(CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-        sha = digest.hexdigest()
+        sha, size = file_sha256(path)
         with path.open("rb") as fh:
             self._upload(loc, fh, sha, content_type)
         return StoredObject(loc, sha, size)
@@ -178,18 +184,9 @@ class ObjectStore:
     def download_range(
         self, loc: Location, offset: int, size: int, dest: Path, expected_sha256: str
     ) -> StoredObject:
-        """Stream ``size`` bytes at ``offset`` of an object (a member of a shard) to ``dest``, verified.
-
-        The object's own recorded digest does not describe a slice, so the caller's
-        ``expected_sha256`` (from a manifest) is required and checked, with the size.
-        """
-        where = Location(loc.bucket, f"{loc.key}[{offset}:{offset + size}]")
-
-        def check(_: str | None, sha: str, got: int) -> None:
-            verify_size(where, got, size)
-            verify(where, sha, None, expected_sha256)
-
-        return self._download(loc, where, dest, check, f"bytes={offset}-{offset + size - 1}")
+        """Stream ``size`` bytes at ``offset`` of an object (a member of a shard) to ``dest``, verified."""
+        check = slice_check(loc, offset, size, expected_sha256)
+        return self._download(loc, loc, dest, check, f"bytes={offset}-{offset + size - 1}")
 
     def _download(
         self,
@@ -243,16 +240,8 @@ class ObjectStore:
         This is how concurrent writers agree on a version number without a lock:
         exactly one ``If-None-Match: *`` PUT of a key succeeds.
         """
-        digest = hashlib.sha256(data).hexdigest()
         try:
-            self._client.put_object(
-                Bucket=loc.bucket,
-                Key=loc.key,
-                Body=data,
-                ContentType=content_type,
-                Metadata={SHA256_META: digest},
-                IfNoneMatch="*",
-            )
+            self._put(loc, data, content_type, IfNoneMatch="*")
         except ClientError as exc:
             if client_error_code(exc) in PRECONDITION_FAILED:
                 return False
