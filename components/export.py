@@ -4,6 +4,7 @@
 ``saved_model/``  TensorFlow SavedModel (``serving_default``) for KServe's TensorFlow runtime
 ``model.keras``   the Keras model, so the next round can warm-start from it
 ``labels.json``   the SKUs in output order;  ``catalogue.json``  names, prices, promotions
+``openset.json``  confidence calibration and the unseen-product thresholds (``foundation.openset``)
 ``model_card.md`` what it is, what it was trained on, how good it is
 ``manifest.json`` every file's sha256 and size, labels, metrics, metadata: written LAST
 
@@ -36,6 +37,7 @@ from foundation.layout import (
     edge_model_name,
 )
 from foundation.manifest import Manifest, entries_for_dir
+from foundation.openset import OPENSET_FILE
 
 UNPUBLISHED = "unpublished"
 """The manifest version of an export; publish replaces it with the registry version."""
@@ -52,7 +54,8 @@ def model_card(
         "",
         "- Input: one RGB photo, preprocessed by `foundation.preprocessing.preprocess` "
         f"to float32 `[1, {metadata.get('image_size')}, {metadata.get('image_size')}, 3]` in [0, 1].",
-        "- Output: softmax probabilities in the order of `labels.json`.",
+        "- Output: softmax probabilities in the order of `labels.json`, then the photo's image features;"
+        " `openset.json` calibrates the confidence and flags products the model never saw.",
         f"- Trained on: {', '.join(metadata.get('datasets', [])) or 'unknown'}.",
         f"- Test accuracy: {metrics.get('accuracy', float('nan')):.1%} "
         f"on {int(metrics.get('test_images', 0))} photos.",
@@ -120,8 +123,9 @@ def export_trained(
         "litert_max_abs_diff": trained["litert_max_abs_diff"],
     }
     _fresh(out)
-    for name in (KERAS_FILE, TFLITE_FILE):
-        shutil.copy2(model_dir / name, out / name)
+    for name in (KERAS_FILE, TFLITE_FILE, OPENSET_FILE):
+        if (model_dir / name).is_file():
+            shutil.copy2(model_dir / name, out / name)
     shutil.copytree(model_dir / SAVED_MODEL_DIR, out / SAVED_MODEL_DIR)
     return _package(out, data.labels, data.catalogue, dict(metrics), metadata)
 

@@ -13,11 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from foundation.assortment import read_catalogue, retired_skus
 from foundation.catalogue import Catalogue
 from foundation.errors import InvalidInput, NotFound
 from foundation.layout import (
     CATALOGUE_FILE,
     MANIFEST,
+    SHARDS_BESIDE_VERSIONS,
     Layout,
     Location,
     check_extension,
@@ -26,11 +28,17 @@ from foundation.layout import (
     parse_version,
 )
 from foundation.manifest import Manifest, entries_for_dir
-from foundation.registry import complete_versions, fetch_verified, newest_version, read_version
+from foundation.registry import (
+    StoredVersion,
+    complete_versions,
+    fetch_verified,
+    newest_version,
+    read_pointer,
+    read_version,
+)
 from foundation.storage.objects import ObjectReader
 
 IMAGES_DIR = "images"
-MAX_CATALOGUE_BYTES = 1_048_576
 
 
 @dataclass(frozen=True)
@@ -50,11 +58,13 @@ class Source:
 
 @dataclass(frozen=True)
 class DatasetRef:
-    """``name`` (newest complete version), ``name@v000003`` (that version) or ``name@..v000003``.
+    """``name`` (newest complete version), ``name@v000003`` (that version), ``name@..v000003``
+    (every version up to it) or ``name@..`` (every version there is).
 
     The history form is how an edge's dataset is trained on: each set a store ships is a
     new version holding one product's photos, so a model needs every version up to the
-    newest, not only the newest.  Bounding it by a version keeps the run reproducible.
+    newest, not only the newest.  Bounding it by a version keeps a run reproducible; the
+    open form is for people training by hand.
     """
 
     name: str
@@ -67,8 +77,6 @@ class DatasetRef:
         check_name(name, "dataset name")
         history = version.startswith("..")
         version = version.removeprefix("..")
-        if history and not version:
-            raise InvalidInput(f"{text!r}: a history reference names its last version, e.g. {name}@..v000003")
         if version:
             parse_version(version)
         return cls(name, version or None, history)
@@ -83,7 +91,7 @@ def resolve(reader: ObjectReader, layout: Layout, ref: DatasetRef) -> list[str]:
         if not complete:
             where = layout.datasets_prefix(ref.name).uri
             raise NotFound(f"dataset {ref.name!r} has no complete version under {where}")
-        return complete[-1:]
+        return complete if ref.history else complete[-1:]
     last = parse_version(ref.version)
     chosen = [v for v in complete if parse_version(v) <= last]
     if not chosen or chosen[-1] != ref.version:
@@ -101,13 +109,9 @@ def dataset_manifest(reader: ObjectReader, layout: Layout, name: str, version: s
 
 
 def edge_catalogue(reader: ObjectReader, layout: Layout, edge: str) -> Catalogue:
-    loc = layout.edge_catalogue(edge)
-    try:
-        catalogue = Catalogue.from_bytes(reader.get_bytes(loc, max_bytes=MAX_CATALOGUE_BYTES))
-    except NotFound as exc:
-        raise NotFound(f"edge {edge!r} has no catalogue at {loc.uri}") from exc
-    if catalogue.edge != edge:
-        raise InvalidInput(f"{loc.uri} is the catalogue of edge {catalogue.edge!r}, not {edge!r}")
+    catalogue = read_catalogue(reader, layout, edge)
+    if catalogue is None:
+        raise NotFound(f"edge {edge!r} has no catalogue at {layout.edge_catalogue(edge).uri}")
     return catalogue
 
 
@@ -120,7 +124,7 @@ def ingest(
     catalogue = edge_catalogue(reader, layout, edge)
     refs = [DatasetRef.parse(text) for text in datasets]
     versions = dict.fromkeys((ref.name, v) for ref in refs for v in resolve(reader, layout, ref))
-    sources = _sources(reader, layout, versions, set(catalogue.skus))
+    sources, blurred = _sources(reader, layout, versions, set(catalogue.skus))
     _download(reader, sources, out, workers)
     used = [f"{name}@{version}" for name, version in versions]
     per_label = {sku: len(list((out / IMAGES_DIR / sku).glob("*"))) for sku in catalogue.skus}
@@ -134,7 +138,13 @@ def ingest(
         version="+".join(used),
         files=entries_for_dir(out),
         labels=catalogue.skus,
-        metadata={"edge": edge, "datasets": used, "per_label": per_label},
+        metadata={
+            "edge": edge,
+            "datasets": used,
+            "per_label": per_label,
+            "retired": retired_skus(reader, layout, edge),  # the only products the model may forget
+            "blur_faces": sorted(blurred),  # images of datasets whose photos may show people
+        },
     )
     (out / MANIFEST).write_bytes(snapshot.to_bytes())
     return snapshot
@@ -142,11 +152,14 @@ def ingest(
 
 def _sources(
     reader: ObjectReader, layout: Layout, versions: dict[tuple[str, str], None], wanted: set[str]
-) -> dict[str, Source]:
-    """Local name -> where it comes from, for every image of a wanted SKU in these versions."""
+) -> tuple[dict[str, Source], set[str]]:
+    """Local name -> where it comes from, for every image of a wanted SKU in these versions; and
+    the local names of images whose dataset asks for faces to be blurred."""
     sources: dict[str, Source] = {}
+    blurred: set[str] = set()
     for dataset, version in versions:
         manifest = dataset_manifest(reader, layout, dataset, version)
+        blur = bool(manifest.metadata.get("blur_faces"))
         for name, entry in manifest.files.items():
             parts = name.split("/")
             if len(parts) != 3 or parts[0] != IMAGES_DIR or parts[1] not in wanted:
@@ -155,10 +168,18 @@ def _sources(
             if entry.shard is None or entry.offset is None:
                 src = Source(layout.dataset_file(dataset, version, name), entry.sha256, entry.size)
             else:
-                shard = layout.dataset_file(dataset, version, entry.shard)
-                src = Source(shard, entry.sha256, entry.size, entry.offset)
+                src = Source(_shard(layout, manifest, entry.shard), entry.sha256, entry.size, entry.offset)
             sources[local] = src
-    return sources
+            if blur:
+                blurred.add(local)
+    return sources, blurred
+
+
+def _shard(layout: Layout, manifest: Manifest, shard: str) -> Location:
+    """Where a shard lies: beside the dataset's versions, or (sets shipped earlier) inside its version."""
+    if manifest.metadata.get("shard_root") == SHARDS_BESIDE_VERSIONS:
+        return layout.dataset_shard(manifest.name, shard)
+    return layout.dataset_file(manifest.name, manifest.version, shard)
 
 
 def _download(reader: ObjectReader, sources: dict[str, Source], out: Path, workers: int) -> None:
@@ -175,9 +196,15 @@ def _download(reader: ObjectReader, sources: dict[str, Source], out: Path, worke
 
 
 def snapshot_production(reader: ObjectReader, layout: Layout, edge: str, out: Path) -> Manifest | None:
-    """The edge model's newest registered version, fetched verified into ``out`` (left empty when none)."""
+    """The version the edge serves now (its serving pointer), else the newest registered one,
+    fetched verified into ``out`` (left empty when there is none): what the gate compares with."""
     out.mkdir(parents=True, exist_ok=True)
-    current = newest_version(reader, layout.models_prefix(edge_model_name(edge)))
+    model = edge_model_name(edge)
+    pointer = read_pointer(reader, layout, edge, model)
+    if pointer is not None:
+        current: StoredVersion | None = read_version(reader, layout.model_prefix(model, pointer.version))
+    else:
+        current = newest_version(reader, layout.models_prefix(model))
     if current is None:
         return None
     fetch_verified(reader, current, out)

@@ -15,6 +15,7 @@ import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -24,11 +25,13 @@ from components.ingest import IMAGES_DIR
 from components.privacy import blur_faces, encode_jpeg, find_faces, strip_jpeg_metadata, strip_png_metadata
 from foundation.catalogue import Catalogue
 from foundation.errors import InvalidImage, InvalidInput
-from foundation.layout import CATALOGUE_FILE, LABELS_FILE
+from foundation.layout import CATALOGUE_FILE, LABELS_FILE, MANIFEST
+from foundation.manifest import Manifest
 from foundation.preprocessing import decode, preprocess
 
 SPLITS = ("train", "val", "test")
 REPORT_FILE = "report.json"
+RETIRED_FILE = "retired.json"
 CLEAN_DIR = "clean"
 MAX_LISTED_DROPS = 200
 _PNG_PLAIN_INFO = {"dpi", "gamma", "srgb", "transparency", "aspect"}
@@ -75,6 +78,12 @@ class PreparedData:
         return Catalogue.from_bytes((self.root / CATALOGUE_FILE).read_bytes())
 
     @property
+    def retired(self) -> list[str]:
+        """Products retired on purpose from the edge's catalogue: the only ones a new model may forget."""
+        path = self.root / RETIRED_FILE
+        return list(json.loads(path.read_text())) if path.is_file() else []
+
+    @property
     def report(self) -> dict[str, object]:
         return dict(json.loads((self.root / REPORT_FILE).read_text()))
 
@@ -83,9 +92,13 @@ class PreparedData:
             return Split(data["x"], data["y"], [str(f) for f in data["files"]])
 
 
-def clean(data: bytes, face_side: int) -> tuple[bytes, bool, int]:
-    """Metadata-free bytes (faces blurred), whether metadata was found, and how many faces."""
-    small = decode(data, min_side=face_side * 3 // 4)  # JPEG draft mode: a quarter of the pixels
+def clean(data: bytes, face_side: int, blur: bool = False) -> tuple[bytes, bool, int]:
+    """Metadata-free bytes (faces blurred where ``blur``), whether metadata was found, how many faces.
+
+    Blurring is the dataset's choice (``blur_faces`` in its manifest): faces of shoppers
+    in the background are private, but the detector can mistake packaging for a face and
+    serving never blurs, so a dataset without people in its photos is left as it is.
+    """
     if data[:2] == b"\xff\xd8":
         stripped = strip_jpeg_metadata(data)
         had_metadata = len(stripped) != len(data)
@@ -93,6 +106,9 @@ def clean(data: bytes, face_side: int) -> tuple[bytes, bool, int]:
         with Image.open(io.BytesIO(data)) as original:
             had_metadata = bool(set(original.info) - _PNG_PLAIN_INFO)
             stripped = strip_png_metadata(original)
+    if not blur:
+        return stripped, had_metadata, 0
+    small = decode(data, min_side=face_side * 3 // 4)  # JPEG draft mode: a quarter of the pixels
     faces = find_faces(small, face_side)
     if faces:
         full = decode(data)
@@ -106,21 +122,36 @@ def stratified_split(
 ) -> dict[str, npt.NDArray[np.int64]]:
     """Indices per split; each SKU is split on its own so every split holds every SKU.
 
-    Photos of a SKU are ordered by a seeded hash of their name, not by a shared random
-    stream, so a photo's split does not change when another SKU is added: the old
-    SKUs' test photos stay the same across rounds and models compare on them fairly.
+    A photo's split is decided by a seeded hash of its name alone (below ``test`` → test,
+    then val, then train), so it never changes as photos and SKUs are added: a photo
+    once held out stays held out, and models of successive rounds compare on the same
+    test photos.  Only a SKU whose hashes left a split empty lends it its lowest photos.
     """
     parts: dict[str, list[int]] = {name: [] for name in SPLITS}
+    test_cut, val_cut = fractions[1], fractions[1] + fractions[0]
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label).tolist()
-        idx = sorted(members, key=lambda i: hashlib.sha256(f"{seed}:{names[i]}".encode()).digest())
-        n = len(idx)
-        n_val = max(1, round(n * fractions[0])) if n >= 3 else 0
-        n_test = max(1, round(n * fractions[1])) if n >= 3 else 0
-        parts["test"] += idx[:n_test]
-        parts["val"] += idx[n_test : n_test + n_val]
-        parts["train"] += idx[n_test + n_val :]
+        draws = {i: _unit_hash(seed, names[i]) for i in members}
+        ranked = sorted(members, key=draws.__getitem__)
+        own = {
+            "test": [i for i in ranked if draws[i] < test_cut],
+            "val": [i for i in ranked if test_cut <= draws[i] < val_cut],
+            "train": [i for i in ranked if draws[i] >= val_cut],
+        }
+        if len(members) >= 3:
+            for split in ("test", "val"):
+                if not own[split]:  # a small SKU: lend this split the train photo ranked lowest
+                    lent = own["train"].pop(0) if len(own["train"]) > 1 else None
+                    own[split] = [lent] if lent is not None else []
+        for split, idx in own.items():
+            parts[split] += idx
     return {name: np.asarray(sorted(v), dtype=np.int64) for name, v in parts.items()}
+
+
+def _unit_hash(seed: int, name: str) -> float:
+    """A number in [0, 1) fixed by the seed and the photo's name."""
+    digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
 
 
 def _admit(data: bytes, name: str, smallest: int, seen: set[str], report: PrepareReport) -> str | None:
@@ -154,6 +185,7 @@ def _clean_all(
 ) -> tuple[_Kept, PrepareReport]:
     """Every photo admitted, cleaned and preprocessed, or dropped with its reason."""
     report, kept, seen = PrepareReport(), _Kept(), set[str]()
+    blurred = set(_snapshot_metadata(dataset).get("blur_faces", []))
     for index, sku in enumerate(labels):
         for path in sorted((dataset / IMAGES_DIR / sku).glob("*")):
             name = f"{sku}/{path.name}"
@@ -163,7 +195,7 @@ def _clean_all(
             if digest is None:
                 continue
             try:
-                cleaned, had_metadata, faces = clean(data, face_side)
+                cleaned, had_metadata, faces = clean(data, face_side, f"{IMAGES_DIR}/{name}" in blurred)
                 tensor = preprocess(cleaned, image_size)
             except InvalidImage as exc:
                 report.drop("corrupt", name, str(exc))
@@ -199,7 +231,11 @@ def prepare(
     report.per_label = {sku: counts.get(i, 0) for i, sku in enumerate(labels)}
     missing = [sku for sku, n in report.per_label.items() if n < 3]
     if missing:
-        raise InvalidInput(f"edge {catalogue.edge}: fewer than 3 usable photos for SKUs {missing}")
+        raise InvalidInput(
+            f"edge {catalogue.edge}: fewer than 3 usable photos for SKUs {missing}, which its catalogue "
+            "lists: train on every version of its dataset (<name>@..), upload photos of them, or retire "
+            "them (edgecore catalogue retire)"
+        )
     x = np.stack(kept.pixels)
     y = np.asarray(kept.targets, dtype=np.int32)
     names = kept.names
@@ -209,4 +245,16 @@ def prepare(
     (out / LABELS_FILE).write_text(json.dumps(labels))
     (out / CATALOGUE_FILE).write_bytes(catalogue.to_bytes())
     (out / REPORT_FILE).write_text(json.dumps(asdict(report), indent=2))
+    (out / RETIRED_FILE).write_text(json.dumps(_retired(dataset)))
     return report
+
+
+def _retired(snapshot: Path) -> list[str]:
+    """What ingest recorded as retired on purpose."""
+    return list(_snapshot_metadata(snapshot).get("retired", []))
+
+
+def _snapshot_metadata(snapshot: Path) -> dict[str, Any]:
+    """What ingest recorded about the snapshot (empty for a folder made by hand)."""
+    path = snapshot / MANIFEST
+    return Manifest.from_bytes(path.read_bytes(), str(path)).metadata if path.is_file() else {}

@@ -3,8 +3,10 @@
 Metadata (EXIF with GPS and device serials, comments, XMP) is removed without
 re-encoding: JPEG segments are dropped from the byte stream, so pixels stay exactly
 as the camera wrote them and training sees what serving will see.  Faces are found
-with scikit-image's bundled LBP frontal-face cascade on a small grey copy (fast enough
-for every photo) and blurred in the full image, which is then re-encoded.
+with scikit-image's bundled LBP frontal-face cascade on a small copy, kept where they are
+skin-coloured, and blurred in the full image, which is then re-encoded.  Blurring is a
+dataset's choice (photos that may show shoppers), never the default: serving never
+blurs, so a blurred training photo is pixels the model will not meet at the kiosk.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 from PIL import Image, ImageFilter
 
 from foundation.errors import InvalidImage
@@ -87,25 +90,45 @@ class Face:
         return Face(*(round(v * factor) for v in (self.left, self.top, self.width, self.height)))
 
 
+MIN_SKIN_SHARE = 0.5
+"""Share of a candidate face's centre that must be skin-coloured for it to count as a face."""
+
+
 def find_faces(image: Image.Image, side: int = 200) -> list[Face]:
-    """Faces at least ~``24/side`` of the longest image side, in full-image pixels."""
+    """Faces at least ~``24/side`` of the longest image side, in full-image pixels.
+
+    The LBP cascade alone fires on packaging (text, roundels, patterned boxes), so a
+    candidate counts only where its centre is largely skin-coloured; a photo with no
+    colour to judge by (greyscale) keeps the cascade's answer.
+    """
     scale = side / max(image.size)
-    small = image.convert("L").resize(
-        (max(24, round(image.width * scale)), max(24, round(image.height * scale))), Image.Resampling.BILINEAR
-    )
-    grey = np.asarray(small, dtype=np.float64) / 255.0
+    size = (max(24, round(image.width * scale)), max(24, round(image.height * scale)))
+    small = image.convert("RGB").resize(size, Image.Resampling.BILINEAR)
+    grey = np.asarray(small.convert("L"), dtype=np.float64) / 255.0
     found = _cascade().detect_multi_scale(
         grey, scale_factor=1.2, step_ratio=1, min_size=(24, 24), max_size=grey.shape, min_neighbor_number=4
     )
+    skin = _skin_mask(small)
+    faces = [Face(f["c"], f["r"], f["width"], f["height"]) for f in found]
     return [
-        Face(
-            round(f["c"] / scale),
-            round(f["r"] / scale),
-            round(f["width"] / scale),
-            round(f["height"] / scale),
-        )
-        for f in found
+        face.scaled(1 / scale) for face in faces if skin is None or _skin_share(skin, face) >= MIN_SKIN_SHARE
     ]
+
+
+def _skin_mask(image: Image.Image) -> npt.NDArray[np.bool_] | None:
+    """Skin-coloured pixels (a fixed Cb/Cr box, which holds across skin tones); None for a grey photo."""
+    ycbcr = np.asarray(image.convert("YCbCr"), dtype=np.int16)
+    cb, cr = ycbcr[..., 1], ycbcr[..., 2]
+    if np.abs(cb - 128).mean() < 3 and np.abs(cr - 128).mean() < 3:
+        return None
+    return (cb >= 77) & (cb <= 127) & (cr >= 133) & (cr <= 173)
+
+
+def _skin_share(skin: npt.NDArray[np.bool_], face: Face) -> float:
+    """Skin share of the face box's central half (the cheeks, nose and forehead, not the hair)."""
+    top, left = face.top + face.height // 4, face.left + face.width // 4
+    centre = skin[top : top + face.height // 2, left : left + face.width // 2]
+    return float(centre.mean()) if centre.size else 0.0
 
 
 def blur_faces(image: Image.Image, faces: list[Face]) -> Image.Image:

@@ -23,9 +23,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from components.artefacts import KERAS_FILE, configure_tensorflow, write_serving_files
-from components.prepare import PreparedData
+from components.artefacts import (
+    FEATURES_LAYER,
+    KERAS_FILE,
+    configure_tensorflow,
+    serving_model,
+    write_serving_files,
+)
+from components.outliers import with_outliers
+from components.prepare import PreparedData, Split
 from foundation.layout import LABELS_FILE
+from foundation.openset import OPENSET_FILE, fit
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +49,15 @@ class TrainConfig:
     fine_tune_learning_rate: float = 1e-3
     """When warm-started: at the cold-start rate a new product made the model unlearn old
     ones (the gate stopped such runs); a lower rate keeps what it knew."""
-    patience: int = 6
+    patience: int = 10
+    """Epochs without a better validation loss before training stops (the best weights are kept)."""
+    plateau_patience: int = 3
+    """Epochs without a better validation loss before the learning rate is halved."""
     seed: int = 0
     threads: int = 1
     augment: bool = True
+    outlier_weight: float = 0.5
+    """Weight of the made-up outliers' loss (``components.outliers``); 0 trains without them."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +84,7 @@ def build_model(num_classes: int, image_size: int) -> Any:
         x = layers.ReLU()(x)
         if filters != 128:
             x = layers.MaxPooling2D()(x)
-    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.GlobalAveragePooling2D(name=FEATURES_LAYER)(x)
     x = layers.Dropout(0.2)(x)
     outputs = layers.Dense(num_classes, activation="softmax", name=OUTPUT_LAYER)(x)
     return keras.Model(inputs, outputs, name="edgecore_products")
@@ -113,14 +126,28 @@ def augment_batch(tf: Any, x: Any) -> Any:
 
 
 def make_dataset(
-    tf: Any, x: npt.NDArray[np.float32], y: npt.NDArray[np.int32], config: TrainConfig, training: bool
+    tf: Any,
+    x: npt.NDArray[np.float32],
+    y: npt.NDArray[np.int32],
+    config: TrainConfig,
+    training: bool,
+    classes: int,
 ) -> Any:
+    """Batches of (images, one-hot targets[, sample weights]); training batches augmented and,
+    with ``outlier_weight``, joined by outliers to be unsure of."""
     ds = tf.data.Dataset.from_tensor_slices((x, y)).cache()
     if training:
         ds = ds.shuffle(len(x), seed=config.seed, reshuffle_each_iteration=True)
     ds = ds.batch(config.batch_size)
     if training and config.augment:
         ds = ds.map(lambda a, b: (augment_batch(tf, a), b), num_parallel_calls=tf.data.AUTOTUNE)
+    if training and config.outlier_weight > 0:
+        ds = ds.map(
+            lambda a, b: with_outliers(tf, a, b, classes, config.outlier_weight),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    else:
+        ds = ds.map(lambda a, b: (a, tf.one_hot(b, classes)), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
@@ -187,18 +214,23 @@ def train(prepared: Path, out: Path, config: TrainConfig, production: Path | Non
     warm = production is not None and warm_start(model, production, labels)
     model.compile(
         optimizer=keras.optimizers.Adam(config.fine_tune_learning_rate if warm else config.learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
+        loss="categorical_crossentropy",
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
     )
-    stop = keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=config.patience, restore_best_weights=True
-    )
+    callbacks = [
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=config.patience, restore_best_weights=True
+        ),
+        keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=0.5, patience=config.plateau_patience, min_lr=1e-5
+        ),
+    ]
     started = time.perf_counter()
     history = model.fit(
-        make_dataset(tf, train_split.x, train_split.y, config, training=True),
-        validation_data=make_dataset(tf, val_split.x, val_split.y, config, training=False),
+        make_dataset(tf, train_split.x, train_split.y, config, True, len(labels)),
+        validation_data=make_dataset(tf, val_split.x, val_split.y, config, False, len(labels)),
         epochs=config.epochs,
-        callbacks=[stop],
+        callbacks=callbacks,
         shuffle=False,  # the dataset reshuffles itself every epoch
         verbose=0,
     )
@@ -208,6 +240,7 @@ def train(prepared: Path, out: Path, config: TrainConfig, production: Path | Non
     model.save(out / KERAS_FILE)
     parity = write_serving_files(model, out, val_split.x)
     (out / LABELS_FILE).write_text(json.dumps(labels))
+    _write_openset(model, train_split, val_split, len(labels), out)
     result = TrainResult(
         epochs_run=epochs_run,
         best_val_accuracy=float(max(history.history["val_accuracy"])),
@@ -222,3 +255,13 @@ def train(prepared: Path, out: Path, config: TrainConfig, production: Path | Non
         )
     )
     return result
+
+
+def _write_openset(model: Any, train_split: Split, held_out: Split, classes: int, out: Path) -> None:
+    """The version's confidence calibration and unseen-product thresholds (``foundation.openset``)."""
+    served = serving_model(model)
+    if served is model:
+        return
+    outputs = (np.asarray(served.predict(s.x, verbose=0, batch_size=64)) for s in (train_split, held_out))
+    fitted = fit((next(outputs), train_split.y), (next(outputs), held_out.y), classes)
+    (out / OPENSET_FILE).write_bytes(fitted.to_bytes())

@@ -113,6 +113,7 @@ def evaluate_op(
     production: Input[Model],
     min_accuracy: float,
     max_regression: float,
+    max_class_drop: float,
     evaluation: Output[dsl.Artifact],
     metrics: Output[Metrics],
     classification: Output[ClassificationMetrics],
@@ -134,7 +135,10 @@ def evaluate_op(
     exit_once_written()
     clock = StepClock()
     result = evaluate(
-        Path(model.path), Path(prepared.path), GateConfig(min_accuracy, max_regression), Path(production.path)
+        Path(model.path),
+        Path(prepared.path),
+        GateConfig(min_accuracy, max_regression, max_class_drop),
+        Path(production.path),
     )
     result.save(Path(evaluation.path))
     for name, value in result.metrics().items():

@@ -36,6 +36,18 @@ class Catalogue(BaseModel):
     def skus(self) -> list[str]:
         return sorted(p.sku for p in self.products)
 
+    def merged(self, products: list[Product]) -> Catalogue:
+        """This catalogue with ``products`` added, or updated where the SKU is known; none dropped."""
+        by_sku = {p.sku: p for p in self.products} | {p.sku: p for p in products}  # known order first
+        return self.model_copy(update={"products": list(by_sku.values())})
+
+    def without(self, skus: list[str]) -> Catalogue:
+        """This catalogue less ``skus`` (retired on purpose); an edge keeps at least one product."""
+        kept = [p for p in self.products if p.sku not in set(skus)]
+        if not kept:
+            raise InvalidInput(f"edge {self.edge}: retiring {sorted(skus)} would leave the catalogue empty")
+        return self.model_copy(update={"products": kept})
+
     def product(self, sku: str) -> Product:
         for p in self.products:
             if p.sku == sku:

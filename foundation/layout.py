@@ -3,7 +3,7 @@
 No other module formats a key by hand, so the layout can be read (and changed) here::
 
     <training_bucket>/datasets/<dataset>/<version>/images/<label>/<sha256>.<ext>   (one object per image)
-    <training_bucket>/datasets/<dataset>/<version>/shards/<id>.tar  (or: a set packed in one tar)
+    <training_bucket>/datasets/<dataset>/shards/<id>.tar              (or: a shipped set, one tar)
     <training_bucket>/datasets/<dataset>/<version>/manifest.json     (written last)
     <training_bucket>/claims/datasets/<dataset>/<version>.json         (version allocation)
     <training_bucket>/claims/sets/<dataset>/<set-digest>.json          (shipped set -> version)
@@ -14,6 +14,8 @@ No other module formats a key by hand, so the layout can be read (and changed) h
     <edge_bucket_prefix><edge>/unrecognized/<yyyy-mm-dd>/<id>.jpg|.json (low-confidence captures)
     <edge_bucket_prefix><edge>/models/<model>/<version>/<file>          (delivered model copies)
     <edge_bucket_prefix><edge>/models/<model>/serving.json              (version the predictor serves)
+    <edge_bucket_prefix><edge>/catalogue.json                           (what the edge sells now)
+    <edge_bucket_prefix><edge>/catalogue-changes/<stamp>-<id>.json      (every add or retire, by whom)
 
 Dataset and model versions are zero-padded integers (``v000001``) so that the
 lexical order of keys is the version order.  Every path segment is validated against a
@@ -43,6 +45,9 @@ IMAGE_ID_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
 IMAGE_EXTENSIONS = frozenset({"jpg", "png"})
 MANIFEST = "manifest.json"
 SHARD_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+SHARDS_BESIDE_VERSIONS = "dataset"
+"""A dataset manifest's ``shard_root`` when its shards live at ``datasets/<name>/shards/``
+(sets shipped since versions are claimed on completion); before, inside the version."""
 
 # Files of an exported model version (all listed, with sha256, in its manifest).
 TFLITE_FILE = "model.tflite"
@@ -179,6 +184,13 @@ class Layout:
         """What the edge sells now (``foundation.catalogue.Catalogue``); its SKUs are its model's labels."""
         return Location(self.edge_bucket(edge), CATALOGUE_FILE)
 
+    def catalogue_changes_prefix(self, edge: str) -> Location:
+        """Every recorded change of the edge's catalogue (``foundation.assortment``)."""
+        return Location(self.edge_bucket(edge), "catalogue-changes/")
+
+    def catalogue_change(self, edge: str, change_id: str) -> Location:
+        return Location(self.edge_bucket(edge), f"catalogue-changes/{check_image_id(change_id)}.json")
+
     def edge_model_pointer(self, edge: str, model: str) -> Location:
         """The version the edge predictor should serve (``foundation.pointer.ModelPointer``)."""
         return Location(self.edge_bucket(edge), f"models/{check_name(model, 'model name')}/serving.json")
@@ -216,6 +228,10 @@ class Layout:
         if not SHARD_ID_RE.match(shard_id):
             raise InvalidInput(f"invalid shard id {shard_id!r}: 32 lowercase hex digits")
         return f"shards/{shard_id}.tar"
+
+    def dataset_shard(self, dataset: str, shard: str) -> Location:
+        """A shipped set's tar shard, beside the dataset's versions (written before its version exists)."""
+        return Location(self.training_bucket, f"datasets/{check_name(dataset, 'dataset name')}/{shard}")
 
     def dataset_claims_prefix(self, dataset: str) -> Location:
         """Version numbers claimed by receivers (a claim without a manifest is a gap)."""

@@ -35,6 +35,7 @@ class ModelPointer(BaseModel):
     rejected_version: str | None = Field(
         default=None, pattern=VERSION_RE.pattern, description="Last version rolled back from; not retried."
     )
+    pinned: bool = Field(default=False, description="An operator rolled back: not synced until unpinned.")
     synced_at: datetime | None = Field(
         default=None, description="When the controller confirmed this version answers; None mid-rollout."
     )

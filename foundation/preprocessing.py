@@ -57,6 +57,24 @@ def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image
     return image
 
 
+def check_decodes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode every byte of an image once, so that a cut or corrupt file is refused.
+
+    A truncated upload (a dropped connection, a full disk) still has a valid header; only
+    decoding the whole entropy-coded stream finds it.  JPEGs decode at 1/8 scale, which
+    reads all of the stream but skips most of the inverse DCT, so the check costs a
+    fraction of a full decode (bench/transfer.py measures it against the header check).
+    """
+    image = open_image(data, max_pixels)
+    try:
+        if image.format == "JPEG":
+            image.draft(image.mode, (max(1, image.size[0] // 8), max(1, image.size[1] // 8)))
+        image.load()
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise InvalidImage(f"truncated or corrupt image: {exc}") from exc
+    return image
+
+
 def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int | None = None) -> Image.Image:
     """Decode to RGB; with ``min_side`` JPEGs decode at the smallest DCT scale ≥ it."""
     image = open_image(data, max_pixels)

@@ -103,6 +103,11 @@ class KafkaSettings(BaseSettings):
         validation_alias="EDGECORE_TOPIC_S3_EVENTS",
         description="Topic MinIO publishes its bucket notifications to.",
     )
+    topic_smoke: str = Field(
+        default="edgecore.smoke",
+        validation_alias="EDGECORE_TOPIC_SMOKE",
+        description="Where `edgecore stack smoke` sends its test event (no service reads it).",
+    )
     partitions: int = Field(
         default=3, ge=1, validation_alias="EDGECORE_TOPIC_PARTITIONS", description="Partitions of each topic."
     )
@@ -130,6 +135,7 @@ class KafkaSettings(BaseSettings):
             self.topic_model_published,
             self.topic_dead_letter,
             self.topic_s3_events,
+            self.topic_smoke,
         ]
 
 
@@ -161,7 +167,8 @@ class ServingSettings(BaseSettings):
         default=0.6,
         ge=0.0,
         le=1.0,
-        description="Photos whose top-1 probability is not above this are kept as hard examples (1: all).",
+        description="Versions without an open-set calibration: a photo is kept as a hard example when its "
+        "top-1 probability is not above this (1: every photo).",
     )
     max_request_bytes: int = Field(
         default=8 * 1_048_576, ge=1024, description="Largest inference body accepted (HTTP 413 above)."

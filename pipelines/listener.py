@@ -64,31 +64,42 @@ class RunRequest:
 
     run_key: str
     datasets: tuple[DatasetVersion, ...]
+    launched: tuple[tuple[str, str], ...] = ()
+    """(dataset, newest version an earlier run trained on): a run never trains on less."""
 
     def parameters(self, extra_datasets: tuple[str, ...] = ()) -> dict[str, Any]:
         """Arguments of ``training_pipeline``: the edges to retrain and what they learn from.
 
         Each shipped set is one version of its edge's dataset (one product's photos), so
         a model learns from the dataset's whole history up to the newest version here
-        (``name@..vN``): bounded, hence reproducible.  ``extra_datasets`` (e.g. the
-        catalogue's photo datasets) are trained on as well.
+        (``name@..vN``): bounded, hence reproducible.  A version that arrives after a newer
+        one was launched is trained on inside that newer history, never as an older one.
+        ``extra_datasets`` (e.g. the catalogue's photo datasets) are trained on as well.
         """
         newest: dict[str, str] = {}
-        for d in self.datasets:
-            if d.dataset not in newest or parse_version(d.version) > parse_version(newest[d.dataset]):
-                newest[d.dataset] = d.version
+        for name, version in [*self.launched, *((d.dataset, d.version) for d in self.datasets)]:
+            if name not in newest or parse_version(version) > parse_version(newest[name]):
+                newest[name] = version
+        newest = {name: v for name, v in newest.items() if name in {d.dataset for d in self.datasets}}
         return {
             "edges": sorted({d.edge for d in self.datasets}),
             "datasets": [*extra_datasets, *(f"{name}@..{v}" for name, v in sorted(newest.items()))],
         }
 
     def to_json(self) -> str:
-        return json.dumps({"run_key": self.run_key, "datasets": [asdict(d) for d in self.datasets]})
+        return json.dumps(
+            {
+                "run_key": self.run_key,
+                "datasets": [asdict(d) for d in self.datasets],
+                "launched": [list(pair) for pair in self.launched],
+            }
+        )
 
     @classmethod
     def from_json(cls, raw: str) -> RunRequest:
         body = json.loads(raw)
-        return cls(body["run_key"], tuple(DatasetVersion(**d) for d in body["datasets"]))
+        launched = tuple((str(name), str(version)) for name, version in body.get("launched", []))
+        return cls(body["run_key"], tuple(DatasetVersion(**d) for d in body["datasets"]), launched)
 
 
 class Launcher(Protocol):
@@ -139,7 +150,15 @@ class Ledger:
         ]
 
     def assign(self, datasets: list[DatasetVersion]) -> RunRequest:
-        request = RunRequest(f"run-{uuid.uuid4().hex[:16]}", tuple(datasets))
+        names = sorted({d.dataset for d in datasets})
+        marks = ",".join("?" * len(names))
+        rows = self._journal.query(
+            "SELECT dataset, MAX(version) AS version FROM versions "  # zero-padded: lexical = numeric
+            f"WHERE run_key IS NOT NULL AND dataset IN ({marks}) GROUP BY dataset",
+            tuple(names),
+        )
+        launched = tuple((r["dataset"], r["version"]) for r in rows)
+        request = RunRequest(f"run-{uuid.uuid4().hex[:16]}", tuple(datasets), launched)
         with self._journal.transaction() as db:
             db.execute(
                 "INSERT INTO runs (run_key, created, status, request) VALUES (?, ?, 'launching', ?)",

@@ -67,6 +67,7 @@ def training_pipeline(
     seed: int = _TRAIN.seed,
     min_accuracy: float = _GATE.min_accuracy,
     max_regression: float = _GATE.max_regression,
+    max_class_drop: float = _GATE.max_class_drop,
 ) -> None:
     with dsl.ParallelFor(edges, parallelism=2) as edge:
         snapshot = _io(ingest_op(edge=edge, datasets=datasets)).set_display_name("ingest")
@@ -89,6 +90,7 @@ def training_pipeline(
                 production=snapshot.outputs["production"],
                 min_accuracy=min_accuracy,
                 max_regression=max_regression,
+                max_class_drop=max_class_drop,
             ),
             "1",
             "2Gi",

@@ -95,6 +95,28 @@ class BodyLimit:
                 await reject_too_large(send, seen, self.max_bytes)
 
 
+async def read_body(scope: Scope, receive: Receive, send: Send, max_bytes: int) -> bytes | None:
+    """The whole body, or None once a 413 was sent or the client went away."""
+    declared = _declared_length(scope)
+    if declared is not None and declared > max_bytes:
+        await reject_too_large(send, declared, max_bytes)
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None  # http.disconnect: nobody to answer
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > max_bytes:
+            await reject_too_large(send, size, max_bytes)
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
 class RawImageRoute:
     """``POST /v1/models/<name>:predict`` with an image body, answered without KServe's dataplane."""
 
@@ -126,7 +148,7 @@ class RawImageRoute:
         if content_type not in RAW_IMAGE_TYPES:
             await self.app(scope, receive, send)
             return
-        body = await self._body(scope, receive, send)
+        body = await read_body(scope, receive, send, self.max_bytes)
         if body is None:
             return
         status, answer = await self._answer(body, headers)
@@ -139,27 +161,6 @@ class RawImageRoute:
         )
         await send({"type": "http.response.body", "body": answer})
 
-    async def _body(self, scope: Scope, receive: Receive, send: Send) -> bytes | None:
-        """The whole body, or None once a 413 was sent or the client went away."""
-        declared = _declared_length(scope)
-        if declared is not None and declared > self.max_bytes:
-            await reject_too_large(send, declared, self.max_bytes)
-            return None
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return None  # http.disconnect: nobody to answer
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                await reject_too_large(send, size, self.max_bytes)
-                return None
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
     async def _answer(self, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
         try:
             batch = await self.predictor.preprocess(body, headers)
@@ -167,7 +168,7 @@ class RawImageRoute:
         except RequestRejected as exc:
             log.info("raw image request rejected: %s", exc)
             return 400, orjson.dumps({"error": str(exc)})
-        except Exception as exc:  # a request must get an answer, whatever went wrong
-            log.exception("raw image request failed")
-            return 500, orjson.dumps({"error": f"{type(exc).__name__} : {exc}"})
+        except Exception as exc:  # a request must get an answer, whatever went wrong; never its bytes
+            log.error("raw image request failed: %s: %s", type(exc).__name__, str(exc)[:300])
+            return 500, orjson.dumps({"error": f"inference failed ({type(exc).__name__})"})
         return 200, orjson.dumps(result)

@@ -30,10 +30,11 @@ from foundation.layout import (
     parse_version,
 )
 from foundation.manifest import Manifest
+from foundation.openset import OPENSET_FILE, Decision, OpenSet, decide
 from foundation.registry import fetch_verified, read_version
 from foundation.settings import Settings
 from foundation.storage.objects import ObjectReader
-from serving.runners import LiteRTRunner, Probabilities, Runner, SavedModelRunner
+from serving.runners import LiteRTRunner, Runner, SavedModelRunner
 
 
 @dataclass(frozen=True)
@@ -50,19 +51,23 @@ class ModelVersion:
     products: tuple[dict[str, Any], ...]
     """Catalogue data of each label, in output order, ready to put in an answer."""
     products_json: tuple[str, ...]
+    openset: OpenSet | None = None
+    """The version's calibration and unseen-product rule; None for one shipped without."""
 
-    def probabilities(self, pixels: npt.NDArray[np.float32]) -> Probabilities:
-        return self.runner(pixels)
+    def decide(self, pixels: npt.NDArray[np.float32], min_confidence: float) -> Decision:
+        """What the model answers for each image, and whether it knows the product shown."""
+        return decide(self.runner(pixels), len(self.labels), self.openset, min_confidence)
 
     def warm_up(self, image_size: int) -> None:
         """Run a few inferences so the first kiosk request is not the one paying for it."""
         blank = np.full((1, image_size, image_size, 3), 0.5, dtype=np.float32)
         for _ in range(3):
             out = self.runner(blank)
-        if out.shape != (1, len(self.labels)) or not np.all(np.isfinite(out)):
+        width = len(self.labels) + (len(self.openset.centroids[0]) if self.openset else 0)
+        if out.shape[0] != 1 or out.shape[1] not in (len(self.labels), width) or not np.all(np.isfinite(out)):
             raise IntegrityError(
                 f"model {self.name} {self.version}: warm-up produced {out.shape}, "
-                f"expected (1, {len(self.labels)}) finite probabilities"
+                f"expected (1, {len(self.labels)}) finite probabilities (and its features)"
             )
 
 
@@ -89,6 +94,12 @@ def open_version(root: Path, settings: Settings, prefer: str = "litert") -> Mode
             f"model {manifest.name} {manifest.version}: labels {missing} are not in its catalogue"
         )
     runner = _build_runner(root, manifest, settings.images.size, prefer)
+    openset_path = root / OPENSET_FILE
+    openset = (
+        OpenSet.from_bytes(openset_path.read_bytes(), str(openset_path))
+        if OPENSET_FILE in manifest.files
+        else None
+    )
     products = tuple(_product_answer(catalogue, sku) for sku in labels)
     version = ModelVersion(
         name=manifest.name,
@@ -100,6 +111,7 @@ def open_version(root: Path, settings: Settings, prefer: str = "litert") -> Mode
         root=root,
         products=products,
         products_json=tuple(json.dumps(p) for p in products),
+        openset=openset,
     )
     version.warm_up(settings.images.size)
     return version

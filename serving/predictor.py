@@ -104,6 +104,22 @@ class ProductPredictor(Model):  # type: ignore[misc]
         if previous is not None and previous.version != version.version:
             self._metrics.swaps.inc()
 
+    # -- what a client can discover (GET /v2/models/<name>) -----------------------------
+    def get_input_types(self) -> list[dict[str, Any]]:
+        return [
+            {"name": "image", "datatype": "BYTES", "shape": [-1]},  # encoded JPEG/PNG, one per element
+            {"name": "pixels", "datatype": "FP32", "shape": [-1, self._size, self._size, 3]},  # or: in [0, 1]
+        ]
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        k = min(TOP_K, len(self._active.labels)) if self._active else TOP_K
+        return [
+            {"name": "sku", "datatype": "BYTES", "shape": [-1, k]},
+            {"name": "probability", "datatype": "FP32", "shape": [-1, k]},
+            {"name": "product", "datatype": "BYTES", "shape": [-1, k]},
+            {"name": "recognized", "datatype": "BOOL", "shape": [-1]},
+        ]
+
     # -- requests ----------------------------------------------------------------------
     async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Batch:
         started = time.perf_counter()
@@ -131,7 +147,8 @@ class ProductPredictor(Model):  # type: ignore[misc]
         self, payload: Batch, headers: dict[str, str] | None = None
     ) -> dict[str, Any] | InferResponse:
         version = payload.version
-        probs = version.probabilities(payload.pixels)
+        decision = version.decide(payload.pixels, self._threshold)
+        probs = decision.probabilities
         k = min(TOP_K, len(version.labels))
         order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
         results = []
@@ -140,15 +157,15 @@ class ProductPredictor(Model):  # type: ignore[misc]
                 {"sku": version.labels[j], "probability": float(probs[i, j]), **version.products[j]}
                 for j in row
             ]
-            confidence = top[0]["probability"]
-            recognized = confidence > self._threshold  # 1.0: every photo is kept
-            results.append(
-                {"sku": top[0]["sku"], "confidence": confidence, "recognized": recognized, "top": top}
-            )
-            self._observe(version, payload, i, confidence, recognized, results[-1], headers)
+            confidence, recognized = float(decision.confidence[i]), bool(decision.recognized[i])
+            result = {"sku": top[0]["sku"], "confidence": confidence, "recognized": recognized, "top": top}
+            if decision.similarity is not None:
+                result["similarity"] = float(decision.similarity[i])
+            results.append(result)
+            self._observe(version, payload, i, confidence, recognized, result, headers)
         self._metrics.latency.observe(time.perf_counter() - payload.started)
         if payload.v2 is not None:
-            return self._v2_response(payload.v2, version, probs, order)
+            return self._v2_response(payload.v2, version, probs, order, decision.recognized)
         return {"model_name": self.name, "model_version": version.version, "predictions": results}
 
     # -- decoding ----------------------------------------------------------------------
@@ -214,7 +231,12 @@ class ProductPredictor(Model):  # type: ignore[misc]
 
     # -- answers -----------------------------------------------------------------------
     def _v2_response(
-        self, request: InferRequest, version: ModelVersion, probs: Pixels, order: npt.NDArray[np.intp]
+        self,
+        request: InferRequest,
+        version: ModelVersion,
+        probs: Pixels,
+        order: npt.NDArray[np.intp],
+        recognized: npt.NDArray[np.bool_],
     ) -> InferResponse:
         n, k = order.shape
         skus = np.array([[version.labels[j] for j in row] for row in order], dtype=np.object_)
@@ -228,6 +250,7 @@ class ProductPredictor(Model):  # type: ignore[misc]
                 InferOutput("sku", [n, k], "BYTES", skus),
                 InferOutput("probability", [n, k], "FP32", top_probs),
                 InferOutput("product", [n, k], "BYTES", products),
+                InferOutput("recognized", [n], "BOOL", recognized.astype(np.bool_)),
             ],
             # Also as a parameter: kserve's InferResponse.from_bytes drops model_version.
             parameters={"model_version": version.version},

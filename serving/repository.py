@@ -13,7 +13,8 @@ How a controller says "serve version X from URI Y"::
     registry.write_pointer(store, layout, edge, ModelPointer(model=model, version=X, uri=Y))
     httpx.post(f"{predictor}/v2/repository/models/{model}/load")   # 200 once X answers
 
-Without a pointer (a fresh edge) the predictor serves the URI it was started with.
+Without a pointer (a fresh edge) the predictor serves the URI it was started with, else the
+newest version delivered to the edge's bucket, else the newest published in the registry.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ import logging
 
 from kserve.model_repository import ModelRepository
 
-from foundation.errors import NotFound
+from foundation.errors import Forbidden, NotFound
 from foundation.layout import Layout
 from foundation.pointer import ModelPointer
-from foundation.registry import read_pointer
+from foundation.registry import StoredVersion, newest_version, read_pointer
 from foundation.storage.objects import ObjectReader
 from serving.model_version import ModelVersion, VersionStore
 from serving.predictor import ProductPredictor
@@ -61,15 +62,31 @@ class EdgeModelRepository(ModelRepository):  # type: ignore[misc]
         return read_pointer(self._store, self._layout, self._edge, self.model)
 
     def open_current(self, pointer: ModelPointer | None = None) -> ModelVersion:
-        """The version the pointer names (read now unless given), else the start-up URI."""
+        """The version the pointer names (read now unless given), else the start-up URI, else the
+        newest version delivered to the edge's bucket, else the newest published at the core (where
+        this edge can read the registry): a new edge serves without being told where."""
         pointer = pointer or self.pointer()
         if pointer is not None:
             return self._versions.open(pointer.uri)
-        if self._initial_uri is None:
+        if self._initial_uri is not None:
+            return self._versions.open(self._initial_uri)
+        found = newest_version(self._store, self._layout.edge_models_prefix(self._edge, self.model))
+        if found is None:
+            found = self._published()
+        if found is None:
             raise NotFound(
-                f"no serving pointer for model {self.model} on edge {self._edge} and no model URI given"
+                f"edge {self._edge} has no version of {self.model} yet: train one "
+                f"(edgecore pipeline run --local --edge {self._edge}) or name one with --model-uri"
             )
-        return self._versions.open(self._initial_uri)
+        log.info("serving %s %s from %s (no serving pointer yet)", self.model, found.version, found.uri)
+        return self._versions.open(found.uri)
+
+    def _published(self) -> StoredVersion | None:
+        """The newest gated version in the core registry, when this edge's credentials can read it."""
+        try:
+            return newest_version(self._store, self._layout.models_prefix(self.model))
+        except (NotFound, Forbidden):
+            return None
 
     async def load(self, name: str) -> bool:
         if name != self.model or self._predictor is None:

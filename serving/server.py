@@ -31,6 +31,7 @@ from serving.capture import Capture
 from serving.model_version import VersionStore
 from serving.predictor import ProductPredictor
 from serving.repository import EdgeModelRepository
+from serving.v2 import V2Route
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,9 @@ def put_raw_route_in_front(
         return bool(repository.get_model(predictor.name) is predictor)
 
     def build() -> ASGIApp:
-        return RawImageRoute(build_stack(), predictor, is_registered, max_bytes)
+        return RawImageRoute(
+            V2Route(build_stack(), predictor, max_bytes), predictor, is_registered, max_bytes
+        )
 
     app.build_middleware_stack = build  # type: ignore[method-assign]
 

@@ -11,7 +11,7 @@ import json
 import pytest
 from kubernetes import client
 
-from edge_sync.delivery.controller import SyncContext, reconcile
+from edge_sync.delivery.controller import SyncContext, reconcile, status
 from edge_sync.delivery.targets.kserve import PREVIOUS_VERSION, REJECTED_VERSION, SYNCED_AT, VERSION
 from foundation.errors import PermanentError
 from foundation.layout import edge_model_name
@@ -201,4 +201,24 @@ def test_an_explicit_rollback_restores_the_previous_version_which_then_stays(
 
     assert cluster.storage_uri(EDGE) == v1
     assert cluster.annotations(EDGE)[REJECTED_VERSION] == "v000002"
-    assert (outcome.action, outcome.serving) == ("skipped-rejected", "v000001")
+    assert (outcome.action, outcome.serving) == ("pinned", "v000001")
+    assert ctx.metrics.value("edgecore_edge_sync_pinned", edge=EDGE) == 1
+    assert ctx.metrics.value("edgecore_edge_sync_versions_behind", edge=EDGE) == 0
+    assert ctx.metrics.value("edgecore_edge_sync_lag_seconds", edge=EDGE) == 0
+    assert status(cluster.spec(EDGE), cluster.target(EDGE), ctx).pinned
+
+
+def test_an_unpinned_edge_takes_the_next_version_but_not_the_one_rolled_back_from(
+    ctx: SyncContext, store: ObjectStore, cluster: EdgeCluster
+) -> None:
+    _two_versions(ctx, store, cluster)
+    reconcile(cluster.spec(EDGE), cluster.target(EDGE), ctx)
+    cluster.target(EDGE).rollback()
+
+    cluster.target(EDGE).unpin()
+    again = reconcile(cluster.spec(EDGE), cluster.target(EDGE), ctx)
+    v3 = deliver(store, ctx.layout, EDGE, "v000003").uri
+    after = reconcile(cluster.spec(EDGE), cluster.target(EDGE), ctx)
+
+    assert (again.action, again.serving) == ("skipped-rejected", "v000001")
+    assert (after.action, cluster.storage_uri(EDGE)) == ("rolled-out", v3)

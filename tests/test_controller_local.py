@@ -10,6 +10,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +21,24 @@ from edge_sync.delivery.controller import SyncContext, reconcile
 from edge_sync.delivery.edges import EdgeSpec, LocalSpec
 from edge_sync.delivery.metrics import SyncMetrics
 from edge_sync.delivery.targets.local import LocalServerTarget
+from foundation.assortment import add_products
+from foundation.catalogue import Product
 from foundation.layout import LABELS_FILE, MANIFEST, TFLITE_FILE, Layout, edge_model_name
 from foundation.manifest import Manifest, entries_for_dir
 from foundation.pointer import ModelPointer
 from foundation.settings import Settings
 from foundation.storage.reader import BucketReader
 from foundation.storage.store import ObjectStore
-from testkit.serving import LABELS, Server, b64, kiosk_jpeg, running_server, upload_version, write_version
+from testkit.serving import (
+    LABELS,
+    Server,
+    b64,
+    catalogue,
+    kiosk_jpeg,
+    running_server,
+    upload_version,
+    write_version,
+)
 
 EDGE = "corner-shop"
 MODEL = edge_model_name(EDGE)
@@ -242,3 +254,50 @@ def test_the_edge_decides_how_many_probes_a_new_version_may_miss(
     outcome = reconcile(_spec(server, probes), target, ctx)
 
     assert (outcome.action, outcome.serving) == (action, serving)
+
+
+@pytest.fixture
+def sells_more(ctx: SyncContext, store: ObjectStore) -> Iterator[str]:
+    """The edge's catalogue: the models' products and one more, which no version knows."""
+    extra = Product(sku="OAT-MILK", name="Oat milk", price=Decimal("1.99"))
+    add_products(store, ctx.layout, EDGE, [*catalogue(EDGE).products, extra], "test")
+    yield extra.sku
+    for obj in store.list(ctx.layout.catalogue_changes_prefix(EDGE)):
+        store.delete(obj.location)
+    store.delete(ctx.layout.edge_catalogue(EDGE))
+
+
+def test_a_version_that_does_not_know_a_product_the_edge_sells_is_refused(
+    ctx: SyncContext,
+    store: ObjectStore,
+    versions: dict[str, Path],
+    server: Server,
+    probes: Path,
+    sells_more: str,
+) -> None:
+    _deliver(ctx, store, versions, "v000002")
+
+    outcome = reconcile(_spec(server, probes), _target(server, probes, ctx, store), ctx)
+
+    assert (outcome.action, outcome.serving) == ("refused", "v000001")
+    assert f"does not know ['{sells_more}']" in outcome.detail
+    assert _answering_version(server) == "v000001"
+
+
+def test_an_operator_rollback_pins_the_edge_instead_of_leaving_it_behind(
+    ctx: SyncContext, store: ObjectStore, versions: dict[str, Path], server: Server, probes: Path
+) -> None:
+    _deliver(ctx, store, versions, "v000002")
+    target = _target(server, probes, ctx, store)
+    reconcile(_spec(server, probes), target, ctx)
+    target.rollback()
+
+    outcome = reconcile(_spec(server, probes), target, ctx)
+
+    assert (outcome.action, outcome.serving) == ("pinned", "v000001")
+    assert _answering_version(server) == "v000001"
+    assert ctx.metrics.value("edgecore_edge_sync_versions_behind", edge=EDGE) == 0
+    assert ctx.metrics.value("edgecore_edge_sync_pinned", edge=EDGE) == 1
+    target.unpin()
+    after = reconcile(_spec(server, probes), target, ctx)
+    assert (after.action, after.serving) == ("skipped-rejected", "v000001")

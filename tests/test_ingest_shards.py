@@ -102,7 +102,7 @@ def test_a_corrupted_shard_is_refused_by_ingest(
     manifest = Manifest.from_bytes(iso_store.get_bytes(iso_layout.dataset_manifest(EDGE, version)), "t")
     entry = next(iter(manifest.files.values()))
     assert entry.shard is not None and entry.offset is not None
-    shard = iso_layout.dataset_file(EDGE, version, entry.shard)
+    shard = iso_layout.dataset_shard(EDGE, entry.shard)
     data = bytearray(iso_store.client.get_object(Bucket=shard.bucket, Key=shard.key)["Body"].read())
     data[entry.offset + entry.size // 2] ^= 0xFF  # one bit-rotten byte inside an image
     iso_store.client.put_object(Bucket=shard.bucket, Key=shard.key, Body=bytes(data))

@@ -230,6 +230,22 @@ def test_a_burst_within_the_window_is_coalesced_into_one_run(
     }
 
 
+def test_a_version_arriving_after_a_newer_one_was_launched_trains_within_the_newer_history(
+    lsettings: Settings, unique: str, tmp_path: Path
+) -> None:
+    edge = f"late-{unique}"
+    producer = EventProducer(lsettings.kafka, "edgecore/test")
+    producer.publish(lsettings.kafka.topic_training_data_ready, ready(lsettings, edge, "v000002"))
+    with listening(lsettings, unique, tmp_path) as running:
+        wait_for(running.launcher.requests, 60, what="the run of v000002")
+        producer.publish(lsettings.kafka.topic_training_data_ready, ready(lsettings, edge, "v000001"))
+        wait_for(lambda: len(running.launcher.requests()) == 2, 60, what="the run of the late v000001")
+    producer.close()
+
+    histories = sorted(r["arguments"]["datasets"] for r in running.launcher.requests())
+    assert histories == [[f"{edge}@..v000002"], [f"{edge}@..v000002"]]
+
+
 def test_a_graceful_stop_inside_the_window_launches_nothing_and_the_next_start_launches_it(
     lsettings: Settings, unique: str, tmp_path: Path
 ) -> None:

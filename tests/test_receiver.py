@@ -106,7 +106,7 @@ def test_a_set_becomes_a_new_dataset_version_with_its_manifest_and_event(core: C
     # one tar shard holds the set: each image is at the offset the manifest gives, named by its path
     shards = {entry.shard for entry in manifest.files.values()}
     assert len(shards) == 1 and None not in shards
-    shard = core.layout.dataset_file(EDGE, "v000001", str(shards.pop()))
+    shard = core.layout.dataset_shard(EDGE, str(shards.pop()))
     for path, entry in manifest.files.items():
         assert entry.offset is not None
         core.store.download_range(shard, entry.offset, entry.size, tmp_path / path, entry.sha256)
@@ -216,6 +216,8 @@ BAD_INPUTS = {
     "non-image member": Bad(415, _members(regular("COLA-330/notes.txt", b"hello"))),
     "image name, not image bytes": Bad(400, _members(regular("COLA-330/x.jpg", b"MZ" + b"\0" * 100))),
     "png bytes named jpg": Bad(415, _members(regular("COLA-330/x.jpg", image_bytes(51, "PNG")))),
+    "jpeg cut after its header": Bad(400, _members(regular("COLA-330/x.jpg", JPEG[: len(JPEG) // 2]))),
+    "png cut short": Bad(400, _members(regular("COLA-330/x.png", image_bytes(52, "PNG")[:-20]))),
     "oversize member": Bad(413, _members(regular("COLA-330/x.jpg", JPEG + b"\0" * 20_000))),
     "declares 8 GiB": Bad(413, lambda: (_bomb_header(8 * 2**30 - 1), "a" * 64)),
     "too many members": Bad(
@@ -247,6 +249,7 @@ def test_bad_input_is_refused_with_its_status_and_creates_no_version(core: Core,
         for k in everything
     ), everything
     assert core.keys() == [], "a refused set leaves no shard"
+    assert list(core.store.list(core.layout.dataset_claims_prefix(EDGE))) == [], "and claims no version"
     uploads = core.store.client.list_multipart_uploads(Bucket=core.layout.training_bucket)
     assert uploads.get("Uploads", []) == [], "a refused set leaves no multipart upload behind"
 
@@ -282,6 +285,14 @@ def test_a_set_refused_at_its_first_member_gets_its_answer_while_the_rest_still_
     )
 
     assert response.status_code == 400 and "symbolic link" in response.json()["reason"]
+
+
+def test_versions_are_numbered_in_the_order_their_sets_became_complete(core: Core) -> None:
+    refused = core.post(a_set([93])[0], "c" * 64)  # wrong digest: refused after streaming
+    first, second = core.post(*a_set([94])[:2]), core.post(*a_set([95, 96])[:2])
+
+    assert refused.status_code == 400
+    assert [first.json()["version"], second.json()["version"]] == ["v000001", "v000002"]
 
 
 def test_a_set_whose_first_transfer_broke_off_is_finished_in_the_same_version(core: Core) -> None:

@@ -68,6 +68,14 @@ def test_a_history_reference_takes_every_complete_version_up_to_the_one_named(
     assert snapshot.metadata["datasets"] == ["shop@v000001", "shop@v000002"]
 
 
+def test_an_open_history_reference_takes_every_complete_version(
+    tmp_path: Path, iso_store: ObjectStore, iso_layout: Layout, uploaded: Manifest
+) -> None:
+    upload_folder(iso_store, iso_layout, tmp_path / "photos" / EDGE, "shop")
+    snapshot = ingest(iso_store, iso_layout, EDGE, ["shop@.."], tmp_path / "snap")
+    assert snapshot.metadata["datasets"] == ["shop@v000001", "shop@v000002"]
+
+
 def test_a_history_reference_to_a_missing_version_is_a_clear_not_found(
     tmp_path: Path, iso_store: ObjectStore, iso_layout: Layout, uploaded: Manifest
 ) -> None:

@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,8 @@ from components.ingest import IMAGES_DIR
 from components.prepare import PreparedData, prepare
 from components.train import KERAS_FILE, TrainConfig, build_model, train, warm_start
 from foundation.layout import LABELS_FILE, MANIFEST, SAVED_MODEL_DIR, TFLITE_FILE
-from foundation.manifest import Manifest
+from foundation.manifest import Manifest, entries_for_dir
+from foundation.openset import OPENSET_FILE
 from testkit.training import tiny_store
 
 SIZE = 64
@@ -112,6 +114,70 @@ def test_the_gate_stops_a_regression_against_production(
     assert not result.passed and "fell from" in result.reasons[0]
 
 
+def _saved_with(trained: Path, out: Path, change: Callable[[np.ndarray, np.ndarray], None]) -> Path:
+    """The trained model with its output layer's weights changed in place, saved to ``out``."""
+    import keras
+
+    model = keras.models.load_model(trained / KERAS_FILE)
+    kernel, bias = model.get_layer("probabilities").get_weights()
+    change(kernel, bias)
+    model.get_layer("probabilities").set_weights([kernel, bias])
+    out.mkdir(exist_ok=True)
+    model.save(out / KERAS_FILE)
+    return out
+
+
+def test_the_gate_stops_a_model_that_unlearnt_one_product_even_when_the_average_holds(
+    prepared: Path, trained: Path, production: Path
+) -> None:
+    def never_first(kernel: np.ndarray, bias: np.ndarray) -> None:
+        bias[0] -= 100.0
+
+    unlearnt = _saved_with(trained, prepared.parent / "unlearnt", never_first)
+    lenient = GateConfig(min_accuracy=0.0, max_regression=1.0, max_class_drop=0.1)
+    result = evaluate(unlearnt, prepared, lenient, production)
+    first = result.labels[0]
+    assert result.recall[first] == 0.0 and result.production_recall[first] > 0.1
+    assert not result.passed and any(r.startswith(f"recall of {first} fell") for r in result.reasons)
+    assert "| production recall |" in markdown_report(result, "boutique")
+
+
+def _prepared_without(prepared: Path, sku: str, retired: list[str]) -> Path:
+    """The same photos less one product, as ingest would snapshot them after ``sku`` left the catalogue."""
+    root = prepared.parent / f"without-{sku}-{len(retired)}"
+    snap = root / "snap"
+    catalogue = PreparedData(prepared).catalogue
+    source = prepared.parent / "snap"
+    for folder in (source / IMAGES_DIR).iterdir():
+        if folder.name != sku:
+            shutil.copytree(folder, snap / IMAGES_DIR / folder.name)
+    (snap / "catalogue.json").write_bytes(catalogue.without([sku]).to_bytes())
+    snapshot = Manifest(
+        kind="dataset", name="s", version="v", files=entries_for_dir(snap), metadata={"retired": retired}
+    )
+    (snap / MANIFEST).write_bytes(snapshot.to_bytes())
+    prepare(snap, root / "prepared", SIZE)
+    train(root / "prepared", root / "trained", TrainConfig(epochs=2, patience=2))
+    return root
+
+
+def test_the_gate_stops_a_model_that_forgot_a_product_the_edge_still_sells(
+    prepared: Path, production: Path
+) -> None:
+    sku = PreparedData(prepared).labels[0]
+    root = _prepared_without(prepared, sku, retired=[])
+    lenient = GateConfig(min_accuracy=0.0, max_regression=1.0, max_class_drop=1.0)
+    result = evaluate(root / "trained", root / "prepared", lenient, production)
+    assert not result.passed and any(f"does not know ['{sku}']" in r for r in result.reasons)
+
+
+def test_a_model_may_forget_a_product_retired_on_purpose(prepared: Path, production: Path) -> None:
+    sku = PreparedData(prepared).labels[0]
+    root = _prepared_without(prepared, sku, retired=[sku])
+    lenient = GateConfig(min_accuracy=0.0, max_regression=1.0, max_class_drop=1.0)
+    assert evaluate(root / "trained", root / "prepared", lenient, production).passed
+
+
 def test_export_writes_the_version_folder_the_edge_loads_with_a_manifest_of_every_file(
     prepared: Path, trained: Path, tmp_path: Path
 ) -> None:
@@ -135,9 +201,10 @@ def test_export_writes_the_version_folder_the_edge_loads_with_a_manifest_of_ever
     interpreter = Interpreter(model_path=str(root / TFLITE_FILE))
     (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
     assert list(inp["shape"]) == [1, SIZE, SIZE, 3] and inp["dtype"] == np.float32
-    assert list(out["shape"]) == [1, len(manifest.labels)]
+    assert out["shape"][0] == 1 and out["shape"][1] > len(manifest.labels)  # probabilities, then features
+    assert OPENSET_FILE in manifest.files
     test = PreparedData(prepared).split("test")
-    litert = litert_predict(root / TFLITE_FILE, test.x)
+    litert = litert_predict(root / TFLITE_FILE, test.x, len(manifest.labels))
     assert (litert.argmax(axis=1) == test.y).mean() == pytest.approx(evaluation.accuracy)
 
 

@@ -13,10 +13,14 @@ from PIL import Image
 from skimage import data as skdata
 
 from components.ingest import IMAGES_DIR
-from components.prepare import PreparedData, prepare
-from components.privacy import strip_jpeg_metadata
+from components.prepare import PreparedData, prepare, stratified_split
+from components.privacy import find_faces, strip_jpeg_metadata
+from edgecore.synthetic import real
+from edgecore.synthetic.photos import photo_rng
 from foundation.errors import InvalidInput
-from foundation.preprocessing import preprocess
+from foundation.layout import MANIFEST
+from foundation.manifest import Manifest
+from foundation.preprocessing import decode, preprocess
 from testkit.training import jpeg, tiny_store
 
 SIZE = 64
@@ -87,21 +91,54 @@ def test_metadata_is_stripped_without_touching_a_pixel(tmp_path: Path) -> None:
     )
 
 
-def test_faces_are_blurred_before_anything_is_kept(photos: Path, tmp_path: Path) -> None:
-    snap = snapshot_of(photos, tmp_path / "snap")
+def _with_selfie(photos: Path, dest: Path, blur: bool) -> tuple[Path, Image.Image, bytes]:
+    """A snapshot with a photo showing a face, from a dataset that does (or does not) ask for blurring."""
+    snap = snapshot_of(photos, dest)
     portrait = Image.new("RGB", (640, 480), (90, 120, 90))
     astronaut = skdata.astronaut()  # type: ignore[no-untyped-call]
     portrait.paste(Image.fromarray(astronaut).resize((480, 480)), (80, 0))
     buf = io.BytesIO()
     portrait.save(buf, "JPEG", quality=92)
     (snap / IMAGES_DIR / "CAVIAR-50" / "selfie.jpg").write_bytes(buf.getvalue())
+    blurred = [f"{IMAGES_DIR}/CAVIAR-50/selfie.jpg"] if blur else []
+    manifest = Manifest(kind="dataset", name="s", version="v", files={}, metadata={"blur_faces": blurred})
+    (snap / MANIFEST).write_bytes(manifest.to_bytes())
+    return snap, portrait, buf.getvalue()
+
+
+FACE = (slice(40, 160), slice(240, 360))  # the astronaut's face, scaled to 480 px
+
+
+def _sharpness(image: Image.Image) -> float:
+    return float(np.abs(np.diff(np.asarray(image.convert("L"), np.float32)[FACE], axis=1)).mean())
+
+
+def test_faces_are_blurred_when_the_dataset_asks_for_it(photos: Path, tmp_path: Path) -> None:
+    snap, portrait, selfie = _with_selfie(photos, tmp_path / "snap", blur=True)
     report = prepare(snap, tmp_path / "out", SIZE)
     assert report.faces_blurred >= 1
-    blurred = tmp_path / "out" / "clean" / "CAVIAR-50" / f"{hashlib.sha256(buf.getvalue()).hexdigest()}.jpg"
-    face = (slice(40, 160), slice(240, 360))  # the astronaut's face, scaled to 480 px
-    sharp = np.asarray(portrait.convert("L"), np.float32)[face]
-    after = np.asarray(Image.open(blurred).convert("L"), np.float32)[face]
-    assert np.abs(np.diff(after, axis=1)).mean() < 0.5 * np.abs(np.diff(sharp, axis=1)).mean()
+    kept = tmp_path / "out" / "clean" / "CAVIAR-50" / f"{hashlib.sha256(selfie).hexdigest()}.jpg"
+    assert _sharpness(Image.open(kept)) < 0.5 * _sharpness(portrait)
+
+
+def test_photos_are_left_as_taken_when_the_dataset_does_not_ask_for_blurring(
+    photos: Path, tmp_path: Path
+) -> None:
+    snap, _, selfie = _with_selfie(photos, tmp_path / "snap", blur=False)
+    report = prepare(snap, tmp_path / "out", SIZE)
+    assert report.faces_blurred == 0
+    kept = tmp_path / "out" / "clean" / "CAVIAR-50" / f"{hashlib.sha256(selfie).hexdigest()}.jpg"
+    assert kept.read_bytes() == strip_jpeg_metadata(selfie)
+
+
+def test_the_face_detector_does_not_fire_on_product_photos_without_people() -> None:
+    products = [p for p in real.SOURCES if p.sku not in real.WITH_FACES]
+    shots = [
+        real.render_art(real.sprite(p.sku), photo_rng(5, "faces", p.sku, i))
+        for p in products
+        for i in range(2)
+    ]
+    assert [find_faces(decode(shot, min_side=150)) for shot in shots] == [[]] * len(shots)
 
 
 def test_a_sku_left_with_too_few_photos_is_a_clear_error(photos: Path, tmp_path: Path) -> None:
@@ -110,3 +147,26 @@ def test_a_sku_left_with_too_few_photos_is_a_clear_error(photos: Path, tmp_path:
         extra.unlink()
     with pytest.raises(InvalidInput, match=r"fewer than 3 usable photos for SKUs \['CAVIAR-50'\]"):
         prepare(snap, tmp_path / "out", SIZE)
+
+
+def test_a_photo_keeps_its_split_when_more_photos_and_products_arrive() -> None:
+    def split_of(labels: list[int], names: list[str]) -> dict[str, str]:
+        parts = stratified_split(np.asarray(labels, dtype=np.int32), names, (0.15, 0.15), seed=0)
+        return {names[i]: split for split, idx in parts.items() for i in idx}
+
+    first_names = [f"A/{k:03d}.jpg" for k in range(40)] + [f"B/{k:03d}.jpg" for k in range(40)]
+    first = split_of([0] * 40 + [1] * 40, first_names)
+    later_names = [
+        *first_names,
+        *(f"A/{k:03d}.jpg" for k in range(40, 90)),
+        *(f"C/{k}.jpg" for k in range(30)),
+    ]
+    later = split_of([0] * 40 + [1] * 40 + [0] * 50 + [2] * 30, later_names)
+
+    assert all(later[name] == split for name, split in first.items())
+    assert {"train", "val", "test"} == set(first.values())
+
+
+def test_a_product_with_three_photos_has_one_in_each_split() -> None:
+    parts = stratified_split(np.zeros(3, dtype=np.int32), ["a", "b", "c"], (0.15, 0.15), seed=0)
+    assert [len(parts[s]) for s in ("train", "val", "test")] == [1, 1, 1]

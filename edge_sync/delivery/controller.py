@@ -22,6 +22,7 @@ from typing import Literal
 from edge_sync.delivery.edges import EdgeSpec
 from edge_sync.delivery.metrics import SyncMetrics
 from edge_sync.delivery.targets import Deployed, Target
+from foundation.assortment import read_catalogue
 from foundation.errors import EdgecoreError, IntegrityError, RolloutFailed
 from foundation.events import ModelPublished
 from foundation.layout import Layout, parse_version
@@ -35,6 +36,7 @@ Action = Literal[
     "up-to-date",
     "ahead",
     "skipped-rejected",
+    "pinned",
     "refused",
     "failed",
     "rolled-out",
@@ -80,6 +82,13 @@ def _sync(spec: EdgeSpec, target: Target, ctx: SyncContext, candidate: StoredVer
     state = target.state()  # one read of the target for all three decisions below
     current = state.current
     serving = current.version if current else None
+    ctx.metrics.pinned.labels(edge).set(1 if state.pinned else 0)
+    if state.pinned:  # an operator's rollback is a state, not lag: nothing is behind on purpose
+        ctx.metrics.lag.labels(edge).set(0)
+        ctx.metrics.versions_behind.labels(edge).set(0)
+        return Outcome(
+            edge, "pinned", candidate.version if candidate else None, serving, "rolled back by an operator"
+        )
     if candidate is None:
         ctx.metrics.lag.labels(edge).set(0)
         return Outcome(edge, "nothing-published", serving=serving)
@@ -96,6 +105,11 @@ def _sync(spec: EdgeSpec, target: Target, ctx: SyncContext, candidate: StoredVer
         return Outcome(
             edge, "skipped-rejected", candidate.version, serving, "rolled back before; not retried"
         )
+    catalogue = read_catalogue(ctx.reads, ctx.layout, edge)
+    unknown = sorted(set(catalogue.skus) - set(candidate.manifest.labels)) if catalogue else []
+    if unknown:
+        why = f"{candidate.version} does not know {unknown}, which edge {edge} sells"
+        return _refused(spec, target, ctx, candidate, why)
 
     try:
         if target.local_copy:
@@ -210,8 +224,9 @@ class EdgeStatus:
     newest: str | None
     last_sync: datetime | None
     lag_s: float | None
-    """Seconds the newest gated version has waited to be served; 0 when it is served."""
+    """Seconds the newest gated version has waited to be served; 0 when it is served or pinned."""
     error: str = ""
+    pinned: bool = False
 
 
 def status(spec: EdgeSpec, target: Target, ctx: SyncContext) -> EdgeStatus:
@@ -223,7 +238,9 @@ def status(spec: EdgeSpec, target: Target, ctx: SyncContext) -> EdgeStatus:
     except EdgecoreError as exc:
         return EdgeStatus(spec.edge, target.description, None, None, None, None, None, str(exc))
     lag: float | None = None
-    if candidate is not None:
+    if state.pinned:
+        lag = 0.0
+    elif candidate is not None:
         served = current is not None and current.synced_at is not None
         served = served and current is not None and current.version == candidate.version
         lag = 0.0 if served else max(0.0, (datetime.now(UTC) - candidate.manifest.created).total_seconds())
@@ -235,4 +252,5 @@ def status(spec: EdgeSpec, target: Target, ctx: SyncContext) -> EdgeStatus:
         candidate.version if candidate else None,
         current.synced_at if current else None,
         lag,
+        pinned=state.pinned,
     )

@@ -92,6 +92,9 @@ class ControllerFleet:
     def rollback_all(self) -> None:
         list(self._pool.map(lambda s: s.target.rollback(), self._slots.values()))
 
+    def unpin_all(self) -> None:
+        list(self._pool.map(lambda s: s.target.unpin(), self._slots.values()))
+
     def schedule_all(self) -> None:
         for slot in self._slots.values():
             self._schedule(slot, None)

@@ -24,6 +24,12 @@ class SyncMetrics:
             ["edge"],
             registry=self.registry,
         )
+        self.pinned = Gauge(
+            "edgecore_edge_sync_pinned",
+            "1 while an operator's rollback holds the edge on its version (not synced, not lagging).",
+            ["edge"],
+            registry=self.registry,
+        )
         self.failures = Counter(
             "edgecore_edge_sync_failures_total",
             "Syncs that did not deliver the newest version, by reason (integrity, rollout, unavailable).",

@@ -112,6 +112,16 @@ def rollback(settings: Settings, specs: list[EdgeSpec]) -> list[EdgeStatus]:
         fleet.close()
 
 
+def unpin(settings: Settings, specs: list[EdgeSpec]) -> list[EdgeStatus]:
+    """``edgecore edges unpin``: let rolled-back edges be synced again."""
+    fleet = build_fleet(settings, specs)
+    try:
+        fleet.unpin_all()
+        return fleet.statuses()
+    finally:
+        fleet.close()
+
+
 def run_fleet(
     settings: Settings,
     specs: list[EdgeSpec],

@@ -63,10 +63,10 @@ from foundation.errors import (
     UnsupportedMedia,
 )
 from foundation.events import TrainingDataReady
-from foundation.layout import Layout, check_name
+from foundation.layout import SHARDS_BESIDE_VERSIONS, Layout, Location, check_name
 from foundation.manifest import FileEntry, Manifest
 from foundation.messaging import EventProducer
-from foundation.preprocessing import open_image
+from foundation.preprocessing import check_decodes
 from foundation.registry import claim_next_version
 from foundation.settings import UplinkSettings
 from foundation.storage.multipart import MultipartWriter
@@ -211,13 +211,18 @@ class Receiver:
 
     # -- the transfer ------------------------------------------------------------------
     async def receive(self, edge: str, set_digest: str, request: Request) -> Received:
-        version = await run_in_threadpool(self.allocate, edge, set_digest)
+        """Stream the set into a new shard; only a set that passed every check gets a version.
+
+        The shard lives beside the dataset's versions (``datasets/<edge>/shards/<id>.tar``),
+        so it is written before any version is claimed: a refused set claims no number, and
+        versions are numbered in the order their sets became complete.
+        """
         shard = self.layout.shard_path(uuid.uuid4().hex)
         writer = await run_in_threadpool(
             MultipartWriter,
             self.store,
             self.wire,
-            self.layout.dataset_file(edge, version, shard),
+            self.layout.dataset_shard(edge, shard),
             self._parts,
             self.part_bytes,
             self.parts_in_flight,
@@ -236,25 +241,36 @@ class Receiver:
         except BaseException:
             await run_in_threadpool(writer.abort)
             raise
+        return await run_in_threadpool(self._commit, edge, set_digest, files, shard, writer.loc)
+
+    def _commit(
+        self, edge: str, set_digest: str, files: dict[str, FileEntry], shard: str, stored: Location
+    ) -> Received:
+        """Claim the set's version, write its manifest last, announce it."""
+        version = self.allocate(edge, set_digest)
         manifest = Manifest(
             kind="dataset",
             name=edge,
             version=version,
             files=files,
             labels=sorted({path.split("/")[1] for path in files}),
-            metadata={"edge": edge, "set_digest": set_digest, "source": "edge-sync", "shards": [shard]},
+            metadata={
+                "edge": edge,
+                "set_digest": set_digest,
+                "source": "edge-sync",
+                "shards": [shard],
+                "shard_root": SHARDS_BESIDE_VERSIONS,
+            },
         )
         raw = manifest.to_bytes()
-        written = await run_in_threadpool(
-            self.store.put_if_absent, self.layout.dataset_manifest(edge, version), raw
-        )
-        if not written:  # a concurrent retransmission of the same set finished first
-            await run_in_threadpool(self.store.delete, writer.loc)  # its manifest names its own shard
-            received = await run_in_threadpool(self.lookup, edge, set_digest)
+        if not self.store.put_if_absent(self.layout.dataset_manifest(edge, version), raw):
+            # a concurrent retransmission of the same set finished first: its manifest names its shard
+            self.store.delete(stored)
+            received = self.lookup(edge, set_digest)
             if received is None:
                 raise InvalidInput(f"edge {edge} {version}: manifest exists but set marker does not")
             return received
-        await run_in_threadpool(self._publish, manifest, hashlib.sha256(raw).hexdigest())
+        self._publish(manifest, hashlib.sha256(raw).hexdigest())
         log.info("edge %s: dataset %s with %d images in %s", edge, version, len(files), shard)
         return Received(edge, version, len(files), manifest.labels, set_digest, False)
 
@@ -291,7 +307,7 @@ class Receiver:
             raise
 
     def _check_member(self, member: Member) -> Checked:
-        image = open_image(member.data, self.max_pixels)
+        image = check_decodes(member.data, self.max_pixels)
         if image.format != ("PNG" if member.ext == "png" else "JPEG"):
             raise UnsupportedMedia(f"member {member.name} is a {image.format} image, not {member.ext}")
         return Checked(member, hashlib.sha256(member.data).hexdigest())

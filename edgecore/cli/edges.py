@@ -58,13 +58,32 @@ def rollback(
     edge: list[str] = typer.Option(..., "--edge", "-e", help="Edge to roll back (repeatable)."),
     fleet: Path | None = FleetOption,
 ) -> None:
-    """Put edges back on their previous version; the version they leave is not synced again."""
+    """Put edges back on their previous version and pin them there until `edges unpin`.
+
+    The version they leave is never synced again; a pinned edge is shown as pinned, not as
+    lagging, and no newer version reaches it until it is unpinned.
+    """
     from edge_sync.delivery.service import rollback as roll_back
     from edge_sync.delivery.service import select
 
     settings = _settings(fleet)
     with cli_errors():
         rows = roll_back(settings, select(settings, edge))
+    _print_status(rows)
+
+
+@app.command()
+def unpin(
+    edge: list[str] = typer.Option(..., "--edge", "-e", help="Edge to sync again (repeatable)."),
+    fleet: Path | None = FleetOption,
+) -> None:
+    """Let rolled-back edges be synced again: the next published version rolls out."""
+    from edge_sync.delivery.service import select
+    from edge_sync.delivery.service import unpin as un_pin
+
+    settings = _settings(fleet)
+    with cli_errors():
+        rows = un_pin(settings, select(settings, edge))
     _print_status(rows)
 
 
@@ -76,6 +95,8 @@ def _print_status(rows: list[EdgeStatus]) -> None:
             if row.lag_s is None
             else ("0" if row.lag_s == 0 else f"[yellow]{_duration(row.lag_s)}[/yellow]")
         )
+        if row.pinned:
+            lag = "[cyan]pinned (operator rollback)[/cyan]"
         if row.error:
             lag = f"[red]{row.error}[/red]"
         table.add_row(

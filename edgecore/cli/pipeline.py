@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import typer
+from rich.table import Table
 
 from edgecore.cli.common import cli_errors, console, out
 from foundation.errors import InvalidInput
@@ -52,8 +57,9 @@ def run(
     edge: list[str] | None = typer.Option(None, help="Edges to train a model for (repeatable)."),
     dataset: list[str] | None = typer.Option(
         None,
-        help="Datasets: name (newest version), name@v000003 (that version) or name@..v000003 "
-        "(every version up to it; how an edge's shipped sets are trained on). Repeatable.",
+        help="Datasets: name (newest version), name@v000003 (that version), name@..v000003 "
+        "(every version up to it; how an edge's shipped sets are trained on) or name@.. (every "
+        "version). Repeatable. Default with --edge: each edge's whole dataset, <edge>@..",
     ),
     epochs: int | None = typer.Option(None, min=1, help="Most epochs (default: the pipeline's)."),
     seed: int | None = typer.Option(None, help="Seed (default: the pipeline's)."),
@@ -62,6 +68,9 @@ def run(
     ),
     max_regression: float | None = typer.Option(
         None, min=0.0, max=1.0, help="Largest allowed drop against production (default: the pipeline's)."
+    ),
+    max_class_drop: float | None = typer.Option(
+        None, min=0.0, max=1.0, help="Largest drop of one product's recall (default: the pipeline's)."
     ),
     pipeline_root: Path = typer.Option(Path("kfp-local"), help="Local artifact folder (--local)."),
     experiment: str = typer.Option("edgecore", help="KFP experiment (--host)."),
@@ -72,6 +81,8 @@ def run(
     """Run the pipeline locally (--local) or submit it to a KFP cluster (--host URL)."""
     if local == (host is not None):
         raise typer.BadParameter("give exactly one of --local or --host URL")
+    if dataset is None and edge:
+        dataset = [f"{name}@.." for name in edge]  # each edge's dataset, every version of it
     given = {
         "edges": edge,
         "datasets": dataset,
@@ -79,6 +90,7 @@ def run(
         "seed": seed,
         "min_accuracy": min_accuracy,
         "max_regression": max_regression,
+        "max_class_drop": max_class_drop,
     }
     arguments = {name: value for name, value in given.items() if value is not None}  # else: the pipeline's
     with cli_errors():
@@ -90,14 +102,47 @@ def run(
 
 
 def _run_local(pipeline_root: Path, arguments: dict[str, Any]) -> None:
+    """Run the DAG with its (long) step output in a log file, then say what it decided per edge."""
+    from pipelines.results import evaluations, published_versions
     from pipelines.submit import run_local
 
+    log = pipeline_root / "run.log"
+    console.print(f"[cyan]•[/cyan] running the training pipeline locally; step output in {log}")
     try:
-        result = run_local(pipeline_root, arguments)
+        with output_to(log):  # a spinner would go to the log too: the console writes to fd 2
+            result = run_local(pipeline_root, arguments)
     except RuntimeError as exc:  # kfp.local reports a failed task this way
-        raise InvalidInput(f"pipeline failed: {exc}") from exc
-    console.print(f"wall {result.wall_s:.1f} s, steps' own compute {result.compute_s:.1f} s")
-    out.print(json.dumps({"pipeline_root": str(result.pipeline_root), "steps": result.steps}, indent=2))
+        raise InvalidInput(f"pipeline failed: {exc} (step output in {log})") from exc
+    table = Table("edge", "test accuracy", "quality gate", "published", title="training run")
+    published = published_versions(result.pipeline_root)
+    for edge, evaluation in sorted(evaluations(result.pipeline_root).items()):
+        verdict = "passed" if evaluation.passed else "failed: " + "; ".join(evaluation.reasons)
+        table.add_row(edge, f"{evaluation.accuracy:.1%}", verdict, published.get(edge, "-"))
+    out.print(table)
+    console.print(
+        f"wall {result.wall_s:.1f} s, steps' own compute {result.compute_s:.1f} s, root {pipeline_root}"
+    )
+
+
+@contextmanager
+def output_to(path: Path) -> Iterator[None]:
+    """This process's and its children's stdout and stderr into ``path`` (the steps print a lot)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with path.open("ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
 
 
 def _submit(

@@ -17,7 +17,8 @@ def start(
     edge: str = typer.Option(..., help="Edge (store) id; it serves model <edge>-products."),
     model_uri: str | None = typer.Option(
         None,
-        help="s3:// prefix or folder of the version to serve when the edge bucket has no serving pointer.",
+        help="s3:// prefix or folder of the version to serve when the edge has no serving pointer "
+        "(default: the newest version delivered to the edge's bucket).",
     ),
     port: int = typer.Option(8080, help="HTTP port (V1, V2 and the model repository API)."),
     capture: bool = typer.Option(True, help="Save low-confidence photos to the edge bucket."),

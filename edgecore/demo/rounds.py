@@ -26,6 +26,7 @@ from edgecore.demo.supervisor import DemoFailed, Supervisor, http_ok
 from edgecore.demo.watch import EventLog
 from edgecore.demo.world import World
 from edgecore.synthetic.products import NEW_PRODUCT_EDGE, demo_catalogue, new_product
+from foundation.assortment import add_products
 from foundation.errors import NotFound
 from foundation.events import ModelPublished
 from foundation.layout import Layout
@@ -119,9 +120,10 @@ class Demo:
         self.world.write_fleet()
 
     def set_catalogue(self, edge: str, with_new_product: bool) -> None:
-        """What the store's manager does in the back office: the store now sells these."""
-        catalogue = demo_catalogue(edge, with_new_product)
-        self.store.put_bytes(self.layout.edge_catalogue(edge), catalogue.to_bytes(), "application/json")
+        """What the store's manager does in the back office: the store now sells these too."""
+        add_products(
+            self.store, self.layout, edge, demo_catalogue(edge, with_new_product).products, by="back office"
+        )
 
     def start_core(self) -> None:
         w = self.world

@@ -15,10 +15,12 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from edgecore.synthetic.products import PATTERNS, SHAPES, UNIVERSE, design_index
+from edgecore.synthetic.products import PATTERNS, SHAPES, UNIVERSE, design_index, family_of
 
 SPRITE_W, SPRITE_H = 200, 300
 _GOLDEN = 0.618033988749895
+FAMILY_HUE_STEP = 0.09
+"""Hue apart of two variants of one family: near enough to confuse at a glance, under tinted light."""
 
 
 @dataclass(frozen=True)
@@ -37,8 +39,10 @@ def _rgb(h: float, s: float, v: float) -> tuple[int, int, int]:
 
 
 def design_for(sku: str) -> Design:
-    i = design_index(sku)
-    hue = (0.07 + i * _GOLDEN) % 1.0
+    """The packaging of ``sku``: its own, or its family's with the hue turned a little per variant."""
+    head, place = family_of(sku)
+    i = design_index(head)
+    hue = (0.07 + i * _GOLDEN + FAMILY_HUE_STEP * place) % 1.0
     value = 0.85 if i % 2 == 0 else 0.6
     return Design(
         shape=SHAPES[i % len(SHAPES)],
@@ -46,7 +50,7 @@ def design_for(sku: str) -> Design:
         primary=_rgb(hue, 0.75, value),
         secondary=_rgb(hue + 0.45 + 0.1 * (i % 3), 0.6, 0.95 - value / 3),
         ink=(20, 20, 30) if value > 0.7 else (245, 245, 235),
-        name=UNIVERSE[i].product.name,
+        name=UNIVERSE[design_index(sku)].product.name,
     )
 
 

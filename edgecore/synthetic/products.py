@@ -1,8 +1,10 @@
 """The demo stores: a hypermarket, a boutique, the SKUs they share, and a late arrival.
 
-Packaging designs are assigned by position in :data:`UNIVERSE` (not drawn at random)
-so that every product differs from every other one in shape, hue or pattern; a SKU
-sold by both stores therefore looks the same in both, as a real product would.
+Packaging designs are assigned by position in :data:`UNIVERSE` (not drawn at random), so
+a SKU sold by both stores looks the same in both, as a real product would.  Products of
+one :data:`FAMILIES` entry are variants of one brand, as on real shelves: same shape and
+pattern, a nearby colour and another name on the label, so a model must learn more than
+the silhouette and the dominant colour to tell them apart.
 """
 
 from __future__ import annotations
@@ -51,6 +53,21 @@ UNIVERSE: tuple[DemoProduct, ...] = (
 )
 
 EDGES = (HYPERMARKET, BOUTIQUE)
+
+FAMILIES: tuple[tuple[str, ...], ...] = (
+    ("PASTA-500", "RICE-1KG", "CEREAL-375"),
+    ("COLA-2L", "SOAP-LIQ"),
+    ("OLIVE-500", "TRUFFLE-OIL", "CHAMP-BRUT"),
+    ("COFFEE-250", "CHOC-DARK"),
+)
+
+
+def family_of(sku: str) -> tuple[str, int]:
+    """(the SKU whose design its family shares, its place in the family); itself and 0 if none."""
+    for family in FAMILIES:
+        if sku in family:
+            return family[0], family.index(sku)
+    return sku, 0
 
 
 def design_index(sku: str) -> int:

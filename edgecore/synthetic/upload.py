@@ -1,9 +1,10 @@
-"""Upload a labelled photo folder as the next immutable dataset version, and its catalogue.
+"""Upload a labelled photo folder as the next immutable dataset version, and add its products.
 
 The version number is claimed first with a conditional write (``put_if_absent``), so
 two uploads never share a version; images go up next and the manifest last, so a
-reader never sees half a version.  The catalogue goes to the edge's bucket, where the
-training pipeline reads which SKUs the edge's model must know.
+reader never sees half a version.  The folder's products are added to the edge's
+catalogue (``foundation.assortment``): an upload holding only some products adds those
+and leaves the others the edge sells in place, so its next model still knows them.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from edgecore.synthetic.folder import LabelledFolder
+from foundation.assortment import add_products
 from foundation.errors import InvalidInput
 from foundation.layout import Layout, check_extension
 from foundation.manifest import FileEntry, Manifest
@@ -28,6 +30,7 @@ def upload_folder(
     dataset: str,
     progress: Callable[[int, int], None] | None = None,
     workers: int = 8,
+    blur_faces: bool = False,
 ) -> Manifest:
     """Upload ``<source>/<SKU>/*`` as a new version of ``dataset``; return its manifest."""
     folder = LabelledFolder.open(source)
@@ -62,8 +65,8 @@ def upload_folder(
         version=version,
         files=files,
         labels=sorted({name.split("/")[1] for name in files}),
-        metadata={"edge": edge, "source": str(source)},
+        metadata={"edge": edge, "source": str(source), "blur_faces": blur_faces},
     )
-    store.put_bytes(layout.edge_catalogue(edge), folder.catalogue.to_bytes(), "application/json")
+    add_products(store, layout, edge, folder.catalogue.products, by=f"upload of {source.name}")
     store.put_bytes(layout.dataset_manifest(dataset, version), manifest.to_bytes(), "application/json")
     return manifest

@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 
 from botocore.exceptions import ClientError, ConnectionError, EndpointConnectionError
 
-from foundation.errors import EdgecoreError, NotFound, PermanentError, ServiceUnavailable
+from foundation.errors import EdgecoreError, Forbidden, NotFound, PermanentError, ServiceUnavailable
 from foundation.layout import Location
 
 MISSING = frozenset({"NoSuchKey", "NoSuchBucket", "NoSuchUpload", "NotFound", "404"})
@@ -54,6 +54,8 @@ def answered(status: int, code: str, message: str, action: str, where: str) -> E
         return NotFound(f"{action} {where}: not found ({code or status})")
     if status >= 500 or code in BUSY:
         return ServiceUnavailable(f"{action} {where}: S3 answered {code or status}")
+    if status == 403 or code == "AccessDenied":
+        return Forbidden(f"{action} {where}: these credentials may not ({code or status})")
     return PermanentError(f"{action} {where}: S3 refused with {code or status}: {message[:200]}")
 
 

@@ -32,6 +32,8 @@ class TargetState:
     current: Deployed | None
     previous: Deployed | None
     rejected: str | None
+    pinned: bool = False
+    """An operator rolled the target back: it stays on its version until unpinned."""
 
 
 class Target(Protocol):
@@ -62,5 +64,10 @@ class Target(Protocol):
         ...
 
     def rollback(self) -> Deployed | None:
-        """Put the previous version back and mark the current one as rejected."""
+        """An operator's rollback: the previous version back, the current one rejected, the target
+        pinned there (no version is synced to it until :meth:`unpin`)."""
+        ...
+
+    def unpin(self) -> None:
+        """Let the target be synced again (the version rolled back from stays rejected)."""
         ...

@@ -43,6 +43,7 @@ PREVIOUS_URI = ANNOTATION + "previous-storage-uri"
 PREVIOUS_VERSION = ANNOTATION + "previous-model-version"
 REJECTED_URI = ANNOTATION + "rejected-storage-uri"
 REJECTED_VERSION = ANNOTATION + "rejected-model-version"
+PINNED = ANNOTATION + "pinned"
 IN_CLUSTER = "in-cluster"
 PATCH_ATTEMPTS = 3
 """A patch lost in transit is sent again this many times in all."""
@@ -123,7 +124,10 @@ class KServeTarget:
     def state(self) -> TargetState:
         obj = self.get()
         self._seen = (time.monotonic(), obj)
-        return TargetState(_deployed(obj), _previous(obj), _annotations(obj).get(REJECTED_VERSION))
+        notes = _annotations(obj)
+        return TargetState(
+            _deployed(obj), _previous(obj), notes.get(REJECTED_VERSION), notes.get(PINNED) == "true"
+        )
 
     def current(self) -> Deployed | None:
         return _deployed(self.get())
@@ -205,10 +209,15 @@ class KServeTarget:
         obj = self.get()
         if not _annotations(obj).get(PREVIOUS_URI):
             return self.current()
-        self._restore(obj, "rollback requested")
+        self._restore(obj, "an operator rolled it back", pin=True)
         return self.current()
 
-    def _restore(self, obj: dict[str, Any], why: str) -> None:
+    def unpin(self) -> None:
+        obj = self.get()
+        if _annotations(obj).get(PINNED):
+            self._patch(obj, {PINNED: None}, {})
+
+    def _restore(self, obj: dict[str, Any], why: str, pin: bool = False) -> None:
         notes = _annotations(obj)
         failed_uri = _model(obj).get("storageUri")
         failed_version = notes.get(VERSION) or _version_of(failed_uri)
@@ -235,6 +244,7 @@ class KServeTarget:
             obj,
             {
                 **rejected,
+                PINNED: "true" if pin else None,
                 VERSION: back_version,
                 PREVIOUS_URI: None,
                 PREVIOUS_VERSION: None,

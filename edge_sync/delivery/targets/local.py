@@ -22,9 +22,9 @@ from typing import Any
 import httpx
 
 from edge_sync.delivery.targets.base import SEEN_FOR_S, Deployed, TargetState
+from foundation.assortment import read_catalogue
 from foundation.errors import InvalidInput, NotFound, RolloutFailed, ServiceUnavailable
-from foundation.layout import MANIFEST, Layout, check_sku
-from foundation.manifest import Manifest
+from foundation.layout import Layout, check_sku
 from foundation.pointer import ModelPointer
 from foundation.registry import read_pointer, write_pointer
 from foundation.storage.store import ObjectStore
@@ -86,7 +86,7 @@ class LocalServerTarget:
 
     def state(self) -> TargetState:
         p = self.pointer()
-        return TargetState(_current(p), _previous(p), p.rejected_version if p else None)
+        return TargetState(_current(p), _previous(p), p.rejected_version if p else None, bool(p and p.pinned))
 
     def current(self) -> Deployed | None:
         return _current(self.pointer())
@@ -123,7 +123,7 @@ class LocalServerTarget:
             log.info("%s: resuming the rollout of %s", self.description, version)
         try:
             self._load()
-            self._smoke(version, _labels_of(uri))
+            self._smoke(version)
         except RolloutFailed as exc:
             self._restore(pointer, str(exc))
             raise RolloutFailed(f"{self.description}: {version} rolled back: {exc}") from exc
@@ -134,10 +134,15 @@ class LocalServerTarget:
     def rollback(self) -> Deployed | None:
         p = self.pointer()
         if p is not None and p.previous_version and p.previous_uri:
-            self._restore(p, "rollback requested")
+            self._restore(p, "an operator rolled it back", pin=True)
         return self.current()
 
-    def _restore(self, p: ModelPointer, why: str) -> None:
+    def unpin(self) -> None:
+        p = self.pointer()
+        if p is not None and p.pinned:
+            self._write(p.model_copy(update={"pinned": False}))
+
+    def _restore(self, p: ModelPointer, why: str, pin: bool = False) -> None:
         if not p.previous_version or not p.previous_uri:
             log.error(
                 "%s: %s failed (%s) and there is no previous version to restore",
@@ -156,6 +161,7 @@ class LocalServerTarget:
                 version=p.previous_version,
                 uri=p.previous_uri,
                 rejected_version=p.version,
+                pinned=pin,
                 synced_at=datetime.now(UTC),
             )
         )
@@ -176,10 +182,22 @@ class LocalServerTarget:
         if resp.status_code != 200:
             raise RolloutFailed(f"load answered {resp.status_code}: {resp.text[:300]}")
 
-    def _smoke(self, version: str, labels: set[str] | None) -> None:
-        probes = [(sku, image) for sku, image in load_probes(self.probes) if labels is None or sku in labels]
+    def _smoke(self, version: str) -> None:
+        """Every probe of a product the edge sells must be answered with that product.
+
+        A product the version does not know counts as wrong, so a version that forgot what
+        the store sells does not stay; probes of retired products are not asked.
+        """
+        catalogue = read_catalogue(self._store, self._layout, self.edge)
+        sold = set(catalogue.skus) if catalogue is not None else None
+        probes = [(sku, image) for sku, image in load_probes(self.probes) if sold is None or sku in sold]
         if not probes:
-            raise RolloutFailed(f"{version} knows none of the probe images' SKUs")
+            raise RolloutFailed(f"no probe images of the products edge {self.edge} sells under {self.probes}")
+        unprobed = sorted((sold or set()) - {sku for sku, _ in probes})
+        if unprobed:
+            log.warning(
+                "%s: no probe images of %s; add them under %s", self.description, unprobed, self.probes
+            )
         answers = self._predict([image for _, image in probes], want=version)
         wrong = [(sku, got) for (sku, _), got in zip(probes, answers[1:], strict=True) if got != sku]
         if len(wrong) > len(probes) * (1.0 - self.probe_accuracy) + 1e-9:
@@ -215,14 +233,3 @@ def _previous(p: ModelPointer | None) -> Deployed | None:
     if p is None or not p.previous_version or not p.previous_uri:
         return None
     return Deployed(p.previous_version, p.previous_uri)
-
-
-def _labels_of(uri: str) -> set[str] | None:
-    """The SKUs the version knows, when it is a local verified copy (probes of others are skipped)."""
-    if not uri.startswith("file://"):
-        return None
-    path = Path(uri.removeprefix("file://")) / MANIFEST
-    if not path.is_file():
-        return None
-    labels = Manifest.from_bytes(path.read_bytes(), str(path)).labels
-    return set(labels) if labels else None
