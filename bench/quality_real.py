@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from components.evaluate import Evaluation, GateConfig, candidate_outputs, evaluate
+from components.evaluate import Evaluation, GateConfig, candidate_probabilities, evaluate
 from components.export import export_trained
 from components.ingest import IMAGES_DIR
 from components.prepare import prepare
@@ -66,7 +66,8 @@ def run_round(
 ) -> Round:
     prepared, model = work / f"{name}-prepared", work / f"{name}-model"
     prepare(snapshot(work, name, skus), prepared, args.size)
-    result = train(prepared, model, TrainConfig(epochs=args.epochs), production)
+    config = TrainConfig(epochs=args.epochs, outlier_weight=args.outlier_weight)
+    result = train(prepared, model, config, production)
     evaluation = evaluate(model, prepared, GateConfig(), production)
     return Round(name, model, prepared, evaluation, result.epochs_run)
 
@@ -83,9 +84,9 @@ def flagged_unseen(round_: Round, photos: Path, skus: list[str], size: int) -> f
     """Share of photos of ``skus`` (never trained on) the round's model flags unsure."""
     files = [f for sku in skus for f in sorted((photos / sku).glob("*.jpg"))]
     x = np.stack([preprocess(f.read_bytes(), size) for f in files])
-    outputs = np.asarray(candidate_outputs(round_.model, x), dtype=np.float32)
+    probabilities = np.asarray(candidate_probabilities(round_.model, x), dtype=np.float32)
     openset = OpenSet.from_bytes((round_.model / OPENSET_FILE).read_bytes(), "openset")
-    return float((~decide(outputs, len(round_.evaluation.labels), openset, 0.0).recognized).mean())
+    return float((~decide(probabilities, openset, 0.0).recognized).mean())
 
 
 def prepare_rates(work: Path, size: int) -> tuple[float, float, int]:
@@ -127,6 +128,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=60, help="photos per product")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--size", type=int, default=64)
+    parser.add_argument(
+        "--outlier-weight", type=float, default=TrainConfig.outlier_weight, help="0: no outlier exposure"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -37,6 +37,7 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
+from components.artefacts import load_keras_model
 from foundation.settings import Settings
 from testkit.serving import LABELS, b64, kiosk_jpeg, running_server, write_version
 
@@ -143,11 +144,10 @@ def naive_predictor(root: Path, photos: list[bytes], size: int) -> Callable[[int
     """Full decode, scikit-image anti-aliased resize, Keras ``predict``: the obvious way, to beat."""
     import io
 
-    import keras
     from PIL import Image
     from skimage.transform import resize
 
-    model = keras.models.load_model(root / "model.keras", compile=False)
+    model = load_keras_model(root / "model.keras")
 
     def naive(i: int) -> object:
         rgb = np.asarray(Image.open(io.BytesIO(photos[i % len(photos)])).convert("RGB"))

@@ -21,7 +21,6 @@ from foundation.errors import IntegrityError
 from foundation.layout import SAVED_MODEL_DIR, TFLITE_FILE
 
 KERAS_FILE = "model.keras"
-FEATURES_LAYER = "features"
 PARITY_TOLERANCE = 1e-4
 PARITY_SAMPLES = 32
 
@@ -51,8 +50,18 @@ def configure_tensorflow(threads: int) -> Any:
     return tf
 
 
-def litert_outputs(model_file: Path, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    """The model's output rows (probabilities, then features where shipped), one invoke per image."""
+def load_keras_model(path: Path) -> Any:
+    """A saved ``model.keras`` (its custom output layer registered first)."""
+    from components.head import cosine_softmax
+
+    cosine_softmax()
+    import keras
+
+    return keras.models.load_model(path, compile=False)
+
+
+def litert_predict(model_file: Path, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Probabilities from a LiteRT flatbuffer, one image per invoke as on the edge."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=str(model_file), num_threads=1)
@@ -67,26 +76,6 @@ def litert_outputs(model_file: Path, x: npt.NDArray[np.float32]) -> npt.NDArray[
     return np.stack(rows) if rows else np.zeros((0, 0), np.float32)
 
 
-def litert_predict(model_file: Path, x: npt.NDArray[np.float32], classes: int) -> npt.NDArray[np.float32]:
-    """Probabilities from a LiteRT flatbuffer."""
-    return litert_outputs(model_file, x)[:, :classes]
-
-
-def serving_model(model: Any) -> Any:
-    """What the edge runs: the trained model with its features beside its probabilities, as one vector.
-
-    The features (the last pooled layer) are what tells a product the model knows from one
-    it never saw (``foundation.openset``); one output keeps the file's interface simple.
-    """
-    import keras
-
-    try:
-        features = model.get_layer(FEATURES_LAYER).output
-    except ValueError:  # a model built before features were shipped
-        return model
-    return keras.Model(model.inputs, keras.layers.Concatenate(name="outputs")([model.outputs[0], features]))
-
-
 def to_tflite(saved_model: Path) -> bytes:
     tf = configure_tensorflow(1)
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
@@ -94,11 +83,10 @@ def to_tflite(saved_model: Path) -> bytes:
 
 
 def check_parity(tflite: Path, model: Any, samples: npt.NDArray[np.float32]) -> float:
-    """Largest difference between LiteRT and Keras on ``samples`` (features relative to their size)."""
+    """Largest probability difference between LiteRT and Keras on ``samples``."""
     expected = np.asarray(model.predict(samples, verbose=0))
-    actual = litert_outputs(tflite, samples)
-    scale = np.maximum(np.abs(expected), 1.0)
-    diff = float(np.max(np.abs(expected - actual) / scale)) if len(samples) else 0.0
+    actual = litert_predict(tflite, samples)
+    diff = float(np.max(np.abs(expected - actual))) if len(samples) else 0.0
     if diff > PARITY_TOLERANCE:
         raise IntegrityError(f"{tflite}: LiteRT output differs from Keras by {diff:.2e}")
     return diff
@@ -107,10 +95,9 @@ def check_parity(tflite: Path, model: Any, samples: npt.NDArray[np.float32]) -> 
 def write_serving_files(model: Any, out: Path, samples: npt.NDArray[np.float32]) -> float:
     """``saved_model/`` and ``model.tflite`` in ``out``; return the checked LiteRT/Keras difference."""
     configure_tensorflow(1)
-    served = serving_model(model)
-    served.export(str(out / SAVED_MODEL_DIR), format="tf_saved_model", verbose=False)
+    model.export(str(out / SAVED_MODEL_DIR), format="tf_saved_model", verbose=False)
     (out / TFLITE_FILE).write_bytes(to_tflite(out / SAVED_MODEL_DIR))
-    return check_parity(out / TFLITE_FILE, served, samples[:PARITY_SAMPLES])
+    return check_parity(out / TFLITE_FILE, model, samples[:PARITY_SAMPLES])
 
 
 def has_serving_files(model_dir: Path) -> bool:

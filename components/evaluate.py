@@ -24,13 +24,13 @@ from components.artefacts import (
     KERAS_FILE,
     configure_tensorflow,
     has_serving_files,
-    litert_outputs,
     litert_predict,
+    load_keras_model,
 )
 from components.prepare import PreparedData
 from foundation.layout import LABELS_FILE, MANIFEST, TFLITE_FILE
 from foundation.manifest import Manifest
-from foundation.openset import OPENSET_FILE, OpenSet, decide, split_outputs
+from foundation.openset import OPENSET_FILE, OpenSet, decide
 
 EVALUATION_FILE = "evaluation.json"
 
@@ -95,15 +95,12 @@ def confusion_matrix(
     return matrix
 
 
-def candidate_outputs(model_dir: Path, x: npt.NDArray[np.float32], threads: int = 1) -> Any:
-    """The candidate's output rows: from its LiteRT file when train wrote one, else from Keras."""
+def candidate_probabilities(model_dir: Path, x: npt.NDArray[np.float32], threads: int = 1) -> Any:
+    """The candidate's probabilities: from its LiteRT file when train wrote one, else from Keras."""
     if has_serving_files(model_dir):
-        return litert_outputs(model_dir / TFLITE_FILE, x)
+        return litert_predict(model_dir / TFLITE_FILE, x)
     configure_tensorflow(threads)
-    import keras
-
-    model: Any = keras.models.load_model(model_dir / KERAS_FILE, compile=False)
-    return model.predict(x, verbose=0, batch_size=64)
+    return load_keras_model(model_dir / KERAS_FILE).predict(x, verbose=0, batch_size=64)
 
 
 @dataclass(frozen=True)
@@ -127,7 +124,7 @@ def _production(
     known = np.isin(np.asarray(labels)[y], old_labels)
     if not known.any():
         return None
-    probabilities = litert_predict(production / TFLITE_FILE, x[known], len(old_labels))
+    probabilities = litert_predict(production / TFLITE_FILE, x[known])
     return _Production(
         manifest.version, old_labels, np.asarray(old_labels)[probabilities.argmax(axis=1)], known
     )
@@ -180,14 +177,13 @@ def evaluate(
     data = PreparedData(prepared)
     labels = data.labels
     test = data.split("test")
-    outputs = np.asarray(candidate_outputs(model_dir, test.x, threads), dtype=np.float32)
-    probabilities = split_outputs(outputs, len(labels))[0]
+    probabilities = np.asarray(candidate_probabilities(model_dir, test.x, threads), dtype=np.float32)
     predicted = np.asarray(probabilities.argmax(axis=1), dtype=np.int64)
     truth = test.y.astype(np.int64)
     evaluation = _scores(labels, truth, predicted)
     openset = _openset(model_dir)
     if openset is not None:  # how often the shipped thresholds flag photos of products it knows
-        flagged = ~decide(outputs, len(labels), openset, 0.0).recognized
+        flagged = ~decide(probabilities, openset, 0.0).recognized
         evaluation.flagged_known = float(flagged.mean()) if len(flagged) else 0.0
     if evaluation.accuracy < gate.min_accuracy:
         evaluation.reasons.append(

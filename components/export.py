@@ -4,7 +4,7 @@
 ``saved_model/``  TensorFlow SavedModel (``serving_default``) for KServe's TensorFlow runtime
 ``model.keras``   the Keras model, so the next round can warm-start from it
 ``labels.json``   the SKUs in output order;  ``catalogue.json``  names, prices, promotions
-``openset.json``  confidence calibration and the unseen-product thresholds (``foundation.openset``)
+``openset.json``  confidence calibration and the unsure threshold (``foundation.openset``)
 ``model_card.md`` what it is, what it was trained on, how good it is
 ``manifest.json`` every file's sha256 and size, labels, metrics, metadata: written LAST
 
@@ -24,7 +24,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from components.artefacts import KERAS_FILE, configure_tensorflow, has_serving_files, write_serving_files
+from components.artefacts import (
+    KERAS_FILE,
+    configure_tensorflow,
+    has_serving_files,
+    load_keras_model,
+    write_serving_files,
+)
 from components.train import HISTORY_FILE
 from foundation.catalogue import Catalogue
 from foundation.layout import (
@@ -54,8 +60,8 @@ def model_card(
         "",
         "- Input: one RGB photo, preprocessed by `foundation.preprocessing.preprocess` "
         f"to float32 `[1, {metadata.get('image_size')}, {metadata.get('image_size')}, 3]` in [0, 1].",
-        "- Output: softmax probabilities in the order of `labels.json`, then the photo's image features;"
-        " `openset.json` calibrates the confidence and flags products the model never saw.",
+        "- Output: softmax probabilities in the order of `labels.json`; `openset.json` calibrates the"
+        " confidence and sets the threshold under which a photo is flagged unsure (possibly unseen).",
         f"- Trained on: {', '.join(metadata.get('datasets', [])) or 'unknown'}.",
         f"- Test accuracy: {metrics.get('accuracy', float('nan')):.1%} "
         f"on {int(metrics.get('test_images', 0))} photos.",
@@ -109,9 +115,7 @@ def export_trained(
     data = PreparedData(prepared)
     if not has_serving_files(model_dir):  # a bare Keras file: convert and check it here
         configure_tensorflow(1)
-        import keras
-
-        model = keras.models.load_model(model_dir / KERAS_FILE, compile=False)
+        model = load_keras_model(model_dir / KERAS_FILE)
         return export_model(
             model, data.labels, data.catalogue, out, image_size, metrics, metadata, data.split("test").x
         )

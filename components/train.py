@@ -23,13 +23,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from components.artefacts import (
-    FEATURES_LAYER,
-    KERAS_FILE,
-    configure_tensorflow,
-    serving_model,
-    write_serving_files,
-)
+from components.artefacts import KERAS_FILE, configure_tensorflow, load_keras_model, write_serving_files
+from components.head import cosine_softmax
 from components.outliers import with_outliers
 from components.prepare import PreparedData, Split
 from foundation.layout import LABELS_FILE
@@ -84,9 +79,9 @@ def build_model(num_classes: int, image_size: int) -> Any:
         x = layers.ReLU()(x)
         if filters != 128:
             x = layers.MaxPooling2D()(x)
-    x = layers.GlobalAveragePooling2D(name=FEATURES_LAYER)(x)
+    x = layers.GlobalAveragePooling2D(name="features")(x)
     x = layers.Dropout(0.2)(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name=OUTPUT_LAYER)(x)
+    outputs = cosine_softmax()(num_classes, name=OUTPUT_LAYER)(x)
     return keras.Model(inputs, outputs, name="edgecore_products")
 
 
@@ -157,8 +152,6 @@ def warm_start(model: Any, production: Path, labels: list[str]) -> bool:
     Every layer but the output is copied as is; the output layer's columns are copied
     to the positions of the same SKUs, new SKUs keep their fresh initialisation.
     """
-    import keras
-
     keras_file = production / KERAS_FILE
     labels_file = production / LABELS_FILE
     if not keras_file.is_file() or not labels_file.is_file():
@@ -167,18 +160,18 @@ def warm_start(model: Any, production: Path, labels: list[str]) -> bool:
     if not set(old_labels) <= set(labels):
         log.info("no warm start: production labels %s are not a subset of %s", old_labels, labels)
         return False
-    old = keras.models.load_model(keras_file, compile=False)
+    old = load_keras_model(keras_file)
     if [type(layer).__name__ for layer in old.layers] != [type(layer).__name__ for layer in model.layers]:
         log.info("no warm start: the production model has another architecture")
         return False
     for old_layer, new_layer in zip(old.layers, model.layers, strict=True):
         old_weights = old_layer.get_weights()
-        if new_layer.name == OUTPUT_LAYER:
-            kernel, bias = (w.copy() for w in new_layer.get_weights())
+        if new_layer.name == OUTPUT_LAYER:  # one column per product (a kernel, and a bias if any)
             columns = [labels.index(sku) for sku in old_labels]
-            kernel[:, columns] = old_weights[0]
-            bias[columns] = old_weights[1]
-            new_layer.set_weights([kernel, bias])
+            fresh = [w.copy() for w in new_layer.get_weights()]
+            for new_w, old_w in zip(fresh, old_weights, strict=True):
+                new_w[..., columns] = old_w
+            new_layer.set_weights(fresh)
         elif [w.shape for w in old_weights] == [w.shape for w in new_layer.get_weights()]:
             new_layer.set_weights(old_weights)
         else:
@@ -240,7 +233,7 @@ def train(prepared: Path, out: Path, config: TrainConfig, production: Path | Non
     model.save(out / KERAS_FILE)
     parity = write_serving_files(model, out, val_split.x)
     (out / LABELS_FILE).write_text(json.dumps(labels))
-    _write_openset(model, train_split, val_split, len(labels), out)
+    _write_openset(model, val_split, out)
     result = TrainResult(
         epochs_run=epochs_run,
         best_val_accuracy=float(max(history.history["val_accuracy"])),
@@ -257,11 +250,7 @@ def train(prepared: Path, out: Path, config: TrainConfig, production: Path | Non
     return result
 
 
-def _write_openset(model: Any, train_split: Split, held_out: Split, classes: int, out: Path) -> None:
-    """The version's confidence calibration and unseen-product thresholds (``foundation.openset``)."""
-    served = serving_model(model)
-    if served is model:
-        return
-    outputs = (np.asarray(served.predict(s.x, verbose=0, batch_size=64)) for s in (train_split, held_out))
-    fitted = fit((next(outputs), train_split.y), (next(outputs), held_out.y), classes)
-    (out / OPENSET_FILE).write_bytes(fitted.to_bytes())
+def _write_openset(model: Any, held_out: Split, out: Path) -> None:
+    """The version's confidence calibration and unsure threshold (``foundation.openset``)."""
+    probabilities = np.asarray(model.predict(held_out.x, verbose=0, batch_size=64), dtype=np.float32)
+    (out / OPENSET_FILE).write_bytes(fit(probabilities, held_out.y).to_bytes())

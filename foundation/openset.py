@@ -1,23 +1,19 @@
 """Knowing what a model does not know: calibrated confidence and the flag for unseen products.
 
-A softmax always picks one of the products it was trained on, confidently or not, so a
-photo of a product the store has just started selling would be answered as one it
-knows.  Every model version therefore ships, beside its weights, what training learnt
-on held-out photos (``openset.json``):
+A softmax always names one of the products it was trained on, so a photo of a product
+the store has just started selling would be answered as one it knows.  Training makes
+the answer mean something (a cosine classifier taught to be unsure of made-up outliers,
+``components.outliers``), and every model version ships what training then learnt on
+held-out photos (``openset.json``):
 
 * a temperature that makes its top-1 probability mean what it says (fitted on the
-  validation photos by minimising their negative log-likelihood);
-* the centre of each product's image features (the network's last pooled layer, unit
-  length) and the lowest similarity to its centre a known product's photo shows;
-* the lowest calibrated confidence a known product's photo shows.
+  held-out photos by minimising their negative log-likelihood);
+* the lowest calibrated confidence that all but ``flag_rate`` of the held-out photos of
+  products it knows reach.
 
-A photo is flagged unsure (a hard example, captured for the next round) when its
-calibrated confidence or its features' similarity to the predicted product's centre
-falls below those, which flags about ``flag_rate`` of known-product photos.  Training,
-evaluation and serving all decide through :func:`decide`, so they agree.
-
-The model's output is one vector per photo: the probabilities of its products, then
-its features; a version exported before features were shipped has probabilities only.
+A photo under that confidence is flagged unsure (``recognized: false``), and captured
+as a hard example for the next round.  Training, evaluation and serving all decide
+through :func:`decide`, so they agree.
 """
 
 from __future__ import annotations
@@ -31,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from foundation.errors import IntegrityError
 
 OPENSET_FILE = "openset.json"
+DEFAULT_FLAG_RATE = 0.01
 Array = npt.NDArray[np.float32]
 _TEMPERATURES = np.exp(np.linspace(np.log(0.3), np.log(8.0), 80)).astype(np.float32)
 
@@ -41,12 +38,9 @@ class OpenSet(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     temperature: float = Field(gt=0)
-    centroids: list[list[float]] = Field(min_length=1)
-    """One unit vector per product, in label order."""
-    min_similarity: float = Field(ge=-1.0, le=1.0)
     min_confidence: float = Field(ge=0.0, le=1.0)
     flag_rate: float = Field(ge=0.0, le=1.0)
-    """The share of held-out known-product photos these thresholds flag."""
+    """The share of held-out known-product photos the threshold flags."""
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json().encode()
@@ -61,24 +55,13 @@ class OpenSet(BaseModel):
 
 @dataclass(frozen=True)
 class Decision:
-    """Per photo: (calibrated) probabilities, the predicted product, its confidence and similarity,
-    and whether the photo shows a product the model knows."""
+    """Per photo: (calibrated) probabilities, the predicted product, its confidence, and whether
+    the photo shows a product the model knows."""
 
     probabilities: Array
     index: npt.NDArray[np.intp]
     confidence: Array
-    similarity: Array | None
     recognized: npt.NDArray[np.bool_]
-
-
-def split_outputs(outputs: Array, classes: int) -> tuple[Array, Array | None]:
-    """(probabilities, unit-length features or None) from a model's output rows."""
-    probabilities = outputs[:, :classes]
-    if outputs.shape[1] == classes:
-        return probabilities, None
-    features = outputs[:, classes:]
-    norms = np.linalg.norm(features, axis=1, keepdims=True)
-    return probabilities, features / np.maximum(norms, 1e-12)
 
 
 def calibrated(probabilities: Array, temperature: float) -> Array:
@@ -89,59 +72,29 @@ def calibrated(probabilities: Array, temperature: float) -> Array:
     return (scaled / scaled.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def decide(outputs: Array, classes: int, openset: OpenSet | None, min_confidence: float) -> Decision:
-    """The answer for each photo: with a calibration, its rule; without one, ``min_confidence`` alone."""
-    probabilities, features = split_outputs(outputs, classes)
-    if openset is None:
-        index = probabilities.argmax(axis=1)
-        confidence = probabilities[np.arange(len(index)), index]
-        return Decision(probabilities, index, confidence, None, confidence > min_confidence)
-    probabilities = calibrated(probabilities, openset.temperature)
+def decide(probabilities: Array, openset: OpenSet | None, min_confidence: float) -> Decision:
+    """The answer for each photo: with a calibration, its rule; without one (a version trained
+    before calibrations were shipped), a top-1 probability above ``min_confidence``."""
+    if openset is not None:
+        probabilities = calibrated(probabilities, openset.temperature)
     index = probabilities.argmax(axis=1)
     confidence = probabilities[np.arange(len(index)), index]
-    if features is None:
-        return Decision(probabilities, index, confidence, None, confidence >= openset.min_confidence)
-    centroids = np.asarray(openset.centroids, dtype=np.float32)
-    similarity = np.einsum("ij,ij->i", features, centroids[index]).astype(np.float32)
-    recognized = (confidence >= openset.min_confidence) & (similarity >= openset.min_similarity)
-    return Decision(probabilities, index, confidence, similarity, recognized)
+    recognized = confidence >= openset.min_confidence if openset is not None else confidence > min_confidence
+    return Decision(probabilities, index, confidence, recognized)
 
 
-def fit(
-    train: tuple[Array, npt.NDArray[np.int32]],
-    held_out: tuple[Array, npt.NDArray[np.int32]],
-    classes: int,
-    flag_rate: float = 0.01,
-) -> OpenSet:
-    """The calibration from the training photos' outputs (centres) and held-out ones (the rest)."""
-    _, train_features = split_outputs(train[0], classes)
-    probabilities, features = split_outputs(held_out[0], classes)
-    if train_features is None or features is None:
-        raise IntegrityError("the model has no feature output: nothing to fit an open-set calibration on")
-    centroids = _centroids(train_features, train[1], classes)
-    temperature = _temperature(probabilities, held_out[1])
+def fit(probabilities: Array, labels: npt.NDArray[np.int32], flag_rate: float = DEFAULT_FLAG_RATE) -> OpenSet:
+    """The calibration from held-out photos of known products: their probabilities and true labels."""
+    if len(labels) == 0:
+        raise IntegrityError("no held-out photos to fit an open-set calibration on")
+    temperature = _temperature(probabilities, labels)
     scaled = calibrated(probabilities, temperature)
-    index = scaled.argmax(axis=1)
-    similarity = np.einsum("ij,ij->i", features, centroids[index])
-    confidence = scaled[np.arange(len(index)), index]
-    # Each rule takes half the budget: together they flag about flag_rate of known photos.
+    confidence = scaled.max(axis=1)
     return OpenSet(
         temperature=float(temperature),
-        centroids=centroids.round(6).tolist(),
-        min_similarity=float(np.quantile(similarity, flag_rate / 2)),
-        min_confidence=float(np.quantile(confidence, flag_rate / 2)),
+        min_confidence=float(np.quantile(confidence, flag_rate)),
         flag_rate=flag_rate,
     )
-
-
-def _centroids(features: Array, labels: npt.NDArray[np.int32], classes: int) -> Array:
-    centres = np.zeros((classes, features.shape[1]), dtype=np.float32)
-    for c in range(classes):
-        members = features[labels == c]
-        if len(members):
-            mean = members.mean(axis=0)
-            centres[c] = mean / max(float(np.linalg.norm(mean)), 1e-12)
-    return centres
 
 
 def _temperature(probabilities: Array, labels: npt.NDArray[np.int32]) -> float:

@@ -56,18 +56,17 @@ class ModelVersion:
 
     def decide(self, pixels: npt.NDArray[np.float32], min_confidence: float) -> Decision:
         """What the model answers for each image, and whether it knows the product shown."""
-        return decide(self.runner(pixels), len(self.labels), self.openset, min_confidence)
+        return decide(self.runner(pixels), self.openset, min_confidence)
 
     def warm_up(self, image_size: int) -> None:
         """Run a few inferences so the first kiosk request is not the one paying for it."""
         blank = np.full((1, image_size, image_size, 3), 0.5, dtype=np.float32)
         for _ in range(3):
             out = self.runner(blank)
-        width = len(self.labels) + (len(self.openset.centroids[0]) if self.openset else 0)
-        if out.shape[0] != 1 or out.shape[1] not in (len(self.labels), width) or not np.all(np.isfinite(out)):
+        if out.shape != (1, len(self.labels)) or not np.all(np.isfinite(out)):
             raise IntegrityError(
                 f"model {self.name} {self.version}: warm-up produced {out.shape}, "
-                f"expected (1, {len(self.labels)}) finite probabilities (and its features)"
+                f"expected (1, {len(self.labels)}) finite probabilities"
             )
 
 

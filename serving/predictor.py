@@ -159,8 +159,6 @@ class ProductPredictor(Model):  # type: ignore[misc]
             ]
             confidence, recognized = float(decision.confidence[i]), bool(decision.recognized[i])
             result = {"sku": top[0]["sku"], "confidence": confidence, "recognized": recognized, "top": top}
-            if decision.similarity is not None:
-                result["similarity"] = float(decision.similarity[i])
             results.append(result)
             self._observe(version, payload, i, confidence, recognized, result, headers)
         self._metrics.latency.observe(time.perf_counter() - payload.started)

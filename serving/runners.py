@@ -53,12 +53,11 @@ class LiteRTRunner:
             )
         self._input = int(inp["index"])
         self._output = int(out["index"])
-        self.width = int(out["shape"][-1])
-        """Probabilities, then features where the version ships them (``foundation.openset``)."""
+        self.classes = int(out["shape"][-1])
         self._lock = threading.Lock()
 
     def __call__(self, pixels: npt.NDArray[np.float32]) -> Probabilities:
-        result = np.empty((len(pixels), self.width), dtype=np.float32)
+        result = np.empty((len(pixels), self.classes), dtype=np.float32)
         with self._lock:
             for i in range(len(pixels)):
                 self._interpreter.set_tensor(self._input, pixels[i : i + 1])

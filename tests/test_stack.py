@@ -13,8 +13,10 @@ from edgecore.cli import app
 from edgecore.stack import Stack
 from edgecore.stack.process import ManagedProcess
 from edgecore.stack.settings import StackSettings
+from edgecore.stack.smoke import smoke_check
 from edgecore.stack.tools import StackError, require
 from foundation.settings import Settings
+from testkit.kafka import end_offset
 
 
 def test_up_on_a_running_stack_is_a_no_op(stack: Stack) -> None:
@@ -83,3 +85,17 @@ def test_a_process_it_starts_is_known_as_its_own_at_once(tmp_path: Path) -> None
             assert proc.pid() == pid
         finally:
             assert proc.stop()
+
+
+def test_the_smoke_check_round_trips_on_its_own_topic_and_leaves_the_real_ones_alone(
+    stack: Stack, settings: Settings
+) -> None:
+    real_topics = [settings.kafka.topic_training_data_ready, settings.kafka.topic_model_published]
+    before = [end_offset(settings.kafka, topic) for topic in real_topics]
+    smoke_before = end_offset(settings.kafka, settings.kafka.topic_smoke)
+
+    report = smoke_check(settings)
+
+    assert settings.kafka.topic_smoke in report["kafka"]
+    assert end_offset(settings.kafka, settings.kafka.topic_smoke) == smoke_before + 1
+    assert [end_offset(settings.kafka, topic) for topic in real_topics] == before

@@ -29,7 +29,7 @@ def _executable() -> list[str]:
 
 
 def run(
-    images: int = typer.Option(30, min=8, max=500, help="Training photos per product."),
+    images: int = typer.Option(40, min=8, max=500, help="Training photos per product."),
     kiosk_photos: int = typer.Option(4, min=1, max=100, help="Kiosk photos per product and round."),
     epochs: int = typer.Option(
         40, min=1, max=500, help="Most training epochs (early stopping may end sooner)."

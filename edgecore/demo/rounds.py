@@ -43,7 +43,7 @@ PROBE_INDEX = 200_000
 
 @dataclass(frozen=True)
 class Options:
-    images: int = 30
+    images: int = 40
     """Training photos per product."""
     kiosk_photos: int = 4
     """Kiosk photos per product and round."""

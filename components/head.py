@@ -1,0 +1,49 @@
+"""The model's output layer: a cosine classifier.
+
+A dense softmax can grow any logit by growing the features, so a photo far from every
+product it knows may still get a confident answer.  Here each product is a direction in
+feature space, and a photo's logits are its cosine similarity to each direction, times a
+fixed scale: confidence needs the photo's features to point the way a product's do,
+which is what makes "unsure" mean "unlike anything I know" (``foundation.openset``).
+
+Keras is imported only when the layer is first needed (steps that never touch a model
+must not pay TensorFlow's import); :func:`cosine_softmax` also registers the layer, so
+call it before loading a saved model.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+SCALE = 16.0
+"""Cosines in [-1, 1] times this: a softmax that can still reach near-certainty."""
+
+
+@cache
+def cosine_softmax() -> Any:
+    """The layer class ``CosineSoftmax(classes)``: softmax(scale · cos(features, w_k)) over products k."""
+    import keras
+    from keras import layers, ops
+
+    @keras.saving.register_keras_serializable(package="edgecore")
+    class CosineSoftmax(layers.Layer):  # type: ignore[misc]
+        def __init__(self, classes: int, scale: float = SCALE, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.classes = classes
+            self.scale = scale
+
+        def build(self, input_shape: Any) -> None:
+            self.kernel = self.add_weight(
+                shape=(int(input_shape[-1]), self.classes), initializer="glorot_uniform", name="kernel"
+            )
+
+        def call(self, features: Any) -> Any:
+            unit = features / ops.sqrt(ops.sum(features * features, axis=-1, keepdims=True) + 1e-12)
+            norms = ops.sqrt(ops.sum(self.kernel * self.kernel, axis=0, keepdims=True) + 1e-12)
+            return ops.softmax(self.scale * ops.matmul(unit, self.kernel / norms))
+
+        def get_config(self) -> dict[str, Any]:
+            return {**super().get_config(), "classes": self.classes, "scale": self.scale}
+
+    return CosineSoftmax
