@@ -45,7 +45,7 @@ def event_for(
         model=model,
         version=version,
         registry_uri=f"s3://{settings.buckets.models}/models/{model}/{version}/",
-        edge_uris={edge: layout.edge_model_prefix(edge, model, version).uri},
+        edges=[edge],
         files=files,
         labels=["APPLE-RED", "LIME-GREEN", "BLUEBERRY-BOX"],
     )

@@ -108,10 +108,11 @@ def dataset_manifest(reader: ObjectReader, layout: Layout, name: str, version: s
         raise NotFound(f"dataset {name!r} version {version} does not exist ({exc})") from exc
 
 
-def edge_catalogue(reader: ObjectReader, layout: Layout, edge: str) -> Catalogue:
-    catalogue = read_catalogue(reader, layout, edge)
+def core_catalogue(reader: ObjectReader, layout: Layout, edge: str) -> Catalogue:
+    home = layout.core_catalogue_home(edge)
+    catalogue = read_catalogue(reader, home)
     if catalogue is None:
-        raise NotFound(f"edge {edge!r} has no catalogue at {layout.edge_catalogue(edge).uri}")
+        raise NotFound(f"edge {edge!r} has no catalogue at {home.catalogue.uri} (its sets bring it)")
     return catalogue
 
 
@@ -121,7 +122,7 @@ def ingest(
     """Download the edge's images into ``out/images/<SKU>/<sha256>.<ext>``; return the snapshot manifest."""
     if not datasets:
         raise InvalidInput("no dataset requested")
-    catalogue = edge_catalogue(reader, layout, edge)
+    catalogue = core_catalogue(reader, layout, edge)
     refs = [DatasetRef.parse(text) for text in datasets]
     versions = dict.fromkeys((ref.name, v) for ref in refs for v in resolve(reader, layout, ref))
     sources, blurred = _sources(reader, layout, versions, set(catalogue.skus))
@@ -142,7 +143,9 @@ def ingest(
             "edge": edge,
             "datasets": used,
             "per_label": per_label,
-            "retired": retired_skus(reader, layout, edge),  # the only products the model may forget
+            "retired": retired_skus(
+                reader, layout.core_catalogue_home(edge)
+            ),  # the only products the model may forget
             "blur_faces": sorted(blurred),  # images of datasets whose photos may show people
         },
     )

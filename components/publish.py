@@ -1,10 +1,10 @@
-"""publish: register a gated model version, deliver it to the edge, announce it.
+"""publish: register a gated model version and announce it to the edges that pull it.
 
 Order matters, because readers trust manifests: the registry gets every file, then the
-manifest (``foundation.registry.publish_model``: the version now exists), the edge's
-bucket gets a copy, manifest last (the edge sees it only when complete), and only then
-is ``model-published`` emitted.  A retried publish claims a fresh number; the abandoned
-claim is a harmless gap.
+manifest (``foundation.registry.publish_model``: the version now exists), and only then
+is ``model-published`` emitted.  The core writes nothing at an edge: each edge's sync
+controller pulls the version through the front door into its own storage.  A retried
+publish claims a fresh number; the abandoned claim is a harmless gap.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from foundation.errors import IntegrityError
 from foundation.events import ModelPublished
 from foundation.layout import MANIFEST, Layout, edge_model_name
 from foundation.manifest import Manifest
-from foundation.registry import copy_version, publish_model
+from foundation.registry import publish_model
 from foundation.storage.objects import ObjectStorage
 
 
@@ -33,14 +33,11 @@ def publish(
     if exported.name != model:
         raise IntegrityError(f"{export_dir} holds model {exported.name}, not {model} of edge {edge}")
     manifest = publish_model(store, layout, export_dir, owner)
-    registry = layout.model_prefix(model, manifest.version)
-    edge_copy = layout.edge_model_prefix(edge, model, manifest.version)
-    copy_version(store, manifest, registry, edge_copy)
     event = ModelPublished(
         model=model,
         version=manifest.version,
-        registry_uri=registry.uri,
-        edge_uris={edge: edge_copy.uri},
+        registry_uri=layout.model_prefix(model, manifest.version).uri,
+        edges=[edge],
         files={name: entry.sha256 for name, entry in manifest.files.items()},
         labels=manifest.labels,
         metrics=manifest.metrics,

@@ -181,7 +181,7 @@ def export_op(
 
 @component
 def publish_op(edge: str, exported: Input[Model], registration: Output[dsl.Artifact]) -> str:
-    """Register the version, deliver it to the edge bucket, emit ``model-published``."""
+    """Register the version; emit ``model-published`` on the core's topic and on the edge's own."""
     from pathlib import Path
 
     from components.publish import publish
@@ -194,7 +194,8 @@ def publish_op(edge: str, exported: Input[Model], registration: Output[dsl.Artif
     exit_once_written()
     clock = StepClock()
     settings = Settings()
-    ensure_topics(settings.kafka)
+    topics = [settings.kafka.topic_model_published, settings.kafka.edge_topic(edge)]
+    ensure_topics(settings.kafka, extra=topics)
     producer = EventProducer(settings.kafka, source="edgecore/pipeline/publish")
     try:
         event = publish(
@@ -202,7 +203,7 @@ def publish_op(edge: str, exported: Input[Model], registration: Output[dsl.Artif
             Layout(settings.buckets),
             Path(exported.path),
             edge,
-            lambda e: producer.publish(settings.kafka.topic_model_published, e),
+            lambda e: producer.publish_all(topics, e),
         )
     finally:
         producer.close()

@@ -94,6 +94,10 @@ class IntegrityError(PermanentError):
     """Stored bytes do not match their recorded sha256 or size, or a manifest is invalid."""
 
 
+class WeakCredential(PermanentError):
+    """A configured secret is a placeholder or too weak to guard an edge's data: refused at start-up."""
+
+
 class RolloutFailed(PermanentError):
     """A new model version did not become healthy; its target was put back on the previous one."""
 

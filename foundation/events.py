@@ -1,11 +1,13 @@
 """Event contracts: CloudEvents 1.0 (structured JSON) on Kafka.
 
 Two events drive the loop: ``training-data-ready`` (a new immutable dataset version
-exists) and ``model-published`` (a model version passed the gate and was delivered to
-edge buckets).  Their ``data`` are pydantic models carrying a ``schema_version`` so
+exists) and ``model-published`` (a model version passed the gate and waits in the
+registry for its edges to pull it).  Their ``data`` are pydantic models carrying a ``schema_version`` so
 consumers can refuse what they do not understand.  ``parse`` is the only way in: it
 returns a typed :class:`Envelope` or raises :class:`MalformedEvent` with one clear
-reason, which the consumer puts on the dead-letter topic.
+reason, which the consumer puts on the dead-letter topic.  It is strict: an envelope
+missing ``specversion``, ``id``, ``source``, ``type`` or ``time`` is malformed (the
+CloudEvents library would fill some in, and a made-up id defeats deduplication).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from foundation.errors import MalformedEvent, PayloadTooLarge
 from foundation.layout import NAME_RE, SKU_RE, VERSION_RE
 
 SCHEMA_VERSION = 1
+REQUIRED_ATTRIBUTES = ("specversion", "id", "source", "type", "time")
 TRAINING_DATA_READY = "io.edgecore.training-data-ready"
 MODEL_PUBLISHED = "io.edgecore.model-published"
 
@@ -57,12 +60,12 @@ class TrainingDataReady(_Data):
 
 
 class ModelPublished(_Data):
-    """A model version passed the quality gate and was copied to its edges' buckets."""
+    """A model version passed the quality gate and is in the core's registry for these edges to pull."""
 
     model: Name
     version: Version
     registry_uri: str = Field(pattern=r"^s3://")
-    edge_uris: dict[Name, Annotated[str, Field(pattern=r"^s3://")]] = Field(min_length=1)
+    edges: list[Name] = Field(min_length=1, max_length=10_000)
     files: dict[str, Sha256] = Field(min_length=1)
     labels: list[Sku] = Field(min_length=1)
     metrics: dict[str, float] = Field(default_factory=dict)
@@ -120,6 +123,11 @@ def parse(value: bytes | None, key: bytes | None = None, max_bytes: int = 1_048_
         raise MalformedEvent(f"not a structured CloudEvent: invalid JSON ({exc})") from exc
     if not isinstance(envelope, dict):
         raise MalformedEvent(f"not a structured CloudEvent: JSON {type(envelope).__name__}, not an object")
+    missing = [
+        name for name in REQUIRED_ATTRIBUTES if not isinstance(envelope.get(name), str) or not envelope[name]
+    ]
+    if missing:
+        raise MalformedEvent(f"not a CloudEvent: attribute(s) {', '.join(missing)} missing or empty")
     try:
         event = from_structured(KafkaMessage({}, key, value), envelope_unmarshaller=lambda _: envelope)
     except (GenericException, ValueError, TypeError, KeyError) as exc:

@@ -16,6 +16,8 @@ No other module formats a key by hand, so the layout can be read (and changed) h
     <edge_bucket_prefix><edge>/models/<model>/serving.json              (version the predictor serves)
     <edge_bucket_prefix><edge>/catalogue.json                           (what the edge sells now)
     <edge_bucket_prefix><edge>/catalogue-changes/<stamp>-<id>.json      (every add or retire, by whom)
+    <training_bucket>/catalogues/<edge>/catalogue.json                 (the core's copy, merged from sets)
+    <training_bucket>/catalogues/<edge>/changes/<stamp>-<id>.json
 
 Dataset and model versions are zero-padded integers (``v000001``) so that the
 lexical order of keys is the version order.  Every path segment is validated against a
@@ -113,6 +115,10 @@ class Location:
     def uri(self) -> str:
         return f"s3://{self.bucket}/{self.key}"
 
+    def child(self, name: str) -> Location:
+        """The object ``name`` below this prefix (a version folder's file)."""
+        return Location(self.bucket, f"{self.key}{name}")
+
     @classmethod
     def parse(cls, uri: str) -> Location:
         """``s3://bucket/key`` back into a location."""
@@ -120,6 +126,19 @@ class Location:
         if not uri.startswith("s3://") or not bucket:
             raise InvalidInput(f"not an s3:// URI: {uri!r}")
         return cls(bucket, key)
+
+
+@dataclass(frozen=True)
+class CatalogueHome:
+    """Where one copy of an edge's catalogue and the records of its changes live."""
+
+    edge: str
+    catalogue: Location
+    changes: Location
+    """The prefix of the change records, one object each."""
+
+    def change(self, change_id: str) -> Location:
+        return Location(self.changes.bucket, f"{self.changes.key}{check_image_id(change_id)}.json")
 
 
 @dataclass(frozen=True)
@@ -180,22 +199,29 @@ class Layout:
     def edge_models_prefix(self, edge: str, model: str) -> Location:
         return Location(self.edge_bucket(edge), f"models/{check_name(model, 'model name')}/")
 
-    def edge_catalogue(self, edge: str) -> Location:
-        """What the edge sells now (``foundation.catalogue.Catalogue``); its SKUs are its model's labels."""
-        return Location(self.edge_bucket(edge), CATALOGUE_FILE)
+    def edge_catalogue_home(self, edge: str) -> CatalogueHome:
+        """The store's own catalogue and its change records, in the edge bucket (what it sells)."""
+        bucket = self.edge_bucket(edge)
+        return CatalogueHome(edge, Location(bucket, CATALOGUE_FILE), Location(bucket, "catalogue-changes/"))
 
-    def catalogue_changes_prefix(self, edge: str) -> Location:
-        """Every recorded change of the edge's catalogue (``foundation.assortment``)."""
-        return Location(self.edge_bucket(edge), "catalogue-changes/")
-
-    def catalogue_change(self, edge: str, change_id: str) -> Location:
-        return Location(self.edge_bucket(edge), f"catalogue-changes/{check_image_id(change_id)}.json")
+    def core_catalogue_home(self, edge: str) -> CatalogueHome:
+        """The core's copy of an edge's catalogue, merged from its shipped sets and the core's own changes."""
+        folder = f"catalogues/{check_name(edge, 'edge id')}/"
+        return CatalogueHome(
+            edge,
+            Location(self.training_bucket, folder + CATALOGUE_FILE),
+            Location(self.training_bucket, folder + "changes/"),
+        )
 
     def edge_model_pointer(self, edge: str, model: str) -> Location:
         """The version the edge predictor should serve (``foundation.pointer.ModelPointer``)."""
         return Location(self.edge_bucket(edge), f"models/{check_name(model, 'model name')}/serving.json")
 
     # -- datasets ----------------------------------------------------------------------
+    def datasets_root(self) -> Location:
+        """Every dataset (where set uploads in progress live)."""
+        return Location(self.training_bucket, "datasets/")
+
     def datasets_prefix(self, dataset: str) -> Location:
         return Location(self.training_bucket, f"datasets/{check_name(dataset, 'dataset name')}/")
 

@@ -36,11 +36,26 @@ DLQ_PARTITION = "edgecore-dlq-partition"
 DLQ_OFFSET = "edgecore-dlq-offset"
 
 
-def ensure_topics(kafka: KafkaSettings, timeout_s: float = 30.0) -> list[str]:
-    """Create edgecore's topics (partitions and retention from settings); return the new ones."""
+def connection(kafka: KafkaSettings) -> dict[str, Any]:
+    """The options every kafka-python client takes: the brokers and, at an edge, TLS and its login."""
+    options: dict[str, Any] = {"bootstrap_servers": kafka.bootstrap_servers}
+    if kafka.security_protocol == "SASL_SSL":
+        options.update(
+            security_protocol="SASL_SSL",
+            sasl_mechanism="SCRAM-SHA-512",
+            sasl_plain_username=kafka.username,
+            sasl_plain_password=kafka.password.get_secret_value(),
+            ssl_cafile=str(kafka.ca_file) if kafka.ca_file else None,
+            ssl_check_hostname=True,
+        )
+    return options
+
+
+def ensure_topics(kafka: KafkaSettings, timeout_s: float = 30.0, extra: Iterable[str] = ()) -> list[str]:
+    """Create edgecore's topics and ``extra`` ones (partitions, retention from settings); return the new."""
     try:
         admin = KafkaAdminClient(
-            bootstrap_servers=kafka.bootstrap_servers,
+            **connection(kafka),
             client_id="edgecore-admin",
             request_timeout_ms=int(timeout_s * 1000),
         )
@@ -59,7 +74,7 @@ def ensure_topics(kafka: KafkaSettings, timeout_s: float = 30.0) -> list[str]:
                     "max.message.bytes": str(kafka.max_event_bytes + 65_536),
                 },
             )
-            for name in kafka.topics
+            for name in dict.fromkeys([*kafka.topics, *extra])
             if name not in existing
         ]
         if wanted:
@@ -80,7 +95,7 @@ class EventProducer:
         self.max_bytes = kafka.max_event_bytes
         try:
             self._producer = KafkaProducer(
-                bootstrap_servers=kafka.bootstrap_servers,
+                **connection(kafka),
                 acks="all",
                 retries=5,
                 linger_ms=5,
@@ -91,9 +106,14 @@ class EventProducer:
             raise ServiceUnavailable(f"Kafka at {kafka.bootstrap_servers}: {exc}") from exc
 
     def publish(self, topic: str, data: events.EventData, timeout_s: float = 30.0) -> None:
+        self.publish_all([topic], data, timeout_s)
+
+    def publish_all(self, topics: list[str], data: events.EventData, timeout_s: float = 30.0) -> None:
+        """One event (one id) on each of ``topics``: the core's topic and an edge's own."""
         message = events.to_message(data, self.source)
         value = message.value.encode() if isinstance(message.value, str) else message.value
-        self.send_raw(topic, value, message.key, list(message.headers.items()), timeout_s)
+        for topic in topics:
+            self.send_raw(topic, value, message.key, list(message.headers.items()), timeout_s)
 
     def send_raw(
         self,
@@ -140,7 +160,7 @@ class EventConsumer(Generic[T]):
         group_id: str,
         topics: Iterable[str],
         parser: Callable[[ConsumerRecord], T],
-        dead_letters: EventProducer,
+        dead_letters: EventProducer | None,
         retry_backoff_s: float = 1.0,
         join_timeout_s: float = 30.0,
         metadata_timeout_s: float = 30.0,
@@ -152,7 +172,7 @@ class EventConsumer(Generic[T]):
         self.retry_backoff_s = retry_backoff_s
         self.stats = ConsumerStats()
         options: dict[str, Any] = {
-            "bootstrap_servers": kafka.bootstrap_servers,
+            **connection(kafka),
             "group_id": group_id,
             "enable_auto_commit": False,
             "auto_offset_reset": "earliest",
@@ -230,14 +250,19 @@ class EventConsumer(Generic[T]):
         return self._consumer
 
     def dead_letter(self, record: ConsumerRecord, reason: str) -> None:
-        """Keep the original bytes and key, and say why and where they came from."""
+        """Keep the original bytes and key, and say why and where they came from.
+
+        An edge's consumer has no dead-letter topic (its Kafka user may only read its own
+        topic): a record it cannot use is logged and skipped.
+        """
         headers = [
             (DLQ_REASON, reason.encode()[:4096]),
             (DLQ_TOPIC, record.topic.encode()),
             (DLQ_PARTITION, str(record.partition).encode()),
             (DLQ_OFFSET, str(record.offset).encode()),
         ]
-        self.dead_letters.send_raw(self.kafka.topic_dead_letter, record.value or b"", record.key, headers)
+        if self.dead_letters is not None:
+            self.dead_letters.send_raw(self.kafka.topic_dead_letter, record.value or b"", record.key, headers)
         self.stats.dead_lettered += 1
         if len(self.stats.reasons) < 100:
             self.stats.reasons.append(reason)

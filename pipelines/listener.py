@@ -333,7 +333,8 @@ class Listener:
                     next_lag = time.time() + lag_every_s
         finally:
             consumer.close()
-            consumer.dead_letters.close()
+            if consumer.dead_letters is not None:
+                consumer.dead_letters.close()
 
 
 def _lag(consumer: EventConsumer[Any]) -> int:
@@ -357,7 +358,9 @@ def run_listener(
     listener = Listener(
         settings.kafka, settings.listener.coalesce_s, settings.buckets.training, launcher, ledger
     )
-    start_http_server(settings.listener.metrics_port, registry=listener.registry)
+    start_http_server(
+        settings.listener.metrics_port, addr=settings.listener.metrics_host, registry=listener.registry
+    )
     try:
         listener.run(stop, group_id)
     finally:

@@ -17,6 +17,7 @@ import asyncio
 import gc
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import uvloop
 from fastapi import FastAPI, Request
@@ -41,6 +42,7 @@ class ServerOptions:
     edge: str
     model_uri: str | None = None
     http_port: int = 8080
+    host: str = "127.0.0.1"
     capture: bool = True
     access_log: bool = False
 
@@ -96,16 +98,30 @@ def put_raw_route_in_front(
     app.build_middleware_stack = build  # type: ignore[method-assign]
 
 
+def bound_server(host: str, **options: Any) -> Any:
+    """KServe's ModelServer, listening on ``host``: its REST server binds 0.0.0.0 whatever it is told,
+    so the address is set on the uvicorn config it builds, just before that config is served."""
+    import kserve
+
+    class BoundModelServer(kserve.ModelServer):  # type: ignore[misc]
+        async def _serve(self) -> None:
+            if self._rest_server is not None:
+                self._rest_server.config.host = host
+            await super()._serve()
+
+    return BoundModelServer(**options)
+
+
 def serve(settings: Settings, options: ServerOptions) -> None:
     """Run the predictor until SIGTERM/SIGINT (one uvicorn worker, REST only)."""
-    import kserve
     from kserve.model_server import app
 
     predictor, repository, capture = build(settings, options)
     app.add_middleware(BodyLimit, max_bytes=settings.serving.max_request_bytes)
     app.add_exception_handler(RequestValidationError, _schema_error)
     put_raw_route_in_front(app, predictor, repository, settings.serving.max_request_bytes)
-    server = kserve.ModelServer(
+    server = bound_server(
+        options.host,
         http_port=options.http_port,
         workers=1,
         registered_models=repository,
@@ -142,13 +158,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--edge", required=True, help="Edge (store) id; the model is <edge>-products.")
     parser.add_argument("--model-uri", default=None, help="Version to serve when the edge has no pointer.")
     parser.add_argument("--http-port", type=int, default=8080)
+    parser.add_argument("--host", default=None, help="Address to listen on (default: EDGECORE_SERVER_HOST).")
     parser.add_argument("--no-capture", action="store_true", help="Do not save low-confidence images.")
     parser.add_argument("--access-log", action="store_true", help="Log every request (slower).")
     args, _ = parser.parse_known_args(argv)
+    settings = Settings()
     serve(
-        Settings(),
+        settings,
         ServerOptions(
             edge=args.edge,
+            host=args.host or settings.serving.server_host,
             model_uri=args.model_uri,
             http_port=args.http_port,
             capture=not args.no_capture,

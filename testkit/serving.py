@@ -30,7 +30,7 @@ import httpx
 import numpy as np
 from PIL import Image, ImageDraw
 
-from edgecore.demo.world import free_port
+from edgecore.stack.tools import free_port
 from foundation.catalogue import Catalogue, Product
 from foundation.layout import CATALOGUE_FILE, MANIFEST, Layout, Location, edge_model_name
 from foundation.manifest import Manifest, entries_for_dir

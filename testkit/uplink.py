@@ -15,13 +15,42 @@ import uvicorn
 from fastapi import FastAPI
 from PIL import Image
 
-from edgecore.demo.world import free_port as free_port  # the tests' one way to pick a port
+from edge_sync import frontdoor
+from edge_sync.uplink.receiver import Receiver
+from edgecore.stack.tools import free_port as free_port  # the tests' one way to pick a port
+from foundation.credentials import Credentials, write_tokens_file
+from foundation.messaging import EventProducer
+from foundation.settings import Settings
 
 
 @contextmanager
-def serving(app: FastAPI, port: int) -> Iterator[str]:
-    """Run ``app`` with uvicorn on 127.0.0.1:port in a thread; yields its base URL."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+def front_door(
+    settings: Settings, tokens: dict[str, str], producer: EventProducer | None = None
+) -> Iterator[tuple[Receiver, FastAPI]]:
+    """The core's front door app (sets and models) for edges holding ``tokens``, as the door builds it."""
+    write_tokens_file(settings.door_tokens_file, {edge: [token] for edge, token in tokens.items()})
+    credentials = Credentials("edge", path=settings.door_tokens_file)
+    receiver = frontdoor.build_receiver(settings, credentials, producer)
+    try:
+        yield receiver, frontdoor.create_app(receiver, frontdoor.build_model_door(settings, credentials))
+    finally:
+        receiver.close()
+
+
+def gateway_tokens(settings: Settings, edge: str, devices: dict[str, str], staff: dict[str, str]) -> None:
+    """Who may call the edge's gateway, written where its build function reads them."""
+    devices_file, staff_file = settings.gateway_tokens_files(edge)
+    write_tokens_file(devices_file, {who: [token] for who, token in devices.items()})
+    write_tokens_file(staff_file, {who: [token] for who, token in staff.items()})
+
+
+@contextmanager
+def serving(app: FastAPI, port: int, tls: Settings | None = None) -> Iterator[str]:
+    """Run ``app`` with uvicorn on 127.0.0.1:port in a thread (over TLS with ``tls``'s certificate, as the
+    front door runs); yields its base URL."""
+    options = frontdoor.tls_options(tls) if tls is not None else {}
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **options)  # type: ignore[arg-type]
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -30,7 +59,7 @@ def serving(app: FastAPI, port: int) -> Iterator[str]:
             raise RuntimeError(f"server on port {port} did not start")
         time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if tls is not None else 'http'}://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=20)
@@ -67,34 +96,19 @@ def special(name: str, kind: bytes, linkname: str = "") -> tuple[tarfile.TarInfo
 
 
 @contextmanager
-def damaging_proxy(target_port: int, skip: int = 2000) -> Iterator[int]:
-    """A TCP proxy to ``127.0.0.1:target_port`` that damages one upload, then relays faithfully.
-
-    On the first connection, one byte ``skip`` bytes after the first JPEG start-of-image
-    marker sent towards the target is flipped: a bit error inside an image's entropy-coded
-    data, which leaves the image decodable, so only its digest can tell.  Yields its port.
-    """
+def breaking_proxy(target_port: int, after: int = 20_000) -> Iterator[int]:
+    """A TCP proxy to ``127.0.0.1:target_port`` whose first connection breaks after ``after`` bytes
+    towards the target (a link that drops mid-transfer, TLS or not), then relays faithfully."""
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
-    damaged = threading.Event()
 
-    def pump(src: socket.socket, dst: socket.socket, damage: bool) -> None:
-        seen = b""
-        at: int | None = None
+    def pump(src: socket.socket, dst: socket.socket, limit: int | None) -> None:
         sent = 0
         try:
             while chunk := src.recv(65536):
-                if damage and not damaged.is_set():
-                    if at is None:
-                        marker = (seen[-2:] + chunk).find(b"\xff\xd8\xff")
-                        if marker >= 0:
-                            at = sent - len(seen[-2:]) + marker + skip
-                        seen = chunk
-                    if at is not None and sent <= at < sent + len(chunk):
-                        buf = bytearray(chunk)
-                        buf[at - sent] ^= 0x01
-                        chunk = bytes(buf)
-                        damaged.set()
+                if limit is not None and sent + len(chunk) > limit:
+                    dst.sendall(chunk[: limit - sent])
+                    break
                 sent += len(chunk)
                 dst.sendall(chunk)
         except OSError:
@@ -112,8 +126,10 @@ def damaging_proxy(target_port: int, skip: int = 2000) -> Iterator[int]:
             except OSError:
                 return
             upstream = socket.create_connection(("127.0.0.1", target_port))
-            threading.Thread(target=pump, args=(client, upstream, first), daemon=True).start()
-            threading.Thread(target=pump, args=(upstream, client, False), daemon=True).start()
+            threading.Thread(
+                target=pump, args=(client, upstream, after if first else None), daemon=True
+            ).start()
+            threading.Thread(target=pump, args=(upstream, client, None), daemon=True).start()
             first = False
 
     threading.Thread(target=accept, daemon=True).start()

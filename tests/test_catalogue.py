@@ -90,7 +90,7 @@ def test_an_upload_is_the_next_dataset_version_with_every_photo_in_its_manifest(
     prefix = iso_layout.dataset_prefix("boutique-photos", "v000001")
     for name, entry in stored.files.items():
         assert iso_store.head(type(prefix)(prefix.bucket, prefix.key + name)).sha256 == entry.sha256
-    catalogue = json.loads(iso_store.get_bytes(iso_layout.edge_catalogue(BOUTIQUE)))
+    catalogue = json.loads(iso_store.get_bytes(iso_layout.core_catalogue_home(BOUTIQUE).catalogue))
     assert catalogue["edge"] == BOUTIQUE
 
 

@@ -139,7 +139,7 @@ def _published(ctx: SyncContext, version: str) -> ModelPublished:
         model=model,
         version=version,
         registry_uri=f"s3://edgecore-models/models/{model}/{version}/",
-        edge_uris={EDGE: ctx.layout.edge_model_prefix(EDGE, model, version).uri},
+        edges=[EDGE],
         files={n: hashlib.sha256(d).hexdigest() for n, d in files.items()},
         labels=["APPLE-RED", "LIME-GREEN"],
     )

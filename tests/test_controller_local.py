@@ -260,11 +260,12 @@ def test_the_edge_decides_how_many_probes_a_new_version_may_miss(
 def sells_more(ctx: SyncContext, store: ObjectStore) -> Iterator[str]:
     """The edge's catalogue: the models' products and one more, which no version knows."""
     extra = Product(sku="OAT-MILK", name="Oat milk", price=Decimal("1.99"))
-    add_products(store, ctx.layout, EDGE, [*catalogue(EDGE).products, extra], "test")
+    home = ctx.layout.edge_catalogue_home(EDGE)
+    add_products(store, home, [*catalogue(EDGE).products, extra], "test")
     yield extra.sku
-    for obj in store.list(ctx.layout.catalogue_changes_prefix(EDGE)):
+    for obj in store.list(home.changes):
         store.delete(obj.location)
-    store.delete(ctx.layout.edge_catalogue(EDGE))
+    store.delete(home.catalogue)
 
 
 def test_a_version_that_does_not_know_a_product_the_edge_sells_is_refused(

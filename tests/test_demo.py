@@ -14,6 +14,8 @@ from edgecore.demo.rounds import RoundResult
 from edgecore.demo.supervisor import DemoFailed, Supervisor, http_ok
 from edgecore.demo.world import World
 from edgecore.stack import Stack
+from edgecore.stack.certificates import Pki
+from edgecore.stack.process import ManagedProcess
 from foundation.settings import Settings
 
 
@@ -39,12 +41,26 @@ def test_two_runs_share_no_bucket_topic_port_or_state(tmp_path: Path) -> None:
         "EDGECORE_STATE_DIR",
     ):
         assert a.env()[setting] != b.env()[setting]
+    site = a.sites["hypermarket"].plan
     ports = [
-        a.settings.uplink.receiver_port,
+        a.settings.door.port,
         a.settings.listener.metrics_port,
         *vars(a.edges["hypermarket"]).values(),
+        site.s3_port,
+        site.mqtt_port,
     ]
     assert len(set(ports)) == len(ports)
+
+
+def test_each_store_is_a_site_holding_none_of_the_core_s_storage_credentials(tmp_path: Path) -> None:
+    world = World.create(Settings(state_dir=tmp_path), ["hypermarket"], 0.0, 2.0)
+    site = world.sites["hypermarket"].environment()
+    core = world.env()
+
+    assert site["EDGECORE_S3_PORT"] != core["EDGECORE_S3_PORT"]
+    assert site["EDGECORE_S3_SECRET_KEY"] != core["EDGECORE_S3_SECRET_KEY"]
+    assert core["EDGECORE_S3_SECRET_KEY"] not in site.values()
+    assert site["EDGECORE_S3_SECRET_KEY"] not in core.values()
 
 
 def test_a_service_that_dies_at_start_up_fails_the_demo_with_its_log(tmp_path: Path) -> None:
@@ -54,15 +70,17 @@ def test_a_service_that_dies_at_start_up_fails_the_demo_with_its_log(tmp_path: P
     assert "nonsense" in str(failed.value) or "launcher" in str(failed.value)
 
 
+def _door(sup: Supervisor, world: World) -> ManagedProcess:
+    """The run's front door (over TLS with a CA of the test's own)."""
+    Pki(world.settings.ca_file.parent).ensure()
+    url = f"{world.settings.door.url}/healthz"
+    return sup.start("door", ["core", "door"], world.env(), http_ok(url, verify=str(world.settings.ca_file)))
+
+
 def test_services_are_watched_and_all_stopped_on_the_way_out(tmp_path: Path, stack: Stack) -> None:
     world = World.create(Settings(state_dir=tmp_path), ["shop"], 0.0, 2.0)
     with Supervisor(tmp_path / "run", os.environ, _executable()) as sup:
-        proc = sup.start(
-            "receiver",
-            ["edge", "receiver"],
-            world.env(),
-            http_ok(f"{world.settings.uplink.receiver_url}/healthz"),
-        )
+        proc = _door(sup, world)
         pid = proc.pid()
         assert pid is not None
         sup.check()
@@ -80,15 +98,10 @@ def test_a_stuck_stage_shows_where_each_service_waits_and_leaves_them_running(
 ) -> None:
     world = World.create(Settings(state_dir=tmp_path), ["shop"], 0.0, 2.0)
     with Supervisor(tmp_path / "run", os.environ, _executable()) as sup:
-        sup.start(
-            "receiver",
-            ["edge", "receiver"],
-            world.env(),
-            http_ok(f"{world.settings.uplink.receiver_url}/healthz"),
-        )
+        _door(sup, world)
         report = sup.tails()
         sup.check()
-    assert "--- receiver" in report
+    assert "--- door" in report
     assert "most recent call first" in report
 
 

@@ -28,7 +28,7 @@ def test_model_published_round_trips() -> None:
         model="boutique-products",
         version="v000002",
         registry_uri="s3://edgecore-models/models/boutique-products/v000002/",
-        edge_uris={"boutique": "s3://edgecore-edge-boutique/models/boutique-products/v000002/"},
+        edges=["boutique"],
         files={"model.tflite": "1" * 64},
         labels=["PERFUME-N5"],
         metrics={"accuracy": 0.97},
@@ -75,3 +75,15 @@ def test_malformed_records_raise_one_clear_error(raw: bytes, reason: str) -> Non
 def test_oversized_records_are_refused_before_parsing() -> None:
     with pytest.raises(InvalidInput, match="exceeds"):
         events.parse(b"{" + b" " * 2048 + b"}", max_bytes=1024)
+
+
+def _without(attribute: str) -> bytes:
+    message = json.loads(events.to_message(READY, "/t").value)
+    del message[attribute]
+    return json.dumps(message).encode()
+
+
+@pytest.mark.parametrize("attribute", ["id", "specversion", "source", "type", "time"])
+def test_an_envelope_missing_a_required_attribute_is_malformed_not_filled_in(attribute: str) -> None:
+    with pytest.raises(MalformedEvent, match=f"attribute.*{attribute}"):
+        events.parse(_without(attribute))

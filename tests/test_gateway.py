@@ -18,13 +18,17 @@ from edge_sync.uplink.gateway import create_app
 from edge_sync.uplink.outbox import Outbox
 from edge_sync.uplink.service import build_gateway
 from edgecore.stack import Stack
+from foundation.credentials import new_token
 from foundation.layout import Layout
 from foundation.settings import Settings
 from foundation.storage.store import ObjectStore
-from testkit.uplink import free_port, image_bytes, serving
+from testkit.uplink import free_port, gateway_tokens, image_bytes, serving
 
 EDGE = "store-a"
 SKU = "COLA-330"
+DEVICE, STAFF = new_token(), new_token()
+AS_DEVICE = {"Authorization": f"Bearer {DEVICE}"}
+AS_STAFF = {"Authorization": f"Bearer {STAFF}"}
 
 
 @dataclass
@@ -35,8 +39,16 @@ class Edge:
     layout: Layout
     outbox: Outbox
 
-    def post_image(self, data: bytes, sku: str = SKU, content_type: str = "image/jpeg") -> httpx.Response:
-        return httpx.post(f"{self.url}/v1/images/{sku}", content=data, headers={"Content-Type": content_type})
+    def post_image(
+        self, data: bytes, sku: str = SKU, content_type: str = "image/jpeg", token: str | None = DEVICE
+    ) -> httpx.Response:
+        headers = {"Content-Type": content_type}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        return httpx.post(f"{self.url}/v1/images/{sku}", content=data, headers=headers)
+
+    def staff(self, method: str, path: str, **kwargs: object) -> httpx.Response:
+        return httpx.request(method, f"{self.url}{path}", headers=AS_STAFF, **kwargs)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -47,6 +59,7 @@ def edge(stack: Stack, settings: Settings, store: ObjectStore, unique: str, tmp_
         uplink={"max_image_bytes": 60_000},
         images={"max_pixels": 1_000_000},
     )
+    gateway_tokens(cfg, EDGE, devices={"camera-1": DEVICE}, staff={"manager": STAFF})
     gateway = build_gateway(cfg, EDGE)
     outbox = gateway.outbox
     with serving(create_app(gateway), free_port()) as url:
@@ -79,14 +92,14 @@ def test_completing_a_sku_puts_its_new_images_in_one_outbox_set(edge: Edge) -> N
         edge.post_image(image_bytes(seed))
     edge.post_image(image_bytes(6), sku="CHIPS-200")
 
-    response = httpx.post(f"{edge.url}/v1/sets/{SKU}/complete")
-    again = httpx.post(f"{edge.url}/v1/sets/{SKU}/complete")
+    response = edge.staff("POST", f"/v1/sets/{SKU}/complete")
+    again = edge.staff("POST", f"/v1/sets/{SKU}/complete")
 
     assert response.status_code == 202 and response.json()["images"] == 3
     assert again.status_code == 409
     set_id = response.json()["set_id"]
     assert {i.sku for i in edge.outbox.items(set_id)} == {SKU}
-    pending = httpx.get(f"{edge.url}/v1/pending").json()
+    pending = edge.staff("GET", "/v1/pending").json()
     assert pending["not_in_a_set"] == {"CHIPS-200": 1}
     assert [s["set_id"] for s in pending["sets"]] == [set_id]
 
@@ -96,13 +109,13 @@ def test_a_labelled_capture_becomes_a_hard_example(edge: Edge) -> None:
     data = image_bytes(7)
     edge.store.put_bytes(capture, data, "image/jpeg")
 
-    response = httpx.post(
-        f"{edge.url}/v1/hard-examples", json={"day": "2026-11-23", "capture_id": "cap-1", "sku": SKU}
+    response = edge.staff(
+        "POST", "/v1/hard-examples", json={"day": "2026-11-23", "capture_id": "cap-1", "sku": SKU}
     )
 
     assert response.status_code == 201, response.text
     assert edge.store.get_bytes(edge.layout.hard_example(EDGE, SKU, "cap-1", "jpg")) == data
-    assert httpx.get(f"{edge.url}/v1/pending").json()["hard_examples"] == 1
+    assert edge.staff("GET", "/v1/pending").json()["hard_examples"] == 1
 
 
 def _png_declaring(width: int, height: int) -> bytes:
@@ -152,7 +165,7 @@ def test_a_bad_image_is_refused_with_its_status_and_nothing_is_stored(edge: Edge
     status, build = BAD_IMAGES[case]
     sku, body, content_type = build()
 
-    response = httpx.post(f"{edge.url}/v1/images/{sku}", content=body, headers={"Content-Type": content_type})
+    response = edge.post_image(body, sku, content_type)
 
     assert response.status_code == status, response.text
     assert response.json()["reason"]
@@ -183,7 +196,7 @@ def test_a_bad_hard_example_label_is_refused_with_its_status(edge: Edge, case: s
     status, content_type, body = BAD_LABELS[case]
 
     response = httpx.post(
-        f"{edge.url}/v1/hard-examples", content=body, headers={"Content-Type": content_type}
+        f"{edge.url}/v1/hard-examples", content=body, headers={"Content-Type": content_type, **AS_STAFF}
     )
 
     assert response.status_code == status, response.text
@@ -191,6 +204,24 @@ def test_a_bad_hard_example_label_is_refused_with_its_status(edge: Edge, case: s
 
 
 def test_completing_a_sku_with_no_images_is_a_conflict(edge: Edge) -> None:
-    response = httpx.post(f"{edge.url}/v1/sets/{SKU}/complete")
+    response = edge.staff("POST", f"/v1/sets/{SKU}/complete")
 
     assert response.status_code == 409 and "no new images" in response.json()["reason"]
+
+
+@pytest.mark.parametrize("token", [None, "an-unknown-token"], ids=["no token", "an unknown token"])
+def test_an_image_from_an_unknown_caller_is_refused_and_not_stored(edge: Edge, token: str | None) -> None:
+    response = edge.post_image(image_bytes(20), token=token)
+
+    assert response.status_code == 401
+    assert list(edge.store.list(edge.layout.incoming_prefix(EDGE))) == []
+
+
+def test_a_device_may_post_images_but_only_staff_complete_sets_and_read_what_is_pending(edge: Edge) -> None:
+    assert edge.post_image(image_bytes(21)).status_code == 201
+
+    as_device = httpx.post(f"{edge.url}/v1/sets/{SKU}/complete", headers=AS_DEVICE)
+    pending = httpx.get(f"{edge.url}/v1/pending", headers=AS_DEVICE)
+
+    assert (as_device.status_code, pending.status_code) == (403, 403)
+    assert edge.outbox.sets() == []

@@ -1,4 +1,8 @@
-"""The gateway's MQTT intake, with real devices (paho) on the stack's real Mosquitto and MinIO."""
+"""The gateway's MQTT intake, with real devices (paho) on a store site's own Mosquitto and MinIO.
+
+Nobody is anonymous at a store's broker: devices log in with their own name and token,
+publish under their own name only, and cannot take over the gateway's session.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,8 @@ import hashlib
 import json
 import queue
 import threading
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -18,31 +20,36 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edge_sync.uplink.gateway import Gateway
-from edge_sync.uplink.mqtt import MqttIntake, results_topic
+from edge_sync.uplink.mqtt import MqttIntake, gateway_user, results_topic
 from edge_sync.uplink.service import build_gateway
 from edgecore.stack import Stack
-from edgecore.stack.mosquitto import PACKET_HEADROOM
+from edgecore.stack.mosquitto import PACKET_HEADROOM, MosquittoInstall
+from edgecore.stack.settings import StackSettings
+from edgecore.stack.site import EdgeSite
 from foundation.layout import Layout
 from foundation.settings import Settings
 from foundation.storage.store import ObjectStore
 from testkit.uplink import image_bytes
 
 SKU = "COLA-330"
+DEVICE, OTHER_DEVICE = "kiosk-1", "kiosk-2"
 ANSWER_TIMEOUT_S = 20.0
 
 
 class Device:
-    """A kiosk speaking MQTT 5: publishes an image, waits for the gateway's answer."""
+    """A kiosk speaking MQTT 5 with its own login: publishes an image, waits for the gateway's answer."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, site: EdgeSite, name: str, token: str) -> None:
+        self.edge, self.name = site.edge, name
         self.replies: queue.Queue[dict[str, object]] = queue.Queue()
-        self.reply_topic = f"devices/{uuid.uuid4().hex}/replies"
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.reply_topic = f"{results_topic(site.edge, name, SKU).rsplit('/', 1)[0]}/replies"
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=name, protocol=mqtt.MQTTv5)
+        self.client.username_pw_set(name, token)
         self.client.on_message = lambda _c, _u, m: self.replies.put(json.loads(m.payload))
         self._acked: set[int] = set()
         self._subscribed = threading.Condition()
         self.client.on_subscribe = self._on_subscribe
-        self.client.connect(settings.uplink.mqtt_host, settings.uplink.mqtt_port)
+        self.client.connect(site.settings.uplink.mqtt_host, site.settings.uplink.mqtt_port)
         self.client.loop_start()
         self.subscribe(self.reply_topic)
 
@@ -56,6 +63,9 @@ class Device:
         _, mid = self.client.subscribe(topic, qos=1)
         with self._subscribed:
             assert self._subscribed.wait_for(lambda: mid in self._acked, ANSWER_TIMEOUT_S), topic
+
+    def topic(self, sku: str = SKU) -> str:
+        return f"edge/{self.edge}/images/{self.name}/{sku}"
 
     def publish(self, topic: str, payload: bytes, content_type: str | None = None) -> mqtt.MQTTMessageInfo:
         properties = Properties(PacketTypes.PUBLISH)
@@ -76,45 +86,85 @@ class Device:
 
 @dataclass
 class Store:
-    edge: str
-    settings: Settings
+    site: EdgeSite
     gateway: Gateway
     store: ObjectStore
     layout: Layout
+
+    @property
+    def edge(self) -> str:
+        return self.site.edge
+
+    @property
+    def settings(self) -> Settings:
+        return self.site.settings
 
     def images(self) -> list[str]:
         return [o.location.key for o in self.store.list(self.layout.incoming_prefix(self.edge))]
 
     def topic(self, sku: str = SKU) -> str:
-        return f"edge/{self.edge}/images/{sku}"
+        return f"edge/{self.edge}/images/{DEVICE}/{sku}"
+
+    def intake(self) -> MqttIntake:
+        return MqttIntake(
+            self.gateway,
+            self.settings.uplink.mqtt_host,
+            self.settings.uplink.mqtt_port,
+            self.site.plan.mqtt_password,
+        )
+
+
+@dataclass(frozen=True)
+class Site:
+    site: EdgeSite
+    device_token: str
+    other_token: str
+
+
+@pytest.fixture(scope="module")
+def running_site(
+    stack: Stack, settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Site]:
+    if MosquittoInstall(StackSettings()).binary() is None:
+        pytest.skip("no mosquitto on this machine (no system package and no apt-get to fetch one)")
+    core = settings.updated(state_dir=tmp_path_factory.mktemp("core"), uplink={"max_image_bytes": 60_000})
+    shop = EdgeSite(core, "mqtt-shop")
+    # before the broker starts: in its first password file
+    token, other = (
+        shop.issue_gateway_token("device", DEVICE),
+        shop.issue_gateway_token("device", OTHER_DEVICE),
+    )
+    shop.up()
+    yield Site(shop, token, other)
+    shop.down()
 
 
 @pytest.fixture
-def shop(
-    stack: Stack, settings: Settings, store: ObjectStore, unique: str, tmp_path: Path
-) -> Iterator[Store]:
-    if stack.mosquitto.binary() is None:
-        pytest.skip("no mosquitto on this machine (no system package and no apt-get to fetch one)")
-    cfg = settings.updated(
-        state_dir=tmp_path, buckets={"edge_prefix": f"t{unique}-"}, uplink={"max_image_bytes": 60_000}
-    )
-    edge = f"store-{unique}"
-    gateway = build_gateway(cfg, edge)
-    yield Store(edge, cfg, gateway, store, Layout(cfg.buckets))
+def site(running_site: Site) -> EdgeSite:
+    return running_site.site
+
+
+@pytest.fixture
+def shop(site: EdgeSite) -> Iterator[Store]:
+    gateway = build_gateway(site.settings, site.edge)
+    store = ObjectStore(site.settings.s3)
+    for obj in store.list(Layout(site.settings.buckets).incoming_prefix(site.edge)):
+        store.delete(obj.location)
+    yield Store(site, gateway, store, Layout(site.settings.buckets))
     gateway.outbox.close()
 
 
 @pytest.fixture
 def intake(shop: Store) -> Iterator[MqttIntake]:
-    running = MqttIntake(shop.gateway, shop.settings.uplink.mqtt_host, shop.settings.uplink.mqtt_port)
+    running = shop.intake()
     running.start()
     yield running
     running.stop()
 
 
 @pytest.fixture
-def device(shop: Store) -> Iterator[Device]:
-    kiosk = Device(shop.settings)
+def device(shop: Store, running_site: Site) -> Iterator[Device]:
+    kiosk = Device(shop.site, DEVICE, running_site.device_token)
     yield kiosk
     kiosk.close()
 
@@ -146,11 +196,12 @@ def test_the_same_image_published_twice_is_stored_once(
     assert len(shop.images()) == 1
 
 
-def test_a_device_without_a_response_topic_reads_its_answer_on_the_sku_s_results_topic(
-    shop: Store, intake: MqttIntake, device: Device
+def test_a_device_without_a_response_topic_reads_its_answer_on_its_results_topic(
+    shop: Store, intake: MqttIntake, device: Device, running_site: Site
 ) -> None:
-    device.subscribe(results_topic(shop.edge, SKU))
-    plain = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+    device.subscribe(results_topic(shop.edge, DEVICE, SKU))
+    plain = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{DEVICE}-v311", protocol=mqtt.MQTTv311)
+    plain.username_pw_set(DEVICE, running_site.device_token)
     plain.connect(shop.settings.uplink.mqtt_host, shop.settings.uplink.mqtt_port)
     plain.loop_start()
     try:
@@ -198,7 +249,7 @@ def test_a_bad_image_does_not_disturb_the_next_one(shop: Store, intake: MqttInta
 def test_images_published_while_the_gateway_is_down_are_stored_when_it_is_back(
     shop: Store, device: Device
 ) -> None:
-    first = MqttIntake(shop.gateway, shop.settings.uplink.mqtt_host, shop.settings.uplink.mqtt_port)
+    first = shop.intake()
     first.start()  # the broker now keeps a session for this gateway
     first.stop()
 
@@ -206,7 +257,7 @@ def test_images_published_while_the_gateway_is_down_are_stored_when_it_is_back(
         device.publish(shop.topic(), image_bytes(seed))
     assert shop.images() == []
 
-    again = MqttIntake(shop.gateway, shop.settings.uplink.mqtt_host, shop.settings.uplink.mqtt_port)
+    again = shop.intake()
     again.start()
     try:
         answers = [device.answer() for _ in range(3)]
@@ -217,11 +268,11 @@ def test_images_published_while_the_gateway_is_down_are_stored_when_it_is_back(
 
 
 def test_a_packet_over_the_broker_s_limit_never_reaches_the_intake(
-    shop: Store, settings: Settings, intake: MqttIntake, device: Device
+    shop: Store, intake: MqttIntake, device: Device, running_site: Site
 ) -> None:
-    big = Device(shop.settings)
+    big = Device(shop.site, DEVICE, running_site.device_token)
     try:
-        oversized = b"\xff\xd8\xff" + b"\0" * (settings.uplink.max_image_bytes + PACKET_HEADROOM)
+        oversized = b"\xff\xd8\xff" + b"\0" * (shop.settings.uplink.max_image_bytes + PACKET_HEADROOM)
         big.client.publish(shop.topic(), oversized, qos=1)
         device.publish(shop.topic(), image_bytes(13))
 
@@ -230,4 +281,50 @@ def test_a_packet_over_the_broker_s_limit_never_reaches_the_intake(
             big.replies.get(timeout=2)  # the broker dropped the packet: no answer, nothing stored
     finally:
         big.close()
+    assert len(shop.images()) == 1
+
+
+def _connect(site: EdgeSite, client_id: str, login: tuple[str, str] | None) -> mqtt.ReasonCode:
+    """The broker's answer to a CONNECT (its reason code), the client closed again."""
+    answered: queue.Queue[mqtt.ReasonCode] = queue.Queue()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    if login is not None:
+        client.username_pw_set(*login)
+    client.on_connect = lambda _c, _u, _f, reason, _p: answered.put(reason)
+    client.connect(site.settings.uplink.mqtt_host, site.settings.uplink.mqtt_port)
+    client.loop_start()
+    try:
+        return answered.get(timeout=ANSWER_TIMEOUT_S)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def test_an_anonymous_client_is_refused(site: EdgeSite) -> None:
+    assert _connect(site, "anonymous", None).is_failure
+
+
+def test_a_second_client_cannot_take_the_gateway_s_session(
+    shop: Store, intake: MqttIntake, device: Device, running_site: Site
+) -> None:
+    with_a_guess = _connect(
+        shop.site, gateway_user(shop.edge), (gateway_user(shop.edge), "a-guessed-password")
+    )
+    as_a_device = _connect(shop.site, gateway_user(shop.edge), (OTHER_DEVICE, running_site.other_token))
+    device.publish(shop.topic(), image_bytes(30))
+
+    assert with_a_guess.is_failure
+    assert not as_a_device.is_failure  # it got in, but under its own name (the broker's client id)
+    assert device.answer()["status"] == 201  # the gateway's session kept working
+
+
+def test_a_device_cannot_publish_under_another_device_s_name(
+    shop: Store, intake: MqttIntake, device: Device
+) -> None:
+    device.publish(f"edge/{shop.edge}/images/another-device/{SKU}", image_bytes(31))
+    device.publish(shop.topic(), image_bytes(32))
+
+    assert device.answer()["status"] == 201
+    with pytest.raises(queue.Empty):
+        device.answer()  # the broker dropped the other name's image: no answer, nothing stored
     assert len(shop.images()) == 1

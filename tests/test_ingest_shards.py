@@ -19,9 +19,8 @@ from edge_sync.uplink.archive import (
     padding,
     set_digest,
 )
-from edge_sync.uplink.receiver import create_app
-from edge_sync.uplink.service import build_receiver
 from edgecore.synthetic.upload import upload_folder
+from foundation.credentials import new_token
 from foundation.errors import IntegrityError
 from foundation.layout import Layout
 from foundation.manifest import Manifest
@@ -29,10 +28,10 @@ from foundation.messaging import EventProducer, ensure_topics
 from foundation.settings import Settings
 from foundation.storage.store import ObjectStore
 from testkit.training import tiny_store
-from testkit.uplink import free_port, serving
+from testkit.uplink import free_port, front_door, serving
 
 EDGE = "boutique"
-TOKEN = "token-of-the-boutique-0123456789"
+TOKEN = new_token()
 
 
 @pytest.fixture
@@ -41,14 +40,14 @@ def photos(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def receiver_url(isolated: Settings, iso_store: ObjectStore, unique: str) -> Iterator[str]:
-    cfg = isolated.updated(kafka={"topic_training_data_ready": f"t-tdr-{unique}"})
+def receiver_url(isolated: Settings, iso_store: ObjectStore, unique: str, tmp_path: Path) -> Iterator[str]:
+    cfg = isolated.updated(
+        state_dir=tmp_path / "core", kafka={"topic_training_data_ready": f"t-tdr-{unique}"}
+    )
     ensure_topics(cfg.kafka)
     producer = EventProducer(cfg.kafka, "edgecore/test-receiver")
-    receiver = build_receiver(cfg, {EDGE: TOKEN}, producer)
-    with serving(create_app(receiver), free_port()) as url:
+    with front_door(cfg, {EDGE: TOKEN}, producer) as (_, app), serving(app, free_port()) as url:
         yield url
-    receiver.close()
     producer.close()
 
 

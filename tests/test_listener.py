@@ -20,10 +20,10 @@ from kafka import KafkaConsumer, KafkaProducer
 from pydantic import SecretStr
 
 from edge_sync.uplink.gateway import create_app as gateway_app
-from edge_sync.uplink.receiver import create_app as receiver_app
-from edge_sync.uplink.service import build_gateway, build_receiver, build_shipper
+from edge_sync.uplink.service import build_gateway, build_shipper
 from edgecore.stack import Stack, enable_notifications
 from foundation import events
+from foundation.credentials import new_token
 from foundation.layout import Layout
 from foundation.messaging import DLQ_REASON, EventProducer, ensure_topics
 from foundation.settings import Settings
@@ -32,9 +32,9 @@ from pipelines.launchers import DryRunLauncher
 from pipelines.listener import Ledger, Listener
 from testkit.conditions import wait_for
 from testkit.kafka import committed, end_offset
-from testkit.uplink import free_port, image_bytes, serving
+from testkit.uplink import free_port, front_door, gateway_tokens, image_bytes, serving
 
-TOKEN = "token-of-the-edge-0123456789"
+TOKEN, DEVICE, STAFF = new_token(), new_token(), new_token()
 
 
 @dataclass
@@ -102,36 +102,40 @@ def ready(cfg: Settings, edge: str, version: str = "v000001") -> events.Training
 
 
 def test_a_device_image_becomes_a_training_run_with_the_right_parameters(
-    lsettings: Settings, store: ObjectStore, unique: str, tmp_path: Path
+    lsettings: Settings, settings: Settings, store: ObjectStore, unique: str, tmp_path: Path
 ) -> None:
+    """Device → gateway → shipper → the core's front door over TLS → dataset → event → listener."""
     edge = f"e2e-{unique}"
-    receiver_port = free_port()
-    edge_cfg = lsettings.updated(
-        buckets={"edge_prefix": f"t{unique}-"},
-        uplink={"receiver_url": f"http://127.0.0.1:{receiver_port}", "edge_token": SecretStr(TOKEN)},
+    door_port = free_port()
+    core = lsettings.updated(
+        tls={"ca_file": settings.ca_file, "cert_file": settings.cert_file, "key_file": settings.key_file}
     )
+    edge_cfg = lsettings.updated(
+        state_dir=tmp_path / "edge",
+        buckets={"edge_prefix": f"t{unique}-"},
+        door={"url": f"https://127.0.0.1:{door_port}", "token": SecretStr(TOKEN)},
+        tls={"ca_file": settings.ca_file},
+    )
+    gateway_tokens(edge_cfg, edge, devices={"camera-1": DEVICE}, staff={"manager": STAFF})
     producer = EventProducer(lsettings.kafka, "edgecore/test-receiver")
-    receiver = build_receiver(lsettings, {edge: TOKEN}, producer)
     gateway = build_gateway(edge_cfg, edge)
-    outbox = gateway.outbox
-    shipper = build_shipper(edge_cfg, edge, outbox)
+    shipper = build_shipper(edge_cfg, edge, gateway.outbox)
     images = [image_bytes(seed) for seed in (1, 2, 3)]
     with (
         serving(gateway_app(gateway), free_port()) as gw,
-        serving(receiver_app(receiver), receiver_port),
+        front_door(core, {edge: TOKEN}, producer) as (_, door),
+        serving(door, door_port, tls=core),
         listening(lsettings, unique, tmp_path) as running,
     ):
         for data in images:
-            posted = httpx.post(
-                f"{gw}/v1/images/COLA-330", content=data, headers={"Content-Type": "image/jpeg"}
-            )
-            assert posted.status_code == 201
-        assert httpx.post(f"{gw}/v1/sets/COLA-330/complete").status_code == 202
+            headers = {"Content-Type": "image/jpeg", "Authorization": f"Bearer {DEVICE}"}
+            assert httpx.post(f"{gw}/v1/images/COLA-330", content=data, headers=headers).status_code == 201
+        staff = {"Authorization": f"Bearer {STAFF}"}
+        assert httpx.post(f"{gw}/v1/sets/COLA-330/complete", headers=staff).status_code == 202
         assert [r.outcome for r in shipper.ship_due()] == ["shipped"]
 
         requests = wait_for(running.launcher.requests, 60, what="a launched run")
 
-    receiver.close()
     producer.close()
     assert len(requests) == 1
     assert requests[0]["arguments"] == {"edges": [edge], "datasets": [f"{edge}@..v000001"]}

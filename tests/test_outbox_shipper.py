@@ -21,10 +21,10 @@ from pydantic import SecretStr
 
 from edge_sync.uplink.gateway import Gateway
 from edge_sync.uplink.outbox import PENDING, REJECTED, SHIPPED, Outbox
-from edge_sync.uplink.receiver import create_app as receiver_app
-from edge_sync.uplink.service import build_gateway, build_receiver, build_shipper
+from edge_sync.uplink.service import build_gateway, build_shipper
 from edge_sync.uplink.shipper import Shipper
 from edgecore.stack import Stack
+from foundation.credentials import new_token
 from foundation.layout import Layout, Location
 from foundation.manifest import Manifest
 from foundation.messaging import EventProducer, ensure_topics
@@ -32,10 +32,13 @@ from foundation.settings import Settings
 from foundation.storage.store import ObjectStore
 from testkit.conditions import wait_for
 from testkit.delivery import corrupt_in_place
-from testkit.uplink import damaging_proxy, free_port, image_bytes, serving
+from testkit.uplink import breaking_proxy, free_port, front_door, gateway_tokens, image_bytes, serving
 
 EDGE = "store-a"
-TOKEN = "token-of-store-a-0123456789"
+TOKEN = new_token()
+DEVICE, STAFF = new_token(), new_token()
+AS_DEVICE = {"Authorization": f"Bearer {DEVICE}"}
+AS_STAFF = {"Authorization": f"Bearer {STAFF}"}
 
 
 @dataclass
@@ -46,21 +49,24 @@ class Loop:
     receiver_port: int
 
     @contextmanager
-    def core(self) -> Iterator[str]:
+    def core(self, **limits: int) -> Iterator[str]:
+        """The core's front door (with ``limits`` on what a set may hold), for as long as the block runs."""
         producer = EventProducer(self.core_settings.kafka, "edgecore/test-receiver")
-        receiver = build_receiver(self.core_settings, {EDGE: TOKEN}, producer)
+        settings = self.core_settings.updated(uplink=limits) if limits else self.core_settings
         try:
-            with serving(receiver_app(receiver), self.receiver_port) as url:
+            with (
+                front_door(settings, {EDGE: TOKEN}, producer) as (_, app),
+                serving(app, self.receiver_port, tls=settings) as url,
+            ):
                 yield url
         finally:
-            receiver.close()
             producer.close()
 
     def gateway(self, token: str = TOKEN) -> tuple[Gateway, Shipper, Outbox]:
         """The edge's gateway, and its shipper presenting ``token`` to the core."""
         gateway = build_gateway(self.edge_settings, EDGE)
         outbox = gateway.outbox
-        shipping = self.edge_settings.updated(uplink={"edge_token": SecretStr(token)})
+        shipping = self.edge_settings.updated(door={"token": SecretStr(token)})
         shipper = build_shipper(shipping, EDGE, outbox, backoff_base_s=0.05)
         return gateway, shipper, outbox
 
@@ -80,20 +86,22 @@ class Loop:
 @pytest.fixture
 def loop(stack: Stack, settings: Settings, store: ObjectStore, unique: str, tmp_path: Path) -> Loop:
     port = free_port()
+    pki = {"ca_file": settings.ca_file, "cert_file": settings.cert_file, "key_file": settings.key_file}
     core = settings.updated(
+        state_dir=tmp_path / "core-state",
         buckets={"training": f"test-train-{unique}"},
         kafka={"topic_training_data_ready": f"test-tdr-{unique}"},
+        tls=pki,
     )
     ensure_topics(core.kafka)
     edge = settings.updated(
         state_dir=tmp_path / "edge-state",
         buckets={"edge_prefix": f"t{unique}-"},
-        uplink={
-            "receiver_url": f"http://127.0.0.1:{port}",
-            "edge_token": SecretStr(TOKEN),
-            "shipper_backoff_max_s": 0.5,
-        },
+        uplink={"shipper_backoff_max_s": 0.5},
+        door={"url": f"https://127.0.0.1:{port}", "token": SecretStr(TOKEN)},
+        tls={"ca_file": settings.ca_file},
     )
+    gateway_tokens(edge, EDGE, devices={"camera-1": DEVICE}, staff={"manager": STAFF})
     return Loop(edge, core, store, port)
 
 
@@ -185,16 +193,47 @@ def test_labelled_hard_examples_ship_with_the_next_set(loop: Loop) -> None:
 
 
 def test_a_set_the_core_refuses_is_kept_with_the_reason_and_its_images(loop: Loop) -> None:
-    gateway, shipper, outbox = loop.gateway(token="not-the-token-000000000")
-    accepted = _accept(gateway, "COLA-330", [40])
+    gateway, shipper, outbox = loop.gateway()
+    accepted = _accept(gateway, "COLA-330", [40, 41])
     set_id, _ = gateway.complete("COLA-330")
 
+    with loop.core(max_set_members=1):
+        result = shipper.ship_due()
+
+    assert result[0].outcome == "rejected" and "413" in (result[0].reason or "")
+    assert _status(outbox, set_id) == REJECTED
+    assert _stored(loop) == accepted
+
+
+def test_a_rejected_set_requeued_by_an_operator_ships(loop: Loop) -> None:
+    gateway, shipper, outbox = loop.gateway()
+    accepted = _accept(gateway, "COLA-330", [42, 43])
+    set_id, _ = gateway.complete("COLA-330")
+    with loop.core(max_set_members=1):
+        shipper.ship_due()
+
+    assert outbox.requeue() == [set_id]
     with loop.core():
         result = shipper.ship_due()
 
-    assert result[0].outcome == "rejected" and "401" in (result[0].reason or "")
-    assert _status(outbox, set_id) == REJECTED
-    assert _stored(loop) == accepted
+    assert result[0].outcome == "shipped" and _status(outbox, set_id) == SHIPPED
+    assert set(loop.dataset_images("v000001")) == accepted
+
+
+def test_a_wrong_token_holds_the_set_back_and_it_ships_once_the_token_is_fixed(loop: Loop) -> None:
+    gateway, _, outbox = loop.gateway()
+    wrong = loop.gateway(token=new_token())[1]
+    accepted = _accept(gateway, "COLA-330", [44])
+    set_id, _ = gateway.complete("COLA-330")
+
+    with loop.core():
+        refused = wrong.ship(outbox.sets()[0])
+        right = loop.gateway()[1]
+        shipped = right.ship(outbox.sets()[0])
+
+    assert refused.outcome == "retry" and "401" in (refused.reason or "")
+    assert shipped.outcome == "shipped" and _status(outbox, set_id) == SHIPPED
+    assert set(loop.dataset_images("v000001")) == accepted
 
 
 def test_an_image_changed_on_the_edge_with_no_spooled_copy_keeps_the_set_aside_naming_it(loop: Loop) -> None:
@@ -224,6 +263,7 @@ def test_a_damaged_spooled_copy_is_dropped_and_the_buckets_copy_shipped(loop: Lo
 
     with loop.core():
         first = shipper.ship_due()
+        print("FIRST", first, outbox.sets())
         second = wait_for(shipper.ship_due, 10, what="the retry to fall due")
 
     assert first[0].outcome == "retry" and "spooled copies" in (first[0].reason or "")
@@ -246,12 +286,12 @@ def test_the_spooled_copies_of_a_shipped_set_are_removed_and_the_bucket_keeps_it
 
 
 def test_the_spooled_copies_of_a_rejected_set_are_removed_and_the_bucket_keeps_its_images(loop: Loop) -> None:
-    gateway, shipper, outbox = loop.gateway(token="not-the-token-000000000")
-    accepted = _accept(gateway, "COLA-330", [67])
+    gateway, shipper, outbox = loop.gateway()
+    accepted = _accept(gateway, "COLA-330", [67, 68])
     set_id, _ = gateway.complete("COLA-330")
     spooled = [outbox.spool.path(item.key) for item in outbox.items(set_id)]
 
-    with loop.core():
+    with loop.core(max_set_members=1):
         result = shipper.ship_due()
 
     assert result[0].outcome == "rejected"
@@ -270,18 +310,18 @@ def _flip_middle_byte(data: bytes) -> bytes:
     return data[:middle] + bytes([data[middle] ^ 0x01]) + data[middle + 1 :]
 
 
-def test_a_set_damaged_on_the_way_is_sent_again_and_arrives_intact(loop: Loop) -> None:
+def test_a_transfer_broken_off_on_the_way_is_sent_again_and_arrives_intact(loop: Loop) -> None:
     gateway, _, outbox = loop.gateway()
     accepted = _accept(gateway, "COLA-330", [70, 71, 72])
     set_id, _ = gateway.complete("COLA-330")
 
-    with loop.core(), damaging_proxy(loop.receiver_port) as port:
-        via_proxy = loop.edge_settings.updated(uplink={"receiver_url": f"http://127.0.0.1:{port}"})
+    with loop.core(), breaking_proxy(loop.receiver_port, after=3000) as port:
+        via_proxy = loop.edge_settings.updated(door={"url": f"https://127.0.0.1:{port}"})
         shipper = build_shipper(via_proxy, EDGE, outbox, backoff_base_s=0.01)
         first = shipper.ship_due()
         second = wait_for(shipper.ship_due, 10, what="the retry to fall due")
 
-    assert first[0].outcome == "retry" and "damaged in transit" in (first[0].reason or "")
+    assert first[0].outcome == "retry"
     assert second[0].outcome == "shipped" and _status(outbox, set_id) == SHIPPED
     assert loop.dataset_images("v000001") == {sha: "COLA-330" for sha in accepted}
 
@@ -289,15 +329,7 @@ def test_a_set_damaged_on_the_way_is_sent_again_and_arrives_intact(loop: Loop) -
 def test_a_restarted_gateway_ships_its_outbox(loop: Loop, tmp_path: Path) -> None:
     port = free_port()
     cfg = loop.edge_settings
-    env = {
-        **os.environ,
-        "EDGECORE_EDGE_BUCKET_PREFIX": cfg.buckets.edge_prefix,
-        "EDGECORE_STATE_DIR": str(cfg.state_dir),
-        "EDGECORE_GATEWAY_PORT": str(port),
-        "EDGECORE_RECEIVER_URL": cfg.uplink.receiver_url,
-        "EDGECORE_EDGE_TOKEN": TOKEN,
-        "EDGECORE_SHIPPER_BACKOFF_MAX_S": "0.5",
-    }
+    env = {**os.environ, **cfg.updated(uplink={"gateway_port": port}).environment()}
     command = [str(Path(sys.executable).parent / "edgecore"), "edge", "gateway", "--edge", EDGE]
     url = f"http://127.0.0.1:{port}"
 
@@ -315,7 +347,7 @@ def test_a_restarted_gateway_ships_its_outbox(loop: Loop, tmp_path: Path) -> Non
     try:
         accepted = _post_and_complete(url)
         wait_for(
-            lambda: httpx.get(f"{url}/v1/pending").json()["sets"][0]["attempts"] >= 1,
+            lambda: httpx.get(f"{url}/v1/pending", headers=AS_STAFF).json()["sets"][0]["attempts"] >= 1,
             30,
             what="a failed attempt while the core is down",
         )
@@ -327,7 +359,11 @@ def test_a_restarted_gateway_ships_its_outbox(loop: Loop, tmp_path: Path) -> Non
         gateway = start()
         try:
             wait_for(lambda: loop.versions() == ["v000001"], 60, what="the outbox shipped after the restart")
-            wait_for(lambda: httpx.get(f"{url}/v1/pending").json()["sets"] == [], 30, what="outbox drained")
+            wait_for(
+                lambda: httpx.get(f"{url}/v1/pending", headers=AS_STAFF).json()["sets"] == [],
+                30,
+                what="outbox drained",
+            )
         finally:
             gateway.send_signal(signal.SIGTERM)
             try:
@@ -342,14 +378,10 @@ def _post_and_complete(url: str) -> set[str]:
     accepted = set()
     for seed in (50, 51, 52):
         data = image_bytes(seed)
-        assert (
-            httpx.post(
-                f"{url}/v1/images/COLA-330", content=data, headers={"Content-Type": "image/jpeg"}
-            ).status_code
-            == 201
-        )
+        headers = {"Content-Type": "image/jpeg", **AS_DEVICE}
+        assert httpx.post(f"{url}/v1/images/COLA-330", content=data, headers=headers).status_code == 201
         accepted.add(hashlib.sha256(data).hexdigest())
-    assert httpx.post(f"{url}/v1/sets/COLA-330/complete").status_code == 202
+    assert httpx.post(f"{url}/v1/sets/COLA-330/complete", headers=AS_STAFF).status_code == 202
     return accepted
 
 

@@ -21,20 +21,19 @@ from edge_sync.uplink.archive import (
     padding,
     set_digest,
 )
-from edge_sync.uplink.receiver import create_app
-from edge_sync.uplink.service import build_receiver
 from edgecore.stack import Stack
 from foundation import events
+from foundation.credentials import new_token
 from foundation.layout import Layout, Location
 from foundation.manifest import Manifest
 from foundation.messaging import EventProducer, ensure_topics
 from foundation.settings import Settings
 from foundation.storage.store import ObjectStore
-from testkit.uplink import free_port, image_bytes, regular, serving, special, tar_bytes
+from testkit.uplink import free_port, front_door, image_bytes, regular, serving, special, tar_bytes
 
 EDGE = "store-a"
 OTHER = "store-b"
-TOKENS = {EDGE: "token-of-store-a-0123456789", OTHER: "token-of-store-b-0123456789"}
+TOKENS = {EDGE: new_token(), OTHER: new_token()}
 
 
 @dataclass
@@ -67,18 +66,17 @@ class Core:
 
 
 @pytest.fixture
-def core(stack: Stack, settings: Settings, store: ObjectStore, unique: str) -> Iterator[Core]:
+def core(stack: Stack, settings: Settings, store: ObjectStore, unique: str, tmp_path: Path) -> Iterator[Core]:
     cfg = settings.updated(
+        state_dir=tmp_path / "core",
         buckets={"training": f"test-train-{unique}"},
         kafka={"topic_training_data_ready": f"test-tdr-{unique}"},
-        uplink={"edge_tokens": {}, "max_set_members": 5, "max_member_bytes": 20_000, "max_set_bytes": 60_000},
+        uplink={"max_set_members": 5, "max_member_bytes": 20_000, "max_set_bytes": 60_000},
     )
     ensure_topics(cfg.kafka)
     producer = EventProducer(cfg.kafka, "edgecore/test-receiver")
-    receiver = build_receiver(cfg, dict(TOKENS), producer)
-    with serving(create_app(receiver), free_port()) as url:
+    with front_door(cfg, TOKENS, producer) as (_, app), serving(app, free_port()) as url:
         yield Core(cfg, url, store, Layout(cfg.buckets))
-    receiver.close()
     producer.close()
 
 
@@ -115,7 +113,9 @@ def test_a_set_becomes_a_new_dataset_version_with_its_manifest_and_event(core: C
     with tarfile.open(tmp_path / "shard.tar") as tar:
         assert sorted(tar.getnames()) == sorted(manifest.files)
     stored = core.keys()
-    assert [k.rsplit("/", 1)[1] for k in stored] == ["manifest.json", shard.key.rsplit("/", 1)[1]]
+    assert sorted(k.rsplit("/", 1)[1] for k in stored) == sorted(
+        ["manifest.json", shard.key.rsplit("/", 1)[1]]
+    )
     consumer = KafkaConsumer(
         core.settings.kafka.topic_training_data_ready,
         bootstrap_servers=core.settings.kafka.bootstrap_servers,

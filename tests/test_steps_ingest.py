@@ -40,9 +40,10 @@ def test_the_snapshot_holds_every_image_of_the_catalogue_verified_with_its_manif
 def test_only_skus_the_edge_still_sells_are_kept(
     tmp_path: Path, iso_store: ObjectStore, iso_layout: Layout, uploaded: Manifest
 ) -> None:
-    full = Catalogue.from_bytes(iso_store.get_bytes(iso_layout.edge_catalogue(EDGE)))
+    home = iso_layout.core_catalogue_home(EDGE)
+    full = Catalogue.from_bytes(iso_store.get_bytes(home.catalogue))
     smaller = full.model_copy(update={"products": full.products[:2]})
-    iso_store.put_bytes(iso_layout.edge_catalogue(EDGE), smaller.to_bytes())
+    iso_store.put_bytes(home.catalogue, smaller.to_bytes())
     snapshot = ingest(iso_store, iso_layout, EDGE, ["shop"], tmp_path / "snap")
     assert snapshot.labels == smaller.skus
     assert {name.split("/")[1] for name in snapshot.files if name.startswith("images/")} == set(smaller.skus)

@@ -16,7 +16,7 @@ from edgecore.synthetic.products import demo_catalogue
 from foundation import events
 from foundation.errors import IntegrityError
 from foundation.events import ModelPublished
-from foundation.layout import MANIFEST, Layout, Location
+from foundation.layout import MANIFEST, Layout
 from foundation.manifest import Manifest
 from foundation.messaging import EventProducer, ensure_topics
 from foundation.settings import Settings
@@ -42,7 +42,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_a_published_version_is_in_the_registry_and_the_edge_bucket_and_announced_on_kafka(
+def test_a_published_version_is_in_the_registry_and_announced_on_kafka_and_nothing_is_written_at_the_edge(
     exported: Path, isolated: Settings, iso_store: ObjectStore, iso_layout: Layout, unique: str
 ) -> None:
     ensure_topics(isolated.kafka)
@@ -61,14 +61,11 @@ def test_a_published_version_is_in_the_registry_and_the_edge_bucket_and_announce
     registry = Manifest.from_bytes(
         iso_store.get_bytes(iso_layout.model_manifest(MODEL, "v000001")), "registry"
     )
-    edge_prefix = iso_layout.edge_model_prefix(EDGE, MODEL, "v000001")
-    delivered = Manifest.from_bytes(
-        iso_store.get_bytes(Location(edge_prefix.bucket, edge_prefix.key + MANIFEST)), "edge"
-    )
-    assert registry == delivered and registry.version == "v000001" and registry.metrics["accuracy"] == 0.97
+    assert registry.version == "v000001" and registry.metrics["accuracy"] == 0.97
     for name, entry in registry.files.items():
-        assert iso_store.head(Location(edge_prefix.bucket, edge_prefix.key + name)).sha256 == entry.sha256
-    assert event.edge_uris == {EDGE: edge_prefix.uri}
+        assert iso_store.head(iso_layout.model_prefix(MODEL, "v000001").child(name)).sha256 == entry.sha256
+    assert not iso_store.exists(iso_layout.edge_model_prefix(EDGE, MODEL, "v000001").child(MANIFEST))
+    assert event.edges == [EDGE]
     assert event.files == {name: entry.sha256 for name, entry in registry.files.items()}
     consumer = KafkaConsumer(
         isolated.kafka.topic_model_published,

@@ -105,7 +105,7 @@ def _sync(spec: EdgeSpec, target: Target, ctx: SyncContext, candidate: StoredVer
         return Outcome(
             edge, "skipped-rejected", candidate.version, serving, "rolled back before; not retried"
         )
-    catalogue = read_catalogue(ctx.reads, ctx.layout, edge)
+    catalogue = read_catalogue(ctx.reads, ctx.layout.edge_catalogue_home(edge))
     unknown = sorted(set(catalogue.skus) - set(candidate.manifest.labels)) if catalogue else []
     if unknown:
         why = f"{candidate.version} does not know {unknown}, which edge {edge} sells"
@@ -147,18 +147,14 @@ def _sync(spec: EdgeSpec, target: Target, ctx: SyncContext, candidate: StoredVer
 def on_model_published(
     event: ModelPublished, spec: EdgeSpec, target: Target, ctx: SyncContext
 ) -> Outcome | None:
-    """A ``model-published`` event is a trigger, not an order: the bucket decides what is newest.
+    """A ``model-published`` event is a trigger, not an order: the edge bucket decides what is newest
+    (the fleet pulls from the front door first).
 
     Events for other models or edges are ignored (None).  The event's file digests must
     agree with the delivered manifest, otherwise the version is refused.
     """
-    if event.model != spec.model_name or spec.edge not in event.edge_uris:
+    if event.model != spec.model_name or spec.edge not in event.edges:
         return None
-    expected = ctx.layout.edge_model_prefix(spec.edge, spec.model_name, event.version).uri
-    if event.edge_uris[spec.edge].rstrip("/") != expected.rstrip("/"):
-        log.warning(
-            "edge %s: event names %s, the layout says %s", spec.edge, event.edge_uris[spec.edge], expected
-        )
     try:
         candidate = _newest(spec, ctx)
     except IntegrityError as exc:

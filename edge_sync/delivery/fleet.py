@@ -25,7 +25,8 @@ from edge_sync.delivery.controller import (
     status,
 )
 from edge_sync.delivery.edges import EdgeSpec
-from edge_sync.delivery.sources import consume_model_published, consumer_group, poll_bucket
+from edge_sync.delivery.pull import Puller
+from edge_sync.delivery.sources import consume_model_published, consumer_group, long_poll, poll_bucket
 from edge_sync.delivery.targets import Target
 from foundation.errors import EdgecoreError
 from foundation.events import ModelPublished
@@ -62,10 +63,13 @@ class ControllerFleet:
         targets: dict[str, Target],
         ctx: SyncContext,
         on_outcome: Callable[[Outcome], None] | None = None,
+        pullers: dict[str, Puller] | None = None,
     ) -> None:
+        """``pullers``: at an edge site, how each edge pulls its model through the front door first."""
         self.delivery = delivery
         self.kafka = kafka
         self.ctx = ctx
+        self.pullers = pullers or {}
         self.metrics = ctx.metrics
         self._slots = {s.edge: _Slot(s, targets[s.edge]) for s in specs}
         self._by_model: dict[str, list[_Slot]] = {}
@@ -79,7 +83,7 @@ class ControllerFleet:
     # -- triggers ----------------------------------------------------------------------
     def on_event(self, event: ModelPublished) -> None:
         for slot in self._by_model.get(event.model, []):
-            if slot.spec.edge in event.edge_uris:
+            if slot.spec.edge in event.edges:
                 self._schedule(slot, event)
 
     def idle(self) -> bool:
@@ -140,7 +144,29 @@ class ControllerFleet:
             if not self._closed.is_set():
                 self._schedule(slot, None)
 
+    def _topics(self) -> list[str]:
+        """An edge reads its own topic (its Kafka login may read nothing else); the core, the shared one."""
+        if self.kafka.security_protocol == "SASL_SSL":
+            return [self.kafka.edge_topic(edge) for edge in self._slots]
+        return [self.kafka.topic_model_published]
+
+    def _on_pulled(self, edge: str) -> Callable[[], None]:
+        return lambda: self._schedule(self._slots[edge], None)
+
+    def _pull(self, slot: _Slot) -> None:
+        """Bring the newest version into the edge bucket; without the core, reconcile what is there."""
+        puller = self.pullers.get(slot.spec.edge)
+        if puller is None:
+            return
+        try:
+            puller.pull(slot.spec.model_name)
+        except EdgecoreError as exc:
+            reason = "unavailable" if exc.retryable else "pull"
+            self.metrics.failures.labels(slot.spec.edge, reason).inc()
+            log.error("edge %s: pulling from the front door failed: %s", slot.spec.edge, exc)
+
     def _reconcile(self, slot: _Slot, event: ModelPublished | None) -> Outcome:
+        self._pull(slot)
         try:
             if event is not None:
                 outcome = on_model_published(event, slot.spec, slot.target, self.ctx)
@@ -163,11 +189,12 @@ class ControllerFleet:
 
     # -- running -----------------------------------------------------------------------
     def run(self, stop: threading.Event, group_id: str = "fleet", kafka_retry_s: float = 5.0) -> None:
-        """Consume events and poll the buckets until ``stop`` is set."""
+        """Consume events, poll the buckets and (at an edge site) long-poll the front door until ``stop``."""
+        topics = self._topics()
         threads = [
             threading.Thread(
                 target=consume_model_published,
-                args=(self.kafka, consumer_group(group_id), self.on_event, stop, kafka_retry_s),
+                args=(self.kafka, consumer_group(group_id), topics, self.on_event, stop, kafka_retry_s),
                 name="edge-sync-events",
                 daemon=True,
             ),
@@ -176,6 +203,15 @@ class ControllerFleet:
                 args=(self.schedule_all, self.delivery.poll_s, stop),
                 name="edge-sync-poll",
                 daemon=True,
+            ),
+            *(
+                threading.Thread(
+                    target=long_poll,
+                    args=(puller, self._slots[edge].spec.model_name, self._on_pulled(edge), stop),
+                    name=f"edge-sync-door-{edge}",
+                    daemon=True,
+                )
+                for edge, puller in self.pullers.items()
             ),
         ]
         for thread in threads:

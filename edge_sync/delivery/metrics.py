@@ -71,5 +71,5 @@ class SyncMetrics:
         """One sample's value (0 when absent), for status output and tests."""
         return self.registry.get_sample_value(name, labels) or 0.0
 
-    def serve(self, port: int, addr: str = "0.0.0.0") -> None:
+    def serve(self, port: int, addr: str = "127.0.0.1") -> None:
         start_http_server(port, addr=addr, registry=self.registry)

@@ -10,20 +10,24 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 
+import httpx
 from kubernetes import client
 
 from edge_sync.delivery.controller import EdgeStatus, Outcome, SyncContext
 from edge_sync.delivery.edges import EdgeSpec, KServeSpec, LocalSpec, load_fleet
 from edge_sync.delivery.fleet import ControllerFleet
 from edge_sync.delivery.metrics import SyncMetrics
+from edge_sync.delivery.pull import DoorClient, Puller
 from edge_sync.delivery.targets import Target
 from edge_sync.delivery.targets.kserve import KServeTarget, api_client
 from edge_sync.delivery.targets.local import LocalServerTarget
-from foundation.errors import NotFound
+from foundation.credentials import check_strength
+from foundation.errors import InvalidInput, NotFound
 from foundation.layout import Layout
 from foundation.settings import Settings
 from foundation.storage.reader import BucketReader
 from foundation.storage.store import ObjectStore
+from foundation.tls import client_context, require_https
 
 
 def build_targets(settings: Settings, specs: Iterable[EdgeSpec]) -> dict[str, Target]:
@@ -79,7 +83,32 @@ def build_fleet(
         targets if targets is not None else build_targets(settings, specs),
         ctx,
         on_outcome,
+        build_pullers(settings, specs),
     )
+
+
+def build_pullers(settings: Settings, specs: list[EdgeSpec]) -> dict[str, Puller]:
+    """At an edge site (a front-door token is set): each edge pulls its model into its own storage.
+
+    A site serves one store; a token is that store's, so a fleet with a token holds one edge.
+    """
+    token = settings.door.token.get_secret_value()
+    if not token:
+        return {}
+    if len(specs) != 1:
+        raise InvalidInput(f"a front-door token is one store's: this fleet holds {len(specs)} edges")
+    check_strength(token, "this edge's front-door token (EDGECORE_DOOR_TOKEN)")
+    edge = specs[0].edge
+    http = httpx.Client(
+        headers={"Authorization": f"Bearer {token}"},
+        verify=client_context(settings.ca_file, settings.tls.client_cert_file, settings.tls.client_key_file),
+    )
+    door = DoorClient(
+        require_https(settings.door.url, "the core's front door (EDGECORE_DOOR_URL)"), edge, http
+    )
+    store = ObjectStore(settings.s3)
+    store.ensure_bucket(Layout(settings.buckets).edge_bucket(edge))
+    return {edge: Puller(door, store, Layout(settings.buckets), settings.state_dir / "edge-sync" / "pull")}
 
 
 def select(settings: Settings, edges: Iterable[str] = ()) -> list[EdgeSpec]:
@@ -132,12 +161,14 @@ def run_fleet(
 ) -> list[Outcome]:
     """``edgecore edges run``: one pass (``once``), or events + polling until ``stop``."""
     fleet = build_fleet(settings, specs)
+    if fleet.pullers:  # an edge's consumer groups are named after it (its Kafka ACLs)
+        group_id = specs[0].edge
     if once:
         try:
             return fleet.reconcile_all()
         finally:
             fleet.close()
     if metrics_port:
-        fleet.metrics.serve(metrics_port)
+        fleet.metrics.serve(metrics_port, settings.delivery.metrics_host)
     fleet.run(stop, group_id)
     return list(fleet.outcomes.values())

@@ -1,9 +1,11 @@
-"""How controllers learn that a new version may exist: Kafka events, and polling the bucket.
+"""How controllers learn that a new version may exist: Kafka events, the front door, the bucket.
 
 ``model-published`` is the fast path (its own consumer group, so every controller fleet
-sees every event); polling the edge bucket is the fallback that also covers the time a
-controller or Kafka was down.  Both only *trigger* a reconcile: the bucket says which
-version is newest, so a missed, repeated or out-of-order event cannot do harm.
+sees every event; at an edge site, on the edge's own topic over TLS with its login); a
+long poll of the front door is the fallback for sites that cannot hold a Kafka
+connection; polling the edge bucket covers the time a controller or Kafka was down.
+Each only *triggers* a reconcile: the bucket says which version is newest, so a missed,
+repeated or out-of-order event cannot do harm.
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ from collections.abc import Callable
 
 from kafka.consumer.fetcher import ConsumerRecord
 
-from foundation.errors import ServiceUnavailable
+from edge_sync.delivery.pull import Puller
+from foundation.errors import EdgecoreError, ServiceUnavailable
 from foundation.events import Envelope, ModelPublished
 from foundation.messaging import EventConsumer, EventProducer, parse_event_record
 from foundation.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
+LONG_POLL_S = 25.0
+LONG_POLL_RETRY_S = 5.0
 
 
 def consumer_group(fleet: str) -> str:
@@ -29,6 +34,7 @@ def consumer_group(fleet: str) -> str:
 def consume_model_published(
     kafka: KafkaSettings,
     group_id: str,
+    topics: list[str],
     on_event: Callable[[ModelPublished], None],
     stop: threading.Event,
     retry_s: float = 5.0,
@@ -48,11 +54,12 @@ def consume_model_published(
         producer: EventProducer | None = None
         consumer: EventConsumer[Envelope] | None = None
         try:
-            producer = EventProducer(kafka, source=f"/edgecore/edge-sync/{group_id}")
+            if kafka.security_protocol != "SASL_SSL":  # an edge's login may not write the dead-letter topic
+                producer = EventProducer(kafka, source=f"/edgecore/edge-sync/{group_id}")
             consumer = EventConsumer(
                 kafka,
                 group_id,
-                [kafka.topic_model_published],
+                topics,
                 parse_event_record(kafka.max_event_bytes),
                 producer,
                 retry_backoff_s=min(retry_s, 1.0),
@@ -68,6 +75,18 @@ def consume_model_published(
                 consumer.close()
             if producer is not None:
                 producer.close()
+
+
+def long_poll(puller: Puller, model: str, on_pulled: Callable[[], None], stop: threading.Event) -> None:
+    """Ask the front door for a newer version, held until one exists (the fallback of sites without
+    Kafka); each pulled version triggers a reconcile.  A failing door is asked again after a pause."""
+    while not stop.is_set():
+        try:
+            if puller.pull(model, wait_s=LONG_POLL_S) is not None:
+                on_pulled()
+        except EdgecoreError as exc:
+            log.warning("front door long poll failed (%s); again in %.0f s", exc, LONG_POLL_RETRY_S)
+            stop.wait(LONG_POLL_RETRY_S)
 
 
 def poll_bucket(trigger: Callable[[], None], interval_s: float, stop: threading.Event) -> None:

@@ -11,13 +11,23 @@ set completed takes every labelled hard example not yet in a set, so they reach 
 
 Every input is bounded before it is trusted: the body size (Content-Length and while
 streaming), the content type, the image itself (fully decoded, with the pixel-count
-bomb guard), the SKU and every other name that reaches an object key.
+bomb guard), the SKU and every other name that reaches an object key.  Decoding is
+bounded too: images wait for their turn under a budget of pixels decoded at once
+(:class:`DecodeBudget`), so a flood of large images cannot take the store's memory.
+
+Who may call: a device (its token in ``devices.json``) may post images; only staff
+(``staff.json``) label hard examples, complete sets and read what is pending.  Every
+call carries ``Authorization: Bearer <token>``; refusals are logged, tokens never.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from typing import Any
 
@@ -26,15 +36,49 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from edge_sync.uplink.http import install_error_handlers, media_type, read_bounded
+from edge_sync.uplink.memory import release_free_memory
 from edge_sync.uplink.outbox import HARD_EXAMPLE, INCOMING, Item, Outbox
-from foundation.errors import Conflict, InvalidInput, NotFound, UnsupportedMedia
+from foundation.credentials import Credentials, bearer
+from foundation.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized, UnsupportedMedia
 from foundation.layout import Layout, Location, check_image_id, check_name, check_sku
-from foundation.preprocessing import decode, open_image
+from foundation.preprocessing import check_decodes, open_image
 from foundation.settings import ImageSettings, UplinkSettings
 from foundation.storage.store import ObjectStore
 
+log = logging.getLogger(__name__)
 CONTENT_TYPES = {"image/jpeg": ("JPEG", "jpg"), "image/png": ("PNG", "png")}
+RELEASE_AFTER_PIXELS = 4_000_000
+"""A decode at least this big gives its memory back to the system when it ends."""
 MAX_JSON_BYTES = 4096
+
+
+class DecodeBudget:
+    """At most ``pixels`` decoded at once over all requests; a larger image waits for room.
+
+    Decoding a 6000×6000 PNG takes about 100 MB whatever its file size; without a bound,
+    200 of them at once took gigabytes.  After a large decode the freed memory is handed
+    back to the system, so a flood leaves no lasting footprint either.
+    """
+
+    def __init__(self, pixels: int) -> None:
+        self.pixels = pixels
+        self._free = pixels
+        self._cond = threading.Condition()
+
+    @contextmanager
+    def hold(self, pixels: int) -> Iterator[None]:
+        pixels = min(pixels, self.pixels)
+        with self._cond:
+            self._cond.wait_for(lambda: self._free >= pixels)
+            self._free -= pixels
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._free += pixels
+                self._cond.notify_all()
+            if pixels >= RELEASE_AFTER_PIXELS:
+                release_free_memory()
 
 
 class Gateway:
@@ -48,6 +92,8 @@ class Gateway:
         store: ObjectStore,
         layout: Layout,
         outbox: Outbox,
+        devices: Credentials,
+        staff: Credentials,
     ) -> None:
         self.uplink = uplink
         self.max_pixels = images.max_pixels
@@ -56,6 +102,28 @@ class Gateway:
         self.layout = layout
         self.outbox = outbox
         self.bucket = layout.edge_bucket(edge)
+        self.devices = devices
+        self.staff = staff
+        self.budget = DecodeBudget(uplink.max_decode_pixels)
+
+    def caller(self, authorization: str | None, staff_only: bool, what: str) -> str:
+        """Who calls: a member of staff, or (where allowed) a device; refused (and logged) otherwise."""
+        try:
+            token = bearer(authorization)
+        except Unauthorized:
+            log.warning("edge %s: refused %s: no token", self.edge, what)
+            raise
+        who = self.staff.owner(token)
+        if who is not None:
+            return f"staff:{who}"
+        device = self.devices.owner(token)
+        if device is not None and not staff_only:
+            return f"device:{device}"
+        if device is not None:
+            log.warning("edge %s: refused %s: device %s is not staff", self.edge, what, device)
+            raise Forbidden(f"{what} is for staff, not devices")
+        log.warning("edge %s: refused %s: unknown token", self.edge, what)
+        raise Unauthorized(f"unknown token for {what}")
 
     def accept_image(self, sku: str, content_type: str, data: bytes) -> tuple[Location, bool]:
         """Validate and store one image; returns where it is and whether it was new."""
@@ -63,8 +131,10 @@ class Gateway:
         expected = CONTENT_TYPES.get(content_type)
         if expected is None:
             raise UnsupportedMedia(f"content type {content_type!r}: post image/jpeg or image/png")
-        fmt = open_image(data, self.max_pixels).format
-        decode(data, self.max_pixels)  # every pixel: truncated files fail here
+        image = open_image(data, self.max_pixels)
+        fmt = image.format
+        with self.budget.hold(image.size[0] * image.size[1]):
+            check_decodes(data, self.max_pixels)  # every byte: truncated files fail here
         if fmt != expected[0]:
             raise UnsupportedMedia(f"body is a {fmt} image but was posted as {content_type}")
         sha = hashlib.sha256(data).hexdigest()
@@ -156,8 +226,12 @@ def create_app(gateway: Gateway) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "edge": gateway.edge}
 
+    def allow(request: Request, staff_only: bool, what: str) -> str:
+        return gateway.caller(request.headers.get("authorization"), staff_only, what)
+
     @app.post("/v1/images/{sku}")
     async def post_image(sku: str, request: Request) -> JSONResponse:
+        allow(request, staff_only=False, what="posting an image")
         check_sku(sku)
         content_type = media_type(request)
         if content_type not in CONTENT_TYPES:
@@ -169,12 +243,14 @@ def create_app(gateway: Gateway) -> FastAPI:
         return JSONResponse(body, 201 if created else 200)
 
     @app.post("/v1/sets/{sku}/complete")
-    async def complete(sku: str) -> JSONResponse:
+    async def complete(sku: str, request: Request) -> JSONResponse:
+        allow(request, staff_only=True, what="completing a set")
         set_id, images = await run_in_threadpool(gateway.complete, check_sku(sku))
         return JSONResponse({"set_id": set_id, "sku": sku, "images": images}, 202)
 
     @app.post("/v1/hard-examples")
     async def hard_example(request: Request) -> JSONResponse:
+        allow(request, staff_only=True, what="labelling a hard example")
         if media_type(request) != "application/json":
             raise UnsupportedMedia("post the label as application/json")
         raw = await read_bounded(request, MAX_JSON_BYTES, "label")
@@ -187,7 +263,8 @@ def create_app(gateway: Gateway) -> FastAPI:
         return JSONResponse({"key": loc.key, "sku": sku}, 201)
 
     @app.get("/v1/pending")
-    async def pending() -> dict[str, Any]:
+    async def pending(request: Request) -> dict[str, Any]:
+        allow(request, staff_only=True, what="reading what is pending")
         return await run_in_threadpool(gateway.pending)
 
     return app

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
+from typing import Any
 
 log = logging.getLogger(__name__)
 M_TRIM_THRESHOLD = -1
@@ -58,3 +60,19 @@ def bound_large_allocations() -> None:
     ):
         if mallopt(option, value) != 1:
             log.warning("mallopt(%d, %d) was refused: memory may grow with the set size", option, value)
+
+
+def release_free_memory() -> None:
+    """Hand the heap's free memory back to the system (glibc's ``malloc_trim``); after a large decode."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Any:
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        return None

@@ -1,11 +1,16 @@
 """The gateway's MQTT intake: devices that speak MQTT publish images instead of POSTing them.
 
-A device publishes one JPEG or PNG per message, QoS 1, on ``edge/<edge-id>/images/<sku>``
-(MQTT 5's ``Content-Type`` property is honoured; without it the image's magic bytes
-decide).  Each image goes through :meth:`Gateway.accept_image`, the very checks and
-storage of ``POST /v1/images/<sku>``, and the answer HTTP would give comes back as
-JSON on ``edge/<edge-id>/results/<sku>`` (and on the message's MQTT 5 response topic,
-with its correlation data, when it names one)::
+A device logs in to the store's broker with its own name and password (no anonymous
+access) and publishes one JPEG or PNG per message, QoS 1, on
+``edge/<edge-id>/images/<device-id>/<sku>``; the broker's ACLs let a device publish
+under its own name only and read only its own results, and the broker takes the login
+name as the client id, so nobody can take over the gateway's session
+(``edgecore.stack.mosquitto``).  MQTT 5's ``Content-Type`` property is honoured; without
+it the image's magic bytes decide.  Each image goes through :meth:`Gateway.accept_image`,
+the very checks and storage of ``POST /v1/images/<sku>``, and the answer HTTP would give
+comes back as JSON on ``edge/<edge-id>/results/<device-id>/<sku>`` (and on the
+message's MQTT 5 response topic, with its correlation data, when that topic is under
+the device's own results)::
 
     {"status": 201, "sku": "COLA-330", "image_id": "<sha256>", "key": "...", "created": true}
     {"status": 415, "sku": "COLA-330", "reason": "payload is neither a JPEG nor a PNG"}
@@ -50,11 +55,16 @@ _MAGIC = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG\r\n\x1a\n", "image/png"))
 
 
 def images_topic(edge: str) -> str:
-    return f"edge/{edge}/images/+"
+    return f"edge/{edge}/images/+/+"
 
 
-def results_topic(edge: str, sku: str) -> str:
-    return f"edge/{edge}/results/{sku}"
+def results_topic(edge: str, device: str, sku: str) -> str:
+    return f"edge/{edge}/results/{device}/{sku}"
+
+
+def gateway_user(edge: str) -> str:
+    """The gateway's login at its store's broker (also its client id: the broker enforces it)."""
+    return f"gateway-{edge}"
 
 
 def content_type_of(payload: bytes, declared: str | None) -> str:
@@ -81,22 +91,23 @@ class Received:
 class MqttIntake:
     """Subscribes the gateway to its edge's image topic on an MQTT broker."""
 
-    def __init__(self, gateway: Gateway, host: str, port: int, retry_s: float = 2.0) -> None:
+    def __init__(self, gateway: Gateway, host: str, port: int, password: str, retry_s: float = 2.0) -> None:
         self.gateway = gateway
         self.edge = gateway.edge
         self.host, self.port = host, port
         self.retry_s = retry_s
-        self._topic = re.compile(rf"^edge/{re.escape(self.edge)}/images/([^/]*)$")
+        self._topic = re.compile(rf"^edge/{re.escape(self.edge)}/images/([^/]+)/([^/]*)$")
         self._work: queue.Queue[Received | None] = queue.Queue(maxsize=QUEUE_LIMIT)
         self._stop = threading.Event()
         self._subscribed = threading.Event()
         self._worker = threading.Thread(target=self._store_in_order, name="mqtt-intake", daemon=True)
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=f"edgecore-gateway-{self.edge}",
+            client_id=gateway_user(self.edge),
             protocol=mqtt.MQTTv5,
             manual_ack=True,
         )
+        self.client.username_pw_set(gateway_user(self.edge), password)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
 
@@ -190,7 +201,7 @@ class MqttIntake:
     def answer(self, topic: str, payload: bytes, declared_type: str | None) -> dict[str, Any]:
         """What HTTP would answer for this image, as a JSON-ready dict with its status."""
         match = self._topic.match(topic)  # the subscription guarantees the shape
-        sku = match.group(1) if match else ""
+        device, sku = (match.group(1), match.group(2)) if match else ("", "")
         try:
             limit = self.gateway.uplink.max_image_bytes
             if len(payload) > limit:
@@ -198,13 +209,14 @@ class MqttIntake:
             content_type = content_type_of(payload, declared_type) or "application/octet-stream"
             loc, created = self.gateway.accept_image(sku, content_type, payload)
         except EdgecoreError as exc:
-            return {"status": http_status(exc), "sku": sku, "reason": str(exc)}
+            return {"status": http_status(exc), "device": device, "sku": sku, "reason": str(exc)}
         except Exception as exc:  # a bug must not stop the intake: answered, logged, acknowledged
             log.exception("edge %s: MQTT image on %s failed", self.edge, topic)
-            return {"status": 500, "sku": sku, "reason": f"{type(exc).__name__}: {exc}"}
+            return {"status": 500, "device": device, "sku": sku, "reason": f"{type(exc).__name__}"}
         image_id = loc.key.rsplit("/", 1)[1].rsplit(".", 1)[0]
         return {
             "status": 201 if created else 200,
+            "device": device,
             "sku": sku,
             "image_id": image_id,
             "key": loc.key,
@@ -222,8 +234,9 @@ class MqttIntake:
             )
         body = json.dumps(answer).encode()
         sku = answer["sku"] if SKU_RE.match(answer["sku"]) else "_invalid"  # never a wildcard in a topic
-        self.client.publish(results_topic(self.edge, sku), body, qos=1)
-        if item.response_topic:
+        own = results_topic(self.edge, answer["device"], sku)
+        self.client.publish(own, body, qos=1)
+        if item.response_topic and item.response_topic.startswith(own.rsplit("/", 1)[0] + "/"):
             properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
             if item.correlation is not None:
                 properties.CorrelationData = item.correlation

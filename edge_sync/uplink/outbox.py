@@ -174,6 +174,17 @@ class Outbox:
                 (REJECTED, reason[:2000], set_id),
             )
 
+    def requeue(self, set_id: str | None = None) -> list[str]:
+        """Send rejected sets (one, or all) again, at once: an operator fixed what was wrong."""
+        where, args = ("status = ? AND id = ?", (REJECTED, set_id)) if set_id else ("status = ?", (REJECTED,))
+        with self._journal.transaction() as db:
+            ids = [r["id"] for r in db.execute(f"SELECT id FROM sets WHERE {where}", args).fetchall()]
+            db.execute(
+                f"UPDATE sets SET status = ?, next_attempt = ?, last_error = NULL WHERE {where}",
+                (PENDING, time.time(), *args),
+            )
+        return ids
+
     def get(self, set_id: str) -> OutboxSet | None:
         rows = self._journal.query("SELECT * FROM sets WHERE id = ?", (set_id,))
         return _set(rows[0]) if rows else None

@@ -1,6 +1,7 @@
 """The core receiver: turns a set shipped by an edge into a new immutable dataset version.
 
-``POST /v1/edges/{edge}/sets`` with ``Authorization: Bearer <the edge's token>``,
+``POST /v1/edges/{edge}/sets`` (on the front door, ``edge_sync.frontdoor``) with
+``Authorization: Bearer <the edge's token>``,
 ``Content-Type: application/x-tar`` and ``X-Edgecore-Set-Digest`` (see
 :func:`edge_sync.uplink.archive.set_digest`).  The body streams through
 :class:`edge_sync.uplink.archive.TarReader`; each image is hashed and identified as a JPEG/PNG
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 import json
 import logging
 import uuid
@@ -35,8 +35,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
@@ -51,7 +52,9 @@ from edge_sync.uplink.archive import (
     shard_member_header,
 )
 from edge_sync.uplink.archive import set_digest as digest_of
-from edge_sync.uplink.http import declared_length, drain, install_error_handlers, media_type
+from edge_sync.uplink.http import declared_length, drain, media_type, read_bounded
+from foundation.assortment import MAX_CATALOGUE_BYTES, ShippedCatalogue, merge_shipped
+from foundation.credentials import Credentials
 from foundation.errors import (
     EdgecoreError,
     Forbidden,
@@ -59,7 +62,6 @@ from foundation.errors import (
     NotFound,
     PayloadTooLarge,
     SetDigestMismatch,
-    Unauthorized,
     UnsupportedMedia,
 )
 from foundation.events import TrainingDataReady
@@ -109,24 +111,6 @@ class Received:
         }
 
 
-def load_tokens(uplink: UplinkSettings) -> dict[str, str]:
-    """edge id -> token, from settings and the optional JSON file (names are validated)."""
-    tokens = {edge: secret.get_secret_value() for edge, secret in uplink.edge_tokens.items()}
-    if uplink.edge_tokens_file is not None:
-        try:
-            raw = json.loads(uplink.edge_tokens_file.read_text())
-        except (OSError, ValueError) as exc:
-            raise InvalidInput(f"edge tokens file {uplink.edge_tokens_file}: {exc}") from exc
-        if not isinstance(raw, dict):
-            raise InvalidInput(f"edge tokens file {uplink.edge_tokens_file}: expected an object")
-        tokens.update({str(k): str(v) for k, v in raw.items()})
-    for edge, token in tokens.items():
-        check_name(edge, "edge id")
-        if len(token) < 16:
-            raise InvalidInput(f"the token of edge {edge} is shorter than 16 characters")
-    return tokens
-
-
 class Receiver:
     def __init__(
         self,
@@ -138,7 +122,7 @@ class Receiver:
         layout: Layout,
         producer: EventProducer,
         topic: str,
-        tokens: dict[str, str],
+        credentials: Credentials,
     ) -> None:
         """Composed by ``edge_sync.uplink.service.build_receiver``; ``topic``: training-data-ready."""
         self.max_pixels = max_pixels
@@ -147,7 +131,7 @@ class Receiver:
         self.layout = layout
         self.producer = producer
         self.topic = topic
-        self.tokens = tokens
+        self.credentials = credentials
         self.limits = Limits(uplink.max_set_members, uplink.max_member_bytes, uplink.max_set_bytes)
         # headers, padding, pax records and the end marker on top of the files themselves
         self.max_stream_bytes = uplink.max_set_bytes + uplink.max_set_members * 2048 + (1 << 20)
@@ -162,17 +146,11 @@ class Receiver:
         self._parts.shutdown(wait=True)
 
     def authenticate(self, edge: str, authorization: str | None) -> str:
+        """The caller holds ``edge``'s token: an edge writes only its own dataset (refusals logged)."""
         check_name(edge, "edge id")
-        scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise Unauthorized("missing bearer token")
-        owner = next(
-            (e for e, t in self.tokens.items() if hmac.compare_digest(t.encode(), token.strip().encode())),
-            None,
-        )
-        if owner is None:
-            raise Unauthorized("unknown token")
+        owner = self.credentials.authenticate(authorization, f"set for edge {edge}")
         if owner != edge:
+            log.warning("refused edge %s: tried to write edge %s's dataset", owner, edge)
             raise Forbidden(f"this token belongs to edge {owner}, not {edge}")
         return edge
 
@@ -350,13 +328,9 @@ def _digest_header(request: Request) -> str:
     return value
 
 
-def create_app(receiver: Receiver) -> FastAPI:
-    app = FastAPI(title="edgecore receiver", docs_url=None, redoc_url=None)
-    install_error_handlers(app)
-
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+def routes(receiver: Receiver) -> APIRouter:
+    """The set routes of the front door (``edge_sync.frontdoor``)."""
+    app = APIRouter()
 
     @app.get("/v1/edges/{edge}/sets/{set_digest}")
     async def lookup(edge: str, set_digest: str, request: Request) -> JSONResponse:
@@ -365,6 +339,21 @@ def create_app(receiver: Receiver) -> FastAPI:
         if received is None:
             raise NotFound(f"edge {edge}: no dataset version holds set {set_digest}")
         return JSONResponse(received.body())
+
+    @app.put("/v1/edges/{edge}/catalogue")
+    async def put_catalogue(edge: str, request: Request) -> JSONResponse:
+        """The store's catalogue, sent before its sets: merged into the core's copy, later change winning."""
+        receiver.authenticate(edge, request.headers.get("authorization"))
+        raw = await read_bounded(request, MAX_CATALOGUE_BYTES, "catalogue")
+        try:
+            incoming = ShippedCatalogue.from_bytes(raw, edge)
+        except ValidationError as exc:
+            raise InvalidInput(f"not a catalogue: {exc.errors()[0]['msg']}") from exc
+        home = receiver.layout.core_catalogue_home(edge)
+        changed = await run_in_threadpool(merge_shipped, receiver.store, home, incoming, f"edge {edge}")
+        if changed:
+            log.info("edge %s: catalogue changes %s merged at the core", edge, changed)
+        return JSONResponse({"changed": changed})
 
     @app.post("/v1/edges/{edge}/sets")
     async def post_set(edge: str, request: Request) -> JSONResponse:
@@ -376,17 +365,21 @@ def create_app(receiver: Receiver) -> FastAPI:
             if declared is not None and declared < len(END_OF_ARCHIVE):
                 raise InvalidInput("empty archive: a set holds at least one image")
             set_digest = _digest_header(request)
-        except PayloadTooLarge:
-            raise  # do not read a body announced as too big: the connection is closed after the answer
-        except EdgecoreError:
-            await drain(request.stream(), 1 << 20)
+        except EdgecoreError as exc:
+            log.warning("set of edge %s refused: %s: %s", edge[:64], type(exc).__name__, exc)
+            if not isinstance(exc, PayloadTooLarge):  # a body announced as too big is not read at all
+                await drain(request.stream(), 1 << 20)
             raise
         previous = await run_in_threadpool(receiver.lookup, edge, set_digest)
         if previous is not None:
             await drain(request.stream(), receiver.max_stream_bytes)
             await run_in_threadpool(receiver.republish, previous)
             return JSONResponse(previous.body(), 200)
-        received = await receiver.receive(edge, set_digest, request)
+        try:
+            received = await receiver.receive(edge, set_digest, request)
+        except EdgecoreError as exc:  # refused, or the core failed: on record with the edge and the reason
+            log.warning("set %s… of edge %s refused: %s: %s", set_digest[:12], edge, type(exc).__name__, exc)
+            raise
         return JSONResponse(received.body(), 200 if received.duplicate else 201)
 
     return app

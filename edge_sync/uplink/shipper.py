@@ -18,9 +18,11 @@ the same images and the core recognizes a retransmission by the set digest.
 
 Failures carry the decision: the core unreachable, a 5xx, a 408/429 or a broken
 stream are retried with exponential backoff (with jitter, capped by
-``shipper_backoff_max_s``), across restarts, because the schedule lives in the outbox;
-any other 4xx marks the set rejected with the core's reason and keeps it, and its
-images, for an operator.  Nothing is ever deleted from the edge bucket.
+``shipper_backoff_max_s``), across restarts, because the schedule lives in the outbox.
+A 401 or 403 says the edge's credential is wrong, not its images: the set waits, and
+ships once the credential is fixed.  Any other 4xx marks the set rejected with the
+core's reason and keeps it, and its images, for an operator (``edgecore edge requeue``
+sends it again).  Nothing is ever deleted from the edge bucket.
 """
 
 from __future__ import annotations
@@ -46,13 +48,15 @@ from edge_sync.uplink.archive import (
     set_digest,
 )
 from edge_sync.uplink.outbox import Item, Outbox, OutboxSet
+from foundation.assortment import shipped
 from foundation.errors import EdgecoreError, IntegrityError, NotFound, ServiceUnavailable, SetDigestMismatch
-from foundation.layout import Location, check_name
+from foundation.layout import CatalogueHome, Location, check_name
 from foundation.settings import UplinkSettings
 from foundation.storage.reader import BucketReader
 
 log = logging.getLogger(__name__)
 RETRY_STATUSES = {408, 425, 429}
+CREDENTIAL_STATUSES = {401, 403}
 PREFETCH = 16
 
 
@@ -68,19 +72,22 @@ class Shipper:
     def __init__(
         self,
         uplink: UplinkSettings,
+        door_url: str,
         edge: str,
         outbox: Outbox,
         reader: BucketReader,
         client: httpx.Client,
+        catalogue: CatalogueHome,
         backoff_base_s: float = 1.0,
     ) -> None:
-        """``client`` carries the edge's credential (``edge_sync.uplink.service.build_shipper``)."""
+        """``client`` carries the edge's credential and trusts the core's CA (``service.build_shipper``)."""
         self.edge = check_name(edge, "edge id")
         self.outbox = outbox
         self.reader = reader
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = uplink.shipper_backoff_max_s
-        self.url = uplink.receiver_url.rstrip("/")
+        self.url = door_url.rstrip("/")
+        self.catalogue = catalogue
         self._client = client
 
     def close(self) -> None:
@@ -139,6 +146,9 @@ class Shipper:
 
     # -- one attempt -------------------------------------------------------------------
     def _send(self, set_id: str, items: list[Item]) -> ShipResult:
+        refused = self._send_catalogue(set_id)
+        if refused is not None:
+            return refused
         digest = set_digest(item.dataset_path for item in items)
         base = f"{self.url}/v1/edges/{self.edge}/sets"
         known = self._client.get(f"{base}/{digest}")
@@ -165,6 +175,18 @@ class Shipper:
         if _error_name(response) == SetDigestMismatch.__name__:
             return self._diagnose(refused, items)
         return refused
+
+    def _send_catalogue(self, set_id: str) -> ShipResult | None:
+        """The store's catalogue goes first, so the core trains on what the store sells now."""
+        catalogue = shipped(self.reader, self.catalogue)
+        if catalogue is None:
+            return None
+        response = self._client.put(
+            f"{self.url}/v1/edges/{self.edge}/catalogue",
+            content=catalogue.to_bytes(),
+            headers={"Content-Type": "application/json"},
+        )
+        return None if response.status_code == 200 else self._refused(set_id, response)
 
     def _diagnose(self, refused: ShipResult, items: list[Item]) -> ShipResult:
         """The core received other images than the set's: which ones, or was it the network?"""
@@ -193,6 +215,9 @@ class Shipper:
         except ValueError:
             reason = response.text[:500]
         reason = f"HTTP {response.status_code}: {reason}"
+        if response.status_code in CREDENTIAL_STATUSES:
+            reason = f"{reason} (the core refused this edge's credential; the set waits until it is fixed)"
+            return ShipResult(set_id, "retry", reason=reason)
         if response.status_code >= 500 or response.status_code in RETRY_STATUSES:
             return ShipResult(set_id, "retry", reason=reason)
         return ShipResult(set_id, "rejected", reason=reason)

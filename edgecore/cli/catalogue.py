@@ -83,7 +83,7 @@ def upload(
         name = dataset or folder.catalogue.edge
         store, layout = ObjectStore(settings.s3), Layout(settings.buckets)
         manifest = upload_folder(store, layout, source, name, progress, blur_faces=blur_faces)
-        catalogue = read_catalogue(store, layout, folder.catalogue.edge)
+        catalogue = read_catalogue(store, layout.core_catalogue_home(folder.catalogue.edge))
     images, labels = len(manifest.files), len(manifest.labels)
     out.print(f"dataset {manifest.name} {manifest.version}: {images} images, {labels} labels")
     kept = sorted(set(catalogue.skus if catalogue else []) - set(manifest.labels))
@@ -112,9 +112,8 @@ def retire(
             f"Retire {', '.join(sku)} from edge {edge}? Its next model will not know them", abort=True
         )
     with cli_errors():
-        remaining = retire_products(
-            ObjectStore(settings.s3), Layout(settings.buckets), edge, sku, by=_operator(), reason=reason
-        )
+        home = Layout(settings.buckets).core_catalogue_home(edge)
+        remaining = retire_products(ObjectStore(settings.s3), home, sku, by=_operator(), reason=reason)
     out.print(f"edge {edge} sells {len(remaining.products)} products: {', '.join(remaining.skus)}")
 
 
@@ -124,8 +123,9 @@ def show(edge: str = typer.Option(..., help="Edge (store) id.")) -> None:
     settings = Settings()
     store, layout = ObjectStore(settings.s3), Layout(settings.buckets)
     with cli_errors():
-        catalogue = read_catalogue(store, layout, edge)
-        history = changes(store, layout, edge)
+        home = layout.core_catalogue_home(edge)
+        catalogue = read_catalogue(store, home)
+        history = changes(store, home)
     if catalogue is None:
         out.print(f"edge {edge} has no catalogue yet")
         return

@@ -39,8 +39,9 @@ def run(
     timeout: float = typer.Option(1800.0, help="Longest any one stage may take before the demo fails."),
     install: bool = typer.Option(True, help="Install and start the local stack first."),
 ) -> None:
-    """Two stores, each with a gateway, a model server and a sync controller; the core's receiver
-    and listener; round 1 trains and delivers a model per store, round 2 adds a new product."""
+    """Two stores, each a site of its own (its MinIO, gateway, model server, sync controller), and the
+    core (its front door over TLS, listener); round 1 trains and delivers a model per store, round 2
+    adds a new product."""
     started = time.monotonic()
     base = Settings()
     with cli_errors():
@@ -58,6 +59,9 @@ def run(
             except KeyboardInterrupt:
                 console.print("[yellow]interrupted: stopping the demo's services[/yellow]")
                 raise typer.Exit(130) from None
+            finally:
+                for site in world.sites.values():  # the stores' own MinIO processes
+                    site.down()
     show(summary(results))
     out.print(
         f"demo {world.run_id} finished in {(time.monotonic() - started) / 60:.1f} min;"

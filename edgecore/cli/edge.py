@@ -1,4 +1,4 @@
-"""``edgecore edge gateway | ship | receiver | listen``: the edge-to-core data path."""
+"""``edgecore edge gateway | ship | requeue | listen``: the edge-to-core data path."""
 
 from __future__ import annotations
 
@@ -10,13 +10,12 @@ from typing import Annotated
 import typer
 
 from edge_sync.uplink import service
+from edge_sync.uplink.outbox import Outbox, outbox_path
 from edgecore.cli.common import cli_errors, console, service_logging
 from foundation.settings import Settings
 from pipelines import launchers, listener
 
 app = typer.Typer(no_args_is_help=True)
-
-HOST = typer.Option("127.0.0.1", help="Address to listen on.")
 
 
 def _stop_on_signals() -> threading.Event:
@@ -29,7 +28,7 @@ def _stop_on_signals() -> threading.Event:
 @app.command()
 def gateway(
     edge: str = typer.Option(..., help="This store's edge id."),
-    host: str = HOST,
+    host: str | None = typer.Option(None, help="Address to listen on (default: EDGECORE_GATEWAY_HOST)."),
     ship: bool = typer.Option(True, help="Also run the shipper (sends completed sets to the core)."),
     mqtt: bool = typer.Option(
         False,
@@ -39,23 +38,29 @@ def gateway(
     """The store's device/kiosk gateway on its port (EDGECORE_GATEWAY_PORT), its shipper and MQTT intake."""
     service_logging()
     with cli_errors():
-        service.run_gateway(Settings(), edge, host, ship, mqtt)
+        settings = Settings()
+        service.run_gateway(settings, edge, host or settings.uplink.gateway_host, ship, mqtt)
 
 
 @app.command()
 def ship(edge: str = typer.Option(..., help="This store's edge id.")) -> None:
-    """Only the shipper: send the outbox's sets to settings.uplink.receiver_url until stopped."""
+    """Only the shipper: send the outbox's sets to the core's front door (EDGECORE_DOOR_URL) until stopped."""
     service_logging()
     with cli_errors():
         service.run_shipper(Settings(), edge, _stop_on_signals())
 
 
 @app.command()
-def receiver(host: str = HOST) -> None:
-    """The core receiver of edge sets on settings.uplink.receiver_port."""
-    service_logging()
+def requeue(
+    edge: str = typer.Option(..., help="This store's edge id."),
+    set_id: str | None = typer.Option(None, "--set", help="One rejected set (default: every one)."),
+) -> None:
+    """Send rejected sets again, once what the core refused them for is fixed."""
     with cli_errors():
-        service.run_receiver(Settings(), host)
+        outbox = Outbox(outbox_path(Settings().outbox_dir, edge))
+        ids = outbox.requeue(set_id)
+        outbox.close()
+    console.print(f"{len(ids)} set(s) will be shipped again: {', '.join(ids) or '-'}")
 
 
 @app.command()

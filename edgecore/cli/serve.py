@@ -21,6 +21,9 @@ def start(
         "(default: the newest version delivered to the edge's bucket).",
     ),
     port: int = typer.Option(8080, help="HTTP port (V1, V2 and the model repository API)."),
+    host: str | None = typer.Option(
+        None, help="Address to listen on (default: EDGECORE_SERVER_HOST, loopback)."
+    ),
     capture: bool = typer.Option(True, help="Save low-confidence photos to the edge bucket."),
     access_log: bool = typer.Option(False, help="Log every request (costs latency)."),
 ) -> None:
@@ -28,11 +31,17 @@ def start(
     from serving.server import ServerOptions, serve
 
     dump_stacks_on_sigusr1()  # KServe's ModelServer configures its own logging
+    settings = Settings()
     with cli_errors():
         serve(
-            Settings(),
+            settings,
             ServerOptions(
-                edge=edge, model_uri=model_uri, http_port=port, capture=capture, access_log=access_log
+                edge=edge,
+                model_uri=model_uri,
+                http_port=port,
+                host=host or settings.serving.server_host,
+                capture=capture,
+                access_log=access_log,
             ),
         )
 

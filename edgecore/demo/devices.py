@@ -43,18 +43,22 @@ def _expect(resp: httpx.Response, what: str, *ok: int) -> dict[str, Any]:
 
 
 class Store:
-    """One store's devices and staff, talking to its gateway."""
+    """One store's devices and staff, talking to its gateway, each with its own token."""
 
-    def __init__(self, edge: str, gateway_url: str) -> None:
+    def __init__(self, edge: str, gateway_url: str, device_token: str, staff_token: str) -> None:
         self.edge = edge
-        self._http = httpx.Client(base_url=gateway_url, timeout=60.0)
+        self._device = {"authorization": f"Bearer {device_token}"}
+        self._http = httpx.Client(
+            base_url=gateway_url, timeout=60.0, headers={"authorization": f"Bearer {staff_token}"}
+        )
 
     def close(self) -> None:
         self._http.close()
 
     def upload(self, sku: str, images: list[bytes]) -> None:
         def post(image: bytes) -> None:
-            resp = self._http.post(f"/v1/images/{sku}", content=image, headers={"content-type": "image/jpeg"})
+            headers = {"content-type": "image/jpeg", **self._device}
+            resp = self._http.post(f"/v1/images/{sku}", content=image, headers=headers)
             _expect(resp, f"{self.edge}: uploading a photo of {sku}", 200, 201)
 
         with ThreadPoolExecutor(max_workers=4) as pool:

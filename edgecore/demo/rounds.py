@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from pydantic import SecretStr
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.status import Status
@@ -25,6 +24,8 @@ from edgecore.demo.devices import KIOSK_INDEX, Kiosk, KioskLog, Store, digest, p
 from edgecore.demo.supervisor import DemoFailed, Supervisor, http_ok
 from edgecore.demo.watch import EventLog
 from edgecore.demo.world import World
+from edgecore.enrolment import enrol
+from edgecore.stack.site import ENROLMENT_FILE
 from edgecore.synthetic.products import NEW_PRODUCT_EDGE, demo_catalogue, new_product
 from foundation.assortment import add_products
 from foundation.errors import NotFound
@@ -32,6 +33,7 @@ from foundation.events import ModelPublished
 from foundation.layout import Layout
 from foundation.messaging import ensure_topics
 from foundation.pointer import ModelPointer
+from foundation.registry import newest_version
 from foundation.storage.store import ObjectStore
 
 T = TypeVar("T")
@@ -75,6 +77,8 @@ class Demo:
         self.store = ObjectStore(world.settings.s3)
         self.layout = Layout(world.settings.buckets)
         self.edges = list(world.edges)
+        self.tokens: dict[str, tuple[str, str]] = {}
+        """Each store's (device token, staff token) at its gateway."""
         self.results: list[RoundResult] = []
         # Rendering photos is CPU work; Ctrl-C is the demo's to handle, not the renderers'.
         self._pool = ProcessPoolExecutor(
@@ -87,7 +91,7 @@ class Demo:
         self.prepare()
         self.start_core()
         events = EventLog(self.settings)
-        stores = {edge: Store(edge, self.world.gateway_url(edge)) for edge in self.edges}
+        stores = {edge: Store(edge, self.world.gateway_url(edge), *self.tokens[edge]) for edge in self.edges}
         kiosks = {edge: Kiosk(self.world.server_url(edge), self.world.model(edge)) for edge in self.edges}
         try:
             self.round_one(events, stores, kiosks)
@@ -102,12 +106,12 @@ class Demo:
         return self.results
 
     def prepare(self) -> None:
-        """Buckets, topics, each store's catalogue, the controllers' probe photos and fleet file."""
+        """Core buckets and topics; each store's site, enrolment, catalogue, probe photos and fleet file."""
         for bucket in (self.settings.buckets.training, self.settings.buckets.models):
             self.store.ensure_bucket(bucket)
         ensure_topics(self.settings.kafka)
         for edge in self.edges:
-            self.store.ensure_bucket(self.layout.edge_bucket(edge))
+            self.open_site(edge)
             self.set_catalogue(edge, with_new_product=False)
             skus = demo_catalogue(edge, with_new_product=True).skus
             for sku in skus:
@@ -117,25 +121,41 @@ class Demo:
                     photos(self._pool, self.opt.seed, edge, sku, [PROBE_INDEX, PROBE_INDEX + 1])
                 ):
                     (folder / f"probe-{i}.jpg").write_bytes(image)
-        self.world.write_fleet()
+        self.world.write_fleets()
+
+    def open_site(self, edge: str) -> None:
+        """The store's own MinIO, its enrolment at the core, and its gateway's device and staff tokens."""
+        site = self.world.sites[edge]
+        with self.status(f"{edge}: starting its site (its own MinIO) and enrolling it at the core"):
+            site.up(mqtt=False)
+            enrol(self.settings, edge, site.folder / ENROLMENT_FILE)
+            site.refresh()
+        self.tokens[edge] = (
+            site.issue_gateway_token("device", "kiosk-camera"),
+            site.issue_gateway_token("staff", "store-manager"),
+        )
+
+    def site_store(self, edge: str) -> ObjectStore:
+        """The store's own storage, with the store's credentials (the core has none)."""
+        return ObjectStore(self.world.sites[edge].settings.s3)
 
     def set_catalogue(self, edge: str, with_new_product: bool) -> None:
         """What the store's manager does in the back office: the store now sells these too."""
-        add_products(
-            self.store, self.layout, edge, demo_catalogue(edge, with_new_product).products, by="back office"
-        )
+        home = self.layout.edge_catalogue_home(edge)
+        products = demo_catalogue(edge, with_new_product).products
+        add_products(self.site_store(edge), home, products, by="back office")
 
     def start_core(self) -> None:
         w = self.world
         listen = ["edge", "listen", "--launcher", "local", "--epochs", str(self.opt.epochs)]
         with self.status(
-            "starting the core receiver, the listener, each store's gateway and sync controller"
+            "starting the core's front door and listener, each store's gateway and sync controller"
         ):
             self.sup.launch(
-                "receiver",
-                ["edge", "receiver"],
+                "door",
+                ["core", "door"],
                 w.env(),
-                http_ok(f"{self.settings.uplink.receiver_url}/healthz"),
+                http_ok(f"{self.settings.door.url}/healthz", verify=str(self.settings.ca_file)),
             )
             self.sup.launch(
                 "listener",
@@ -146,22 +166,22 @@ class Demo:
                 http_ok(f"http://127.0.0.1:{self.settings.listener.metrics_port}/metrics"),
             )
             for edge, ports in w.edges.items():
+                site = w.sites[edge]
                 self.sup.launch(
                     f"gateway-{edge}",
                     ["edge", "gateway", "--edge", edge],
-                    w.env(uplink={"gateway_port": ports.gateway, "edge_token": SecretStr(w.tokens[edge])}),
+                    site.environment(uplink={"gateway_port": ports.gateway}),
                     http_ok(f"{w.gateway_url(edge)}/healthz"),
                 )
-                sync = ["edges", "run", "--edge", edge, "--metrics-port", str(ports.sync_metrics)]
                 self.sup.launch(
                     f"sync-{edge}",
-                    [*sync, "--group", f"demo-{w.run_id}-{edge}"],
-                    w.env(),
+                    ["edges", "run", "--edge", edge, "--metrics-port", str(ports.sync_metrics)],
+                    site.environment(),
                     http_ok(f"http://127.0.0.1:{ports.sync_metrics}/metrics"),
                 )
             self.sup.wait_ready(self.opt.stage_timeout_s)
         gateways = ", ".join(f"{e} (gateway {w.gateway_url(e)})" for e in self.edges)
-        self.say(f"core: receiver {self.settings.uplink.receiver_url}, listener; stores: {gateways}")
+        self.say(f"core: front door {self.settings.door.url} (TLS), listener; stores: {gateways}")
 
     def round_one(self, events: EventLog, stores: dict[str, Store], kiosks: dict[str, Kiosk]) -> None:
         self.say("[bold]round 1[/bold]: the stores photograph their products and send them to the core")
@@ -286,13 +306,16 @@ class Demo:
         return event
 
     def start_server(self, edge: str, event: ModelPublished) -> None:
-        """A fresh store's model server starts once it has a first model to serve."""
+        """A fresh store's model server starts once its controller pulled a first model into the site."""
         w = self.world
-        port = str(w.edges[edge].server)
+        folder = self.layout.edge_models_prefix(edge, w.model(edge))
+        pulled = f"{edge}: the sync controller pulls {event.version} into the store's storage"
+        with self.status(pulled):
+            self.wait(lambda: newest_version(self.site_store(edge), folder) is not None or None, pulled)
         self.sup.launch(
             f"server-{edge}",
-            ["serve", "start", "--edge", edge, "--port", port, "--model-uri", event.edge_uris[edge]],
-            w.env(),
+            ["serve", "start", "--edge", edge, "--port", str(w.edges[edge].server)],
+            w.sites[edge].environment(),
             http_ok(f"{w.server_url(edge)}/v2/models/{w.model(edge)}/ready"),
         )
 
@@ -304,7 +327,7 @@ class Demo:
         def synced() -> bool:
             try:
                 pointer = ModelPointer.from_bytes(
-                    self.store.get_bytes(pointer_at, max_bytes=65536), pointer_at.uri
+                    self.site_store(edge).get_bytes(pointer_at, max_bytes=65536), pointer_at.uri
                 )
             except NotFound:
                 return False
@@ -334,16 +357,16 @@ class Demo:
     def label_captures(self, store: Store, shown: set[str], sku: str, expected: int) -> int:
         """Staff go through the captured photos and label the ones of the new product."""
         prefix = self.layout.unrecognized_prefix(store.edge)
-
+        site_store = self.site_store(store.edge)
         digests: dict[str, str] = {}  # key -> sha256: each capture is downloaded once
 
         def captured() -> list[tuple[str, str]]:
             found = []
-            for obj in self.store.list(prefix):
+            for obj in site_store.list(prefix):
                 key = obj.location.key
                 if key.endswith(".jpg"):
                     if key not in digests:
-                        digests[key] = digest(self.store.get_bytes(obj.location))
+                        digests[key] = digest(site_store.get_bytes(obj.location))
                     if digests[key] in shown:
                         day, name = key.split("/")[-2:]
                         found.append((day, name.removesuffix(".jpg")))

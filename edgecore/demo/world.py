@@ -1,30 +1,26 @@
-"""One demo run's private world: buckets, topics, state, ports and tokens.
+"""One demo run's private world: the core's names and ports, and a site of its own for each store.
 
 Each run gets its own names (``edgecore-d<stamp>-…``), so a demo can be re-run on
 the same stack without old datasets, ledgers or consumer offsets leaking into it,
 and what it leaves behind can be inspected afterwards (notebooks, ``edges status``).
+Each store is a separate site (``edgecore.stack.site``): its own MinIO process, its own
+credentials, enrolled at the core's front door like a real store; the core's settings
+hold nothing of a store's storage.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr
-
+from edgecore.stack.site import EdgeSite
+from edgecore.stack.tools import free_port
 from foundation.layout import edge_model_name
 from foundation.settings import Settings
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -38,14 +34,14 @@ class EdgePorts:
 class World:
     run_id: str
     settings: Settings
+    """The core's: its storage, topics, front door and listener."""
     edges: dict[str, EdgePorts]
-    tokens: dict[str, str]
+    sites: dict[str, EdgeSite]
 
     @classmethod
     def create(cls, base: Settings, edges: list[str], coalesce_s: float, poll_s: float) -> World:
         run_id = "d" + time.strftime("%y%m%d%H%M%S") + secrets.token_hex(2)
-        receiver_port = free_port()
-        tokens = {edge: secrets.token_urlsafe(24) for edge in edges}
+        door_port = free_port()
         state = base.state_dir / "demo" / run_id
         settings = base.updated(
             state_dir=state,
@@ -59,16 +55,15 @@ class World:
                 "topic_model_published": f"edgecore.{run_id}.model-published",
                 "topic_dead_letter": f"edgecore.{run_id}.dead-letter",
             },
-            uplink={
-                "receiver_port": receiver_port,
-                "receiver_url": f"http://127.0.0.1:{receiver_port}",
-                "edge_tokens": {edge: SecretStr(token) for edge, token in tokens.items()},
-            },
+            door={"port": door_port, "url": f"https://127.0.0.1:{door_port}"},
+            # the stack's CA and certificate, not the run's folder
+            tls={"ca_file": base.ca_file, "cert_file": base.cert_file, "key_file": base.key_file},
             listener={"metrics_port": free_port(), "coalesce_s": coalesce_s},
             delivery={"poll_s": poll_s, "fleet_file": state / "edges.json"},
         )
         ports = {edge: EdgePorts(free_port(), free_port(), free_port()) for edge in edges}
-        return cls(run_id, settings, ports, tokens)
+        sites = {edge: EdgeSite(settings, edge) for edge in edges}
+        return cls(run_id, settings, ports, sites)
 
     @property
     def state_dir(self) -> Path:
@@ -81,32 +76,22 @@ class World:
         return f"http://127.0.0.1:{self.edges[edge].gateway}"
 
     def probes_dir(self, edge: str) -> Path:
-        return self.state_dir / "probes" / edge
+        return self.sites[edge].folder / "probes"
 
     def model(self, edge: str) -> str:
         return edge_model_name(edge)
 
     def env(self, **changes: Any) -> dict[str, str]:
-        """The settings (with ``changes``, as ``Settings.updated`` takes them) as ``EDGECORE_*`` variables."""
+        """The core's settings (with ``changes``, as ``Settings.updated`` takes them) as ``EDGECORE_*``."""
         return self.settings.updated(**changes).environment()
 
-    def fleet(self) -> list[dict[str, Any]]:
-        """The controllers' fleet file: each edge's own model server, checked with probe images."""
-        return [
-            {
-                "edge": edge,
-                "target": {
-                    "kind": "local",
-                    "url": self.server_url(edge),
-                    "probes": str(self.probes_dir(edge)),
-                },
-            }
-            for edge in self.edges
-        ]
+    def fleet(self, edge: str) -> list[dict[str, Any]]:
+        """A store's controller fleet file: its own model server, checked with probe images."""
+        target = {"kind": "local", "url": self.server_url(edge), "probes": str(self.probes_dir(edge))}
+        return [{"edge": edge, "target": target}]
 
-    def write_fleet(self) -> Path:
-        path = self.settings.delivery.fleet_file
-        assert path is not None
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.fleet(), indent=2))
-        return path
+    def write_fleets(self) -> None:
+        for edge, site in self.sites.items():
+            path = site.settings.fleet_file
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(self.fleet(edge), indent=2))

@@ -1,11 +1,12 @@
-"""The real local stack: MinIO, Apache Kafka and Mosquitto on 127.0.0.1, no Docker, no Kubernetes.
+"""The real local stack of the core: MinIO and Apache Kafka on 127.0.0.1, no Docker, no Kubernetes.
 
-``install`` builds/resolves them into the per-user cache; ``up`` starts Kafka, creates
-edgecore's topics, starts MinIO (whose notifications go to Kafka), creates the core
-buckets and wires the training bucket's object-created events to Kafka, then starts
-the MQTT broker of the gateway's optional MQTT intake where Debian's mosquitto can be
-had.  ``up`` on a running stack changes nothing; ``down`` stops only the processes
-``up`` started.
+``install`` builds/resolves them (and Debian's Mosquitto, for the stores' sites) into the
+per-user cache; ``up`` makes the local CA and the core's certificate
+(``certificates``), starts Kafka (its edge listener with TLS, SCRAM logins and ACLs),
+creates edgecore's topics, starts MinIO (whose notifications go to Kafka), creates the
+core buckets and wires the training bucket's object-created events to Kafka.  Each
+store runs as a site of its own (``site``).  ``up`` on a running stack changes nothing;
+``down`` stops only the processes ``up`` started.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from edgecore.stack.certificates import Pki
 from edgecore.stack.kafka import KafkaService
 from edgecore.stack.minio import NOTIFY_ARN, MinioService
-from edgecore.stack.mosquitto import MosquittoService
+from edgecore.stack.mosquitto import MosquittoInstall
 from edgecore.stack.settings import StackSettings
 from edgecore.stack.tools import StackError
 from foundation.layout import Layout
@@ -41,12 +43,10 @@ class Stack:
         self.stack = stack or StackSettings()
         self.kafka = KafkaService(settings, self.stack)
         self.minio = MinioService(settings, self.stack)
-        self.mosquitto = MosquittoService(settings, self.stack)
+        self.pki = Pki(settings.tls_dir)
 
-    def services(self) -> list[KafkaService | MinioService | MosquittoService]:
-        """The services this machine runs: mosquitto only where it could be installed."""
-        optional = [self.mosquitto] if self.mosquitto.binary() is not None else []
-        return [self.kafka, self.minio, *optional]
+    def services(self) -> list[KafkaService | MinioService]:
+        return [self.kafka, self.minio]
 
     def install(self, report: Report = lambda _: None) -> None:
         report(f"MinIO {self.stack.minio_module_version}: building with go install if needed")
@@ -55,16 +55,18 @@ class Stack:
         report(f"Kafka {self.stack.kafka_version}: resolving jars with Maven if needed")
         if self.kafka.install():
             report("Kafka resolved")
-        report("Mosquitto: Debian's package, downloaded if needed")
+        report("Mosquitto (for the stores' MQTT intake): Debian's package, downloaded if needed")
         try:
-            if self.mosquitto.install():
+            if MosquittoInstall(self.stack).install():
                 report("Mosquitto unpacked")
-        except StackError as exc:  # optional: MinIO and Kafka are all the rest needs
+        except StackError as exc:  # optional: the stores' MQTT intake is
             report(f"Mosquitto unavailable, the gateway's MQTT intake with it: {exc}")
 
     def up(self, report: Report = lambda _: None) -> bool:
         """Install if needed and start both services; False when all was already up."""
         self.install(report)
+        if self.pki.ensure():
+            report(f"made the local CA and the core's certificate in {self.pki.folder}")
         started = False
         report("starting Kafka (KRaft)")
         started |= self.kafka.start()
@@ -73,9 +75,6 @@ class Stack:
         created = self.init()
         if created:
             report(f"created topics {', '.join(created)}")
-        if self.mosquitto.binary() is not None:
-            report("starting Mosquitto (MQTT)")
-            started |= self.mosquitto.start()
         return started
 
     def init(self) -> list[str]:
@@ -94,7 +93,7 @@ class Stack:
 
     def down(self) -> list[str]:
         """Stop MinIO then Kafka (MinIO queues events while Kafka is gone); data stays."""
-        return [svc.name for svc in (self.mosquitto, self.minio, self.kafka) if svc.process.stop()]
+        return [svc.name for svc in (self.minio, self.kafka) if svc.process.stop()]
 
     def status(self) -> list[ServiceStatus]:
         return [

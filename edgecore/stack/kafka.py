@@ -3,6 +3,12 @@
 ``manifests/local/kafka/pom.xml`` names the broker and a log4j2 binding; Maven copies
 their runtime dependencies into ``<cache_dir>/kafka-<version>/libs``.  One JVM runs a
 combined broker+controller whose storage is formatted once.
+
+Two client listeners: the core's own (PLAINTEXT, ``kafka.port``, bound to the core's
+network; its clients are the core's services) and the edges' (``kafka.edge_port``):
+TLS with the local stack's certificate, a SCRAM-SHA-512 login per edge, and ACLs
+(``StandardAuthorizer``, nothing allowed without one) so that an edge reads only its
+own topic (``foundation.kafka_users``, ``edgecore core enrol``).
 """
 
 from __future__ import annotations
@@ -95,11 +101,14 @@ class KafkaService:
                     "node.id=1",
                     f"controller.quorum.voters=1@{s.kafka.host}:{self.stack.kafka_controller_port}",
                     f"listeners=PLAINTEXT://{s.kafka.host}:{s.kafka.port},"
-                    f"CONTROLLER://{s.kafka.host}:{self.stack.kafka_controller_port}",
-                    f"advertised.listeners=PLAINTEXT://{s.kafka.host}:{s.kafka.port}",
+                    f"CONTROLLER://{s.kafka.host}:{self.stack.kafka_controller_port},"
+                    f"EDGE://{s.kafka.host}:{s.kafka.edge_port}",
+                    f"advertised.listeners=PLAINTEXT://{s.kafka.host}:{s.kafka.port},"
+                    f"EDGE://{s.kafka.host}:{s.kafka.edge_port}",
                     "controller.listener.names=CONTROLLER",
                     "inter.broker.listener.name=PLAINTEXT",
-                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,EDGE:SASL_SSL",
+                    *self._edge_listener(),
                     f"log.dirs={self.data_dir}",
                     f"num.partitions={s.kafka.partitions}",
                     "auto.create.topics.enable=false",
@@ -116,6 +125,23 @@ class KafkaService:
             )
         )
         (self.base / "log4j2.properties").write_text(_LOG4J2)
+
+    def _edge_listener(self) -> list[str]:
+        """TLS with the stack's certificate and a SCRAM login per edge; ACLs for everyone but the core."""
+        keystore = self.base / "edge-listener.pem"  # Kafka's PEM keystore: the key, then the chain
+        keystore.touch(mode=0o600, exist_ok=True)
+        keystore.write_bytes(self.settings.key_file.read_bytes() + self.settings.cert_file.read_bytes())
+        return [
+            "listener.name.edge.sasl.enabled.mechanisms=SCRAM-SHA-512",
+            "listener.name.edge.scram-sha-512.sasl.jaas.config="
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            "listener.name.edge.ssl.keystore.type=PEM",
+            f"listener.name.edge.ssl.keystore.location={keystore}",
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "allow.everyone.if.no.acl.found=false",
+            # the core's own listener and the controller carry no login: their principal is the core
+            "super.users=User:ANONYMOUS",
+        ]
 
     def _java_argv(self, main: str, *args: str) -> list[str]:
         heap = f"{self.stack.kafka_heap_mb}m"
@@ -164,7 +190,11 @@ class KafkaService:
         if self.process.pid() is not None:
             wait_until(self.healthy, timeout_s, "Kafka", self.process)
             return False
-        for port in (self.settings.kafka.port, self.stack.kafka_controller_port):
+        for port in (
+            self.settings.kafka.port,
+            self.stack.kafka_controller_port,
+            self.settings.kafka.edge_port,
+        ):
             if port_open(self.settings.kafka.host, port):
                 raise StackError(
                     f"port {self.settings.kafka.host}:{port} is taken by a process edgecore did not "

@@ -25,9 +25,14 @@ NOTIFY_ARN = f"arn:minio:sqs::{NOTIFY_TARGET}:kafka"
 class MinioService:
     name = "minio"
 
-    def __init__(self, settings: Settings, stack: StackSettings) -> None:
+    def __init__(
+        self, settings: Settings, stack: StackSettings, console_port: int | None = None, notify: bool = True
+    ) -> None:
+        """``notify``: the core's MinIO tells Kafka of new objects; a store's has no Kafka to tell."""
         self.settings = settings
         self.stack = stack
+        self.console_port = console_port or stack.minio_console_port
+        self.notify = notify
         self.binary = stack.bin_dir / "minio"
         self.version_file = stack.bin_dir / "minio.version"
         self.data_dir = settings.state_dir / "minio" / "data"
@@ -86,12 +91,15 @@ class MinioService:
             "MINIO_ROOT_USER": s.s3.access_key,
             "MINIO_ROOT_PASSWORD": s.s3.secret_key.get_secret_value(),
             "MINIO_UPDATE": "off",
-            f"MINIO_NOTIFY_KAFKA_ENABLE_{NOTIFY_TARGET}": "on",
-            f"MINIO_NOTIFY_KAFKA_BROKERS_{NOTIFY_TARGET}": s.kafka.bootstrap_servers,
-            f"MINIO_NOTIFY_KAFKA_TOPIC_{NOTIFY_TARGET}": s.kafka.topic_s3_events,
-            # Events survive a Kafka outage: MinIO queues them on disk and replays them.
-            f"MINIO_NOTIFY_KAFKA_QUEUE_DIR_{NOTIFY_TARGET}": str(queue_dir),
         }
+        if self.notify:
+            env |= {
+                f"MINIO_NOTIFY_KAFKA_ENABLE_{NOTIFY_TARGET}": "on",
+                f"MINIO_NOTIFY_KAFKA_BROKERS_{NOTIFY_TARGET}": s.kafka.bootstrap_servers,
+                f"MINIO_NOTIFY_KAFKA_TOPIC_{NOTIFY_TARGET}": s.kafka.topic_s3_events,
+                # Events survive a Kafka outage: MinIO queues them on disk and replays them.
+                f"MINIO_NOTIFY_KAFKA_QUEUE_DIR_{NOTIFY_TARGET}": str(queue_dir),
+            }
         argv = [
             str(self.binary),
             "server",
@@ -99,7 +107,7 @@ class MinioService:
             "--address",
             self.address,
             "--console-address",
-            f"{s.s3.host}:{self.stack.minio_console_port}",
+            f"{s.s3.host}:{self.console_port}",
             "--quiet",
         ]
         self.process.start(argv, env)

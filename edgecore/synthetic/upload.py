@@ -67,6 +67,8 @@ def upload_folder(
         labels=sorted({name.split("/")[1] for name in files}),
         metadata={"edge": edge, "source": str(source), "blur_faces": blur_faces},
     )
-    add_products(store, layout, edge, folder.catalogue.products, by=f"upload of {source.name}")
+    add_products(
+        store, layout.core_catalogue_home(edge), folder.catalogue.products, by=f"upload of {source.name}"
+    )
     store.put_bytes(layout.dataset_manifest(dataset, version), manifest.to_bytes(), "application/json")
     return manifest

@@ -10,6 +10,7 @@ from __future__ import annotations
 import builtins
 import hashlib
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -49,6 +50,7 @@ class ObjectStore:
             aws_access_key_id=s3.access_key,
             aws_secret_access_key=s3.secret_key.get_secret_value(),
             region_name=s3.region,
+            verify=str(s3.ca_file) if s3.ca_file else None,
             config=Config(
                 signature_version="s3v4",
                 s3={"addressing_style": "path"},
@@ -147,6 +149,24 @@ class ObjectStore:
             raise s3_error(exc, "delete", loc) from exc
 
     # -- reading -----------------------------------------------------------------------
+    def abort_stale_uploads(self, prefix: Location, older_than_s: float) -> int:
+        """Abort multipart uploads under ``prefix`` begun over ``older_than_s`` ago (a writer that died
+        mid-transfer leaves its parts behind, invisible and paid for); returns how many."""
+        cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
+        aborted = 0
+        try:
+            pages = self._client.get_paginator("list_multipart_uploads")
+            for page in pages.paginate(Bucket=prefix.bucket, Prefix=prefix.key):
+                for upload in page.get("Uploads", []):
+                    if upload["Initiated"] < cutoff:
+                        self._client.abort_multipart_upload(
+                            Bucket=prefix.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                        )
+                        aborted += 1
+        except (BotoCoreError, ClientError) as exc:
+            raise s3_error(exc, "abort stale uploads under", prefix) from exc
+        return aborted
+
     def head(self, loc: Location) -> StoredObject:
         try:
             meta = self._client.head_object(Bucket=loc.bucket, Key=loc.key)

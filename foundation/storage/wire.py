@@ -17,7 +17,6 @@ import hashlib
 import hmac
 import http.client
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -26,6 +25,7 @@ from urllib.parse import quote, urlsplit
 from foundation.errors import InvalidInput
 from foundation.layout import Location
 from foundation.settings import S3Settings
+from foundation.tls import client_context
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
@@ -42,7 +42,7 @@ class S3Wire:
         if url.scheme not in ("http", "https") or not url.hostname or url.path not in ("", "/"):
             raise InvalidInput(f"S3 endpoint {s3.endpoint_url!r}: expected http(s)://host[:port]")
         self.host = url.netloc
-        self._https = url.scheme == "https"
+        self._tls = client_context(s3.ca_file) if url.scheme == "https" else None
         self._access_key = s3.access_key
         self._secret = s3.secret_key.get_secret_value()
         self._region = s3.region
@@ -95,8 +95,8 @@ class S3Wire:
     def _connection(self) -> http.client.HTTPConnection:
         conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
         if conn is None:
-            if self._https:
-                conn = _HTTPSConnection(self.host, timeout=60, context=ssl.create_default_context())
+            if self._tls is not None:
+                conn = _HTTPSConnection(self.host, timeout=60, context=self._tls)
             else:
                 conn = _HTTPConnection(self.host, timeout=60)
             self._local.conn = conn

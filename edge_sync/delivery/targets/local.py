@@ -188,7 +188,7 @@ class LocalServerTarget:
         A product the version does not know counts as wrong, so a version that forgot what
         the store sells does not stay; probes of retired products are not asked.
         """
-        catalogue = read_catalogue(self._store, self._layout, self.edge)
+        catalogue = read_catalogue(self._store, self._layout.edge_catalogue_home(self.edge))
         sold = set(catalogue.skus) if catalogue is not None else None
         probes = [(sku, image) for sku, image in load_probes(self.probes) if sold is None or sku in sold]
         if not probes:

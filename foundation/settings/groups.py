@@ -1,25 +1,14 @@
-"""The one settings object, grouped by concern.
-
-Built once at an entry point (a CLI command, a server's main, a pipeline step) with
-``Settings()`` and passed down; each component takes only its group (``settings.s3``,
-``settings.kafka``, ``settings.uplink`` …), and nothing deeper reads ``os.environ``.
-Every field is an ``EDGECORE_*`` environment variable (or a line of a ``.env`` file);
-the defaults point at the local stack that ``edgecore stack up`` starts on 127.0.0.1.
-"""
+"""The settings groups, one per concern; ``foundation.settings.Settings`` holds one of each."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-_HOME = Path.home()
 
-
-def _group(prefix: str = "EDGECORE_") -> SettingsConfigDict:
+def group_config(prefix: str = "EDGECORE_") -> SettingsConfigDict:
     return SettingsConfigDict(
         env_prefix=prefix, env_file=".env", extra="ignore", frozen=True, populate_by_name=True
     )
@@ -28,7 +17,7 @@ def _group(prefix: str = "EDGECORE_") -> SettingsConfigDict:
 class S3Settings(BaseSettings):
     """The S3 endpoint (MinIO locally) and its credentials."""
 
-    model_config = _group("EDGECORE_S3_")
+    model_config = group_config("EDGECORE_S3_")
 
     host: str = Field(default="127.0.0.1", description="Address MinIO listens on.")
     port: int = Field(default=9000, description="MinIO S3 API port.", ge=1, le=65535)
@@ -39,6 +28,9 @@ class S3Settings(BaseSettings):
     access_key: str = Field(default="edgecore", description="S3 access key (MinIO root user locally).")
     secret_key: SecretStr = Field(
         default=SecretStr("edgecore-local-secret"), description="S3 secret key (MinIO root password locally)."
+    )
+    ca_file: Path | None = Field(
+        default=None, description="An https endpoint's certificate is checked against this CA bundle."
     )
     multipart_threshold_mb: int = Field(
         default=8, ge=5, description="Objects at least this big are uploaded in multipart chunks."
@@ -53,7 +45,7 @@ class S3Settings(BaseSettings):
 class BucketSettings(BaseSettings):
     """Which buckets hold what (``foundation.layout`` builds every key inside them)."""
 
-    model_config = _group()
+    model_config = group_config()
 
     training: str = Field(
         default="edgecore-training",
@@ -75,7 +67,7 @@ class BucketSettings(BaseSettings):
 class KafkaSettings(BaseSettings):
     """The Kafka brokers, edgecore's topics and the bound on one record."""
 
-    model_config = _group("EDGECORE_KAFKA_")
+    model_config = group_config("EDGECORE_KAFKA_")
 
     host: str = Field(default="127.0.0.1", description="Address the Kafka broker listens on.")
     port: int = Field(default=9092, description="Kafka client (PLAINTEXT) port.", ge=1, le=65535)
@@ -123,6 +115,26 @@ class KafkaSettings(BaseSettings):
         validation_alias="EDGECORE_MAX_EVENT_BYTES",
         description="Largest Kafka record edgecore accepts or produces.",
     )
+    edge_port: int = Field(
+        default=9094,
+        ge=1,
+        le=65535,
+        description="The broker's listener for edges: TLS and a SCRAM-SHA-512 login per edge, ACLs.",
+    )
+    security_protocol: str = Field(
+        default="PLAINTEXT",
+        pattern=r"^(PLAINTEXT|SASL_SSL)$",
+        description="PLAINTEXT on the core's internal listener; SASL_SSL for an edge (with its login).",
+    )
+    username: str = Field(default="", description="SASL_SSL: this edge's Kafka user (`edge-<edge id>`).")
+    password: SecretStr = Field(default=SecretStr(""), description="SASL_SSL: that user's password.")
+    ca_file: Path | None = Field(
+        default=None, description="SASL_SSL: CA bundle the broker's certificate is checked against."
+    )
+
+    def edge_topic(self, edge: str) -> str:
+        """The topic of one edge's ``model-published`` events: the only topic its Kafka user may read."""
+        return f"{self.topic_model_published}.{edge}"
 
     @property
     def bootstrap_servers(self) -> str:
@@ -142,7 +154,7 @@ class KafkaSettings(BaseSettings):
 class ImageSettings(BaseSettings):
     """What training and serving agree on about images (``foundation.preprocessing``)."""
 
-    model_config = _group("EDGECORE_IMAGE_")
+    model_config = group_config("EDGECORE_IMAGE_")
 
     size: int = Field(
         default=64,
@@ -161,7 +173,7 @@ class ImageSettings(BaseSettings):
 class ServingSettings(BaseSettings):
     """The edge model server."""
 
-    model_config = _group()
+    model_config = group_config()
 
     confidence_threshold: float = Field(
         default=0.6,
@@ -173,12 +185,13 @@ class ServingSettings(BaseSettings):
     max_request_bytes: int = Field(
         default=8 * 1_048_576, ge=1024, description="Largest inference body accepted (HTTP 413 above)."
     )
+    server_host: str = Field(default="127.0.0.1", description="Address the edge model server listens on.")
 
 
 class UplinkSettings(BaseSettings):
     """Edge to core: the gateway, its MQTT intake and shipper at the edge, the receiver at the core."""
 
-    model_config = _group()
+    model_config = group_config()
 
     gateway_port: int = Field(
         default=8081, description="Port of an edge's device/kiosk gateway.", ge=1, le=65535
@@ -187,20 +200,26 @@ class UplinkSettings(BaseSettings):
     mqtt_port: int = Field(
         default=1883, description="Port of that broker (Mosquitto locally).", ge=1, le=65535
     )
-    receiver_port: int = Field(
-        default=8082, description="Port of the core receiver of edge sets.", ge=1, le=65535
+    mqtt_password: SecretStr = Field(
+        default=SecretStr(""),
+        description="The gateway's password at the store's broker (login gateway-<edge>).",
     )
-    receiver_url: str = Field(
-        default="http://127.0.0.1:8082", description="Where an edge's shipper sends its sets."
+    gateway_host: str = Field(default="127.0.0.1", description="Address an edge's gateway listens on.")
+    device_tokens_file: Path | None = Field(
+        default=None,
+        description="Gateway: JSON {device id: token} of the devices that may post images; default "
+        "<state_dir>/gateway/<edge>/devices.json.",
     )
-    edge_token: SecretStr = Field(
-        default=SecretStr(""), description="This edge's bearer token for the core receiver."
+    staff_tokens_file: Path | None = Field(
+        default=None,
+        description="Gateway: JSON {staff id: token} of who may label, complete sets and change the "
+        "catalogue; default <state_dir>/gateway/<edge>/staff.json.",
     )
-    edge_tokens: dict[str, SecretStr] = Field(
-        default_factory=dict, description="Receiver side: edge id -> bearer token (a JSON object)."
-    )
-    edge_tokens_file: Path | None = Field(
-        default=None, description="Receiver side: a JSON file {edge id: token}, merged with edge_tokens."
+    max_decode_pixels: int = Field(
+        default=60_000_000,
+        ge=1_000_000,
+        description="Gateway: pixels decoded at once over all requests (about 3 bytes each); an image "
+        "waits for its turn, so a flood of large images cannot exhaust memory.",
     )
     max_image_bytes: int = Field(
         default=8 * 1_048_576, ge=1024, description="Largest single image a device may post (HTTP 413 above)."
@@ -226,7 +245,7 @@ class UplinkSettings(BaseSettings):
 class DeliverySettings(BaseSettings):
     """Core to edge: the sync controllers that swap verified model versions in."""
 
-    model_config = _group("EDGECORE_EDGE_SYNC_")
+    model_config = group_config("EDGECORE_EDGE_SYNC_")
 
     fleet_file: Path | None = Field(
         default=None,
@@ -252,120 +271,52 @@ class DeliverySettings(BaseSettings):
         le=65535,
         description="Port of the edge sync controllers' Prometheus /metrics endpoint.",
     )
+    metrics_host: str = Field(default="127.0.0.1", description="Address that /metrics endpoint listens on.")
 
 
 class ListenerSettings(BaseSettings):
     """The core's training listener: dataset versions in, training runs out."""
 
-    model_config = _group("EDGECORE_LISTENER_")
+    model_config = group_config("EDGECORE_LISTENER_")
 
     coalesce_s: float = Field(
         default=0.0, ge=0, description="Dataset versions arriving within this window share one training run."
     )
     metrics_port: int = Field(default=9108, description="Prometheus port of the listener.", ge=1, le=65535)
+    metrics_host: str = Field(default="127.0.0.1", description="Address the listener's /metrics listens on.")
 
 
-_GROUPS: dict[str, type[BaseSettings]] = {
-    "s3": S3Settings,
-    "buckets": BucketSettings,
-    "kafka": KafkaSettings,
-    "images": ImageSettings,
-    "serving": ServingSettings,
-    "uplink": UplinkSettings,
-    "delivery": DeliverySettings,
-    "listener": ListenerSettings,
-}
+class DoorSettings(BaseSettings):
+    """The core's front door: the only address edges reach, over TLS, each with its own token."""
 
+    model_config = group_config("EDGECORE_DOOR_")
 
-class Settings(BaseSettings):
-    """Every group, and where this machine keeps state."""
-
-    model_config = _group()
-
-    state_dir: Path = Field(
-        default=_HOME / ".local" / "state" / "edgecore",
-        description="Data, logs and pid files of the local stack, the edge outboxes, ledgers and caches.",
+    host: str = Field(default="127.0.0.1", description="Address the front door listens on.")
+    port: int = Field(default=8443, ge=1, le=65535, description="Port of the front door (HTTPS).")
+    url: str = Field(default="https://127.0.0.1:8443", description="Where an edge reaches the front door.")
+    token: SecretStr = Field(default=SecretStr(""), description="Edge side: this edge's front-door token.")
+    tokens_file: Path | None = Field(
+        default=None,
+        description="Core side: JSON {edge id: token or [new, old]} read again when it changes; default "
+        "<state_dir>/door/tokens.json (`edgecore core enrol` writes it).",
     )
-    s3: S3Settings = Field(default_factory=S3Settings)
-    buckets: BucketSettings = Field(default_factory=BucketSettings)
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-    images: ImageSettings = Field(default_factory=ImageSettings)
-    serving: ServingSettings = Field(default_factory=ServingSettings)
-    uplink: UplinkSettings = Field(default_factory=UplinkSettings)
-    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
-    listener: ListenerSettings = Field(default_factory=ListenerSettings)
-
-    def updated(self, **changes: Any) -> Settings:
-        """A copy with some fields changed: ``updated(state_dir=p, kafka={"port": 9192})``."""
-        update: dict[str, Any] = {}
-        for name, value in changes.items():
-            current = getattr(self, name)
-            if isinstance(value, dict):  # validated, as the environment would be
-                value = type(current).model_validate({**current.model_dump(), **value})
-            update[name] = value
-        return self.model_copy(update=update)
-
-    def environment(self) -> dict[str, str]:
-        """Every setting as its ``EDGECORE_*`` variable, for the processes this one starts (secrets too)."""
-        env = {"EDGECORE_STATE_DIR": str(self.state_dir)}
-        for name in _GROUPS:
-            group: BaseModel = getattr(self, name)
-            for field, value in group:
-                if value is not None:
-                    env[env_name(type(group), field)] = _as_env(value)
-        return env
-
-    @property
-    def outbox_dir(self) -> Path:
-        """The edges' durable outboxes (one SQLite file and one spool folder per edge)."""
-        return self.state_dir / "outbox"
-
-    @property
-    def listener_dir(self) -> Path:
-        """The listener's ledger of launched runs and the dry-run launcher's requests."""
-        return self.state_dir / "listener"
-
-    @property
-    def fleet_file(self) -> Path:
-        return self.delivery.fleet_file or self.state_dir / "edges.json"
-
-
-def env_name(group: type[BaseModel], field: str) -> str:
-    """The environment variable of one field of a group."""
-    info = group.model_fields[field]
-    if isinstance(info.validation_alias, str):
-        return info.validation_alias
-    prefix = str(group.model_config.get("env_prefix", ""))
-    return (prefix + field).upper()
-
-
-def _as_env(value: Any) -> str:
-    if isinstance(value, SecretStr):
-        return value.get_secret_value()
-    if isinstance(value, dict):
-        return json.dumps(
-            {k: v.get_secret_value() if isinstance(v, SecretStr) else v for k, v in value.items()}
-        )
-    return str(value)
-
-
-def settings_reference(extra: dict[str, type[BaseModel]] | None = None) -> str:
-    """A Markdown table of every setting (and of ``extra`` groups: the application's own)."""
-    home = str(Path.home())
-    rows = ["| environment variable | group | default | meaning |", "| --- | --- | --- | --- |"]
-    state = Settings.model_fields["state_dir"]
-    rows.append(
-        f"| `EDGECORE_STATE_DIR` | — | `{str(state.default).replace(home, '~')}` | {state.description} |"
+    wait_s: float = Field(
+        default=25.0, gt=0, le=120, description="Longest an edge's long poll for a new model is held."
     )
-    for name, group in {**_GROUPS, **(extra or {})}.items():
-        for field, info in group.model_fields.items():
-            if isinstance(info.default, SecretStr):
-                shown = "(secret)"
-            elif info.default_factory is not None:
-                shown = "{}"
-            elif info.default is None:
-                shown = "—"
-            else:
-                shown = str(info.default).replace(home, "~")
-            rows.append(f"| `{env_name(group, field)}` | `{name}` | `{shown}` | {info.description} |")
-    return "\n".join(rows) + "\n"
+
+
+class TlsSettings(BaseSettings):
+    """Certificates of the edge-to-core paths; defaults are the local stack's (<state_dir>/tls)."""
+
+    model_config = group_config("EDGECORE_TLS_")
+
+    ca_file: Path | None = Field(
+        default=None, description="CA bundle edges trust the core's certificates by."
+    )
+    cert_file: Path | None = Field(default=None, description="Core side: the front door's certificate.")
+    key_file: Path | None = Field(default=None, description="Core side: its private key.")
+    client_ca_file: Path | None = Field(
+        default=None, description="Core side: when set, edges must also present a certificate this CA signed."
+    )
+    client_cert_file: Path | None = Field(default=None, description="Edge side: a client certificate.")
+    client_key_file: Path | None = Field(default=None, description="Edge side: its private key.")

@@ -1,0 +1,145 @@
+"""The core side of model delivery: the front door's model routes, each edge confined to its own model.
+
+An edge cannot reach the core's storage; it asks the front door, with its token, for
+its own model and nothing else:
+
+    GET /v1/edges/{edge}/models/{model}/newest?after=v000003&wait=25
+        → 200 the newest version's manifest when it is newer than ``after``; else, once
+          ``wait`` seconds passed, 204 (a long poll: the fallback for sites that cannot
+          hold a Kafka connection)
+    GET /v1/edges/{edge}/models/{model}/versions/{version}/files/{name}
+        → one file the manifest lists (the edge checks its sha256 and size)
+
+``model`` must be ``<edge>-products``.  Versions are immutable, so each file is fetched
+from the registry once, verified, and served from a local cache to every edge that asks.
+The newest version of each model is looked up at most once per ``refresh_s`` however
+many edges wait on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from foundation.credentials import Credentials
+from foundation.errors import Forbidden, NotFound
+from foundation.layout import Layout, check_name, edge_model_name, parse_version
+from foundation.registry import StoredVersion, newest_version, read_version
+from foundation.storage.objects import ObjectReader
+
+log = logging.getLogger(__name__)
+POLL_STEP_S = 0.5
+
+
+@dataclass
+class _Newest:
+    version: StoredVersion | None
+    at: float
+
+
+class ModelDoor:
+    """Answers edges' questions about their own model from the core's registry."""
+
+    def __init__(
+        self,
+        reader: ObjectReader,
+        layout: Layout,
+        credentials: Credentials,
+        cache: Path,
+        max_wait_s: float,
+        refresh_s: float = 1.0,
+    ) -> None:
+        self.reader = reader
+        self.layout = layout
+        self.credentials = credentials
+        self.cache = cache
+        self.max_wait_s = max_wait_s
+        self.refresh_s = refresh_s
+        self._newest: dict[str, _Newest] = {}
+        self._lock = threading.Lock()
+        self._fetching: dict[Path, threading.Lock] = {}
+
+    def authorize(self, edge: str, model: str, authorization: str | None) -> None:
+        """The caller holds ``edge``'s token, and ``model`` is that edge's own."""
+        check_name(edge, "edge id")
+        owner = self.credentials.authenticate(authorization, f"model request for edge {edge}")
+        if owner != edge:
+            log.warning("refused edge %s: asked for edge %s's models", owner, edge)
+            raise Forbidden(f"this token belongs to edge {owner}, not {edge}")
+        if model != edge_model_name(edge):
+            log.warning("refused edge %s: asked for model %s", edge, model[:80])
+            raise Forbidden(f"edge {edge} reads only its own model, {edge_model_name(edge)}")
+
+    def newest(self, model: str) -> StoredVersion | None:
+        """The newest complete version, looked up at most once per ``refresh_s`` for all callers."""
+        now = time.monotonic()
+        with self._lock:
+            known = self._newest.get(model)
+            if known is not None and now - known.at < self.refresh_s:
+                return known.version
+        found = newest_version(self.reader, self.layout.models_prefix(model))
+        with self._lock:
+            self._newest[model] = _Newest(found, time.monotonic())
+        return found
+
+    async def wait_newer(self, model: str, after: str | None, wait_s: float) -> StoredVersion | None:
+        """The newest version once it is newer than ``after`` (None after ``wait_s``)."""
+        deadline = time.monotonic() + min(wait_s, self.max_wait_s)
+        while True:
+            found = await run_in_threadpool(self.newest, model)
+            if found is not None and (after is None or parse_version(found.version) > parse_version(after)):
+                return found
+            if time.monotonic() >= deadline:
+                return None
+            await asyncio.sleep(POLL_STEP_S)
+
+    def file(self, model: str, version: str, name: str) -> Path:
+        """A listed file of an immutable version, verified into the local cache once."""
+        parse_version(version)
+        stored = read_version(self.reader, self.layout.model_prefix(model, version))
+        entry = stored.manifest.files.get(name)
+        folder = (self.cache / model / version).resolve()
+        path = (folder / name).resolve()
+        if entry is None or not path.is_relative_to(folder):
+            raise NotFound(f"model {model} {version} lists no file {name[:200]!r}")
+        with self._lock:
+            fetching = self._fetching.setdefault(path, threading.Lock())
+        with fetching:
+            if not path.is_file():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self.reader.download(stored.file(name), path, expected_sha256=entry.sha256)
+        return path
+
+
+def routes(door: ModelDoor) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/v1/edges/{edge}/models/{model}/newest")
+    async def newest(
+        edge: str,
+        model: str,
+        request: Request,
+        after: str | None = Query(None, pattern=r"^v\d{6}$"),
+        wait: float = Query(0.0, ge=0.0),
+    ) -> Response:
+        door.authorize(edge, model, request.headers.get("authorization"))
+        found = await door.wait_newer(model, after, wait)
+        if found is None:
+            return Response(status_code=204)
+        return Response(found.manifest.to_bytes(), media_type="application/json")
+
+    @router.get("/v1/edges/{edge}/models/{model}/versions/{version}/files/{name:path}")
+    async def file(edge: str, model: str, version: str, name: str, request: Request) -> FileResponse:
+        door.authorize(edge, model, request.headers.get("authorization"))
+        path = await run_in_threadpool(door.file, model, version, name)
+        return FileResponse(path, media_type="application/octet-stream")
+
+    return router

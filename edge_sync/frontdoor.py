@@ -1,0 +1,119 @@
+"""The core's front door: the one address edges reach, over TLS, each edge with its own token.
+
+It serves what crosses between a store and the core: an edge posts its image sets
+(``edge_sync.uplink.receiver``) and pulls its own model (``edge_sync.delivery.door``),
+nothing else.  Tokens live in one file (``<state_dir>/door/tokens.json``, written by
+``edgecore core enrol``) that is read again when it changes, two per edge while one is
+being rotated; a placeholder or weak token stops the door at start-up.  It refuses to
+start without a certificate: there is no plain-HTTP mode.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+
+import uvicorn
+from fastapi import FastAPI
+
+from edge_sync.delivery.door import ModelDoor
+from edge_sync.delivery.door import routes as model_routes
+from edge_sync.uplink import receiver
+from edge_sync.uplink.http import install_error_handlers
+from edge_sync.uplink.memory import bound_large_allocations
+from foundation.credentials import Credentials
+from foundation.layout import Layout
+from foundation.messaging import EventProducer, ensure_topics
+from foundation.settings import Settings
+from foundation.storage.reader import BucketReader
+from foundation.storage.store import ObjectStore
+from foundation.storage.wire import S3Wire
+from foundation.tls import server_context
+
+log = logging.getLogger(__name__)
+STALE_UPLOAD_S = 3600.0
+"""A multipart upload of a set begun this long ago belongs to a receiver that died: abort it."""
+
+
+def edge_credentials(settings: Settings) -> Credentials:
+    return Credentials("edge", path=settings.door_tokens_file)
+
+
+def build_receiver(
+    settings: Settings, credentials: Credentials, producer: EventProducer | None = None
+) -> receiver.Receiver:
+    """The set routes' receiver: topics and the training bucket made sure of, stale uploads aborted."""
+    bound_large_allocations()
+    ensure_topics(settings.kafka)
+    store, layout = ObjectStore(settings.s3), Layout(settings.buckets)
+    store.ensure_bucket(layout.training_bucket)
+    aborted = store.abort_stale_uploads(layout.datasets_root(), STALE_UPLOAD_S)
+    if aborted:
+        log.warning("aborted %d multipart uploads left by a receiver that stopped mid-transfer", aborted)
+    return receiver.Receiver(
+        settings.uplink,
+        settings.images.max_pixels,
+        settings.s3.multipart_chunk_mb * 1_048_576,
+        store,
+        S3Wire(settings.s3),
+        layout,
+        producer or EventProducer(settings.kafka, "edgecore/frontdoor"),
+        settings.kafka.topic_training_data_ready,
+        credentials,
+    )
+
+
+def build_model_door(settings: Settings, credentials: Credentials) -> ModelDoor:
+    return ModelDoor(
+        BucketReader.connect(settings.s3),
+        Layout(settings.buckets),
+        credentials,
+        settings.state_dir / "door" / "cache",
+        settings.door.wait_s,
+    )
+
+
+def create_app(sets: receiver.Receiver, models: ModelDoor) -> FastAPI:
+    app = FastAPI(title="edgecore front door", docs_url=None, redoc_url=None)
+    install_error_handlers(app)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.include_router(receiver.routes(sets))
+    app.include_router(model_routes(models))
+    return app
+
+
+def tls_options(settings: Settings) -> dict[str, object]:
+    """uvicorn's TLS options; checked here first, so a missing file is a clear error, not a stack."""
+    server_context(settings.cert_file, settings.key_file, settings.tls.client_ca_file)
+    options: dict[str, object] = {
+        "ssl_certfile": str(settings.cert_file),
+        "ssl_keyfile": str(settings.key_file),
+    }
+    if settings.tls.client_ca_file is not None:
+        options.update(ssl_ca_certs=str(settings.tls.client_ca_file), ssl_cert_reqs=ssl.CERT_REQUIRED)
+    return options
+
+
+def run_front_door(settings: Settings) -> None:
+    credentials = edge_credentials(settings)
+    if not credentials.principals:
+        log.warning("no edge is enrolled yet (%s): every request will be refused", settings.door_tokens_file)
+    sets = build_receiver(settings, credentials)
+    app = create_app(sets, build_model_door(settings, credentials))
+    try:
+        uvicorn.run(
+            app,
+            host=settings.door.host,
+            port=settings.door.port,
+            log_level="info",
+            access_log=False,
+            timeout_graceful_shutdown=30,
+            **tls_options(settings),  # type: ignore[arg-type]
+        )
+    finally:
+        sets.close()
+        sets.producer.close()

@@ -1,0 +1,52 @@
+"""``edgecore core door | enrol | revoke``: the core's front door, and the stores allowed through it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from edge_sync import frontdoor
+from edgecore.cli.common import cli_errors, out, service_logging
+from edgecore.enrolment import enrol as enrol_edge
+from edgecore.enrolment import revoke as revoke_edge
+from foundation.settings import Settings
+
+app = typer.Typer(no_args_is_help=True)
+
+
+@app.command()
+def door() -> None:
+    """The front door (HTTPS on EDGECORE_DOOR_HOST:EDGECORE_DOOR_PORT): edges' sets in, their models out."""
+    service_logging()
+    with cli_errors():
+        frontdoor.run_front_door(Settings())
+
+
+@app.command()
+def enrol(
+    edge: str = typer.Option(..., help="The store's edge id."),
+    env_file: Path | None = typer.Option(
+        None, help="Where to write the store's credentials (default <state>/sites/<edge>/edge.env)."
+    ),
+    rotate: bool = typer.Option(False, help="Issue a new token; the current one stays valid until revoked."),
+    kafka: bool = typer.Option(True, help="Also (re)issue its Kafka login and ACLs for its own topic."),
+) -> None:
+    """Let a store in: a front-door token and a Kafka login, written to an env file for its site."""
+    settings = Settings()
+    target = env_file or settings.state_dir / "sites" / edge / "edge.env"
+    with cli_errors():
+        done = enrol_edge(settings, edge, target, rotate=rotate, kafka=kafka and not rotate)
+    what = "a new token beside the current one" if done.rotated else "enrolled"
+    out.print(f"edge {edge}: {what}; its settings are in {done.env_file} (owner-readable only)")
+
+
+@app.command()
+def revoke(
+    edge: str = typer.Option(..., help="The store's edge id."),
+    old_only: bool = typer.Option(False, help="Only the older token (the store uses the new one now)."),
+) -> None:
+    """Withdraw a store's credentials: its older token after a rotation, or all of them."""
+    with cli_errors():
+        removed = revoke_edge(Settings(), edge, old_only=old_only)
+    out.print(f"edge {edge}: {removed} token(s) withdrawn")

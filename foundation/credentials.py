@@ -1,0 +1,143 @@
+"""Who may call: bearer tokens per principal (an edge, a device, a member of staff).
+
+Every service that takes a credential reads it through :class:`Credentials`: a
+principal may hold two tokens at once, so a new one is issued, rolled out, and only
+then the old one withdrawn, with no downtime; the file they live in is read again
+whenever it changes, so rotating one needs no restart.  Tokens are compared in
+constant time and never logged; a refusal is logged with the principal (where known)
+and the reason only.  Placeholders and weak tokens (the ``change-me-…`` of example
+manifests) are refused when a service starts, not discovered in production.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import secrets
+import threading
+from pathlib import Path
+
+from foundation.errors import InvalidInput, Unauthorized, WeakCredential
+from foundation.layout import check_name
+
+log = logging.getLogger(__name__)
+MIN_TOKEN_CHARS = 32
+MIN_DISTINCT_CHARS = 12
+MAX_TOKENS_PER_PRINCIPAL = 2
+PLACEHOLDERS = ("change", "placeholder", "example", "secret", "password", "default", "dummy", "xxxx", "1234")
+
+
+def new_token() -> str:
+    """A fresh token: 256 random bits, URL-safe."""
+    return secrets.token_urlsafe(32)
+
+
+def check_strength(token: str, what: str) -> None:
+    """Refuse a token an attacker could guess (the message names ``what``, never the token)."""
+    lowered = token.lower()
+    if len(token) < MIN_TOKEN_CHARS:
+        raise WeakCredential(f"{what} is shorter than {MIN_TOKEN_CHARS} characters")
+    if len(set(token)) < MIN_DISTINCT_CHARS:
+        raise WeakCredential(f"{what} has fewer than {MIN_DISTINCT_CHARS} distinct characters")
+    if any(word in lowered for word in PLACEHOLDERS):
+        raise WeakCredential(f"{what} looks like a placeholder; issue one with `edgecore core enrol`")
+
+
+def bearer(authorization: str | None) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("missing bearer token")
+    return token.strip()
+
+
+class Credentials:
+    """principal → its valid tokens (at most two), from settings and a JSON file read again on change."""
+
+    def __init__(
+        self, what: str, inline: dict[str, list[str]] | None = None, path: Path | None = None
+    ) -> None:
+        self.what = what
+        self._inline = {k: list(v) for k, v in (inline or {}).items()}
+        self._path = path
+        self._lock = threading.Lock()
+        self._stamp: tuple[float, int] | None = None
+        self._tokens = self._load()
+
+    @property
+    def principals(self) -> list[str]:
+        return sorted(self._current())
+
+    def owner(self, token: str) -> str | None:
+        """The principal holding ``token``, compared in constant time against every token."""
+        found = None
+        for principal, tokens in self._current().items():
+            for candidate in tokens:
+                if hmac.compare_digest(candidate.encode(), token.encode()):
+                    found = principal
+        return found
+
+    def authenticate(self, authorization: str | None, where: str) -> str:
+        """The principal an ``Authorization`` header proves, or :class:`Unauthorized` (logged)."""
+        try:
+            owner = self.owner(bearer(authorization))
+            if owner is None:
+                raise Unauthorized(f"unknown {self.what} token")
+        except Unauthorized as exc:
+            log.warning("refused %s: %s", where, exc)
+            raise
+        return owner
+
+    def _current(self) -> dict[str, list[str]]:
+        if self._path is None:
+            return self._tokens
+        try:
+            stat = self._path.stat()
+        except OSError:
+            return self._tokens
+        if (stat.st_mtime, stat.st_size) != self._stamp:
+            with self._lock:
+                try:
+                    self._tokens = self._load()
+                except (InvalidInput, WeakCredential) as exc:  # keep serving with the tokens we had
+                    self._stamp = (stat.st_mtime, stat.st_size)
+                    log.error("%s tokens file %s not reloaded: %s", self.what, self._path, exc)
+        return self._tokens
+
+    def _load(self) -> dict[str, list[str]]:
+        tokens = {k: list(v) for k, v in self._inline.items()}
+        if self._path is not None:
+            stat = self._path.stat() if self._path.exists() else None
+            for principal, listed in read_tokens_file(self._path).items():
+                tokens[principal] = [*tokens.get(principal, []), *listed]
+            self._stamp = (stat.st_mtime, stat.st_size) if stat else None
+        for principal, listed in tokens.items():
+            check_name(principal, f"{self.what} id")
+            if not 1 <= len(listed) <= MAX_TOKENS_PER_PRINCIPAL:
+                raise InvalidInput(f"{self.what} {principal}: one or two tokens (two while rotating)")
+            for token in listed:
+                check_strength(token, f"a token of {self.what} {principal}")
+        return tokens
+
+
+def read_tokens_file(path: Path) -> dict[str, list[str]]:
+    """``{principal: token | [token, token]}`` from a JSON file (a missing file holds none)."""
+    if not path.exists():
+        return {}
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"tokens file {path}: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise InvalidInput(f"tokens file {path}: expected an object of principal -> token(s)")
+    return {str(k): [str(t) for t in (v if isinstance(v, list) else [v])] for k, v in raw.items()}
+
+
+def write_tokens_file(path: Path, tokens: dict[str, list[str]]) -> None:
+    """Write a tokens file readable by its owner only (atomically: readers never see half of it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(tokens, indent=2, sort_keys=True))
+    tmp.chmod(0o600)
+    tmp.replace(path)

@@ -1,0 +1,163 @@
+"""Separate sites: each store its own MinIO, none reachable by the core; stores pull through the door.
+
+The core's front door runs over TLS with the local CA; each store is a site of its own
+(``edgecore.stack.site``: a MinIO process with the store's own credentials) and pulls its
+model into its own storage with its own token.  The core's settings hold no store's
+storage credential, and a store's token opens its own model and dataset only.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from edge_sync.delivery.pull import DoorClient, Puller
+from edgecore.stack import Stack
+from edgecore.stack.site import EdgeSite
+from foundation.credentials import new_token
+from foundation.errors import Forbidden, Unauthorized
+from foundation.layout import MANIFEST, Layout, edge_model_name
+from foundation.manifest import Manifest
+from foundation.registry import newest_version
+from foundation.settings import Settings
+from foundation.storage.store import ObjectStore
+from foundation.tls import client_context
+from testkit.serving import upload_version, write_version
+from testkit.uplink import free_port, front_door, serving
+
+NORTH, SOUTH = "north", "south"
+TOKENS = {NORTH: new_token(), SOUTH: new_token()}
+
+
+@dataclass(frozen=True)
+class Core:
+    settings: Settings
+    url: str
+    store: ObjectStore
+    layout: Layout
+
+    def publish(self, tmp: Path, edge: str, version: str) -> None:
+        """A gated version in the core's registry, as the pipeline's publish step leaves it."""
+        root = write_version(tmp / f"{edge}-{version}", edge, version)
+        upload_version(self.store, self.layout.model_prefix(edge_model_name(edge), version), root)
+
+    def client(self, edge: str, token: str) -> DoorClient:
+        tls = client_context(self.settings.ca_file)
+        http = httpx.Client(headers={"Authorization": f"Bearer {token}"}, verify=tls)
+        return DoorClient(self.url, edge, http)
+
+
+@pytest.fixture(scope="module")
+def core(stack: Stack, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Core]:
+    unique = uuid.uuid4().hex[:10]
+    cfg = settings.updated(
+        state_dir=tmp_path_factory.mktemp("core"),
+        buckets={
+            "training": f"t-train-{unique}",
+            "models": f"t-models-{unique}",
+            "edge_prefix": f"t-{unique}-",
+        },
+        tls={"ca_file": settings.ca_file, "cert_file": settings.cert_file, "key_file": settings.key_file},
+    )
+    store = ObjectStore(cfg.s3)
+    with front_door(cfg, TOKENS) as (_, app), serving(app, free_port(), tls=cfg) as url:
+        yield Core(cfg, url, store, Layout(cfg.buckets))
+
+
+@pytest.fixture(scope="module")
+def north(core: Core) -> Iterator[EdgeSite]:
+    site = EdgeSite(core.settings, NORTH)
+    site.up(mqtt=False)
+    yield site
+    site.down()
+
+
+def _puller(core: Core, site: EdgeSite, tmp: Path, token: str = TOKENS[NORTH]) -> Puller:
+    return Puller(
+        core.client(site.edge, token), ObjectStore(site.settings.s3), Layout(site.settings.buckets), tmp
+    )
+
+
+def test_a_store_site_runs_its_own_storage_which_the_core_s_credentials_cannot_open(
+    core: Core, north: EdgeSite
+) -> None:
+    site_store = ObjectStore(north.settings.s3)
+    bucket = Layout(north.settings.buckets).edge_bucket(NORTH)
+    assert north.settings.s3.endpoint_url != core.settings.s3.endpoint_url
+    assert bucket in [b["Name"] for b in site_store.client.list_buckets()["Buckets"]]
+    with_core_keys = ObjectStore(core.settings.s3.model_copy(update={"port": north.settings.s3.port}))
+    with pytest.raises(Exception, match="InvalidAccessKeyId|AccessDenied|credentials|403"):
+        with_core_keys.client.list_buckets()
+
+
+def test_a_store_pulls_its_newest_model_into_its_own_storage_verified(
+    core: Core, north: EdgeSite, tmp_path: Path
+) -> None:
+    core.publish(tmp_path, NORTH, "v000001")
+    core.publish(tmp_path, NORTH, "v000002")
+
+    pulled = _puller(core, north, tmp_path).pull(edge_model_name(NORTH))
+    again = _puller(core, north, tmp_path).pull(edge_model_name(NORTH))
+
+    site_store = ObjectStore(north.settings.s3)
+    here = newest_version(
+        site_store, Layout(north.settings.buckets).edge_models_prefix(NORTH, edge_model_name(NORTH))
+    )
+    assert (pulled, again) == ("v000002", None)
+    assert here is not None and here.version == "v000002"
+    registry = core.store.get_bytes(
+        core.layout.model_prefix(edge_model_name(NORTH), "v000002").child(MANIFEST)
+    )
+    assert here.manifest == Manifest.from_bytes(registry, "registry")
+
+
+def test_a_store_cannot_read_another_store_s_model(core: Core, tmp_path: Path) -> None:
+    core.publish(tmp_path, SOUTH, "v000001")
+    as_north_for_south = core.client(SOUTH, TOKENS[NORTH])
+    north_asking_another_model = core.client(NORTH, TOKENS[NORTH])
+
+    with pytest.raises(Forbidden, match="belongs to edge north"):
+        as_north_for_south.newest(edge_model_name(SOUTH))
+    with pytest.raises(Forbidden, match="only its own model"):
+        north_asking_another_model.newest(edge_model_name(SOUTH))
+
+
+def test_a_wrong_token_is_refused(core: Core) -> None:
+    with pytest.raises(Unauthorized):
+        core.client(NORTH, new_token()).newest(edge_model_name(NORTH))
+
+
+def test_a_long_poll_returns_as_soon_as_a_newer_version_is_published(core: Core, tmp_path: Path) -> None:
+    model = edge_model_name(SOUTH)
+    core.publish(tmp_path, SOUTH, "v000005")
+    client = core.client(SOUTH, TOKENS[SOUTH])
+    threading.Timer(1.0, core.publish, (tmp_path, SOUTH, "v000006")).start()
+
+    started = time.monotonic()
+    newer = client.newest(model, after="v000005", wait_s=20.0)
+
+    assert newer is not None and newer.version == "v000006"
+    assert time.monotonic() - started < 15.0
+
+
+def test_a_long_poll_with_nothing_newer_ends_with_no_content(core: Core, tmp_path: Path) -> None:
+    core.publish(tmp_path, SOUTH, "v000009")
+    assert (
+        core.client(SOUTH, TOKENS[SOUTH]).newest(edge_model_name(SOUTH), after="v000009", wait_s=1.0) is None
+    )
+
+
+def test_the_front_door_speaks_only_tls_checked_against_the_core_s_ca(core: Core) -> None:
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{core.url}/healthz", verify=True)  # the system's CAs do not know the local one
+    plain = core.url.replace("https://", "http://")
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{plain}/healthz", timeout=5)
+    assert httpx.get(f"{core.url}/healthz", verify=client_context(core.settings.ca_file)).status_code == 200
