@@ -67,34 +67,19 @@ def special(name: str, kind: bytes, linkname: str = "") -> tuple[tarfile.TarInfo
 
 
 @contextmanager
-def damaging_proxy(target_port: int, skip: int = 2000) -> Iterator[int]:
-    """A TCP proxy to ``127.0.0.1:target_port`` that damages one upload, then relays faithfully.
-
-    On the first connection, one byte ``skip`` bytes after the first JPEG start-of-image
-    marker sent towards the target is flipped: a bit error inside an image's entropy-coded
-    data, which leaves the image decodable, so only its digest can tell.  Yields its port.
-    """
+def breaking_proxy(target_port: int, after: int = 20_000) -> Iterator[int]:
+    """A TCP proxy to ``127.0.0.1:target_port`` whose first connection breaks after ``after`` bytes
+    towards the target (a link that drops mid-transfer, TLS or not), then relays faithfully."""
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
-    damaged = threading.Event()
 
-    def pump(src: socket.socket, dst: socket.socket, damage: bool) -> None:
-        seen = b""
-        at: int | None = None
+    def pump(src: socket.socket, dst: socket.socket, limit: int | None) -> None:
         sent = 0
         try:
             while chunk := src.recv(65536):
-                if damage and not damaged.is_set():
-                    if at is None:
-                        marker = (seen[-2:] + chunk).find(b"\xff\xd8\xff")
-                        if marker >= 0:
-                            at = sent - len(seen[-2:]) + marker + skip
-                        seen = chunk
-                    if at is not None and sent <= at < sent + len(chunk):
-                        buf = bytearray(chunk)
-                        buf[at - sent] ^= 0x01
-                        chunk = bytes(buf)
-                        damaged.set()
+                if limit is not None and sent + len(chunk) > limit:
+                    dst.sendall(chunk[: limit - sent])
+                    break
                 sent += len(chunk)
                 dst.sendall(chunk)
         except OSError:
@@ -112,8 +97,10 @@ def damaging_proxy(target_port: int, skip: int = 2000) -> Iterator[int]:
             except OSError:
                 return
             upstream = socket.create_connection(("127.0.0.1", target_port))
-            threading.Thread(target=pump, args=(client, upstream, first), daemon=True).start()
-            threading.Thread(target=pump, args=(upstream, client, False), daemon=True).start()
+            threading.Thread(
+                target=pump, args=(client, upstream, after if first else None), daemon=True
+            ).start()
+            threading.Thread(target=pump, args=(upstream, client, None), daemon=True).start()
             first = False
 
     threading.Thread(target=accept, daemon=True).start()

@@ -115,7 +115,9 @@ def test_a_set_becomes_a_new_dataset_version_with_its_manifest_and_event(core: C
     with tarfile.open(tmp_path / "shard.tar") as tar:
         assert sorted(tar.getnames()) == sorted(manifest.files)
     stored = core.keys()
-    assert [k.rsplit("/", 1)[1] for k in stored] == ["manifest.json", shard.key.rsplit("/", 1)[1]]
+    assert sorted(k.rsplit("/", 1)[1] for k in stored) == sorted(
+        ["manifest.json", shard.key.rsplit("/", 1)[1]]
+    )
     consumer = KafkaConsumer(
         core.settings.kafka.topic_training_data_ready,
         bootstrap_servers=core.settings.kafka.bootstrap_servers,

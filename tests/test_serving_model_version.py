@@ -82,7 +82,7 @@ def test_without_a_tflite_file_the_saved_model_answers_the_same(root: Path, sett
     fallback = open_version(root, settings_here)
 
     assert fallback.runner.kind == "saved_model"
-    np.testing.assert_allclose(fallback.probabilities(pixels), litert.probabilities(pixels), atol=1e-5)
+    np.testing.assert_allclose(fallback.runner(pixels), litert.runner(pixels), atol=1e-5)
 
 
 def test_an_s3_version_is_downloaded_verified_into_the_cache(
