@@ -2,10 +2,11 @@
 
 For each set size, the images (1 MB JPEGs, distinct bytes) are accepted through the
 real gateway (each stored in the edge bucket, with its copy in the outbox's spool) and
-completed as one set; then the real receiver (``edgecore edge receiver``, a subprocess)
-and the real shipper (a subprocess of this script) move the set into a dataset version
-on the same MinIO.  The baseline uploads the same bytes, as one object, with boto3's
-managed multipart upload (8 MB parts, 10 threads).  Two more references are printed
+completed as one set; then the real front door (``edgecore core door``, a subprocess,
+TLS) and the real shipper (a subprocess of this script) move the set into a dataset
+version in the core's own MinIO, which serves TLS (started by the bench with the stack's
+certificate).  The baseline uploads the same bytes, as one object, to that same TLS
+endpoint with boto3's managed multipart upload (8 MB parts, 10 threads).  Two more references are printed
 beside it: that same upload while the images are read back from the edge bucket at the
 same time (boto3 GETs, 8 threads, sha256 checked: what a shipper reading the bucket
 would compete with, edge and core sharing one MinIO and two cores here), and one
@@ -45,14 +46,23 @@ from measure import cpu_seconds, peak_rss_mb
 from PIL import Image
 from rich.console import Console
 from rich.table import Table
-from transfer_path import EDGE, SKU, bench_settings, env_of, prepare_set, ship_worker, start_receiver
+from transfer_path import (
+    EDGE,
+    SKU,
+    CoreStorage,
+    bench_settings,
+    env_of,
+    prepare_set,
+    ship_worker,
+    start_front_door,
+)
 
 from edgecore.stack import Stack
+from edgecore.stack.tools import free_port
 from foundation.layout import Layout, Location
 from foundation.messaging import ensure_topics
-from foundation.settings import Settings
+from foundation.settings import S3Settings, Settings
 from foundation.storage.store import ObjectStore
-from testkit.uplink import free_port
 
 console = Console(stderr=True)
 BASELINES = {
@@ -106,38 +116,38 @@ class Chain(io.RawIOBase):
 
 
 class CpuMeter:
-    """CPU seconds MinIO and this process spend inside the ``with`` block: where a path's time goes."""
+    """CPU seconds both MinIOs (the edge's and the core's) and this process spend inside the ``with``
+    block: where a path's time goes."""
 
-    def __init__(self) -> None:
-        pid = Stack(Settings()).minio.process.pid()  # the stack's own state dir, not the run's
-        if pid is None:
-            raise RuntimeError("MinIO is not running: edgecore stack up")
-        self.minio_pid = pid
+    minio_pids: tuple[int, ...] = ()
 
     def __enter__(self) -> CpuMeter:
-        self._minio, self._self = cpu_seconds(self.minio_pid), time.process_time()
+        self._minio, self._self = self._minio_cpu(), time.process_time()
         return self
 
     def __exit__(self, *_: object) -> None:
-        self.minio = cpu_seconds(self.minio_pid) - self._minio
+        self.minio = self._minio_cpu() - self._minio
         self.client = time.process_time() - self._self
 
+    def _minio_cpu(self) -> float:
+        return sum(cpu_seconds(pid) for pid in self.minio_pids)
 
-def ship(cfg: Settings, run: str, port: int, workdir: Path, size_mb: int) -> dict[str, Any]:
-    """Ship the set through a real receiver: the timed edge→core path, and what it cost.
+
+def ship(edge: Settings, core: Settings, run: str, workdir: Path, size_mb: int) -> dict[str, Any]:
+    """Ship the set through a real front door: the timed edge→core path, and what it cost.
 
     The shipper is a worker process of its own, so that its peak RSS is the shipper's;
-    the receiver's RSS is read before and after, its CPU across the shipping.
+    the front door's RSS is read before and after, its CPU across the shipping.
     """
-    receiver = start_receiver(cfg, workdir / f"receiver-{run}.log")
+    receiver = start_front_door(core, workdir / f"door-{run}.log")
     meter = CpuMeter()
     try:
         receiver_idle = peak_rss_mb(receiver.pid)
         receiver_cpu = cpu_seconds(receiver.pid)
         with console.status(f"[{size_mb} MB] shipping edge → core"), meter:
             worker = subprocess.run(
-                [sys.executable, __file__, "--ship-worker", str(cfg.state_dir), run, str(port)],
-                env=env_of(cfg),
+                [sys.executable, __file__, "--ship-worker"],
+                env=env_of(edge),
                 capture_output=True,
                 text=True,
                 check=True,
@@ -159,24 +169,25 @@ def ship(cfg: Settings, run: str, port: int, workdir: Path, size_mb: int) -> dic
     }
 
 
-def edge_to_core(size_mb: int, base: bytes, workdir: Path, with_baseline: bool) -> dict[str, Any]:
+def edge_to_core(
+    size_mb: int, base: bytes, workdir: Path, core_s3: S3Settings, with_baseline: bool
+) -> dict[str, Any]:
     """One set of ``size_mb`` through the real path, and (``with_baseline``) the references.
 
     Each call has buckets of its own and drops them at the end, so rounds are independent.
     """
     run = uuid.uuid4().hex[:8]
-    port = free_port()
-    cfg = bench_settings(run, workdir / run, port)
-    ensure_topics(cfg.kafka)
-    store = ObjectStore(cfg.s3)
+    edge, core = bench_settings(run, workdir / run, free_port(), core_s3)
+    ensure_topics(core.kafka)
     count = max(1, size_mb * (1 << 20) // len(base))
     images = [variant(base, i) for i in range(count)]
     total = sum(len(i) for i in images)
     with console.status(f"[{size_mb} MB] putting {count} images in the edge bucket"):
-        spool_cpu = prepare_set(cfg, images)
-    shipped = ship(cfg, run, port, workdir, size_mb)
-    paths = time_baselines(cfg, store, images) if with_baseline else {}
-    cleanup(store, [cfg.buckets.training, Layout(cfg.buckets).edge_bucket(EDGE)])
+        spool_cpu = prepare_set(edge, images)
+    shipped = ship(edge, core, run, workdir, size_mb)
+    paths = time_baselines(edge, core, images) if with_baseline else {}
+    cleanup(ObjectStore(core.s3), [core.buckets.training])
+    cleanup(ObjectStore(edge.s3), [Layout(edge.buckets).edge_bucket(EDGE)])
     return {
         "size_mb": total / (1 << 20),
         "images": count,
@@ -191,13 +202,13 @@ def edge_to_core(size_mb: int, base: bytes, workdir: Path, with_baseline: bool) 
 
 
 def time_baselines(
-    cfg: Settings, store: ObjectStore, images: list[bytes]
+    edge: Settings, core: Settings, images: list[bytes]
 ) -> dict[str, tuple[float, dict[str, float]]]:
-    """Each reference path's seconds, with the CPU MinIO and this process spent on it."""
+    """Each reference path's seconds, with the CPU the MinIOs and this process spent on it."""
     references: dict[str, Callable[[], float]] = {
-        "baseline": lambda: baseline(cfg, store, images),
-        "read_write": lambda: baseline_while_reading(cfg, store, images),
-        "per_image": lambda: baseline_per_image(cfg, images),
+        "baseline": lambda: baseline(core, images),
+        "read_write": lambda: baseline_while_reading(edge, core, images),
+        "per_image": lambda: baseline_per_image(core, images),
     }
     paths: dict[str, tuple[float, dict[str, float]]] = {}
     for name, path in references.items():
@@ -207,19 +218,19 @@ def time_baselines(
     return paths
 
 
-def baseline(cfg: Settings, store: ObjectStore, images: list[bytes]) -> float:
-    """Raw boto3 managed multipart upload of the same bytes to the same MinIO."""
+def baseline(cfg: Settings, images: list[bytes]) -> float:
+    """Raw boto3 managed multipart upload of the same bytes to the core's MinIO, over TLS too."""
     client = _client(cfg)
-    store.ensure_bucket(cfg.buckets.training)
+    ObjectStore(cfg.s3).ensure_bucket(cfg.buckets.training)
     config = TransferConfig(multipart_threshold=8 << 20, multipart_chunksize=8 << 20, max_concurrency=10)
     started = time.perf_counter()
     client.upload_fileobj(Chain(images), cfg.buckets.training, "baseline/all-images.bin", Config=config)
     return time.perf_counter() - started
 
 
-def baseline_while_reading(cfg: Settings, store: ObjectStore, images: list[bytes]) -> float:
+def baseline_while_reading(edge: Settings, core: Settings, images: list[bytes]) -> float:
     """The baseline upload while the same images are read from the edge bucket: wall seconds."""
-    layout = Layout(cfg.buckets)
+    store, layout = ObjectStore(edge.s3), Layout(edge.buckets)
     keys = [layout.incoming_image(EDGE, SKU, hashlib.sha256(d).hexdigest(), "jpg") for d in images]
     with ThreadPoolExecutor(8) as pool:
         started = time.perf_counter()
@@ -227,7 +238,7 @@ def baseline_while_reading(cfg: Settings, store: ObjectStore, images: list[bytes
             pool.submit(store.get_bytes, loc, hashlib.sha256(d).hexdigest())
             for loc, d in zip(keys, images, strict=True)
         ]
-        baseline(cfg, store, images)
+        baseline(core, images)
         for read in reads:
             read.result()
         return time.perf_counter() - started
@@ -256,6 +267,7 @@ def _client(cfg: Settings) -> Any:
         aws_access_key_id=cfg.s3.access_key,
         aws_secret_access_key=cfg.s3.secret_key.get_secret_value(),
         region_name=cfg.s3.region,
+        verify=str(cfg.s3.ca_file) if cfg.s3.ca_file else None,
     )
 
 
@@ -284,7 +296,10 @@ def report_throughput(rounds: list[dict[str, Any]]) -> None:
         return seconds
 
     medians = {name: row(label, [r["paths"][name] for r in rounds]) for name, label in BASELINES.items()}
-    ours = row("shipper → receiver → MinIO", [(r["edge_to_core_s"], r["edge_to_core_cpu"]) for r in rounds])
+    ours = row(
+        "shipper → front door (TLS) → MinIO (TLS)",
+        [(r["edge_to_core_s"], r["edge_to_core_cpu"]) for r in rounds],
+    )
     Console(width=160).print(table)
     report_ratios(rounds, medians, ours)
 
@@ -346,10 +361,10 @@ def main() -> None:
         "--rounds", type=int, default=3, help="Throughput rounds (each: edge→core, then the baselines)."
     )
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/edgecore-bench-transfer"))
-    parser.add_argument("--ship-worker", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--ship-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.ship_worker:
-        ship_worker(Path(args.ship_worker[0]), args.ship_worker[1], int(args.ship_worker[2]))
+        ship_worker()
         return
     memory = args.memory_mb or ([20, 60] if args.quick else [100, 1024])
     throughput = 20 if args.quick else args.throughput_mb
@@ -359,11 +374,20 @@ def main() -> None:
         f"image size {len(base) / 1e6:.2f} MB; throughput set {throughput} MB; memory sets {memory} MB"
     )
 
-    # The machine is shared: rounds alternate the paths, and the medians are compared.
-    rounds = [edge_to_core(throughput, base, args.workdir, with_baseline=True) for _ in range(args.rounds)]
-    report_throughput(rounds)
-    runs = [edge_to_core(size, base, args.workdir, with_baseline=False) for size in memory]
-    report_memory(runs)
+    core = CoreStorage.start(args.workdir)
+    edge_minio = Stack(Settings()).minio.process.pid()  # the stack's own state dir, not the run's
+    CpuMeter.minio_pids = tuple(pid for pid in (edge_minio, core.service.process.pid()) if pid is not None)
+    try:
+        # The machine is shared: rounds alternate the paths, and the medians are compared.
+        rounds = [
+            edge_to_core(throughput, base, args.workdir, core.s3, with_baseline=True)
+            for _ in range(args.rounds)
+        ]
+        report_throughput(rounds)
+        runs = [edge_to_core(size, base, args.workdir, core.s3, with_baseline=False) for size in memory]
+        report_memory(runs)
+    finally:
+        core.service.process.stop()
 
 
 if __name__ == "__main__":

@@ -1,18 +1,22 @@
 """The edge→core path that ``bench/transfer.py`` measures, each part as it runs for real.
 
-The gateway runs in the bench's own process (accepting the set is setup, not timed);
-the shipper runs in a worker process and the receiver is ``edgecore edge receiver``, so
-each one's peak RSS and CPU are its own.  They share the run's settings: fresh buckets
-and topic, and a receiver port of their own.
+Two sites: the edge (its bucket on the stack's MinIO, its gateway and shipper) and the
+core (its own MinIO serving TLS, started for the bench, and its front door over TLS,
+``edgecore core door``).  The gateway runs in the bench's own process (accepting the set
+is setup, not timed); the shipper runs in a worker process and the front door is its
+own process, so each one's peak RSS and CPU are its own.  Each run has fresh buckets and
+topic, and a port and token of its own.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -20,40 +24,73 @@ from measure import peak_rss_mb
 from pydantic import SecretStr
 
 from edge_sync.uplink.service import build_gateway, build_shipper
-from foundation.settings import Settings
+from edgecore.stack.minio import MinioService
+from edgecore.stack.settings import StackSettings
+from edgecore.stack.tools import free_port
+from foundation.credentials import write_tokens_file
+from foundation.settings import S3Settings, Settings
 
 EDGE = "bench-edge"
 SKU = "BENCH-ITEM"
-TOKEN = "bench-token-0123456789abcdef"
 
 
-def bench_settings(run: str, state_dir: Path, port: int) -> Settings:
-    """Buckets, topic and receiver of this run only, so runs never see each other's sets."""
-    return Settings().updated(
-        state_dir=state_dir,
-        buckets={"training": f"bench-train-{run}", "edge_prefix": f"bench-{run}-"},
-        kafka={"topic_training_data_ready": f"bench-tdr-{run}"},
-        uplink={
-            "receiver_port": port,
-            "receiver_url": f"http://127.0.0.1:{port}",
-            "edge_token": SecretStr(TOKEN),
-        },
+@dataclass(frozen=True)
+class CoreStorage:
+    """The core's MinIO of the bench: TLS with the stack's certificate, credentials of its own."""
+
+    s3: S3Settings
+    service: MinioService
+
+    @classmethod
+    def start(cls, workdir: Path) -> CoreStorage:
+        stack = Settings()
+        port = free_port()
+        s3 = stack.s3.model_copy(
+            update={
+                "port": port,
+                "endpoint": f"https://127.0.0.1:{port}",
+                "access_key": "bench-core",
+                "secret_key": SecretStr(secrets.token_urlsafe(24)),
+                "ca_file": stack.ca_file,
+            }
+        )
+        settings = stack.updated(state_dir=workdir / "core-minio").model_copy(update={"s3": s3})
+        service = MinioService(
+            settings,
+            StackSettings(),
+            console_port=free_port(),
+            notify=False,
+            tls=(stack.cert_file, stack.key_file),
+        )
+        service.start()
+        return cls(s3, service)
+
+
+def bench_settings(run: str, state_dir: Path, port: int, core: S3Settings) -> tuple[Settings, Settings]:
+    """(the edge's, the core's) settings of one run: buckets, topic, front door and token its own."""
+    stack = Settings()
+    token = secrets.token_urlsafe(32)
+    tls = {"ca_file": stack.ca_file, "cert_file": stack.cert_file, "key_file": stack.key_file}
+    edge = stack.updated(
+        state_dir=state_dir / "edge",
+        buckets={"edge_prefix": f"bench-{run}-"},
+        door={"url": f"https://127.0.0.1:{port}", "token": SecretStr(token)},
+        tls={"ca_file": stack.ca_file},
     )
+    core_cfg = stack.updated(
+        state_dir=state_dir / "core",
+        buckets={"training": f"bench-train-{run}"},
+        kafka={"topic_training_data_ready": f"bench-tdr-{run}"},
+        door={"port": port, "url": f"https://127.0.0.1:{port}"},
+        tls=tls,
+    ).model_copy(update={"s3": core})
+    write_tokens_file(core_cfg.door_tokens_file, {EDGE: [token]})
+    return edge, core_cfg
 
 
 def env_of(cfg: Settings) -> dict[str, str]:
-    """The run's settings for the processes it starts (the receiver and the shipper worker)."""
-    return {
-        **os.environ,
-        "EDGECORE_TRAINING_BUCKET": cfg.buckets.training,
-        "EDGECORE_EDGE_BUCKET_PREFIX": cfg.buckets.edge_prefix,
-        "EDGECORE_TOPIC_TRAINING_DATA_READY": cfg.kafka.topic_training_data_ready,
-        "EDGECORE_STATE_DIR": str(cfg.state_dir),
-        "EDGECORE_RECEIVER_PORT": str(cfg.uplink.receiver_port),
-        "EDGECORE_RECEIVER_URL": cfg.uplink.receiver_url,
-        "EDGECORE_EDGE_TOKEN": TOKEN,
-        "EDGECORE_EDGE_TOKENS": json.dumps({EDGE: TOKEN}),
-    }
+    """A site's settings for the processes it starts (the front door, the shipper worker)."""
+    return {**os.environ, **cfg.environment()}
 
 
 def prepare_set(cfg: Settings, images: list[bytes]) -> float:
@@ -82,10 +119,10 @@ def prepare_set(cfg: Settings, images: list[bytes]) -> float:
     return spool_cpu
 
 
-def ship_worker(state_dir: Path, run: str, port: int) -> None:
-    """Runs in its own process: ship the outbox once, print seconds and peak RSS as JSON."""
-    cfg = bench_settings(run, state_dir, port)
-    shipper = build_shipper(cfg, EDGE)
+def ship_worker() -> None:
+    """Runs in its own process, with the edge's settings in its environment: ship the outbox once,
+    print seconds and peak RSS as JSON."""
+    shipper = build_shipper(Settings(), EDGE)
     started, cpu = time.perf_counter(), time.process_time()
     results = shipper.ship_due()
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
@@ -97,16 +134,16 @@ def ship_worker(state_dir: Path, run: str, port: int) -> None:
     )
 
 
-def start_receiver(cfg: Settings, log: Path) -> subprocess.Popen[bytes]:
-    """The real receiver, ready: shipping starts only once it answers, so start-up is never timed."""
-    command = [str(Path(sys.executable).parent / "edgecore"), "edge", "receiver"]
-    proc = subprocess.Popen(command, env=env_of(cfg), stdout=log.open("ab"), stderr=subprocess.STDOUT)
+def start_front_door(core: Settings, log: Path) -> subprocess.Popen[bytes]:
+    """The real front door, ready: shipping starts only once it answers, so start-up is never timed."""
+    command = [str(Path(sys.executable).parent / "edgecore"), "core", "door"]
+    proc = subprocess.Popen(command, env=env_of(core), stdout=log.open("ab"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"{cfg.uplink.receiver_url}/healthz", timeout=1).status_code == 200:
+            if httpx.get(f"{core.door.url}/healthz", timeout=1, verify=str(core.ca_file)).status_code == 200:
                 return proc
         except httpx.HTTPError:
             time.sleep(0.2)
     proc.kill()
-    raise RuntimeError(f"receiver did not start; see {log}")
+    raise RuntimeError(f"the front door did not start; see {log}")

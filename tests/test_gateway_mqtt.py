@@ -197,21 +197,14 @@ def test_the_same_image_published_twice_is_stored_once(
 
 
 def test_a_device_without_a_response_topic_reads_its_answer_on_its_results_topic(
-    shop: Store, intake: MqttIntake, device: Device, running_site: Site
+    shop: Store, intake: MqttIntake, device: Device
 ) -> None:
     device.subscribe(results_topic(shop.edge, DEVICE, SKU))
-    plain = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{DEVICE}-v311", protocol=mqtt.MQTTv311)
-    plain.username_pw_set(DEVICE, running_site.device_token)
-    plain.connect(shop.settings.uplink.mqtt_host, shop.settings.uplink.mqtt_port)
-    plain.loop_start()
-    try:
-        plain.publish(shop.topic(), image_bytes(3), qos=1).wait_for_publish(timeout=ANSWER_TIMEOUT_S)
-        answer = device.answer()
-    finally:
-        plain.disconnect()
-        plain.loop_stop()
 
-    assert answer["status"] == 201 and answer["sku"] == SKU
+    device.client.publish(device.topic(), image_bytes(3), qos=1).wait_for_publish(timeout=ANSWER_TIMEOUT_S)
+    answer = device.answer()
+
+    assert answer["status"] == 201 and answer["sku"] == SKU and answer["device"] == DEVICE
 
 
 BAD_PAYLOADS: dict[str, tuple[int, str, bytes, str | None]] = {
@@ -270,10 +263,10 @@ def test_images_published_while_the_gateway_is_down_are_stored_when_it_is_back(
 def test_a_packet_over_the_broker_s_limit_never_reaches_the_intake(
     shop: Store, intake: MqttIntake, device: Device, running_site: Site
 ) -> None:
-    big = Device(shop.site, DEVICE, running_site.device_token)
+    big = Device(shop.site, OTHER_DEVICE, running_site.other_token)
     try:
         oversized = b"\xff\xd8\xff" + b"\0" * (shop.settings.uplink.max_image_bytes + PACKET_HEADROOM)
-        big.client.publish(shop.topic(), oversized, qos=1)
+        big.client.publish(big.topic(), oversized, qos=1)
         device.publish(shop.topic(), image_bytes(13))
 
         assert device.answer()["status"] == 201

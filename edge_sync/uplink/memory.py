@@ -37,6 +37,8 @@ MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024
 TRIM_BYTES = 32 * 1024 * 1024
 ARENAS = 2
 _done = False
+_decoding = False
+"""A gateway process: its shipper thread keeps the gateway's threshold (memory under a flood first)."""
 
 
 def bound_large_allocations() -> None:
@@ -56,10 +58,39 @@ def bound_large_allocations() -> None:
     for option, value in (
         (M_ARENA_MAX, ARENAS),
         (M_TRIM_THRESHOLD, TRIM_BYTES),
-        (M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES),
+        (M_MMAP_THRESHOLD, DECODE_MMAP_BYTES if _decoding else MMAP_THRESHOLD_BYTES),
     ):
         if mallopt(option, value) != 1:
             log.warning("mallopt(%d, %d) was refused: memory may grow with the set size", option, value)
+
+
+DECODE_MMAP_BYTES = 4 * 1024 * 1024
+"""The gateway's threshold: decoded pixels (Pillow allocates them in 16 MiB blocks) are mapped."""
+
+
+def bound_decode_memory() -> None:
+    """The gateway's tuning, once per process: large decodes are mapped, so freeing them gives the
+    memory back at once, and two arenas bound what the request threads keep.
+
+    glibc's adaptive threshold would move Pillow's pixel blocks into per-thread heap arenas
+    after the first one was freed, where they stay, fragmented, after a flood of images.
+    """
+    global _decoding
+    _decoding = True
+    _mallopt((M_ARENA_MAX, ARENAS), (M_MMAP_THRESHOLD, DECODE_MMAP_BYTES))
+
+
+def _mallopt(*settings: tuple[int, int]) -> None:
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return
+    try:
+        mallopt = ctypes.CDLL(name).mallopt
+    except (OSError, AttributeError):
+        return
+    for option, value in settings:
+        if mallopt(option, value) != 1:
+            log.warning("mallopt(%d, %d) was refused", option, value)
 
 
 def release_free_memory() -> None:

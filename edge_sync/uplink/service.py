@@ -22,7 +22,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from edge_sync.uplink import gateway
-from edge_sync.uplink.memory import bound_large_allocations
+from edge_sync.uplink.memory import bound_decode_memory, bound_large_allocations
 from edge_sync.uplink.mqtt import MqttIntake
 from edge_sync.uplink.outbox import Outbox, outbox_path
 from edge_sync.uplink.shipper import Shipper
@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 def build_gateway(settings: Settings, edge: str) -> gateway.Gateway:
     """The gateway of ``edge``: its bucket made sure of, its outbox opened, who may call it read."""
+    bound_decode_memory()
     store, layout = ObjectStore(settings.s3), Layout(settings.buckets)
     store.ensure_bucket(layout.edge_bucket(edge))
     outbox = Outbox(outbox_path(settings.outbox_dir, edge))
@@ -110,13 +111,12 @@ def mqtt_intake(gw: gateway.Gateway, settings: Settings) -> Iterator[MqttIntake]
 
 def run_gateway(settings: Settings, edge: str, host: str, ship: bool, mqtt: bool = False) -> None:
     gw = build_gateway(settings, edge)
-    shipper = build_shipper(settings, edge, gw.outbox)
     app = gateway.create_app(gw)
     with ExitStack() as running:
         if mqtt:
             running.enter_context(mqtt_intake(gw, settings))
         if ship:
-            running.enter_context(shipping(shipper))
+            running.enter_context(shipping(build_shipper(settings, edge, gw.outbox)))
         serve(app, host, settings.uplink.gateway_port)
 
 

@@ -26,13 +26,20 @@ class MinioService:
     name = "minio"
 
     def __init__(
-        self, settings: Settings, stack: StackSettings, console_port: int | None = None, notify: bool = True
+        self,
+        settings: Settings,
+        stack: StackSettings,
+        console_port: int | None = None,
+        notify: bool = True,
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
-        """``notify``: the core's MinIO tells Kafka of new objects; a store's has no Kafka to tell."""
+        """``notify``: the core's MinIO tells Kafka of new objects; a store's has no Kafka to tell.
+        ``tls``: (certificate, key) to serve HTTPS with (``settings.s3.ca_file`` checks it)."""
         self.settings = settings
         self.stack = stack
         self.console_port = console_port or stack.minio_console_port
         self.notify = notify
+        self.tls = tls
         self.binary = stack.bin_dir / "minio"
         self.version_file = stack.bin_dir / "minio.version"
         self.data_dir = settings.state_dir / "minio" / "data"
@@ -65,9 +72,15 @@ class MinioService:
         return True
 
     def healthy(self) -> bool:
-        url = f"http://{self.address}/minio/health/ready"
+        scheme = "https" if self.tls else "http"
+        verify: str | bool = str(self.settings.s3.ca_file) if self.settings.s3.ca_file else True
         try:
-            return httpx.get(url, timeout=1.0).status_code == 200
+            return (
+                httpx.get(
+                    f"{scheme}://{self.address}/minio/health/ready", timeout=1.0, verify=verify
+                ).status_code
+                == 200
+            )
         except httpx.HTTPError:
             return False
 
@@ -110,9 +123,23 @@ class MinioService:
             f"{s.s3.host}:{self.console_port}",
             "--quiet",
         ]
+        if self.tls is not None:
+            argv += ["--certs-dir", str(self._certs())]
         self.process.start(argv, env)
         wait_until(self.healthy, timeout_s, "MinIO", self.process)
         return True
+
+    def _certs(self) -> Path:
+        """MinIO's certificate folder: ``public.crt`` and ``private.key``."""
+        assert self.tls is not None
+        folder = self.settings.state_dir / "minio" / "certs"
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o700)
+        (folder / "public.crt").write_bytes(self.tls[0].read_bytes())
+        key = folder / "private.key"
+        key.touch(mode=0o600, exist_ok=True)
+        key.write_bytes(self.tls[1].read_bytes())
+        return folder
 
     def version(self) -> str:
         return self.installed_version() or "not installed"
