@@ -50,19 +50,37 @@ def new_password() -> str:
     return secrets.token_urlsafe(32)
 
 
+EdgePermission = tuple[str, str, str, tuple[str, ...]]
+"""(resource type, name, pattern type, operations), in Kafka's own words."""
+
+
+def edge_permissions(kafka: KafkaSettings, edge: str) -> list[EdgePermission]:
+    """What an edge may do on the broker: the one list the broker's ACLs and the KafkaUser
+    manifests (``edgecore manifests edge-access``) are both made from."""
+    return [
+        ("topic", kafka.edge_topic(edge), "literal", ("Read", "Describe")),
+        ("group", edge_group_prefix(edge), "prefix", ("Read", "Describe")),
+    ]
+
+
+_RESOURCES = {"topic": ResourceType.TOPIC, "group": ResourceType.GROUP}
+_PATTERNS = {"literal": ACLResourcePatternType.LITERAL, "prefix": ACLResourcePatternType.PREFIXED}
+_OPERATIONS = {"Read": ACLOperation.READ, "Describe": ACLOperation.DESCRIBE}
+
+
 def grant_edge(kafka: KafkaSettings, edge: str, password: str) -> None:
     """The edge's login (created or replaced), its topic and its ACLs."""
     ensure_topics(kafka, extra=[kafka.edge_topic(edge)])
     user = kafka_user(edge)
-    principal = f"User:{user}"
-    topic = ResourcePattern(ResourceType.TOPIC, kafka.edge_topic(edge), ACLResourcePatternType.LITERAL)
-    group = ResourcePattern(ResourceType.GROUP, edge_group_prefix(edge), ACLResourcePatternType.PREFIXED)
     acls = [
-        ACL(principal, "*", operation, ACLPermissionType.ALLOW, resource)
-        for resource, operations in (
-            (topic, (ACLOperation.READ, ACLOperation.DESCRIBE)),
-            (group, (ACLOperation.READ, ACLOperation.DESCRIBE)),
+        ACL(
+            f"User:{user}",
+            "*",
+            _OPERATIONS[operation],
+            ACLPermissionType.ALLOW,
+            ResourcePattern(_RESOURCES[kind], name, _PATTERNS[pattern]),
         )
+        for kind, name, pattern, operations in edge_permissions(kafka, edge)
         for operation in operations
     ]
     upsert = UserScramCredentialUpsertion(user, ScramMechanism.SCRAM_SHA_512, password, SCRAM_ITERATIONS)

@@ -279,19 +279,6 @@ def publish_model(
     return manifest
 
 
-def copy_version(
-    writer: ObjectWriter, stored: Manifest, src: Location, dst: Location, workers: int = 4
-) -> None:
-    """Copy a version folder server-side, manifest last: readers of ``dst`` see all of it or nothing."""
-    writer.ensure_bucket(dst.bucket)
-
-    def copy(name: str) -> None:
-        writer.copy(Location(src.bucket, src.key + name), Location(dst.bucket, dst.key + name))
-
-    _each(copy, stored.files, workers)
-    copy(MANIFEST)
-
-
 # -- the serving pointer ---------------------------------------------------------------
 def read_pointer(reader: ObjectReader, layout: Layout, edge: str, model: str) -> ModelPointer | None:
     """Which version the edge's model server should serve; None for an edge that serves nothing yet."""

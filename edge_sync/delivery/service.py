@@ -68,6 +68,7 @@ def build_fleet(
 ) -> ControllerFleet:
     """A fleet over ``specs``: the shared reader and context, and a target per edge unless given."""
     workers = settings.delivery.workers
+    pullers = build_pullers(settings, specs)  # first: a weak token stops us before any connection
     ctx = SyncContext(
         BucketReader.connect(settings.s3),
         Layout(settings.buckets),
@@ -83,7 +84,7 @@ def build_fleet(
         targets if targets is not None else build_targets(settings, specs),
         ctx,
         on_outcome,
-        build_pullers(settings, specs),
+        pullers,
     )
 
 

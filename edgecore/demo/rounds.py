@@ -24,8 +24,6 @@ from edgecore.demo.devices import KIOSK_INDEX, Kiosk, KioskLog, Store, digest, p
 from edgecore.demo.supervisor import DemoFailed, Supervisor, http_ok
 from edgecore.demo.watch import EventLog
 from edgecore.demo.world import World
-from edgecore.enrolment import enrol
-from edgecore.stack.site import ENROLMENT_FILE
 from edgecore.synthetic.products import NEW_PRODUCT_EDGE, demo_catalogue, new_product
 from foundation.assortment import add_products
 from foundation.errors import NotFound
@@ -111,7 +109,8 @@ class Demo:
             self.store.ensure_bucket(bucket)
         ensure_topics(self.settings.kafka)
         for edge in self.edges:
-            self.open_site(edge)
+            with self.status(f"{edge}: starting its site (its own MinIO) and enrolling it at the core"):
+                self.tokens[edge] = self.world.open_site(edge)
             self.set_catalogue(edge, with_new_product=False)
             skus = demo_catalogue(edge, with_new_product=True).skus
             for sku in skus:
@@ -123,27 +122,11 @@ class Demo:
                     (folder / f"probe-{i}.jpg").write_bytes(image)
         self.world.write_fleets()
 
-    def open_site(self, edge: str) -> None:
-        """The store's own MinIO, its enrolment at the core, and its gateway's device and staff tokens."""
-        site = self.world.sites[edge]
-        with self.status(f"{edge}: starting its site (its own MinIO) and enrolling it at the core"):
-            site.up(mqtt=False)
-            enrol(self.settings, edge, site.folder / ENROLMENT_FILE)
-            site.refresh()
-        self.tokens[edge] = (
-            site.issue_gateway_token("device", "kiosk-camera"),
-            site.issue_gateway_token("staff", "store-manager"),
-        )
-
-    def site_store(self, edge: str) -> ObjectStore:
-        """The store's own storage, with the store's credentials (the core has none)."""
-        return ObjectStore(self.world.sites[edge].settings.s3)
-
     def set_catalogue(self, edge: str, with_new_product: bool) -> None:
         """What the store's manager does in the back office: the store now sells these too."""
         home = self.layout.edge_catalogue_home(edge)
         products = demo_catalogue(edge, with_new_product).products
-        add_products(self.site_store(edge), home, products, by="back office")
+        add_products(self.world.site_store(edge), home, products, by="back office")
 
     def start_core(self) -> None:
         w = self.world
@@ -311,7 +294,7 @@ class Demo:
         folder = self.layout.edge_models_prefix(edge, w.model(edge))
         pulled = f"{edge}: the sync controller pulls {event.version} into the store's storage"
         with self.status(pulled):
-            self.wait(lambda: newest_version(self.site_store(edge), folder) is not None or None, pulled)
+            self.wait(lambda: newest_version(self.world.site_store(edge), folder) is not None or None, pulled)
         self.sup.launch(
             f"server-{edge}",
             ["serve", "start", "--edge", edge, "--port", str(w.edges[edge].server)],
@@ -327,7 +310,7 @@ class Demo:
         def synced() -> bool:
             try:
                 pointer = ModelPointer.from_bytes(
-                    self.site_store(edge).get_bytes(pointer_at, max_bytes=65536), pointer_at.uri
+                    self.world.site_store(edge).get_bytes(pointer_at, max_bytes=65536), pointer_at.uri
                 )
             except NotFound:
                 return False
@@ -357,7 +340,7 @@ class Demo:
     def label_captures(self, store: Store, shown: set[str], sku: str, expected: int) -> int:
         """Staff go through the captured photos and label the ones of the new product."""
         prefix = self.layout.unrecognized_prefix(store.edge)
-        site_store = self.site_store(store.edge)
+        site_store = self.world.site_store(store.edge)
         digests: dict[str, str] = {}  # key -> sha256: each capture is downloaded once
 
         def captured() -> list[tuple[str, str]]:

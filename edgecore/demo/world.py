@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgecore.stack.site import EdgeSite
+from edgecore.enrolment import enrol
+from edgecore.stack.site import ENROLMENT_FILE, EdgeSite
 from edgecore.stack.tools import free_port
 from foundation.layout import edge_model_name
 from foundation.settings import Settings
+from foundation.storage.store import ObjectStore
 
 
 @dataclass(frozen=True)
@@ -95,3 +97,16 @@ class World:
             path = site.settings.fleet_file
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(self.fleet(edge), indent=2))
+
+    def open_site(self, edge: str) -> tuple[str, str]:
+        """The store's own MinIO, its enrolment at the core; its gateway's device and staff tokens."""
+        site = self.sites[edge]
+        site.up(mqtt=False)
+        enrol(self.settings, edge, site.folder / ENROLMENT_FILE)
+        site.refresh()
+        device = site.issue_gateway_token("device", "kiosk-camera")
+        return device, site.issue_gateway_token("staff", "store-manager")
+
+    def site_store(self, edge: str) -> ObjectStore:
+        """The store's own storage, with the store's credentials (the core has none)."""
+        return ObjectStore(self.sites[edge].settings.s3)
