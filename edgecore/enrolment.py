@@ -50,6 +50,8 @@ def enrol(
             "EDGECORE_KAFKA_USERNAME": kafka_user(edge),
             "EDGECORE_KAFKA_PASSWORD": password,
             "EDGECORE_KAFKA_CA_FILE": str(settings.ca_file),
+            # the edge reads <this>.<edge id>, the topic its ACLs were just granted on
+            "EDGECORE_TOPIC_MODEL_PUBLISHED": settings.kafka.topic_model_published,
         }
     write_env_file(env_file, env, merge=rotate)
     return Enrolment(edge, env_file, bool(current))

@@ -50,7 +50,8 @@ def test_an_upload_of_some_products_keeps_the_others_and_says_so(
     output = _cli(isolated, "catalogue", "upload", str(one))
 
     assert "stay in its catalogue" in output
-    assert read_catalogue(iso_store, iso_layout, BOUTIQUE).skus == demo_catalogue(BOUTIQUE).skus  # type: ignore[union-attr]
+    kept = read_catalogue(iso_store, iso_layout.core_catalogue_home(BOUTIQUE))
+    assert kept is not None and kept.skus == demo_catalogue(BOUTIQUE).skus
 
 
 def test_retiring_asks_first_and_is_shown_in_the_history(
@@ -60,9 +61,9 @@ def test_retiring_asks_first_and_is_shown_in_the_history(
     retire = ["catalogue", "retire", "--edge", BOUTIQUE, "--sku", "CAVIAR-50", "--reason", "delisted"]
 
     _cli(isolated, *retire, answer="n\n")
-    assert "CAVIAR-50" in read_catalogue(iso_store, iso_layout, BOUTIQUE).skus  # type: ignore[union-attr]
+    assert "CAVIAR-50" in read_catalogue(iso_store, iso_layout.core_catalogue_home(BOUTIQUE)).skus  # type: ignore[union-attr]
     _cli(isolated, *retire, answer="y\n")
 
-    assert "CAVIAR-50" not in read_catalogue(iso_store, iso_layout, BOUTIQUE).skus  # type: ignore[union-attr]
+    assert "CAVIAR-50" not in read_catalogue(iso_store, iso_layout.core_catalogue_home(BOUTIQUE)).skus  # type: ignore[union-attr]
     history = _cli(isolated, "catalogue", "show", "--edge", BOUTIQUE)
     assert "retire CAVIAR-50" in history and "delisted" in history

@@ -41,8 +41,10 @@ def private_kafka(stack: Stack, settings: Settings, tmp_path: Path, unique: str)
     """A broker of this test's own (MinIO stays the shared one), and the settings that reach it."""
     cfg = settings.updated(
         state_dir=tmp_path / "state",
-        kafka={"port": free_port(), "bootstrap": None},
+        kafka={"port": free_port(), "edge_port": free_port(), "bootstrap": None},
         buckets={"training": f"test-train-{unique}"},
+        # the stack's certificate for the broker's edge listener
+        tls={"ca_file": settings.ca_file, "cert_file": settings.cert_file, "key_file": settings.key_file},
     )
     own = StackSettings().model_copy(update={"kafka_controller_port": free_port(), "kafka_heap_mb": 256})
     kafka = KafkaService(cfg, own)

@@ -147,6 +147,21 @@ def test_a_long_poll_returns_as_soon_as_a_newer_version_is_published(core: Core,
     assert time.monotonic() - started < 15.0
 
 
+def test_a_version_an_event_named_is_handed_out_at_once_though_the_door_just_looked(
+    core: Core, tmp_path: Path
+) -> None:
+    model = edge_model_name(NORTH)
+    core.publish(tmp_path, NORTH, "v000011")
+    ready = write_version(tmp_path / "v000012", NORTH, "v000012")
+    client = core.client(NORTH, TOKENS[NORTH])
+    assert client.newest(model) is not None  # the door has just looked: v000011
+
+    upload_version(core.store, core.layout.model_prefix(model, "v000012"), ready)
+    newer = client.newest(model, after="v000011", expect="v000012")
+
+    assert newer is not None and newer.version == "v000012"
+
+
 def test_a_long_poll_with_nothing_newer_ends_with_no_content(core: Core, tmp_path: Path) -> None:
     core.publish(tmp_path, SOUTH, "v000009")
     assert (

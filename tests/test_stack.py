@@ -38,13 +38,13 @@ def test_a_second_stack_on_other_ports_starts_and_down_leaves_no_process(
     settings: Settings, tmp_path: Path
 ) -> None:
     other = Settings(state_dir=tmp_path / "state").updated(
-        s3={"port": 19000}, kafka={"port": 19092}, uplink={"mqtt_port": 11883}
+        s3={"port": 19000}, kafka={"port": 19092, "edge_port": 19094}
     )
     stack = Stack(
         other,
         StackSettings().model_copy(update={"minio_console_port": 19001, "kafka_controller_port": 19093}),
     )
-    services = sorted(svc.name for svc in stack.services())  # mosquitto where it can be had
+    services = sorted(svc.name for svc in stack.services())
     try:
         assert stack.up() is True
         pids = [s.pid for s in stack.status()]

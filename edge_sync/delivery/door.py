@@ -3,17 +3,18 @@
 An edge cannot reach the core's storage; it asks the front door, with its token, for
 its own model and nothing else:
 
-    GET /v1/edges/{edge}/models/{model}/newest?after=v000003&wait=25
+    GET /v1/edges/{edge}/models/{model}/newest?after=v000003&wait=25[&expect=v000004]
         → 200 the newest version's manifest when it is newer than ``after``; else, once
           ``wait`` seconds passed, 204 (a long poll: the fallback for sites that cannot
-          hold a Kafka connection)
+          hold a Kafka connection).  ``expect``: the version a ``model-published`` event
+          named; the registry is asked at once rather than at the next refresh
     GET /v1/edges/{edge}/models/{model}/versions/{version}/files/{name}
         → one file the manifest lists (the edge checks its sha256 and size)
 
 ``model`` must be ``<edge>-products``.  Versions are immutable, so each file is fetched
 from the registry once, verified, and served from a local cache to every edge that asks.
 The newest version of each model is looked up at most once per ``refresh_s`` however
-many edges wait on it.
+many edges wait on it, unless an edge expects a newer one than was found.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from foundation.storage.objects import ObjectReader
 
 log = logging.getLogger(__name__)
 POLL_STEP_S = 0.5
+EXPECT_REFRESH_S = 0.05
+"""An edge naming a version not yet seen makes a lookup no sooner than this after the last."""
 
 
 @dataclass
@@ -78,23 +81,29 @@ class ModelDoor:
             log.warning("refused edge %s: asked for model %s", edge, model[:80])
             raise Forbidden(f"edge {edge} reads only its own model, {edge_model_name(edge)}")
 
-    def newest(self, model: str) -> StoredVersion | None:
-        """The newest complete version, looked up at most once per ``refresh_s`` for all callers."""
+    def newest(self, model: str, expect: str | None = None) -> StoredVersion | None:
+        """The newest complete version, looked up at most once per ``refresh_s`` for all callers
+        (sooner when ``expect`` names a version newer than the one found last)."""
         now = time.monotonic()
         with self._lock:
             known = self._newest.get(model)
-            if known is not None and now - known.at < self.refresh_s:
+            fresh_for = self.refresh_s
+            if known is not None and expect is not None and not _reaches(known.version, expect):
+                fresh_for = EXPECT_REFRESH_S
+            if known is not None and now - known.at < fresh_for:
                 return known.version
         found = newest_version(self.reader, self.layout.models_prefix(model))
         with self._lock:
             self._newest[model] = _Newest(found, time.monotonic())
         return found
 
-    async def wait_newer(self, model: str, after: str | None, wait_s: float) -> StoredVersion | None:
+    async def wait_newer(
+        self, model: str, after: str | None, wait_s: float, expect: str | None = None
+    ) -> StoredVersion | None:
         """The newest version once it is newer than ``after`` (None after ``wait_s``)."""
         deadline = time.monotonic() + min(wait_s, self.max_wait_s)
         while True:
-            found = await run_in_threadpool(self.newest, model)
+            found = await run_in_threadpool(self.newest, model, expect)
             if found is not None and (after is None or parse_version(found.version) > parse_version(after)):
                 return found
             if time.monotonic() >= deadline:
@@ -119,6 +128,10 @@ class ModelDoor:
         return path
 
 
+def _reaches(found: StoredVersion | None, expect: str) -> bool:
+    return found is not None and parse_version(found.version) >= parse_version(expect)
+
+
 def routes(door: ModelDoor) -> APIRouter:
     router = APIRouter()
 
@@ -129,9 +142,10 @@ def routes(door: ModelDoor) -> APIRouter:
         request: Request,
         after: str | None = Query(None, pattern=r"^v\d{6}$"),
         wait: float = Query(0.0, ge=0.0),
+        expect: str | None = Query(None, pattern=r"^v\d{6}$"),
     ) -> Response:
         door.authorize(edge, model, request.headers.get("authorization"))
-        found = await door.wait_newer(model, after, wait)
+        found = await door.wait_newer(model, after, wait, expect)
         if found is None:
             return Response(status_code=204)
         return Response(found.manifest.to_bytes(), media_type="application/json")

@@ -153,20 +153,21 @@ class ControllerFleet:
     def _on_pulled(self, edge: str) -> Callable[[], None]:
         return lambda: self._schedule(self._slots[edge], None)
 
-    def _pull(self, slot: _Slot) -> None:
+    def _pull(self, slot: _Slot, event: ModelPublished | None) -> None:
         """Bring the newest version into the edge bucket; without the core, reconcile what is there."""
         puller = self.pullers.get(slot.spec.edge)
         if puller is None:
             return
         try:
-            puller.pull(slot.spec.model_name)
+            named = event is not None and event.model == slot.spec.model_name
+            puller.pull(slot.spec.model_name, expect=event.version if named and event else None)
         except EdgecoreError as exc:
             reason = "unavailable" if exc.retryable else "pull"
             self.metrics.failures.labels(slot.spec.edge, reason).inc()
             log.error("edge %s: pulling from the front door failed: %s", slot.spec.edge, exc)
 
     def _reconcile(self, slot: _Slot, event: ModelPublished | None) -> Outcome:
-        self._pull(slot)
+        self._pull(slot, event)
         try:
             if event is not None:
                 outcome = on_model_published(event, slot.spec, slot.target, self.ctx)

@@ -13,13 +13,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
 from foundation.errors import Forbidden, IntegrityError, InvalidInput, ServiceUnavailable, Unauthorized
-from foundation.layout import MANIFEST, Layout
+from foundation.layout import MANIFEST, Layout, parse_version
 from foundation.manifest import Manifest
 from foundation.registry import newest_version
 from foundation.storage.objects import ObjectStorage
@@ -36,11 +37,16 @@ class DoorClient:
         self.edge = edge
         self._client = client
 
-    def newest(self, model: str, after: str | None = None, wait_s: float = 0.0) -> Manifest | None:
-        """The newest version's manifest (newer than ``after``); None when there is none (yet)."""
+    def newest(
+        self, model: str, after: str | None = None, wait_s: float = 0.0, expect: str | None = None
+    ) -> Manifest | None:
+        """The newest version's manifest (newer than ``after``); None when there is none (yet).
+        ``expect``: the version an event named, so the door looks again at once."""
         params: dict[str, str | float] = {"wait": wait_s}
         if after is not None:
             params["after"] = after
+        if expect is not None:
+            params["expect"] = expect
         response = self._get(f"{self.base}/models/{model}/newest", params, timeout=wait_s + 30.0)
         if response.status_code == 204:
             return None
@@ -92,13 +98,27 @@ class Puller:
         self.store = store
         self.layout = layout
         self.scratch = scratch
+        self._copying = threading.Lock()
 
-    def pull(self, model: str, wait_s: float = 0.0) -> str | None:
-        """The version now complete in the edge bucket that was not before, or None."""
+    def pull(self, model: str, wait_s: float = 0.0, expect: str | None = None) -> str | None:
+        """The version now complete in the edge bucket that was not before, or None.
+
+        The long poll and an event may both learn of a version: one copies it, the other
+        finds it complete and returns None (the question to the door is not serialised, so a
+        long poll held open never delays an event's pull).
+        """
         edge = self.door.edge
         here = newest_version(self.store, self.layout.edge_models_prefix(edge, model))
-        manifest = self.door.newest(model, after=here.version if here else None, wait_s=wait_s)
+        manifest = self.door.newest(model, after=here.version if here else None, wait_s=wait_s, expect=expect)
         if manifest is None or manifest.name != model:
+            return None
+        with self._copying:
+            return self._complete(model, manifest)
+
+    def _complete(self, model: str, manifest: Manifest) -> str | None:
+        edge = self.door.edge
+        here = newest_version(self.store, self.layout.edge_models_prefix(edge, model))
+        if here is not None and parse_version(here.version) >= parse_version(manifest.version):
             return None
         prefix = self.layout.edge_model_prefix(edge, model, manifest.version)
         present = {o.location.key[len(prefix.key) :]: o.size for o in self.store.list(prefix)}

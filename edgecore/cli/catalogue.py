@@ -104,7 +104,7 @@ def retire(
     """Take products out of an edge's catalogue on purpose; its next model may then forget them.
 
     This is the only way a product leaves a catalogue: uploads add products, never remove
-    them.  The change is recorded (who, when, why) in the edge bucket.
+    them.  The change is recorded (who, when, why) in the core's copy of the catalogue.
     """
     settings = Settings()
     if not yes:

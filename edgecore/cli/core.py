@@ -30,7 +30,13 @@ def enrol(
         None, help="Where to write the store's credentials (default <state>/sites/<edge>/edge.env)."
     ),
     rotate: bool = typer.Option(False, help="Issue a new token; the current one stays valid until revoked."),
-    kafka: bool = typer.Option(True, help="Also (re)issue its Kafka login and ACLs for its own topic."),
+    kafka: bool = typer.Option(
+        True,
+        help=(
+            "Also issue its Kafka login and ACLs for its own topic (not with --rotate: a Kafka login"
+            " has one password; revoke and enrol again to change it)."
+        ),
+    ),
 ) -> None:
     """Let a store in: a front-door token and a Kafka login, written to an env file for its site."""
     settings = Settings()

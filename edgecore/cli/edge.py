@@ -32,7 +32,10 @@ def gateway(
     ship: bool = typer.Option(True, help="Also run the shipper (sends completed sets to the core)."),
     mqtt: bool = typer.Option(
         False,
-        help="Also take images published on edge/<edge>/images/<sku> at settings.uplink.mqtt_host:mqtt_port.",
+        help=(
+            "Also take images devices publish on edge/<edge>/images/<device>/<sku> at the store's"
+            " broker (EDGECORE_MQTT_HOST:EDGECORE_MQTT_PORT)."
+        ),
     ),
 ) -> None:
     """The store's device/kiosk gateway on its port (EDGECORE_GATEWAY_PORT), its shipper and MQTT intake."""

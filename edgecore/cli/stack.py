@@ -22,7 +22,7 @@ def install() -> None:
 
 @app.command()
 def up() -> None:
-    """Start Kafka, MinIO and Mosquitto (installing them first if needed); a no-op when up."""
+    """Start the core's Kafka and MinIO, make the local CA (installing first if needed); no-op when up."""
     with cli_errors():
         started = Stack(Settings()).up(reporter())
     console.print("stack started" if started else "stack already up")
@@ -64,7 +64,7 @@ def status() -> None:
 
 
 @app.command()
-def logs(service: str = typer.Argument(..., help="kafka, minio or mosquitto"), lines: int = 40) -> None:
+def logs(service: str = typer.Argument(..., help="kafka or minio"), lines: int = 40) -> None:
     """The last lines of a service's log."""
     stack = Stack(Settings())
     names = [svc.name for svc in stack.services()]

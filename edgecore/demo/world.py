@@ -61,7 +61,7 @@ class World:
             # the stack's CA and certificate, not the run's folder
             tls={"ca_file": base.ca_file, "cert_file": base.cert_file, "key_file": base.key_file},
             listener={"metrics_port": free_port(), "coalesce_s": coalesce_s},
-            delivery={"poll_s": poll_s, "fleet_file": state / "edges.json"},
+            delivery={"poll_s": poll_s},
         )
         ports = {edge: EdgePorts(free_port(), free_port(), free_port()) for edge in edges}
         sites = {edge: EdgeSite(settings, edge) for edge in edges}

@@ -190,15 +190,15 @@ class KafkaService:
         if self.process.pid() is not None:
             wait_until(self.healthy, timeout_s, "Kafka", self.process)
             return False
-        for port in (
-            self.settings.kafka.port,
-            self.stack.kafka_controller_port,
-            self.settings.kafka.edge_port,
+        for port, name in (
+            (self.settings.kafka.port, "EDGECORE_KAFKA_PORT"),
+            (self.stack.kafka_controller_port, "EDGECORE_KAFKA_CONTROLLER_PORT"),
+            (self.settings.kafka.edge_port, "EDGECORE_KAFKA_EDGE_PORT"),
         ):
             if port_open(self.settings.kafka.host, port):
                 raise StackError(
                     f"port {self.settings.kafka.host}:{port} is taken by a process edgecore did not "
-                    "start; stop it or set EDGECORE_KAFKA_PORT / EDGECORE_KAFKA_CONTROLLER_PORT"
+                    f"start; stop it or set {name}"
                 )
         self._write_config()
         self._format_once()
