@@ -25,7 +25,7 @@ from foundation.credentials import new_token
 from foundation.errors import Forbidden, Unauthorized
 from foundation.layout import MANIFEST, Layout, edge_model_name
 from foundation.manifest import Manifest
-from foundation.registry import newest_version
+from foundation.registry import fetch_verified, newest_version, read_version
 from foundation.settings import Settings
 from foundation.storage.store import ObjectStore
 from foundation.tls import client_context
@@ -79,9 +79,11 @@ def north(core: Core) -> Iterator[EdgeSite]:
     site.down()
 
 
-def _puller(core: Core, site: EdgeSite, tmp: Path, token: str = TOKENS[NORTH]) -> Puller:
+def _puller(
+    core: Core, site: EdgeSite, tmp: Path, token: str = TOKENS[NORTH], keep: Path | None = None
+) -> Puller:
     return Puller(
-        core.client(site.edge, token), ObjectStore(site.settings.s3), Layout(site.settings.buckets), tmp
+        core.client(site.edge, token), ObjectStore(site.settings.s3), Layout(site.settings.buckets), tmp, keep
     )
 
 
@@ -116,6 +118,33 @@ def test_a_store_pulls_its_newest_model_into_its_own_storage_verified(
         core.layout.model_prefix(edge_model_name(NORTH), "v000002").child(MANIFEST)
     )
     assert here.manifest == Manifest.from_bytes(registry, "registry")
+
+
+class _NoDownloads:
+    """A reader that fails any download: what is fetched must already be there."""
+
+    def download(self, *args: object, **kwargs: object) -> None:
+        raise AssertionError("downloaded again")
+
+
+def test_a_pulled_version_is_left_verified_where_the_controller_fetches_it(
+    core: Core, north: EdgeSite, tmp_path: Path
+) -> None:
+    model = edge_model_name(NORTH)
+    core.publish(tmp_path, NORTH, "v000003")
+
+    assert (
+        _puller(core, north, tmp_path / "scratch", keep=tmp_path / "work").pull(model, expect="v000003")
+        == "v000003"
+    )
+
+    site_layout = Layout(north.settings.buckets)
+    stored = read_version(
+        ObjectStore(north.settings.s3), site_layout.edge_model_prefix(NORTH, model, "v000003")
+    )
+    kept = tmp_path / "work" / NORTH / model / "v000003"
+    fetched = fetch_verified(_NoDownloads(), stored, kept)  # type: ignore[arg-type]
+    assert fetched.path == kept
 
 
 def test_a_store_cannot_read_another_store_s_model(core: Core, tmp_path: Path) -> None:

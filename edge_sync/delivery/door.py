@@ -38,8 +38,6 @@ from foundation.storage.objects import ObjectReader
 
 log = logging.getLogger(__name__)
 POLL_STEP_S = 0.5
-EXPECT_REFRESH_S = 0.05
-"""An edge naming a version not yet seen makes a lookup no sooner than this after the last."""
 
 
 @dataclass
@@ -87,10 +85,8 @@ class ModelDoor:
         now = time.monotonic()
         with self._lock:
             known = self._newest.get(model)
-            fresh_for = self.refresh_s
-            if known is not None and expect is not None and not _reaches(known.version, expect):
-                fresh_for = EXPECT_REFRESH_S
-            if known is not None and now - known.at < fresh_for:
+            stale = known is not None and expect is not None and not _reaches(known.version, expect)
+            if known is not None and not stale and now - known.at < self.refresh_s:
                 return known.version
         found = newest_version(self.reader, self.layout.models_prefix(model))
         with self._lock:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
 import tempfile
 import threading
 from collections.abc import Callable
@@ -91,13 +92,21 @@ def _raise_for(response: httpx.Response, url: str) -> None:
 
 
 class Puller:
-    """Copies the newest version of an edge's model from the front door into the edge bucket."""
+    """Copies the newest version of an edge's model from the front door into the edge bucket.
 
-    def __init__(self, door: DoorClient, store: ObjectStorage, layout: Layout, scratch: Path) -> None:
+    With ``keep`` (the controller's work folder), a version pulled whole is also left there
+    verified, where the controller's own fetch finds it and only re-hashes it: the files
+    cross the site's storage once, not twice.
+    """
+
+    def __init__(
+        self, door: DoorClient, store: ObjectStorage, layout: Layout, scratch: Path, keep: Path | None = None
+    ) -> None:
         self.door = door
         self.store = store
         self.layout = layout
         self.scratch = scratch
+        self.keep = keep
         self._copying = threading.Lock()
 
     def pull(self, model: str, wait_s: float = 0.0, expect: str | None = None) -> str | None:
@@ -123,29 +132,48 @@ class Puller:
         prefix = self.layout.edge_model_prefix(edge, model, manifest.version)
         present = {o.location.key[len(prefix.key) :]: o.size for o in self.store.list(prefix)}
         self.scratch.mkdir(parents=True, exist_ok=True)
+        kept = None
+        if self.keep is not None and not present:  # a pull resumed has part of it in the bucket only
+            kept = self.keep / edge / model / f"{manifest.version}.partial"
+            shutil.rmtree(kept, ignore_errors=True)
         for name, entry in sorted(manifest.files.items()):
             if present.get(name) != entry.size:
-                self._copy(model, manifest, name)
-        self.store.put_bytes(prefix.child(MANIFEST), manifest.to_bytes(), "application/json")
+                self._copy(model, manifest, name, kept)
+        raw = manifest.to_bytes()
+        self.store.put_bytes(prefix.child(MANIFEST), raw, "application/json")
+        if kept is not None:
+            (kept / MANIFEST).write_bytes(raw)
+            whole = kept.with_name(manifest.version)
+            shutil.rmtree(whole, ignore_errors=True)
+            kept.replace(whole)
         log.info("edge %s: pulled %s %s (%d files)", edge, model, manifest.version, len(manifest.files))
         return manifest.version
 
-    def _copy(self, model: str, manifest: Manifest, name: str) -> None:
+    def _copy(self, model: str, manifest: Manifest, name: str, kept: Path | None) -> None:
+        """One file from the door, checked against the manifest, into the edge bucket (and ``kept``)."""
         entry = manifest.files[name]
         digest = hashlib.sha256()
-        with tempfile.NamedTemporaryFile(dir=self.scratch, suffix=".part") as part:
+        if kept is not None:
+            path = kept / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+        else:
+            path = Path(tempfile.mkstemp(dir=self.scratch, suffix=".part")[1])
+        try:
+            with path.open("wb") as part:
 
-            def sink(chunk: bytes) -> None:
-                digest.update(chunk)
-                part.write(chunk)
+                def sink(chunk: bytes) -> None:
+                    digest.update(chunk)
+                    part.write(chunk)
 
-            self.door.download(model, manifest.version, name, sink)
-            part.flush()
-            size = part.tell()
+                self.door.download(model, manifest.version, name, sink)
+                size = part.tell()
             if size != entry.size or digest.hexdigest() != entry.sha256:
                 raise IntegrityError(
                     f"{model} {manifest.version}/{name} from the front door: {size} bytes, sha256 "
                     f"{digest.hexdigest()[:12]}…; the manifest says {entry.size} bytes, {entry.sha256[:12]}…"
                 )
             prefix = self.layout.edge_model_prefix(self.door.edge, model, manifest.version)
-            self.store.put_file(prefix.child(name), Path(part.name))
+            self.store.put_file(prefix.child(name), path)
+        finally:
+            if kept is None:
+                path.unlink(missing_ok=True)

@@ -109,7 +109,8 @@ def build_pullers(settings: Settings, specs: list[EdgeSpec]) -> dict[str, Puller
     )
     store = ObjectStore(settings.s3)
     store.ensure_bucket(Layout(settings.buckets).edge_bucket(edge))
-    return {edge: Puller(door, store, Layout(settings.buckets), settings.state_dir / "edge-sync" / "pull")}
+    work = settings.state_dir / "edge-sync"  # the controller's work folder (build_fleet)
+    return {edge: Puller(door, store, Layout(settings.buckets), work / "pull", keep=work)}
 
 
 def select(settings: Settings, edges: Iterable[str] = ()) -> list[EdgeSpec]:
