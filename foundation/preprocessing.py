@@ -33,7 +33,7 @@ Pixels = npt.NDArray[np.float32]
 # At 1/8 scale libjpeg returns each 8×8 block's mean (a box-filtered reduction, free of
 # aliasing) and skips the inverse DCT.  A 640×480 photo's 480 lines give 60, which are
 # upsized by 1/15 to a 64² input; allowing up to 1/8 below the input side buys that
-# saving for the default input (bench/preprocessing.py, docs/performance.md).
+# saving for the default input (measured by bench/preprocessing.py).
 MIN_DECODE_FRACTION = 7 / 8
 
 
