@@ -31,8 +31,9 @@ from foundation.storage.wire import S3Wire
 from foundation.tls import server_context
 
 log = logging.getLogger(__name__)
-STALE_UPLOAD_S = 3600.0
-"""A multipart upload of a set begun this long ago belongs to a receiver that died: abort it."""
+STALE_UPLOAD_S = 24 * 3600.0
+"""A multipart upload of a set begun this long ago belongs to a receiver that died: abort it (a day:
+another replica's live upload of a large set over a slow store link is never cut short)."""
 
 
 def edge_credentials(settings: Settings) -> Credentials:
@@ -112,6 +113,7 @@ def run_front_door(settings: Settings) -> None:
             log_level="info",
             access_log=False,
             timeout_graceful_shutdown=30,
+            limit_concurrency=settings.door.max_connections,
             **tls_options(settings),  # type: ignore[arg-type]
         )
     finally:

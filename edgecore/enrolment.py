@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from foundation.credentials import new_token, read_tokens_file, write_tokens_file
+from foundation.credentials import new_token, read_tokens_file, write_private, write_tokens_file
 from foundation.errors import Conflict, NotFound
 from foundation.kafka_users import grant_edge, kafka_user, new_password, revoke_edge
 from foundation.layout import check_name
@@ -37,11 +37,9 @@ def enrol(
     if current and not rotate:
         raise Conflict(f"edge {edge} is enrolled already: --rotate issues a new token beside the current one")
     token = new_token()
-    tokens[edge] = [*current[-1:], token]
-    write_tokens_file(settings.door_tokens_file, tokens)
     env = {"EDGECORE_DOOR_URL": settings.door.url, "EDGECORE_DOOR_TOKEN": token}
     env["EDGECORE_TLS_CA_FILE"] = str(settings.ca_file)
-    if kafka:
+    if kafka:  # first: a broker that fails leaves no token behind that would make a retry "enrolled"
         password = new_password()
         grant_edge(settings.kafka, edge, password)
         env |= {
@@ -53,6 +51,8 @@ def enrol(
             # the edge reads <this>.<edge id>, the topic its ACLs were just granted on
             "EDGECORE_TOPIC_MODEL_PUBLISHED": settings.kafka.topic_model_published,
         }
+    tokens[edge] = [*current[-1:], token]
+    write_tokens_file(settings.door_tokens_file, tokens)
     write_env_file(env_file, env, merge=rotate)
     return Enrolment(edge, env_file, bool(current))
 
@@ -67,8 +67,9 @@ def revoke(settings: Settings, edge: str, old_only: bool = False) -> int:
         tokens[edge] = tokens[edge][-1:]
     else:
         removed = len(tokens.pop(edge))
+    write_tokens_file(settings.door_tokens_file, tokens)  # first: the door is shut even if Kafka is down
+    if not old_only:
         revoke_edge(settings.kafka, edge)
-    write_tokens_file(settings.door_tokens_file, tokens)
     return removed
 
 
@@ -81,7 +82,4 @@ def write_env_file(path: Path, values: dict[str, str], merge: bool = False) -> N
             if sep:
                 existing[name] = value
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(f"{k}={v}\n" for k, v in {**existing, **values}.items()))
-    tmp.chmod(0o600)
-    tmp.replace(path)
+    write_private(path, "".join(f"{k}={v}\n" for k, v in {**existing, **values}.items()))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import os
 import secrets
 import threading
 from pathlib import Path
@@ -137,7 +138,14 @@ def read_tokens_file(path: Path) -> dict[str, list[str]]:
 def write_tokens_file(path: Path, tokens: dict[str, list[str]]) -> None:
     """Write a tokens file readable by its owner only (atomically: readers never see half of it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    write_private(path, json.dumps(tokens, indent=2, sort_keys=True))
+
+
+def write_private(path: Path, text: str) -> None:
+    """Replace ``path`` atomically with a file that is never readable by others, not even for a moment."""
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(tokens, indent=2, sort_keys=True))
-    tmp.chmod(0o600)
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
     tmp.replace(path)

@@ -2,7 +2,7 @@
 
 An edge connects to the broker's edge listener (TLS) as ``edge-<edge id>``.  Its ACLs
 allow reading (and describing) ``<model-published topic>.<edge id>`` and using consumer
-groups named ``edgecore-edge-sync-<edge id>…``; nothing else, since the broker allows
+its consumer group ``edgecore-edge-sync-<edge id>``; nothing else, since the broker allows
 nothing without an ACL.  The core's services use the internal listener.  Rotating an
 edge's password is one more :func:`grant_edge` (SCRAM keeps one password per user, so
 the edge's settings must follow; the front-door token is the credential with overlap).
@@ -41,8 +41,9 @@ def kafka_user(edge: str) -> str:
     return f"edge-{check_name(edge, 'edge id')}"
 
 
-def edge_group_prefix(edge: str) -> str:
-    """The consumer groups an edge may use (``edge_sync.delivery.sources.consumer_group``)."""
+def edge_group(edge: str) -> str:
+    """The one consumer group an edge may use (``edge_sync.delivery.sources.consumer_group``); a
+    literal name, so edge ``store-1`` cannot join ``store-10``'s group."""
     return f"edgecore-edge-sync-{check_name(edge, 'edge id')}"
 
 
@@ -59,7 +60,7 @@ def edge_permissions(kafka: KafkaSettings, edge: str) -> list[EdgePermission]:
     manifests (``edgecore manifests edge-access``) are both made from."""
     return [
         ("topic", kafka.edge_topic(edge), "literal", ("Read", "Describe")),
-        ("group", edge_group_prefix(edge), "prefix", ("Read", "Describe")),
+        ("group", edge_group(edge), "literal", ("Read", "Describe")),
     ]
 
 

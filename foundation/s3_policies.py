@@ -7,8 +7,9 @@ its policy with it:
   sync controller, model server) use a credential confined to the edge's bucket.
 - :func:`edge_core_policy`: the core's object store, as seen through the front door on an
   edge's behalf.  It writes its own dataset, claims and catalogue, and reads its own
-  models, nothing else.  The front door checks the same scope in code; the policy is the
-  second wall (an IAM role per edge, or a MinIO policy, or an STS session policy).
+  models, nothing else.  The front door enforces this scope in code with the core's own
+  credential; the policy is for operators who want a second wall (an IAM role per edge, a
+  MinIO policy, or an STS session policy, as the tests apply it), not applied by the door.
 """
 
 from __future__ import annotations

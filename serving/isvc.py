@@ -76,7 +76,8 @@ def serving_runtime(image: str, namespace: str = "edgecore") -> Manifest:
                     "name": "kserve-container",
                     "image": image,
                     "command": ["python", "-m", "serving.server"],
-                    "args": ["--model-uri", MODEL_MOUNT, "--http-port", str(HTTP_PORT)],
+                    # in a pod the kubelet and the Service reach the pod IP, not loopback
+                    "args": ["--model-uri", MODEL_MOUNT, "--http-port", str(HTTP_PORT), "--host", "0.0.0.0"],
                     "ports": [{"containerPort": HTTP_PORT, "protocol": "TCP"}],
                     "readinessProbe": {
                         "httpGet": {"path": "/v2/health/ready", "port": HTTP_PORT},

@@ -158,6 +158,18 @@ def test_a_store_cannot_read_another_store_s_model(core: Core, tmp_path: Path) -
         north_asking_another_model.newest(edge_model_name(SOUTH))
 
 
+def test_a_store_cannot_download_another_store_s_model_files_nor_anyone_without_a_token(
+    core: Core, tmp_path: Path
+) -> None:
+    core.publish(tmp_path, SOUTH, "v000002")
+    model = edge_model_name(SOUTH)
+
+    with pytest.raises(Forbidden):
+        core.client(SOUTH, TOKENS[NORTH]).download(model, "v000002", MANIFEST, lambda _: None)
+    url = f"{core.url}/v1/edges/{SOUTH}/models/{model}/versions/v000002/files/{MANIFEST}"
+    assert httpx.get(url, verify=client_context(core.settings.ca_file)).status_code == 401  # no token
+
+
 def test_a_wrong_token_is_refused(core: Core) -> None:
     with pytest.raises(Unauthorized):
         core.client(NORTH, new_token()).newest(edge_model_name(NORTH))

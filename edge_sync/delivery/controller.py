@@ -26,7 +26,7 @@ from foundation.assortment import read_catalogue
 from foundation.errors import EdgecoreError, IntegrityError, RolloutFailed
 from foundation.events import ModelPublished
 from foundation.layout import Layout, parse_version
-from foundation.registry import StoredVersion, fetch_verified, newest_version, verify_remote
+from foundation.registry import Fetched, StoredVersion, fetch_verified, newest_version, verify_remote
 from foundation.storage.objects import ObjectReader
 
 log = logging.getLogger(__name__)
@@ -105,22 +105,9 @@ def _sync(spec: EdgeSpec, target: Target, ctx: SyncContext, candidate: StoredVer
         return Outcome(
             edge, "skipped-rejected", candidate.version, serving, "rolled back before; not retried"
         )
-    catalogue = read_catalogue(ctx.reads, ctx.layout.edge_catalogue_home(edge))
-    unknown = sorted(set(catalogue.skus) - set(candidate.manifest.labels)) if catalogue else []
-    if unknown:
-        why = f"{candidate.version} does not know {unknown}, which edge {edge} sells"
-        return _refused(spec, target, ctx, candidate, why)
-
-    try:
-        if target.local_copy:
-            fetched = fetch_verified(
-                ctx.reads, candidate, ctx.workdir / edge / model / candidate.version, ctx.workers
-            )
-        else:
-            ctx.workdir.mkdir(parents=True, exist_ok=True)
-            fetched = verify_remote(ctx.reads, candidate, ctx.workdir, ctx.workers)
-    except IntegrityError as exc:
-        return _refused(spec, target, ctx, candidate, str(exc))
+    fetched = _checked(spec, target, ctx, candidate)
+    if isinstance(fetched, Outcome):
+        return fetched
     ctx.metrics.download_bytes.labels(edge).inc(candidate.size)
     uri = fetched.path.resolve().as_uri() if fetched.path is not None else candidate.uri
     try:
@@ -142,6 +129,25 @@ def _sync(spec: EdgeSpec, target: Target, ctx: SyncContext, candidate: StoredVer
     return Outcome(
         edge, "rolled-out", candidate.version, deployed.version, download_mb_per_s=fetched.mb_per_s
     )
+
+
+def _checked(spec: EdgeSpec, target: Target, ctx: SyncContext, candidate: StoredVersion) -> Fetched | Outcome:
+    """The candidate verified (copied, where the target loads a local folder), or the refusal of it:
+    a version that does not know a product the edge sells, or whose files fail their manifest."""
+    edge = spec.edge
+    catalogue = read_catalogue(ctx.reads, ctx.layout.edge_catalogue_home(edge))
+    unknown = sorted(set(catalogue.skus) - set(candidate.manifest.labels)) if catalogue else []
+    if unknown:
+        why = f"{candidate.version} does not know {unknown}, which edge {edge} sells"
+        return _refused(spec, target, ctx, candidate, why)
+    try:
+        if target.local_copy:
+            folder = ctx.workdir / edge / spec.model_name / candidate.version
+            return fetch_verified(ctx.reads, candidate, folder, ctx.workers)
+        ctx.workdir.mkdir(parents=True, exist_ok=True)
+        return verify_remote(ctx.reads, candidate, ctx.workdir, ctx.workers)
+    except IntegrityError as exc:
+        return _refused(spec, target, ctx, candidate, str(exc))
 
 
 def on_model_published(

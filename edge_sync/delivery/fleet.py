@@ -16,6 +16,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import httpx
+
 from edge_sync.delivery.controller import (
     EdgeStatus,
     Outcome,
@@ -124,8 +126,15 @@ class ControllerFleet:
             with slot.lock:
                 slot.queued, slot.running = False, True
                 event, slot.event, slot.again = slot.event, None, False
-            if self._reconcile(slot, event).action == "failed" and slot.failures:
+            try:
+                if self._reconcile(slot, event).action == "failed" and slot.failures:
+                    self._retry_later(slot)
+            except Exception:  # never leave the edge marked running: it would not be synced again
+                log.exception("edge %s: sync crashed; retrying", slot.spec.edge)
+                with slot.lock:
+                    slot.running, slot.failures = False, slot.failures + 1
                 self._retry_later(slot)
+                return
             with slot.lock:
                 if not slot.again:
                     slot.running = False
@@ -164,6 +173,9 @@ class ControllerFleet:
         except EdgecoreError as exc:
             reason = "unavailable" if exc.retryable else "pull"
             self.metrics.failures.labels(slot.spec.edge, reason).inc()
+            log.error("edge %s: pulling from the front door failed: %s", slot.spec.edge, exc)
+        except (OSError, httpx.HTTPError) as exc:  # a full disk, a broken answer: reconcile what is here
+            self.metrics.failures.labels(slot.spec.edge, "pull").inc()
             log.error("edge %s: pulling from the front door failed: %s", slot.spec.edge, exc)
 
     def _reconcile(self, slot: _Slot, event: ModelPublished | None) -> Outcome:

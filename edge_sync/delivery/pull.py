@@ -134,18 +134,19 @@ class Puller:
         self.scratch.mkdir(parents=True, exist_ok=True)
         kept = None
         if self.keep is not None and not present:  # a pull resumed has part of it in the bucket only
-            kept = self.keep / edge / model / f"{manifest.version}.partial"
+            kept = self.scratch / f"{edge}-{model}-{manifest.version}"  # staged apart from the controller's
             shutil.rmtree(kept, ignore_errors=True)
         for name, entry in sorted(manifest.files.items()):
             if present.get(name) != entry.size:
                 self._copy(model, manifest, name, kept)
         raw = manifest.to_bytes()
-        self.store.put_bytes(prefix.child(MANIFEST), raw, "application/json")
-        if kept is not None:
+        if kept is not None and self.keep is not None:  # in place before the bucket says it is complete
             (kept / MANIFEST).write_bytes(raw)
-            whole = kept.with_name(manifest.version)
+            whole = self.keep / edge / model / manifest.version
             shutil.rmtree(whole, ignore_errors=True)
+            whole.parent.mkdir(parents=True, exist_ok=True)
             kept.replace(whole)
+        self.store.put_bytes(prefix.child(MANIFEST), raw, "application/json")
         log.info("edge %s: pulled %s %s (%d files)", edge, model, manifest.version, len(manifest.files))
         return manifest.version
 

@@ -94,6 +94,9 @@ def build_pullers(settings: Settings, specs: list[EdgeSpec]) -> dict[str, Puller
     A site serves one store; a token is that store's, so a fleet with a token holds one edge.
     """
     token = settings.door.token.get_secret_value()
+    if settings.kafka.security_protocol == "SASL_SSL":  # an edge site: it must pull, and log in to Kafka
+        check_strength(token, "this edge's front-door token (EDGECORE_DOOR_TOKEN)")
+        check_strength(settings.kafka.password.get_secret_value(), "this edge's Kafka password")
     if not token:
         return {}
     if len(specs) != 1:
@@ -110,7 +113,8 @@ def build_pullers(settings: Settings, specs: list[EdgeSpec]) -> dict[str, Puller
     store = ObjectStore(settings.s3)
     store.ensure_bucket(Layout(settings.buckets).edge_bucket(edge))
     work = settings.state_dir / "edge-sync"  # the controller's work folder (build_fleet)
-    return {edge: Puller(door, store, Layout(settings.buckets), work / "pull", keep=work)}
+    keep = work if isinstance(specs[0].target, LocalSpec) else None  # only a local server loads a folder
+    return {edge: Puller(door, store, Layout(settings.buckets), work / "pull", keep=keep)}
 
 
 def select(settings: Settings, edges: Iterable[str] = ()) -> list[EdgeSpec]:

@@ -14,6 +14,7 @@ import logging
 import threading
 from collections.abc import Callable
 
+import httpx
 from kafka.consumer.fetcher import ConsumerRecord
 
 from edge_sync.delivery.pull import Puller
@@ -84,7 +85,7 @@ def long_poll(puller: Puller, model: str, on_pulled: Callable[[], None], stop: t
         try:
             if puller.pull(model, wait_s=LONG_POLL_S) is not None:
                 on_pulled()
-        except EdgecoreError as exc:
+        except (EdgecoreError, OSError, httpx.HTTPError) as exc:  # the thread must outlive any one failure
             log.warning("front door long poll failed (%s); again in %.0f s", exc, LONG_POLL_RETRY_S)
             stop.wait(LONG_POLL_RETRY_S)
 

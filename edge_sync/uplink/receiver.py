@@ -124,7 +124,7 @@ class Receiver:
         topic: str,
         credentials: Credentials,
     ) -> None:
-        """Composed by ``edge_sync.uplink.service.build_receiver``; ``topic``: training-data-ready."""
+        """Composed by ``edge_sync.frontdoor.build_receiver``; ``topic``: training-data-ready."""
         self.max_pixels = max_pixels
         self.store = store
         self.wire = wire

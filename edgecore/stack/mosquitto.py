@@ -53,7 +53,7 @@ class BrokerAccess:
     def passwords(self) -> dict[str, str]:
         """login → password: the gateway's, and each device's newest token."""
         devices = {device: tokens[-1] for device, tokens in read_tokens_file(self.devices_file).items()}
-        return {gateway_user(self.edge): self.gateway_password, **devices}
+        return {**devices, gateway_user(self.edge): self.gateway_password}  # the gateway's login wins
 
     def acl(self) -> str:
         edge = self.edge

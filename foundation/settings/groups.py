@@ -303,6 +303,12 @@ class DoorSettings(BaseSettings):
     wait_s: float = Field(
         default=25.0, gt=0, le=120, description="Longest an edge's long poll for a new model is held."
     )
+    max_connections: int = Field(
+        default=2000,
+        ge=1,
+        description="Connections the front door serves at once (each edge holds one long poll); "
+        "more are answered 503 and retried by the edge.",
+    )
 
 
 class TlsSettings(BaseSettings):
