@@ -21,7 +21,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from foundation.catalogue import Catalogue, Product
 from foundation.errors import InvalidInput, NotFound
@@ -55,14 +55,17 @@ class ShippedCatalogue(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     catalogue: Catalogue
-    last_changes: dict[str, tuple[Action, datetime]] = Field(default_factory=dict)
+    last_changes: dict[str, tuple[Action, AwareDatetime]] = Field(default_factory=dict)  # naive: 4xx
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json().encode()
 
     @classmethod
     def from_bytes(cls, raw: bytes, edge: str) -> ShippedCatalogue:
-        shipped = cls.model_validate_json(raw)
+        try:
+            shipped = cls.model_validate_json(raw)
+        except ValidationError as exc:  # the reason, never the payload
+            raise InvalidInput(f"invalid catalogue of edge {edge}: {exc.error_count()} error(s)") from exc
         if shipped.catalogue.edge != edge:
             raise InvalidInput(f"the set's catalogue is edge {shipped.catalogue.edge!r}'s, not {edge!r}")
         return shipped

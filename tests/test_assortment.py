@@ -6,6 +6,7 @@ import pytest
 
 from edgecore.synthetic.products import BOUTIQUE, demo_catalogue, new_product
 from foundation.assortment import (
+    ShippedCatalogue,
     add_products,
     changes,
     merge_shipped,
@@ -138,3 +139,14 @@ def test_a_product_the_store_retired_later_is_retired_at_the_core(
 
     assert changed == [boutique[1]]
     assert retired_skus(iso_store, core) == [boutique[1]]
+
+
+def test_a_shipped_catalogue_whose_change_times_carry_no_time_zone_is_refused() -> None:
+    catalogue = demo_catalogue(BOUTIQUE)
+    sku = catalogue.skus[0]
+    raw = (
+        b'{"catalogue": ' + catalogue.to_bytes() + b', "last_changes": {"' + sku.encode() + b'": '
+        b'["add", "2026-01-01T00:00:00"]}}'
+    )
+    with pytest.raises(InvalidInput, match="invalid catalogue"):
+        ShippedCatalogue.from_bytes(raw, BOUTIQUE)
