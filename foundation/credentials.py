@@ -63,7 +63,7 @@ class Credentials:
         self._inline = {k: list(v) for k, v in (inline or {}).items()}
         self._path = path
         self._lock = threading.Lock()
-        self._stamp: tuple[float, int] | None = None
+        self._stamp: tuple[int, int, int] | None = None
         self._tokens = self._load()
 
     @property
@@ -95,14 +95,20 @@ class Credentials:
             return self._tokens
         try:
             stat = self._path.stat()
+        except FileNotFoundError:  # removed on purpose (writes replace it atomically): nobody's tokens stay
+            if self._stamp is not None:
+                log.warning("%s tokens file %s removed: only inline tokens are valid", self.what, self._path)
+                with self._lock:
+                    self._tokens, self._stamp = {k: list(v) for k, v in self._inline.items()}, None
+            return self._tokens
         except OSError:
             return self._tokens
-        if (stat.st_mtime, stat.st_size) != self._stamp:
+        if _stamp(stat) != self._stamp:
             with self._lock:
                 try:
                     self._tokens = self._load()
                 except (InvalidInput, WeakCredential) as exc:  # keep serving with the tokens we had
-                    self._stamp = (stat.st_mtime, stat.st_size)
+                    self._stamp = _stamp(stat)
                     log.error("%s tokens file %s not reloaded: %s", self.what, self._path, exc)
         return self._tokens
 
@@ -112,7 +118,7 @@ class Credentials:
             stat = self._path.stat() if self._path.exists() else None
             for principal, listed in read_tokens_file(self._path).items():
                 tokens[principal] = [*tokens.get(principal, []), *listed]
-            self._stamp = (stat.st_mtime, stat.st_size) if stat else None
+            self._stamp = _stamp(stat) if stat else None
         for principal, listed in tokens.items():
             check_name(principal, f"{self.what} id")
             if not 1 <= len(listed) <= MAX_TOKENS_PER_PRINCIPAL:
@@ -120,6 +126,11 @@ class Credentials:
             for token in listed:
                 check_strength(token, f"a token of {self.what} {principal}")
         return tokens
+
+
+def _stamp(stat: os.stat_result) -> tuple[int, int, int]:
+    """A file's identity and version: a rewrite of the same size, or within one second, still shows."""
+    return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
 
 
 def read_tokens_file(path: Path) -> dict[str, list[str]]:

@@ -23,7 +23,7 @@ from edgecore.stack import Stack
 from edgecore.stack.site import EdgeSite
 from foundation.credentials import new_token
 from foundation.errors import Forbidden, Unauthorized
-from foundation.layout import MANIFEST, Layout, edge_model_name
+from foundation.layout import CATALOGUE_FILE, MANIFEST, Layout, edge_model_name
 from foundation.manifest import Manifest
 from foundation.registry import fetch_verified, newest_version, read_version
 from foundation.settings import Settings
@@ -217,3 +217,16 @@ def test_the_front_door_speaks_only_tls_checked_against_the_core_s_ca(core: Core
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{plain}/healthz", timeout=5)
     assert httpx.get(f"{core.url}/healthz", verify=client_context(core.settings.ca_file)).status_code == 200
+
+
+# last: it publishes versions newer than every other test's
+def test_the_door_keeps_copies_of_the_newest_versions_only(core: Core, tmp_path: Path) -> None:
+    model = edge_model_name(SOUTH)
+    client = core.client(SOUTH, TOKENS[SOUTH])
+    for number in range(31, 36):
+        version = f"v{number:06d}"
+        core.publish(tmp_path, SOUTH, version)
+        client.download(model, version, CATALOGUE_FILE, lambda _: None)
+
+    cached = sorted(d.name for d in (core.settings.state_dir / "door" / "cache" / model).iterdir())
+    assert cached == ["v000033", "v000034", "v000035"]

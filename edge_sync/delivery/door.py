@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import threading
 import time
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from foundation.storage.objects import ObjectReader
 
 log = logging.getLogger(__name__)
 POLL_STEP_S = 0.5
+KEEP_VERSIONS = 3
 
 
 @dataclass
@@ -121,7 +123,18 @@ class ModelDoor:
             if not path.is_file():
                 path.parent.mkdir(parents=True, exist_ok=True)
                 self.reader.download(stored.file(name), path, expected_sha256=entry.sha256)
+                self._prune(model)
         return path
+
+    def _prune(self, model: str) -> None:
+        """Edges ask for the newest versions: copies older than the last ``KEEP_VERSIONS`` go (one asked
+        for again is fetched again), so the cache does not grow with every version ever published."""
+        versions = sorted(d for d in (self.cache / model).resolve().iterdir() if d.is_dir())
+        for old in versions[:-KEEP_VERSIONS]:
+            shutil.rmtree(old, ignore_errors=True)
+            with self._lock:
+                for path in [p for p in self._fetching if p.is_relative_to(old)]:
+                    del self._fetching[path]
 
 
 def _reaches(found: StoredVersion | None, expect: str) -> bool:
