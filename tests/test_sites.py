@@ -198,7 +198,7 @@ def test_a_version_an_event_named_is_handed_out_at_once_though_the_door_just_loo
     assert client.newest(model) is not None  # the door has just looked: v000011
 
     upload_version(core.store, core.layout.model_prefix(model, "v000012"), ready)
-    newer = client.newest(model, after="v000011", expect="v000012")
+    newer = client.newest(model, after="v000011", wait_s=0.5, expect="v000012")  # well within refresh_s
 
     assert newer is not None and newer.version == "v000012"
 

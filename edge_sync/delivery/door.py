@@ -39,6 +39,9 @@ from foundation.storage.objects import ObjectReader
 
 log = logging.getLogger(__name__)
 POLL_STEP_S = 0.5
+EXPECT_MIN_S = 0.1
+"""An edge expecting a version not yet seen makes the registry be asked again, at most this often per
+model however many edges expect (an edge cannot turn ``expect`` into unbounded listings)."""
 KEEP_VERSIONS = 3
 
 
@@ -88,7 +91,7 @@ class ModelDoor:
         with self._lock:
             known = self._newest.get(model)
             stale = known is not None and expect is not None and not _reaches(known.version, expect)
-            if known is not None and not stale and now - known.at < self.refresh_s:
+            if known is not None and now - known.at < (EXPECT_MIN_S if stale else self.refresh_s):
                 return known.version
         found = newest_version(self.reader, self.layout.models_prefix(model))
         with self._lock:
@@ -106,7 +109,7 @@ class ModelDoor:
                 return found
             if time.monotonic() >= deadline:
                 return None
-            await asyncio.sleep(POLL_STEP_S)
+            await asyncio.sleep(EXPECT_MIN_S if expect is not None else POLL_STEP_S)
 
     def file(self, model: str, version: str, name: str) -> Path:
         """A listed file of an immutable version, verified into the local cache once."""

@@ -91,6 +91,10 @@ def _raise_for(response: httpx.Response, url: str) -> None:
     raise InvalidInput(f"front door {url} answered {response.status_code}: {reason}")
 
 
+EXPECT_WAIT_S = 5.0
+"""How long the door may hold the pull of a version an event named before it is seen in the registry."""
+
+
 class Puller:
     """Copies the newest version of an edge's model from the front door into the edge bucket.
 
@@ -118,6 +122,10 @@ class Puller:
         """
         edge = self.door.edge
         here = newest_version(self.store, self.layout.edge_models_prefix(edge, model))
+        if expect is not None:
+            if here is not None and parse_version(here.version) >= parse_version(expect):
+                return None  # an event of a version this site holds already (a replay, or the long poll's)
+            wait_s = max(wait_s, EXPECT_WAIT_S)
         manifest = self.door.newest(model, after=here.version if here else None, wait_s=wait_s, expect=expect)
         if manifest is None or manifest.name != model:
             return None
