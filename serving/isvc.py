@@ -76,8 +76,15 @@ def serving_runtime(image: str, namespace: str = "edgecore") -> Manifest:
                     "name": "kserve-container",
                     "image": image,
                     "command": ["python", "-m", "serving.server"],
-                    # in a pod the kubelet and the Service reach the pod IP, not loopback
-                    "args": ["--model-uri", MODEL_MOUNT, "--http-port", str(HTTP_PORT), "--host", "0.0.0.0"],
+                    "args": ["--model-uri", MODEL_MOUNT, "--http-port", str(HTTP_PORT)],
+                    # the kubelet and the Service reach the pod's own address, never loopback: the
+                    # server binds it (EDGECORE_SERVER_HOST), given by Kubernetes, not every address
+                    "env": [
+                        {
+                            "name": "EDGECORE_SERVER_HOST",
+                            "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}},
+                        }
+                    ],
                     "ports": [{"containerPort": HTTP_PORT, "protocol": "TCP"}],
                     "readinessProbe": {
                         "httpGet": {"path": "/v2/health/ready", "port": HTTP_PORT},
