@@ -253,6 +253,14 @@ def announce(core: Core, producer: EventProducer | None, manifest: Manifest) -> 
 
 
 # -- one round: event → both answer; then the pull alone -------------------------------------
+def serves(s: Site, http: httpx.Client, version: str) -> bool:
+    """Whether the site's server says ``version`` is the one it serves (V2 versioned ready: no inference)."""
+    try:
+        return http.get(f"{s.url}/v2/models/{s.model}/versions/{version}/ready").status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def answer_version(s: Site, http: httpx.Client) -> str | None:
     from testkit.serving import b64, kiosk_jpeg
 

@@ -52,6 +52,7 @@ from sites_support import (
     core_settings,
     open_sites,
     put_files,
+    serves,
     start_sites,
     version_dir,
 )
@@ -65,10 +66,14 @@ from foundation.messaging import EventProducer
 
 
 def answered_after(s: Site, version: str, started: float) -> float:
-    """Seconds from ``started`` until the site's server answers with ``version``."""
+    """Seconds from ``started`` until the site's server answers a kiosk photo with ``version``.
+
+    The frequent check is the server's versioned ready route, which runs no inference:
+    an inference every few milliseconds would take CPU from the rollout it times.
+    """
     with httpx.Client(timeout=30) as http:
         while time.perf_counter() - started < TIMEOUT_S:
-            if answer_version(s, http) == version:
+            if serves(s, http, version) and answer_version(s, http) == version:
                 return time.perf_counter() - started
             outcome = s.fleet.outcomes.get(s.edge) if s.fleet else None
             if outcome and outcome.version == version and outcome.action in ("rolled-back", "refused"):

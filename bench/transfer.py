@@ -28,6 +28,7 @@ import argparse
 import hashlib
 import io
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -133,6 +134,21 @@ class CpuMeter:
         return sum(cpu_seconds(pid) for pid in self.minio_pids)
 
 
+def settle(quiet_cpu_s: float = 0.05, window_s: float = 0.5, limit_s: float = 20.0) -> None:
+    """Start a timed path on a quiet machine: dirty pages written out, the MinIOs idle.
+
+    The set's preparation and the previous path leave hundreds of MB to write back and
+    MinIO's own clean-up running; whichever path ran next would pay for them.
+    """
+    os.sync()
+    meter, deadline = CpuMeter(), time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        with meter:
+            time.sleep(window_s)
+        if meter.minio < quiet_cpu_s:
+            return
+
+
 def ship(edge: Settings, core: Settings, run: str, workdir: Path, size_mb: int) -> dict[str, Any]:
     """Ship the set through a real front door: the timed edge→core path, and what it cost.
 
@@ -170,11 +186,12 @@ def ship(edge: Settings, core: Settings, run: str, workdir: Path, size_mb: int) 
 
 
 def edge_to_core(
-    size_mb: int, base: bytes, workdir: Path, core_s3: S3Settings, with_baseline: bool
+    size_mb: int, base: bytes, workdir: Path, core_s3: S3Settings, with_baseline: bool, baseline_first: bool
 ) -> dict[str, Any]:
     """One set of ``size_mb`` through the real path, and (``with_baseline``) the references.
 
-    Each call has buckets of its own and drops them at the end, so rounds are independent.
+    Each call has buckets of its own and drops them at the end, so rounds are independent;
+    which goes first alternates between rounds, so neither always meets a busier machine.
     """
     run = uuid.uuid4().hex[:8]
     edge, core = bench_settings(run, workdir / run, free_port(), core_s3)
@@ -184,8 +201,11 @@ def edge_to_core(
     total = sum(len(i) for i in images)
     with console.status(f"[{size_mb} MB] putting {count} images in the edge bucket"):
         spool_cpu = prepare_set(edge, images)
+    paths = time_baselines(edge, core, images) if with_baseline and baseline_first else {}
+    settle()
     shipped = ship(edge, core, run, workdir, size_mb)
-    paths = time_baselines(edge, core, images) if with_baseline else {}
+    if with_baseline and not baseline_first:
+        paths = time_baselines(edge, core, images)
     cleanup(ObjectStore(core.s3), [core.buckets.training])
     cleanup(ObjectStore(edge.s3), [Layout(edge.buckets).edge_bucket(EDGE)])
     return {
@@ -212,6 +232,7 @@ def time_baselines(
     }
     paths: dict[str, tuple[float, dict[str, float]]] = {}
     for name, path in references.items():
+        settle()
         with CpuMeter() as used:
             seconds = path()
         paths[name] = (seconds, {"MinIO": used.minio, "client": used.client})
@@ -358,7 +379,7 @@ def main() -> None:
     parser.add_argument("--memory-mb", type=int, action="append", help="Set sizes for peak RSS (repeatable).")
     parser.add_argument("--quick", action="store_true", help="20 MB throughput, 20 MB and 60 MB memory.")
     parser.add_argument(
-        "--rounds", type=int, default=3, help="Throughput rounds (each: edge→core, then the baselines)."
+        "--rounds", type=int, default=3, help="Throughput rounds (which path goes first alternates)."
     )
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/edgecore-bench-transfer"))
     parser.add_argument("--ship-worker", action="store_true", help=argparse.SUPPRESS)
@@ -380,11 +401,14 @@ def main() -> None:
     try:
         # The machine is shared: rounds alternate the paths, and the medians are compared.
         rounds = [
-            edge_to_core(throughput, base, args.workdir, core.s3, with_baseline=True)
-            for _ in range(args.rounds)
+            edge_to_core(throughput, base, args.workdir, core.s3, True, baseline_first=i % 2 == 1)
+            for i in range(args.rounds)
         ]
         report_throughput(rounds)
-        runs = [edge_to_core(size, base, args.workdir, core.s3, with_baseline=False) for size in memory]
+        runs = [
+            edge_to_core(size, base, args.workdir, core.s3, with_baseline=False, baseline_first=False)
+            for size in memory
+        ]
         report_memory(runs)
     finally:
         core.service.process.stop()

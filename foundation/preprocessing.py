@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import io
 import math
+import struct
 import warnings
+import zlib
 
 import numpy as np
 import numpy.typing as npt
@@ -73,6 +75,60 @@ def check_decodes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Im
     except (OSError, ValueError, SyntaxError) as exc:
         raise InvalidImage(f"truncated or corrupt image: {exc}") from exc
     return image
+
+
+def check_complete(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Refuse a cut or damaged file by its structure alone, without decoding pixels.
+
+    The core's receiver runs this on every image at transfer speed; a full decode there
+    cost most of the transfer's CPU (bench/transfer.py).  A JPEG must reach its first
+    scan and end with its end-of-image marker after it (byte stuffing keeps the marker
+    out of the scan data, so a cut file has none); a PNG's chunks must all be present
+    with matching CRCs up to IEND.  Damage that leaves the structure whole is left to
+    ``prepare``, which decodes every image anyway and drops it, by name, in its report.
+    """
+    image = open_image(data, max_pixels)
+    if image.format == "JPEG":
+        _check_jpeg(data)
+    else:
+        _check_png(data)
+    return image
+
+
+def _check_jpeg(data: bytes) -> None:
+    pos = 2  # after SOI
+    while True:
+        if pos + 4 > len(data) or data[pos] != 0xFF:
+            raise InvalidImage("truncated or corrupt image: broken JPEG segment")
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        length = struct.unpack_from(">H", data, pos + 2)[0]
+        if length < 2 or pos + 2 + length > len(data):
+            raise InvalidImage("truncated or corrupt image: JPEG segment runs past the end")
+        pos += 2 + length
+        if marker == 0xDA:  # start of scan: what follows is entropy-coded data
+            break
+    if data.rfind(b"\xff\xd9", pos) < 0:  # searched from the end, where it normally lies
+        raise InvalidImage("truncated or corrupt image: the JPEG has no end-of-image marker")
+
+
+def _check_png(data: bytes) -> None:
+    pos = 8  # after the signature
+    while True:
+        if pos + 12 > len(data):
+            raise InvalidImage("truncated or corrupt image: the PNG ends before IEND")
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        end = pos + 8 + length
+        if end + 4 > len(data):
+            raise InvalidImage("truncated or corrupt image: a PNG chunk runs past the end")
+        (crc,) = struct.unpack_from(">I", data, end)
+        if zlib.crc32(memoryview(data)[pos + 4 : end]) != crc:
+            raise InvalidImage("truncated or corrupt image: a PNG chunk fails its CRC")
+        if kind == b"IEND":
+            return
+        pos = end + 4
 
 
 def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int | None = None) -> Image.Image:

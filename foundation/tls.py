@@ -12,6 +12,7 @@ import ssl
 from pathlib import Path
 
 from foundation.errors import InvalidInput
+from foundation.settings import Settings
 
 MIN_VERSION = ssl.TLSVersion.TLSv1_2
 
@@ -41,6 +42,11 @@ def client_context(
     if cert_file is not None and key_file is not None:
         context.load_cert_chain(cert_file, key_file)
     return context
+
+
+def edge_context(settings: Settings) -> ssl.SSLContext:
+    """What an edge trusts at the core (the configured CA), with its own certificate where it has one."""
+    return client_context(settings.ca_file, settings.tls.client_cert_file, settings.tls.client_key_file)
 
 
 def require_https(url: str, what: str) -> str:

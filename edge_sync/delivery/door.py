@@ -11,8 +11,9 @@ its own model and nothing else:
     GET /v1/edges/{edge}/models/{model}/versions/{version}/files/{name}
         → one file the manifest lists (the edge checks its sha256 and size)
 
-``model`` must be ``<edge>-products``.  Versions are immutable, so each file is fetched
-from the registry once, verified, and served from a local cache to every edge that asks.
+``model`` must be ``<edge>-products``.  Versions are immutable, so each manifest is read
+and each file fetched from the registry once, verified, and served from a local cache to
+every edge that asks.
 The newest version of each model is looked up at most once per ``refresh_s`` however
 many edges wait on it, unless an edge expects a newer one than was found.
 """
@@ -72,6 +73,8 @@ class ModelDoor:
         self._newest: dict[str, _Newest] = {}
         self._lock = threading.Lock()
         self._fetching: dict[Path, threading.Lock] = {}
+        self._versions: dict[tuple[str, str], StoredVersion] = {}
+        """Manifests read once: a version is immutable once its manifest exists."""
 
     def authorize(self, edge: str, model: str, authorization: str | None) -> None:
         """The caller holds ``edge``'s token, and ``model`` is that edge's own."""
@@ -113,8 +116,7 @@ class ModelDoor:
 
     def file(self, model: str, version: str, name: str) -> Path:
         """A listed file of an immutable version, verified into the local cache once."""
-        parse_version(version)
-        stored = read_version(self.reader, self.layout.model_prefix(model, version))
+        stored = self._version(model, version)
         entry = stored.manifest.files.get(name)
         folder = (self.cache / model / version).resolve()
         path = (folder / name).resolve()
@@ -129,6 +131,16 @@ class ModelDoor:
                 self._prune(model)
         return path
 
+    def _version(self, model: str, version: str) -> StoredVersion:
+        parse_version(version)
+        with self._lock:
+            stored = self._versions.get((model, version))
+        if stored is None:
+            stored = read_version(self.reader, self.layout.model_prefix(model, version))
+            with self._lock:
+                self._versions[(model, version)] = stored
+        return stored
+
     def _prune(self, model: str) -> None:
         """Edges ask for the newest versions: copies older than the last ``KEEP_VERSIONS`` go (one asked
         for again is fetched again), so the cache does not grow with every version ever published."""
@@ -138,6 +150,7 @@ class ModelDoor:
             with self._lock:
                 for path in [p for p in self._fetching if p.is_relative_to(old)]:
                     del self._fetching[path]
+                self._versions.pop((model, old.name), None)
 
 
 def _reaches(found: StoredVersion | None, expect: str) -> bool:

@@ -27,7 +27,7 @@ from foundation.layout import Layout
 from foundation.settings import Settings
 from foundation.storage.reader import BucketReader
 from foundation.storage.store import ObjectStore
-from foundation.tls import client_context, require_https
+from foundation.tls import edge_context, require_https
 
 
 def build_targets(settings: Settings, specs: Iterable[EdgeSpec]) -> dict[str, Target]:
@@ -105,7 +105,7 @@ def build_pullers(settings: Settings, specs: list[EdgeSpec]) -> dict[str, Puller
     edge = specs[0].edge
     http = httpx.Client(
         headers={"Authorization": f"Bearer {token}"},
-        verify=client_context(settings.ca_file, settings.tls.client_cert_file, settings.tls.client_key_file),
+        verify=edge_context(settings),
     )
     door = DoorClient(
         require_https(settings.door.url, "the core's front door (EDGECORE_DOOR_URL)"), edge, http

@@ -4,11 +4,14 @@
 ``Authorization: Bearer <the edge's token>``,
 ``Content-Type: application/x-tar`` and ``X-Edgecore-Set-Digest`` (see
 :func:`edge_sync.uplink.archive.set_digest`).  The body streams through
-:class:`edge_sync.uplink.archive.TarReader`; each image is hashed and identified as a JPEG/PNG
-(a bounded number in parallel), then appended, as ``images/<SKU>/<sha256>.<ext>``, to
-one tar shard of the version, ``datasets/<edge>/<version>/shards/<id>.tar``, written by a
-multipart upload whose parts go up while the rest still arrives
-(:class:`foundation.storage.multipart.MultipartWriter`), so memory does not grow with the set.
+:class:`edge_sync.uplink.archive.TarReader`; each image is hashed, identified as a JPEG/PNG and
+checked whole by its structure (a bounded number in parallel;
+:func:`foundation.preprocessing.check_complete`: the gateway already decoded it, and
+``prepare`` decodes it again and drops, by name, one whose pixels are damaged), then
+appended, as ``images/<SKU>/<sha256>.<ext>``, to one tar shard of the version,
+``datasets/<edge>/<version>/shards/<id>.tar``, written by a multipart upload whose parts
+go up while the rest still arrives (:class:`foundation.storage.multipart.MultipartWriter`),
+so memory does not grow with the set.
 One object per set instead of one PUT per image is what lets the transfer run at the
 speed of a plain multipart upload.  The shard only becomes visible once every member
 passed; a refused set aborts the upload.  The manifest, written last with a
@@ -68,7 +71,7 @@ from foundation.events import TrainingDataReady
 from foundation.layout import SHARDS_BESIDE_VERSIONS, Layout, Location, check_name
 from foundation.manifest import FileEntry, Manifest
 from foundation.messaging import EventProducer
-from foundation.preprocessing import check_decodes
+from foundation.preprocessing import check_complete
 from foundation.registry import claim_next_version
 from foundation.settings import UplinkSettings
 from foundation.storage.multipart import MultipartWriter
@@ -285,7 +288,7 @@ class Receiver:
             raise
 
     def _check_member(self, member: Member) -> Checked:
-        image = check_decodes(member.data, self.max_pixels)
+        image = check_complete(member.data, self.max_pixels)
         if image.format != ("PNG" if member.ext == "png" else "JPEG"):
             raise UnsupportedMedia(f"member {member.name} is a {image.format} image, not {member.ext}")
         return Checked(member, hashlib.sha256(member.data).hexdigest())

@@ -12,7 +12,6 @@ finishes the requests in flight, and the shipper thread is stopped after.
 from __future__ import annotations
 
 import logging
-import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -31,7 +30,7 @@ from foundation.layout import Layout
 from foundation.settings import Settings
 from foundation.storage.reader import BucketReader
 from foundation.storage.store import ObjectStore
-from foundation.tls import client_context, require_https
+from foundation.tls import edge_context, require_https
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +58,7 @@ def build_shipper(
     client = httpx.Client(
         headers={"Authorization": f"Bearer {token}"},
         timeout=httpx.Timeout(60.0, connect=5.0),
-        verify=edge_tls(settings),
+        verify=edge_context(settings),
     )
     return Shipper(
         settings.uplink,
@@ -71,11 +70,6 @@ def build_shipper(
         Layout(settings.buckets).edge_catalogue_home(edge),
         backoff_base_s,
     )
-
-
-def edge_tls(settings: Settings) -> ssl.SSLContext:
-    """What an edge trusts at the core: the configured CA, with its own certificate where it has one."""
-    return client_context(settings.ca_file, settings.tls.client_cert_file, settings.tls.client_key_file)
 
 
 @contextmanager
