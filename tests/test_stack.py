@@ -42,7 +42,15 @@ def test_a_second_stack_on_other_ports_starts_and_down_leaves_no_process(
     )
     stack = Stack(
         other,
-        StackSettings().model_copy(update={"minio_console_port": 19001, "kafka_controller_port": 19093}),
+        StackSettings().model_copy(
+            update={
+                "minio_console_port": 19001,
+                "kafka_controller_port": 19093,
+                "kube_apiserver_port": 16443,
+                "etcd_port": 12379,
+                "etcd_peer_port": 12380,
+            }
+        ),
     )
     services = sorted(svc.name for svc in stack.services())
     try:
@@ -52,7 +60,7 @@ def test_a_second_stack_on_other_ports_starts_and_down_leaves_no_process(
         assert stack.up() is False
     finally:
         stopped = stack.down()
-    assert sorted(stopped) == services and {"kafka", "minio"} <= set(services)
+    assert sorted(stopped) == services and {"kafka", "minio", "kubernetes"} <= set(services)
     assert not any(
         pid and psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie" for pid in pids
     )

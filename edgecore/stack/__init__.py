@@ -1,10 +1,11 @@
-"""The real local stack of the core: MinIO and Apache Kafka on 127.0.0.1, no Docker, no Kubernetes.
+"""The real local stack of the core: MinIO, Apache Kafka and a Kubernetes API server on 127.0.0.1.
 
-``install`` builds/resolves them (and Debian's Mosquitto, for the stores' sites) into the
-per-user cache; ``up`` makes the local CA and the core's certificate
+``install`` builds/resolves them (and Debian's Mosquitto, for the stores' sites, and etcd)
+into the per-user cache; ``up`` makes the local CA and the core's certificate
 (``certificates``), starts Kafka (its edge listener with TLS, SCRAM logins and ACLs),
 creates edgecore's topics, starts MinIO (whose notifications go to Kafka), creates the
-core buckets and wires the training bucket's object-created events to Kafka.  Each
+core buckets and wires the training bucket's object-created events to Kafka, and starts
+the Kubernetes control plane (``controlplane``: etcd and kube-apiserver, no runtime).  Each
 store runs as a site of its own (``site``).  ``up`` on a running stack changes nothing;
 ``down`` stops only the processes ``up`` started.
 """
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from edgecore.stack.certificates import Pki
+from edgecore.stack.controlplane import ControlPlane
 from edgecore.stack.kafka import KafkaService
 from edgecore.stack.minio import NOTIFY_ARN, MinioService
 from edgecore.stack.mosquitto import MosquittoInstall
@@ -43,10 +45,11 @@ class Stack:
         self.stack = stack or StackSettings()
         self.kafka = KafkaService(settings, self.stack)
         self.minio = MinioService(settings, self.stack)
+        self.kubernetes = ControlPlane(settings, self.stack)
         self.pki = Pki(settings.tls_dir)
 
-    def services(self) -> list[KafkaService | MinioService]:
-        return [self.kafka, self.minio]
+    def services(self) -> list[KafkaService | MinioService | ControlPlane]:
+        return [self.kafka, self.minio, self.kubernetes]
 
     def install(self, report: Report = lambda _: None) -> None:
         report(f"MinIO {self.stack.minio_module_version}: building with go install if needed")
@@ -55,6 +58,12 @@ class Stack:
         report(f"Kafka {self.stack.kafka_version}: resolving jars with Maven if needed")
         if self.kafka.install():
             report("Kafka resolved")
+        report(
+            f"Kubernetes {self.stack.kubernetes_version}: etcd from Debian, kube-apiserver built with go "
+            "build if needed (several minutes the first time)"
+        )
+        if self.kubernetes.install():
+            report("Kubernetes control plane built")
         report("Mosquitto (for the stores' MQTT intake): Debian's package, downloaded if needed")
         try:
             if MosquittoInstall(self.stack).install():
@@ -72,6 +81,8 @@ class Stack:
         started |= self.kafka.start()
         report("starting MinIO")
         started |= self.minio.start()
+        report("starting the Kubernetes control plane (etcd, kube-apiserver)")
+        started |= self.kubernetes.start()
         created = self.init()
         if created:
             report(f"created topics {', '.join(created)}")
@@ -92,8 +103,9 @@ class Stack:
         enable_notifications(store, layout.training_bucket)
 
     def down(self) -> list[str]:
-        """Stop MinIO then Kafka (MinIO queues events while Kafka is gone); data stays."""
-        return [svc.name for svc in (self.minio, self.kafka) if svc.process.stop()]
+        """Stop Kubernetes, MinIO then Kafka (MinIO queues events while Kafka is gone); data stays."""
+        stopped = [self.kubernetes.name] if self.kubernetes.stop() else []
+        return stopped + [svc.name for svc in (self.minio, self.kafka) if svc.process.stop()]
 
     def status(self) -> list[ServiceStatus]:
         return [

@@ -52,7 +52,7 @@ class Pki:
             self.folder.mkdir(parents=True, exist_ok=True)
             self.folder.chmod(0o700)
             key = ec.generate_private_key(ec.SECP256R1())
-            _write_key(self.ca_key, key)
+            write_private_key(self.ca_key, key)
             self.ca.write_bytes(_ca_certificate(key).public_bytes(serialization.Encoding.PEM))
             made = True
         if made or not (self.server.is_file() and self.server_key.is_file()):
@@ -60,8 +60,17 @@ class Pki:
             made = True
         return made
 
-    def issue(self, common_name: str, names: tuple[str, ...], cert: Path, key: Path, server: bool) -> None:
-        """A certificate signed by this CA: a server's for ``names``, or a client's."""
+    def issue(
+        self,
+        common_name: str,
+        names: tuple[str, ...],
+        cert: Path,
+        key: Path,
+        server: bool,
+        groups: tuple[str, ...] = (),
+    ) -> None:
+        """A certificate signed by this CA: a server's for ``names``, or a client's (``groups`` become
+        its organisations, which Kubernetes reads as the user's groups)."""
         ca_key = serialization.load_pem_private_key(self.ca_key.read_bytes(), password=None)
         assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
         ca_cert = x509.load_pem_x509_certificate(self.ca.read_bytes())
@@ -70,7 +79,12 @@ class Pki:
         usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
         builder = (
             x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+            .subject_name(
+                x509.Name(
+                    [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+                    + [x509.NameAttribute(NameOID.ORGANIZATION_NAME, g) for g in groups]
+                )
+            )
             .issuer_name(ca_cert.subject)
             .public_key(leaf_key.public_key())
             .serial_number(x509.random_serial_number())
@@ -82,7 +96,7 @@ class Pki:
         if names:
             builder = builder.add_extension(x509.SubjectAlternativeName(_alt_names(names)), critical=False)
         certificate = builder.sign(ca_key, hashes.SHA256())
-        _write_key(key, leaf_key)
+        write_private_key(key, leaf_key)
         cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
 
 
@@ -126,7 +140,8 @@ def _alt_names(names: tuple[str, ...]) -> list[x509.GeneralName]:
     return out
 
 
-def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+def write_private_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    """``key`` as PKCS#8 PEM, readable by its owner only."""
     path.touch(mode=0o600, exist_ok=True)
     path.chmod(0o600)
     path.write_bytes(

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import shutil
 import signal
 import subprocess
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from pathlib import Path
 from edge_sync.uplink.mqtt import gateway_user
 from edgecore.stack.process import ManagedProcess, wait_until
 from edgecore.stack.settings import StackSettings
-from edgecore.stack.tools import StackError, port_open, run_build
+from edgecore.stack.tools import StackError, port_open, unpack_debian
 from foundation.credentials import read_tokens_file
 from foundation.settings import Settings
 
@@ -87,26 +86,7 @@ class MosquittoInstall:
         """Unpack Debian's mosquitto into the cache unless one is there; True if unpacked."""
         if self.binary() is not None:
             return False
-        apt_get, dpkg_deb = shutil.which("apt-get"), shutil.which("dpkg-deb")
-        if apt_get is None or dpkg_deb is None:
-            raise StackError(
-                "no mosquitto and no apt-get to fetch it: install it (Debian: apt-get install mosquitto)"
-            )
-        debs = self.stack.cache_dir / "debs"
-        debs.mkdir(parents=True, exist_ok=True)
-        log = self.stack.cache_dir / "logs" / "mosquitto-download.log"
-        run_build(
-            [apt_get, "download", *PACKAGES], dict(os.environ), log, "apt-get download mosquitto", cwd=debs
-        )
-        staging = self.root.with_name("mosquitto.partial")
-        shutil.rmtree(staging, ignore_errors=True)
-        for package in PACKAGES:
-            for deb in sorted(debs.glob(f"{package}_*.deb")):
-                run_build(
-                    [dpkg_deb, "-x", str(deb), str(staging)], dict(os.environ), log, f"unpacking {deb.name}"
-                )
-        shutil.rmtree(self.root, ignore_errors=True)
-        staging.rename(self.root)  # a half-unpacked tree is never taken for an installed one
+        unpack_debian(PACKAGES, self.root, self.stack.cache_dir, "mosquitto")
         return True
 
     def environment(self) -> dict[str, str]:

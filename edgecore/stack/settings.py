@@ -40,6 +40,20 @@ class StackSettings(BaseSettings):
     )
     kafka_controller_port: int = Field(default=9093, ge=1, le=65535, description="KRaft controller port.")
     kafka_heap_mb: int = Field(default=512, ge=128, description="Java heap of the local broker.")
+    kubernetes_version: str = Field(
+        default="v1.34.4",
+        description="Pinned k8s.io/kubernetes version whose kube-apiserver `stack install` builds.",
+    )
+    etcd_module_version: str = Field(
+        default="v3.6.16",
+        description="go.etcd.io/etcd/server/v3 version built where Debian's etcd-server cannot be fetched.",
+    )
+    kube_host: str = Field(
+        default="127.0.0.1", description="Address the local Kubernetes API server and its etcd bind."
+    )
+    kube_apiserver_port: int = Field(default=6443, ge=1, le=65535, description="Local API server port (TLS).")
+    etcd_port: int = Field(default=2379, ge=1, le=65535, description="Local etcd client port.")
+    etcd_peer_port: int = Field(default=2380, ge=1, le=65535, description="Local etcd peer port.")
     kustomize_module_version: str = Field(
         default="v5.8.0",
         description="Pinned sigs.k8s.io/kustomize/kustomize/v5 version `edgecore manifests` builds with.",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -40,6 +41,26 @@ def run_build(
     if result.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
         raise StackError(f"{what} failed (exit {result.returncode}); see {log}:\n{tail}")
+
+
+def unpack_debian(packages: Sequence[str], root: Path, cache_dir: Path, what: str) -> None:
+    """Debian's ``packages`` fetched with ``apt-get download`` (no root needed) and unpacked with
+    ``dpkg-deb -x`` into ``root``, which appears only once complete."""
+    apt_get, dpkg_deb = shutil.which("apt-get"), shutil.which("dpkg-deb")
+    if apt_get is None or dpkg_deb is None:
+        raise StackError(f"no {what} and no apt-get to fetch it: install it (Debian: apt-get install {what})")
+    debs = cache_dir / "debs"
+    debs.mkdir(parents=True, exist_ok=True)
+    log = cache_dir / "logs" / f"{what}-download.log"
+    env = dict(os.environ)
+    run_build([apt_get, "download", *packages], env, log, f"apt-get download {what}", cwd=debs)
+    staging = root.with_name(f"{root.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    for package in packages:
+        for deb in sorted(debs.glob(f"{package}_*.deb")):
+            run_build([dpkg_deb, "-x", str(deb), str(staging)], env, log, f"unpacking {deb.name}")
+    shutil.rmtree(root, ignore_errors=True)
+    staging.rename(root)  # a half-unpacked tree is never taken for an installed one
 
 
 def free_port(host: str = "127.0.0.1") -> int:

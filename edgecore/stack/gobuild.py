@@ -1,0 +1,68 @@
+"""Building a Go program whose module cannot be ``go install``-ed as published.
+
+``k8s.io/kubernetes`` and ``go.etcd.io/etcd/server/v3`` each replace their sibling
+modules with folders of their own repository (``./staging/...``, ``../api``), so
+``go install <module>@<version>`` refuses them.  A small wrapper module requires the
+module and points each sibling at its published build instead; ``go build`` of the
+wanted package then works from the Go module proxy alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from edgecore.stack.tools import StackError, run_build
+
+
+def local_siblings(gomod: str) -> list[str]:
+    """The modules a ``go.mod`` replaces with a folder (``=> ./...`` or ``=> ../...``), except
+    the ``FORBIDDEN_DEPENDENCY`` guards, which no build reaches."""
+    found = set()
+    for line in gomod.splitlines():
+        left, arrow, right = line.partition("=>")
+        target = right.strip()
+        if arrow and target.startswith(".") and "FORBIDDEN" not in target:
+            found.add(left.split()[-1])
+    return sorted(found)
+
+
+def wrapper_module(module: str, version: str, siblings: list[str], sibling_version: str) -> str:
+    replaces = "\n".join(f"\t{m} => {m} {sibling_version}" for m in siblings)
+    return (
+        "module edgecore.local/build\n\ngo 1.24.0\n\n"
+        f"require {module} {version}\n\nreplace (\n{replaces}\n)\n"
+    )
+
+
+def build(
+    go: str,
+    module: str,
+    version: str,
+    sibling_version: str,
+    package: str,
+    out: Path,
+    workdir: Path,
+    log: Path,
+    ldflags: str = "",
+) -> None:
+    """``go build`` ``package`` of ``module@version`` into ``out``, siblings at ``sibling_version``."""
+    env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"}
+    found = subprocess.run(
+        [go, "mod", "download", "-json", f"{module}@{version}"], env=env, capture_output=True, text=True
+    )
+    if found.returncode != 0:
+        raise StackError(f"go mod download {module}@{version} failed: {found.stdout[-500:]}")
+    siblings = local_siblings(Path(json.loads(found.stdout)["GoMod"]).read_text())
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "go.mod").write_text(wrapper_module(module, version, siblings, sibling_version))
+    flags = [f"-ldflags={ldflags}"] if ldflags else []
+    run_build(
+        [go, "build", "-trimpath", *flags, "-o", str(out), package],
+        env,
+        log,
+        f"building {package} {version} with go build",
+        cwd=workdir,
+    )
