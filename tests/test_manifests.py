@@ -22,7 +22,7 @@ from serving.isvc import Deployment, edge_objects
 from testkit.k8s_schemas import require_crds, validation_errors
 
 MANIFESTS = Path(__file__).resolve().parents[1] / "manifests"
-OVERLAYS = ["core", "edge", "observability", "fleet"]
+OVERLAYS = ["core", "edge", "observability", "fleet", "kfp-run"]
 # Kinds whose upstream CRD is not among ../shared/crds: their objects are built by code a
 # test runs against the real service instead (KafkaUser: foundation.kafka_users on the broker).
 NO_UPSTREAM_SCHEMA = {("kafka.strimzi.io/v1", "KafkaUser")}

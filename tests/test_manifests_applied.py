@@ -14,10 +14,14 @@ from edgecore.stack.settings import StackSettings
 from testkit.k8s_schemas import require_crds
 
 MANIFESTS = Path(__file__).resolve().parents[1] / "manifests"
-OVERLAYS = ["core", "edge", "observability", "fleet"]
+OVERLAYS = ["core", "edge", "observability", "fleet", "kfp-run"]
 NO_UPSTREAM_CRD = {("kafka.strimzi.io/v1", "KafkaUser")}
 """Kinds whose CRD is not among ../shared/crds: the API server has no type to store them as."""
-INSTALLED_BY_OTHERS = {"monitoring": "kube-prometheus-stack", "argocd": "Argo CD"}
+INSTALLED_BY_OTHERS = {
+    "monitoring": "kube-prometheus-stack",
+    "argocd": "Argo CD",
+    "kubeflow": "Kubeflow Pipelines",
+}
 """Namespaces an overlay puts objects in but does not create: the tools named own them."""
 
 
