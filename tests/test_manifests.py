@@ -13,6 +13,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from edge_sync.delivery.targets.kserve import OWNED_FIELDS
 from edgecore.cli import app
 from edgecore.edge_access import edge_access_objects
 from edgecore.kustomize import build
@@ -158,3 +159,12 @@ def test_the_front_door_is_published_by_an_ingress_with_tls() -> None:
     door = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "edgecore-door")
     env = {e["name"]: e.get("value") for e in door["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["EDGECORE_TLS_CERT_FILE"] and env["EDGECORE_TLS_KEY_FILE"]
+
+
+def test_argo_cd_leaves_every_field_the_sync_controller_writes_to_it() -> None:
+    """Otherwise selfHeal would put the overlay's first version back after every repoint."""
+    appset = next(o for o in build(StackSettings(), MANIFESTS / "fleet") if o["kind"] == "ApplicationSet")
+    spec = appset["spec"]["template"]["spec"]
+    ignored = [d for d in spec["ignoreDifferences"] if d["kind"] == "InferenceService"]
+    assert len(ignored) == 1 and sorted(ignored[0]["jsonPointers"]) == sorted(OWNED_FIELDS)
+    assert "RespectIgnoreDifferences=true" in spec["syncPolicy"]["syncOptions"]

@@ -124,3 +124,31 @@ def test_what_a_training_run_reads_from_the_kfp_run_overlay_is_valid_settings(
     assert settings.s3.endpoint_url == "http://minio.edgecore.svc:9000"
     assert settings.kafka.bootstrap_servers == "edgecore-kafka-bootstrap.edgecore.svc:9092"
     assert settings.buckets.training == "edgecore-training"
+
+
+def kserve_predictor_service_labels(isvc: dict[str, Any]) -> dict[str, str]:
+    """The labels KServe (RawDeployment) gives an InferenceService's predictor Service."""
+    own = isvc["metadata"].get("labels", {})
+    return {**own, "serving.kserve.io/inferenceservice": isvc["metadata"]["name"], "component": "predictor"}
+
+
+def test_every_service_monitor_selects_a_service_of_its_namespace() -> None:
+    monitors = [
+        o for o in build(StackSettings(), MANIFESTS / "observability") if o["kind"] == "ServiceMonitor"
+    ]
+    services = []
+    for overlay in ("core", "edge"):
+        for obj in build(StackSettings(), MANIFESTS / overlay):
+            labels = obj["metadata"].get("labels", {})
+            if obj["kind"] == "InferenceService":
+                labels = kserve_predictor_service_labels(obj)
+            if obj["kind"] in ("Service", "InferenceService"):
+                services.append((obj["metadata"]["namespace"], labels))
+
+    def selects(monitor: dict[str, Any]) -> bool:
+        wanted = monitor["spec"]["selector"]["matchLabels"].items()
+        namespace = monitor["metadata"]["namespace"]
+        return any(ns == namespace and wanted <= labels.items() for ns, labels in services)
+
+    assert monitors and [m["metadata"]["name"] for m in monitors if not selects(m)] == []
+    assert all(m["metadata"]["labels"].get("release") for m in monitors)

@@ -44,6 +44,23 @@ PREVIOUS_VERSION = ANNOTATION + "previous-model-version"
 REJECTED_URI = ANNOTATION + "rejected-storage-uri"
 REJECTED_VERSION = ANNOTATION + "rejected-model-version"
 PINNED = ANNOTATION + "pinned"
+OWNED_FIELDS = (
+    "/spec/predictor/model/storageUri",
+    "/spec/predictor/canaryTrafficPercent",
+    *(
+        "/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1")
+        for key in (
+            VERSION,
+            SYNCED_AT,
+            PREVIOUS_URI,
+            PREVIOUS_VERSION,
+            REJECTED_URI,
+            REJECTED_VERSION,
+            PINNED,
+        )
+    ),
+)
+"""JSON pointers of every field this target writes: a GitOps tool must leave them to it."""
 IN_CLUSTER = "in-cluster"
 PATCH_ATTEMPTS = 3
 """A patch lost in transit is sent again this many times in all."""
