@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import gc
 import logging
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,22 @@ from serving.v2 import V2Route
 log = logging.getLogger(__name__)
 
 
+HONOURED_KSERVE_FLAGS = frozenset(
+    {
+        "max_threads",
+        "max_asyncio_workers",
+        "enable_docs_url",
+        "timeout_keep_alive",
+        "ssl_certfile",
+        "ssl_keyfile",
+    }
+)
+"""KServe's own server flags passed on to its ModelServer; ``--http_port`` and ``--model_name`` are read
+as this server's own, and every other KServe flag given is refused unless it asks for what runs anyway."""
+AS_RUN = {"workers": 1, "enable_grpc": False, "enable_latency_logging": False}
+"""KServe flags this server fixes (one REST worker: the hot swap keeps its state in one process)."""
+
+
 @dataclass(frozen=True)
 class ServerOptions:
     edge: str
@@ -45,6 +62,8 @@ class ServerOptions:
     host: str = "127.0.0.1"
     capture: bool = True
     access_log: bool = False
+    kserve: tuple[tuple[str, Any], ...] = ()
+    """KServe's own ModelServer options given on the command line (``HONOURED_KSERVE_FLAGS``)."""
 
 
 async def _schema_error(_: Request, exc: Exception) -> ORJSONResponse:
@@ -127,6 +146,7 @@ def serve(settings: Settings, options: ServerOptions) -> None:
         registered_models=repository,
         enable_grpc=False,
         enable_latency_logging=False,
+        **dict(options.kserve),
     )
     # KServe configures logging in the constructor; per-request access and timing lines
     # cost more than the inference itself, so they are opt-in.
@@ -153,15 +173,40 @@ def serve(settings: Settings, options: ServerOptions) -> None:
             capture.close()
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="serving.server", description=__doc__.splitlines()[0])
+def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, tuple[tuple[str, Any], ...]]:
+    """This server's flags and KServe's own (a ServingRuntime may pass either): KServe's are honoured
+    or refused with a one-line error, never dropped."""
+    from kserve.model_server import parser as kserve_parser
+
+    parser = argparse.ArgumentParser(
+        prog="serving.server", description=__doc__.splitlines()[0], parents=[kserve_parser]
+    )
     parser.add_argument("--edge", required=True, help="Edge (store) id; the model is <edge>-products.")
     parser.add_argument("--model-uri", default=None, help="Version to serve when the edge has no pointer.")
-    parser.add_argument("--http-port", type=int, default=8080)
+    parser.add_argument("--http-port", dest="http_port", type=int, default=8080, help="Same as --http_port.")
     parser.add_argument("--host", default=None, help="Address to listen on (default: EDGECORE_SERVER_HOST).")
     parser.add_argument("--no-capture", action="store_true", help="Do not save low-confidence images.")
     parser.add_argument("--access-log", action="store_true", help="Log every request (slower).")
-    args, _ = parser.parse_known_args(argv)
+    args = parser.parse_args(argv)
+    if args.model_name not in (kserve_parser.get_default("model_name"), edge_model_name(args.edge)):
+        parser.error(f"--model_name {args.model_name} is not this edge's model, {edge_model_name(args.edge)}")
+    given = {a.split("=", 1)[0] for a in (sys.argv[1:] if argv is None else argv) if a.startswith("--")}
+    honoured = []
+    for action in kserve_parser._actions:
+        if not given & set(action.option_strings) or action.dest in ("http_port", "model_name"):
+            continue
+        if action.dest in AS_RUN and getattr(args, action.dest) == AS_RUN[action.dest]:
+            continue
+        if action.dest not in HONOURED_KSERVE_FLAGS:
+            parser.error(
+                f"{action.option_strings[0]} is not supported by the edge predictor (one REST worker)"
+            )
+        honoured.append((action.dest, getattr(args, action.dest)))
+    return args, tuple(honoured)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args, kserve_options = parse(argv)
     settings = Settings()
     serve(
         settings,
@@ -172,6 +217,7 @@ def main(argv: list[str] | None = None) -> None:
             http_port=args.http_port,
             capture=not args.no_capture,
             access_log=args.access_log,
+            kserve=kserve_options,
         ),
     )
 
