@@ -24,7 +24,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
 from foundation import events
-from foundation.errors import EdgecoreError, InvalidInput, PermanentError, ServiceUnavailable
+from foundation.errors import EdgecoreError, InvalidInput, NotFound, PermanentError, ServiceUnavailable
 from foundation.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,11 @@ def connection(kafka: KafkaSettings) -> dict[str, Any]:
 
 
 def ensure_topics(kafka: KafkaSettings, timeout_s: float = 30.0, extra: Iterable[str] = ()) -> list[str]:
-    """Create edgecore's topics and ``extra`` ones (partitions, retention from settings); return the new."""
+    """Create edgecore's topics and ``extra`` ones (partitions, retention from settings); return the new.
+
+    Where ``create_topics`` is off (a cluster: Strimzi owns topics, with their replication),
+    nothing is created and a missing topic is an error naming it.
+    """
     try:
         admin = KafkaAdminClient(
             **connection(kafka),
@@ -63,6 +67,9 @@ def ensure_topics(kafka: KafkaSettings, timeout_s: float = 30.0, extra: Iterable
         raise ServiceUnavailable(f"Kafka at {kafka.bootstrap_servers}: {exc}") from exc
     try:
         existing = set(admin.list_topics())
+        missing = [name for name in dict.fromkeys([*kafka.topics, *extra]) if name not in existing]
+        if missing and not kafka.create_topics:
+            raise NotFound(f"Kafka topics {missing} do not exist: create them (Strimzi KafkaTopic resources)")
         retention = str(kafka.retention_hours * 3_600_000)
         wanted = [
             NewTopic(

@@ -37,6 +37,7 @@ CONFIG_KEYS = {
     "models-bucket": "EDGECORE_MODELS_BUCKET",
     "edge-bucket-prefix": "EDGECORE_EDGE_BUCKET_PREFIX",
     "image-size": "EDGECORE_IMAGE_SIZE",
+    "kafka-create-topics": "EDGECORE_KAFKA_CREATE_TOPICS",
 }
 
 

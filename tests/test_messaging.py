@@ -10,7 +10,7 @@ import pytest
 from kafka import KafkaConsumer
 
 from edgecore.stack import Stack
-from foundation.errors import PermanentError
+from foundation.errors import NotFound, PermanentError
 from foundation.events import TrainingDataReady
 from foundation.layout import Layout, Location
 from foundation.messaging import DLQ_REASON, EventConsumer, EventProducer, ensure_topics, parse_event_record
@@ -68,6 +68,20 @@ def test_topics_are_created_once_with_settings_partitions(topics: Settings) -> N
     assert (
         len(consumer.partitions_for_topic(topics.kafka.topic_training_data_ready)) == topics.kafka.partitions
     )
+    consumer.close()
+
+
+def test_where_strimzi_owns_topics_a_missing_one_is_an_error_and_none_is_created(
+    topics: Settings, unique: str
+) -> None:
+    owned = topics.updated(kafka={"create_topics": False})
+    missing = f"edgecore.test-missing-{unique}"
+
+    with pytest.raises(NotFound, match=missing):
+        ensure_topics(owned.kafka, extra=[missing])
+
+    consumer = KafkaConsumer(bootstrap_servers=topics.kafka.bootstrap_servers)
+    assert missing not in consumer.topics()
     consumer.close()
 
 

@@ -100,6 +100,11 @@ class KafkaSettings(BaseSettings):
         validation_alias="EDGECORE_TOPIC_SMOKE",
         description="Where `edgecore stack smoke` sends its test event (no service reads it).",
     )
+    create_topics: bool = Field(
+        default=True,
+        description="Services create missing topics (the local stack); false on a cluster, where Strimzi's "
+        "KafkaTopic resources own them and a missing one is an error.",
+    )
     partitions: int = Field(
         default=3, ge=1, validation_alias="EDGECORE_TOPIC_PARTITIONS", description="Partitions of each topic."
     )
