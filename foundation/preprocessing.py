@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import struct
 import warnings
 import zlib
@@ -81,37 +82,56 @@ def check_complete(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.I
     """Refuse a cut or damaged file by its structure alone, without decoding pixels.
 
     The core's receiver runs this on every image at transfer speed; a full decode there
-    cost most of the transfer's CPU (bench/transfer.py).  A JPEG must reach its first
-    scan and end with its end-of-image marker after it (byte stuffing keeps the marker
-    out of the scan data, so a cut file has none); a PNG's chunks must all be present
-    with matching CRCs up to IEND.  Damage that leaves the structure whole is left to
-    ``prepare``, which decodes every image anyway and drops it, by name, in its report.
+    cost most of the transfer's CPU (bench/transfer.py).  A JPEG's segments and scans must
+    lead, marker by marker, to its end-of-image marker (byte stuffing keeps markers out
+    of scan data, so a cut file has none); a PNG's chunks must all be present with
+    matching CRCs up to IEND.  The gateway runs it too, so the core never refuses what a
+    store accepted.  Damage that leaves the structure whole is left to ``prepare``, which
+    decodes every image anyway and drops it, by name, in its report.
     """
     image = open_image(data, max_pixels)
-    if image.format == "JPEG":
+    if image.format in ("JPEG", "MPO"):  # a multi-picture JPEG is a JPEG to walk
         _check_jpeg(data)
-    else:
+    elif image.format == "PNG":
         _check_png(data)
+    else:
+        raise InvalidImage(f"a {image.format} image: only JPEG and PNG are accepted")
     return image
 
 
+_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+"""A marker inside or after a scan: not a stuffed 0xFF, a restart marker or a fill byte."""
+_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
+
+
 def _check_jpeg(data: bytes) -> None:
-    pos = 2  # after SOI
+    """From SOI, segment by segment (a segment's length skips its payload) to EOI.  Up to the
+    first scan the segments must follow each other; from there, markers are found past the
+    scans' data (progressive files have several scans, with tables between them)."""
+    pos, scanning = 2, False  # after SOI
     while True:
-        if pos + 4 > len(data) or data[pos] != 0xFF:
-            raise InvalidImage("truncated or corrupt image: broken JPEG segment")
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
+        found = _MARKER.search(data, pos) if scanning else _MARKER.match(data, _after_fill(data, pos))
+        if found is None:
+            raise InvalidImage("truncated or corrupt image: the JPEG does not reach its end-of-image marker")
+        marker, at = data[found.start() + 1], found.start()
+        if marker == 0xD9:
+            return
+        if marker in _STANDALONE:
+            pos = at + 2
             continue
-        length = struct.unpack_from(">H", data, pos + 2)[0]
-        if length < 2 or pos + 2 + length > len(data):
-            raise InvalidImage("truncated or corrupt image: JPEG segment runs past the end")
-        pos += 2 + length
-        if marker == 0xDA:  # start of scan: what follows is entropy-coded data
-            break
-    if data.rfind(b"\xff\xd9", pos) < 0:  # searched from the end, where it normally lies
-        raise InvalidImage("truncated or corrupt image: the JPEG has no end-of-image marker")
+        if at + 4 > len(data):
+            raise InvalidImage("truncated or corrupt image: the JPEG ends inside a segment")
+        length = struct.unpack_from(">H", data, at + 2)[0]
+        if length < 2 or at + 2 + length > len(data):
+            raise InvalidImage("truncated or corrupt image: a JPEG segment runs past the end")
+        pos, scanning = at + 2 + length, scanning or marker == 0xDA
+
+
+def _after_fill(data: bytes, pos: int) -> int:
+    """Past 0xFF fill bytes, up to the 0xFF that starts the next marker."""
+    while data[pos + 1 : pos + 2] == b"\xff":
+        pos += 1
+    return pos
 
 
 def _check_png(data: bytes) -> None:

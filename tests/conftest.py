@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from edgecore.stack import Stack
+from edgecore.stack.controlplane import ControlPlane
 from foundation.layout import Layout
 from foundation.settings import Settings
 from foundation.storage.store import ObjectStore
@@ -32,6 +33,12 @@ def stack(settings: Settings) -> Iterator[Stack]:
     yield stack
     if started:
         stack.down()
+
+
+@pytest.fixture(scope="session")
+def kube(stack: Stack) -> ControlPlane:
+    """The stack's Kubernetes API server (etcd and kube-apiserver, no container runtime)."""
+    return stack.kubernetes
 
 
 @pytest.fixture(scope="session")

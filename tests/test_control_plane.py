@@ -9,14 +9,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from edgecore.stack import Stack
-from edgecore.stack.controlplane import ControlPlane, server_side_apply
+from edgecore.stack.apiclient import server_side_apply
+from edgecore.stack.controlplane import ControlPlane
 from testkit.k8s_schemas import require_crds
-
-
-@pytest.fixture(scope="module")
-def kube(stack: Stack) -> ControlPlane:
-    return stack.kubernetes
 
 
 @pytest.fixture
@@ -24,8 +19,8 @@ def namespace(kube: ControlPlane) -> Iterator[str]:
     name = f"test-{uuid.uuid4().hex[:10]}"
     with kube.http() as http:
         server_side_apply(http, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-        yield name
-        http.delete(f"/api/v1/namespaces/{name}")
+    yield name
+    kube.remove_namespace(name)
 
 
 def service_account_token(kube: ControlPlane, namespace: str, rules: list[dict[str, object]]) -> str:
@@ -61,6 +56,16 @@ def test_it_serves_tls_and_refuses_a_client_without_credentials(kube: ControlPla
     context = ssl.create_default_context(cafile=str(kube.pki.ca))
     with httpx.Client(base_url=kube.url, verify=context) as anonymous:
         assert anonymous.get("/api/v1/namespaces").status_code == 401
+
+
+def test_etcd_takes_only_clients_with_a_certificate_of_the_stack_s_ca(kube: ControlPlane) -> None:
+    """The API server's storage is not a way around its authentication and RBAC."""
+    context = ssl.create_default_context(cafile=str(kube.pki.ca))
+    etcd = f"https://{kube.stack.kube_host}:{kube.stack.etcd_port}/version"
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(etcd, verify=context, timeout=5)
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(etcd.replace("https", "http"), timeout=5)
 
 
 def test_a_service_account_may_do_what_its_role_allows_and_nothing_else(
@@ -100,3 +105,17 @@ def test_the_upstream_crds_are_installed_and_validate_what_is_stored(
     assert stored.status_code == 201, stored.text
     assert stored.json()["metadata"]["generation"] == 1
     assert broken.status_code == 422 and "minReplicas" in broken.text
+
+
+def test_a_removed_namespace_is_gone_with_everything_in_it(kube: ControlPlane) -> None:
+    """No namespace controller runs here: the stack does its work, or namespaces stay Terminating."""
+    name = f"test-{uuid.uuid4().hex[:10]}"
+    config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": name}}
+    with kube.http() as http:
+        server_side_apply(http, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+        server_side_apply(http, config)
+
+        kube.remove_namespace(name)
+
+        assert http.get(f"/api/v1/namespaces/{name}").status_code == 404
+        assert http.get(f"/api/v1/namespaces/{name}/configmaps/x").status_code == 404

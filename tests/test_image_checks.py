@@ -13,7 +13,12 @@ from skimage import data as skdata
 from foundation.errors import InvalidImage
 from foundation.preprocessing import check_complete, check_decodes
 
-FORMATS = {"jpeg": ("JPEG", {}), "progressive jpeg": ("JPEG", {"progressive": True}), "png": ("PNG", {})}
+FORMATS = {
+    "jpeg": ("JPEG", {}),
+    "progressive jpeg": ("JPEG", {"progressive": True}),
+    "jpeg with restart markers": ("JPEG", {"restart_marker_blocks": 4}),
+    "png": ("PNG", {}),
+}
 
 
 def encoded(kind: str, pixels: np.ndarray | None = None) -> bytes:
@@ -48,6 +53,18 @@ def test_an_image_cut_anywhere_after_its_header_is_refused(kind: str) -> None:
     for cut in range(len(data) // 20, len(data) - 1, len(data) // 41):
         with pytest.raises(InvalidImage, match="truncated or corrupt"):
             check_complete(data[:cut])
+
+
+def test_a_progressive_jpeg_cut_after_a_comment_that_holds_an_end_marker_is_refused() -> None:
+    """The end-of-image bytes inside a segment between two scans are not its end."""
+    data = encoded("progressive jpeg")
+    second_scan = data.index(b"\xff\xda", data.index(b"\xff\xda") + 2)
+    comment = b"\xff\xfe\x00\x06ab\xff\xd9"
+    whole = data[:second_scan] + comment + data[second_scan:]
+
+    assert check_complete(whole).format == "JPEG"
+    with pytest.raises(InvalidImage, match="end-of-image"):
+        check_complete(whole[: second_scan + len(comment) + 100])
 
 
 def test_a_png_chunk_that_fails_its_crc_is_refused() -> None:

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from edgecore.kustomize import build
-from edgecore.stack import Stack
-from edgecore.stack.controlplane import ControlPlane, server_side_apply
+from edgecore.stack.apiclient import server_side_apply
+from edgecore.stack.controlplane import ControlPlane
 from edgecore.stack.settings import StackSettings
 from testkit.k8s_schemas import require_crds
 
@@ -25,10 +25,9 @@ INSTALLED_BY_OTHERS = {
 """Namespaces an overlay puts objects in but does not create: the tools named own them."""
 
 
-@pytest.fixture(scope="module")
-def kube(stack: Stack) -> ControlPlane:
+@pytest.fixture(autouse=True)
+def crds() -> None:
     require_crds()
-    return stack.kubernetes
 
 
 def applied(kube: ControlPlane, objects: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -78,16 +78,21 @@ def test_every_object_and_key_a_workload_reads_is_rendered_or_made_outside_git(o
     assert missing == []
 
 
+def executors(folder: Path) -> dict[str, Any]:
+    """Each step's Kubernetes settings in the compiled pipeline (secrets, config maps as env)."""
+    from kfp import components
+
+    loaded = components.load_component_from_file(str(compile_pipeline(folder / "training.yaml")))
+    found: dict[str, Any] = MessageToDict(loaded.platform_spec.platforms["kubernetes"].deployment_spec)
+    return dict(found["executors"])
+
+
 def test_every_secret_and_config_map_key_a_training_run_reads_is_in_the_kfp_run_overlay(
     tmp_path: Path,
 ) -> None:
-    from kfp import components
-
-    loaded = components.load_component_from_file(str(compile_pipeline(tmp_path / "training.yaml")))
-    executors = MessageToDict(loaded.platform_spec.platforms["kubernetes"].deployment_spec)["executors"]
     objects = rendered("kfp-run")
     wanted = set()
-    for executor in executors.values():
+    for executor in executors(tmp_path).values():
         for secret in executor.get("secretAsEnv", []):
             wanted |= {("Secret", secret["secretName"], k["secretKey"]) for k in secret["keyToEnv"]}
         for config in executor.get("configMapAsEnv", []):
@@ -104,12 +109,8 @@ def test_what_a_training_run_reads_from_the_kfp_run_overlay_is_valid_settings(
     """The values, under the variables the compiled pipeline sets, load as the steps load them."""
     import base64
 
-    from kfp import components
-
-    loaded = components.load_component_from_file(str(compile_pipeline(tmp_path / "training.yaml")))
-    executors = MessageToDict(loaded.platform_spec.platforms["kubernetes"].deployment_spec)["executors"]
     objects = rendered("kfp-run")
-    for executor in executors.values():
+    for executor in executors(tmp_path).values():
         for secret in executor.get("secretAsEnv", []):
             data = objects[("Secret", secret["secretName"])]["data"]
             for k in secret["keyToEnv"]:

@@ -139,6 +139,9 @@ class ModelDoor:
             stored = read_version(self.reader, self.layout.model_prefix(model, version))
             with self._lock:
                 self._versions[(model, version)] = stored
+                kept = sorted((v for m, v in self._versions if m == model), key=parse_version)
+                for old in kept[:-KEEP_VERSIONS]:  # as for the files: the newest few per model
+                    del self._versions[(model, old)]
         return stored
 
     def _prune(self, model: str) -> None:
@@ -150,7 +153,6 @@ class ModelDoor:
             with self._lock:
                 for path in [p for p in self._fetching if p.is_relative_to(old)]:
                     del self._fetching[path]
-                self._versions.pop((model, old.name), None)
 
 
 def _reaches(found: StoredVersion | None, expect: str) -> bool:

@@ -41,7 +41,7 @@ from edge_sync.uplink.outbox import HARD_EXAMPLE, INCOMING, Item, Outbox
 from foundation.credentials import Credentials, bearer
 from foundation.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized, UnsupportedMedia
 from foundation.layout import Layout, Location, check_image_id, check_name, check_sku
-from foundation.preprocessing import check_decodes, open_image
+from foundation.preprocessing import check_complete, check_decodes, open_image
 from foundation.settings import ImageSettings, UplinkSettings
 from foundation.storage.store import ObjectStore
 
@@ -135,6 +135,7 @@ class Gateway:
         fmt = image.format
         with self.budget.hold(image.size[0] * image.size[1]):
             check_decodes(data, self.max_pixels)  # every byte: truncated files fail here
+        check_complete(data, self.max_pixels)  # what the core checks, so a set is never refused there
         if fmt != expected[0]:
             raise UnsupportedMedia(f"body is a {fmt} image but was posted as {content_type}")
         sha = hashlib.sha256(data).hexdigest()

@@ -72,7 +72,7 @@ class Stack:
             report(f"Mosquitto unavailable, the gateway's MQTT intake with it: {exc}")
 
     def up(self, report: Report = lambda _: None) -> bool:
-        """Install if needed and start both services; False when all was already up."""
+        """Install if needed and start every service; False when all was already up."""
         self.install(report)
         if self.pki.ensure():
             report(f"made the local CA and the core's certificate in {self.pki.folder}")

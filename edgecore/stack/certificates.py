@@ -68,15 +68,19 @@ class Pki:
         key: Path,
         server: bool,
         groups: tuple[str, ...] = (),
+        client_too: bool = False,
     ) -> None:
-        """A certificate signed by this CA: a server's for ``names``, or a client's (``groups`` become
-        its organisations, which Kubernetes reads as the user's groups)."""
+        """A certificate signed by this CA: a server's for ``names`` (``client_too``: one that also
+        connects, as an etcd member does to its peers), or a client's (``groups`` become its
+        organisations, which Kubernetes reads as the user's groups)."""
         ca_key = serialization.load_pem_private_key(self.ca_key.read_bytes(), password=None)
         assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
         ca_cert = x509.load_pem_x509_certificate(self.ca.read_bytes())
         leaf_key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
-        usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+        usages = [ExtendedKeyUsageOID.SERVER_AUTH] if server else [ExtendedKeyUsageOID.CLIENT_AUTH]
+        if server and client_too:
+            usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
         builder = (
             x509.CertificateBuilder()
             .subject_name(
@@ -91,7 +95,7 @@ class Pki:
             .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=LEAF_DAYS))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         )
         if names:
             builder = builder.add_extension(x509.SubjectAlternativeName(_alt_names(names)), critical=False)

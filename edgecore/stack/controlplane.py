@@ -6,10 +6,11 @@ that no hand-written double has.  Nothing here runs pods: there is no kubelet, s
 or controller manager, so objects are stored, validated, authorised and watched, and
 whatever a controller would report in ``status`` is written by the caller.
 
-* kube-apiserver is built from the Go module proxy (``k8s.io/kubernetes`` through a
-  wrapper module whose staging modules point at their published ``v0.x`` builds) and
-  cached beside MinIO; etcd is Debian's ``etcd-server``, unpacked into the cache (built
-  from ``go.etcd.io/etcd/server/v3`` where there is no apt-get).
+* kube-apiserver and etcd are built from the Go module proxy (``k8s.io/kubernetes`` and
+  ``go.etcd.io/etcd/server/v3``, through wrapper modules whose sibling modules point at
+  their published builds: ``gobuild``) and cached beside MinIO.
+* etcd serves TLS and takes only clients with a certificate of the stack's CA (the API
+  server's); both bind ``kube_host``, loopback by default.
 * TLS with the stack's CA; clients authenticate with certificates (the stack's admin is
   in ``system:masters``) or service-account tokens (``TokenRequest``); RBAC authorises.
 * The upstream CRDs in ``../shared/crds`` are installed at start (server-side apply) when
@@ -18,11 +19,9 @@ whatever a controller would report in ``status`` is written by the caller.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import ssl
-import time
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +31,16 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from edgecore.stack import gobuild
+from edgecore.stack.apiclient import (
+    kubeconfig,
+    namespaced_collections,
+    server_side_apply,
+    wait_established,
+)
 from edgecore.stack.certificates import Pki, write_private_key
 from edgecore.stack.process import ManagedProcess, wait_until
 from edgecore.stack.settings import StackSettings
-from edgecore.stack.tools import StackError, port_open, require, unpack_debian
+from edgecore.stack.tools import StackError, port_open, require
 from foundation.settings import Settings
 
 API_NAMES = ("localhost", "127.0.0.1", "kubernetes", "kubernetes.default", "kubernetes.default.svc")
@@ -44,7 +49,6 @@ ISSUER = "https://kubernetes.default.svc.cluster.local"
 ADMIN = "edgecore-admin"
 PACKAGE = "k8s.io/kubernetes/cmd/kube-apiserver"
 ETCD_MODULE = "go.etcd.io/etcd/server/v3"
-VERSION_FLAG = "-X k8s.io/component-base/version.gitVersion"
 VERSION_FLAG = "-X k8s.io/component-base/version.gitVersion"
 CRD_FOLDER = Path(__file__).resolve().parents[2].parent / "shared" / "crds"
 """The upstream CRD schemas beside the checkout (never copied into it)."""
@@ -82,6 +86,9 @@ class ControlPlane:
     def _file(self, name: str) -> Path:
         return self.root / "apiserver" / name
 
+    def _pair(self, name: str) -> tuple[Path, Path]:
+        return self._file(f"{name}.pem"), self._file(f"{name}-key.pem")
+
     # -- installing ------------------------------------------------------------------------
     def installed_version(self) -> str | None:
         if not self.apiserver_binary.exists() or not self.version_file.exists():
@@ -92,21 +99,23 @@ class ControlPlane:
         return self.etcd_root / "usr" / "bin" / "etcd"
 
     def install(self) -> bool:
-        """Unpack etcd and build kube-apiserver unless both are there; True if anything was done."""
+        """Build etcd and kube-apiserver unless both are there; True if anything was built."""
         done = False
-        if not self.etcd_binary().exists():
-            self._install_etcd()
+        if self._etcd_version() != self.stack.etcd_module_version:
+            self._build_etcd()
             done = True
         if self.installed_version() != self.stack.kubernetes_version:
             self._build_apiserver()
             done = True
         return done
 
-    def _install_etcd(self) -> None:
-        """Debian's etcd where apt-get is, else etcd built from the Go module proxy."""
-        if shutil.which("apt-get") and shutil.which("dpkg-deb"):
-            unpack_debian(["etcd-server"], self.etcd_root, self.stack.cache_dir, "etcd-server")
-            return
+    def _etcd_version(self) -> str | None:
+        stamp = self.etcd_root / "version"
+        return stamp.read_text().strip() if stamp.is_file() and self.etcd_binary().exists() else None
+
+    def _build_etcd(self) -> None:
+        """The pinned etcd, built from the Go module proxy: distributions ship ones older than the
+        API server needs (Debian's 3.4 lacks the watch progress requests it makes)."""
         staging = self.etcd_root.with_name("etcd.partial")
         shutil.rmtree(staging, ignore_errors=True)
         version = self.stack.etcd_module_version
@@ -120,6 +129,7 @@ class ControlPlane:
             self.stack.cache_dir / "etcd-src",
             self.stack.cache_dir / "logs" / "etcd-build.log",
         )
+        (staging / "version").write_text(version + "\n")
         shutil.rmtree(self.etcd_root, ignore_errors=True)
         staging.rename(self.etcd_root)
 
@@ -151,7 +161,7 @@ class ControlPlane:
         if self.process.pid() is not None and self.etcd.pid() is not None:
             wait_until(self.healthy, timeout_s, "kube-apiserver", self.process)
             return False
-        if self.installed_version() is None or not self.etcd_binary().exists():
+        if self.installed_version() is None or self._etcd_version() is None:
             raise StackError("the Kubernetes control plane is not installed: run `edgecore stack install`")
         self._credentials()
         self._start_etcd(timeout_s)
@@ -179,18 +189,27 @@ class ControlPlane:
             return
         self._free(self.stack.etcd_port, "EDGECORE_ETCD_PORT")
         host, client, peer = self.stack.kube_host, self.stack.etcd_port, self.stack.etcd_peer_port
-        data = self.root / "etcd"
+        data = self.root / f"etcd-{self.stack.etcd_module_version}"  # a newer etcd starts afresh
         data.mkdir(parents=True, exist_ok=True)
         data.chmod(0o700)
+        cert, key, ca = self._file("etcd.pem"), self._file("etcd-key.pem"), self.pki.ca
         argv = [
             str(self.etcd_binary()),
             "--name=edgecore",
             f"--data-dir={data}",
-            f"--listen-client-urls=http://{host}:{client}",
-            f"--advertise-client-urls=http://{host}:{client}",
-            f"--listen-peer-urls=http://{host}:{peer}",
-            f"--initial-advertise-peer-urls=http://{host}:{peer}",
-            f"--initial-cluster=edgecore=http://{host}:{peer}",
+            f"--listen-client-urls=https://{host}:{client}",
+            f"--advertise-client-urls=https://{host}:{client}",
+            f"--listen-peer-urls=https://{host}:{peer}",
+            f"--initial-advertise-peer-urls=https://{host}:{peer}",
+            f"--initial-cluster=edgecore=https://{host}:{peer}",
+            f"--cert-file={cert}",
+            f"--key-file={key}",
+            f"--trusted-ca-file={ca}",
+            "--client-cert-auth",  # only the API server (a certificate this CA signed) may connect
+            f"--peer-cert-file={cert}",
+            f"--peer-key-file={key}",
+            f"--peer-trusted-ca-file={ca}",
+            "--peer-client-cert-auth",
             "--log-level=warn",
         ]
         self.etcd.start(argv, {"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
@@ -200,7 +219,10 @@ class ControlPlane:
         s = self.stack
         return [
             str(self.apiserver_binary),
-            f"--etcd-servers=http://{s.kube_host}:{s.etcd_port}",
+            f"--etcd-servers=https://{s.kube_host}:{s.etcd_port}",
+            f"--etcd-cafile={self.pki.ca}",
+            f"--etcd-certfile={self._file('etcd-client.pem')}",
+            f"--etcd-keyfile={self._file('etcd-client-key.pem')}",
             f"--bind-address={s.kube_host}",
             f"--advertise-address={s.kube_host}",
             f"--secure-port={s.kube_apiserver_port}",
@@ -215,22 +237,29 @@ class ControlPlane:
             f"--service-cluster-ip-range={SERVICE_RANGE}",
             "--profiling=false",
             "--enable-priority-and-fairness=false",
+            "--endpoint-reconciler-type=none",  # a loopback address is no Endpoints entry
         ]
 
     def _credentials(self) -> None:
-        """The serving certificate, the admin's client certificate, the token signing key, the kubeconfig."""
-        self.pki.ensure()
+        """Certificates (the API server's, etcd's, the admin's), the token signing key, the kubeconfig;
+        all made again when the CA was, or when the host they name changed."""
+        remade = self.pki.ensure()
         folder = self._file("")
         folder.mkdir(parents=True, exist_ok=True)
         folder.chmod(0o700)
-        if not self._file("serving.pem").is_file():
-            self.pki.issue(
-                "kube-apiserver", API_NAMES, self._file("serving.pem"), self._file("serving-key.pem"), True
+        host = self.stack.kube_host
+        names = tuple(dict.fromkeys((*API_NAMES, host)))
+        stamp = self._file("issued-for")
+        if remade or not stamp.is_file() or stamp.read_text() != host:
+            issue = self.pki.issue
+            issue("kube-apiserver", names, self._file("serving.pem"), self._file("serving-key.pem"), True)
+            etcd_names = tuple(dict.fromkeys(("localhost", "127.0.0.1", host)))
+            issue(
+                "etcd", etcd_names, self._file("etcd.pem"), self._file("etcd-key.pem"), True, client_too=True
             )
-        if not self._file("admin.pem").is_file():
-            self.pki.issue(
-                ADMIN, (), self._file("admin.pem"), self._file("admin-key.pem"), False, ("system:masters",)
-            )
+            issue("kube-apiserver-etcd-client", (), *self._pair("etcd-client"), False)
+            issue(ADMIN, (), *self._pair("admin"), False, ("system:masters",))
+            stamp.write_text(host)
         if not self._file("sa-key.pem").is_file():
             key = ec.generate_private_key(ec.SECP256R1())
             write_private_key(self._file("sa-key.pem"), key)
@@ -264,6 +293,19 @@ class ControlPlane:
             headers["Authorization"] = f"Bearer {token}"
         return httpx.Client(base_url=self.url, verify=context, headers=headers, timeout=timeout)
 
+    def remove_namespace(self, name: str) -> None:
+        """Delete a namespace and everything in it: the work of the namespace controller, which
+        does not run here (without it a deleted namespace would stay Terminating)."""
+        with self.http() as http:
+            for path in namespaced_collections(http):
+                http.delete(f"{path.replace('{namespace}', name)}")
+            http.delete(f"/api/v1/namespaces/{name}")
+            found = http.get(f"/api/v1/namespaces/{name}")
+            if found.status_code == 200:
+                namespace = found.json()
+                namespace["spec"]["finalizers"] = []
+                http.put(f"/api/v1/namespaces/{name}/finalize", json=namespace)
+
     def install_crds(self, folder: Path = CRD_FOLDER) -> list[str]:
         """Server-side apply every CRD under ``folder`` and wait until each is established."""
         if not folder.is_dir():
@@ -280,62 +322,3 @@ class ControlPlane:
 
     def version(self) -> str:
         return self.installed_version() or "not installed"
-
-
-CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
-
-
-def object_path(http: httpx.Client, obj: dict[str, Any]) -> str:
-    """The URL path of ``obj`` (a collection's path plus its name), found through API discovery."""
-    api_version, kind = str(obj["apiVersion"]), str(obj["kind"])
-    base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
-    found = http.get(base)
-    if found.status_code != 200:
-        raise StackError(
-            f"the API server serves no {api_version} ({found.status_code}): is its CRD installed?"
-        )
-    resource = next(
-        (r for r in found.json()["resources"] if r["kind"] == kind and "/" not in r["name"]), None
-    )
-    if resource is None:
-        raise StackError(f"the API server serves no kind {kind} in {api_version}")
-    meta = obj["metadata"]
-    scope = f"/namespaces/{meta.get('namespace', 'default')}" if resource["namespaced"] else ""
-    return f"{base}{scope}/{resource['name']}/{meta['name']}"
-
-
-def server_side_apply(http: httpx.Client, obj: dict[str, Any], manager: str = "edgecore") -> dict[str, Any]:
-    """Apply ``obj`` as ``manager`` owns it, refusing fields its schema does not know (strict)."""
-    response = http.patch(
-        object_path(http, obj),
-        params={"fieldManager": manager, "force": "true", "fieldValidation": "Strict"},
-        content=json.dumps(obj),
-        headers={"Content-Type": "application/apply-patch+yaml"},
-    )
-    if response.status_code not in (200, 201):
-        what = f"{obj['kind']} {obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}"
-        raise StackError(f"applying {what} answered {response.status_code}: {response.text[:400]}")
-    return dict(response.json())
-
-
-def wait_established(http: httpx.Client, name: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        crd = http.get(f"{CRDS}/{name}").json()
-        conditions = crd.get("status", {}).get("conditions", [])
-        if any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
-            return
-        time.sleep(0.1)
-    raise StackError(f"CRD {name} not established after {timeout_s:.0f}s")
-
-
-def kubeconfig(server: str, ca: Path, user: dict[str, str], name: str = "edgecore-local") -> dict[str, Any]:
-    """A one-context kubeconfig: ``user`` holds a client certificate and key, or a token."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": name, "cluster": {"server": server, "certificate-authority": str(ca)}}],
-        "users": [{"name": name, "user": user}],
-        "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
-        "current-context": name,
-    }

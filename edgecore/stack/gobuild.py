@@ -24,8 +24,9 @@ def local_siblings(gomod: str) -> list[str]:
     for line in gomod.splitlines():
         left, arrow, right = line.partition("=>")
         target = right.strip()
-        if arrow and target.startswith(".") and "FORBIDDEN" not in target:
-            found.add(left.split()[-1])
+        words = left.split()
+        if arrow and words and target.startswith(".") and "FORBIDDEN" not in target:
+            found.add(words[1] if words[0] == "replace" and len(words) > 1 else words[0])
     return sorted(found)
 
 

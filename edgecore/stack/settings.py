@@ -46,7 +46,7 @@ class StackSettings(BaseSettings):
     )
     etcd_module_version: str = Field(
         default="v3.6.16",
-        description="go.etcd.io/etcd/server/v3 version built where Debian's etcd-server cannot be fetched.",
+        description="Pinned go.etcd.io/etcd/server/v3 version `stack install` builds for the API server.",
     )
     kube_host: str = Field(
         default="127.0.0.1", description="Address the local Kubernetes API server and its etcd bind."
