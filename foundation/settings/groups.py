@@ -291,6 +291,24 @@ class ListenerSettings(BaseSettings):
     metrics_host: str = Field(default="127.0.0.1", description="Address the listener's /metrics listens on.")
 
 
+class KfpSettings(BaseSettings):
+    """How the core reaches a Kubeflow Pipelines API (multi-user Kubeflow: a namespace and a token)."""
+
+    model_config = group_config("EDGECORE_KFP_")
+
+    namespace: str | None = Field(
+        default=None, description="Namespace runs go to: the Kubeflow profile's (unset: KFP's default)."
+    )
+    token_file: Path | None = Field(
+        default=None,
+        description="Bearer token file, e.g. a projected service-account token with audience "
+        "pipelines.kubeflow.org; read at every connection, as it rotates.",
+    )
+    ca_file: Path | None = Field(
+        default=None, description="CA bundle the KFP API's certificate is checked by."
+    )
+
+
 class DoorSettings(BaseSettings):
     """The core's front door: the only address edges reach, over TLS, each with its own token."""
 
