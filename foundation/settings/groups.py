@@ -263,9 +263,10 @@ class DeliverySettings(BaseSettings):
         description="How often each controller polls its edge bucket (the Kafka fallback).",
     )
     ready_timeout_s: float = Field(
-        default=300.0,
+        default=60.0,
         gt=0,
-        description="How long a rollout may take to report Ready before it is rolled back.",
+        description="How long a rollout may take to report Ready before it is rolled back (raise it for "
+        "models that take longer to download).",
     )
     workers: int = Field(
         default=8, ge=1, description="Parallel downloads per model, and parallel edges in a controller fleet."

@@ -189,6 +189,11 @@ class KServeTarget:
         return obj if _model(obj).get("storageUri") == uri else self._patch_uri(obj, uri, version)
 
     def _patch_uri(self, obj: dict[str, Any], uri: str, version: str) -> dict[str, Any]:
+        if self.canary_percent and _deployment_mode(obj) == "RawDeployment":
+            raise InvalidInput(
+                f"{self.description}: a canary needs KServe's Serverless mode; on a RawDeployment "
+                "InferenceService canaryTrafficPercent splits nothing (set canary_percent to 0)"
+            )
         before_uri = _model(obj).get("storageUri")
         notes = _annotations(obj)
         spec: dict[str, Any] = {"model": {"storageUri": uri}}
@@ -353,6 +358,12 @@ def _previous(obj: dict[str, Any]) -> Deployed | None:
     notes = _annotations(obj)
     uri, version = notes.get(PREVIOUS_URI), notes.get(PREVIOUS_VERSION)
     return Deployed(version, uri) if uri and version else None
+
+
+def _deployment_mode(obj: dict[str, Any]) -> str | None:
+    """What KServe reports (``status.deploymentMode``), else what the object asks for."""
+    reported = (obj.get("status") or {}).get("deploymentMode")
+    return reported or _annotations(obj).get("serving.kserve.io/deploymentMode")
 
 
 def _model(obj: dict[str, Any]) -> dict[str, Any]:
