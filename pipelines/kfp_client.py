@@ -15,7 +15,11 @@ from foundation.settings import KfpSettings
 
 
 def connect(host: str, kfp: KfpSettings) -> Any:
-    """A ``kfp.Client`` of ``host`` in the configured namespace, with the token file read now."""
+    """A ``kfp.Client`` of ``host`` in the configured namespace, with the token file read now.
+
+    Callers also pass ``kfp.namespace`` to each call: the SDK keeps a namespace of exactly
+    ``kubeflow`` (its default) only after asking the API, and may take another from a context file.
+    """
     import kfp as sdk
 
     token = None
@@ -24,6 +28,8 @@ def connect(host: str, kfp: KfpSettings) -> Any:
             token = kfp.token_file.read_text().strip()
         except OSError as exc:
             raise InvalidInput(f"KFP token file {kfp.token_file}: {exc.strerror}") from exc
+        if not token:
+            raise InvalidInput(f"KFP token file {kfp.token_file} is empty")
     if kfp.ca_file is not None and not kfp.ca_file.is_file():
         raise InvalidInput(f"KFP CA bundle {kfp.ca_file} does not exist")
     return sdk.Client(

@@ -131,7 +131,8 @@ class KfpLauncher:
         name_filter = {
             "predicates": [{"key": "display_name", "operation": "EQUALS", "string_value": request.run_key}]
         }
-        existing = client.list_runs(filter=json.dumps(name_filter), page_size=1).runs or []
+        found = client.list_runs(filter=json.dumps(name_filter), page_size=1, namespace=self.kfp.namespace)
+        existing = found.runs or []
         if existing:
             return str(existing[0].run_id)
         arguments = {**self.arguments, **request.parameters(self.extra_datasets)}

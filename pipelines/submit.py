@@ -87,7 +87,11 @@ def submit(
     compile_pipeline(package)
     client = connect(host, kfp)
     run = client.create_run_from_pipeline_package(
-        str(package), arguments=arguments, run_name=run_name, experiment_name=experiment
+        str(package),
+        arguments=arguments,
+        run_name=run_name,
+        experiment_name=experiment,
+        namespace=kfp.namespace,
     )
     if not wait:
         return run.run_id, None

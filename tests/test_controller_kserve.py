@@ -95,11 +95,12 @@ def test_a_canary_takes_its_share_first_and_is_then_promoted(
     assert history[1]["predictor"]["model"]["storageUri"] == history[2]["predictor"]["model"]["storageUri"]
 
 
+@pytest.mark.parametrize("mode", ["RawDeployment", "Standard"])
 def test_a_canary_on_a_raw_deployment_is_refused_rather_than_a_split_that_does_nothing(
-    ctx: SyncContext, store: ObjectStore, cluster: EdgeCluster
+    mode: str, ctx: SyncContext, store: ObjectStore, cluster: EdgeCluster
 ) -> None:
     v1 = deliver(store, ctx.layout, EDGE, "v000001").uri
-    cluster.add_edge(EDGE, v1, **{VERSION: "v000001", "serving.kserve.io/deploymentMode": "RawDeployment"})
+    cluster.add_edge(EDGE, v1, **{VERSION: "v000001", "serving.kserve.io/deploymentMode": mode})
     deliver(store, ctx.layout, EDGE, "v000002")
 
     with pytest.raises(InvalidInput, match="Serverless"):

@@ -42,9 +42,10 @@ class KfpApi(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def kfp_api(stack: Any) -> Iterator[tuple[str, Path]]:
-    """An HTTPS endpoint with the stack's server certificate (for 127.0.0.1); its URL and the CA."""
-    pki = stack.pki
+def kfp_api(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """An HTTPS endpoint with a certificate for 127.0.0.1 from a CA of its own; its URL and the CA."""
+    pki = Pki(tmp_path / "pki")
+    pki.ensure()
     server = ThreadingHTTPServer(("127.0.0.1", 0), KfpApi)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(pki.server, pki.server_key)
@@ -64,7 +65,7 @@ def test_runs_are_listed_in_the_profile_s_namespace_with_the_token_from_its_file
     token.write_text("projected-service-account-token\n")
     client = connect(url, KfpSettings(namespace="team-a", token_file=token, ca_file=ca))
 
-    runs = client.list_runs().runs
+    runs = client.list_runs(namespace="team-a").runs
 
     assert [r.run_id for r in runs] == ["run-1"]
     request = KfpApi.seen[-1]
@@ -81,10 +82,16 @@ def test_an_api_whose_certificate_the_ca_did_not_sign_is_refused(
     client = connect(url, KfpSettings(namespace="team-a", ca_file=other.ca))
 
     with pytest.raises(Exception, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
-        client.list_runs()
+        client.list_runs(namespace="team-a")
     assert KfpApi.seen == []
 
 
 def test_a_missing_token_file_is_a_one_line_error(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="KFP token file"):
         connect("https://127.0.0.1:1", KfpSettings(namespace="team-a", token_file=tmp_path / "absent"))
+
+
+def test_an_empty_token_file_is_a_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("\n")
+    with pytest.raises(InvalidInput, match="is empty"):
+        connect("https://127.0.0.1:1", KfpSettings(namespace="team-a", token_file=tmp_path / "token"))

@@ -117,7 +117,7 @@ class KServeTarget:
         namespace: str,
         name: str,
         canary_percent: int = 0,
-        ready_timeout_s: float = 300.0,
+        ready_timeout_s: float = 60.0,
         context: str = "",
     ) -> None:
         self._api = client.CustomObjectsApi(api)
@@ -139,7 +139,14 @@ class KServeTarget:
         )
 
     def state(self) -> TargetState:
+        """Read back from the InferenceService; a canary it cannot honour is refused here, before any
+        version is fetched (``edges status`` shows why)."""
         obj = self.get()
+        if self.canary_percent and _deployment_mode(obj) in RAW_MODES:
+            raise InvalidInput(
+                f"{self.description}: a canary needs KServe's Serverless mode; on a RawDeployment "
+                "InferenceService canaryTrafficPercent splits nothing (set canary_percent to 0)"
+            )
         self._seen = (time.monotonic(), obj)
         notes = _annotations(obj)
         return TargetState(
@@ -189,11 +196,6 @@ class KServeTarget:
         return obj if _model(obj).get("storageUri") == uri else self._patch_uri(obj, uri, version)
 
     def _patch_uri(self, obj: dict[str, Any], uri: str, version: str) -> dict[str, Any]:
-        if self.canary_percent and _deployment_mode(obj) == "RawDeployment":
-            raise InvalidInput(
-                f"{self.description}: a canary needs KServe's Serverless mode; on a RawDeployment "
-                "InferenceService canaryTrafficPercent splits nothing (set canary_percent to 0)"
-            )
         before_uri = _model(obj).get("storageUri")
         notes = _annotations(obj)
         spec: dict[str, Any] = {"model": {"storageUri": uri}}
@@ -360,10 +362,14 @@ def _previous(obj: dict[str, Any]) -> Deployed | None:
     return Deployed(version, uri) if uri and version else None
 
 
-def _deployment_mode(obj: dict[str, Any]) -> str | None:
-    """What KServe reports (``status.deploymentMode``), else what the object asks for."""
+def _deployment_mode(obj: dict[str, Any]) -> str:
+    """What KServe reports (``status.deploymentMode``), else what the object asks for, lowercased."""
     reported = (obj.get("status") or {}).get("deploymentMode")
-    return reported or _annotations(obj).get("serving.kserve.io/deploymentMode")
+    return str(reported or _annotations(obj).get("serving.kserve.io/deploymentMode") or "").lower()
+
+
+RAW_MODES = frozenset({"rawdeployment", "standard"})
+"""KServe's plain-Deployment mode (``Standard`` since 0.16), where ``canaryTrafficPercent`` splits nothing."""
 
 
 def _model(obj: dict[str, Any]) -> dict[str, Any]:
