@@ -22,6 +22,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from foundation.settings import KfpSettings
+from pipelines.kfp_client import connect
 from pipelines.listener import RunRequest
 
 log = logging.getLogger(__name__)
@@ -109,29 +111,30 @@ class KfpLauncher:
     def __init__(
         self,
         host: str,
+        kfp: KfpSettings,
         experiment: str,
         package: Path,
         extra_datasets: tuple[str, ...] = (),
         **arguments: Any,
     ) -> None:
         self.host = host
+        self.kfp = kfp
         self.experiment = experiment
         self.package = package
         self.extra_datasets = extra_datasets
         self.arguments = arguments
 
     def launch(self, request: RunRequest) -> str:
-        import kfp
-
         from pipelines.submit import submit
 
-        client = kfp.Client(host=self.host)
+        client = connect(self.host, self.kfp)
         name_filter = {
             "predicates": [{"key": "display_name", "operation": "EQUALS", "string_value": request.run_key}]
         }
-        existing = client.list_runs(filter=json.dumps(name_filter), page_size=1).runs or []
+        found = client.list_runs(filter=json.dumps(name_filter), page_size=1, namespace=self.kfp.namespace)
+        existing = found.runs or []
         if existing:
             return str(existing[0].run_id)
         arguments = {**self.arguments, **request.parameters(self.extra_datasets)}
-        run_id, _ = submit(self.host, arguments, self.experiment, request.run_key, self.package)
+        run_id, _ = submit(self.host, self.kfp, arguments, self.experiment, request.run_key, self.package)
         return run_id

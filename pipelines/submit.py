@@ -17,6 +17,8 @@ from typing import Any
 
 from kfp import compiler, local
 
+from foundation.settings import KfpSettings
+from pipelines.kfp_client import connect
 from pipelines.training import training_pipeline
 
 
@@ -73,6 +75,7 @@ def run_local(pipeline_root: Path, arguments: dict[str, Any]) -> LocalRun:
 
 def submit(
     host: str,
+    kfp: KfpSettings,
     arguments: dict[str, Any],
     experiment: str,
     run_name: str,
@@ -81,12 +84,14 @@ def submit(
     timeout_s: int = 3600,
 ) -> tuple[str, str | None]:
     """Submit the compiled package with ``kfp.Client``; return the run id and, if waited for, its state."""
-    import kfp
-
     compile_pipeline(package)
-    client = kfp.Client(host=host)
+    client = connect(host, kfp)
     run = client.create_run_from_pipeline_package(
-        str(package), arguments=arguments, run_name=run_name, experiment_name=experiment
+        str(package),
+        arguments=arguments,
+        run_name=run_name,
+        experiment_name=experiment,
+        namespace=kfp.namespace,
     )
     if not wait:
         return run.run_id, None
@@ -94,12 +99,10 @@ def submit(
     return run.run_id, str(finished.state)
 
 
-def upload(host: str, package: Path, name: str, version: str) -> str:
+def upload(host: str, kfp: KfpSettings, package: Path, name: str, version: str) -> str:
     """Compile and register the DAG in KFP as ``name`` (a new version if it exists); return its id."""
-    import kfp
-
     compile_pipeline(package)
-    client = kfp.Client(host=host)
+    client = connect(host, kfp)
     existing = client.get_pipeline_id(name)
     if existing is None:
         return str(client.upload_pipeline(str(package), pipeline_name=name).pipeline_id)

@@ -13,7 +13,7 @@ from kubernetes import client
 
 from edge_sync.delivery.controller import SyncContext, reconcile, status
 from edge_sync.delivery.targets.kserve import PREVIOUS_VERSION, REJECTED_VERSION, SYNCED_AT, VERSION
-from foundation.errors import PermanentError
+from foundation.errors import InvalidInput, PermanentError
 from foundation.layout import edge_model_name
 from foundation.storage.store import ObjectStore
 from testkit.delivery import EdgeCluster, deliver
@@ -93,6 +93,20 @@ def test_a_canary_takes_its_share_first_and_is_then_promoted(
     canaries = [spec["predictor"].get("canaryTrafficPercent") for spec in history]
     assert canaries == [None, 20, None]
     assert history[1]["predictor"]["model"]["storageUri"] == history[2]["predictor"]["model"]["storageUri"]
+
+
+@pytest.mark.parametrize("mode", ["RawDeployment", "Standard"])
+def test_a_canary_on_a_raw_deployment_is_refused_rather_than_a_split_that_does_nothing(
+    mode: str, ctx: SyncContext, store: ObjectStore, cluster: EdgeCluster
+) -> None:
+    v1 = deliver(store, ctx.layout, EDGE, "v000001").uri
+    cluster.add_edge(EDGE, v1, **{VERSION: "v000001", "serving.kserve.io/deploymentMode": mode})
+    deliver(store, ctx.layout, EDGE, "v000002")
+
+    with pytest.raises(InvalidInput, match="Serverless"):
+        reconcile(cluster.spec(EDGE), cluster.target(EDGE, canary_percent=20), ctx)
+
+    assert cluster.storage_uri(EDGE) == v1
 
 
 def test_a_version_that_does_not_become_ready_is_rolled_back_to_the_previous_uri(

@@ -29,7 +29,9 @@ class KServeSpec(BaseModel):
     kubeconfig: Path | None = None
     namespace: Name
     name: Name
-    canary_percent: int = Field(default=0, ge=0, le=99, description="0: no canary, promote at once.")
+    canary_percent: int = Field(
+        default=0, ge=0, le=99, description="0: no canary, promote at once (KServe Serverless mode only)."
+    )
 
 
 class LocalSpec(BaseModel):

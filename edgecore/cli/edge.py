@@ -97,7 +97,8 @@ def listen(
     elif launcher == "local":
         chosen = launchers.LocalLauncher(folder, extra, **arguments)
     elif launcher == "kfp" and kfp_host:
-        chosen = launchers.KfpLauncher(kfp_host, experiment, folder / "training.yaml", extra, **arguments)
+        package = folder / "training.yaml"
+        chosen = launchers.KfpLauncher(kfp_host, settings.kfp, experiment, package, extra, **arguments)
     else:
         raise typer.BadParameter("use --launcher dry-run, local, or kfp with --kfp-host")
     console.print(f"listening as {group} with the {launcher} launcher ({folder})")

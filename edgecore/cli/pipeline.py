@@ -16,6 +16,7 @@ from rich.table import Table
 
 from edgecore.cli.common import cli_errors, console, out
 from foundation.errors import InvalidInput
+from foundation.settings import Settings
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -44,7 +45,7 @@ def upload(
 
     stamp = version or datetime.now(UTC).strftime("v%Y%m%d-%H%M%S")
     with cli_errors():
-        uploaded = upload_pipeline(host, package, name, stamp)
+        uploaded = upload_pipeline(host, Settings().kfp, package, name, stamp)
     out.print(f"{name} {stamp}: {uploaded}")
 
 
@@ -158,7 +159,14 @@ def _submit(
 
     name = run_name or f"training-{datetime.now(UTC):%Y%m%d-%H%M%S}"
     run_id, state = submit(
-        host, arguments, experiment, name, pipeline_root / "training-pipeline.yaml", wait, timeout
+        host,
+        Settings().kfp,
+        arguments,
+        experiment,
+        name,
+        pipeline_root / "training-pipeline.yaml",
+        wait,
+        timeout,
     )
     out.print(json.dumps({"run_id": run_id, "run_name": name, "state": state}))
     if state is not None and state.upper() not in {"SUCCEEDED", "RUNTIMESTATE.SUCCEEDED"}:

@@ -92,3 +92,15 @@ def kubeconfig(server: str, ca: Path, user: dict[str, str], name: str = "edgecor
         "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
         "current-context": name,
     }
+
+
+def delete_now(http: httpx.Client, path: str) -> None:
+    """Delete the object at ``path`` at once: no garbage collector runs here to lift the finalizers a
+    default (orphaning) deletion adds, so dependents are not waited for and leftover finalizers go."""
+    http.delete(path, params={"propagationPolicy": "Background"})
+    if http.get(path).status_code == 200:
+        http.patch(
+            path,
+            content=json.dumps({"metadata": {"finalizers": None}}),
+            headers={"Content-Type": "application/merge-patch+json"},
+        )

@@ -298,7 +298,7 @@ class ControlPlane:
         does not run here (without it a deleted namespace would stay Terminating)."""
         with self.http() as http:
             for path in namespaced_collections(http):
-                http.delete(f"{path.replace('{namespace}', name)}")
+                http.delete(path.replace("{namespace}", name), params={"propagationPolicy": "Background"})
             http.delete(f"/api/v1/namespaces/{name}")
             found = http.get(f"/api/v1/namespaces/{name}")
             if found.status_code == 200:

@@ -22,6 +22,7 @@ from foundation.settings.groups import (
     DoorSettings,
     ImageSettings,
     KafkaSettings,
+    KfpSettings,
     ListenerSettings,
     S3Settings,
     ServingSettings,
@@ -37,6 +38,7 @@ __all__ = [
     "DoorSettings",
     "ImageSettings",
     "KafkaSettings",
+    "KfpSettings",
     "ListenerSettings",
     "S3Settings",
     "ServingSettings",
@@ -57,6 +59,7 @@ _GROUPS: dict[str, type[BaseSettings]] = {
     "uplink": UplinkSettings,
     "delivery": DeliverySettings,
     "listener": ListenerSettings,
+    "kfp": KfpSettings,
     "door": DoorSettings,
     "tls": TlsSettings,
 }
@@ -79,6 +82,7 @@ class Settings(BaseSettings):
     uplink: UplinkSettings = Field(default_factory=UplinkSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     listener: ListenerSettings = Field(default_factory=ListenerSettings)
+    kfp: KfpSettings = Field(default_factory=KfpSettings)
     door: DoorSettings = Field(default_factory=DoorSettings)
     tls: TlsSettings = Field(default_factory=TlsSettings)
 

@@ -263,9 +263,10 @@ class DeliverySettings(BaseSettings):
         description="How often each controller polls its edge bucket (the Kafka fallback).",
     )
     ready_timeout_s: float = Field(
-        default=300.0,
+        default=60.0,
         gt=0,
-        description="How long a rollout may take to report Ready before it is rolled back.",
+        description="How long a rollout may take to report Ready before it is rolled back (raise it for "
+        "models that take longer to download).",
     )
     workers: int = Field(
         default=8, ge=1, description="Parallel downloads per model, and parallel edges in a controller fleet."
@@ -289,6 +290,24 @@ class ListenerSettings(BaseSettings):
     )
     metrics_port: int = Field(default=9108, description="Prometheus port of the listener.", ge=1, le=65535)
     metrics_host: str = Field(default="127.0.0.1", description="Address the listener's /metrics listens on.")
+
+
+class KfpSettings(BaseSettings):
+    """How the core reaches a Kubeflow Pipelines API (multi-user Kubeflow: a namespace and a token)."""
+
+    model_config = group_config("EDGECORE_KFP_")
+
+    namespace: str | None = Field(
+        default=None, description="Namespace runs go to: the Kubeflow profile's (unset: KFP's default)."
+    )
+    token_file: Path | None = Field(
+        default=None,
+        description="Bearer token file, e.g. a projected service-account token with audience "
+        "pipelines.kubeflow.org; read at every connection, as it rotates.",
+    )
+    ca_file: Path | None = Field(
+        default=None, description="CA bundle the KFP API's certificate is checked by."
+    )
 
 
 class DoorSettings(BaseSettings):

@@ -117,7 +117,7 @@ class KServeTarget:
         namespace: str,
         name: str,
         canary_percent: int = 0,
-        ready_timeout_s: float = 300.0,
+        ready_timeout_s: float = 60.0,
         context: str = "",
     ) -> None:
         self._api = client.CustomObjectsApi(api)
@@ -139,7 +139,14 @@ class KServeTarget:
         )
 
     def state(self) -> TargetState:
+        """Read back from the InferenceService; a canary it cannot honour is refused here, before any
+        version is fetched (``edges status`` shows why)."""
         obj = self.get()
+        if self.canary_percent and _deployment_mode(obj) in RAW_MODES:
+            raise InvalidInput(
+                f"{self.description}: a canary needs KServe's Serverless mode; on a RawDeployment "
+                "InferenceService canaryTrafficPercent splits nothing (set canary_percent to 0)"
+            )
         self._seen = (time.monotonic(), obj)
         notes = _annotations(obj)
         return TargetState(
@@ -353,6 +360,16 @@ def _previous(obj: dict[str, Any]) -> Deployed | None:
     notes = _annotations(obj)
     uri, version = notes.get(PREVIOUS_URI), notes.get(PREVIOUS_VERSION)
     return Deployed(version, uri) if uri and version else None
+
+
+def _deployment_mode(obj: dict[str, Any]) -> str:
+    """What KServe reports (``status.deploymentMode``), else what the object asks for, lowercased."""
+    reported = (obj.get("status") or {}).get("deploymentMode")
+    return str(reported or _annotations(obj).get("serving.kserve.io/deploymentMode") or "").lower()
+
+
+RAW_MODES = frozenset({"rawdeployment", "standard"})
+"""KServe's plain-Deployment mode (``Standard`` since 0.16), where ``canaryTrafficPercent`` splits nothing."""
 
 
 def _model(obj: dict[str, Any]) -> dict[str, Any]:
