@@ -1,5 +1,6 @@
-"""The world the fleet bench runs in: a CRD-validating Kubernetes API server, one
-InferenceService and one edge bucket per edge, and the new version in every bucket.
+"""The world the fleet bench runs in: a namespace of the stack's real Kubernetes API
+server with KServe's stand-in, one InferenceService and one edge bucket per edge, and the
+new version in every bucket.
 
 All of it is setup, made before anything is timed; ``synced`` reads how far a rollout
 got, from the InferenceServices the controllers patch.
@@ -8,98 +9,48 @@ got, from the InferenceServices the controllers patch.
 from __future__ import annotations
 
 import hashlib
-import subprocess
-import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
-from kubernetes import client
 from rich.progress import Progress
 from sync_support import console
 
-from edge_sync.delivery.edges import EdgeSpec, KServeSpec
-from edge_sync.delivery.targets.kserve import SYNCED_AT, VERSION
+from edge_sync.delivery.edges import EdgeSpec
+from edge_sync.delivery.targets.isvc import SYNCED_AT, VERSION
 from foundation.layout import MANIFEST, Layout, Location, edge_model_name
 from foundation.manifest import FileEntry, Manifest
 from foundation.storage.store import ObjectStore
-
-CONTEXT = "edge-fleet"
-"""The kubeconfig context of the test cluster, shared by the controllers and the bench."""
+from testkit.delivery import EdgeCluster
 
 
-def start_api_server(kubeconfig: Path, ready_delay: float) -> subprocess.Popen[str]:
-    """The CRD-validating API server in its own process, so its work never shares our GIL.
-
-    It writes ``kubeconfig`` once it listens and then prints its URL, so reading that
-    line is waiting for it to be ready.
-    """
-    api_server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "testkit.kubeapi",
-            "--kubeconfig",
-            str(kubeconfig),
-            "--context",
-            CONTEXT,
-            "--ready-delay",
-            str(ready_delay),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert api_server.stdout is not None
-    url = api_server.stdout.readline().strip()
-    console.print(f"[cyan]•[/cyan] Kubernetes API server (CRD-validating) at {url}")
-    return api_server
+def edge_specs(cluster: EdgeCluster, edge_names: list[str]) -> list[EdgeSpec]:
+    """Each edge served by its own InferenceService in the cluster's namespace."""
+    return [cluster.spec(e) for e in edge_names]
 
 
-def edge_specs(kubeconfig: Path, edge_names: list[str]) -> list[EdgeSpec]:
-    """Each edge served by its own InferenceService in the test cluster's ``stores`` namespace."""
-    return [
-        EdgeSpec(
-            edge=e,
-            target=KServeSpec(
-                context=CONTEXT, kubeconfig=kubeconfig, namespace="stores", name=edge_model_name(e)
-            ),
-        )
-        for e in edge_names
-    ]
-
-
-def inference_service(layout: Layout, edge: str) -> dict[str, Any]:
-    """An InferenceService serving v000001, as the edge's previous rollout would have left it."""
-    v1 = layout.edge_model_prefix(edge, edge_model_name(edge), "v000001").uri
-    return {
-        "apiVersion": "serving.kserve.io/v1beta1",
-        "kind": "InferenceService",
-        "metadata": {
-            "name": edge_model_name(edge),
-            "namespace": "stores",
-            "annotations": {VERSION: "v000001", SYNCED_AT: datetime.now(UTC).isoformat()},
-        },
-        "spec": {"predictor": {"model": {"modelFormat": {"name": "tflite"}, "storageUri": v1}}},
-    }
-
-
-def create_services(
-    crd: client.CustomObjectsApi, store: ObjectStore, layout: Layout, everyone: list[str]
-) -> None:
-    """Every edge's InferenceService and bucket, in parallel: setup, not timed."""
-    with Progress(console=console) as progress, ThreadPoolExecutor(32) as pool:
+def create_services(cluster: EdgeCluster, store: ObjectStore, layout: Layout, everyone: list[str]) -> None:
+    """Every edge's InferenceService serving v000001 and its bucket, in parallel: setup, not timed."""
+    with Progress(console=console) as progress, ThreadPoolExecutor(16) as pool:
         task = progress.add_task("InferenceServices serving v000001", total=len(everyone))
 
         def create(edge: str) -> None:
-            body = inference_service(layout, edge)
-            crd.create_namespaced_custom_object(
-                "serving.kserve.io", "v1beta1", "stores", "inferenceservices", body
-            )
+            v1 = layout.edge_model_prefix(edge, edge_model_name(edge), "v000001").uri
+            cluster.add_edge(edge, v1, **{VERSION: "v000001", SYNCED_AT: datetime.now(UTC).isoformat()})
             store.ensure_bucket(layout.edge_bucket(edge))
             progress.advance(task)
 
         list(pool.map(create, everyone))
+
+
+def wait_for_pods(cluster: EdgeCluster, everyone: list[str]) -> None:
+    """Until KServe's stand-in has v000001 up everywhere: its status writes are not part of the timing."""
+    names = {edge_model_name(e) for e in everyone}
+    with Progress(console=console) as progress:
+        task = progress.add_task("v000001 up in every InferenceService", total=len(names))
+        while (up := sum(1 for n in names if cluster.kserve.serving(n))) < len(names):
+            progress.update(task, completed=up)
+            time.sleep(0.25)
 
 
 def small_version(version: str) -> dict[str, bytes]:
@@ -146,14 +97,12 @@ def deliver_everywhere(
         list(pool.map(publish, everyone))
 
 
-def synced(crd: client.CustomObjectsApi) -> int:
-    """Edges serving v000002 with a Ready generation: the finish line of the timed part."""
-    items = crd.list_namespaced_custom_object("serving.kserve.io", "v1beta1", "stores", "inferenceservices")
+def synced(cluster: EdgeCluster) -> int:
+    """Edges whose controller confirmed v000002, which it does only once the predictor at the
+    InferenceService's address answers for it: the finish line of the timed part.  Read from
+    the stand-in's watch, so that counting puts no load on the API server being measured."""
     return sum(
         1
-        for i in items["items"]
-        if i["metadata"]["name"].startswith("edge-")
-        and i["metadata"]["annotations"].get(VERSION) == "v000002"
-        and i["metadata"]["annotations"].get(SYNCED_AT)
-        and i["status"]["observedGeneration"] == i["metadata"]["generation"]
+        for name, notes in cluster.kserve.annotations().items()
+        if name.startswith("edge-") and notes.get(VERSION) == "v000002" and notes.get(SYNCED_AT)
     )

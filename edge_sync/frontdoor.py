@@ -21,6 +21,7 @@ from edge_sync.delivery.door import routes as model_routes
 from edge_sync.uplink import receiver
 from edge_sync.uplink.http import install_error_handlers
 from edge_sync.uplink.memory import bound_large_allocations
+from edge_sync.uplink.metrics import UplinkMetrics
 from foundation.credentials import Credentials
 from foundation.layout import Layout
 from foundation.messaging import EventProducer, ensure_topics
@@ -74,15 +75,16 @@ def build_model_door(settings: Settings, credentials: Credentials) -> ModelDoor:
     )
 
 
-def create_app(sets: receiver.Receiver, models: ModelDoor) -> FastAPI:
+def create_app(sets: receiver.Receiver, models: ModelDoor, metrics: UplinkMetrics | None = None) -> FastAPI:
+    metrics = metrics or UplinkMetrics("receiver")
     app = FastAPI(title="edgecore front door", docs_url=None, redoc_url=None)
-    install_error_handlers(app)
+    install_error_handlers(app, metrics)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    app.include_router(receiver.routes(sets))
+    app.include_router(receiver.routes(sets, metrics))
     app.include_router(model_routes(models))
     return app
 
@@ -104,7 +106,10 @@ def run_front_door(settings: Settings) -> None:
     if not credentials.principals:
         log.warning("no edge is enrolled yet (%s): every request will be refused", settings.door_tokens_file)
     sets = build_receiver(settings, credentials)
-    app = create_app(sets, build_model_door(settings, credentials))
+    metrics = UplinkMetrics("receiver")
+    app = create_app(sets, build_model_door(settings, credentials), metrics)
+    if settings.door.metrics_port is not None:
+        metrics.serve(settings.door.metrics_port, settings.door.metrics_host)
     try:
         uvicorn.run(
             app,

@@ -18,6 +18,7 @@ No other module formats a key by hand, so the layout can be read (and changed) h
     <edge_bucket_prefix><edge>/catalogue-changes/<stamp>-<id>.json      (every add or retire, by whom)
     <training_bucket>/catalogues/<edge>/catalogue.json                 (the core's copy, merged from sets)
     <training_bucket>/catalogues/<edge>/changes/<stamp>-<id>.json
+    <training_bucket>/listener/<consumer-group>/ledger.json            (versions seen, runs launched)
 
 Dataset and model versions are zero-padded integers (``v000001``) so that the
 lexical order of keys is the version order.  Every path segment is validated against a
@@ -45,6 +46,7 @@ SKU_RE = re.compile(r"^[A-Z0-9](?:[A-Z0-9-]{1,30}[A-Z0-9])$")
 VERSION_RE = re.compile(r"^v(\d{6})$")
 IMAGE_ID_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
 IMAGE_EXTENSIONS = frozenset({"jpg", "png"})
+GROUP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 MANIFEST = "manifest.json"
 SHARD_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 SHARDS_BESIDE_VERSIONS = "dataset"
@@ -218,6 +220,12 @@ class Layout:
         return Location(self.edge_bucket(edge), f"models/{check_name(model, 'model name')}/serving.json")
 
     # -- datasets ----------------------------------------------------------------------
+    def listener_ledger(self, group_id: str) -> Location:
+        """The training listener's ledger: one per consumer group, beside the datasets it launches."""
+        return Location(
+            self.training_bucket, f"listener/{check_name(group_id, 'consumer group')}/ledger.json"
+        )
+
     def datasets_root(self) -> Location:
         """Every dataset (where set uploads in progress live)."""
         return Location(self.training_bucket, "datasets/")

@@ -24,7 +24,7 @@ from typing import Any
 
 from foundation.settings import KfpSettings
 from pipelines.kfp_client import connect
-from pipelines.listener import RunRequest
+from pipelines.runs import RunRequest
 
 log = logging.getLogger(__name__)
 

@@ -2,8 +2,8 @@
 
 It consumes ``training-data-ready`` events and MinIO's own object-created records (for
 dataset manifests only: a version exists once its manifest does) in one consumer group.
-Both name a ``(dataset, version)``; the :class:`Ledger` (SQLite, durable) records each
-version *before* its Kafka offset is committed, so a version seen twice, from both
+Both name a ``(dataset, version)``; the :class:`Ledger` (in S3, conditional writes) records
+each version *before* its Kafka offset is committed, so a version seen twice, from both
 sources, or redelivered after a crash, is counted as deduplicated and launches nothing.
 
 Launching is a two-step record: a run key is assigned to the pending versions and
@@ -22,24 +22,22 @@ from __future__ import annotations
 import json
 import logging
 import re
-import sqlite3
 import threading
 import time
-import uuid
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import unquote_plus
 
 from kafka.consumer.fetcher import ConsumerRecord
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 from foundation import events
-from foundation.errors import InvalidInput, MalformedEvent, PayloadTooLarge, ServiceUnavailable
-from foundation.journal import Journal
-from foundation.layout import MANIFEST, NAME_RE, VERSION_RE, parse_version
+from foundation.errors import InvalidInput, MalformedEvent, PayloadTooLarge
+from foundation.layout import MANIFEST, NAME_RE, VERSION_RE, Layout
 from foundation.messaging import EventConsumer, EventProducer, ensure_topics
 from foundation.settings import KafkaSettings, Settings
+from foundation.storage.store import ObjectStore
+from pipelines.ledger import Ledger
+from pipelines.runs import DatasetVersion, Launcher, RunRequest
 
 log = logging.getLogger(__name__)
 GROUP_ID = "edgecore-training-listener"
@@ -47,140 +45,6 @@ LAG_TIMEOUT_MS = 1000
 _MANIFEST_KEY = re.compile(
     rf"^datasets/(?P<dataset>{NAME_RE.pattern[1:-1]})/(?P<version>{VERSION_RE.pattern[1:-1]})/{re.escape(MANIFEST)}$"
 )
-
-
-@dataclass(frozen=True)
-class DatasetVersion:
-    dataset: str
-    version: str
-    bucket: str
-    prefix: str
-    edge: str
-
-
-@dataclass(frozen=True)
-class RunRequest:
-    """What one pipeline run trains on: one or more dataset versions (a coalesced burst)."""
-
-    run_key: str
-    datasets: tuple[DatasetVersion, ...]
-    launched: tuple[tuple[str, str], ...] = ()
-    """(dataset, newest version an earlier run trained on): a run never trains on less."""
-
-    def parameters(self, extra_datasets: tuple[str, ...] = ()) -> dict[str, Any]:
-        """Arguments of ``training_pipeline``: the edges to retrain and what they learn from.
-
-        Each shipped set is one version of its edge's dataset (one product's photos), so
-        a model learns from the dataset's whole history up to the newest version here
-        (``name@..vN``): bounded, hence reproducible.  A version that arrives after a newer
-        one was launched is trained on inside that newer history, never as an older one.
-        ``extra_datasets`` (e.g. the catalogue's photo datasets) are trained on as well.
-        """
-        newest: dict[str, str] = {}
-        for name, version in [*self.launched, *((d.dataset, d.version) for d in self.datasets)]:
-            if name not in newest or parse_version(version) > parse_version(newest[name]):
-                newest[name] = version
-        newest = {name: v for name, v in newest.items() if name in {d.dataset for d in self.datasets}}
-        return {
-            "edges": sorted({d.edge for d in self.datasets}),
-            "datasets": [*extra_datasets, *(f"{name}@..{v}" for name, v in sorted(newest.items()))],
-        }
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "run_key": self.run_key,
-                "datasets": [asdict(d) for d in self.datasets],
-                "launched": [list(pair) for pair in self.launched],
-            }
-        )
-
-    @classmethod
-    def from_json(cls, raw: str) -> RunRequest:
-        body = json.loads(raw)
-        launched = tuple((str(name), str(version)) for name, version in body.get("launched", []))
-        return cls(body["run_key"], tuple(DatasetVersion(**d) for d in body["datasets"]), launched)
-
-
-class Launcher(Protocol):
-    """Starts a training run; must be idempotent per ``request.run_key``."""
-
-    def launch(self, request: RunRequest) -> str:
-        """Start (or find the already started) run for this key; return its run id."""
-        ...
-
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS versions (
-    dataset TEXT NOT NULL, version TEXT NOT NULL, bucket TEXT NOT NULL, prefix TEXT NOT NULL,
-    edge TEXT NOT NULL, first_seen REAL NOT NULL, run_key TEXT, PRIMARY KEY (dataset, version)
-);
-CREATE TABLE IF NOT EXISTS runs (
-    run_key TEXT PRIMARY KEY, created REAL NOT NULL, status TEXT NOT NULL, run_id TEXT, request TEXT NOT NULL
-);
-"""
-
-
-class Ledger:
-    """The durable record of dataset versions seen and runs launched (SQLite, WAL, FULL sync)."""
-
-    def __init__(self, path: Path) -> None:
-        self._journal = Journal(path, _SCHEMA)
-
-    def close(self) -> None:
-        self._journal.close()
-
-    def record(self, dv: DatasetVersion) -> bool:
-        """True if this version is new (and is now durably pending)."""
-        with self._journal.transaction() as db:
-            cur = db.execute(
-                "INSERT OR IGNORE INTO versions (dataset, version, bucket, prefix, edge, first_seen)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (dv.dataset, dv.version, dv.bucket, dv.prefix, dv.edge, time.time()),
-            )
-            return cur.rowcount == 1
-
-    def unassigned(self) -> list[tuple[DatasetVersion, float]]:
-        rows = self._journal.query(
-            "SELECT * FROM versions WHERE run_key IS NULL ORDER BY first_seen, dataset, version"
-        )
-        return [
-            (DatasetVersion(r["dataset"], r["version"], r["bucket"], r["prefix"], r["edge"]), r["first_seen"])
-            for r in rows
-        ]
-
-    def assign(self, datasets: list[DatasetVersion]) -> RunRequest:
-        names = sorted({d.dataset for d in datasets})
-        marks = ",".join("?" * len(names))
-        rows = self._journal.query(
-            "SELECT dataset, MAX(version) AS version FROM versions "  # zero-padded: lexical = numeric
-            f"WHERE run_key IS NOT NULL AND dataset IN ({marks}) GROUP BY dataset",
-            tuple(names),
-        )
-        launched = tuple((r["dataset"], r["version"]) for r in rows)
-        request = RunRequest(f"run-{uuid.uuid4().hex[:16]}", tuple(datasets), launched)
-        with self._journal.transaction() as db:
-            db.execute(
-                "INSERT INTO runs (run_key, created, status, request) VALUES (?, ?, 'launching', ?)",
-                (request.run_key, time.time(), request.to_json()),
-            )
-            for d in datasets:
-                db.execute(
-                    "UPDATE versions SET run_key = ? WHERE dataset = ? AND version = ?",
-                    (request.run_key, d.dataset, d.version),
-                )
-        return request
-
-    def launching(self) -> list[RunRequest]:
-        rows = self._journal.query("SELECT request FROM runs WHERE status = 'launching' ORDER BY created")
-        return [RunRequest.from_json(r["request"]) for r in rows]
-
-    def mark_launched(self, run_key: str, run_id: str) -> None:
-        with self._journal.transaction() as db:
-            db.execute("UPDATE runs SET status = 'launched', run_id = ? WHERE run_key = ?", (run_id, run_key))
-
-    def runs(self) -> list[dict[str, Any]]:
-        return [dict(r) for r in self._journal.query("SELECT * FROM runs ORDER BY created")]
 
 
 def parse_s3_record(value: bytes | None, training_bucket: str, max_bytes: int) -> DatasetVersion | None:
@@ -256,12 +120,7 @@ class Listener:
         if item is None:
             self.ignored.inc()
             return
-        try:
-            new = self.ledger.record(item)
-        except sqlite3.Error as exc:  # not recorded: the record must be redelivered
-            where = f"{item.dataset} {item.version}"
-            raise ServiceUnavailable(f"listener ledger: recording {where}: {exc}") from exc
-        if not new:
+        if not self.ledger.record(item):  # a failure is retryable: the record is redelivered
             self.deduplicated.inc()
             return
         log.info("dataset %s %s pending (from %s)", item.dataset, item.version, record.topic)
@@ -285,7 +144,7 @@ class Listener:
         if not force and time.time() - oldest < self.window_s:
             return []
         request = self.ledger.assign([dv for dv, _ in pending])
-        return [self._launch(request)]
+        return [] if request is None else [self._launch(request)]  # None: another replica took them
 
     def recover(self) -> list[str]:
         """Runs assigned but not recorded as launched (a crash): relaunch the same keys."""
@@ -349,12 +208,19 @@ def _lag(consumer: EventConsumer[Any]) -> int:
         return 0
 
 
+def build_ledger(settings: Settings, group_id: str) -> Ledger:
+    """The consumer group's ledger, in the training bucket (made if this is the first listener)."""
+    store, layout = ObjectStore(settings.s3), Layout(settings.buckets)
+    store.ensure_bucket(layout.training_bucket)
+    return Ledger(store, layout.listener_ledger(group_id))
+
+
 def run_listener(
     settings: Settings, launcher: Launcher, stop: threading.Event, group_id: str = GROUP_ID
 ) -> None:
-    """The listener process: ledger under ``settings.listener_dir``, metrics on their port."""
+    """The listener process: its ledger in the training bucket, metrics on their port."""
     ensure_topics(settings.kafka)
-    ledger = Ledger(settings.listener_dir / f"{group_id}.sqlite")
+    ledger = build_ledger(settings, group_id)
     listener = Listener(
         settings.kafka, settings.listener.coalesce_s, settings.buckets.training, launcher, ledger
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,29 +10,20 @@ import pytest
 
 from edge_sync.delivery.controller import SyncContext
 from edge_sync.delivery.metrics import SyncMetrics
+from edgecore.stack.controlplane import ControlPlane
 from foundation.layout import Layout
 from foundation.settings import Settings
 from foundation.storage.reader import BucketReader
-from testkit.delivery import EdgeCluster
-from testkit.kubeapi import CRD, KubeApiServer, load_schema
-
-
-@pytest.fixture(scope="session")
-def crd_schema() -> dict[str, Any]:
-    if not CRD.is_file():
-        pytest.skip(
-            f"the KServe CRD is not at {CRD} (../shared/crds is absent): cannot validate InferenceServices"
-        )
-    return load_schema()
+from testkit.delivery import EdgeCluster, edge_cluster
+from testkit.k8s_schemas import require_crds
 
 
 @pytest.fixture
-def cluster(crd_schema: dict[str, Any], tmp_path: Path) -> Iterator[EdgeCluster]:
-    server = KubeApiServer(crd_schema, ready_delay_s=0.05)
-    context = f"edge-cluster-{uuid.uuid4().hex[:6]}"
-    kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig", [context])
-    yield EdgeCluster(server, kubeconfig, context)
-    server.stop()
+def cluster(kube: ControlPlane, tmp_path: Path) -> Iterator[EdgeCluster]:
+    """An edge cluster's namespace on the real API server, the controller's RBAC enforced."""
+    require_crds()
+    with edge_cluster(kube, tmp_path) as cluster:
+        yield cluster
 
 
 @pytest.fixture

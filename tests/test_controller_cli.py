@@ -38,7 +38,7 @@ def test_status_shows_serving_and_previous_version_last_sync_and_lag(
     rows = {line.split("│")[1].strip(): line for line in result.output.splitlines() if line.count("│") > 5}
     north = [cell.strip() for cell in rows["north"].split("│")[1:-1]]
     south = [cell.strip() for cell in rows["south"].split("│")[1:-1]]
-    assert north[1] == f"kserve:{cluster.context}/store/north-products"
+    assert north[1] == f"kserve:{cluster.context}/{cluster.namespace}/north-products"
     assert north[2:5] == ["v000002", "v000001", "v000002"] and north[-1] == "0"
     assert south[2:5] == ["v000001", "-", "v000002"] and south[-1].endswith("s")
 
@@ -49,7 +49,7 @@ def test_run_once_syncs_every_edge_and_exits_nonzero_when_one_was_refused(
     cluster.add_edge("east", deliver(store, ctx.layout, "east", "v000001").uri)
     cluster.add_edge("west", deliver(store, ctx.layout, "west", "v000001").uri)
     v2 = deliver(store, ctx.layout, "east", "v000002").uri
-    cluster.api.fail_uris.add(deliver(store, ctx.layout, "west", "v000002").uri)
+    cluster.kserve.fail_uris.add(deliver(store, ctx.layout, "west", "v000002").uri)
     fleet = tmp_path / "edges.json"
     dump_fleet([cluster.spec("east"), cluster.spec("west")], fleet)
 

@@ -35,11 +35,11 @@ def _serving_v1(ctx: SyncContext, store: ObjectStore, cluster: EdgeCluster) -> s
 
 
 def _refused_and_v1_serving(ctx: SyncContext, cluster: EdgeCluster, v1: str) -> None:
-    writes = cluster.writes()
+    writes = cluster.writes(EDGE)
     outcome = reconcile(cluster.spec(EDGE), cluster.target(EDGE), ctx)
     assert (outcome.action, outcome.version, outcome.serving) == ("refused", "v000002", "v000001")
     assert cluster.storage_uri(EDGE) == v1
-    assert cluster.writes() == writes  # the target was not touched
+    assert cluster.writes(EDGE) == writes  # the target was not touched
     assert ctx.metrics.value("edgecore_edge_sync_failures_total", edge=EDGE, reason="integrity") == 1
 
 
@@ -196,7 +196,7 @@ def test_a_controller_killed_mid_rollout_converges_after_restart_without_a_secon
     v2 = deliver(store, ctx.layout, EDGE, "v000002").uri
     fleet_file = tmp_path / "edges.json"
     dump_fleet([cluster.spec(EDGE)], fleet_file)
-    cluster.api.hold.set()  # the new generation will not be Ready while the first controller runs
+    cluster.kserve.hold.set()  # the new generation will not be Ready while the first controller runs
     edgecore = Path(sys.executable).with_name("edgecore")
     first = subprocess.Popen(
         [str(edgecore), "edges", "run", "--once", "--fleet", str(fleet_file)],
@@ -210,7 +210,7 @@ def test_a_controller_killed_mid_rollout_converges_after_restart_without_a_secon
         first.send_signal(signal.SIGKILL)
         first.wait(30)
     assert "edgecore.io/synced-at" not in cluster.annotations(EDGE)  # killed before it confirmed
-    cluster.api.release()
+    cluster.kserve.hold.clear()
 
     outcome = reconcile(cluster.spec(EDGE), cluster.target(EDGE), ctx)  # the restarted controller
 

@@ -29,7 +29,8 @@ from foundation.messaging import DLQ_REASON, EventProducer, ensure_topics
 from foundation.settings import Settings
 from foundation.storage.store import ObjectStore
 from pipelines.launchers import DryRunLauncher
-from pipelines.listener import Ledger, Listener
+from pipelines.ledger import Ledger
+from pipelines.listener import Listener, build_ledger
 from testkit.conditions import wait_for
 from testkit.kafka import committed, end_offset
 from testkit.uplink import free_port, front_door, gateway_tokens, image_bytes, serving
@@ -73,10 +74,10 @@ def lsettings(stack: Stack, settings: Settings, unique: str, tmp_path: Path) -> 
 @contextmanager
 def listening(cfg: Settings, unique: str, tmp_path: Path) -> Iterator[Running]:
     launcher = DryRunLauncher(tmp_path / "requests")
-    ledger = Ledger(cfg.listener_dir / "ledger.sqlite")
+    group = f"test-listener-{unique}"
+    ledger = build_ledger(cfg, group)
     listener = Listener(cfg.kafka, cfg.listener.coalesce_s, cfg.buckets.training, launcher, ledger)
     stop = threading.Event()
-    group = f"test-listener-{unique}"
     thread = threading.Thread(target=listener.run, args=(stop, group, 0.5))
     thread.start()
     try:
@@ -333,8 +334,6 @@ def test_a_listener_killed_after_launching_and_before_committing_launches_no_sec
     assert code == 0  # graceful: it stops polling, closes the consumer and exits
 
     assert len(list(requests_dir.glob("*.json"))) == 1
-    ledger = Ledger(lsettings.listener_dir / f"{group}.sqlite")
-    runs = ledger.runs()
-    ledger.close()
+    runs = build_ledger(lsettings, group).runs()
     assert [d["version"] for d in json.loads(runs[0]["request"])["datasets"]] == ["v000001"]
     assert [(r["status"], r["run_id"]) for r in runs] == [("launched", f"dry-run-{runs[0]['run_key']}")]

@@ -24,7 +24,7 @@ from foundation.errors import ServiceUnavailable
 from foundation.messaging import EventProducer, ensure_topics
 from foundation.settings import Settings
 from pipelines.launchers import DryRunLauncher
-from pipelines.listener import Ledger, Listener
+from pipelines.listener import Listener, build_ledger
 from testkit.conditions import wait_for
 from testkit.kafka import committed, end_offset
 from testkit.uplink import free_port
@@ -84,7 +84,7 @@ def test_consumption_resumes_after_the_broker_restarts(
     cfg, kafka = private_kafka.settings, private_kafka.service
     edge = f"restart-{unique}"
     launcher = DryRunLauncher(tmp_path / "requests")
-    ledger = Ledger(cfg.listener_dir / "ledger.sqlite")
+    ledger = build_ledger(cfg, f"test-restart-{unique}")
     listener = Listener(cfg.kafka, cfg.listener.coalesce_s, cfg.buckets.training, launcher, ledger)
     stop = threading.Event()
     thread = threading.Thread(target=listener.run, args=(stop, f"test-restart-{unique}", 0.5))

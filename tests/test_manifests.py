@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +11,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from edge_sync.delivery.targets.kserve import OWNED_FIELDS
+from edge_sync.delivery.targets.isvc import OWNED_FIELDS
 from edgecore.cli import app
 from edgecore.edge_access import edge_access_objects
 from edgecore.kustomize import build
@@ -92,27 +90,6 @@ def test_the_predictor_secret_carries_kserve_s3_annotations() -> None:
     assert {"serving.kserve.io/s3-endpoint", "serving.kserve.io/s3-usehttps"} <= set(
         secret["metadata"]["annotations"]
     )
-
-
-def _metric_family(name: str) -> str:
-    return re.sub(r"_(bucket|total|count|sum)$", "", name)
-
-
-def test_the_dashboard_only_queries_metrics_edgecore_exports() -> None:
-    dashboard = json.loads((MANIFESTS / "observability" / "edgecore-dashboard.json").read_text())
-    queried = {
-        _metric_family(name)
-        for panel in dashboard["panels"]
-        for target in panel["targets"]
-        for name in re.findall(r"\bedgecore_[a-z_]+", target["expr"])
-    }
-    source = "\n".join(
-        p.read_text()
-        for pkg in ("serving", "edge_sync", "pipelines")
-        for p in (MANIFESTS.parent / pkg).rglob("*.py")
-    )
-    exported = {_metric_family(name) for name in re.findall(r'"(edgecore_[a-z_]+)"', source)}
-    assert queried - exported == set()
 
 
 def test_the_edge_serving_objects_are_the_ones_serving_isvc_builds() -> None:

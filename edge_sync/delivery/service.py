@@ -19,6 +19,7 @@ from edge_sync.delivery.fleet import ControllerFleet
 from edge_sync.delivery.metrics import SyncMetrics
 from edge_sync.delivery.pull import DoorClient, Puller
 from edge_sync.delivery.targets import Target
+from edge_sync.delivery.targets.address import VersionedReadyProbe
 from edge_sync.delivery.targets.kserve import KServeTarget, api_client
 from edge_sync.delivery.targets.local import LocalServerTarget
 from foundation.credentials import check_strength
@@ -36,6 +37,7 @@ def build_targets(settings: Settings, specs: Iterable[EdgeSpec]) -> dict[str, Ta
     clients: dict[tuple[str | None, str], client.ApiClient] = {}
     store, layout = ObjectStore(settings.s3), Layout(settings.buckets)
     targets: dict[str, Target] = {}
+    probe = VersionedReadyProbe()
     for spec in specs:
         t = spec.target
         if isinstance(t, KServeSpec):
@@ -43,7 +45,13 @@ def build_targets(settings: Settings, specs: Iterable[EdgeSpec]) -> dict[str, Ta
             if key not in clients:
                 clients[key] = api_client(t.context, key[0], pool_size=max(16, delivery.workers))
             targets[spec.edge] = KServeTarget(
-                clients[key], t.namespace, t.name, t.canary_percent, delivery.ready_timeout_s, t.context
+                clients[key],
+                t.namespace,
+                t.name,
+                t.canary_percent,
+                delivery.ready_timeout_s,
+                t.context,
+                probe if t.confirm_through_address else None,
             )
         elif isinstance(t, LocalSpec):
             targets[spec.edge] = LocalServerTarget(

@@ -37,6 +37,7 @@ from starlette.concurrency import run_in_threadpool
 
 from edge_sync.uplink.http import install_error_handlers, media_type, read_bounded
 from edge_sync.uplink.memory import release_free_memory
+from edge_sync.uplink.metrics import UplinkMetrics
 from edge_sync.uplink.outbox import HARD_EXAMPLE, INCOMING, Item, Outbox
 from foundation.credentials import Credentials, bearer
 from foundation.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized, UnsupportedMedia
@@ -218,9 +219,11 @@ def _is_sha256(value: str) -> bool:
     return len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
 
-def create_app(gateway: Gateway) -> FastAPI:
+def create_app(gateway: Gateway, metrics: UplinkMetrics | None = None) -> FastAPI:
+    metrics = metrics or UplinkMetrics("gateway")
     app = FastAPI(title=f"edgecore gateway ({gateway.edge})", docs_url=None, redoc_url=None)
-    install_error_handlers(app)
+    install_error_handlers(app, metrics)
+    metrics.backlog.set_function(gateway.outbox.backlog)
     limit = gateway.uplink.max_image_bytes
 
     @app.get("/healthz")
@@ -239,6 +242,8 @@ def create_app(gateway: Gateway) -> FastAPI:
             raise UnsupportedMedia(f"content type {content_type!r}: post image/jpeg or image/png")
         data = await read_bounded(request, limit, "image")
         loc, created = await run_in_threadpool(gateway.accept_image, sku, content_type, data)
+        if created:
+            metrics.images.inc()
         image_id = loc.key.rsplit("/", 1)[1].rsplit(".", 1)[0]
         body = {"sku": sku, "image_id": image_id, "key": loc.key, "created": created}
         return JSONResponse(body, 201 if created else 200)
@@ -247,6 +252,7 @@ def create_app(gateway: Gateway) -> FastAPI:
     async def complete(sku: str, request: Request) -> JSONResponse:
         allow(request, staff_only=True, what="completing a set")
         set_id, images = await run_in_threadpool(gateway.complete, check_sku(sku))
+        metrics.sets.inc()
         return JSONResponse({"set_id": set_id, "sku": sku, "images": images}, 202)
 
     @app.post("/v1/hard-examples")

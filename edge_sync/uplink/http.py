@@ -13,15 +13,20 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from edge_sync.uplink.metrics import UplinkMetrics
 from foundation.errors import EdgecoreError, InvalidInput, PayloadTooLarge, http_status
 
 log = logging.getLogger(__name__)
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(app: FastAPI, metrics: UplinkMetrics | None = None) -> None:
+    """Every error answered with its status, and counted in ``metrics`` (status and class only)."""
+
     @app.exception_handler(EdgecoreError)
     async def _edgecore_error(request: Request, exc: EdgecoreError) -> JSONResponse:
         status = http_status(exc)
+        if metrics is not None:
+            metrics.refused(status, type(exc).__name__)
         if status >= 500:
             log.warning("%s %s -> %d: %s", request.method, request.url.path, status, exc)
         headers = {"Retry-After": "5"} if status == 503 else None
@@ -29,6 +34,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if metrics is not None:
+            metrics.refused(exc.status_code, "HTTPException")
         return JSONResponse({"error": "HTTPException", "reason": str(exc.detail)}, exc.status_code)
 
 

@@ -196,6 +196,10 @@ class Outbox:
             rows = self._journal.query("SELECT * FROM sets WHERE status = ? ORDER BY created", (status,))
         return [_set(r) for r in rows]
 
+    def backlog(self) -> int:
+        """Sets waiting to ship (retries included)."""
+        return int(self._journal.query("SELECT COUNT(*) AS n FROM sets WHERE status = ?", (PENDING,))[0]["n"])
+
     def counts(self, set_id: str) -> dict[str, int]:
         rows = self._journal.query(
             "SELECT sku, COUNT(*) AS n FROM items WHERE set_id = ? GROUP BY sku", (set_id,)

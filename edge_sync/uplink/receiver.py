@@ -56,6 +56,7 @@ from edge_sync.uplink.archive import (
 )
 from edge_sync.uplink.archive import set_digest as digest_of
 from edge_sync.uplink.http import declared_length, drain, media_type, read_bounded
+from edge_sync.uplink.metrics import UplinkMetrics
 from foundation.assortment import MAX_CATALOGUE_BYTES, ShippedCatalogue, merge_shipped
 from foundation.credentials import Credentials
 from foundation.errors import (
@@ -331,7 +332,7 @@ def _digest_header(request: Request) -> str:
     return value
 
 
-def routes(receiver: Receiver) -> APIRouter:
+def routes(receiver: Receiver, metrics: UplinkMetrics) -> APIRouter:
     """The set routes of the front door (``edge_sync.frontdoor``)."""
     app = APIRouter()
 
@@ -383,6 +384,9 @@ def routes(receiver: Receiver) -> APIRouter:
         except EdgecoreError as exc:  # refused, or the core failed: on record with the edge and the reason
             log.warning("set %s… of edge %s refused: %s: %s", set_digest[:12], edge, type(exc).__name__, exc)
             raise
+        if not received.duplicate:
+            metrics.sets.inc()
+            metrics.images.inc(received.objects)
         return JSONResponse(received.body(), 200 if received.duplicate else 201)
 
     return app

@@ -36,7 +36,8 @@ def reporter() -> Callable[[str], None]:
 def service_logging() -> None:
     """Long-running services log what they do (joins, retries, dead letters) to stderr."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("kafka").setLevel(logging.WARNING)
+    for chatty in ("kafka", "httpx"):  # httpx logs every request: a fleet's readiness polls by the thousand
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     dump_stacks_on_sigusr1()
 
 

@@ -14,6 +14,7 @@ from edge_sync.uplink.outbox import Outbox, outbox_path
 from edgecore.cli.common import cli_errors, console, service_logging
 from foundation.settings import Settings
 from pipelines import launchers, listener
+from pipelines.runs import Launcher
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -91,7 +92,7 @@ def listen(
     folder = out_dir or settings.listener_dir / launcher
     extra = tuple(with_dataset or ())
     arguments = {} if epochs is None else {"epochs": epochs}
-    chosen: listener.Launcher
+    chosen: Launcher
     if launcher == "dry-run":
         chosen = launchers.DryRunLauncher(folder, extra)
     elif launcher == "local":

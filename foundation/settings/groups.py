@@ -210,6 +210,16 @@ class UplinkSettings(BaseSettings):
         description="The gateway's password at the store's broker (login gateway-<edge>).",
     )
     gateway_host: str = Field(default="127.0.0.1", description="Address an edge's gateway listens on.")
+    gateway_metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Prometheus port of an edge's gateway, apart from its API "
+        "(unset: no /metrics; several gateways share a machine locally).",
+    )
+    gateway_metrics_host: str = Field(
+        default="127.0.0.1", description="Address the gateway's /metrics listens on (in a pod: 0.0.0.0)."
+    )
     device_tokens_file: Path | None = Field(
         default=None,
         description="Gateway: JSON {device id: token} of the devices that may post images; default "
@@ -317,6 +327,15 @@ class DoorSettings(BaseSettings):
 
     host: str = Field(default="127.0.0.1", description="Address the front door listens on.")
     port: int = Field(default=8443, ge=1, le=65535, description="Port of the front door (HTTPS).")
+    metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Prometheus port of the front door, never the edge-facing one (unset: no /metrics).",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1", description="Address the front door's /metrics listens on (in a pod: 0.0.0.0)."
+    )
     url: str = Field(default="https://127.0.0.1:8443", description="Where an edge reaches the front door.")
     token: SecretStr = Field(default=SecretStr(""), description="Edge side: this edge's front-door token.")
     tokens_file: Path | None = Field(

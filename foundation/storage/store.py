@@ -260,12 +260,47 @@ class ObjectStore:
         This is how concurrent writers agree on a version number without a lock:
         exactly one ``If-None-Match: *`` PUT of a key succeeds.
         """
+        return self._put_if(loc, data, content_type, IfNoneMatch="*") is not None
+
+    def get_tagged(self, loc: Location, max_bytes: int) -> tuple[bytes, str] | None:
+        """A small object and its ETag, for a later :meth:`put_if_unchanged`; None if absent."""
         try:
-            self._put(loc, data, content_type, IfNoneMatch="*")
+            resp = self._client.get_object(Bucket=loc.bucket, Key=loc.key)
+            if resp["ContentLength"] > max_bytes:
+                resp["Body"].close()
+                raise PayloadTooLarge(f"{loc.uri}: {resp['ContentLength']} bytes exceeds {max_bytes}")
+            return resp["Body"].read(), str(resp["ETag"])
+        except ClientError as exc:
+            if client_error_code(exc) in ("NoSuchKey", "404"):
+                return None
+            raise s3_error(exc, "get", loc) from exc
+        except BotoCoreError as exc:
+            raise s3_error(exc, "get", loc) from exc
+
+    def put_if_unchanged(self, loc: Location, data: bytes, etag: str | None) -> str | None:
+        """Replace an object only if it still has ``etag`` (create it only if absent, for None).
+
+        An optimistic lock without a lock server: of two writers that read the same
+        version, exactly one write lands; the other gets None and reads again.
+        """
+        condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+        return self._put_if(loc, data, "application/json", **condition)
+
+    def _put_if(self, loc: Location, data: bytes, content_type: str, **condition: str) -> str | None:
+        """The new ETag, or None where the condition did not hold."""
+        try:
+            resp = self._client.put_object(
+                Bucket=loc.bucket,
+                Key=loc.key,
+                Body=data,
+                ContentType=content_type,
+                Metadata={SHA256_META: hashlib.sha256(data).hexdigest()},
+                **condition,  # type: ignore[arg-type]
+            )
         except ClientError as exc:
             if client_error_code(exc) in PRECONDITION_FAILED:
-                return False
+                return None
             raise s3_error(exc, "conditional put", loc) from exc
         except BotoCoreError as exc:
             raise s3_error(exc, "conditional put", loc) from exc
-        return True
+        return str(resp["ETag"])

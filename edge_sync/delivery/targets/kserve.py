@@ -3,8 +3,10 @@
 Custom resources take no strategic merge patch, so every change is an RFC 7386 merge
 patch (``null`` removes a key) carrying ``metadata.resourceVersion`` as a precondition:
 a concurrent writer makes the API server answer 409 instead of being overwritten.  A
-change of ``spec`` bumps ``metadata.generation``; the rollout is healthy once the KServe
-controller reports that generation as observed with the ``Ready`` condition true.
+rollout is healthy once ``Ready`` is true and the predictor, asked through the address
+KServe publishes, says the new version is loaded (``address``); ``observedGeneration``
+proves nothing, being a child Deployment's counter (kserve#6081).  A ``Ready`` false that
+KServe wrote after the change fails it at once.
 
 The target's memory is the object's annotations, written in the same patch as the URI.
 """
@@ -20,7 +22,19 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
+from edge_sync.delivery.targets import isvc
+from edge_sync.delivery.targets.address import AddressProbe
 from edge_sync.delivery.targets.base import SEEN_FOR_S, Deployed, TargetState
+from edge_sync.delivery.targets.isvc import (
+    PINNED,
+    PREVIOUS_URI,
+    PREVIOUS_VERSION,
+    RAW_MODES,
+    REJECTED_URI,
+    REJECTED_VERSION,
+    SYNCED_AT,
+    VERSION,
+)
 from foundation.errors import (
     EdgecoreError,
     InvalidInput,
@@ -30,38 +44,14 @@ from foundation.errors import (
     RolloutFailed,
     ServiceUnavailable,
 )
-from foundation.layout import VERSION_RE
 
 log = logging.getLogger(__name__)
 
 GROUP, API_VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 MERGE_PATCH = "application/merge-patch+json"
-ANNOTATION = "edgecore.io/"
-VERSION = ANNOTATION + "model-version"
-SYNCED_AT = ANNOTATION + "synced-at"
-PREVIOUS_URI = ANNOTATION + "previous-storage-uri"
-PREVIOUS_VERSION = ANNOTATION + "previous-model-version"
-REJECTED_URI = ANNOTATION + "rejected-storage-uri"
-REJECTED_VERSION = ANNOTATION + "rejected-model-version"
-PINNED = ANNOTATION + "pinned"
-OWNED_FIELDS = (
-    "/spec/predictor/model/storageUri",
-    "/spec/predictor/canaryTrafficPercent",
-    *(
-        "/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1")
-        for key in (
-            VERSION,
-            SYNCED_AT,
-            PREVIOUS_URI,
-            PREVIOUS_VERSION,
-            REJECTED_URI,
-            REJECTED_VERSION,
-            PINNED,
-        )
-    ),
-)
-"""JSON pointers of every field this target writes: a GitOps tool must leave them to it."""
 IN_CLUSTER = "in-cluster"
+READ_EVERY_S = 2.0
+"""While the predictor does not serve the new version yet, how often the InferenceService is read."""
 PATCH_ATTEMPTS = 3
 """A patch lost in transit is sent again this many times in all."""
 
@@ -87,27 +77,6 @@ def api_client(context: str, kubeconfig: str | None = None, pool_size: int = 16)
     return client.ApiClient(configuration)
 
 
-def _version_of(uri: str | None) -> str | None:
-    for part in reversed((uri or "").rstrip("/").split("/")):
-        if VERSION_RE.match(part):
-            return part
-    return None
-
-
-def _ready(obj: dict[str, Any]) -> tuple[bool | None, str]:
-    """True/False once the current generation is observed as Ready/not Ready; None while pending."""
-    generation = obj.get("metadata", {}).get("generation")
-    status = obj.get("status") or {}
-    if generation is None or status.get("observedGeneration") != generation:
-        return None, f"generation {generation} not observed yet"
-    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
-    if ready is None or ready.get("status") == "Unknown":
-        return None, "Ready is unknown"
-    if ready.get("status") == "True":
-        return True, "Ready"
-    return False, f"{ready.get('reason', 'NotReady')}: {ready.get('message', '')}".strip()
-
-
 class KServeTarget:
     local_copy = False
 
@@ -119,13 +88,17 @@ class KServeTarget:
         canary_percent: int = 0,
         ready_timeout_s: float = 60.0,
         context: str = "",
+        probe: AddressProbe | None = None,
     ) -> None:
+        """Without ``probe`` a rollout is trusted to KServe's ``Ready`` alone (a controller outside
+        the edge cluster cannot reach the cluster-local address): kserve#4626 then applies."""
         self._api = client.CustomObjectsApi(api)
         self.namespace = namespace
         self.name = name
         self.canary_percent = canary_percent
         self.ready_timeout_s = ready_timeout_s
         self.description = f"kserve:{context}/{namespace}/{name}" if context else f"kserve:{namespace}/{name}"
+        self._probe = probe
         self._seen: tuple[float, dict[str, Any]] | None = None
         """What ``state()`` last read, and when: the object ``apply`` patches without a re-read."""
 
@@ -142,43 +115,44 @@ class KServeTarget:
         """Read back from the InferenceService; a canary it cannot honour is refused here, before any
         version is fetched (``edges status`` shows why)."""
         obj = self.get()
-        if self.canary_percent and _deployment_mode(obj) in RAW_MODES:
+        if self.canary_percent and isvc.deployment_mode(obj) in RAW_MODES:
             raise InvalidInput(
                 f"{self.description}: a canary needs KServe's Serverless mode; on a RawDeployment "
                 "InferenceService canaryTrafficPercent splits nothing (set canary_percent to 0)"
             )
         self._seen = (time.monotonic(), obj)
-        notes = _annotations(obj)
+        notes = isvc.annotations(obj)
         return TargetState(
-            _deployed(obj), _previous(obj), notes.get(REJECTED_VERSION), notes.get(PINNED) == "true"
+            isvc.deployed(obj), isvc.previous(obj), notes.get(REJECTED_VERSION), notes.get(PINNED) == "true"
         )
 
     def current(self) -> Deployed | None:
-        return _deployed(self.get())
+        return isvc.deployed(self.get())
 
     def previous(self) -> Deployed | None:
-        return _previous(self.get())
+        return isvc.previous(self.get())
 
     def rejected(self) -> str | None:
-        return _annotations(self.get()).get(REJECTED_VERSION)
+        return isvc.annotations(self.get()).get(REJECTED_VERSION)
 
     # -- changing it -------------------------------------------------------------------
     def apply(self, uri: str, version: str) -> Deployed:
-        obj = self._repoint(uri, version)
-        ok, why, obj = self._await_ready(obj)
-        if ok and obj["spec"]["predictor"].get("canaryTrafficPercent") is not None:
+        obj, resumed = self._repoint(uri, version)
+        canary = obj["spec"]["predictor"].get("canaryTrafficPercent") is not None
+        ok, why, obj = self._await_ready(obj, version, through_address=not canary, resumed=resumed)
+        if ok and canary:
             obj = self._patch(obj, {}, {"canaryTrafficPercent": None})  # promote
-            ok, why, obj = self._await_ready(obj)
+            ok, why, obj = self._await_ready(obj, version)
         if not ok:
             self._restore(self.get(), why)
             raise RolloutFailed(f"{self.description}: {version} ({uri}) rolled back: {why}")
         obj = self._confirm(obj)
-        deployed = _deployed(obj)
+        deployed = isvc.deployed(obj)
         assert deployed is not None
         return deployed
 
-    def _repoint(self, uri: str, version: str) -> dict[str, Any]:
-        """Patch the storage URI to ``uri`` unless it is there already (a resumed rollout).
+    def _repoint(self, uri: str, version: str) -> tuple[dict[str, Any], bool]:
+        """Patch the storage URI to ``uri`` unless it is there already (a resumed rollout, True).
 
         The object ``state()`` has just read is patched without reading it again: the
         resourceVersion precondition turns any change since into a 409, and only then is
@@ -187,17 +161,19 @@ class KServeTarget:
         seen, self._seen = self._seen, None
         cached = seen[1] if seen is not None and time.monotonic() - seen[0] < SEEN_FOR_S else None
         obj = cached or self.get()
-        if _model(obj).get("storageUri") == uri:
-            return self.get() if cached else obj
+        if isvc.model(obj).get("storageUri") == uri:
+            return (self.get() if cached else obj), True
         try:
-            return self._patch_uri(obj, uri, version)
+            return self._patch_uri(obj, uri, version), False
         except ResourceVersionConflict:
             obj = self.get()  # changed since read, or our own patch landed and its answer was lost
-        return obj if _model(obj).get("storageUri") == uri else self._patch_uri(obj, uri, version)
+        if isvc.model(obj).get("storageUri") == uri:
+            return obj, False  # our lost patch: KServe's status may not be about it yet
+        return self._patch_uri(obj, uri, version), False
 
     def _patch_uri(self, obj: dict[str, Any], uri: str, version: str) -> dict[str, Any]:
-        before_uri = _model(obj).get("storageUri")
-        notes = _annotations(obj)
+        before_uri = isvc.model(obj).get("storageUri")
+        notes = isvc.annotations(obj)
         spec: dict[str, Any] = {"model": {"storageUri": uri}}
         if self.canary_percent:
             spec["canaryTrafficPercent"] = self.canary_percent
@@ -207,7 +183,7 @@ class KServeTarget:
                 VERSION: version,
                 SYNCED_AT: None,
                 PREVIOUS_URI: before_uri,
-                PREVIOUS_VERSION: notes.get(VERSION) or _version_of(before_uri),
+                PREVIOUS_VERSION: isvc.version_at(before_uri, notes),
             },
             spec,
         )
@@ -231,20 +207,20 @@ class KServeTarget:
 
     def rollback(self) -> Deployed | None:
         obj = self.get()
-        if not _annotations(obj).get(PREVIOUS_URI):
+        if not isvc.annotations(obj).get(PREVIOUS_URI):
             return self.current()
         self._restore(obj, "an operator rolled it back", pin=True)
         return self.current()
 
     def unpin(self) -> None:
         obj = self.get()
-        if _annotations(obj).get(PINNED):
+        if isvc.annotations(obj).get(PINNED):
             self._patch(obj, {PINNED: None}, {})
 
     def _restore(self, obj: dict[str, Any], why: str, pin: bool = False) -> None:
-        notes = _annotations(obj)
-        failed_uri = _model(obj).get("storageUri")
-        failed_version = notes.get(VERSION) or _version_of(failed_uri)
+        notes = isvc.annotations(obj)
+        failed_uri = isvc.model(obj).get("storageUri")
+        failed_version = isvc.version_at(failed_uri, notes)
         back_uri, back_version = notes.get(PREVIOUS_URI), notes.get(PREVIOUS_VERSION)
         rejected = {REJECTED_URI: failed_uri, REJECTED_VERSION: failed_version}
         if not back_uri:
@@ -276,7 +252,7 @@ class KServeTarget:
             },
             {"model": {"storageUri": back_uri}, "canaryTrafficPercent": None},
         )
-        ok, restored_why, _ = self._await_ready(obj)
+        ok, restored_why, _ = self._await_ready(obj, str(back_version))
         if not ok:
             log.error("%s: restored %s is not Ready either: %s", self.description, back_version, restored_why)
 
@@ -295,34 +271,71 @@ class KServeTarget:
                 return self._call(
                     "patch",
                     lambda: self._api.patch_namespaced_custom_object(
-                        GROUP, API_VERSION, self.namespace, PLURAL, self.name, body
+                        GROUP, API_VERSION, self.namespace, PLURAL, self.name, body, field_validation="Strict"
                     ),
-                )  # the client sends a dict body to a custom object as MERGE_PATCH
+                )  # a dict body goes as MERGE_PATCH; Strict: a field KServe lacks is a 422, not pruned
             except ServiceUnavailable as exc:
                 if attempt == PATCH_ATTEMPTS or not isinstance(exc.__cause__, HTTPError):
                     raise  # only a patch lost in transit is resent
                 time.sleep(0.2 * attempt)
         raise AssertionError("unreachable")
 
-    def _await_ready(self, obj: dict[str, Any]) -> tuple[bool, str, dict[str, Any]]:
-        """Poll until the patched generation is Ready (or not), with a growing interval.
+    def _await_ready(
+        self, obj: dict[str, Any], version: str, through_address: bool = True, resumed: bool = False
+    ) -> tuple[bool, str, dict[str, Any]]:
+        """Poll until ``version`` serves (or KServe says it cannot), with a growing interval.
 
-        A new revision takes KServe at least a few hundred milliseconds, and each poll is
-        a request to the edge's API server, which a whole fleet rolling out at once
-        shares: so the first look is after 0.25 s and the interval grows to 1 s.
+        A new revision takes KServe at least a few hundred milliseconds, so the first look
+        is after 0.25 s and the interval grows to 1 s.  The edge's API server is shared by a
+        whole fleet rolling out at once, the predictor is not: while it does not serve the
+        version yet, only it is asked, and the InferenceService is read again every
+        ``READ_EVERY_S`` (to see a failure KServe reports) or once it does.  A canary share
+        is not asked through the address (the answer depends on which pod takes it).  A
+        ``resumed`` rollout (the URI was already there) takes whatever status stands.
         """
         deadline = time.monotonic() + self.ready_timeout_s
-        pause = 0.25
+        before = "" if resumed else isvc.status_mark(obj)
+        pause, read_at = 0.25, time.monotonic()
         while True:
-            ok, why = _ready(obj)
+            ok, why = self._verdict(obj, before, version, through_address)
             if ok is not None:
                 return ok, why, obj
             now = time.monotonic()
             if now >= deadline:
-                return False, f"not Ready within {self.ready_timeout_s:.0f} s ({why})", obj
+                return False, f"{version} not serving within {self.ready_timeout_s:.0f} s ({why})", obj
             time.sleep(min(pause, max(0.0, deadline - now) + 0.01))
             pause = min(pause * 1.5, 1.0)
-            obj = self.get()
+            recent = time.monotonic() - read_at < READ_EVERY_S
+            if recent and not self._serves_yet(obj, version, through_address):
+                continue
+            obj, read_at = self.get(), time.monotonic()
+
+    def _serves_yet(self, obj: dict[str, Any], version: str, through_address: bool) -> bool:
+        """The predictor's own answer, where it can be asked; True (read the object) where not."""
+        address = isvc.address(obj)
+        if self._probe is None or not through_address or address is None:
+            return True
+        return self._probe.serves(address, self.name, version)
+
+    def _verdict(
+        self, obj: dict[str, Any], before: str, version: str, through_address: bool
+    ) -> tuple[bool | None, str]:
+        """True once ``version`` serves, False once KServe has written a failure since the change,
+        None while neither is known."""
+        ready = isvc.condition(obj, "Ready")
+        written = isvc.status_mark(obj) != before
+        if ready.get("status") == "False" and written:
+            return False, f"{ready.get('reason') or 'NotReady'}: {ready.get('message', '')}".strip()
+        if ready.get("status") != "True":
+            return None, "Ready is not reported yet"
+        if self._probe is None or not through_address:
+            return (True, "Ready") if written else (None, "no status written since the change")
+        address = isvc.address(obj)
+        if address is None:
+            return None, "no status.address.url yet"
+        if self._probe.serves(address, self.name, version):
+            return True, f"{address} serves {version}"
+        return None, f"Ready, but {address} does not serve {version} yet"
 
     def _call(self, action: str, fn: Any) -> dict[str, Any]:
         where = f"{action} InferenceService {self.description}"
@@ -344,37 +357,3 @@ def _wrap(exc: ApiException, where: str) -> EdgecoreError:
     if exc.status in (409, 429) or (exc.status or 0) >= 500:
         return ServiceUnavailable(reason)  # a conflict is retried from a fresh read
     return PermanentError(f"{reason}: {(exc.body or '')[:500]}")
-
-
-def _deployed(obj: dict[str, Any]) -> Deployed | None:
-    uri = _model(obj).get("storageUri")
-    notes = _annotations(obj)
-    version = notes.get(VERSION) if notes.get(VERSION) and uri else _version_of(uri)
-    if not uri or not version:
-        return None
-    synced = notes.get(SYNCED_AT)
-    return Deployed(version, uri, datetime.fromisoformat(synced) if synced else None)
-
-
-def _previous(obj: dict[str, Any]) -> Deployed | None:
-    notes = _annotations(obj)
-    uri, version = notes.get(PREVIOUS_URI), notes.get(PREVIOUS_VERSION)
-    return Deployed(version, uri) if uri and version else None
-
-
-def _deployment_mode(obj: dict[str, Any]) -> str:
-    """What KServe reports (``status.deploymentMode``), else what the object asks for, lowercased."""
-    reported = (obj.get("status") or {}).get("deploymentMode")
-    return str(reported or _annotations(obj).get("serving.kserve.io/deploymentMode") or "").lower()
-
-
-RAW_MODES = frozenset({"rawdeployment", "standard"})
-"""KServe's plain-Deployment mode (``Standard`` since 0.16), where ``canaryTrafficPercent`` splits nothing."""
-
-
-def _model(obj: dict[str, Any]) -> dict[str, Any]:
-    return obj.get("spec", {}).get("predictor", {}).get("model") or {}
-
-
-def _annotations(obj: dict[str, Any]) -> dict[str, str]:
-    return obj.get("metadata", {}).get("annotations") or {}

@@ -1,0 +1,97 @@
+"""An InferenceService as read from the API server: what it serves, what KServe reports about it,
+and the ``edgecore.io/*`` annotations that are the KServe target's memory."""
+
+from datetime import datetime
+from typing import Any
+
+from edge_sync.delivery.targets.base import Deployed
+from foundation.layout import VERSION_RE
+
+ANNOTATION = "edgecore.io/"
+VERSION = ANNOTATION + "model-version"
+SYNCED_AT = ANNOTATION + "synced-at"
+PREVIOUS_URI = ANNOTATION + "previous-storage-uri"
+PREVIOUS_VERSION = ANNOTATION + "previous-model-version"
+REJECTED_URI = ANNOTATION + "rejected-storage-uri"
+REJECTED_VERSION = ANNOTATION + "rejected-model-version"
+PINNED = ANNOTATION + "pinned"
+OWNED_FIELDS = (
+    "/spec/predictor/model/storageUri",
+    "/spec/predictor/canaryTrafficPercent",
+    *(
+        "/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1")
+        for key in (
+            VERSION,
+            SYNCED_AT,
+            PREVIOUS_URI,
+            PREVIOUS_VERSION,
+            REJECTED_URI,
+            REJECTED_VERSION,
+            PINNED,
+        )
+    ),
+)
+"""JSON pointers of every field this target writes: a GitOps tool must leave them to it."""
+
+
+def version_of(uri: str | None) -> str | None:
+    for part in reversed((uri or "").rstrip("/").split("/")):
+        if VERSION_RE.match(part):
+            return part
+    return None
+
+
+def version_at(uri: str | None, notes: dict[str, str]) -> str | None:
+    """The version a URI names wins over the annotation, which a repoint by someone else leaves stale."""
+    return version_of(uri) or notes.get(VERSION)
+
+
+def condition(obj: dict[str, Any], kind: str) -> dict[str, Any]:
+    found = next(
+        (c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == kind), None
+    )
+    return found or {}
+
+
+def status_mark(obj: dict[str, Any]) -> str:
+    """What KServe last wrote, to tell a verdict written after a change from one left over before it."""
+    return repr(sorted((obj.get("status") or {}).items()))
+
+
+def address(obj: dict[str, Any]) -> str | None:
+    address = ((obj.get("status") or {}).get("address") or {}).get("url")
+    return str(address) if address else None
+
+
+def deployed(obj: dict[str, Any]) -> Deployed | None:
+    uri = model(obj).get("storageUri")
+    notes = annotations(obj)
+    version = version_at(uri, notes) if uri else None
+    if not uri or not version:
+        return None
+    synced = notes.get(SYNCED_AT)
+    return Deployed(version, uri, datetime.fromisoformat(synced) if synced else None)
+
+
+def previous(obj: dict[str, Any]) -> Deployed | None:
+    notes = annotations(obj)
+    uri, version = notes.get(PREVIOUS_URI), notes.get(PREVIOUS_VERSION)
+    return Deployed(version, uri) if uri and version else None
+
+
+def deployment_mode(obj: dict[str, Any]) -> str:
+    """What KServe reports (``status.deploymentMode``), else what the object asks for, lowercased."""
+    reported = (obj.get("status") or {}).get("deploymentMode")
+    return str(reported or annotations(obj).get("serving.kserve.io/deploymentMode") or "").lower()
+
+
+RAW_MODES = frozenset({"rawdeployment", "standard"})
+"""KServe's plain-Deployment mode (``Standard`` since 0.16), where ``canaryTrafficPercent`` splits nothing."""
+
+
+def model(obj: dict[str, Any]) -> dict[str, Any]:
+    return obj.get("spec", {}).get("predictor", {}).get("model") or {}
+
+
+def annotations(obj: dict[str, Any]) -> dict[str, str]:
+    return obj.get("metadata", {}).get("annotations") or {}
