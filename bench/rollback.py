@@ -27,7 +27,7 @@ from pathlib import Path
 from rich.table import Table
 from sync_support import console, out
 
-from edge_sync.delivery.targets.address import VersionedReadyProbe
+from edge_sync.delivery.targets.address import VersionedInferenceProbe
 from edgecore.stack import Stack
 from foundation.errors import RolloutFailed
 from foundation.layout import edge_model_name
@@ -51,7 +51,7 @@ def timed_rollout(cluster: EdgeCluster, version: str, timeout_s: float) -> tuple
     elapsed = time.perf_counter() - started
     serving = cluster.kserve.serving(edge_model_name(EDGE)) or "nothing"
     address = cluster.get(EDGE)["status"]["address"]["url"]
-    probe, model = VersionedReadyProbe(), edge_model_name(EDGE)
+    probe, model = VersionedInferenceProbe(), edge_model_name(EDGE)
     confirmed = next((v for v in ("v000001", version) if probe.serves(address, model, v)), "?")
     assert serving.rstrip("/").endswith(confirmed), (serving, confirmed)
     return elapsed, confirmed

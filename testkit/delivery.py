@@ -22,7 +22,7 @@ import yaml
 from kubernetes import client
 
 from edge_sync.delivery.edges import EdgeSpec, KServeSpec
-from edge_sync.delivery.targets.address import VersionedReadyProbe
+from edge_sync.delivery.targets.address import VersionedInferenceProbe
 from edge_sync.delivery.targets.kserve import KServeTarget, api_client
 from edgecore.kustomize import build
 from edgecore.stack import apiclient
@@ -162,7 +162,7 @@ class EdgeCluster:
             canary_percent,
             ready_timeout_s,
             self.context,
-            VersionedReadyProbe(),
+            VersionedInferenceProbe(),
         )
 
     def storage_uri(self, edge: str) -> str:

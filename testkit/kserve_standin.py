@@ -11,8 +11,9 @@ KServe reports one, including its two reported quirks:
 * while new pods start, ``Ready`` stays True from before and the address keeps
   answering for the old version (kserve#4626);
 
-and serves ``status.address.url``: the Open Inference Protocol's ready routes of the
-version its "pods" have loaded, as the edge predictor (``serving/v2.py``) answers them.
+and serves ``status.address.url``: the Open Inference Protocol's ready and versioned infer
+routes of the version its "pods" have loaded, as the edge predictor (``serving/v2.py``)
+answers them (an inference answers with the version, not a prediction).
 A storage URI in ``fail_uris`` never loads: ``Ready`` turns False with the reason KServe
 gives, and the old version keeps answering.  While ``hold`` is set nothing rolls out.
 """
@@ -39,6 +40,7 @@ from foundation.layout import VERSION_RE
 GROUP, API_VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 WRITERS = 8
 READY_ROUTE = re.compile(r"^/([a-z0-9-]+)/([a-z0-9-]+)/v2/models/([^/]+)(?:/versions/([^/]+))?/ready$")
+INFER_ROUTE = re.compile(r"^/([a-z0-9-]+)/([a-z0-9-]+)/v2/models/([^/]+)/versions/([^/]+)/infer$")
 
 
 def version_of(uri: str) -> str | None:
@@ -240,8 +242,23 @@ def _handler(standin: KServeStandIn) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             match = READY_ROUTE.match(self.path)
             ok = bool(match) and standin.answers_ready(*match.groups())  # type: ignore[union-attr]
-            self.send_response(200 if ok else 404)
-            self.send_header("Content-Length", "0")
+            self._answer(200 if ok else 404, b"")
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            match = INFER_ROUTE.match(self.path)
+            if match is None or not standin.answers_ready(*match.groups()):
+                self._answer(404, b"")
+                return
+            _, _, model, version = match.groups()
+            outputs = [{"name": "label", "datatype": "BYTES", "shape": [1], "data": ["?"]}]
+            body = {"model_name": model, "model_version": version, "outputs": outputs}
+            self._answer(200, json.dumps(body).encode())
+
+        def _answer(self, status: int, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
             self.end_headers()
+            self.wfile.write(body)
 
     return Handler

@@ -20,6 +20,7 @@ import pytest
 from edge_sync.delivery.controller import SyncContext, reconcile
 from edge_sync.delivery.edges import EdgeSpec, LocalSpec
 from edge_sync.delivery.metrics import SyncMetrics
+from edge_sync.delivery.targets.address import VersionedInferenceProbe
 from edge_sync.delivery.targets.local import LocalServerTarget
 from foundation.assortment import add_products
 from foundation.catalogue import Product
@@ -163,6 +164,16 @@ def test_a_new_version_is_loaded_checked_with_probes_and_answers(
     assert _answering_version(server) == "v000002"
     previous = target.previous()
     assert previous is not None and previous.version == "v000001"
+
+
+def test_the_kserve_targets_address_probe_confirms_the_version_a_real_edge_server_answers_with(
+    server: Server,
+) -> None:
+    """What the KServe target asks a predictor through its InferenceService's address."""
+    probe = VersionedInferenceProbe()
+
+    assert probe.serves(server.url, MODEL, "v000001")
+    assert not probe.serves(server.url, MODEL, "v000002")
 
 
 def test_repeating_the_sync_changes_nothing(

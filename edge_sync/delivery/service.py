@@ -19,7 +19,7 @@ from edge_sync.delivery.fleet import ControllerFleet
 from edge_sync.delivery.metrics import SyncMetrics
 from edge_sync.delivery.pull import DoorClient, Puller
 from edge_sync.delivery.targets import Target
-from edge_sync.delivery.targets.address import VersionedReadyProbe
+from edge_sync.delivery.targets.address import VersionedInferenceProbe
 from edge_sync.delivery.targets.kserve import KServeTarget, api_client
 from edge_sync.delivery.targets.local import LocalServerTarget
 from foundation.credentials import check_strength
@@ -37,7 +37,7 @@ def build_targets(settings: Settings, specs: Iterable[EdgeSpec]) -> dict[str, Ta
     clients: dict[tuple[str | None, str], client.ApiClient] = {}
     store, layout = ObjectStore(settings.s3), Layout(settings.buckets)
     targets: dict[str, Target] = {}
-    probe = VersionedReadyProbe()
+    probe = VersionedInferenceProbe()
     for spec in specs:
         t = spec.target
         if isinstance(t, KServeSpec):

@@ -273,10 +273,10 @@ class DeliverySettings(BaseSettings):
         description="How often each controller polls its edge bucket (the Kafka fallback).",
     )
     ready_timeout_s: float = Field(
-        default=60.0,
+        default=50.0,
         gt=0,
-        description="How long a rollout may take to report Ready before it is rolled back (raise it for "
-        "models that take longer to download).",
+        description="How long a new version may take to serve before it is rolled back; with the restore, a "
+        "bad version is gone within a minute (raise it for models that take longer to download).",
     )
     workers: int = Field(
         default=8, ge=1, description="Parallel downloads per model, and parallel edges in a controller fleet."

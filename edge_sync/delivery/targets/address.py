@@ -5,15 +5,23 @@ it has been reported True while the new Deployment was still rolling out (kserve
 and ``status.observedGeneration`` is copied from the child Deployment's counter, so it
 cannot tell which InferenceService generation it describes (kserve#6081).  The proof
 is the predictor itself answering the Open Inference Protocol's versioned ready route
-for the new version, through the address KServe publishes in ``status.address.url``.
+for the new version, through the address KServe publishes in ``status.address.url``, and
+answering an inference on that version's route: a version that loads but cannot predict
+is not healthy either.
 """
 
 from __future__ import annotations
 
+import io
+import json
+import struct
 from typing import Protocol
 from urllib.parse import quote
 
 import httpx
+from PIL import Image
+
+HEADER_LENGTH = "Inference-Header-Content-Length"
 
 
 class AddressProbe(Protocol):
@@ -22,22 +30,53 @@ class AddressProbe(Protocol):
         ...
 
 
-class VersionedReadyProbe:
-    """``GET <address>/v2/models/<model>/versions/<version>/ready`` answered 200.
+class VersionedInferenceProbe:
+    """``GET <address>/v2/models/<m>/versions/<v>/ready`` answered 200, then one small photo sent
+    to ``POST …/versions/<v>/infer`` (binary ``BYTES``, as stock V2 clients send it) answered
+    by that version.
 
-    One short request per look, so a fleet's rollout polls cheaply; an unreachable or
-    slow predictor is "not yet", never an error: the rollout's own deadline decides.
+    One short request per look while the version is not ready, so a fleet's rollout polls
+    cheaply; an unreachable or slow predictor is "not yet", never an error: the rollout's
+    own deadline decides.
     """
 
-    def __init__(self, timeout_s: float = 2.0, verify: bool | str = True) -> None:
+    def __init__(self, timeout_s: float = 5.0, verify: bool | str = True) -> None:
         self._http = httpx.Client(timeout=timeout_s, verify=verify, follow_redirects=False)
+        self._body, self._header_length = _photo_request()
 
     def serves(self, address: str, model: str, version: str) -> bool:
-        route = f"/v2/models/{quote(model, safe='')}/versions/{quote(version, safe='')}/ready"
+        base = f"{address.rstrip('/')}/v2/models/{quote(model, safe='')}/versions/{quote(version, safe='')}"
         try:
-            return self._http.get(address.rstrip("/") + route).status_code == 200
-        except httpx.HTTPError:
+            if self._http.get(f"{base}/ready").status_code != 200:
+                return False
+            answer = self._http.post(
+                f"{base}/infer",
+                content=self._body,
+                headers={"Content-Type": "application/octet-stream", HEADER_LENGTH: self._header_length},
+            )
+            return answer.status_code == 200 and answer.json().get("model_version") == version
+        except (httpx.HTTPError, ValueError):
             return False
 
     def close(self) -> None:
         self._http.close()
+
+
+def _photo_request() -> tuple[bytes, str]:
+    """A V2 request of one plain 64×64 JPEG, with the binary-data extension."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (128, 128, 128)).save(buffer, format="JPEG")
+    element = struct.pack("<I", buffer.tell()) + buffer.getvalue()
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "image",
+                    "datatype": "BYTES",
+                    "shape": [1],
+                    "parameters": {"binary_data_size": len(element)},
+                }
+            ]
+        }
+    ).encode()
+    return header + element, str(len(header))

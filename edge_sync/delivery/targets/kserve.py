@@ -86,7 +86,7 @@ class KServeTarget:
         namespace: str,
         name: str,
         canary_percent: int = 0,
-        ready_timeout_s: float = 60.0,
+        ready_timeout_s: float = 50.0,
         context: str = "",
         probe: AddressProbe | None = None,
     ) -> None:
