@@ -52,7 +52,7 @@ def timed_rollout(cluster: EdgeCluster, version: str, timeout_s: float) -> tuple
     serving = cluster.kserve.serving(edge_model_name(EDGE)) or "nothing"
     address = cluster.get(EDGE)["status"]["address"]["url"]
     probe, model = VersionedInferenceProbe(), edge_model_name(EDGE)
-    confirmed = next((v for v in ("v000001", version) if probe.serves(address, model, v)), "?")
+    confirmed = next((v for v in ("v000001", version) if probe.serves(address, model, v, 5.0)), "?")
     assert serving.rstrip("/").endswith(confirmed), (serving, confirmed)
     return elapsed, confirmed
 

@@ -222,9 +222,9 @@ class Layout:
     # -- datasets ----------------------------------------------------------------------
     def listener_ledger(self, group_id: str) -> Location:
         """The training listener's ledger: one per consumer group, beside the datasets it launches."""
-        return Location(
-            self.training_bucket, f"listener/{check_name(group_id, 'consumer group')}/ledger.json"
-        )
+        if not GROUP_RE.match(group_id):
+            raise InvalidInput(f"consumer group {group_id[:64]!r}: use letters, digits, '.', '_' and '-'")
+        return Location(self.training_bucket, f"listener/{group_id}/ledger.json")
 
     def datasets_root(self) -> Location:
         """Every dataset (where set uploads in progress live)."""

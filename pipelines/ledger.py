@@ -14,6 +14,7 @@ keeps a record that could be redelivered), plus each dataset's newest launched v
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -25,10 +26,13 @@ from foundation.layout import Location
 from foundation.storage.store import ObjectStore
 from pipelines.runs import DatasetVersion, RunRequest
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
-KEEP_S = 30 * 24 * 3600.0
-"""How long launched versions and runs stay in the document (Kafka keeps records for 7 days)."""
+KEEP_S = 8 * 24 * 3600.0
+"""How long launched versions and runs stay in the document: a day longer than Kafka keeps a record
+that could be redelivered (``EDGECORE_TOPIC_RETENTION_HOURS``, 7 days)."""
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
+WARN_DOCUMENT_BYTES = MAX_DOCUMENT_BYTES // 4
 ATTEMPTS = 20
 """Conditional writes tried before giving up (each loss means another replica's write landed)."""
 
@@ -91,13 +95,17 @@ class Ledger:
 
     def assign(self, datasets: list[DatasetVersion]) -> RunRequest | None:
         """Give a new run key to those of ``datasets`` still unassigned; None if another replica
-        assigned them all first."""
+        assigned them all first.  The key is made once: if a write landed but its answer was lost,
+        the document read again holds this key, and that is this run."""
+        run_key = f"run-{uuid.uuid4().hex[:16]}"
 
         def change(doc: dict[str, Any]) -> RunRequest | None:
+            if run_key in doc["runs"]:
+                return RunRequest.from_json(doc["runs"][run_key]["request"])
             free = [d for d in datasets if _unassigned(doc, d)]
             if not free:
                 return None
-            request = RunRequest(f"run-{uuid.uuid4().hex[:16]}", tuple(free), _newest_assigned(doc, free))
+            request = RunRequest(run_key, tuple(free), _newest_assigned(doc, free))
             doc["runs"][request.run_key] = {
                 "created": self._now(),
                 "status": "launching",
@@ -133,7 +141,15 @@ class Ledger:
             result = change(doc)
             if json.dumps(doc, sort_keys=True) == before:
                 return result
-            etag = self._guard(partial(self._store.put_if_unchanged, self.location, _encode(doc), self._etag))
+            body = _encode(doc)
+            if len(body) > WARN_DOCUMENT_BYTES:
+                log.warning(
+                    "listener ledger %s is %d bytes (refused above %d)",
+                    self.location.uri,
+                    len(body),
+                    MAX_DOCUMENT_BYTES,
+                )
+            etag = self._guard(partial(self._store.put_if_unchanged, self.location, body, self._etag))
             if etag is not None:
                 self._doc, self._etag = doc, etag
                 return result

@@ -150,6 +150,7 @@ class EdgeCluster:
                 namespace=self.namespace,
                 name=edge_model_name(edge),
                 canary_percent=canary_percent,
+                confirm_through_address=True,  # the stand-in's address is reachable from here
             ),
         )
 
@@ -213,8 +214,8 @@ def edge_cluster(kube: ControlPlane, folder: Path, ready_delay_s: float = 0.05) 
         token.raise_for_status()
     config = apiclient.kubeconfig(kube.url, kube.pki.ca, {"token": token.json()["status"]["token"]}, context)
     kubeconfig = folder / f"kubeconfig-{namespace}"
-    kubeconfig.write_text(yaml.safe_dump(config))
-    kubeconfig.chmod(0o600)
+    with os.fdopen(os.open(kubeconfig, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
+        out.write(yaml.safe_dump(config))  # a token: never readable by others, not even for a moment
     admin = api_client(kube.admin_kubeconfig()["current-context"], str(kube.kubeconfig))
     kserve = KServeStandIn(admin, namespace, ready_delay_s)
     try:

@@ -8,20 +8,22 @@ KServe reports one, including its two reported quirks:
 * ``status.observedGeneration`` is the child Deployment's own counter, which does not
   follow the InferenceService's ``metadata.generation`` (kserve#6081): here the
   Deployment's spec changes twice per new storage URI (template, then its annotations);
-* while new pods start, ``Ready`` stays True from before and the address keeps
-  answering for the old version (kserve#4626);
+* as soon as the spec changes, a status with the new ``observedGeneration`` and ``Ready``
+  as it stood: while new pods start, ``Ready`` stays True from before and the address
+  keeps answering for the old version (kserve#4626);
 
 and serves ``status.address.url``: the Open Inference Protocol's ready and versioned infer
 routes of the version its "pods" have loaded, as the edge predictor (``serving/v2.py``)
 answers them (an inference answers with the version, not a prediction).
 A storage URI in ``fail_uris`` never loads: ``Ready`` turns False with the reason KServe
-gives, and the old version keeps answering.  While ``hold`` is set nothing rolls out.
+gives, and the old version keeps answering.  While ``hold`` is set no new pods come up.
 """
 
 from __future__ import annotations
 
 import contextlib
 import heapq
+import itertools
 import json
 import re
 import threading
@@ -57,6 +59,8 @@ class _Pods:
     wanted: str | None = None
     history: list[tuple[str, int | None]] = field(default_factory=list)
     """Every (storageUri, canaryTrafficPercent) the InferenceService asked for, in order."""
+    conditions: list[dict[str, str]] = field(default_factory=list)
+    """What the last status written said (a new rollout's first status keeps it)."""
     writes: int = 0
     """Changes to metadata or spec seen (every write but KServe's own status writes)."""
     seen: tuple[str, str] = ("", "")
@@ -72,7 +76,9 @@ class KServeStandIn:
         self.fail_uris: set[str] = set()
         self.hold = threading.Event()
         self._pods: dict[str, _Pods] = {}
-        self._due: list[tuple[float, str, str]] = []
+        self._due: list[tuple[float, int, str, str, bool]] = []
+        """(when, order, name, storage URI, pods up?) of each status to write."""
+        self._order = itertools.count()
         self._writing: dict[str, threading.Lock] = {}
         self._lock = threading.Condition()
         self._stopped = threading.Event()
@@ -145,8 +151,9 @@ class KServeStandIn:
                 if exc.status == 410:  # expired: list afresh
                     resource_version = ""
                     continue
-                if not self._stopped.is_set():
-                    time.sleep(0.2)
+                time.sleep(0.2)
+            except Exception:  # the connection broke: watch again from where it was
+                time.sleep(0.2)
 
     def _seen(self, obj: dict[str, Any]) -> None:
         name = obj["metadata"]["name"]
@@ -164,9 +171,13 @@ class KServeStandIn:
             if not pods.history or pods.history[-1] != asked:
                 pods.history.append(asked)
             if uri != pods.wanted:
+                first = pods.wanted is None
                 pods.wanted = uri
                 pods.deployment_generation += 2  # the template, then its annotations (kserve#6081)
-                heapq.heappush(self._due, (time.monotonic() + self.ready_delay_s, name, uri))
+                now = time.monotonic()
+                if not first:  # the Deployment is progressing: Ready as it stood (kserve#4626)
+                    heapq.heappush(self._due, (now, next(self._order), name, uri, False))
+                heapq.heappush(self._due, (now + self.ready_delay_s, next(self._order), name, uri, True))
             self._lock.notify_all()
 
     # -- rolling out ---------------------------------------------------------------------------
@@ -178,43 +189,56 @@ class KServeStandIn:
                     self._lock.wait_for(lambda: self._stopped.is_set() or self._ready_now(), 0.5)
                     if not self._ready_now():
                         continue
-                    _, name, uri = heapq.heappop(self._due)
-                pool.submit(self._write_status, name, uri)
+                    _, _, name, uri, up = heapq.heappop(self._due)
+                pool.submit(self._write_status, name, uri, up)
 
-    def _write_status(self, name: str, uri: str) -> None:
+    def _write_status(self, name: str, uri: str, up: bool) -> None:
         with self._writing.setdefault(name, threading.Lock()):  # one object's writes stay in order
             with self._lock:
                 pods = self._pods[name]
                 if uri != pods.wanted:
                     return  # superseded before its pods came up
-                failed = uri in self.fail_uris
-                if not failed:
-                    pods.serving = uri
-                status = self._status(name, pods, failed)
+                if up:
+                    failed = uri in self.fail_uris
+                    if not failed:
+                        pods.serving = uri
+                    pods.conditions = self._conditions(pods, failed)
+                status = self._status(name, pods, up)
             with contextlib.suppress(ApiException):  # deleted meanwhile
                 self._crd.patch_namespaced_custom_object_status(
                     GROUP, API_VERSION, self.namespace, PLURAL, name, {"status": status}
                 )
 
     def _ready_now(self) -> bool:
-        return bool(self._due) and not self.hold.is_set() and self._due[0][0] <= time.monotonic()
+        """The next status is due (while ``hold`` is set, only a rollout's first, progressing one)."""
+        if not self._due or self._due[0][0] > time.monotonic():
+            return False
+        return not (self.hold.is_set() and self._due[0][4])
 
-    def _status(self, name: str, pods: _Pods, failed: bool) -> dict[str, Any]:
+    def _conditions(self, pods: _Pods, failed: bool) -> list[dict[str, str]]:
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         ready = {"type": "Ready", "status": "True", "lastTransitionTime": now}
-        model_status: dict[str, Any] = {"transitionStatus": "UpToDate"}
         if failed:
             why = f"failed to load {pods.wanted}"
             ready = {**ready, "status": "False", "reason": "ModelLoadFailed", "message": why}
-            model_status = {
-                "transitionStatus": "BlockedByFailedLoad",
-                "lastFailureInfo": {"reason": "ModelLoadFailed", "message": why, "time": now},
+        return [{**ready, "type": "PredictorReady"}, ready]
+
+    def _status(self, name: str, pods: _Pods, up: bool) -> dict[str, Any]:
+        failed = any(c["status"] == "False" for c in pods.conditions)
+        model_status: dict[str, Any] = {"transitionStatus": "UpToDate" if up else "InProgress"}
+        if up and failed:
+            ready = pods.conditions[-1]
+            failure = {
+                "reason": ready["reason"],
+                "message": ready["message"],
+                "time": ready["lastTransitionTime"],
             }
+            model_status = {"transitionStatus": "BlockedByFailedLoad", "lastFailureInfo": failure}
         return {
             "observedGeneration": pods.deployment_generation,
             "deploymentMode": "RawDeployment",
             "address": {"url": f"{self.address_base}/{self.namespace}/{name}"},
-            "conditions": [{**ready, "type": "PredictorReady"}, ready],
+            "conditions": pods.conditions,
             "modelStatus": model_status,
         }
 

@@ -13,10 +13,12 @@ import pytest
 from kubernetes import client
 
 from edge_sync.delivery.controller import SyncContext, reconcile, status
+from edge_sync.delivery.targets import isvc
 from edge_sync.delivery.targets.isvc import PREVIOUS_VERSION, REJECTED_VERSION, SYNCED_AT, VERSION
 from foundation.errors import InvalidInput, PermanentError
 from foundation.layout import edge_model_name
 from foundation.storage.store import ObjectStore
+from testkit.conditions import wait_for
 from testkit.delivery import EdgeCluster, deliver
 
 EDGE = "store-1"
@@ -158,6 +160,20 @@ def test_a_rolled_back_version_is_not_tried_again(
 
     assert outcome.action == "skipped-rejected"
     assert cluster.writes(EDGE) == writes
+
+
+def test_a_fix_for_a_version_that_fails_is_not_refused_for_the_failure_that_stood_before_it(
+    ctx: SyncContext, store: ObjectStore, cluster: EdgeCluster
+) -> None:
+    v1 = deliver(store, ctx.layout, EDGE, "v000001").uri
+    cluster.kserve.fail_uris.add(v1)  # the serving version cannot load: Ready is False
+    cluster.add_edge(EDGE, v1, **{VERSION: "v000001"})
+    wait_for(lambda: isvc.condition(cluster.get(EDGE), "Ready").get("status") == "False", 30)
+    v2 = deliver(store, ctx.layout, EDGE, "v000002").uri
+
+    outcome = reconcile(cluster.spec(EDGE), cluster.target(EDGE), ctx)
+
+    assert (outcome.action, cluster.storage_uri(EDGE)) == ("rolled-out", v2)
 
 
 def test_a_rollout_that_times_out_is_rolled_back(

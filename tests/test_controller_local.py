@@ -172,8 +172,8 @@ def test_the_kserve_targets_address_probe_confirms_the_version_a_real_edge_serve
     """What the KServe target asks a predictor through its InferenceService's address."""
     probe = VersionedInferenceProbe()
 
-    assert probe.serves(server.url, MODEL, "v000001")
-    assert not probe.serves(server.url, MODEL, "v000002")
+    assert probe.serves(server.url, MODEL, "v000001", 30.0)
+    assert not probe.serves(server.url, MODEL, "v000002", 30.0)
 
 
 def test_repeating_the_sync_changes_nothing(

@@ -32,10 +32,11 @@ class KServeSpec(BaseModel):
     canary_percent: int = Field(
         default=0, ge=0, le=99, description="0: no canary, promote at once (KServe Serverless mode only)."
     )
-    confirm_through_address: bool = Field(
-        default=True,
-        description="Confirm each rollout by asking the predictor at status.address.url for the new "
-        "version; turn off only where the controller cannot reach that address (Ready alone can be stale).",
+    confirm_through_address: bool | None = Field(
+        default=None,
+        description="Confirm each rollout through the predictor at status.address.url (its versioned ready "
+        "and infer routes). Unset: on for the in-cluster context, off for a controller outside the cluster, "
+        "which cannot reach that address (it then trusts Ready alone, which can be stale).",
     )
 
 

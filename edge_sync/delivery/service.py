@@ -20,7 +20,7 @@ from edge_sync.delivery.metrics import SyncMetrics
 from edge_sync.delivery.pull import DoorClient, Puller
 from edge_sync.delivery.targets import Target
 from edge_sync.delivery.targets.address import VersionedInferenceProbe
-from edge_sync.delivery.targets.kserve import KServeTarget, api_client
+from edge_sync.delivery.targets.kserve import IN_CLUSTER, KServeTarget, api_client
 from edge_sync.delivery.targets.local import LocalServerTarget
 from foundation.credentials import check_strength
 from foundation.errors import InvalidInput, NotFound
@@ -51,7 +51,7 @@ def build_targets(settings: Settings, specs: Iterable[EdgeSpec]) -> dict[str, Ta
                 t.canary_percent,
                 delivery.ready_timeout_s,
                 t.context,
-                probe if t.confirm_through_address else None,
+                probe if _confirms(t) else None,
             )
         elif isinstance(t, LocalSpec):
             targets[spec.edge] = LocalServerTarget(
@@ -65,6 +65,13 @@ def build_targets(settings: Settings, specs: Iterable[EdgeSpec]) -> dict[str, Ta
                 t.probe_accuracy,
             )
     return targets
+
+
+def _confirms(spec: KServeSpec) -> bool:
+    """Whether a rollout is confirmed through the InferenceService's address (see ``KServeSpec``)."""
+    return (
+        spec.context == IN_CLUSTER if spec.confirm_through_address is None else spec.confirm_through_address
+    )
 
 
 def build_fleet(

@@ -223,7 +223,8 @@ def create_app(gateway: Gateway, metrics: UplinkMetrics | None = None) -> FastAP
     metrics = metrics or UplinkMetrics("gateway")
     app = FastAPI(title=f"edgecore gateway ({gateway.edge})", docs_url=None, redoc_url=None)
     install_error_handlers(app, metrics)
-    metrics.backlog.set_function(gateway.outbox.backlog)
+    if metrics.backlog is not None:
+        metrics.backlog.set_function(gateway.outbox.backlog)
     limit = gateway.uplink.max_image_bytes
 
     @app.get("/healthz")

@@ -29,11 +29,17 @@ class UplinkMetrics:
         self.images = Counter(
             f"edgecore_{service}_images", "Images accepted into a set.", registry=self.registry
         )
-        self.backlog = Gauge(
-            f"edgecore_{service}_backlog_sets",
-            "Sets waiting to ship to the core (gateway's outbox); 0 at the receiver.",
-            registry=self.registry,
+
+        self.backlog = (
+            Gauge(
+                f"edgecore_{service}_backlog_sets",
+                "Sets waiting to ship to the core.",
+                registry=self.registry,
+            )
+            if service == "gateway"
+            else None
         )
+        """The gateway's outbox, read at each scrape; the receiver has none."""
 
     def refused(self, status: int, error: str) -> None:
         self.refusals.labels(status=str(status), error=error).inc()

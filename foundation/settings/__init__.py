@@ -129,7 +129,7 @@ class Settings(BaseSettings):
 
     @property
     def listener_dir(self) -> Path:
-        """The listener's ledger of launched runs and the dry-run launcher's requests."""
+        """The listener launchers' requests and compiled pipelines (its ledger is in the training bucket)."""
         return self.state_dir / "listener"
 
     @property

@@ -25,41 +25,55 @@ HEADER_LENGTH = "Inference-Header-Content-Length"
 
 
 class AddressProbe(Protocol):
-    def serves(self, address: str, model: str, version: str) -> bool:
-        """Whether the predictor at ``address`` says ``model`` ``version`` is loaded and ready."""
+    def serves(self, address: str, model: str, version: str, timeout_s: float) -> bool:
+        """Whether the predictor at ``address`` says ``model`` ``version`` is loaded and answers,
+        within ``timeout_s``."""
         ...
 
 
 class VersionedInferenceProbe:
-    """``GET <address>/v2/models/<m>/versions/<v>/ready`` answered 200, then one small photo sent
+    """``GET <address>/v2/models/<m>/versions/<v>/ready`` answered ready, then one small photo sent
     to ``POST …/versions/<v>/infer`` (binary ``BYTES``, as stock V2 clients send it) answered
     by that version.
 
-    One short request per look while the version is not ready, so a fleet's rollout polls
-    cheaply; an unreachable or slow predictor is "not yet", never an error: the rollout's
-    own deadline decides.
+    The inference is sent only once the version says it is ready, so most looks during a
+    rollout are one short request; an unreachable, slow or odd predictor is "not yet",
+    never an error: the rollout's own deadline decides.
     """
 
-    def __init__(self, timeout_s: float = 5.0, verify: bool | str = True) -> None:
-        self._http = httpx.Client(timeout=timeout_s, verify=verify, follow_redirects=False)
+    def __init__(self, verify: bool | str = True) -> None:
+        self._http = httpx.Client(verify=verify, follow_redirects=False)
         self._body, self._header_length = _photo_request()
 
-    def serves(self, address: str, model: str, version: str) -> bool:
+    def serves(self, address: str, model: str, version: str, timeout_s: float) -> bool:
         base = f"{address.rstrip('/')}/v2/models/{quote(model, safe='')}/versions/{quote(version, safe='')}"
         try:
-            if self._http.get(f"{base}/ready").status_code != 200:
+            ready = self._http.get(f"{base}/ready", timeout=timeout_s)
+            if ready.status_code != 200 or _field(ready, "ready", True) is not True:
                 return False
             answer = self._http.post(
                 f"{base}/infer",
                 content=self._body,
                 headers={"Content-Type": "application/octet-stream", HEADER_LENGTH: self._header_length},
+                timeout=timeout_s,
             )
-            return answer.status_code == 200 and answer.json().get("model_version") == version
-        except (httpx.HTTPError, ValueError):
+            return answer.status_code == 200 and _field(answer, "model_version", None) == version
+        except httpx.HTTPError:
             return False
 
     def close(self) -> None:
         self._http.close()
+
+
+def _field(response: httpx.Response, name: str, default: object) -> object:
+    """One field of a JSON object answer; ``default`` for an empty body, None for anything else."""
+    if not response.content:
+        return default
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body.get(name) if isinstance(body, dict) else None
 
 
 def _photo_request() -> tuple[bytes, str]:

@@ -58,6 +58,11 @@ def status_mark(obj: dict[str, Any]) -> str:
     return repr(sorted((obj.get("status") or {}).items()))
 
 
+def ready_mark(obj: dict[str, Any]) -> str:
+    """The ``Ready`` condition as written, to tell a new verdict from one standing since before a change."""
+    return repr(sorted(condition(obj, "Ready").items()))
+
+
 def address(obj: dict[str, Any]) -> str | None:
     address = ((obj.get("status") or {}).get("address") or {}).get("url")
     return str(address) if address else None

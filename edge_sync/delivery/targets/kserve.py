@@ -4,9 +4,9 @@ Custom resources take no strategic merge patch, so every change is an RFC 7386 m
 patch (``null`` removes a key) carrying ``metadata.resourceVersion`` as a precondition:
 a concurrent writer makes the API server answer 409 instead of being overwritten.  A
 rollout is healthy once ``Ready`` is true and the predictor, asked through the address
-KServe publishes, says the new version is loaded (``address``); ``observedGeneration``
-proves nothing, being a child Deployment's counter (kserve#6081).  A ``Ready`` false that
-KServe wrote after the change fails it at once.
+KServe publishes, answers for the new version, ready and with an inference (``address``);
+``observedGeneration`` proves nothing, being a child Deployment's counter (kserve#6081).
+A ``Ready`` condition that turned false after the change fails it at once.
 
 The target's memory is the object's annotations, written in the same patch as the URI.
 """
@@ -48,8 +48,10 @@ from foundation.errors import (
 log = logging.getLogger(__name__)
 
 GROUP, API_VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
-MERGE_PATCH = "application/merge-patch+json"
 IN_CLUSTER = "in-cluster"
+CONFIRMATIONS = 3
+"""Answers in a row the predictor must give for the new version."""
+PROBE_TIMEOUT_S = 5.0
 READ_EVERY_S = 2.0
 """While the predictor does not serve the new version yet, how often the InferenceService is read."""
 PATCH_ATTEMPTS = 3
@@ -273,7 +275,7 @@ class KServeTarget:
                     lambda: self._api.patch_namespaced_custom_object(
                         GROUP, API_VERSION, self.namespace, PLURAL, self.name, body, field_validation="Strict"
                     ),
-                )  # a dict body goes as MERGE_PATCH; Strict: a field KServe lacks is a 422, not pruned
+                )  # a dict body goes as a merge patch; Strict: a field KServe lacks is a 422, not pruned
             except ServiceUnavailable as exc:
                 if attempt == PATCH_ATTEMPTS or not isinstance(exc.__cause__, HTTPError):
                     raise  # only a patch lost in transit is resent
@@ -289,15 +291,17 @@ class KServeTarget:
         is after 0.25 s and the interval grows to 1 s.  The edge's API server is shared by a
         whole fleet rolling out at once, the predictor is not: while it does not serve the
         version yet, only it is asked, and the InferenceService is read again every
-        ``READ_EVERY_S`` (to see a failure KServe reports) or once it does.  A canary share
-        is not asked through the address (the answer depends on which pod takes it).  A
-        ``resumed`` rollout (the URI was already there) takes whatever status stands.
+        ``READ_EVERY_S`` (to see a failure KServe reports).  A canary share is not asked
+        through the address (the answer depends on which pod takes it).  A ``resumed``
+        rollout (the URI was already there) takes whatever status stands.
         """
         deadline = time.monotonic() + self.ready_timeout_s
-        before = "" if resumed else isvc.status_mark(obj)
+        before = None if resumed else (isvc.status_mark(obj), isvc.ready_mark(obj))
+        probing = self._probe is not None and through_address
         pause, read_at = 0.25, time.monotonic()
         while True:
-            ok, why = self._verdict(obj, before, version, through_address)
+            served = self._asked(obj, version, deadline) if probing else False
+            ok, why = _verdict(obj, before, probing, served, version)
             if ok is not None:
                 return ok, why, obj
             now = time.monotonic()
@@ -305,37 +309,20 @@ class KServeTarget:
                 return False, f"{version} not serving within {self.ready_timeout_s:.0f} s ({why})", obj
             time.sleep(min(pause, max(0.0, deadline - now) + 0.01))
             pause = min(pause * 1.5, 1.0)
-            recent = time.monotonic() - read_at < READ_EVERY_S
-            if recent and not self._serves_yet(obj, version, through_address):
-                continue
-            obj, read_at = self.get(), time.monotonic()
+            if served or not probing or time.monotonic() - read_at >= READ_EVERY_S:
+                obj, read_at = self.get(), time.monotonic()
 
-    def _serves_yet(self, obj: dict[str, Any], version: str, through_address: bool) -> bool:
-        """The predictor's own answer, where it can be asked; True (read the object) where not."""
+    def _asked(self, obj: dict[str, Any], version: str, deadline: float) -> bool:
+        """``CONFIRMATIONS`` answers in a row from the predictor at the address, within the deadline:
+        behind a Service each may reach another pod, and one new pod is not a finished rollout."""
         address = isvc.address(obj)
-        if self._probe is None or not through_address or address is None:
-            return True
-        return self._probe.serves(address, self.name, version)
-
-    def _verdict(
-        self, obj: dict[str, Any], before: str, version: str, through_address: bool
-    ) -> tuple[bool | None, str]:
-        """True once ``version`` serves, False once KServe has written a failure since the change,
-        None while neither is known."""
-        ready = isvc.condition(obj, "Ready")
-        written = isvc.status_mark(obj) != before
-        if ready.get("status") == "False" and written:
-            return False, f"{ready.get('reason') or 'NotReady'}: {ready.get('message', '')}".strip()
-        if ready.get("status") != "True":
-            return None, "Ready is not reported yet"
-        if self._probe is None or not through_address:
-            return (True, "Ready") if written else (None, "no status written since the change")
-        address = isvc.address(obj)
-        if address is None:
-            return None, "no status.address.url yet"
-        if self._probe.serves(address, self.name, version):
-            return True, f"{address} serves {version}"
-        return None, f"Ready, but {address} does not serve {version} yet"
+        if address is None or self._probe is None:
+            return False
+        for _ in range(CONFIRMATIONS):
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._probe.serves(address, self.name, version, min(PROBE_TIMEOUT_S, left)):
+                return False
+        return True
 
     def _call(self, action: str, fn: Any) -> dict[str, Any]:
         where = f"{action} InferenceService {self.description}"
@@ -346,6 +333,31 @@ class KServeTarget:
             raise _wrap(exc, where) from exc
         except HTTPError as exc:  # urllib3 already retried what is safe to retry (reads)
             raise ServiceUnavailable(f"{where}: API server unreachable ({exc})") from exc
+
+
+def _verdict(
+    obj: dict[str, Any], before: tuple[str, str] | None, probing: bool, served: bool, version: str
+) -> tuple[bool | None, str]:
+    """True once ``version`` serves, False once KServe has reported a failure since the change, None
+    while neither is known.  Only a ``Ready`` condition that itself changed since the change is a
+    verdict: the rest of the status (``observedGeneration``) moves with every Deployment update."""
+    ready = isvc.condition(obj, "Ready")
+    if ready.get("status") == "False" and (before is None or isvc.ready_mark(obj) != before[1]):
+        return False, f"{ready.get('reason') or 'NotReady'}: {ready.get('message', '')}".strip()
+    if probing:
+        if isvc.address(obj) is None:
+            return None, "no status.address.url yet"
+        if not served:
+            return None, f"{isvc.address(obj)} does not serve {version} yet"
+        return (
+            (True, f"{isvc.address(obj)} serves {version}")
+            if ready.get("status") == "True"
+            else (None, "Ready is not True yet")
+        )
+    if ready.get("status") != "True":
+        return None, "Ready is not reported yet"
+    written = before is None or isvc.status_mark(obj) != before[0]
+    return (True, "Ready") if written else (None, "no status written since the change")
 
 
 def _wrap(exc: ApiException, where: str) -> EdgecoreError:
