@@ -31,10 +31,9 @@ def test_the_gateway_counts_images_sets_refusals_and_its_backlog_on_its_own_port
     device, staff = new_token(), new_token()
     cfg = settings.updated(state_dir=tmp_path, buckets={"edge_prefix": f"t{unique}-"})
     gateway_tokens(cfg, EDGE, devices={"camera-1": device}, staff={"manager": staff})
-    metrics, port = UplinkMetrics("gateway"), free_port()
-    metrics.serve(port, "127.0.0.1")
-    gateway = build_gateway(cfg, EDGE)
-    with serving(gateway_app(gateway, metrics), free_port()) as url:
+    gateway, port = build_gateway(cfg, EDGE), free_port()
+    gateway.metrics.serve(port, "127.0.0.1")
+    with serving(gateway_app(gateway), free_port()) as url:
         jpeg = {"Content-Type": "image/jpeg"}
         httpx.post(
             f"{url}/v1/images/COLA-330",

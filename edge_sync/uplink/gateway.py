@@ -95,7 +95,9 @@ class Gateway:
         outbox: Outbox,
         devices: Credentials,
         staff: Credentials,
+        metrics: UplinkMetrics | None = None,
     ) -> None:
+        """``metrics`` counts what arrives by HTTP and by MQTT alike (the intake calls this object)."""
         self.uplink = uplink
         self.max_pixels = images.max_pixels
         self.edge = check_name(edge, "edge id")
@@ -106,6 +108,9 @@ class Gateway:
         self.devices = devices
         self.staff = staff
         self.budget = DecodeBudget(uplink.max_decode_pixels)
+        self.metrics = metrics or UplinkMetrics("gateway")
+        if self.metrics.backlog is not None:
+            self.metrics.backlog.set_function(outbox.backlog)
 
     def caller(self, authorization: str | None, staff_only: bool, what: str) -> str:
         """Who calls: a member of staff, or (where allowed) a device; refused (and logged) otherwise."""
@@ -145,6 +150,7 @@ class Gateway:
             return loc, False
         self.store.put_bytes(loc, data, content_type)
         self.outbox.spool.put(loc.key, data)
+        self.metrics.images.inc()
         return loc, True
 
     def complete(self, sku: str) -> tuple[str, int]:
@@ -158,6 +164,7 @@ class Gateway:
         result = self.outbox.complete(self.edge, [*items, *self.pending_hard_examples()])
         if result is None:  # a concurrent completion took them
             raise Conflict(f"edge {self.edge}: no new images of SKU {sku} to complete")
+        self.metrics.sets.inc()
         return result
 
     def label_hard_example(self, day: str, capture_id: str, sku: str) -> Location:
@@ -219,12 +226,9 @@ def _is_sha256(value: str) -> bool:
     return len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
 
-def create_app(gateway: Gateway, metrics: UplinkMetrics | None = None) -> FastAPI:
-    metrics = metrics or UplinkMetrics("gateway")
+def create_app(gateway: Gateway) -> FastAPI:
     app = FastAPI(title=f"edgecore gateway ({gateway.edge})", docs_url=None, redoc_url=None)
-    install_error_handlers(app, metrics)
-    if metrics.backlog is not None:
-        metrics.backlog.set_function(gateway.outbox.backlog)
+    install_error_handlers(app, gateway.metrics)
     limit = gateway.uplink.max_image_bytes
 
     @app.get("/healthz")
@@ -243,8 +247,6 @@ def create_app(gateway: Gateway, metrics: UplinkMetrics | None = None) -> FastAP
             raise UnsupportedMedia(f"content type {content_type!r}: post image/jpeg or image/png")
         data = await read_bounded(request, limit, "image")
         loc, created = await run_in_threadpool(gateway.accept_image, sku, content_type, data)
-        if created:
-            metrics.images.inc()
         image_id = loc.key.rsplit("/", 1)[1].rsplit(".", 1)[0]
         body = {"sku": sku, "image_id": image_id, "key": loc.key, "created": created}
         return JSONResponse(body, 201 if created else 200)
@@ -253,7 +255,6 @@ def create_app(gateway: Gateway, metrics: UplinkMetrics | None = None) -> FastAP
     async def complete(sku: str, request: Request) -> JSONResponse:
         allow(request, staff_only=True, what="completing a set")
         set_id, images = await run_in_threadpool(gateway.complete, check_sku(sku))
-        metrics.sets.inc()
         return JSONResponse({"set_id": set_id, "sku": sku, "images": images}, 202)
 
     @app.post("/v1/hard-examples")

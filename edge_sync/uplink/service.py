@@ -22,7 +22,6 @@ from fastapi import FastAPI
 
 from edge_sync.uplink import gateway
 from edge_sync.uplink.memory import bound_decode_memory, bound_large_allocations
-from edge_sync.uplink.metrics import UplinkMetrics
 from edge_sync.uplink.mqtt import MqttIntake
 from edge_sync.uplink.outbox import Outbox, outbox_path
 from edge_sync.uplink.shipper import Shipper
@@ -106,10 +105,9 @@ def mqtt_intake(gw: gateway.Gateway, settings: Settings) -> Iterator[MqttIntake]
 
 def run_gateway(settings: Settings, edge: str, host: str, ship: bool, mqtt: bool = False) -> None:
     gw = build_gateway(settings, edge)
-    metrics = UplinkMetrics("gateway")
-    app = gateway.create_app(gw, metrics)
+    app = gateway.create_app(gw)
     if settings.uplink.gateway_metrics_port is not None:
-        metrics.serve(settings.uplink.gateway_metrics_port, settings.uplink.gateway_metrics_host)
+        gw.metrics.serve(settings.uplink.gateway_metrics_port, settings.uplink.gateway_metrics_host)
     with ExitStack() as running:
         if mqtt:
             running.enter_context(mqtt_intake(gw, settings))
