@@ -98,7 +98,7 @@ class ObjectStore:
         except (ClientError, BotoCoreError) as exc:
             raise s3_error(exc, "put", loc) from exc
 
-    def _put(self, loc: Location, data: bytes, content_type: str, **conditions: str) -> StoredObject:
+    def _put(self, loc: Location, data: bytes, content_type: str) -> StoredObject:
         digest = hashlib.sha256(data).hexdigest()
         self._client.put_object(
             Bucket=loc.bucket,
@@ -106,7 +106,6 @@ class ObjectStore:
             Body=data,
             ContentType=content_type,
             Metadata={SHA256_META: digest},
-            **conditions,  # type: ignore[arg-type]
         )
         return StoredObject(loc, digest, len(data))
 
