@@ -156,8 +156,10 @@ def export_op(
     evaluation: Input[dsl.Artifact],
     snapshot: Input[Dataset],
     exported: Output[Model],
+    release: str = "",
 ) -> None:
-    """Write the version folder: LiteRT, SavedModel, labels, catalogue, card, manifest."""
+    """Write the version folder: LiteRT, SavedModel, labels, catalogue, card, manifest; the run's
+    models share ``release``, which edges take in rollout waves."""
     from pathlib import Path
 
     from components.evaluate import Evaluation
@@ -174,7 +176,11 @@ def export_op(
         Path(exported.path),
         Settings().images.size,
         result.metrics(),
-        {"datasets": snapshot.metadata.get("datasets", []), "production_version": result.production_version},
+        {
+            "datasets": snapshot.metadata.get("datasets", []),
+            "production_version": result.production_version,
+            **({"release": release} if release else {}),
+        },
     )
     exported.metadata.update({"files": len(manifest.files), **clock.figures()})
 

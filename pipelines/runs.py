@@ -38,7 +38,8 @@ class RunRequest:
         a model learns from the dataset's whole history up to the newest version here
         (``name@..vN``): bounded, hence reproducible.  A version that arrives after a newer
         one was launched is trained on inside that newer history, never as an older one.
-        ``extra_datasets`` (e.g. the catalogue's photo datasets) are trained on as well.
+        ``extra_datasets`` (e.g. the catalogue's photo datasets) are trained on as well.  The
+        run key names the release its models roll out as (``edge_sync.delivery.waves``).
         """
         newest: dict[str, str] = {}
         for name, version in [*self.launched, *((d.dataset, d.version) for d in self.datasets)]:
@@ -48,6 +49,7 @@ class RunRequest:
         return {
             "edges": sorted({d.edge for d in self.datasets}),
             "datasets": [*extra_datasets, *(f"{name}@..{v}" for name, v in sorted(newest.items()))],
+            "release": self.run_key,
         }
 
     def to_json(self) -> str:

@@ -69,6 +69,7 @@ def training_pipeline(
     min_accuracy: float = _GATE.min_accuracy,
     max_regression: float = _GATE.max_regression,
     max_class_drop: float = _GATE.max_class_drop,
+    release: str = "",
 ) -> None:
     with dsl.ParallelFor(edges, parallelism=2) as edge:
         snapshot = _io(ingest_op(edge=edge, datasets=datasets)).set_display_name("ingest")
@@ -102,6 +103,7 @@ def training_pipeline(
                 model=trained.outputs["model"],
                 evaluation=evaluated.outputs["evaluation"],
                 snapshot=snapshot.outputs["snapshot"],
+                release=release,
             ),
             "1",
             "2Gi",

@@ -26,6 +26,11 @@ CONFIDENCE = Histogram(
 )
 PREDICTIONS = Counter("edgecore_predictions", "Images predicted.", ["model"])
 UNRECOGNIZED = Counter("edgecore_unrecognized", "Predictions not above the confidence threshold.", ["model"])
+ERRORS = Counter(
+    "edgecore_inference_errors",
+    "Requests that failed inside the server (bad input is not counted).",
+    ["model"],
+)
 CAPTURED = Counter("edgecore_captures", "Low-confidence images saved to the edge bucket.")
 CAPTURE_DROPPED = Counter(
     "edgecore_capture_dropped", "Low-confidence images not saved because the capture queue was full."
@@ -49,6 +54,7 @@ class ModelMetrics:
     confidence: Histogram
     predictions: Counter
     unrecognized: Counter
+    errors: Counter
     swaps: Counter
 
     @classmethod
@@ -58,6 +64,7 @@ class ModelMetrics:
             confidence=CONFIDENCE.labels(model=model),
             predictions=PREDICTIONS.labels(model=model),
             unrecognized=UNRECOGNIZED.labels(model=model),
+            errors=ERRORS.labels(model=model),
             swaps=SWAPS.labels(model=model),
         )
 

@@ -146,6 +146,13 @@ class ProductPredictor(Model):  # type: ignore[misc]
     async def predict(
         self, payload: Batch, headers: dict[str, str] | None = None
     ) -> dict[str, Any] | InferResponse:
+        try:
+            return self._predict(payload, headers)
+        except Exception:  # a rollout wave is judged by this rate (edge_sync.delivery.waves)
+            self._metrics.errors.inc()
+            raise
+
+    def _predict(self, payload: Batch, headers: dict[str, str] | None) -> dict[str, Any] | InferResponse:
         version = payload.version
         decision = version.decide(payload.pixels, self._threshold)
         probs = decision.probabilities

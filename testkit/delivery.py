@@ -59,6 +59,7 @@ def deliver(
     version: str,
     files: dict[str, bytes] | None = None,
     manifest_files: dict[str, bytes] | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> Location:
     """Upload a version to the edge bucket, manifest last.
 
@@ -79,6 +80,7 @@ def deliver(
         files={n: FileEntry(sha256=hashlib.sha256(d).hexdigest(), size=len(d)) for n, d in described.items()},
         labels=["APPLE-RED", "LIME-GREEN"],
         metrics={"accuracy": 0.97},
+        metadata=metadata or {},
     )
     store.put_bytes(Location(prefix.bucket, prefix.key + MANIFEST), manifest.to_bytes(), "application/json")
     return prefix

@@ -14,7 +14,8 @@ KServe reports one, including its two reported quirks:
 
 and serves ``status.address.url``: the Open Inference Protocol's ready and versioned infer
 routes of the version its "pods" have loaded, as the edge predictor (``serving/v2.py``)
-answers them (an inference answers with the version, not a prediction).
+answers them (an inference answers with the version, not a prediction), and its /metrics
+with the counters a test sets through ``traffic`` (new pods start from zero).
 A storage URI in ``fail_uris`` never loads: ``Ready`` turns False with the reason KServe
 gives, and the old version keeps answering.  While ``hold`` is set no new pods come up.
 """
@@ -43,6 +44,8 @@ GROUP, API_VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 WRITERS = 8
 READY_ROUTE = re.compile(r"^/([a-z0-9-]+)/([a-z0-9-]+)/v2/models/([^/]+)(?:/versions/([^/]+))?/ready$")
 INFER_ROUTE = re.compile(r"^/([a-z0-9-]+)/([a-z0-9-]+)/v2/models/([^/]+)/versions/([^/]+)/infer$")
+METRICS_ROUTE = re.compile(r"^/([a-z0-9-]+)/([a-z0-9-]+)/metrics$")
+COUNTERS = ("edgecore_predictions", "edgecore_unrecognized", "edgecore_inference_errors")
 
 
 def version_of(uri: str) -> str | None:
@@ -66,6 +69,8 @@ class _Pods:
     seen: tuple[str, str] = ("", "")
     annotations: dict[str, str] = field(default_factory=dict)
     resource_version: int = 0
+    counters: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    """Predictions, unsure predictions and failed requests of the pods serving now (new pods: zero)."""
 
 
 class KServeStandIn:
@@ -201,6 +206,8 @@ class KServeStandIn:
                 if up:
                     failed = uri in self.fail_uris
                     if not failed:
+                        if pods.serving != uri:
+                            pods.counters = [0.0, 0.0, 0.0]
                         pods.serving = uri
                     pods.conditions = self._conditions(pods, failed)
                 status = self._status(name, pods, up)
@@ -250,6 +257,25 @@ class KServeStandIn:
             return False
         return version is None or version_of(serving) == version
 
+    def traffic(self, name: str, predictions: int, unsure: int = 0, errors: int = 0) -> None:
+        """The pods serving ``name`` answer this many more requests (what its /metrics counts)."""
+        with self._lock:
+            counters = self._pods[name].counters
+            for i, n in enumerate((predictions, unsure, errors)):
+                counters[i] += n
+
+    def metrics(self, namespace: str, name: str) -> bytes | None:
+        """The Prometheus page of the predictor's pods, as the edge predictor exports it."""
+        with self._lock:
+            pods = self._pods.get(name) if namespace == self.namespace else None
+            if pods is None or pods.serving is None:
+                return None
+            counters = list(pods.counters)
+        lines = []
+        for series, value in zip(COUNTERS, counters, strict=True):
+            lines += [f"# TYPE {series}_total counter", f'{series}_total{{model="{name}"}} {value}']
+        return ("\n".join(lines) + "\n").encode()
+
     def stop(self) -> None:
         self._stopped.set()
         with self._lock:
@@ -260,10 +286,17 @@ class KServeStandIn:
 
 def _handler(standin: KServeStandIn) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as KServe's server (uvicorn) answers
+
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
         def do_GET(self) -> None:
+            scrape = METRICS_ROUTE.match(self.path)
+            if scrape is not None:
+                page = standin.metrics(*scrape.groups())
+                self._answer(404, b"") if page is None else self._answer(200, page)
+                return
             match = READY_ROUTE.match(self.path)
             ok = bool(match) and standin.answers_ready(*match.groups())  # type: ignore[union-attr]
             self._answer(200 if ok else 404, b"")

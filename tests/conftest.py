@@ -7,6 +7,7 @@ stopped at the end.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 
@@ -14,9 +15,11 @@ import pytest
 
 from edgecore.stack import Stack
 from edgecore.stack.controlplane import ControlPlane
+from edgecore.stack.tools import StackError, port_open
 from foundation.layout import Layout
 from foundation.settings import Settings
 from foundation.storage.store import ObjectStore
+from testkit.conditions import wait_for
 
 pytest_plugins = ["training_fixtures", "delivery_fixtures"]
 
@@ -26,13 +29,41 @@ def settings() -> Settings:
     return Settings()
 
 
+STACK_ATTEMPTS = 2
+STACK_FAILURES: list[str] = []
+"""Why the stack did not come up, printed at the end of the run, where CI's excerpt of it shows."""
+
+
 @pytest.fixture(scope="session")
 def stack(settings: Settings) -> Iterator[Stack]:
     stack = Stack(settings)
-    started = stack.up()
+    started = _bring_up(stack, settings)
     yield stack
     if started:
         stack.down()
+
+
+def _bring_up(stack: Stack, settings: Settings) -> bool:
+    """Twice at most: a shared machine may still be releasing the ports of whatever ran before."""
+    ports = [(settings.s3.host, settings.s3.port), (settings.kafka.host, settings.kafka.port)]
+    for attempt in range(1, STACK_ATTEMPTS + 1):
+        try:
+            return stack.up()
+        except StackError as exc:
+            STACK_FAILURES.append(f"attempt {attempt}: {exc}")
+            stack.down()
+            if attempt == STACK_ATTEMPTS:
+                raise
+            with contextlib.suppress(AssertionError):
+                wait_for(lambda: not any(port_open(*p) for p in ports), 60, what="the stack's ports free")
+    raise AssertionError("unreachable")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if STACK_FAILURES:
+        terminalreporter.write_sep("=", "the local stack did not come up")
+        for failure in STACK_FAILURES:
+            terminalreporter.write_line(failure)
 
 
 @pytest.fixture(scope="session")

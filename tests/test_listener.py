@@ -139,7 +139,11 @@ def test_a_device_image_becomes_a_training_run_with_the_right_parameters(
 
     producer.close()
     assert len(requests) == 1
-    assert requests[0]["arguments"] == {"edges": [edge], "datasets": [f"{edge}@..v000001"]}
+    assert requests[0]["arguments"] == {
+        "edges": [edge],
+        "datasets": [f"{edge}@..v000001"],
+        "release": requests[0]["run_key"],
+    }
     manifest = store.get_bytes(Layout(lsettings.buckets).dataset_manifest(edge, "v000001"))
     assert json.loads(manifest)["files"].keys() == {
         f"images/COLA-330/{hashlib.sha256(d).hexdigest()}.jpg" for d in images
@@ -232,6 +236,7 @@ def test_a_burst_within_the_window_is_coalesced_into_one_run(
     assert requests[0]["arguments"] == {
         "edges": sorted(edges),
         "datasets": [f"{e}@..v000001" for e in sorted(edges)],
+        "release": requests[0]["run_key"],
     }
 
 

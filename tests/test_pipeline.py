@@ -81,6 +81,7 @@ def test_the_whole_dag_trains_gates_and_publishes_one_model_per_edge(
             "datasets": ["hypermarket", "boutique"],
             "epochs": 25,
             "min_accuracy": 0.9,
+            "release": "run-for-both-edges",
         },
     )
     published = []
@@ -91,6 +92,7 @@ def test_the_whole_dag_trains_gates_and_publishes_one_model_per_edge(
         )
         assert manifest.metrics["accuracy"] >= 0.9
         assert manifest.metadata["datasets"] == ["hypermarket@v000001", "boutique@v000001"]
+        assert manifest.metadata["release"] == "run-for-both-edges"  # one release, rolled out in waves
         published.append(model)
     assert {step["task"] for step in run.steps} >= {"ingest-op", "prepare-op", "train-op", "publish-op"}
     consumer = KafkaConsumer(

@@ -18,6 +18,7 @@ import httpx
 import pytest
 from PIL import Image
 
+from edgecore.stack import Stack
 from foundation.settings import Settings
 from testkit.serving import SIZE, Server, b64, kiosk_jpeg, running_server, write_version
 
@@ -161,7 +162,8 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def server(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(stack: Stack, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The server reads its serving pointer from the stack's MinIO."""
     tmp = tmp_path_factory.mktemp("bad-input")
     edge = f"bad-{uuid.uuid4().hex[:10]}"
     root = write_version(tmp / "v000001", edge, "v000001", seed=0)

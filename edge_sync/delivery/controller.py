@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +38,7 @@ Action = Literal[
     "ahead",
     "skipped-rejected",
     "pinned",
+    "held",
     "refused",
     "failed",
     "rolled-out",
@@ -55,6 +57,8 @@ class SyncContext:
     workdir: Path
     """Verified local copies: <workdir>/<edge>/<model>/<version>/."""
     workers: int = 8
+    gate: Callable[[EdgeSpec, StoredVersion], str | None] | None = None
+    """Why an edge may not take a version yet (its rollout wave waits), or None; see ``waves``."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +74,7 @@ class Outcome:
 def reconcile(spec: EdgeSpec, target: Target, ctx: SyncContext) -> Outcome:
     """Bring ``target`` to the newest gated version of the edge's model, or leave it be."""
     try:
-        candidate = _newest(spec, ctx)
+        candidate = newest(spec, ctx)
     except IntegrityError as exc:
         return _refused(spec, target, ctx, None, str(exc))
     return _sync(spec, target, ctx, candidate)
@@ -105,6 +109,9 @@ def _sync(spec: EdgeSpec, target: Target, ctx: SyncContext, candidate: StoredVer
         return Outcome(
             edge, "skipped-rejected", candidate.version, serving, "rolled back before; not retried"
         )
+    held = ctx.gate(spec, candidate) if ctx.gate else None
+    if held:
+        return Outcome(edge, "held", candidate.version, serving, held)
     fetched = _checked(spec, target, ctx, candidate)
     if isinstance(fetched, Outcome):
         return fetched
@@ -162,7 +169,7 @@ def on_model_published(
     if event.model != spec.model_name or spec.edge not in event.edges:
         return None
     try:
-        candidate = _newest(spec, ctx)
+        candidate = newest(spec, ctx)
     except IntegrityError as exc:
         return _refused(spec, target, ctx, None, str(exc))
     if candidate is not None and candidate.version == event.version:
@@ -175,7 +182,8 @@ def on_model_published(
     return _sync(spec, target, ctx, candidate)
 
 
-def _newest(spec: EdgeSpec, ctx: SyncContext) -> StoredVersion | None:
+def newest(spec: EdgeSpec, ctx: SyncContext) -> StoredVersion | None:
+    """The newest complete version in the edge's bucket."""
     return newest_version(ctx.reads, ctx.layout.edge_models_prefix(spec.edge, spec.model_name))
 
 
@@ -229,6 +237,9 @@ class EdgeStatus:
     """Seconds the newest gated version has waited to be served; 0 when it is served or pinned."""
     error: str = ""
     pinned: bool = False
+    wave: int = 0
+    held: str = ""
+    """Why the newest version waits (its rollout wave), or empty."""
 
 
 def status(spec: EdgeSpec, target: Target, ctx: SyncContext) -> EdgeStatus:
@@ -236,16 +247,18 @@ def status(spec: EdgeSpec, target: Target, ctx: SyncContext) -> EdgeStatus:
     try:
         state = target.state()
         current, previous = state.current, state.previous
-        candidate = _newest(spec, ctx)
+        candidate = newest(spec, ctx)
     except EdgecoreError as exc:
         return EdgeStatus(spec.edge, target.description, None, None, None, None, None, str(exc))
     lag: float | None = None
+    held = ""
     if state.pinned:
         lag = 0.0
     elif candidate is not None:
         served = current is not None and current.synced_at is not None
         served = served and current is not None and current.version == candidate.version
         lag = 0.0 if served else max(0.0, (datetime.now(UTC) - candidate.manifest.created).total_seconds())
+        held = (ctx.gate(spec, candidate) or "") if ctx.gate and not served else ""
     return EdgeStatus(
         spec.edge,
         target.description,
@@ -255,4 +268,6 @@ def status(spec: EdgeSpec, target: Target, ctx: SyncContext) -> EdgeStatus:
         current.synced_at if current else None,
         lag,
         pinned=state.pinned,
+        wave=spec.wave,
+        held=held,
     )

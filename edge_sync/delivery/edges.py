@@ -62,6 +62,13 @@ class EdgeSpec(BaseModel):
     edge: Name
     model: Name | None = None
     target: Annotated[KServeSpec | LocalSpec, Field(discriminator="kind")]
+    wave: int = Field(
+        default=0,
+        ge=0,
+        le=99,
+        description="Rollout wave: a release reaches this edge once every earlier wave has baked it "
+        "(edge_sync.delivery.waves).",
+    )
 
     @property
     def model_name(self) -> str:

@@ -30,6 +30,7 @@ from edge_sync.delivery.edges import EdgeSpec
 from edge_sync.delivery.pull import Puller
 from edge_sync.delivery.sources import consume_model_published, consumer_group, long_poll, poll_bucket
 from edge_sync.delivery.targets import Target
+from edge_sync.delivery.waves import WATCH_S, WaveRow, Waves
 from foundation.errors import EdgecoreError
 from foundation.events import ModelPublished
 from foundation.settings import DeliverySettings, KafkaSettings
@@ -66,9 +67,12 @@ class ControllerFleet:
         ctx: SyncContext,
         on_outcome: Callable[[Outcome], None] | None = None,
         pullers: dict[str, Puller] | None = None,
+        waves: Waves | None = None,
     ) -> None:
-        """``pullers``: at an edge site, how each edge pulls its model through the front door first."""
+        """``pullers``: at an edge site, how each edge pulls its model through the front door first.
+        ``waves``: where the fleet's edges take releases wave after wave (``ctx.gate`` asks it)."""
         self.delivery = delivery
+        self.waves = waves
         self.kafka = kafka
         self.ctx = ctx
         self.pullers = pullers or {}
@@ -100,6 +104,38 @@ class ControllerFleet:
 
     def unpin_all(self) -> None:
         list(self._pool.map(lambda s: s.target.unpin(), self._slots.values()))
+
+    def wave_report(self) -> list[WaveRow]:
+        return self.waves.report() if self.waves is not None else []
+
+    def supervise(self, stop: threading.Event) -> None:
+        """Watch baking waves: a halted release's wave goes back, a wave that baked lets the next one go."""
+        assert self.waves is not None
+        going_back: set[str] = set()
+        while not stop.wait(WATCH_S):
+            try:
+                review = self.waves.review()
+            except Exception:  # the watch must outlive a bad read; the next one tries again
+                log.exception("rollout waves: review failed")
+                continue
+            for member, why in review.roll_back:
+                if member.spec.edge not in going_back:
+                    going_back.add(member.spec.edge)
+                    log.error("edge %s: rolling its wave back: %s", member.spec.edge, why)
+                    self._pool.submit(self._wave_back, member.spec.edge, why, going_back)
+            for edge in review.wake:
+                self._schedule(self._slots[edge], None)
+
+    def _wave_back(self, edge: str, why: str, going_back: set[str]) -> None:
+        try:
+            self._slots[edge].target.rollback(f"its rollout wave halted: {why}", pin=False)
+            self.metrics.rollbacks.labels(edge).inc()
+        except EdgecoreError as exc:
+            log.error("edge %s: rolling back its wave failed: %s", edge, exc)
+        finally:
+            going_back.discard(edge)
+            assert self.waves is not None
+            self.waves.changed()
 
     def schedule_all(self) -> None:
         for slot in self._slots.values():
@@ -195,6 +231,10 @@ class ControllerFleet:
             outcome = Outcome(slot.spec.edge, "failed", detail=f"{type(exc).__name__}: {exc}")
         else:
             slot.failures = 0
+        if self.waves is not None and outcome.action in ("rolled-out", "rolled-back"):
+            self.waves.changed()
+            if outcome.action == "rolled-out" and outcome.version:
+                self.waves.started(slot.spec.edge, slot.target, outcome.version)
         self.outcomes[slot.spec.edge] = outcome
         if self._on_outcome is not None:
             self._on_outcome(outcome)
@@ -227,6 +267,10 @@ class ControllerFleet:
                 for edge, puller in self.pullers.items()
             ),
         ]
+        if self.waves is not None:
+            threads.append(
+                threading.Thread(target=self.supervise, args=(stop,), name="edge-sync-waves", daemon=True)
+            )
         for thread in threads:
             thread.start()
         stop.wait()

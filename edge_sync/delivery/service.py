@@ -7,13 +7,14 @@ fleet itself, which only composes them.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Iterable
 
 import httpx
 from kubernetes import client
 
-from edge_sync.delivery.controller import EdgeStatus, Outcome, SyncContext
+from edge_sync.delivery.controller import EdgeStatus, Outcome, SyncContext, newest
 from edge_sync.delivery.edges import EdgeSpec, KServeSpec, LocalSpec, load_fleet
 from edge_sync.delivery.fleet import ControllerFleet
 from edge_sync.delivery.metrics import SyncMetrics
@@ -22,6 +23,7 @@ from edge_sync.delivery.targets import Target
 from edge_sync.delivery.targets.address import VersionedInferenceProbe
 from edge_sync.delivery.targets.kserve import IN_CLUSTER, KServeTarget, api_client
 from edge_sync.delivery.targets.local import LocalServerTarget
+from edge_sync.delivery.waves import WaveRow, Waves
 from foundation.credentials import check_strength
 from foundation.errors import InvalidInput, NotFound
 from foundation.layout import Layout
@@ -92,14 +94,19 @@ def build_fleet(
         # the S3 connections are shared: many edges at once download their files one by one
         max(1, workers // min(workers, max(1, len(specs)))),
     )
+    targets = targets if targets is not None else build_targets(settings, specs)
+    waves = Waves(settings.delivery, specs, targets, lambda spec: newest(spec, ctx))
+    if waves.active:
+        ctx = dataclasses.replace(ctx, gate=waves.hold)
     return ControllerFleet(
         settings.delivery,
         settings.kafka,
         specs,
-        targets if targets is not None else build_targets(settings, specs),
+        targets,
         ctx,
         on_outcome,
         pullers,
+        waves if waves.active else None,
     )
 
 
@@ -144,10 +151,11 @@ def select(settings: Settings, edges: Iterable[str] = ()) -> list[EdgeSpec]:
     return [s for s in specs if s.edge in wanted]
 
 
-def fleet_status(settings: Settings, specs: list[EdgeSpec]) -> list[EdgeStatus]:
+def fleet_status(settings: Settings, specs: list[EdgeSpec]) -> tuple[list[EdgeStatus], list[WaveRow]]:
+    """Each edge's row, and each release's waves where the fleet has more than one."""
     fleet = build_fleet(settings, specs)
     try:
-        return fleet.statuses()
+        return fleet.statuses(), fleet.wave_report()
     finally:
         fleet.close()
 

@@ -16,6 +16,7 @@ from foundation.settings import Settings
 
 if TYPE_CHECKING:
     from edge_sync.delivery.controller import EdgeStatus
+    from edge_sync.delivery.waves import WaveRow
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 
@@ -49,8 +50,10 @@ def status(fleet: Path | None = FleetOption, edge: list[str] | None = EdgeOption
 
     settings = _settings(fleet)
     with cli_errors():
-        rows = fleet_status(settings, select(settings, edge or []))
+        rows, waves = fleet_status(settings, select(settings, edge or []))
     _print_status(rows)
+    if waves:
+        _print_waves(waves)
 
 
 @app.command()
@@ -88,13 +91,15 @@ def unpin(
 
 
 def _print_status(rows: list[EdgeStatus]) -> None:
-    table = Table("edge", "target", "serving", "previous", "newest", "last sync", "lag")
+    table = Table("edge", "target", "serving", "previous", "newest", "last sync", "wave", "lag")
     for row in rows:
         lag = (
             "-"
             if row.lag_s is None
             else ("0" if row.lag_s == 0 else f"[yellow]{_duration(row.lag_s)}[/yellow]")
         )
+        if row.held:
+            lag = f"[cyan]{row.held}[/cyan]"
         if row.pinned:
             lag = "[cyan]pinned (operator rollback)[/cyan]"
         if row.error:
@@ -106,8 +111,16 @@ def _print_status(rows: list[EdgeStatus]) -> None:
             row.previous or "-",
             row.newest or "-",
             _ago(row.last_sync),
+            str(row.wave),
             lag,
         )
+    out.print(table)
+
+
+def _print_waves(rows: list[WaveRow]) -> None:
+    table = Table("release", "wave", "edges", "serving", "state")
+    for row in rows:
+        table.add_row(row.release, str(row.wave), str(row.edges), str(row.serving), row.state)
     out.print(table)
 
 

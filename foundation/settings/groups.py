@@ -288,6 +288,29 @@ class DeliverySettings(BaseSettings):
         description="Port of the edge sync controllers' Prometheus /metrics endpoint.",
     )
     metrics_host: str = Field(default="127.0.0.1", description="Address that /metrics endpoint listens on.")
+    wave_bake_s: float = Field(
+        default=600.0,
+        ge=0,
+        description="How long every edge of a rollout wave serves a release before the next wave takes it.",
+    )
+    wave_max_error_rate: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="A baking edge whose predictor fails a larger share of requests halts the release.",
+    )
+    wave_max_unsure_rate: float = Field(
+        default=0.3,
+        ge=0,
+        le=1,
+        description="A baking edge with a larger share of unsure predictions halts the release.",
+    )
+    wave_min_predictions: int = Field(
+        default=50,
+        ge=0,
+        description="Predictions a baking edge must answer before its rates are judged and its wave "
+        "may finish.",
+    )
 
 
 class ListenerSettings(BaseSettings):

@@ -21,6 +21,8 @@ from urllib.parse import quote
 import httpx
 from PIL import Image
 
+from edge_sync.delivery.targets.counters import Counters, read_counters
+
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
 
@@ -28,6 +30,10 @@ class AddressProbe(Protocol):
     def serves(self, address: str, model: str, version: str, timeout_s: float) -> bool:
         """Whether the predictor at ``address`` says ``model`` ``version`` is loaded and answers,
         within ``timeout_s``."""
+        ...
+
+    def counters(self, address: str, model: str, timeout_s: float) -> Counters | None:
+        """The predictor's counters for ``model`` from ``<address>/metrics``; None if unreadable."""
         ...
 
 
@@ -60,6 +66,9 @@ class VersionedInferenceProbe:
             return answer.status_code == 200 and _field(answer, "model_version", None) == version
         except httpx.HTTPError:
             return False
+
+    def counters(self, address: str, model: str, timeout_s: float) -> Counters | None:
+        return read_counters(self._http, f"{address.rstrip('/')}/metrics", model, timeout_s)
 
     def close(self) -> None:
         self._http.close()

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from edge_sync.delivery.targets.counters import Counters
+
 SEEN_FOR_S = 10.0
 """How long what ``state()`` read may stand in for a fresh read when ``apply`` follows it."""
 
@@ -63,11 +65,15 @@ class Target(Protocol):
         """
         ...
 
-    def rollback(self) -> Deployed | None:
-        """An operator's rollback: the previous version back, the current one rejected, the target
-        pinned there (no version is synced to it until :meth:`unpin`)."""
+    def rollback(self, why: str = "an operator rolled it back", pin: bool = True) -> Deployed | None:
+        """The previous version back and the current one rejected; an operator's rollback also pins
+        the target there (no version is synced to it until :meth:`unpin`), a halted wave's does not."""
         ...
 
     def unpin(self) -> None:
         """Let the target be synced again (the version rolled back from stays rejected)."""
+        ...
+
+    def counters(self) -> Counters | None:
+        """What the predictor has answered so far (its /metrics), or None where it cannot be read."""
         ...

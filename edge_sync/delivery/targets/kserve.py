@@ -25,6 +25,7 @@ from urllib3.exceptions import HTTPError
 from edge_sync.delivery.targets import isvc
 from edge_sync.delivery.targets.address import AddressProbe
 from edge_sync.delivery.targets.base import SEEN_FOR_S, Deployed, TargetState
+from edge_sync.delivery.targets.counters import Counters
 from edge_sync.delivery.targets.isvc import (
     PINNED,
     PREVIOUS_URI,
@@ -207,17 +208,24 @@ class KServeTarget:
                 obj = self.get()
         return self._patch(obj, {SYNCED_AT: datetime.now(UTC).isoformat()}, {})
 
-    def rollback(self) -> Deployed | None:
+    def rollback(self, why: str = "an operator rolled it back", pin: bool = True) -> Deployed | None:
         obj = self.get()
         if not isvc.annotations(obj).get(PREVIOUS_URI):
             return self.current()
-        self._restore(obj, "an operator rolled it back", pin=True)
+        self._restore(obj, why, pin=pin)
         return self.current()
 
     def unpin(self) -> None:
         obj = self.get()
         if isvc.annotations(obj).get(PINNED):
             self._patch(obj, {PINNED: None}, {})
+
+    def counters(self) -> Counters | None:
+        """Read through the predictor's address, where the controller can reach it (``probe``)."""
+        if self._probe is None:
+            return None
+        address = isvc.address(self.get())
+        return None if address is None else self._probe.counters(address, self.name, PROBE_TIMEOUT_S)
 
     def _restore(self, obj: dict[str, Any], why: str, pin: bool = False) -> None:
         notes = isvc.annotations(obj)

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 
 from edge_sync.delivery.targets.base import SEEN_FOR_S, Deployed, TargetState
+from edge_sync.delivery.targets.counters import Counters, read_counters
 from foundation.assortment import read_catalogue
 from foundation.errors import InvalidInput, NotFound, RolloutFailed, ServiceUnavailable
 from foundation.layout import Layout, check_sku
@@ -131,16 +132,19 @@ class LocalServerTarget:
         self._write(confirmed)
         return Deployed(version, uri, confirmed.synced_at)
 
-    def rollback(self) -> Deployed | None:
+    def rollback(self, why: str = "an operator rolled it back", pin: bool = True) -> Deployed | None:
         p = self.pointer()
         if p is not None and p.previous_version and p.previous_uri:
-            self._restore(p, "an operator rolled it back", pin=True)
+            self._restore(p, why, pin=pin)
         return self.current()
 
     def unpin(self) -> None:
         p = self.pointer()
         if p is not None and p.pinned:
             self._write(p.model_copy(update={"pinned": False}))
+
+    def counters(self) -> Counters | None:
+        return read_counters(self._http, f"{self.url}/metrics", self.model, 5.0)
 
     def _restore(self, p: ModelPointer, why: str, pin: bool = False) -> None:
         if not p.previous_version or not p.previous_uri:
