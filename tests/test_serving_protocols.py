@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from kserve import InferenceRESTClient, InferInput, InferRequest, InferResponse, RESTConfig
 
+from edge_sync.delivery.targets.counters import Counters, read_counters
 from foundation.layout import Layout
 from foundation.settings import Settings
 from foundation.storage.store import ObjectStore
@@ -182,3 +183,18 @@ def test_metrics_expose_latency_confidence_unrecognized_and_version(server: Serv
     assert f'edgecore_predictions_total{{model="{server.model}"}}' in text
     assert f'edgecore_unrecognized_total{{model="{server.model}"}}' in text
     assert f'edgecore_serving_model_version{{model="{server.model}",version="v000001"}} 1.0' in text
+
+
+def test_the_counters_a_rollout_wave_is_judged_by_are_read_from_the_server_s_metrics(server: Server) -> None:
+    with httpx.Client() as http:
+        before = read_counters(http, f"{server.url}/metrics", server.model, 10)
+        httpx.post(
+            f"{server.url}/v1/models/{server.model}:predict",
+            content=kiosk_jpeg("APPLE-RED", 9),
+            headers={"content-type": "image/jpeg"},
+            timeout=30,
+        )
+        after = read_counters(http, f"{server.url}/metrics", server.model, 10)
+
+    assert before is not None and after is not None
+    assert after.since(before) == Counters(predictions=1.0, unsure=after.unsure - before.unsure, errors=0.0)
