@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from foundation.settings import KfpSettings
-from pipelines.kfp_client import connect
+from pipelines.kfp_client import connect, kfp_errors
 from pipelines.runs import RunRequest
 
 log = logging.getLogger(__name__)
@@ -127,11 +127,14 @@ class KfpLauncher:
     def launch(self, request: RunRequest) -> str:
         from pipelines.submit import submit
 
-        client = connect(self.host, self.kfp)
         name_filter = {
             "predicates": [{"key": "display_name", "operation": "EQUALS", "string_value": request.run_key}]
         }
-        found = client.list_runs(filter=json.dumps(name_filter), page_size=1, namespace=self.kfp.namespace)
+        with kfp_errors(self.host):
+            client = connect(self.host, self.kfp)
+            found = client.list_runs(
+                filter=json.dumps(name_filter), page_size=1, namespace=self.kfp.namespace
+            )
         existing = found.runs or []
         if existing:
             return str(existing[0].run_id)

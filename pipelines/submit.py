@@ -18,7 +18,7 @@ from typing import Any
 from kfp import compiler, local
 
 from foundation.settings import KfpSettings
-from pipelines.kfp_client import connect
+from pipelines.kfp_client import connect, kfp_errors
 from pipelines.training import training_pipeline
 
 
@@ -85,28 +85,30 @@ def submit(
 ) -> tuple[str, str | None]:
     """Submit the compiled package with ``kfp.Client``; return the run id and, if waited for, its state."""
     compile_pipeline(package)
-    client = connect(host, kfp)
-    run = client.create_run_from_pipeline_package(
-        str(package),
-        arguments=arguments,
-        run_name=run_name,
-        experiment_name=experiment,
-        namespace=kfp.namespace,
-    )
-    if not wait:
-        return run.run_id, None
-    finished = client.wait_for_run_completion(run.run_id, timeout=timeout_s)
+    with kfp_errors(host):
+        client = connect(host, kfp)
+        run = client.create_run_from_pipeline_package(
+            str(package),
+            arguments=arguments,
+            run_name=run_name,
+            experiment_name=experiment,
+            namespace=kfp.namespace,
+        )
+        if not wait:
+            return run.run_id, None
+        finished = client.wait_for_run_completion(run.run_id, timeout=timeout_s)
     return run.run_id, str(finished.state)
 
 
 def upload(host: str, kfp: KfpSettings, package: Path, name: str, version: str) -> str:
     """Compile and register the DAG in KFP as ``name`` (a new version if it exists); return its id."""
     compile_pipeline(package)
-    client = connect(host, kfp)
-    existing = client.get_pipeline_id(name)
-    if existing is None:
-        return str(client.upload_pipeline(str(package), pipeline_name=name).pipeline_id)
-    uploaded = client.upload_pipeline_version(
-        str(package), pipeline_version_name=version, pipeline_id=existing
-    )
+    with kfp_errors(host):
+        client = connect(host, kfp)
+        existing = client.get_pipeline_id(name)
+        if existing is None:
+            return str(client.upload_pipeline(str(package), pipeline_name=name).pipeline_id)
+        uploaded = client.upload_pipeline_version(
+            str(package), pipeline_version_name=version, pipeline_id=existing
+        )
     return str(uploaded.pipeline_version_id)

@@ -7,6 +7,7 @@ function; groups live in their own modules and are registered here.
 from __future__ import annotations
 
 import typer
+from pydantic import ValidationError
 
 from edgecore.cli import catalogue, core, demo, edge, edges, manifests, pipeline, serve, settings, stack
 
@@ -21,3 +22,15 @@ app.add_typer(settings.app, name="settings", help="Every EDGECORE_* setting: ref
 app.add_typer(manifests.app, name="manifests", help="Kubernetes manifests: render the kustomize overlays.")
 app.add_typer(pipeline.app, name="pipeline", help="The KFP training DAG: compile, run locally, submit.")
 app.add_typer(serve.app, name="serve", help="The edge predictor (KServe): run it, render its objects.")
+
+
+def main() -> None:
+    """The console script: a setting to fix is one line naming its variable, never a traceback."""
+    from edgecore.cli.common import console
+    from foundation.settings import invalid_setting
+
+    try:
+        app()
+    except ValidationError as exc:
+        console.print(f"[red]error:[/red] invalid setting: {invalid_setting(exc)}", soft_wrap=True)
+        raise SystemExit(2) from None

@@ -11,6 +11,7 @@ from contextlib import contextmanager, suppress
 
 import typer
 from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
 from foundation.errors import EdgecoreError
 
@@ -25,12 +26,35 @@ def cli_errors() -> Iterator[None]:
     try:
         yield
     except EdgecoreError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)  # one line, whatever the width
         raise typer.Exit(1 if exc.retryable else 2) from exc
 
 
 def reporter() -> Callable[[str], None]:
     return lambda message: console.print(f"[cyan]•[/cyan] {message}")
+
+
+@contextmanager
+def steps() -> Iterator[Callable[[str], None]]:
+    """Each report a step with a spinner and its time so far, in a terminal: a first ``stack install``
+    builds MinIO and kube-apiserver for minutes and should look alive.  Elsewhere (CI logs), lines."""
+    if not console.is_terminal:
+        yield reporter()
+        return
+    columns = (SpinnerColumn(finished_text="[green]✓[/green]"), TextColumn("{task.description}"))
+    with Progress(*columns, TimeElapsedColumn(), console=console) as bar:
+        tasks: list[TaskID] = []
+
+        def report(message: str) -> None:
+            if tasks:
+                bar.update(tasks[-1], total=1, completed=1)
+            tasks.append(bar.add_task(message, total=None))
+
+        try:
+            yield report
+        finally:
+            if tasks:
+                bar.update(tasks[-1], total=1, completed=1)
 
 
 def service_logging() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from edgecore.cli.common import cli_errors, console, out, reporter
+from edgecore.cli.common import cli_errors, console, out, steps
 from edgecore.stack import Stack
 from edgecore.stack.smoke import smoke_check
 from foundation.settings import Settings
@@ -16,15 +16,15 @@ app = typer.Typer(no_args_is_help=True)
 @app.command()
 def install() -> None:
     """Build MinIO (go install), resolve Kafka (Maven), fetch Mosquitto (Debian) into the user cache."""
-    with cli_errors():
-        Stack(Settings()).install(reporter())
+    with cli_errors(), steps() as report:
+        Stack(Settings()).install(report)
 
 
 @app.command()
 def up() -> None:
     """Start the core's Kafka and MinIO, make the local CA (installing first if needed); no-op when up."""
-    with cli_errors():
-        started = Stack(Settings()).up(reporter())
+    with cli_errors(), steps() as report:
+        started = Stack(Settings()).up(report)
     console.print("stack started" if started else "stack already up")
 
 

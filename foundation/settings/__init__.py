@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings
 
 from foundation.settings.groups import (
@@ -205,3 +205,27 @@ def settings_reference(extra: dict[str, type[BaseModel]] | None = None) -> str:
                 shown = str(info.default).replace(home, "~")
             rows.append(f"| `{env_name(group, field)}` | `{name}` | `{shown}` | {info.description} |")
     return "\n".join(rows) + "\n"
+
+
+def invalid_setting(exc: ValidationError) -> str:
+    """What to fix, named by environment variable, for a settings object that did not validate.
+
+    The value given is never repeated: it may be a secret.
+    """
+    groups: dict[str, type[BaseSettings]] = {cls.__name__: cls for cls in _GROUPS.values()}
+    groups[Settings.__name__] = Settings
+    model = groups.get(exc.title)
+    problems = []
+    for error in exc.errors(include_input=False, include_url=False):
+        field = str(error["loc"][0]) if error["loc"] else ""
+        problems.append(f"{_variable(model, field)}: {error['msg']}")
+    return "; ".join(problems) or str(exc.title)
+
+
+def _variable(model: type[BaseSettings] | None, field: str) -> str:
+    if model is None:
+        return field
+    info = model.model_fields.get(field)
+    if info is not None and isinstance(info.validation_alias, str):
+        return info.validation_alias
+    return f"{model.model_config.get('env_prefix', 'EDGECORE_')}{field}".upper()
