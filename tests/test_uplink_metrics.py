@@ -79,3 +79,20 @@ def test_the_front_door_counts_a_set_refused_for_a_wrong_token_without_anything_
     assert sample(page, 'edgecore_receiver_refusals_total{error="Unauthorized",status="401"}') == 1
     assert sample(page, "edgecore_receiver_sets_total") == 0
     assert guess not in page
+
+
+def test_the_front_door_refuses_a_malformed_query_without_repeating_it_and_counts_it(
+    stack: Stack, settings: Settings, unique: str, tmp_path: Path
+) -> None:
+    cfg = settings.updated(state_dir=tmp_path, buckets={"training": f"test-train-{unique}"})
+    metrics, port = UplinkMetrics("receiver"), free_port()
+    metrics.serve(port, "127.0.0.1")
+    with front_door(cfg, {EDGE: new_token()}) as (receiver, _):
+        app = frontdoor.create_app(receiver, frontdoor.build_model_door(cfg, receiver.credentials), metrics)
+        with serving(app, free_port()) as url:
+            refused = httpx.get(f"{url}/v1/edges/{EDGE}/models/{EDGE}-products/newest?after=zz-sesame")
+            page = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+
+    assert refused.status_code == 422 and "sesame" not in refused.text
+    assert refused.json()["reason"].startswith("query.after: ")
+    assert sample(page, 'edgecore_receiver_refusals_total{error="RequestValidationError",status="422"}') == 1

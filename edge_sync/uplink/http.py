@@ -10,6 +10,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -37,6 +38,23 @@ def install_error_handlers(app: FastAPI, metrics: UplinkMetrics | None = None) -
         if metrics is not None:
             metrics.refused(exc.status_code, "HTTPException")
         return JSONResponse({"error": "HTTPException", "reason": str(exc.detail)}, exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """FastAPI's own 422 repeats the value it refused; this one names the field and the rule only."""
+        if metrics is not None:
+            metrics.refused(422, "RequestValidationError")
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        reason = f"{where}: {first.get('msg', 'invalid')}"
+        return JSONResponse({"error": "InvalidInput", "reason": reason}, 422)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if metrics is not None:
+            metrics.refused(500, "InternalError")
+        log.error("%s %s -> 500: %s", request.method, request.url.path, type(exc).__name__, exc_info=exc)
+        return JSONResponse({"error": "InternalError", "reason": "internal error"}, 500)
 
 
 def declared_length(request: Request, limit: int, what: str) -> int | None:
