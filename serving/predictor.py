@@ -149,7 +149,7 @@ class ProductPredictor(Model):  # type: ignore[misc]
         try:
             return self._predict(payload, headers)
         except Exception:  # a rollout wave is judged by this rate (edge_sync.delivery.waves)
-            self._metrics.errors.inc()
+            self._metrics.errors.inc(len(payload.images))  # per image, as predictions are
             raise
 
     def _predict(self, payload: Batch, headers: dict[str, str] | None) -> dict[str, Any] | InferResponse:

@@ -33,3 +33,7 @@ def test_rates_are_shares_of_what_was_answered_since_the_start() -> None:
 
 def test_a_counter_that_went_down_is_read_as_a_restart_counting_from_zero() -> None:
     assert Counters(10.0, 1.0, 0.0).since(Counters(500.0, 40.0, 2.0)) == Counters(10.0, 1.0, 0.0)
+
+
+def test_an_unsure_count_that_went_down_is_a_restart_too() -> None:
+    assert Counters(150.0, 10.0, 0.0).since(Counters(100.0, 40.0, 0.0)) == Counters(150.0, 10.0, 0.0)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from kserve import InferenceRESTClient, InferInput, InferRequest, InferResponse, RESTConfig
 
-from edge_sync.delivery.targets.counters import Counters, read_counters
+from edge_sync.delivery.targets.counters import read_counters
 from foundation.layout import Layout
 from foundation.settings import Settings
 from foundation.storage.store import ObjectStore
@@ -197,4 +197,5 @@ def test_the_counters_a_rollout_wave_is_judged_by_are_read_from_the_server_s_met
         after = read_counters(http, f"{server.url}/metrics", server.model, 10)
 
     assert before is not None and after is not None
-    assert after.since(before) == Counters(predictions=1.0, unsure=after.unsure - before.unsure, errors=0.0)
+    seen = after.since(before)
+    assert (seen.predictions, seen.errors) == (1.0, 0.0) and seen.unsure in (0.0, 1.0)

@@ -117,14 +117,19 @@ def test_a_wave_member_that_fails_its_rollout_halts_the_release_and_its_wave_goe
     assert cluster.uri_changes("east") == [cluster.uri_changes("east")[0]], "east never repointed"
 
 
-def test_an_unsure_rate_over_its_limit_while_baking_sends_the_wave_back(
-    edge_settings: Settings, cluster: EdgeCluster, uris: dict[str, str]
+@pytest.mark.parametrize(
+    ("unsure", "errors", "why"),
+    [(30, 0, "unsure rate 75.0% over 30.0%"), (0, 4, "error rate 9.1% over 1.0%")],
+    ids=["unsure rate", "error rate"],
+)
+def test_a_rate_over_its_limit_while_baking_sends_the_wave_back(
+    edge_settings: Settings, cluster: EdgeCluster, uris: dict[str, str], unsure: int, errors: int, why: str
 ) -> None:
     fleet, _ = _fleet(edge_settings, cluster, wave_bake_s=600.0, wave_min_predictions=20)
     try:
         outcomes = {o.edge: o.action for o in fleet.reconcile_all()}
         assert outcomes == {"north": "rolled-out", "south": "rolled-out", "east": "held"}
-        cluster.kserve.traffic(edge_model_name("north"), predictions=40, unsure=30)  # 75 % unsure
+        cluster.kserve.traffic(edge_model_name("north"), predictions=40, unsure=unsure, errors=errors)
         cluster.kserve.traffic(edge_model_name("south"), predictions=40, unsure=2)
 
         stop = _supervise(fleet)
@@ -138,7 +143,8 @@ def test_an_unsure_rate_over_its_limit_while_baking_sends_the_wave_back(
         fleet.close()
 
     assert cluster.annotations("north")[REJECTED_VERSION] == "v000002"
-    assert east.serving == "v000001" and "north rolled it back" in east.held
+    assert east.serving == "v000001" and "rolled it back" in east.held
+    assert fleet.outcomes["south"].action == "rolled-back" and why in fleet.outcomes["south"].detail
 
 
 def test_a_healthy_wave_with_too_few_predictions_keeps_baking(

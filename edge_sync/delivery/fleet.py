@@ -52,6 +52,8 @@ class _Slot:
     event: ModelPublished | None = None
     failures: int = 0
     """Retryable failures in a row; the next pass is due after a backoff, not the next poll."""
+    back: tuple[str, str] | None = None
+    """(version, why): the edge's rollout wave halted; its next pass puts it back if it still serves it."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -109,33 +111,37 @@ class ControllerFleet:
         return self.waves.report() if self.waves is not None else []
 
     def supervise(self, stop: threading.Event) -> None:
-        """Watch baking waves: a halted release's wave goes back, a wave that baked lets the next one go."""
+        """Watch baking waves: a halted release's wave goes back, a wave that baked lets the next one go.
+
+        Both act through the edges' own passes, so nothing races a rollout in progress."""
         assert self.waves is not None
-        going_back: set[str] = set()
-        while not stop.wait(WATCH_S):
+        while not stop.wait(WATCH_S) and not self._closed.is_set():
             try:
                 review = self.waves.review()
             except Exception:  # the watch must outlive a bad read; the next one tries again
                 log.exception("rollout waves: review failed")
                 continue
-            for member, why in review.roll_back:
-                if member.spec.edge not in going_back:
-                    going_back.add(member.spec.edge)
-                    log.error("edge %s: rolling its wave back: %s", member.spec.edge, why)
-                    self._pool.submit(self._wave_back, member.spec.edge, why, going_back)
-            for edge in review.wake:
-                self._schedule(self._slots[edge], None)
+            with contextlib.suppress(RuntimeError):  # the pool shut down meanwhile
+                for member, why in review.roll_back:
+                    slot = self._slots[member.spec.edge]
+                    with slot.lock:
+                        slot.back = (member.version, why)
+                    self._schedule(slot, None)
+                for edge in review.wake:
+                    held = self.outcomes.get(edge)
+                    if held is not None and held.action == "held":
+                        self._schedule(self._slots[edge], None)
 
-    def _wave_back(self, edge: str, why: str, going_back: set[str]) -> None:
-        try:
-            self._slots[edge].target.rollback(f"its rollout wave halted: {why}", pin=False)
-            self.metrics.rollbacks.labels(edge).inc()
-        except EdgecoreError as exc:
-            log.error("edge %s: rolling back its wave failed: %s", edge, exc)
-        finally:
-            going_back.discard(edge)
-            assert self.waves is not None
-            self.waves.changed()
+    def _wave_back(self, slot: _Slot, version: str, why: str) -> Outcome:
+        """Put the edge back on its previous version if it still serves ``version`` (rejected, not pinned)."""
+        edge = slot.spec.edge
+        current = slot.target.current()
+        if current is None or current.version != version:
+            return Outcome(edge, "up-to-date", version, current.version if current else None, "moved on")
+        log.error("edge %s: its rollout wave halted, back from %s: %s", edge, version, why)
+        after = slot.target.rollback(f"its rollout wave halted: {why}", pin=False)
+        self.metrics.rollbacks.labels(edge).inc()
+        return Outcome(edge, "rolled-back", version, after.version if after else None, why)
 
     def schedule_all(self) -> None:
         for slot in self._slots.values():
@@ -215,14 +221,16 @@ class ControllerFleet:
             log.error("edge %s: pulling from the front door failed: %s", slot.spec.edge, exc)
 
     def _reconcile(self, slot: _Slot, event: ModelPublished | None) -> Outcome:
-        self._pull(slot, event)
+        with slot.lock:
+            back, slot.back = slot.back, None
+        if back is None:
+            self._pull(slot, event)
         try:
-            if event is not None:
-                outcome = on_model_published(event, slot.spec, slot.target, self.ctx)
-                if outcome is None:
-                    outcome = reconcile(slot.spec, slot.target, self.ctx)
+            if back is not None:
+                outcome = self._wave_back(slot, *back)
             else:
-                outcome = reconcile(slot.spec, slot.target, self.ctx)
+                published = on_model_published(event, slot.spec, slot.target, self.ctx) if event else None
+                outcome = published or reconcile(slot.spec, slot.target, self.ctx)
         except EdgecoreError as exc:
             slot.failures = slot.failures + 1 if exc.retryable else 0
             reason = "unavailable" if exc.retryable else "error"

@@ -95,7 +95,9 @@ def build_fleet(
         max(1, workers // min(workers, max(1, len(specs)))),
     )
     targets = targets if targets is not None else build_targets(settings, specs)
-    waves = Waves(settings.delivery, specs, targets, lambda spec: newest(spec, ctx))
+    whole = _whole_fleet(settings, specs)  # `--edge X` still waits for X's earlier waves
+    others = build_targets(settings, [s for s in whole if s.edge not in targets])
+    waves = Waves(settings.delivery, whole, {**targets, **others}, lambda spec: newest(spec, ctx))
     if waves.active:
         ctx = dataclasses.replace(ctx, gate=waves.hold)
     return ControllerFleet(
@@ -108,6 +110,18 @@ def build_fleet(
         pullers,
         waves if waves.active else None,
     )
+
+
+def _whole_fleet(settings: Settings, specs: list[EdgeSpec]) -> list[EdgeSpec]:
+    """The fleet file's edges when ``specs`` are some of them (their waves depend on the others)."""
+    path = settings.fleet_file
+    if not path.is_file():
+        return specs
+    whole = load_fleet(path)
+    chosen = {s.edge: s for s in specs}
+    if not set(chosen) <= {s.edge for s in whole}:
+        return specs
+    return [chosen.get(s.edge, s) for s in whole]
 
 
 def build_pullers(settings: Settings, specs: list[EdgeSpec]) -> dict[str, Puller]:

@@ -52,6 +52,12 @@ class Member:
     target: Target
     candidate: StoredVersion | None
     state: TargetState | None
+    error: str = ""
+    """Why it could not be read now: it then holds every later wave."""
+
+    @property
+    def version(self) -> str:
+        return self.candidate.version if self.candidate else ""
 
     @property
     def release(self) -> str | None:
@@ -138,17 +144,21 @@ class Waves:
         target = self._targets[spec.edge]
         try:
             return Member(spec, target, self._newest(spec), target.state())
-        except EdgecoreError:  # unreadable now: it neither holds nor releases anyone
-            return Member(spec, target, None, None)
+        except EdgecoreError as exc:
+            return Member(spec, target, None, None, f"cannot read {spec.edge} now ({type(exc).__name__})")
 
     # -- the gate ----------------------------------------------------------------------
     def hold(self, spec: EdgeSpec, candidate: StoredVersion) -> str | None:
         """Why ``spec``'s edge may not take ``candidate`` yet; None when it may."""
         release = release_of(candidate, spec.model_name)
-        members = [m for m in self.view() if m.release == release]
+        view = self.view()
+        members = [m for m in view if m.release == release]
         failed = [m for m in members if m.rejected]
         if failed:
             return f"release {release} halted: {failed[0].spec.edge} rolled it back"
+        unread = [m for m in view if m.error and m.spec.wave < spec.wave]
+        if unread:  # it may hold the release, or have rejected it
+            return f"wave {spec.wave} waits: {unread[0].error}"
         for m in sorted(members, key=lambda m: (m.spec.wave, m.spec.edge)):
             if m.spec.wave >= spec.wave:
                 break
@@ -175,8 +185,12 @@ class Waves:
 
     # -- the watch ---------------------------------------------------------------------
     def started(self, edge: str, target: Target, version: str) -> None:
-        """``edge`` began to serve ``version``: its rates are counted from here."""
-        counters = target.counters()
+        """``edge`` began to serve ``version``: its rates are counted from here (without this, from
+        the predictor's start, which for a RawDeployment's new pods is the same)."""
+        try:
+            counters = target.counters()
+        except EdgecoreError:
+            return
         if counters is not None:
             self._starts[(edge, version)] = counters
 
@@ -190,9 +204,9 @@ class Waves:
         roll_back: list[tuple[Member, str]] = []
         for group in releases.values():
             why, wave = self._failure(group)
-            if why:
-                roll_back += [(m, why) for m in group if m.serves and m.spec.wave == wave]
-                roll_back += [(m, why) for m in group if m.serves and m.spec.wave > wave]
+            if why:  # its wave goes back (a later one cannot have it); an edge's first version cannot
+                back = [m for m in group if m.serves and m.spec.wave >= wave]
+                roll_back += [(m, why) for m in back if m.state and m.state.previous is not None]
         wake = [
             m.spec.edge
             for m in members
@@ -206,7 +220,7 @@ class Waves:
         if failed:
             first = min(failed, key=lambda m: m.spec.wave)
             return f"{first.spec.edge} rolled {first.release} back", first.spec.wave
-        for m in group:
+        for m in sorted(group, key=lambda m: m.spec.wave):
             if m.serves and self._baking(m):
                 why = self._judge(m)
                 if why:
@@ -224,10 +238,13 @@ class Waves:
 
     def _observe(self, m: Member) -> Counters | None:
         """What ``m`` answered since it began to serve its version; None where unreadable."""
-        now = m.target.counters()
+        try:
+            now = m.target.counters()
+        except EdgecoreError:
+            return None
         if now is None:
             return None
-        seen = now.since(self._starts.setdefault(m.key, now))
+        seen = now.since(self._starts.get(m.key, Counters()))
         self._seen[m.key] = seen
         return seen
 

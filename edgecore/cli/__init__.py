@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from edgecore.cli import catalogue, core, demo, edge, edges, manifests, pipeline, serve, settings, stack
 
@@ -33,4 +34,7 @@ def main() -> None:
         app()
     except ValidationError as exc:
         console.print(f"[red]error:[/red] invalid setting: {invalid_setting(exc)}", soft_wrap=True)
+        raise SystemExit(2) from None
+    except SettingsError as exc:  # a value that is not even the JSON a list or a map setting needs
+        console.print(f"[red]error:[/red] invalid setting: {exc}", soft_wrap=True)
         raise SystemExit(2) from None

@@ -52,9 +52,12 @@ def steps() -> Iterator[Callable[[str], None]]:
 
         try:
             yield report
-        finally:
-            if tasks:
-                bar.update(tasks[-1], total=1, completed=1)
+        except BaseException:
+            if tasks:  # the error itself is printed after: no tick beside the step that failed
+                bar.remove_task(tasks[-1])
+            raise
+        if tasks:
+            bar.update(tasks[-1], total=1, completed=1)
 
 
 def service_logging() -> None:

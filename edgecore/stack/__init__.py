@@ -1,6 +1,7 @@
 """The real local stack of the core: MinIO, Apache Kafka and a Kubernetes API server on 127.0.0.1.
 
-``install`` builds/resolves them (and Debian's Mosquitto, for the stores' sites, and etcd)
+``install`` builds/resolves them (and Debian's Mosquitto, for the stores' sites, etcd, and
+promtool, for the alert rules' tests)
 into the per-user cache; ``up`` makes the local CA and the core's certificate
 (``certificates``), starts Kafka (its edge listener with TLS, SCRAM logins and ACLs),
 creates edgecore's topics, starts MinIO (whose notifications go to Kafka), creates the
@@ -20,6 +21,7 @@ from edgecore.stack.controlplane import ControlPlane
 from edgecore.stack.kafka import KafkaService
 from edgecore.stack.minio import NOTIFY_ARN, MinioService
 from edgecore.stack.mosquitto import MosquittoInstall
+from edgecore.stack.promtool import PromtoolInstall
 from edgecore.stack.settings import StackSettings
 from edgecore.stack.tools import StackError
 from foundation.layout import Layout
@@ -70,6 +72,9 @@ class Stack:
                 report("Mosquitto unpacked")
         except StackError as exc:  # optional: the stores' MQTT intake is
             report(f"Mosquitto unavailable, the gateway's MQTT intake with it: {exc}")
+        report("promtool (unit tests of the alert rules): Debian's prometheus package, downloaded if needed")
+        if PromtoolInstall(self.stack).install():
+            report("promtool unpacked")
 
     def up(self, report: Report = lambda _: None) -> bool:
         """Install if needed and start every service; False when all was already up."""

@@ -31,7 +31,11 @@ class Counters:
 
     def since(self, before: Counters) -> Counters:
         """What was counted after ``before``; everything, where a counter went down (a reset)."""
-        if self.predictions < before.predictions or self.errors < before.errors:
+        if (
+            self.predictions < before.predictions
+            or self.unsure < before.unsure
+            or self.errors < before.errors
+        ):
             return self
         return Counters(
             self.predictions - before.predictions, self.unsure - before.unsure, self.errors - before.errors
@@ -61,7 +65,7 @@ def parse_counters(text: str, model: str) -> Counters:
 
 def read_counters(http: httpx.Client, url: str, model: str, timeout_s: float) -> Counters | None:
     """``url``'s counters for ``model``; None when the page cannot be had (the wave is then judged
-    on time alone, and says so)."""
+    on time alone)."""
     try:
         with http.stream("GET", url, timeout=timeout_s) as resp:
             if resp.status_code != 200:
