@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from edgecore.cli import app
 from edgecore.stack import Stack
+from edgecore.stack.kafka import new_cluster_id
 from edgecore.stack.process import ManagedProcess
 from edgecore.stack.settings import StackSettings
 from edgecore.stack.smoke import smoke_check
@@ -107,3 +108,10 @@ def test_the_smoke_check_round_trips_on_its_own_topic_and_leaves_the_real_ones_a
     assert settings.kafka.topic_smoke in report["kafka"]
     assert end_offset(settings.kafka, settings.kafka.topic_smoke) == smoke_before + 1
     assert [end_offset(settings.kafka, topic) for topic in real_topics] == before
+
+
+def test_a_kraft_cluster_id_never_starts_with_a_dash_which_the_storage_tool_takes_for_an_option() -> None:
+    ids = [new_cluster_id() for _ in range(2000)]  # one random id in 64 would
+
+    assert not [i for i in ids if i.startswith("-")]
+    assert {len(i) for i in ids} == {22} and len(set(ids)) == len(ids)

@@ -161,7 +161,7 @@ class KafkaService:
     def _format_once(self) -> None:
         if (self.data_dir / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         run_build(
             self._java_argv("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config)),
             os.environ,
@@ -209,3 +209,12 @@ class KafkaService:
 
     def version(self) -> str:
         return self.stack.kafka_version if self.installed() else "not installed"
+
+
+def new_cluster_id() -> str:
+    """A KRaft cluster id as Kafka makes one: a random UUID in URL-safe base64, never starting with
+    ``-``, which the storage tool's parser would take for an option (one id in 64 did, and failed)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
