@@ -178,7 +178,7 @@ def test_the_fleet_notebook_shows_versions_accuracy_and_the_servers_histograms(
 
     text, figures = execute("inspect_fleet.ipynb", kernel, tmp_path)
 
-    assert re.search(rf"^{EDGE}\s+v000002\s+-\s+v000002\s+0 s\s+local:{served.url}$", text, re.M), text
+    assert re.search(rf"^{EDGE}\s+0\s+v000002\s+-\s+v000002\s+0 s\s+local:{served.url}$", text, re.M), text
     assert re.search(rf"{EDGE}\s+v000001  accuracy 0.910\s+registry, delivered\n", text), text
     assert re.search(rf"{EDGE}\s+v000002  accuracy 0.960\s+registry, delivered  <- serving\n", text), text
     scraped = re.search(rf"{EDGE}: server {served.url} serves {MODEL} v000002; (\d+) predictions", text)
