@@ -196,3 +196,22 @@ def test_edges_status_shows_each_edge_s_wave_and_each_wave_s_state(
         ["training-run-7", "0", "2", "2", "baking"],
         ["training-run-7", "1", "1", "0", "waiting"],
     ]
+
+
+def test_an_edge_synced_on_its_own_still_waits_for_the_earlier_waves_of_its_fleet_file(
+    edge_settings: Settings, cluster: EdgeCluster, uris: dict[str, str], tmp_path: Path
+) -> None:
+    """``edges run --edge east``: a fleet of one edge, whose waves are still the fleet file's."""
+    path = tmp_path / "edges.json"
+    dump_fleet(_specs(cluster), path)
+    settings = edge_settings.updated(delivery={"fleet_file": path, "wave_bake_s": 600.0})
+    east = [s for s in _specs(cluster) if s.edge == "east"]
+
+    fleet = build_fleet(settings, east, {"east": cluster.target("east")})
+    try:
+        (outcome,) = fleet.reconcile_all()
+    finally:
+        fleet.close()
+
+    assert outcome.action == "held" and "wave 1 waits for wave 0: north does not serve" in outcome.detail
+    assert cluster.storage_uri("east") != uris["east"]
