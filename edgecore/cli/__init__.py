@@ -10,7 +10,20 @@ import typer
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
-from edgecore.cli import catalogue, core, demo, edge, edges, manifests, pipeline, serve, settings, site, stack
+from edgecore.cli import (
+    catalogue,
+    core,
+    demo,
+    edge,
+    edges,
+    manifests,
+    pipeline,
+    sensors,
+    serve,
+    settings,
+    site,
+    stack,
+)
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="The edge-to-core ML loop.")
 app.command("demo")(demo.run)
@@ -18,6 +31,9 @@ app.add_typer(stack.app, name="stack", help="The real local stack: MinIO and Kaf
 app.add_typer(catalogue.app, name="catalogue", help="Photos to train on: demo catalogue, real photos.")
 app.add_typer(core.app, name="core", help="The core's front door, and the stores enrolled to pass it.")
 app.add_typer(site.app, name="site", help="A store's own MinIO and MQTT broker, and its gateway's tokens.")
+app.add_typer(
+    sensors.app, name="sensors", help="Machine telemetry for the anomaly use case: made or read in."
+)
 app.add_typer(edge.app, name="edge", help="The edge-to-core data path: gateway, shipper, listener.")
 app.add_typer(edges.app, name="edges", help="Model delivery to the edges: status, and the sync controllers.")
 app.add_typer(settings.app, name="settings", help="Every EDGECORE_* setting: reference and values in force.")

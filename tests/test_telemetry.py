@@ -1,0 +1,184 @@
+"""Machine telemetry for the anomaly use case: realistic normal operation, labelled faults, CSV in and out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from edgecore.cli import app
+from edgecore.synthetic.telemetry import FAULT_KINDS, NORMAL, Telemetry, generate
+from edgecore.synthetic.telemetry_csv import read_csv, write_csv
+from foundation.errors import InvalidInput
+
+DAY = 24.0
+
+
+def _healthy_and_faulty(kind: str) -> tuple[Telemetry, Telemetry]:
+    """The same machine and seed, without and with one fault from hour 30 for 3 hours, nothing lost."""
+    healthy = generate("press-1", 2 * DAY, seed=5, missing_rate=0)
+    faulty = generate("press-1", 2 * DAY, seed=5, faults=[(kind, 30.0, 3.0)], missing_rate=0)
+    return healthy, faulty
+
+
+def test_the_same_seed_gives_the_same_series_and_another_seed_another() -> None:
+    one, again, other = (generate("press-1", 6, seed=s, faults=2) for s in (1, 1, 2))
+
+    assert np.array_equal(one.values, again.values, equal_nan=True) and one.faults == again.faults
+    assert not np.array_equal(one.values, other.values, equal_nan=True)
+
+
+def test_the_machine_runs_and_idles_and_its_temperature_follows() -> None:
+    series = generate("press-1", DAY, seed=3, missing_rate=0)
+    current = series.column("current_a")
+    running = current > 5
+
+    assert 0.6 < running.mean() < 0.95, "duty cycles: mostly running, idle between"
+    assert (
+        series.column("temperature_c")[running].mean() > series.column("temperature_c")[~running].mean() + 5
+    )
+
+
+def test_a_day_has_its_daily_pattern_and_readings_go_missing_at_about_the_rate_asked() -> None:
+    series = generate("press-1", 3 * DAY, seed=4, missing_rate=0.01)
+
+    assert 0.005 < np.isnan(series.values).mean() < 0.02
+    assert (series.labels == NORMAL).all() and series.faults == ()
+
+
+@pytest.mark.parametrize("kind", FAULT_KINDS)
+def test_each_fault_is_labelled_exactly_where_it_was_injected(kind: str) -> None:
+    _, faulty = _healthy_and_faulty(kind)
+    (fault,) = faulty.faults
+    per_hour = 3600 / faulty.period_s
+
+    assert (fault.start, fault.end) == (int(30 * per_hour), int(33 * per_hour))
+    assert (faulty.labels[fault.start : fault.end] == 1 + FAULT_KINDS.index(kind)).all()
+    assert (np.delete(faulty.labels, np.s_[fault.start : fault.end]) == NORMAL).all()
+
+
+@pytest.mark.parametrize("kind", FAULT_KINDS)
+def test_each_fault_changes_only_its_window(kind: str) -> None:
+    healthy, faulty = _healthy_and_faulty(kind)
+    (fault,) = faulty.faults
+    changed = np.flatnonzero(np.any(healthy.values != faulty.values, axis=1))
+
+    assert len(changed) and fault.start <= changed.min() and changed.max() < fault.end
+
+
+def test_a_stuck_sensor_repeats_one_value() -> None:
+    _, faulty = _healthy_and_faulty("stuck")
+    (fault,) = faulty.faults
+
+    assert np.ptp(faulty.column(fault.sensor)[fault.start : fault.end]) == 0
+
+
+def test_a_frequency_change_moves_the_pressure_pulsation_s_dominant_period() -> None:
+    healthy = generate("press-1", 2 * DAY, seed=5, missing_rate=0)
+    per_hour = 3600 / healthy.period_s
+    span = int(per_hour * 2 / 3)  # 40 minutes inside one run
+    running = healthy.column("current_a") > 5
+    first = next(i for i in range(int(30 * per_hour), len(running) - span) if running[i : i + span].all())
+    faulty = generate(
+        "press-1", 2 * DAY, seed=5, faults=[("frequency_change", first / per_hour, 2 / 3)], missing_rate=0
+    )
+    (fault,) = faulty.faults
+
+    def period(series: Telemetry) -> float:
+        signal = series.column("pressure_bar")[fault.start : fault.end]
+        spectrum = np.abs(np.fft.rfft(signal - signal.mean()))
+        freqs = np.fft.rfftfreq(len(signal), d=series.period_s)
+        return float(1 / freqs[1:][np.argmax(spectrum[1:])])
+
+    assert period(healthy) == pytest.approx(120, rel=0.1) and period(faulty) == pytest.approx(48, rel=0.1)
+
+
+def test_degradation_grows_vibration_and_heat_over_its_window() -> None:
+    healthy, faulty = _healthy_and_faulty("degradation")
+    (fault,) = faulty.faults
+    extra = faulty.column("vibration_mm_s") - healthy.column("vibration_mm_s")
+
+    assert extra[fault.start] < 0.1 < 3.0 < extra[fault.end - 1]
+
+
+def test_random_faults_fall_in_the_second_half_in_running_time_without_overlapping() -> None:
+    series = generate("press-1", 4 * DAY, seed=9, faults=5)
+    current = series.column("current_a")
+
+    assert [f.kind for f in series.faults] == list(FAULT_KINDS)
+    assert all(f.start >= len(series.values) // 2 for f in series.faults)
+    assert all(a.end <= b.start for a, b in zip(series.faults, series.faults[1:], strict=False))
+    assert all(not np.isnan(current[f.start]) and current[f.start] > 5 for f in series.faults)
+
+
+def test_csv_round_trips_every_machine_with_its_missing_readings_and_labels(tmp_path: Path) -> None:
+    series = [
+        generate(m, 12, seed=i, faults=1, missing_rate=0.01) for i, m in enumerate(("press-1", "pump-2"))
+    ]
+    path = tmp_path / "telemetry.csv"
+
+    write_csv(series, path)
+    back = read_csv(path)
+
+    assert [b.machine for b in back] == ["press-1", "pump-2"]
+    for original, read in zip(series, back, strict=True):
+        assert read.period_s == original.period_s and read.start == pytest.approx(original.start)
+        assert np.allclose(read.values, original.values, atol=1e-4, equal_nan=True)
+        assert np.array_equal(read.labels, original.labels)
+
+
+def test_a_csv_without_a_sensor_column_says_which(tmp_path: Path) -> None:
+    path = tmp_path / "export.csv"
+    path.write_text("time,machine,temperature_c\n1,press-1,20\n")
+
+    with pytest.raises(InvalidInput, match="no column vibration_mm_s, current_a, pressure_bar"):
+        read_csv(path)
+
+
+def test_a_csv_row_that_does_not_parse_is_named_by_its_number_not_its_content(tmp_path: Path) -> None:
+    path = tmp_path / "export.csv"
+    path.write_text(
+        "time,machine,temperature_c,vibration_mm_s,current_a,pressure_bar\n"
+        "2026-01-01T00:00:00+00:00,press-1,20,2,12,6\n"
+        "2026-01-01T00:00:10+00:00,press-1,hot-secret,2,12,6\n"
+    )
+
+    with pytest.raises(InvalidInput, match="row 3 does not parse") as caught:
+        read_csv(path)
+    assert "hot-secret" not in str(caught.value)
+
+
+def test_readings_left_out_instead_of_left_empty_are_refused(tmp_path: Path) -> None:
+    rows = [f"{t},press-1,20,2,12,6" for t in (0, 10, 20, 60, 70)]
+    path = tmp_path / "export.csv"
+    path.write_text(
+        "time,machine,temperature_c,vibration_mm_s,current_a,pressure_bar\n" + "\n".join(rows) + "\n"
+    )
+
+    with pytest.raises(InvalidInput, match="not evenly spaced"):
+        read_csv(path)
+
+
+def test_an_export_over_the_row_limit_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "export.csv"
+    path.write_text(
+        "time,machine,temperature_c,vibration_mm_s,current_a,pressure_bar\n"
+        + "".join(f"{t * 10},press-1,20,2,12,6\n" for t in range(11))
+    )
+
+    with pytest.raises(InvalidInput, match="more than 10 rows"):
+        read_csv(path, max_rows=10)
+
+
+def test_the_sensors_commands_write_telemetry_and_read_it_back(tmp_path: Path) -> None:
+    path = tmp_path / "telemetry.csv"
+    runner = CliRunner()
+
+    made = runner.invoke(app, ["sensors", "generate", "--out", str(path), "--machines", "2", "--hours", "6"])
+    checked = runner.invoke(app, ["sensors", "check", str(path)])
+
+    assert made.exit_code == checked.exit_code == 0, made.output + checked.output
+    assert [b.machine for b in read_csv(path)] == ["machine-1", "machine-2"]
+    assert "machine-2" in checked.output and "2160" in checked.output
