@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +63,24 @@ def step_timings(pipeline_root: Path) -> list[dict[str, Any]]:
     return steps
 
 
+@contextmanager
+def _failing_fast(pipeline: Any, backoff_s: int = 1) -> Iterator[None]:
+    """A run on this machine retries its I/O steps after ``backoff_s``, not the cluster's 30 s: its services
+    are local, and a mistake no retry mends (a dataset name mistyped) should show in seconds, not minutes.
+    The DAG is built once, at import, so its retry policies are shortened for the run and put back after."""
+    changed = []
+    for component in pipeline.pipeline_spec.components.values():
+        for task in component.dag.tasks.values():
+            if task.retry_policy.max_retry_count:
+                changed.append((task.retry_policy, task.retry_policy.backoff_duration.seconds))
+                task.retry_policy.backoff_duration.seconds = backoff_s
+    try:
+        yield
+    finally:
+        for policy, seconds in changed:
+            policy.backoff_duration.seconds = seconds
+
+
 def run_local(pipeline_root: Path, arguments: dict[str, Any]) -> LocalRun:
     """Run the whole DAG in subprocesses of this interpreter; raise if a task fails."""
     pipeline_root.mkdir(parents=True, exist_ok=True)
@@ -68,7 +88,8 @@ def run_local(pipeline_root: Path, arguments: dict[str, Any]) -> LocalRun:
         runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root), raise_on_error=True
     )
     started = time.perf_counter()
-    training_pipeline(**arguments)
+    with _failing_fast(training_pipeline):
+        training_pipeline(**arguments)
     wall = time.perf_counter() - started
     return LocalRun(wall, pipeline_root, step_timings(pipeline_root))
 

@@ -46,6 +46,7 @@ def test_the_compiled_yaml_loads_back_with_the_kfp_sdk_and_carries_secrets_retri
     assert (
         not loop["ingest-op"].caching_options.enable_cache
         and loop["ingest-op"].retry_policy.max_retry_count == 3
+        and loop["ingest-op"].retry_policy.backoff_duration.seconds == 30  # a local run's 1 s is its own
     )
     assert loop["train-op"].caching_options.enable_cache and not loop["train-op"].retry_policy.max_retry_count
     assert "evaluate-op-Output" in loop["condition-2"].trigger_policy.condition
