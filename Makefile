@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PACKAGES := foundation edgecore components pipelines serving edge_sync testkit
 
-.PHONY: setup demo test lint stack-down
+.PHONY: setup demo test lint browser stack-down
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "edgecore needs Python 3.11: set PYTHON=python3.11")'
@@ -34,7 +34,14 @@ lint: $(STAMP)
 	$(BIN)/mypy $(PACKAGES)
 	$(BIN)/lint-imports
 
-test: setup lint
+# The page tests drive a real browser: Debian's Chromium and its ChromeDriver (root or sudo).
+browser:
+	@test -x /usr/bin/chromedriver || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get install -y --no-install-recommends chromium chromium-driver \
+	  || { $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends chromium chromium-driver; }; }
+
+test: setup lint browser
 	$(BIN)/pytest
 
 stack-down:

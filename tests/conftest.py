@@ -21,7 +21,7 @@ from foundation.settings import Settings
 from foundation.storage.store import ObjectStore
 from testkit.conditions import wait_for
 
-pytest_plugins = ["training_fixtures", "delivery_fixtures"]
+pytest_plugins = ["training_fixtures", "delivery_fixtures", "page_fixtures"]
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,8 @@ bounded too: images wait for their turn under a budget of pixels decoded at once
 
 Who may call: a device (its token in ``devices.json``) may post images; only staff
 (``staff.json``) label hard examples, complete sets and read what is pending.  Every
-call carries ``Authorization: Bearer <token>``; refusals are logged, tokens never.
+call carries ``Authorization: Bearer <token>``, or, from the store's page
+(``edge_sync.uplink.page``), a staff session's cookie; refusals are logged, tokens never.
 """
 
 from __future__ import annotations
@@ -39,8 +40,19 @@ from edge_sync.uplink.http import install_error_handlers, media_type, read_bound
 from edge_sync.uplink.memory import release_free_memory
 from edge_sync.uplink.metrics import UplinkMetrics
 from edge_sync.uplink.outbox import HARD_EXAMPLE, INCOMING, Item, Outbox
+from edge_sync.uplink.page import install_page
+from edge_sync.uplink.review import ReviewDesk
+from edge_sync.uplink.sessions import COOKIE, PAGE_HEADER, StaffSessions
 from foundation.credentials import Credentials, bearer
-from foundation.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized, UnsupportedMedia
+from foundation.errors import (
+    Conflict,
+    EdgecoreError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    Unauthorized,
+    UnsupportedMedia,
+)
 from foundation.layout import Layout, Location, check_image_id, check_name, check_sku
 from foundation.preprocessing import check_complete, check_decodes, open_image
 from foundation.settings import ImageSettings, UplinkSettings
@@ -235,8 +247,19 @@ def create_app(gateway: Gateway) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "edge": gateway.edge}
 
+    sessions = StaffSessions(gateway.staff)
+
     def allow(request: Request, staff_only: bool, what: str) -> str:
-        return gateway.caller(request.headers.get("authorization"), staff_only, what)
+        """A bearer token when one is sent; else the page's session (staff only)."""
+        authorization = request.headers.get("authorization")
+        if authorization is None and COOKIE in request.cookies:
+            try:
+                sessions.check_page(request.method, request.headers.get(PAGE_HEADER))
+                return f"staff:{sessions.owner(request.cookies[COOKIE])}"
+            except EdgecoreError as exc:
+                log.warning("edge %s: refused %s on a session: %s", gateway.edge, what, exc)
+                raise
+        return gateway.caller(authorization, staff_only, what)
 
     @app.post("/v1/images/{sku}")
     async def post_image(sku: str, request: Request) -> JSONResponse:
@@ -276,4 +299,6 @@ def create_app(gateway: Gateway) -> FastAPI:
         allow(request, staff_only=True, what="reading what is pending")
         return await run_in_threadpool(gateway.pending)
 
+    desk = ReviewDesk(gateway.edge, gateway.store, gateway.layout, gateway.outbox)
+    install_page(app, desk, sessions, allow)
     return app

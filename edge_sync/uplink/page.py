@@ -1,0 +1,146 @@
+"""The store's page: the staff's review desk over HTTP, and the page's own files.
+
+``/staff/`` serves one HTML page with its script and stylesheet, all shipped in this
+package (nothing is fetched from elsewhere, and the Content-Security-Policy says so).
+The page logs in with a staff token (``POST /v1/session``, ``edge_sync.uplink.sessions``)
+and then calls the JSON routes below on its session cookie; every route also takes the
+staff's bearer token, so scripts can do what the page does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from importlib import resources
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse, RedirectResponse
+from starlette.concurrency import run_in_threadpool
+
+from edge_sync.uplink.http import media_type, read_bounded
+from edge_sync.uplink.review import PAGE_SIZE, ReviewDesk
+from edge_sync.uplink.sessions import COOKIE, SESSION_S, StaffSessions
+from foundation.errors import InvalidInput, NotFound, Unauthorized, UnsupportedMedia
+from foundation.layout import check_sku
+
+log = logging.getLogger(__name__)
+Allow = Callable[[Request, bool, str], str]
+"""(request, staff only, what is asked) → who asks, or an error (``gateway.create_app``)."""
+ASSETS = {"staff.html": "text/html", "staff.js": "text/javascript", "staff.css": "text/css"}
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; "
+    "base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+MAX_JSON_BYTES = 4096
+
+
+def asset(name: str) -> bytes:
+    if name not in ASSETS:
+        raise NotFound(f"no page file {name!r}")
+    return resources.files("edge_sync.uplink").joinpath("staff_page", name).read_bytes()
+
+
+async def json_body(request: Request, what: str) -> dict[str, Any]:
+    if media_type(request) != "application/json":
+        raise UnsupportedMedia(f"post the {what} as application/json")
+    raw = await read_bounded(request, MAX_JSON_BYTES, what)
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise InvalidInput(f"the {what} is not JSON") from exc
+    if not isinstance(body, dict):
+        raise InvalidInput(f"the {what} is a JSON object")
+    return body
+
+
+def install_page(app: FastAPI, desk: ReviewDesk, sessions: StaffSessions, allow: Allow) -> None:
+    """The page's files, its login, and the desk's routes, on the gateway's app."""
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/staff/", status_code=303)
+
+    @app.get("/staff/", include_in_schema=False)
+    async def page() -> Response:
+        return Response(asset("staff.html"), media_type="text/html", headers=SECURITY_HEADERS)
+
+    @app.get("/staff/{name}", include_in_schema=False)
+    async def page_file(name: str) -> Response:
+        return Response(asset(name), media_type=ASSETS[name], headers=SECURITY_HEADERS)
+
+    install_session(app, desk, sessions, allow)
+
+    @app.get("/v1/unsure")
+    async def unsure(request: Request, limit: int = PAGE_SIZE) -> dict[str, Any]:
+        allow(request, True, "reading unsure photos")
+        shown, waiting = await run_in_threadpool(desk.unsure, limit)
+        return {"edge": desk.edge, "waiting": waiting, "unsure": [u.to_json() for u in shown]}
+
+    @app.get("/v1/unsure/{day}/{capture_id}/image")
+    async def unsure_image(day: str, capture_id: str, request: Request) -> Response:
+        allow(request, True, "reading an unsure photo")
+        data = await run_in_threadpool(desk.image, day, capture_id)
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+    @app.delete("/v1/unsure/{day}/{capture_id}")
+    async def discard(day: str, capture_id: str, request: Request) -> Response:
+        who = allow(request, True, "discarding an unsure photo")
+        await run_in_threadpool(desk.discard, day, capture_id, who)
+        return Response(status_code=204)
+
+    @app.get("/v1/catalogue")
+    async def catalogue(request: Request) -> dict[str, Any]:
+        allow(request, True, "reading the catalogue")
+        current = await run_in_threadpool(desk.catalogue)
+        if current is None:
+            return {"edge": desk.edge, "currency": "EUR", "products": []}
+        return current.model_dump(mode="json")
+
+    @app.put("/v1/catalogue/products/{sku}")
+    async def save_product(sku: str, request: Request) -> JSONResponse:
+        who = allow(request, True, "changing the catalogue")
+        body = await json_body(request, "product")
+        product, added = await run_in_threadpool(desk.save_product, check_sku(sku), body, who)
+        log.info("edge %s: product %s %s by %s", desk.edge, sku, "added" if added else "edited", who)
+        return JSONResponse(product.model_dump(mode="json"), 201 if added else 200)
+
+    @app.get("/v1/shipments")
+    async def shipments(request: Request) -> dict[str, Any]:
+        allow(request, True, "reading shipments")
+        return await run_in_threadpool(desk.shipments)
+
+
+def install_session(app: FastAPI, desk: ReviewDesk, sessions: StaffSessions, allow: Allow) -> None:
+    """Log in with a staff token for a session cookie; who is logged in; log out."""
+
+    @app.post("/v1/session")
+    async def login(request: Request) -> JSONResponse:
+        body = await json_body(request, "login")
+        try:
+            session_id, who = sessions.login(str(body.get("token", "")))
+        except Unauthorized:
+            log.warning("edge %s: refused a staff login: unknown token", desk.edge)
+            raise
+        log.info("edge %s: staff %s logged in", desk.edge, who)
+        response = JSONResponse({"staff": who, "edge": desk.edge}, 201)
+        response.set_cookie(
+            COOKIE, session_id, max_age=int(SESSION_S), httponly=True, samesite="strict", path="/"
+        )
+        return response
+
+    @app.get("/v1/session")
+    async def whoami(request: Request) -> dict[str, str]:
+        who = allow(request, True, "reading the session")
+        return {"staff": who.removeprefix("staff:"), "edge": desk.edge}
+
+    @app.delete("/v1/session")
+    async def logout(request: Request) -> Response:
+        sessions.logout(request.cookies.get(COOKIE))
+        response = Response(status_code=204)
+        response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+        return response

@@ -1,0 +1,174 @@
+"""The staff's review desk: what the store's page shows and changes, independent of HTTP.
+
+Serving keeps every photo its model was unsure of, with its prediction record
+(``unrecognized/<day>/<capture>.jpg|json``, ``serving.capture``).  Staff confirm one of
+the model's guesses or pick another product (the gateway turns it into a hard example,
+which the next set ships), or discard it (both objects deleted: a photo of nothing
+useful never reaches training).  A capture already labelled is not shown again.
+
+Products are added or edited through ``foundation.assortment`` (recorded, never
+dropping one); retiring a product stays the back office's explicit command.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from pydantic import ValidationError
+
+from edge_sync.uplink.outbox import Outbox, OutboxSet
+from foundation.assortment import add_products, read_catalogue
+from foundation.catalogue import Catalogue, Product
+from foundation.errors import InvalidInput, NotFound
+from foundation.layout import Layout, check_image_id, check_name
+from foundation.storage.store import ObjectStore
+
+log = logging.getLogger(__name__)
+MAX_RECORD_BYTES = 64 * 1024
+MAX_IMAGE_BYTES = 32 * 1024 * 1024
+PAGE_SIZE = 48
+"""Captures shown at once: a tablet's screenful or two, and one small read each."""
+SHIPPED_SHOWN = 20
+
+
+@dataclass(frozen=True)
+class Guess:
+    sku: str
+    name: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class Unsure:
+    """One photo the model was unsure of, as the page shows it."""
+
+    day: str
+    capture_id: str
+    captured_at: str
+    model_version: str
+    guesses: list[Guess]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "day": self.day,
+            "capture_id": self.capture_id,
+            "captured_at": self.captured_at,
+            "model_version": self.model_version,
+            "guesses": [g.__dict__ for g in self.guesses],
+        }
+
+
+class ReviewDesk:
+    """One store's unsure photos, catalogue and shipments."""
+
+    def __init__(self, edge: str, store: ObjectStore, layout: Layout, outbox: Outbox) -> None:
+        self.edge = check_name(edge, "edge id")
+        self.store = store
+        self.layout = layout
+        self.outbox = outbox
+        self.home = layout.edge_catalogue_home(edge)
+
+    def unsure(self, limit: int = PAGE_SIZE) -> tuple[list[Unsure], int]:
+        """The newest ``limit`` photos still to review, and how many wait in all."""
+        labelled = self._labelled()
+        waiting = sorted(
+            (
+                o.location.key
+                for o in self.store.list(self.layout.unrecognized_prefix(self.edge))
+                if o.location.key.endswith(".json") and _capture_id(o.location.key) not in labelled
+            ),
+            reverse=True,  # keys are <day>/<HHMMSSffffff>-…: newest first
+        )
+        shown = [u for u in (self._read(key) for key in waiting[: max(0, min(limit, PAGE_SIZE))]) if u]
+        return shown, len(waiting)
+
+    def image(self, day: str, capture_id: str) -> bytes:
+        image, _ = self.layout.unrecognized(self.edge, _day(day), check_image_id(capture_id))
+        if not self.store.exists(image):
+            raise NotFound(f"edge {self.edge}: no capture {capture_id} on {day}")
+        return self.store.get_bytes(image, max_bytes=MAX_IMAGE_BYTES)
+
+    def discard(self, day: str, capture_id: str, by: str) -> None:
+        """Drop a capture nobody should train on; its record goes first, so no image lacks one."""
+        image, record = self.layout.unrecognized(self.edge, _day(day), check_image_id(capture_id))
+        if not self.store.exists(record):
+            raise NotFound(f"edge {self.edge}: no capture {capture_id} on {day}")
+        self.store.delete(record)
+        self.store.delete(image)
+        log.info("edge %s: capture %s/%s discarded by %s", self.edge, day, capture_id, by)
+
+    def catalogue(self) -> Catalogue | None:
+        return read_catalogue(self.store, self.home)
+
+    def save_product(self, sku: str, body: dict[str, Any], by: str) -> tuple[Product, bool]:
+        """Add a product, or edit the one with this SKU; True when it is new to the store."""
+        try:
+            price = Decimal(str(body.get("price", "")))
+            product = Product(sku=sku, name=str(body.get("name", "")).strip(), price=price)
+        except (InvalidOperation, ValueError, ValidationError) as exc:
+            raise InvalidInput("a product needs a name (1–120 characters) and a price such as 2.49") from exc
+        _, added = add_products(self.store, self.home, [product], by=by)
+        return product, sku in added
+
+    def shipments(self) -> dict[str, Any]:
+        """Sets queued to ship (with their last error) and the latest shipped, newest first."""
+        sets = sorted(self.outbox.sets(), key=lambda s: s.created, reverse=True)
+        queued = [self._set(s) for s in sets if s.status != "shipped"]
+        shipped = [self._set(s) for s in sets if s.status == "shipped"][:SHIPPED_SHOWN]
+        return {"edge": self.edge, "queued": queued, "shipped": shipped}
+
+    def _set(self, s: OutboxSet) -> dict[str, Any]:
+        return {
+            "set_id": s.id,
+            "status": s.status,
+            "created": s.created,
+            "attempts": s.attempts,
+            "last_error": s.last_error,
+            "version": s.version,
+            "images": self.outbox.counts(s.id),
+        }
+
+    def _labelled(self) -> set[str]:
+        return {
+            _capture_id(o.location.key) for o in self.store.list(self.layout.hard_examples_prefix(self.edge))
+        }
+
+    def _read(self, key: str) -> Unsure | None:
+        """One prediction record; a damaged one is skipped (and logged), never shown half."""
+        day, _, name = key.removeprefix("unrecognized/").partition("/")
+        _, record_loc = self.layout.unrecognized(self.edge, _day(day), name.removesuffix(".json"))
+        try:
+            record = json.loads(self.store.get_bytes(record_loc, max_bytes=MAX_RECORD_BYTES))
+            prediction = record["prediction"]
+            guesses = [
+                Guess(str(t["sku"]), str(t.get("name", t["sku"])), float(t["probability"]))
+                for t in prediction["top"]
+            ]
+            return Unsure(
+                day,
+                name.removesuffix(".json"),
+                str(record.get("captured_at", "")),
+                str(record.get("model_version", "")),
+                guesses,
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning(
+                "edge %s: skipped the unreadable capture record %s: %s", self.edge, key, type(exc).__name__
+            )
+            return None
+
+
+def _capture_id(key: str) -> str:
+    return key.rsplit("/", 1)[-1].rpartition(".")[0]
+
+
+def _day(day: str) -> date:
+    try:
+        return date.fromisoformat(day)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput("a capture day is YYYY-MM-DD") from exc

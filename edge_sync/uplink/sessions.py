@@ -1,0 +1,97 @@
+"""Staff sessions for the store's page: log in once with a staff token, then a cookie.
+
+A page cannot attach a bearer token to an ``<img>`` it shows, and a token typed into
+every request would sit in the page's script.  So a member of staff logs in with their
+token once; the gateway answers with a random session id in an ``HttpOnly``,
+``SameSite=Strict`` cookie, held only in the gateway's memory (a restart logs everyone
+out).  Sessions expire, are bounded in number (the oldest goes first), and end at once
+when the staff member's token is revoked from ``staff.json``: each use re-checks it.
+
+A state-changing call on a cookie must also carry :data:`PAGE_HEADER`: a request from
+another site cannot set a custom header without the gateway's consent (CORS), so a
+forged form or link never acts on a logged-in session.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from foundation.credentials import Credentials
+from foundation.errors import Forbidden, Unauthorized
+
+COOKIE = "edgecore_staff"
+PAGE_HEADER = "x-edgecore-page"
+"""Sent by the page's own script with every state-changing call (see the module's docstring)."""
+SESSION_S = 8 * 3600
+"""One shift."""
+MAX_SESSIONS = 1000
+
+
+@dataclass(frozen=True)
+class Session:
+    staff: str
+    token: str
+    expires: float
+
+
+class StaffSessions:
+    """The logged-in staff of one gateway."""
+
+    def __init__(
+        self,
+        staff: Credentials,
+        lifetime_s: float = SESSION_S,
+        limit: int = MAX_SESSIONS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.staff = staff
+        self.lifetime_s = lifetime_s
+        self.limit = limit
+        self._clock = clock
+        self._sessions: OrderedDict[str, Session] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def login(self, token: str) -> tuple[str, str]:
+        """(session id, staff id) for a current staff token; Unauthorized otherwise."""
+        who = self.staff.owner(token)
+        if who is None:
+            raise Unauthorized("unknown staff token")
+        session_id = secrets.token_urlsafe(32)
+        with self._lock:
+            self._sessions[session_id] = Session(who, token, self._clock() + self.lifetime_s)
+            while len(self._sessions) > self.limit:
+                self._sessions.popitem(last=False)
+        return session_id, who
+
+    def owner(self, session_id: str | None) -> str:
+        """The staff id of a live session; Unauthorized for none, an unknown, expired or revoked one."""
+        session = self._find(session_id)
+        if session is None or self._clock() >= session.expires:
+            self.logout(session_id)
+            raise Unauthorized("not logged in, or the session has ended: log in again")
+        if self.staff.owner(session.token) != session.staff:  # the token was revoked meanwhile
+            self.logout(session_id)
+            raise Unauthorized("this staff token is no longer valid: log in again")
+        return session.staff
+
+    def check_page(self, method: str, header: str | None) -> None:
+        """A cookie-borne change must come from the page's own script (the module's docstring)."""
+        if method not in ("GET", "HEAD") and header != "1":
+            raise Forbidden(f"a change on a session needs the {PAGE_HEADER} header of the page")
+
+    def logout(self, session_id: str | None) -> None:
+        if session_id is None:
+            return
+        with self._lock:
+            self._sessions.pop(session_id, None)
+
+    def _find(self, session_id: str | None) -> Session | None:
+        if not session_id:
+            return None
+        with self._lock:
+            return self._sessions.get(session_id)

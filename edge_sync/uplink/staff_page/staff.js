@@ -1,0 +1,226 @@
+// The store's page: log in, review unsure photos, keep the catalogue, watch shipments.
+// Every call goes to this gateway with the session cookie and the page's header
+// (edge_sync.uplink.sessions); nothing is loaded from anywhere else.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+let products = [];
+
+async function call(method, path, body) {
+  const init = { method, credentials: "same-origin", headers: { "X-Edgecore-Page": "1" } };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const response = await fetch(path, init);
+  if (response.status === 401 && path !== "/v1/session") showLogin("Your session has ended: log in again.");
+  if (!response.ok) {
+    let reason = response.statusText;
+    try { reason = (await response.json()).reason || reason; } catch (e) { /* not JSON */ }
+    throw new Error(reason);
+  }
+  return response.status === 204 ? null : response.json();
+}
+
+function say(text) { $("status").textContent = text; }
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "text") node.textContent = value;
+    else node.setAttribute(key, value);
+  }
+  node.append(...children);
+  return node;
+}
+
+function showLogin(message) {
+  $("app").hidden = true;
+  $("who").hidden = true;
+  $("login").hidden = false;
+  $("login-error").textContent = message || "";
+  $("token").focus();
+}
+
+async function showApp(session) {
+  $("login").hidden = true;
+  $("app").hidden = false;
+  $("who").hidden = false;
+  $("staff-name").textContent = session.staff;
+  $("edge-name").textContent = "· " + session.edge;
+  document.title = "edgecore · " + session.edge;
+  await loadProducts();
+  await loadUnsure();
+}
+
+// -- unsure photos ----------------------------------------------------------------------
+
+function productOptions(select, chosen) {
+  select.replaceChildren(...products.map((p) => el("option", { value: p.sku, text: `${p.name} (${p.sku})` })));
+  if (chosen) select.value = chosen;
+}
+
+function card(item) {
+  const id = `${item.day}/${item.capture_id}`;
+  const group = `guess-${item.capture_id}`;
+  const guesses = item.guesses.map((g, i) => {
+    const radio = el("input", { type: "radio", name: group, value: g.sku });
+    if (i === 0) radio.checked = true;
+    return el("label", {}, radio, ` ${g.name} (${g.sku}) · ${Math.round(g.probability * 100)} %`);
+  });
+  const other = el("input", { type: "radio", name: group, value: "" });
+  const otherSelect = el("select", { "aria-label": "Another product" });
+  productOptions(otherSelect);
+  otherSelect.addEventListener("change", () => { other.checked = true; });
+  const pick = el("input", { type: "checkbox", class: "pick", "aria-label": `Select photo ${item.capture_id}` });
+  const confirm = el("button", { type: "button", class: "confirm", text: "Confirm" });
+  const discard = el("button", { type: "button", text: "Discard" });
+  const node = el(
+    "article",
+    { class: "card", "data-capture": id },
+    el("img", { src: `/v1/unsure/${id}/image`, alt: `Photo taken ${item.captured_at}`, loading: "lazy" }),
+    el("fieldset", {}, el("legend", { text: "Which product is this?" }), ...guesses,
+      el("label", {}, other, " Another product: ", otherSelect)),
+    el("p", { class: "meta", text: `model ${item.model_version} · ${item.captured_at.slice(0, 19).replace("T", " ")}` }),
+    el("div", { class: "actions" }, el("label", {}, pick, " Select"), confirm, discard),
+  );
+  const chosen = () => {
+    const checked = node.querySelector(`input[name="${group}"]:checked`);
+    return checked && checked.value ? checked.value : otherSelect.value;
+  };
+  confirm.addEventListener("click", () => act([item], (it) => label(it, chosen())));
+  discard.addEventListener("click", () => act([item], discardOne));
+  node.item = item;
+  return node;
+}
+
+async function label(item, sku) {
+  await call("POST", "/v1/hard-examples", { day: item.day, capture_id: item.capture_id, sku });
+  return `labelled ${sku}`;
+}
+
+async function discardOne(item) {
+  await call("DELETE", `/v1/unsure/${item.day}/${item.capture_id}`);
+  return "discarded";
+}
+
+async function act(items, action) {
+  let done = 0;
+  for (const item of items) {
+    try {
+      await action(item);
+      done += 1;
+      const node = document.querySelector(`[data-capture="${item.day}/${item.capture_id}"]`);
+      if (node) node.remove();
+    } catch (error) {
+      say(`Photo ${item.capture_id}: ${error.message}`);
+      return;
+    }
+  }
+  say(`${done} photo${done === 1 ? "" : "s"} done.`);
+  await loadUnsure(false);
+}
+
+async function loadUnsure(announce = true) {
+  const answer = await call("GET", "/v1/unsure");
+  $("cards").replaceChildren(...answer.unsure.map(card));
+  $("waiting").textContent = `(${answer.waiting})`;
+  $("no-unsure").hidden = answer.waiting > 0;
+  $("select-all").checked = false;
+  if (announce) say(`${answer.waiting} photo${answer.waiting === 1 ? "" : "s"} to review.`);
+}
+
+function selected() {
+  return [...document.querySelectorAll(".card")].filter((n) => n.querySelector(".pick").checked).map((n) => n.item);
+}
+
+// -- products and shipments --------------------------------------------------------------
+
+async function loadProducts() {
+  const catalogue = await call("GET", "/v1/catalogue");
+  products = catalogue.products;
+  productOptions($("bulk-sku"));
+  $("product-rows").replaceChildren(...products.map((p) => {
+    const edit = el("button", { type: "button", text: "Edit", "aria-label": `Edit ${p.name}` });
+    edit.addEventListener("click", () => {
+      $("product-sku").value = p.sku;
+      $("product-name").value = p.name;
+      $("product-price").value = p.price;
+      $("product-name").focus();
+    });
+    return el("tr", {}, el("td", { text: p.sku }), el("td", { text: p.name }),
+      el("td", { text: `${p.price} ${catalogue.currency}` }), el("td", {}, edit));
+  }));
+}
+
+async function loadShipments() {
+  const answer = await call("GET", "/v1/shipments");
+  const count = (images) => Object.values(images).reduce((a, b) => a + b, 0);
+  $("queued-rows").replaceChildren(...answer.queued.map((s) => el("tr", {},
+    el("td", { text: s.set_id }), el("td", { text: s.status }), el("td", { text: count(s.images) }),
+    el("td", { text: s.attempts }), el("td", { text: s.last_error || "" }))));
+  $("shipped-rows").replaceChildren(...answer.shipped.map((s) => el("tr", {},
+    el("td", { text: s.set_id }), el("td", { text: s.version || "" }), el("td", { text: count(s.images) }),
+    el("td", { text: new Date(s.created * 1000).toLocaleString() }))));
+  say(`${answer.queued.length} set${answer.queued.length === 1 ? "" : "s"} queued, ${answer.shipped.length} shipped.`);
+}
+
+// -- wiring -----------------------------------------------------------------------------
+
+function wire() {
+  $("login-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      const session = await call("POST", "/v1/session", { token: $("token").value });
+      $("token").value = "";
+      await showApp(session);
+    } catch (error) {
+      $("login-error").textContent = `Not logged in: ${error.message}`;
+    }
+  });
+  $("logout").addEventListener("click", async () => {
+    await call("DELETE", "/v1/session");
+    showLogin("Logged out.");
+  });
+  for (const tab of document.querySelectorAll(".tab")) {
+    tab.addEventListener("click", async () => {
+      for (const other of document.querySelectorAll(".tab")) {
+        other.setAttribute("aria-pressed", String(other === tab));
+        $(other.dataset.section).hidden = other !== tab;
+      }
+      const loaders = { unsure: loadUnsure, products: loadProducts, shipments: loadShipments };
+      try { await loaders[tab.dataset.section](); } catch (error) { say(error.message); }
+    });
+  }
+  $("select-all").addEventListener("change", (event) => {
+    for (const box of document.querySelectorAll(".pick")) box.checked = event.target.checked;
+  });
+  $("bulk").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const sku = $("bulk-sku").value;
+    act(selected(), (item) => label(item, sku));
+  });
+  $("bulk-discard").addEventListener("click", () => act(selected(), discardOne));
+  $("product-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const sku = $("product-sku").value.trim().toUpperCase();
+    try {
+      await call("PUT", `/v1/catalogue/products/${encodeURIComponent(sku)}`,
+        { name: $("product-name").value, price: $("product-price").value });
+      $("product-form").reset();
+      await loadProducts();
+      say(`Product ${sku} saved.`);
+    } catch (error) {
+      say(`Product ${sku} not saved: ${error.message}`);
+    }
+  });
+}
+
+window.addEventListener("DOMContentLoaded", async () => {
+  wire();
+  try {
+    await showApp(await call("GET", "/v1/session"));
+  } catch (error) {
+    showLogin("");
+  }
+});

@@ -1,0 +1,173 @@
+"""The store's page over real HTTP: its files, the staff login, and the review desk's routes."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+from page_fixtures import PAGE_EDGE, StorePage
+
+from edge_sync.uplink.sessions import COOKIE, StaffSessions
+from foundation.assortment import changes, read_catalogue
+from foundation.credentials import Credentials, new_token, write_tokens_file
+from foundation.errors import Unauthorized
+from testkit.uplink import image_bytes
+
+
+def test_the_page_and_its_files_come_from_the_gateway_alone(store_page: StorePage) -> None:
+    for path in ("/staff/", "/staff/staff.js", "/staff/staff.css"):
+        response = httpx.get(store_page.url + path)
+
+        assert response.status_code == 200, path
+        assert "default-src 'self'" in response.headers["content-security-policy"]
+        assert not re.search(r"(src|href)=\"(https?:)?//", response.text), path
+    assert httpx.get(store_page.url + "/staff/other.js").status_code == 404
+
+
+def test_logging_in_with_a_staff_token_gives_a_strict_http_only_session_cookie(store_page: StorePage) -> None:
+    response = httpx.post(f"{store_page.url}/v1/session", json={"token": store_page.staff_token})
+
+    assert response.status_code == 201 and response.json() == {"staff": "manager", "edge": PAGE_EDGE}
+    cookie = response.headers["set-cookie"].lower()
+    assert cookie.startswith(COOKIE) and "httponly" in cookie and "samesite=strict" in cookie
+    assert store_page.staff_token not in response.headers["set-cookie"]
+
+
+def test_a_device_token_or_an_unknown_one_does_not_log_in(store_page: StorePage) -> None:
+    for token in (store_page.device_token, new_token()):
+        response = httpx.post(f"{store_page.url}/v1/session", json={"token": token})
+
+        assert response.status_code == 401
+        assert token not in response.text
+
+
+def test_without_a_session_the_desk_answers_401(store_page: StorePage) -> None:
+    for method, path in (("GET", "/v1/unsure"), ("GET", "/v1/catalogue"), ("GET", "/v1/shipments")):
+        response = httpx.request(method, store_page.url + path, cookies={COOKIE: "made-up"})
+
+        assert response.status_code == 401, path
+
+
+def test_unsure_photos_are_listed_newest_first_with_their_top_guesses(store_page: StorePage) -> None:
+    store_page.unsure_photos([[("COLA-330", 0.41), ("CHIPS-200", 0.32), ("TEA-GREEN", 0.1)]] * 2)
+    with store_page.login() as page:
+        answer = page.get("/v1/unsure").json()
+
+    assert answer["waiting"] == 2
+    first, second = answer["unsure"]
+    assert (first["day"], first["capture_id"]) > (second["day"], second["capture_id"])
+    assert [(g["sku"], g["name"]) for g in first["guesses"]] == [
+        ("COLA-330", "Cola 330 ml"), ("CHIPS-200", "Paprika chips"), ("TEA-GREEN", "Green tea")
+    ]  # fmt: skip
+    assert first["model_version"] == "v000003"
+
+
+def test_a_labelled_photo_becomes_a_hard_example_and_leaves_the_list(store_page: StorePage) -> None:
+    store_page.unsure_photos([[("COLA-330", 0.5), ("CHIPS-200", 0.3)]] * 2)
+    with store_page.login() as page:
+        photo = page.get("/v1/unsure").json()["unsure"][0]
+        image = page.get(f"/v1/unsure/{photo['day']}/{photo['capture_id']}/image")
+        labelled = page.post("/v1/hard-examples", json={**photo, "sku": "CHIPS-200"})
+        after = page.get("/v1/unsure").json()
+
+    assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"
+    assert labelled.status_code == 201, labelled.text
+    assert store_page.hard_examples() == {photo["capture_id"]: "CHIPS-200"}
+    assert after["waiting"] == 1 and after["unsure"][0]["capture_id"] != photo["capture_id"]
+
+
+def test_a_discarded_photo_is_deleted_with_its_record(store_page: StorePage) -> None:
+    store_page.unsure_photos([[("SOAP-100", 0.4)]])
+    with store_page.login() as page:
+        photo = page.get("/v1/unsure").json()["unsure"][0]
+        response = page.delete(f"/v1/unsure/{photo['day']}/{photo['capture_id']}")
+        again = page.delete(f"/v1/unsure/{photo['day']}/{photo['capture_id']}")
+
+    assert (response.status_code, again.status_code) == (204, 404)
+    assert list(store_page.store.list(store_page.layout.unrecognized_prefix(PAGE_EDGE))) == []
+    assert store_page.hard_examples() == {}
+
+
+def test_a_change_on_a_session_without_the_page_header_is_refused(store_page: StorePage) -> None:
+    store_page.unsure_photos([[("SOAP-100", 0.4)]])
+    with store_page.login() as page:
+        photo = page.get("/v1/unsure").json()["unsure"][0]
+        forged = httpx.delete(
+            f"{store_page.url}/v1/unsure/{photo['day']}/{photo['capture_id']}", cookies=page.cookies
+        )
+        still = page.get("/v1/unsure").json()["waiting"]
+
+    assert forged.status_code == 403
+    assert still == 1
+
+
+def test_staff_add_a_product_and_the_change_records_who(store_page: StorePage) -> None:
+    with store_page.login() as page:
+        added = page.put(
+            "/v1/catalogue/products/KOMBU-GNG", json={"name": "Ginger kombucha", "price": "3.95"}
+        )
+        edited = page.put("/v1/catalogue/products/COLA-330", json={"name": "Cola 330 ml", "price": "1.30"})
+        listed = page.get("/v1/catalogue").json()
+
+    assert (added.status_code, edited.status_code) == (201, 200)
+    home = store_page.layout.edge_catalogue_home(PAGE_EDGE)
+    catalogue = read_catalogue(store_page.store, home)
+    assert catalogue is not None and len(catalogue.products) == 5
+    assert str(catalogue.product("COLA-330").price) == "1.30"
+    assert [p["sku"] for p in listed["products"]][-1] == "KOMBU-GNG"
+    assert changes(store_page.store, home)[-1].by == "staff:manager"
+
+
+def test_a_product_without_a_valid_price_is_refused_without_echoing_it(store_page: StorePage) -> None:
+    with store_page.login() as page:
+        response = page.put("/v1/catalogue/products/KOMBU-GNG", json={"name": "Kombucha", "price": "cheap!"})
+
+    assert response.status_code == 400
+    assert "cheap!" not in response.text
+
+
+def test_shipments_list_what_is_queued(store_page: StorePage) -> None:
+    device = {"Authorization": f"Bearer {store_page.device_token}", "Content-Type": "image/jpeg"}
+    for seed in (1, 2):
+        httpx.post(f"{store_page.url}/v1/images/COLA-330", content=image_bytes(seed), headers=device)
+    with store_page.login() as page:
+        page.post("/v1/sets/COLA-330/complete")
+        answer = page.get("/v1/shipments").json()
+
+    assert [s["images"] for s in answer["queued"]] == [{"COLA-330": 2}]
+    assert answer["shipped"] == []
+
+
+def test_revoking_a_staff_token_ends_its_sessions(store_page: StorePage) -> None:
+    with store_page.login() as page:
+        _, staff_file = store_page.settings.gateway_tokens_files(PAGE_EDGE)
+        write_tokens_file(staff_file, {"manager": [new_token()]})
+
+        response = page.get("/v1/unsure")
+
+    assert response.status_code == 401
+
+
+def test_logging_out_ends_the_session(store_page: StorePage) -> None:
+    with store_page.login() as page:
+        page.delete("/v1/session")
+        cookies = {COOKIE: page.cookies.get(COOKIE) or "gone"}
+
+        assert page.get("/v1/session").status_code == 401
+    assert httpx.get(f"{store_page.url}/v1/session", cookies=cookies).status_code == 401
+
+
+def test_a_session_ends_after_its_lifetime() -> None:
+    now = [0.0]
+    token = new_token()
+    sessions = StaffSessions(
+        Credentials("staff", inline={"ana": [token]}), lifetime_s=60, clock=lambda: now[0]
+    )
+    session_id, _ = sessions.login(token)
+    assert sessions.owner(session_id) == "ana"
+
+    now[0] = 61.0
+
+    with pytest.raises(Unauthorized):
+        sessions.owner(session_id)
