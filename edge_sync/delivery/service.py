@@ -23,7 +23,7 @@ from edge_sync.delivery.targets import Target
 from edge_sync.delivery.targets.address import VersionedInferenceProbe
 from edge_sync.delivery.targets.kserve import IN_CLUSTER, KServeTarget, api_client
 from edge_sync.delivery.targets.local import LocalServerTarget
-from edge_sync.delivery.waves import WaveRow, Waves
+from edge_sync.delivery.waves import WaveRow, Waves, spans_waves
 from foundation.credentials import check_strength
 from foundation.errors import InvalidInput, NotFound
 from foundation.layout import Layout
@@ -96,9 +96,10 @@ def build_fleet(
     )
     targets = targets if targets is not None else build_targets(settings, specs)
     whole = _whole_fleet(settings, specs)  # `--edge X` still waits for X's earlier waves
-    others = build_targets(settings, [s for s in whole if s.edge not in targets])
-    waves = Waves(settings.delivery, whole, {**targets, **others}, lambda spec: newest(spec, ctx))
-    if waves.active:
+    waves = None
+    if spans_waves(whole):  # the other edges' targets are read only to judge waves
+        others = build_targets(settings, [s for s in whole if s.edge not in targets])
+        waves = Waves(settings.delivery, whole, {**targets, **others}, lambda spec: newest(spec, ctx))
         ctx = dataclasses.replace(ctx, gate=waves.hold)
     return ControllerFleet(
         settings.delivery,
@@ -108,7 +109,7 @@ def build_fleet(
         ctx,
         on_outcome,
         pullers,
-        waves if waves.active else None,
+        waves,
     )
 
 

@@ -99,6 +99,11 @@ class WaveRow:
     state: str
 
 
+def spans_waves(specs: list[EdgeSpec]) -> bool:
+    """Whether a fleet has more than one wave: only then is a release held for an earlier one."""
+    return len({s.wave for s in specs}) > 1
+
+
 class Waves:
     """Whether an edge may take a release now, and the watch over baking waves."""
 
@@ -120,10 +125,6 @@ class Waves:
         """Each (edge, version)'s counters when it began to serve, or when first watched."""
         self._seen: dict[tuple[str, str], Counters] = {}
         self._lock = threading.Lock()
-
-    @property
-    def active(self) -> bool:
-        return len({s.wave for s in self._specs}) > 1
 
     # -- reading the fleet -------------------------------------------------------------
     def view(self, fresh: bool = False) -> list[Member]:

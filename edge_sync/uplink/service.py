@@ -113,8 +113,9 @@ def run_gateway(settings: Settings, edge: str, host: str, ship: bool, mqtt: bool
             running.enter_context(mqtt_intake(gw, settings))
         if ship:
             running.enter_context(shipping(build_shipper(settings, edge, gw.outbox)))
-        log.info("edge %s: the store page is at http://%s:%d/staff/", edge, host, settings.uplink.gateway_port)
-        serve(app, host, settings.uplink.gateway_port)
+        port = settings.uplink.gateway_port
+        log.info("edge %s: the store page is at http://%s:%d/staff/", edge, host, port)
+        serve(app, host, port)
 
 
 def run_shipper(settings: Settings, edge: str, stop: threading.Event) -> None:
