@@ -23,6 +23,7 @@ from foundation.layout import Layout
 from foundation.settings import Settings
 from foundation.storage.store import ObjectStore
 from serving.capture import Capture, CaptureItem
+from testkit.browser import Browser, chromium
 from testkit.uplink import free_port, gateway_tokens, image_bytes, serving
 
 PAGE_EDGE = "store-p"
@@ -89,3 +90,26 @@ def store_page(stack: Stack, settings: Settings, unique: str, tmp_path: Path) ->
     with serving(create_app(gateway), free_port()) as url:
         yield StorePage(url, cfg, store, layout, staff, device)
     gateway.outbox.close()
+
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "browser"
+TABLET = (820, 1180)
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium, headless, at a tablet's size."""
+    with chromium() as browser:
+        browser.resize(*TABLET)
+        yield browser
+
+
+def cards(browser: Browser) -> int:
+    return len(browser.find_all("article.card"))
+
+
+def log_in(browser: Browser, page: StorePage) -> None:
+    browser.open(page.url)
+    browser.type("#token", page.staff_token)
+    browser.click("#login-form button[type=submit]")
+    browser.wait(lambda: browser.text("#staff-name") == "manager", "the staff name after logging in")

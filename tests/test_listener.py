@@ -8,10 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -28,31 +24,13 @@ from foundation.layout import Layout
 from foundation.messaging import DLQ_REASON, EventProducer, ensure_topics
 from foundation.settings import Settings
 from foundation.storage.store import ObjectStore
-from pipelines.launchers import DryRunLauncher
-from pipelines.ledger import Ledger
-from pipelines.listener import Listener, build_ledger
+from pipelines.listener import build_ledger
 from testkit.conditions import wait_for
 from testkit.kafka import committed, end_offset
+from testkit.listener import listening
 from testkit.uplink import free_port, front_door, gateway_tokens, image_bytes, serving
 
 TOKEN, DEVICE, STAFF = new_token(), new_token(), new_token()
-
-
-@dataclass
-class Running:
-    listener: Listener
-    launcher: DryRunLauncher
-    ledger: Ledger
-    group: str
-
-    def metric(self, name: str) -> float:
-        return self.listener.registry.get_sample_value(f"edgecore_listener_{name}_total") or 0.0
-
-    def caught_up(self) -> bool:
-        """Every record on the listener's topics so far is handled and committed: nothing more will happen."""
-        kafka = self.listener.kafka
-        topics = (kafka.topic_training_data_ready, kafka.topic_s3_events)
-        return all(committed(kafka, self.group, t) == end_offset(kafka, t) for t in topics)
 
 
 @pytest.fixture
@@ -69,23 +47,6 @@ def lsettings(stack: Stack, settings: Settings, unique: str, tmp_path: Path) -> 
     )
     ensure_topics(cfg.kafka)
     return cfg
-
-
-@contextmanager
-def listening(cfg: Settings, unique: str, tmp_path: Path) -> Iterator[Running]:
-    launcher = DryRunLauncher(tmp_path / "requests")
-    group = f"test-listener-{unique}"
-    ledger = build_ledger(cfg, group)
-    listener = Listener(cfg.kafka, cfg.listener.coalesce_s, cfg.buckets.training, launcher, ledger)
-    stop = threading.Event()
-    thread = threading.Thread(target=listener.run, args=(stop, group, 0.5))
-    thread.start()
-    try:
-        yield Running(listener, launcher, ledger, group)
-    finally:
-        stop.set()
-        thread.join(timeout=60)
-        ledger.close()
 
 
 def ready(cfg: Settings, edge: str, version: str = "v000001") -> events.TrainingDataReady:

@@ -5,35 +5,11 @@ are kept under ``test-artifacts/browser/``."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
-from page_fixtures import PAGE_EDGE, StorePage
+from page_fixtures import ARTIFACTS, PAGE_EDGE, StorePage, cards, log_in
 
 from foundation.assortment import read_catalogue
-from testkit.browser import Browser, chromium
-
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "browser"
-TABLET = (820, 1180)
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    with chromium() as browser:
-        browser.resize(*TABLET)
-        yield browser
-
-
-def cards(browser: Browser) -> int:
-    return len(browser.find_all("article.card"))
-
-
-def log_in(browser: Browser, page: StorePage) -> None:
-    browser.open(page.url)
-    browser.type("#token", page.staff_token)
-    browser.click("#login-form button[type=submit]")
-    browser.wait(lambda: browser.text("#staff-name") == "manager", "the staff name after logging in")
+from testkit.browser import Browser
 
 
 def test_staff_log_in_label_three_photos_and_add_a_product(store_page: StorePage, browser: Browser) -> None:

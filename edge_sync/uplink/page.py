@@ -73,7 +73,12 @@ def install_page(app: FastAPI, desk: ReviewDesk, sessions: StaffSessions, allow:
     async def page_file(name: str) -> Response:
         return Response(asset(name), media_type=ASSETS[name], headers=SECURITY_HEADERS)
 
-    install_session(app, desk, sessions, allow)
+    install_session(
+        app,
+        sessions,
+        lambda request: allow(request, True, "reading the session").removeprefix("staff:"),
+        lambda staff: {"staff": staff, "edge": desk.edge},
+    )
 
     @app.get("/v1/unsure")
     async def unsure(request: Request, limit: int = PAGE_SIZE) -> dict[str, Any]:
@@ -115,19 +120,25 @@ def install_page(app: FastAPI, desk: ReviewDesk, sessions: StaffSessions, allow:
         return await run_in_threadpool(desk.shipments)
 
 
-def install_session(app: FastAPI, desk: ReviewDesk, sessions: StaffSessions, allow: Allow) -> None:
-    """Log in with a staff token for a session cookie; who is logged in; log out."""
+def install_session(
+    app: FastAPI,
+    sessions: StaffSessions,
+    who: Callable[[Request], str],
+    answer: Callable[[str], dict[str, str]],
+) -> None:
+    """Log in with a token for a session cookie; who is logged in; log out.  ``who`` names the caller
+    (or refuses); ``answer`` is what the page is told about a logged-in principal."""
 
     @app.post("/v1/session")
     async def login(request: Request) -> JSONResponse:
         body = await json_body(request, "login")
         try:
-            session_id, who = sessions.login(str(body.get("token", "")))
+            session_id, principal = sessions.login(str(body.get("token", "")))
         except Unauthorized:
-            log.warning("edge %s: refused a staff login: unknown token", desk.edge)
+            log.warning("%s: refused a login: unknown token", app.title)
             raise
-        log.info("edge %s: staff %s logged in", desk.edge, who)
-        response = JSONResponse({"staff": who, "edge": desk.edge}, 201)
+        log.info("%s: %s logged in", app.title, principal)
+        response = JSONResponse(answer(principal), 201)
         response.set_cookie(
             COOKIE, session_id, max_age=int(SESSION_S), httponly=True, samesite="strict", path="/"
         )
@@ -135,8 +146,7 @@ def install_session(app: FastAPI, desk: ReviewDesk, sessions: StaffSessions, all
 
     @app.get("/v1/session")
     async def whoami(request: Request) -> dict[str, str]:
-        who = allow(request, True, "reading the session")
-        return {"staff": who.removeprefix("staff:"), "edge": desk.edge}
+        return answer(who(request))
 
     @app.delete("/v1/session")
     async def logout(request: Request) -> Response:

@@ -1,4 +1,5 @@
-"""``edgecore core door | enrol | revoke``: the core's front door, and the stores allowed through it."""
+"""``edgecore core door | enrol | revoke | page | operator``: the core's front door, the stores allowed
+through it, and the status page its operators read."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ from edge_sync import frontdoor
 from edgecore.cli.common import cli_errors, out, service_logging
 from edgecore.enrolment import enrol as enrol_edge
 from edgecore.enrolment import revoke as revoke_edge
+from foundation.credentials import new_token, read_tokens_file, write_tokens_file
+from foundation.layout import check_name
 from foundation.settings import Settings
+from pipelines.listener import GROUP_ID
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -56,3 +60,26 @@ def revoke(
     with cli_errors():
         removed = revoke_edge(Settings(), edge, old_only=old_only)
     out.print(f"edge {edge}: {removed} token(s) withdrawn")
+
+
+@app.command()
+def page(group: str = typer.Option(GROUP_ID, help="The listener group whose runs to show.")) -> None:
+    """The status page (http://EDGECORE_CONSOLE_HOST:EDGECORE_CONSOLE_PORT/core/) for operators."""
+    from edgecore.console.app import run_page  # the page's readers are imported only to run it
+
+    service_logging()
+    with cli_errors():
+        run_page(Settings(), group)
+
+
+@app.command()
+def operator(name: str = typer.Argument(..., help="Who the token is for.")) -> None:
+    """Issue a token for the status page (printed once; a second call replaces it)."""
+    settings = Settings()
+    with cli_errors():
+        check_name(name, "operator name")
+        path = settings.operators_file
+        tokens = read_tokens_file(path) if path.is_file() else {}
+        token = new_token()
+        write_tokens_file(path, {**tokens, name: [token]})
+    out.print(f"operator {name}: token {token} (in {path}; shown once)")

@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings
 
 from foundation.settings.groups import (
     BucketSettings,
+    ConsoleSettings,
     DeliverySettings,
     DoorSettings,
     ImageSettings,
@@ -34,6 +35,7 @@ from foundation.settings.groups import (
 _HOME = Path.home()
 __all__ = [
     "BucketSettings",
+    "ConsoleSettings",
     "DeliverySettings",
     "DoorSettings",
     "ImageSettings",
@@ -62,6 +64,7 @@ _GROUPS: dict[str, type[BaseSettings]] = {
     "kfp": KfpSettings,
     "door": DoorSettings,
     "tls": TlsSettings,
+    "console": ConsoleSettings,
 }
 
 
@@ -85,6 +88,7 @@ class Settings(BaseSettings):
     kfp: KfpSettings = Field(default_factory=KfpSettings)
     door: DoorSettings = Field(default_factory=DoorSettings)
     tls: TlsSettings = Field(default_factory=TlsSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
 
     def updated(self, **changes: Any) -> Settings:
         """A copy with some fields changed: ``updated(state_dir=p, kafka={"port": 9192})``."""
@@ -148,6 +152,10 @@ class Settings(BaseSettings):
     @property
     def key_file(self) -> Path:
         return self.tls.key_file or self.tls_dir / "server-key.pem"
+
+    @property
+    def operators_file(self) -> Path:
+        return self.console.operators_file or self.state_dir / "console" / "operators.json"
 
     @property
     def door_tokens_file(self) -> Path:

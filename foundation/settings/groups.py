@@ -343,6 +343,20 @@ class KfpSettings(BaseSettings):
     )
 
 
+class ConsoleSettings(BaseSettings):
+    """The core's status page for ML engineers: datasets, runs, versions, waves, dead letters."""
+
+    model_config = group_config("EDGECORE_CONSOLE_")
+
+    host: str = Field(default="127.0.0.1", description="Address the core's status page listens on.")
+    port: int = Field(default=8097, ge=1, le=65535, description="Port of the core's status page (HTTP).")
+    operators_file: Path | None = Field(
+        default=None,
+        description="JSON {operator id: token} of who may read the core's status page; default "
+        "<state_dir>/console/operators.json.",
+    )
+
+
 class DoorSettings(BaseSettings):
     """The core's front door: the only address edges reach, over TLS, each with its own token."""
 

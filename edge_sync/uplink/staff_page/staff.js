@@ -153,7 +153,24 @@ async function loadProducts() {
   }));
 }
 
+async function completeSet(sku) {
+  try {
+    const done = await call("POST", `/v1/sets/${encodeURIComponent(sku)}/complete`);
+    await loadShipments();
+    say(`Set of ${done.images} photos of ${sku} queued to ship.`);
+  } catch (error) {
+    say(`No set made for ${sku}: ${error.message}`);
+  }
+}
+
 async function loadShipments() {
+  const pending = await call("GET", "/v1/pending");
+  $("loose-rows").replaceChildren(...Object.entries(pending.not_in_a_set).map(([sku, n]) => {
+    const complete = el("button", { type: "button", text: "Complete set", "aria-label": `Complete the set of ${sku}` });
+    complete.addEventListener("click", () => completeSet(sku));
+    return el("tr", {}, el("td", { text: sku }), el("td", { text: n }), el("td", {}, complete));
+  }));
+  $("hard-examples").textContent = `${pending.hard_examples} labelled photo${pending.hard_examples === 1 ? "" : "s"} go with the next set.`;
   const answer = await call("GET", "/v1/shipments");
   const count = (images) => Object.values(images).reduce((a, b) => a + b, 0);
   $("queued-rows").replaceChildren(...answer.queued.map((s) => el("tr", {},

@@ -1,0 +1,1 @@
+"""The core's status page for ML engineers (``edgecore core page``)."""

@@ -1,0 +1,111 @@
+"""The core's status page: one HTML page and the JSON it reads, for the core's operators.
+
+Operators log in with their token (``operators.json``) for a session cookie, as store
+staff do at their gateway (``edge_sync.uplink.sessions``); scripts may send the token as
+a bearer instead.  The page is read-only.  It listens on the core's internal network
+(loopback by default), never on the front door the stores reach.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from importlib import resources
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import RedirectResponse
+from starlette.concurrency import run_in_threadpool
+
+from edge_sync.uplink.http import install_error_handlers
+from edge_sync.uplink.page import SECURITY_HEADERS, install_session
+from edge_sync.uplink.sessions import COOKIE, PAGE_HEADER, StaffSessions
+from edgecore.console.status import CoreStatus, readable
+from foundation.credentials import Credentials, bearer
+from foundation.errors import EdgecoreError, NotFound, Unauthorized
+from foundation.layout import Layout
+from foundation.settings import Settings
+from foundation.storage.store import ObjectStore
+from pipelines.ledger import Ledger
+from pipelines.listener import GROUP_ID
+
+log = logging.getLogger(__name__)
+ASSETS = {"core.html": "text/html", "core.js": "text/javascript", "core.css": "text/css"}
+
+
+def sections(status: CoreStatus) -> dict[str, Callable[[], Any]]:
+    return {
+        "datasets": status.datasets,
+        "runs": status.runs,
+        "models": status.models,
+        "fleet": status.fleet,
+        "dead-letters": status.dead_letters,
+    }
+
+
+def asset(name: str) -> bytes:
+    if name not in ASSETS:
+        raise NotFound(f"no page file {name!r}")
+    return resources.files("edgecore.console").joinpath("core_page", name).read_bytes()
+
+
+def create_app(status: CoreStatus, operators: Credentials) -> FastAPI:
+    app = FastAPI(title="edgecore core status", docs_url=None, redoc_url=None)
+    install_error_handlers(app)
+    sessions = StaffSessions(operators)
+    readers = sections(status)
+
+    def allow(request: Request) -> str:
+        authorization = request.headers.get("authorization")
+        try:
+            if authorization is None and COOKIE in request.cookies:
+                sessions.check_page(request.method, request.headers.get(PAGE_HEADER))
+                return sessions.owner(request.cookies[COOKIE])
+            who = operators.owner(bearer(authorization))
+            if who is None:
+                raise Unauthorized("unknown operator token")
+            return who
+        except EdgecoreError as exc:
+            log.warning("core page: refused %s %s: %s", request.method, request.url.path, exc)
+            raise
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/core/", status_code=303)
+
+    @app.get("/core/", include_in_schema=False)
+    async def page() -> Response:
+        return Response(asset("core.html"), media_type="text/html", headers=SECURITY_HEADERS)
+
+    @app.get("/core/{name}", include_in_schema=False)
+    async def page_file(name: str) -> Response:
+        return Response(asset(name), media_type=ASSETS[name], headers=SECURITY_HEADERS)
+
+    install_session(app, sessions, allow, lambda operator: {"operator": operator})
+
+    @app.get("/v1/status/{section}")
+    async def section(section: str, request: Request) -> dict[str, Any]:
+        allow(request)
+        if section not in readers:
+            raise NotFound(f"no status section {section!r}: one of {sorted(readers)}")
+        return await run_in_threadpool(readable, section, readers[section])
+
+    return app
+
+
+def build_status(settings: Settings, group: str = GROUP_ID) -> CoreStatus:
+    """The readers over the core's own S3 and Kafka (the stores' storage is never read)."""
+    store = ObjectStore(settings.s3)
+    ledger = Ledger(store, Layout(settings.buckets).listener_ledger(group))
+    return CoreStatus(settings, store, ledger, group)
+
+
+def run_page(settings: Settings, group: str = GROUP_ID) -> None:
+    operators = Credentials("operator", path=settings.operators_file)
+    if not operators.principals:
+        log.warning("no operator in %s: nobody can log in to the core page", settings.operators_file)
+    app = create_app(build_status(settings, group), operators)
+    host, port = settings.console.host, settings.console.port
+    log.info("the core page is at http://%s:%d/core/", host, port)
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)

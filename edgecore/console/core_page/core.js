@@ -1,0 +1,184 @@
+// The core's status page: reads each section from /v1/status/<section> and draws it.
+// Read-only; every file comes from this server (no outside scripts, fonts or charts).
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const SVG = "http://www.w3.org/2000/svg";
+const REFRESH_MS = 15000;
+let timer = null;
+
+async function call(method, path, body) {
+  const init = { method, credentials: "same-origin", headers: { "X-Edgecore-Page": "1" } };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const response = await fetch(path, init);
+  if (response.status === 401 && path !== "/v1/session") showLogin("Your session has ended: log in again.");
+  if (!response.ok) {
+    let reason = response.statusText;
+    try { reason = (await response.json()).reason || reason; } catch (e) { /* not JSON */ }
+    throw new Error(reason);
+  }
+  return response.status === 204 ? null : response.json();
+}
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "text") node.textContent = value;
+    else node.setAttribute(key, value);
+  }
+  node.append(...children);
+  return node;
+}
+
+function row(...cells) {
+  return el("tr", {}, ...cells.map((c) => (c instanceof Node ? el("td", {}, c) : el("td", { text: c ?? "" }))));
+}
+
+const when = (value) => (value ? new Date(typeof value === "number" ? value * 1000 : value).toLocaleString() : "");
+const percent = (value) => (value == null ? "" : `${(value * 100).toFixed(1)} %`);
+
+function showLogin(message) {
+  clearInterval(timer);
+  $("app").hidden = true;
+  $("who").hidden = true;
+  $("login").hidden = false;
+  $("login-error").textContent = message || "";
+  $("token").focus();
+}
+
+async function showApp(session) {
+  $("login").hidden = true;
+  $("app").hidden = false;
+  $("who").hidden = false;
+  $("operator-name").textContent = session.operator;
+  await refresh();
+  clearInterval(timer);
+  timer = setInterval(refresh, REFRESH_MS);
+}
+
+async function section(name, draw) {
+  try {
+    const answer = await call("GET", `/v1/status/${name}`);
+    $(`${name}-error`).textContent = answer.error || "";
+    draw(answer.rows);
+  } catch (error) {
+    $(`${name}-error`).textContent = error.message;
+  }
+}
+
+function drawDatasets(datasets) {
+  $("datasets-rows").replaceChildren(...datasets.flatMap((d) =>
+    d.versions.map((v) => row(d.dataset, d.edge, v.version, when(v.created), String(v.images), v.source)),
+  ));
+}
+
+function gate(gates) {
+  const cell = el("div");
+  for (const [edge, g] of Object.entries(gates || {})) {
+    const verdict = el("span", { class: g.passed ? "passed" : "refused", text: g.passed ? "passed" : "refused" });
+    const worst = Object.entries(g.recall || {}).sort((a, b) => a[1] - b[1])[0];
+    const detail = ` ${edge}: accuracy ${percent(g.accuracy)}` + (worst ? `, lowest recall ${worst[0]} ${percent(worst[1])}` : "");
+    cell.append(el("div", {}, verdict, detail, ...(g.reasons || []).map((r) => el("div", { text: `· ${r}` }))));
+  }
+  return cell;
+}
+
+function drawRuns(runs) {
+  $("runs-rows").replaceChildren(...runs.map((r) =>
+    row(r.run_key, when(r.created), r.datasets.join(", "), r.status, r.state || r.error || r.run_id || "", gate(r.gate)),
+  ));
+}
+
+function plot(versions) {
+  // accuracy over versions, oldest on the left; a point per version
+  const points = versions.filter((v) => v.accuracy != null).slice().reverse();
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("class", "plot");
+  svg.setAttribute("viewBox", "0 0 520 160");
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", "Accuracy over versions: " + points.map((p) => `${p.version} ${percent(p.accuracy)}`).join(", "));
+  const x = (i) => 40 + (points.length > 1 ? (i * 460) / (points.length - 1) : 230);
+  const y = (a) => 140 - a * 120;
+  for (const level of [0, 0.5, 1]) {
+    const line = document.createElementNS(SVG, "line");
+    for (const [k, v] of Object.entries({ x1: 40, x2: 500, y1: y(level), y2: y(level) })) line.setAttribute(k, v);
+    const label = document.createElementNS(SVG, "text");
+    label.setAttribute("x", 2);
+    label.setAttribute("y", y(level) + 3);
+    label.textContent = `${level * 100} %`;
+    svg.append(line, label);
+  }
+  const polyline = document.createElementNS(SVG, "polyline");
+  polyline.setAttribute("points", points.map((p, i) => `${x(i)},${y(p.accuracy)}`).join(" "));
+  svg.append(polyline);
+  points.forEach((p, i) => {
+    const dot = document.createElementNS(SVG, "circle");
+    dot.setAttribute("cx", x(i));
+    dot.setAttribute("cy", y(p.accuracy));
+    dot.setAttribute("r", 3);
+    const label = document.createElementNS(SVG, "text");
+    label.setAttribute("x", x(i) - 18);
+    label.setAttribute("y", 156);
+    label.textContent = p.version;
+    svg.append(dot, label);
+  });
+  return svg;
+}
+
+function drawModels(models) {
+  $("models").replaceChildren(...models.map((m) => el("div", { class: "model" },
+    el("h3", { text: `${m.edge} · ${m.model}` }),
+    m.versions.length ? plot(m.versions) : el("p", { text: "No version published yet." }),
+    el("table", {}, el("thead", {}, row("Version", "Published", "Accuracy", "Datasets")),
+      el("tbody", {}, ...m.versions.map((v) => row(v.version, when(v.created), percent(v.accuracy), v.datasets.join(", "))))),
+  )));
+}
+
+function drawFleet(fleet) {
+  $("fleet-note").textContent = fleet.note || "";
+  $("fleet-rows").replaceChildren(...fleet.edges.map((e) =>
+    row(e.edge, e.serving + (e.pinned ? " (pinned)" : ""), e.newest, e.lag_s == null ? "" : `${Math.round(e.lag_s)} s`, String(e.wave), e.held, e.error),
+  ));
+  $("waves-rows").replaceChildren(...fleet.waves.map((w) => row(w.release, String(w.wave), String(w.edges), String(w.serving), w.state)));
+}
+
+function drawDeadLetters(letters) {
+  $("dead-letters-rows").replaceChildren(...letters.map((d) => row(when(d.timestamp / 1000), d.topic, d.reason, String(d.bytes))));
+}
+
+async function refresh() {
+  await Promise.all([
+    section("datasets", drawDatasets),
+    section("runs", drawRuns),
+    section("models", drawModels),
+    section("fleet", drawFleet),
+    section("dead-letters", drawDeadLetters),
+  ]);
+  $("status").textContent = `Read at ${new Date().toLocaleTimeString()}.`;
+}
+
+window.addEventListener("DOMContentLoaded", async () => {
+  $("login-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      const session = await call("POST", "/v1/session", { token: $("token").value });
+      $("token").value = "";
+      await showApp(session);
+    } catch (error) {
+      $("login-error").textContent = `Not logged in: ${error.message}`;
+    }
+  });
+  $("logout").addEventListener("click", async () => {
+    await call("DELETE", "/v1/session");
+    showLogin("Logged out.");
+  });
+  $("refresh").addEventListener("click", refresh);
+  try {
+    await showApp(await call("GET", "/v1/session"));
+  } catch (error) {
+    showLogin("");
+  }
+});

@@ -1,0 +1,191 @@
+"""What the core's status page shows, read from where the loop keeps it.
+
+Nothing here is a second record: dataset versions and model versions are read from
+their manifests in the registry, training runs from the listener's ledger (and, for
+runs the local launcher ran, their outcome and the gate's evaluation beside them),
+what each edge serves and the rollout waves from the sync controllers' own reads when
+the core holds the fleet file, and dead letters from their Kafka topic.  Each section
+is read on its own, so one that cannot be read (Kafka down, no fleet file) says why
+and the others still show.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+
+from edge_sync.delivery.history import model_history
+from edge_sync.delivery.service import fleet_status, select
+from foundation.credentials import read_tokens_file
+from foundation.errors import EdgecoreError
+from foundation.layout import Layout, edge_model_name
+from foundation.messaging import DLQ_REASON, DLQ_TOPIC, connection
+from foundation.registry import complete_versions, read_version
+from foundation.settings import Settings
+from foundation.storage.objects import ObjectReader
+from pipelines.ledger import Ledger
+from pipelines.listener import GROUP_ID
+from pipelines.results import evaluations
+from pipelines.runs import RunRequest
+
+VERSIONS_SHOWN = 12
+RUNS_SHOWN = 30
+DEAD_LETTERS_SHOWN = 20
+
+
+@dataclass
+class CoreStatus:
+    """The readers of one core: its settings, its S3 reader, and the listener group it reports on."""
+
+    settings: Settings
+    reader: ObjectReader
+    ledger: Ledger
+    group: str = GROUP_ID
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.settings.buckets)
+
+    def edges(self) -> list[str]:
+        """Every store the core knows: enrolled at the front door, or with a dataset."""
+        tokens = self.settings.door_tokens_file
+        enrolled = set(read_tokens_file(tokens)) if tokens.is_file() else set()
+        return sorted(enrolled | {d["edge"] for d in self.datasets() if d["edge"]})
+
+    def datasets(self) -> list[dict[str, Any]]:
+        """Each dataset's newest versions: when each became complete, and how many images it holds."""
+        layout, found = self.layout, []
+        for key in self.reader.list_prefixes(layout.datasets_root()):
+            name = key.rstrip("/").rsplit("/", 1)[-1]
+            versions = complete_versions(self.reader, layout.datasets_prefix(name))[-VERSIONS_SHOWN:]
+            rows = [self._dataset_version(name, v) for v in reversed(versions)]
+            edge = next((r["edge"] for r in rows if r["edge"]), "")
+            found.append({"dataset": name, "edge": edge, "versions": rows})
+        return found
+
+    def runs(self) -> list[dict[str, Any]]:
+        """The listener's newest runs, each with its datasets and, where it ran here, outcome and gate."""
+        rows = []
+        for run in reversed(self.ledger.runs()[-RUNS_SHOWN:]):
+            request = RunRequest.from_json(run["request"])
+            row = {
+                "run_key": run["run_key"],
+                "created": run["created"],
+                "status": run["status"],
+                "run_id": run.get("run_id"),
+                "datasets": [f"{d.dataset}@{d.version}" for d in request.datasets],
+                **_local_outcome(self.settings.listener_dir / "local" / run["run_key"]),
+            }
+            rows.append(row)
+        return rows
+
+    def models(self) -> list[dict[str, Any]]:
+        """Each edge's model versions, newest first, with their accuracy and the datasets they learnt."""
+        reader, layout = self.reader, self.layout
+        found = []
+        for edge in self.edges():
+            model = edge_model_name(edge)
+            history = [r for r in model_history(reader, layout, edge, model) if r.in_registry and r.manifest]
+            versions = [
+                {
+                    "version": r.version,
+                    "created": r.manifest.created.isoformat(),
+                    "accuracy": r.accuracy,
+                    "datasets": r.manifest.metadata.get("datasets", []),
+                    "release": r.manifest.metadata.get("release"),
+                }
+                for r in reversed(history)
+                if r.manifest is not None
+            ]
+            found.append({"edge": edge, "model": model, "versions": versions})
+        return found
+
+    def fleet(self) -> dict[str, Any]:
+        """What each edge of the core's fleet file serves, and the rollout waves."""
+        if not self.settings.fleet_file.is_file():
+            return {
+                "edges": [],
+                "waves": [],
+                "note": f"no fleet file at the core ({self.settings.fleet_file}): each store's own "
+                "controller knows what it serves (`edgecore edges status` at the store)",
+            }
+        rows, waves = fleet_status(self.settings, select(self.settings, ()))
+        return {"edges": [_plain(r) for r in rows], "waves": [_plain(w) for w in waves], "note": ""}
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        """The newest records refused onto the dead-letter topic, with why (never their payload)."""
+        kafka = self.settings.kafka
+        consumer = KafkaConsumer(
+            **connection(kafka), enable_auto_commit=False, consumer_timeout_ms=2000, bootstrap_timeout_ms=3000
+        )
+        try:
+            partitions = consumer.partitions_for_topic(kafka.topic_dead_letter) or set()
+            assigned = [TopicPartition(kafka.topic_dead_letter, p) for p in partitions]
+            consumer.assign(assigned)
+            ends = consumer.end_offsets(assigned)
+            for tp in assigned:
+                consumer.seek(tp, max(0, ends[tp] - DEAD_LETTERS_SHOWN))
+            records = list(consumer) if assigned else []
+        finally:
+            consumer.close()
+        rows = [_dead_letter(r) for r in records]
+        return sorted(rows, key=lambda r: r["timestamp"], reverse=True)[:DEAD_LETTERS_SHOWN]
+
+    def _dataset_version(self, name: str, version: str) -> dict[str, Any]:
+        prefix = self.layout.dataset_prefix(name, version)
+        manifest = read_version(self.reader, prefix, kind="dataset").manifest
+        return {
+            "version": version,
+            "created": manifest.created.isoformat(),
+            "images": len(manifest.files),
+            "edge": str(manifest.metadata.get("edge", "")),
+            "source": str(manifest.metadata.get("source", "")),
+        }
+
+
+def _local_outcome(run_root: Path) -> dict[str, Any]:
+    """The outcome and gate of a run the local launcher ran here; nothing for a KFP run."""
+    outcome_file = run_root / "outcome.json"
+    if not outcome_file.is_file():
+        return {"state": None, "gate": {}}
+    outcome = json.loads(outcome_file.read_text())
+    gate = {
+        edge: {
+            "passed": e.passed,
+            "reasons": e.reasons,
+            "accuracy": e.accuracy,
+            "recall": e.recall,
+            "production_version": e.production_version,
+        }
+        for edge, e in evaluations(run_root / "pipeline-root").items()
+    }
+    return {"state": outcome.get("state"), "error": outcome.get("error"), "gate": gate}
+
+
+def _dead_letter(record: Any) -> dict[str, Any]:
+    headers = {k: v.decode(errors="replace") for k, v in (record.headers or [])}
+    return {
+        "timestamp": record.timestamp,
+        "topic": headers.get(DLQ_TOPIC, ""),
+        "reason": headers.get(DLQ_REASON, "")[:300],
+        "bytes": len(record.value or b""),
+    }
+
+
+def _plain(row: Any) -> dict[str, Any]:
+    """A status row as JSON: times as ISO 8601."""
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in vars(row).items()}
+
+
+def readable(section: str, read: Any) -> dict[str, Any]:
+    """One section's rows, or why it could not be read."""
+    try:
+        return {"section": section, "rows": read(), "error": None}
+    except (EdgecoreError, KafkaError, OSError, ValueError) as exc:
+        return {"section": section, "rows": [], "error": f"{type(exc).__name__}: {exc}"[:300]}
