@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PACKAGES := foundation edgecore components pipelines serving edge_sync testkit
 
-.PHONY: setup demo test lint browser stack-down
+.PHONY: setup demo test lint browser notebooks stack-down
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "edgecore needs Python 3.11: set PYTHON=python3.11")'
@@ -43,6 +43,10 @@ browser:
 
 test: setup lint browser
 	$(BIN)/pytest
+
+# Run the notebooks against the local stack and store them with their outputs (plots and all).
+notebooks: setup
+	EDGECORE_SAVE_NOTEBOOKS=1 $(BIN)/pytest -q tests/test_notebooks.py
 
 stack-down:
 	$(BIN)/edgecore stack down

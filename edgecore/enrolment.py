@@ -83,3 +83,14 @@ def write_env_file(path: Path, values: dict[str, str], merge: bool = False) -> N
                 existing[name] = value
     path.parent.mkdir(parents=True, exist_ok=True)
     write_private(path, "".join(f"{k}={v}\n" for k, v in {**existing, **values}.items()))
+
+
+def issue_operator(settings: Settings, operator: str, token_file: Path) -> None:
+    """A new token for one operator of the core's status page, written to ``token_file`` (owner-readable)
+    and added to the operators file; an earlier token of the same operator stays valid beside it."""
+    check_name(operator, "operator id")
+    tokens = read_tokens_file(settings.operators_file) if settings.operators_file.is_file() else {}
+    token = new_token()
+    write_tokens_file(settings.operators_file, {**tokens, operator: [*tokens.get(operator, [])[-1:], token]})
+    token_file.parent.mkdir(parents=True, exist_ok=True)
+    write_private(token_file, token + "\n")

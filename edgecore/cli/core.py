@@ -10,9 +10,8 @@ import typer
 from edge_sync import frontdoor
 from edgecore.cli.common import cli_errors, out, service_logging
 from edgecore.enrolment import enrol as enrol_edge
+from edgecore.enrolment import issue_operator
 from edgecore.enrolment import revoke as revoke_edge
-from foundation.credentials import new_token, read_tokens_file, write_tokens_file
-from foundation.layout import check_name
 from foundation.settings import Settings
 from pipelines.listener import GROUP_ID
 
@@ -73,13 +72,15 @@ def page(group: str = typer.Option(GROUP_ID, help="The listener group whose runs
 
 
 @app.command()
-def operator(name: str = typer.Argument(..., help="Who the token is for.")) -> None:
-    """Issue a token for the status page (printed once; a second call replaces it)."""
+def operator(
+    name: str = typer.Argument(..., help="Who the token is for."),
+    token_file: Path | None = typer.Option(
+        None, help="Where to write the token (default <state>/console/tokens/<name>)."
+    ),
+) -> None:
+    """Issue a token for the status page; the operator's previous one stays valid beside it."""
     settings = Settings()
+    target = token_file or settings.operators_file.parent / "tokens" / name
     with cli_errors():
-        check_name(name, "operator name")
-        path = settings.operators_file
-        tokens = read_tokens_file(path) if path.is_file() else {}
-        token = new_token()
-        write_tokens_file(path, {**tokens, name: [token]})
-    out.print(f"operator {name}: token {token} (in {path}; shown once)")
+        issue_operator(settings, name, target)
+    out.print(f"operator {name}: the token is in {target} (owner-readable only)")

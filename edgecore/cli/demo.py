@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import sys
+import threading
 import time
 
 import typer
@@ -38,6 +39,7 @@ def run(
     coalesce: float = typer.Option(30.0, help="Seconds the listener waits to train both stores in one run."),
     timeout: float = typer.Option(1800.0, help="Longest any one stage may take before the demo fails."),
     install: bool = typer.Option(True, help="Install and start the local stack first."),
+    stay: bool = typer.Option(False, help="Keep the services and pages up after the table, until Ctrl-C."),
 ) -> None:
     """Two stores, each a site of its own (its MinIO, gateway, model server, sync controller), and the
     core (its front door over TLS, listener); round 1 trains and delivers a model per store, round 2
@@ -56,13 +58,17 @@ def run(
         with Supervisor(world.state_dir / "run", os.environ, _executable()) as supervisor:
             try:
                 results = Demo(world, supervisor, options, console).run()
+                if stay:
+                    show(summary(results))
+                    _stay(world)
             except KeyboardInterrupt:
                 console.print("[yellow]interrupted: stopping the demo's services[/yellow]")
                 raise typer.Exit(130) from None
             finally:
                 for site in world.sites.values():  # the stores' own MinIO processes
                     site.down()
-    show(summary(results))
+    if not stay:
+        show(summary(results))
     out.print(
         f"demo {world.run_id} finished in {(time.monotonic() - started) / 60:.1f} min;"
         f" logs and state in {world.state_dir}"
@@ -98,3 +104,14 @@ def summary(results: list[RoundResult]) -> Table:
             r.note,
         )
     return table
+
+
+def _stay(world: World) -> None:
+    """Keep everything up for people to look around (the pages), until Ctrl-C or SIGTERM."""
+    for line in world.pages():
+        out.print(line)
+    out.print("the demo's services stay up: Ctrl-C stops them")
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        out.print("stopping the demo's services")

@@ -24,6 +24,7 @@ from edgecore.demo.devices import KIOSK_INDEX, Kiosk, KioskLog, Store, digest, p
 from edgecore.demo.supervisor import DemoFailed, Supervisor, http_ok
 from edgecore.demo.watch import EventLog
 from edgecore.demo.world import World
+from edgecore.enrolment import issue_operator
 from edgecore.synthetic.products import NEW_PRODUCT_EDGE, demo_catalogue, new_product
 from foundation.assortment import add_products
 from foundation.errors import NotFound
@@ -131,6 +132,9 @@ class Demo:
     def start_core(self) -> None:
         w = self.world
         listen = ["edge", "listen", "--launcher", "local", "--epochs", str(self.opt.epochs)]
+        # its own consumer group and ledger, like its own topics: nothing of an earlier run
+        # (offsets, members still timing out) can hold this one up; the core page reads its runs
+        group = f"edgecore-training-listener-{w.run_id}"
         with self.status(
             "starting the core's front door and listener, each store's gateway and sync controller"
         ):
@@ -142,12 +146,12 @@ class Demo:
             )
             self.sup.launch(
                 "listener",
-                # its own consumer group and ledger, like its own topics: nothing of an
-                # earlier run (offsets, members still timing out) can hold this one up
-                [*listen, "--group", f"edgecore-training-listener-{w.run_id}"],
+                [*listen, "--group", group],
                 w.env(),
                 http_ok(f"http://127.0.0.1:{self.settings.listener.metrics_port}/metrics"),
             )
+            issue_operator(self.settings, "demo-operator", w.operator_token_file)
+            self.sup.launch("page", ["core", "page", "--group", group], w.env(), http_ok(w.core_page_url))
             for edge, ports in w.edges.items():
                 site = w.sites[edge]
                 self.sup.launch(
@@ -165,6 +169,7 @@ class Demo:
             self.sup.wait_ready(self.opt.stage_timeout_s)
         gateways = ", ".join(f"{e} (gateway {w.gateway_url(e)})" for e in self.edges)
         self.say(f"core: front door {self.settings.door.url} (TLS), listener; stores: {gateways}")
+        self.say("; ".join(w.pages()))
 
     def round_one(self, events: EventLog, stores: dict[str, Store], kiosks: dict[str, Kiosk]) -> None:
         self.say("[bold]round 1[/bold]: the stores photograph their products and send them to the core")

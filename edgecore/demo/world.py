@@ -61,6 +61,7 @@ class World:
             # the stack's CA and certificate, not the run's folder
             tls={"ca_file": base.ca_file, "cert_file": base.cert_file, "key_file": base.key_file},
             listener={"metrics_port": free_port(), "coalesce_s": coalesce_s},
+            console={"port": free_port()},
             delivery={"poll_s": poll_s},
         )
         ports = {edge: EdgePorts(free_port(), free_port(), free_port()) for edge in edges}
@@ -76,6 +77,22 @@ class World:
 
     def gateway_url(self, edge: str) -> str:
         return f"http://127.0.0.1:{self.edges[edge].gateway}"
+
+    @property
+    def core_page_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.console.port}/core/"
+
+    @property
+    def operator_token_file(self) -> Path:
+        return self.state_dir / "console" / "tokens" / "demo-operator"
+
+    def pages(self) -> list[str]:
+        """Where people look: the core's page and each store's, and where their tokens are."""
+        lines = [f"core page {self.core_page_url} (operator token in {self.operator_token_file})"]
+        for edge, site in self.sites.items():
+            _, staff = site.settings.gateway_tokens_files(edge)
+            lines.append(f"{edge} page {self.gateway_url(edge)}/staff/ (staff tokens in {staff})")
+        return lines
 
     def probes_dir(self, edge: str) -> Path:
         return self.sites[edge].folder / "probes"
