@@ -21,10 +21,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.status import Status
 
 from edgecore.demo.devices import KIOSK_INDEX, Kiosk, KioskLog, Store, digest, photos
+from edgecore.demo.services import start_services
 from edgecore.demo.supervisor import DemoFailed, Supervisor, http_ok
 from edgecore.demo.watch import EventLog
 from edgecore.demo.world import World
-from edgecore.enrolment import issue_operator
 from edgecore.synthetic.products import NEW_PRODUCT_EDGE, demo_catalogue, new_product
 from foundation.assortment import add_products
 from foundation.errors import NotFound
@@ -131,41 +131,8 @@ class Demo:
 
     def start_core(self) -> None:
         w = self.world
-        listen = ["edge", "listen", "--launcher", "local", "--epochs", str(self.opt.epochs)]
-        # its own consumer group and ledger, like its own topics: nothing of an earlier run
-        # (offsets, members still timing out) can hold this one up; the core page reads its runs
-        group = f"edgecore-training-listener-{w.run_id}"
-        with self.status(
-            "starting the core's front door and listener, each store's gateway and sync controller"
-        ):
-            self.sup.launch(
-                "door",
-                ["core", "door"],
-                w.env(),
-                http_ok(f"{self.settings.door.url}/healthz", verify=str(self.settings.ca_file)),
-            )
-            self.sup.launch(
-                "listener",
-                [*listen, "--group", group],
-                w.env(),
-                http_ok(f"http://127.0.0.1:{self.settings.listener.metrics_port}/metrics"),
-            )
-            issue_operator(self.settings, "demo-operator", w.operator_token_file)
-            self.sup.launch("page", ["core", "page", "--group", group], w.env(), http_ok(w.core_page_url))
-            for edge, ports in w.edges.items():
-                site = w.sites[edge]
-                self.sup.launch(
-                    f"gateway-{edge}",
-                    ["edge", "gateway", "--edge", edge],
-                    site.environment(uplink={"gateway_port": ports.gateway}),
-                    http_ok(f"{w.gateway_url(edge)}/healthz"),
-                )
-                self.sup.launch(
-                    f"sync-{edge}",
-                    ["edges", "run", "--edge", edge, "--metrics-port", str(ports.sync_metrics)],
-                    site.environment(),
-                    http_ok(f"http://127.0.0.1:{ports.sync_metrics}/metrics"),
-                )
+        with self.status("starting the core's services, each store's gateway and sync controller"):
+            start_services(w, self.sup, self.opt.epochs)
             self.sup.wait_ready(self.opt.stage_timeout_s)
         gateways = ", ".join(f"{e} (gateway {w.gateway_url(e)})" for e in self.edges)
         self.say(f"core: front door {self.settings.door.url} (TLS), listener; stores: {gateways}")
