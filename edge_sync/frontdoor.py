@@ -1,11 +1,12 @@
 """The core's front door: the one address edges reach, over TLS, each edge with its own token.
 
 It serves what crosses between a store and the core: an edge posts its image sets
-(``edge_sync.uplink.receiver``) and pulls its own model (``edge_sync.delivery.door``),
-nothing else.  Tokens live in one file (``<state_dir>/door/tokens.json``, written by
-``edgecore core enrol``) that is read again when it changes, two per edge while one is
-being rotated; a placeholder or weak token stops the door at start-up.  It refuses to
-start without a certificate: there is no plain-HTTP mode.
+(``edge_sync.uplink.receiver``), pulls its own model (``edge_sync.delivery.door``) and
+reports how it serves it (``edge_sync.delivery.report_desk``), nothing else.  Tokens live
+in one file (``<state_dir>/door/tokens.json``, written by ``edgecore core enrol``) that is
+read again when it changes, two per edge while one is being rotated; a placeholder or
+weak token stops the door at start-up.  It refuses to start without a certificate: there
+is no plain-HTTP mode.
 """
 
 from __future__ import annotations
@@ -14,15 +15,19 @@ import logging
 import ssl
 
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from edge_sync.delivery.door import ModelDoor
 from edge_sync.delivery.door import routes as model_routes
+from edge_sync.delivery.report_desk import ReportDesk
 from edge_sync.uplink import receiver
-from edge_sync.uplink.http import install_error_handlers
+from edge_sync.uplink.http import install_error_handlers, read_bounded
 from edge_sync.uplink.memory import bound_large_allocations
 from edge_sync.uplink.metrics import UplinkMetrics
 from foundation.credentials import Credentials
+from foundation.edge_report import MAX_REPORT_BYTES
 from foundation.layout import Layout
 from foundation.messaging import EventProducer, ensure_topics
 from foundation.settings import Settings
@@ -75,7 +80,15 @@ def build_model_door(settings: Settings, credentials: Credentials) -> ModelDoor:
     )
 
 
-def create_app(sets: receiver.Receiver, models: ModelDoor, metrics: UplinkMetrics | None = None) -> FastAPI:
+def build_report_desk(settings: Settings, credentials: Credentials) -> ReportDesk:
+    return ReportDesk(
+        ObjectStore(settings.s3), Layout(settings.buckets), credentials, settings.door.report_interval_s
+    )
+
+
+def create_app(
+    sets: receiver.Receiver, models: ModelDoor, reports: ReportDesk, metrics: UplinkMetrics | None = None
+) -> FastAPI:
     metrics = metrics or UplinkMetrics("receiver")
     app = FastAPI(title="edgecore front door", docs_url=None, redoc_url=None)
     install_error_handlers(app, metrics)
@@ -86,6 +99,14 @@ def create_app(sets: receiver.Receiver, models: ModelDoor, metrics: UplinkMetric
 
     app.include_router(receiver.routes(sets, metrics))
     app.include_router(model_routes(models))
+
+    @app.put("/v1/edges/{edge}/report", status_code=204)
+    async def report(edge: str, request: Request) -> Response:
+        reports.authorize(edge, request.headers.get("authorization"))
+        body = await read_bounded(request, MAX_REPORT_BYTES, "a report")
+        await run_in_threadpool(reports.accept, edge, body)
+        return Response(status_code=204)
+
     return app
 
 
@@ -107,7 +128,9 @@ def run_front_door(settings: Settings) -> None:
         log.warning("no edge is enrolled yet (%s): every request will be refused", settings.door_tokens_file)
     sets = build_receiver(settings, credentials)
     metrics = UplinkMetrics("receiver")
-    app = create_app(sets, build_model_door(settings, credentials), metrics)
+    app = create_app(
+        sets, build_model_door(settings, credentials), build_report_desk(settings, credentials), metrics
+    )
     if settings.door.metrics_port is not None:
         metrics.serve(settings.door.metrics_port, settings.door.metrics_host)
     try:

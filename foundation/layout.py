@@ -9,6 +9,7 @@ No other module formats a key by hand, so the layout can be read (and changed) h
     <training_bucket>/claims/sets/<dataset>/<set-digest>.json          (shipped set -> version)
     <models_bucket>/models/<model>/<version>/<file>                   (registry)
     <models_bucket>/models/<model>/<version>/manifest.json            (sha256 per file + metrics)
+    <models_bucket>/fleet/<edge>/report.json                          (what the edge serves, how it fares)
     <edge_bucket_prefix><edge>/incoming/<sku>/<image-id>.<ext>         (device uploads)
     <edge_bucket_prefix><edge>/hard-examples/<sku>/<image-id>.<ext>    (labelled, ship next round)
     <edge_bucket_prefix><edge>/unrecognized/<yyyy-mm-dd>/<id>.jpg|.json (low-confidence captures)
@@ -302,6 +303,13 @@ class Layout:
 
     def model_versions(self, model: str) -> VersionedName:
         return VersionedName(self.models_prefix(model), self.model_claims_prefix(model))
+
+    def edge_report(self, edge: str) -> Location:
+        """An edge's newest report (``foundation.edge_report``), written by the front door."""
+        return Location(self.models_bucket, f"fleet/{check_name(edge, 'edge id')}/report.json")
+
+    def edge_reports_prefix(self) -> Location:
+        return Location(self.models_bucket, "fleet/")
 
     @staticmethod
     def _model_key(model: str, version: str) -> str:

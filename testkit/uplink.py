@@ -32,7 +32,14 @@ def front_door(
     credentials = Credentials("edge", path=settings.door_tokens_file)
     receiver = frontdoor.build_receiver(settings, credentials, producer)
     try:
-        yield receiver, frontdoor.create_app(receiver, frontdoor.build_model_door(settings, credentials))
+        yield (
+            receiver,
+            frontdoor.create_app(
+                receiver,
+                frontdoor.build_model_door(settings, credentials),
+                frontdoor.build_report_desk(settings, credentials),
+            ),
+        )
     finally:
         receiver.close()
 

@@ -66,7 +66,12 @@ def test_the_front_door_counts_a_set_refused_for_a_wrong_token_without_anything_
     metrics.serve(port, "127.0.0.1")
     guess = new_token()
     with front_door(cfg, {EDGE: new_token()}) as (receiver, _):
-        app = frontdoor.create_app(receiver, frontdoor.build_model_door(cfg, receiver.credentials), metrics)
+        app = frontdoor.create_app(
+            receiver,
+            frontdoor.build_model_door(cfg, receiver.credentials),
+            frontdoor.build_report_desk(cfg, receiver.credentials),
+            metrics,
+        )
         with serving(app, free_port()) as url:
             refused = httpx.post(
                 f"{url}/v1/edges/{EDGE}/sets",
@@ -88,7 +93,12 @@ def test_the_front_door_refuses_a_malformed_query_without_repeating_it_and_count
     metrics, port = UplinkMetrics("receiver"), free_port()
     metrics.serve(port, "127.0.0.1")
     with front_door(cfg, {EDGE: new_token()}) as (receiver, _):
-        app = frontdoor.create_app(receiver, frontdoor.build_model_door(cfg, receiver.credentials), metrics)
+        app = frontdoor.create_app(
+            receiver,
+            frontdoor.build_model_door(cfg, receiver.credentials),
+            frontdoor.build_report_desk(cfg, receiver.credentials),
+            metrics,
+        )
         with serving(app, free_port()) as url:
             refused = httpx.get(f"{url}/v1/edges/{EDGE}/models/{EDGE}-products/newest?after=zz-sesame")
             page = httpx.get(f"http://127.0.0.1:{port}/metrics").text

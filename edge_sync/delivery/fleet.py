@@ -94,6 +94,12 @@ class ControllerFleet:
             if slot.spec.edge in event.edges:
                 self._schedule(slot, event)
 
+    def target(self, edge: str) -> Target:
+        return self._slots[edge].target
+
+    def spec(self, edge: str) -> EdgeSpec:
+        return self._slots[edge].spec
+
     def idle(self) -> bool:
         """No pass is queued or running (a retry waiting for its backoff does not count)."""
         return not any(slot.queued or slot.running for slot in self._slots.values())

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 
+from foundation.edge_report import EdgeReport
 from foundation.errors import Forbidden, IntegrityError, InvalidInput, ServiceUnavailable, Unauthorized
 from foundation.layout import MANIFEST, Layout, parse_version
 from foundation.manifest import Manifest
@@ -66,6 +67,21 @@ class DoorClient:
                     sink(chunk)
         except httpx.TransportError as exc:
             raise ServiceUnavailable(f"front door {url}: {exc}") from exc
+
+    def report(self, report: EdgeReport) -> None:
+        """Send this edge's report (``edge_sync.delivery.reporter``)."""
+        url = f"{self.base}/report"
+        try:
+            response = self._client.put(
+                url,
+                content=report.to_bytes(),
+                headers={"Content-Type": "application/json"},
+                timeout=httpx.Timeout(30.0, connect=10.0),
+            )
+        except httpx.TransportError as exc:
+            raise ServiceUnavailable(f"front door {url}: {exc}") from exc
+        if response.status_code != 204:
+            _raise_for(response, url)
 
     def close(self) -> None:
         self._client.close()

@@ -19,6 +19,7 @@ from edge_sync.delivery.edges import EdgeSpec, KServeSpec, LocalSpec, load_fleet
 from edge_sync.delivery.fleet import ControllerFleet
 from edge_sync.delivery.metrics import SyncMetrics
 from edge_sync.delivery.pull import DoorClient, Puller
+from edge_sync.delivery.reporter import Reporter
 from edge_sync.delivery.targets import Target
 from edge_sync.delivery.targets.address import VersionedInferenceProbe
 from edge_sync.delivery.targets.kserve import IN_CLUSTER, KServeTarget, api_client
@@ -214,5 +215,27 @@ def run_fleet(
             fleet.close()
     if metrics_port:
         fleet.metrics.serve(metrics_port, settings.delivery.metrics_host)
+    reporters = [
+        threading.Thread(target=r.run, args=(stop,), name="edge-sync-report", daemon=True)
+        for r in build_reporters(settings, fleet)
+    ]
+    for thread in reporters:
+        thread.start()
     fleet.run(stop, group_id)
+    for thread in reporters:
+        thread.join(timeout=10)
     return list(fleet.outcomes.values())
+
+
+def build_reporters(settings: Settings, fleet: ControllerFleet) -> list[Reporter]:
+    """At an edge site, its report to the core (``edge_sync.delivery.reporter``); none elsewhere."""
+    return [
+        Reporter(
+            puller.door,
+            fleet.target(edge),
+            fleet.spec(edge).model_name,
+            settings.state_dir / "edge-sync" / f"report-{edge}.json",
+            settings.delivery.report_s,
+        )
+        for edge, puller in fleet.pullers.items()
+    ]

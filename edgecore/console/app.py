@@ -39,6 +39,7 @@ def sections(status: CoreStatus) -> dict[str, Callable[[], Any]]:
         "datasets": status.datasets,
         "runs": status.runs,
         "models": status.models,
+        "stores": status.stores,
         "fleet": status.fleet,
         "dead-letters": status.dead_letters,
     }

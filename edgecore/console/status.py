@@ -3,8 +3,9 @@
 Nothing here is a second record: dataset versions and model versions are read from
 their manifests in the registry, training runs from the listener's ledger (and, for
 runs the local launcher ran, their outcome and the gate's evaluation beside them),
-what each edge serves and the rollout waves from the sync controllers' own reads when
-the core holds the fleet file, and dead letters from their Kafka topic.  Each section
+what each store serves and how its predictor fares from the reports stores send through
+the front door (``foundation.edge_report``), the rollout waves from the sync controllers'
+own reads when the core holds the fleet file, and dead letters from their Kafka topic.  Each section
 is read on its own, so one that cannot be read (Kafka down, no fleet file) says why
 and the others still show.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,9 @@ from kafka.errors import KafkaError
 from edge_sync.delivery.history import model_history
 from edge_sync.delivery.service import fleet_status, select
 from foundation.credentials import read_tokens_file
+from foundation.edge_report import MAX_REPORT_BYTES, EdgeReport
 from foundation.errors import EdgecoreError
-from foundation.layout import Layout, edge_model_name
+from foundation.layout import Layout, edge_model_name, parse_version
 from foundation.messaging import DLQ_REASON, DLQ_TOPIC, connection
 from foundation.registry import complete_versions, read_version
 from foundation.settings import Settings
@@ -105,6 +107,34 @@ class CoreStatus:
             ]
             found.append({"edge": edge, "model": model, "versions": versions})
         return found
+
+    def stores(self) -> list[dict[str, Any]]:
+        """Each store's newest report: what it serves, how far behind the registry, and its series."""
+        layout, found = self.layout, []
+        for key in self.reader.list_prefixes(layout.edge_reports_prefix()):
+            edge = key.rstrip("/").rsplit("/", 1)[-1]
+            try:
+                raw = self.reader.get_bytes(layout.edge_report(edge), max_bytes=MAX_REPORT_BYTES)
+                report = EdgeReport.from_bytes(raw, f"of edge {edge}")
+            except EdgecoreError as exc:
+                found.append({"edge": edge, "error": str(exc)[:300], "points": []})
+                continue
+            found.append(self._store(report))
+        return found
+
+    def _store(self, report: EdgeReport) -> dict[str, Any]:
+        versions = complete_versions(self.reader, self.layout.models_prefix(report.model))
+        serving = parse_version(report.serving) if report.serving else 0
+        received = report.received or report.at
+        return {
+            **report.model_dump(mode="json", exclude={"points", "received", "at"}),
+            "error": None,
+            "newest": versions[-1] if versions else None,
+            "behind": sum(1 for v in versions if parse_version(v) > serving),
+            "reported": received.isoformat(),
+            "age_s": round((datetime.now(UTC) - received).total_seconds()),
+            "points": [{**p.model_dump(mode="json"), "unsure_rate": p.unsure_rate} for p in report.points],
+        }
 
     def fleet(self) -> dict[str, Any]:
         """What each edge of the core's fleet file serves, and the rollout waves."""

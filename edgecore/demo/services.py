@@ -11,6 +11,9 @@ from edgecore.demo.supervisor import Supervisor, http_ok
 from edgecore.demo.world import World
 from edgecore.enrolment import issue_operator
 
+REPORT_S = 5.0
+"""Stores report every few seconds in the demo, so the core page's plots fill while one watches."""
+
 
 def start_services(world: World, sup: Supervisor, epochs: int) -> None:
     """Launch every service of the run side by side (the caller waits for them to be ready)."""
@@ -39,6 +42,6 @@ def start_services(world: World, sup: Supervisor, epochs: int) -> None:
         sup.launch(
             f"sync-{edge}",
             ["edges", "run", "--edge", edge, "--metrics-port", str(ports.sync_metrics)],
-            site.environment(),
+            site.environment(delivery={"report_s": REPORT_S}),
             http_ok(f"http://127.0.0.1:{ports.sync_metrics}/metrics"),
         )

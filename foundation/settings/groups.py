@@ -288,6 +288,14 @@ class DeliverySettings(BaseSettings):
         description="Port of the edge sync controllers' Prometheus /metrics endpoint.",
     )
     metrics_host: str = Field(default="127.0.0.1", description="Address that /metrics endpoint listens on.")
+    report_s: float = Field(
+        default=300.0,
+        ge=1,
+        le=3600,
+        description="At an edge site: how often the controller reports what it serves and how its predictor "
+        "fares (requests, unsure, errors, latency) to the core's front door; the core's page plots a day of "
+        "five-minute points.",
+    )
     wave_bake_s: float = Field(
         default=600.0,
         ge=0,
@@ -382,6 +390,13 @@ class DoorSettings(BaseSettings):
     )
     wait_s: float = Field(
         default=25.0, gt=0, le=120, description="Longest an edge's long poll for a new model is held."
+    )
+    report_interval_s: float = Field(
+        default=2.0,
+        ge=0,
+        le=3600,
+        description="An edge's report sooner than this after its last is dropped (the next carries its "
+        "points): a store reporting in a loop costs the core one write per interval.",
     )
     max_connections: int = Field(
         default=2000,

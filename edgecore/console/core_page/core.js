@@ -92,6 +92,67 @@ function drawRuns(runs) {
   ));
 }
 
+function svgNode(tag, attrs) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, value);
+  return node;
+}
+
+function series(points, lines, top, unit, label) {
+  // values over time, oldest on the left; one polyline per line, a grid at 0, half and top
+  const svg = svgNode("svg", { class: "plot", viewBox: "0 0 520 160", role: "img", "aria-label": label });
+  // by time, so an interval the store did not report (its controller down) shows as a gap in the x axis
+  const times = points.map((p) => Date.parse(p.at));
+  const span = times.length > 1 ? times[times.length - 1] - times[0] : 0;
+  const x = (i) => 60 + (span > 0 ? ((times[i] - times[0]) * 440) / span : 220);
+  const y = (v) => 140 - (Math.min(v, top) / top) * 120;
+  for (const level of [0, top / 2, top]) {
+    const text = svgNode("text", { x: 2, y: y(level) + 3 });
+    text.textContent = `${+level.toPrecision(3)} ${unit}`;
+    svg.append(svgNode("line", { x1: 60, x2: 500, y1: y(level), y2: y(level) }), text);
+  }
+  for (const [key, cls] of lines) {
+    const drawn = points.map((p, i) => [i, p[key]]).filter(([, v]) => v != null);
+    svg.append(svgNode("polyline", { class: cls, points: drawn.map(([i, v]) => `${x(i)},${y(v)}`).join(" ") }));
+  }
+  if (points.length) {
+    for (const [i, anchor] of [[0, "start"], [points.length - 1, "end"]]) {
+      const text = svgNode("text", { x: x(i), y: 156, "text-anchor": anchor });
+      text.textContent = new Date(points[i].at).toLocaleTimeString();
+      svg.append(text);
+    }
+  }
+  return svg;
+}
+
+function storePlots(s) {
+  const points = s.points;
+  const slowest = Math.max(1, ...points.map((p) => p.p99_ms || 0));
+  const latest = points[points.length - 1];
+  return el("div", { class: "model" },
+    el("h3", { text: `${s.edge} · latency (p50, p95, p99) and unsure rate over time` }),
+    series(points, [["p50_ms", "p50"], ["p95_ms", "p95"], ["p99_ms", "p99"]], slowest, "ms",
+      `Latency of ${s.edge}: ` + (latest ? `latest p50 ${latest.p50_ms ?? "none"} ms, p95 ${latest.p95_ms ?? "none"} ms, p99 ${latest.p99_ms ?? "none"} ms` : "no points yet")),
+    series(points, [["unsure_rate", "unsure"]], 1, "",
+      `Unsure rate of ${s.edge}: ` + (latest ? `latest ${percent(latest.unsure_rate)}` : "no points yet")),
+  );
+}
+
+function drawStores(stores) {
+  $("stores-rows").replaceChildren(...stores.map((s) => {
+    if (s.error) return row(s.edge, s.error);
+    // totals over the reported series; p95 of the newest interval that answered anything
+    const sum = (key) => s.points.reduce((total, p) => total + p[key], 0);
+    const predictions = sum("predictions");
+    const busy = s.points.filter((p) => p.p95_ms != null).pop();
+    const serving = (s.serving || "none") + (s.confirmed ? "" : " (rolling out)") + (s.pinned ? " (pinned)" : "");
+    return row(s.edge, serving, s.newest || "", String(s.behind), `${when(s.reported)} (${s.age_s} s ago)`,
+      String(predictions), busy ? `${busy.p95_ms} ms` : "", predictions ? percent(sum("unsure") / predictions) : "",
+      String(sum("errors")));
+  }));
+  $("stores").replaceChildren(...stores.filter((s) => !s.error && s.points.length).map(storePlots));
+}
+
 function plot(versions) {
   // accuracy over versions, oldest on the left; a point per version
   const points = versions.filter((v) => v.accuracy != null).slice().reverse();
@@ -154,6 +215,7 @@ async function refresh() {
     section("datasets", drawDatasets),
     section("runs", drawRuns),
     section("models", drawModels),
+    section("stores", drawStores),
     section("fleet", drawFleet),
     section("dead-letters", drawDeadLetters),
   ]);
