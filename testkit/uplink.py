@@ -7,20 +7,29 @@ import socket
 import tarfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+import httpx
 import numpy as np
 import uvicorn
 from fastapi import FastAPI
 from PIL import Image
 
 from edge_sync import frontdoor
+from edge_sync.delivery.pull import DoorClient
 from edge_sync.uplink.receiver import Receiver
 from edgecore.stack.tools import free_port as free_port  # the tests' one way to pick a port
 from foundation.credentials import Credentials, write_tokens_file
+from foundation.layout import Layout
 from foundation.messaging import EventProducer
 from foundation.settings import Settings
+from foundation.storage.store import ObjectStore
+from foundation.tls import client_context
 
 
 @contextmanager
@@ -70,6 +79,42 @@ def serving(app: FastAPI, port: int, tls: Settings | None = None) -> Iterator[st
     finally:
         server.should_exit = True
         thread.join(timeout=20)
+
+
+@dataclass(frozen=True)
+class DoorCore:
+    """A core whose front door runs over TLS with the local CA, on its own buckets."""
+
+    settings: Settings
+    url: str
+    store: ObjectStore
+    layout: Layout
+
+    def client(self, edge: str, token: str) -> DoorClient:
+        tls = client_context(self.settings.ca_file)
+        http = httpx.Client(headers={"Authorization": f"Bearer {token}"}, verify=tls)
+        return DoorClient(self.url, edge, http)
+
+
+@contextmanager
+def door_core(
+    settings: Settings, state_dir: Path, tokens: dict[str, str], **changes: Any
+) -> Iterator[DoorCore]:
+    """The front door of a core with buckets of its own, for edges holding ``tokens`` (``changes``: more
+    settings, as ``Settings.updated`` takes them)."""
+    unique = uuid.uuid4().hex[:10]
+    cfg = settings.updated(
+        state_dir=state_dir,
+        buckets={
+            "training": f"t-train-{unique}",
+            "models": f"t-models-{unique}",
+            "edge_prefix": f"t-{unique}-",
+        },
+        tls={"ca_file": settings.ca_file, "cert_file": settings.cert_file, "key_file": settings.key_file},
+        **changes,
+    )
+    with front_door(cfg, tokens) as (_, app), serving(app, free_port(), tls=cfg) as url:
+        yield DoorCore(cfg, url, ObjectStore(cfg.s3), Layout(cfg.buckets))
 
 
 def image_bytes(seed: int, fmt: str = "JPEG", side: int = 48) -> bytes:

@@ -7,9 +7,7 @@ with the local CA, the core's MinIO, and the core page's reader of what landed.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,7 +15,6 @@ import httpx
 import pytest
 from page_fixtures import ARTIFACTS
 
-from edge_sync.delivery.pull import DoorClient
 from edge_sync.delivery.report_desk import ReportDesk
 from edge_sync.delivery.reporter import Reporter
 from edge_sync.delivery.targets.local import LocalServerTarget
@@ -27,33 +24,20 @@ from edgecore.stack import Stack
 from foundation.credentials import Credentials, new_token
 from foundation.edge_report import MAX_REPORT_BYTES, EdgeReport
 from foundation.errors import Forbidden
-from foundation.layout import Layout, edge_model_name
+from foundation.layout import edge_model_name
 from foundation.pointer import ModelPointer
 from foundation.settings import Settings
-from foundation.storage.store import ObjectStore
 from foundation.tls import client_context
 from testkit.browser import Browser
 from testkit.serving import Server, b64, kiosk_jpeg, running_server, upload_version, write_version
-from testkit.uplink import free_port, front_door, serving
+from testkit.uplink import DoorCore, door_core, free_port, serving
 
 EDGE, OTHER = "lakeside", "hillside"
 MODEL = edge_model_name(EDGE)
 TOKENS = {EDGE: new_token(), OTHER: new_token()}
 
 
-@dataclass(frozen=True)
-class Core:
-    settings: Settings
-    url: str
-    store: ObjectStore
-    layout: Layout
-
-    def client(self, edge: str, token: str) -> DoorClient:
-        http = httpx.Client(
-            headers={"Authorization": f"Bearer {token}"}, verify=client_context(self.settings.ca_file)
-        )
-        return DoorClient(self.url, edge, http)
-
+class Core(DoorCore):
     def stored(self, edge: str = EDGE) -> EdgeReport:
         raw = self.store.get_bytes(self.layout.edge_report(edge))
         return EdgeReport.from_bytes(raw, "stored")
@@ -61,20 +45,9 @@ class Core:
 
 @pytest.fixture(scope="module")
 def core(stack: Stack, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Core]:
-    unique = uuid.uuid4().hex[:10]
-    cfg = settings.updated(
-        state_dir=tmp_path_factory.mktemp("core"),
-        buckets={
-            "training": f"t-train-{unique}",
-            "models": f"t-models-{unique}",
-            "edge_prefix": f"t-{unique}-",
-        },
-        door={"report_interval_s": 0},
-        tls={"ca_file": settings.ca_file, "cert_file": settings.cert_file, "key_file": settings.key_file},
-    )
-    store = ObjectStore(cfg.s3)
-    with front_door(cfg, TOKENS) as (_, app), serving(app, free_port(), tls=cfg) as url:
-        yield Core(cfg, url, store, Layout(cfg.buckets))
+    state = tmp_path_factory.mktemp("core")
+    with door_core(settings, state, TOKENS, door={"report_interval_s": 0}) as door:
+        yield Core(**vars(door))
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from edge_sync.delivery.pull import DoorClient, Puller
+from edge_sync.delivery.pull import Puller
 from edgecore.stack import Stack
 from edgecore.stack.site import EdgeSite
 from foundation.credentials import new_token
@@ -30,45 +29,24 @@ from foundation.settings import Settings
 from foundation.storage.store import ObjectStore
 from foundation.tls import client_context
 from testkit.serving import upload_version, write_version
-from testkit.uplink import free_port, front_door, serving
+from testkit.uplink import DoorCore, door_core
 
 NORTH, SOUTH = "north", "south"
 TOKENS = {NORTH: new_token(), SOUTH: new_token()}
 
 
 @dataclass(frozen=True)
-class Core:
-    settings: Settings
-    url: str
-    store: ObjectStore
-    layout: Layout
-
+class Core(DoorCore):
     def publish(self, tmp: Path, edge: str, version: str) -> None:
         """A gated version in the core's registry, as the pipeline's publish step leaves it."""
         root = write_version(tmp / f"{edge}-{version}", edge, version)
         upload_version(self.store, self.layout.model_prefix(edge_model_name(edge), version), root)
 
-    def client(self, edge: str, token: str) -> DoorClient:
-        tls = client_context(self.settings.ca_file)
-        http = httpx.Client(headers={"Authorization": f"Bearer {token}"}, verify=tls)
-        return DoorClient(self.url, edge, http)
-
 
 @pytest.fixture(scope="module")
 def core(stack: Stack, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Core]:
-    unique = uuid.uuid4().hex[:10]
-    cfg = settings.updated(
-        state_dir=tmp_path_factory.mktemp("core"),
-        buckets={
-            "training": f"t-train-{unique}",
-            "models": f"t-models-{unique}",
-            "edge_prefix": f"t-{unique}-",
-        },
-        tls={"ca_file": settings.ca_file, "cert_file": settings.cert_file, "key_file": settings.key_file},
-    )
-    store = ObjectStore(cfg.s3)
-    with front_door(cfg, TOKENS) as (_, app), serving(app, free_port(), tls=cfg) as url:
-        yield Core(cfg, url, store, Layout(cfg.buckets))
+    with door_core(settings, tmp_path_factory.mktemp("core"), TOKENS) as door:
+        yield Core(**vars(door))
 
 
 @pytest.fixture(scope="module")
