@@ -1,29 +1,33 @@
 """The sensor use case's model: an autoencoder of normal machine behaviour, and the threshold that gates it.
 
 Readings become windows (``WINDOW`` readings of every sensor), scaled by per-sensor
-statistics of normal windows; those statistics ship with the model, since the edge must
-scale live readings the same way.  The autoencoder learns to reproduce normal windows
-only; a window it reproduces badly is anomalous.  The threshold is a high quantile of the
+statistics of normal windows; those statistics ship with the model
+(``foundation.sensor_model``), since the edge must scale live readings the same way.
+The autoencoder learns to reproduce normal windows only; a window it reproduces badly is
+anomalous.  The threshold is a high quantile of the
 reconstruction error on normal windows it did not train on, so the false-alarm rate is
 chosen, not found; the gate then asks for precision and recall on windows labelled with
-faults.  Plain arrays in and out: the steps that read datasets and write models wrap this.
+faults.  Plain arrays in and out: the steps that read datasets and write models wrap this;
+:func:`export_sensor_model` writes the version the edge loads.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from components.artefacts import configure_tensorflow
+from components.artefacts import configure_tensorflow, write_serving_files
+from components.export import UNPUBLISHED
+from foundation.layout import MANIFEST
+from foundation.manifest import Manifest, entries_for_dir
+from foundation.sensor_model import SensorModel
 
 WINDOW = 30
 """Readings per window: 5 minutes at one reading every 10 s."""
-NORMALISATION_FILE = "normalisation.json"
 
 Array = npt.NDArray[np.float32]
 
@@ -53,32 +57,6 @@ def _fill(values: np.ndarray) -> np.ndarray:
         last = np.maximum.accumulate(np.where(~np.isnan(column), np.arange(len(column)), -1))
         column[:] = np.where(last >= 0, column[np.maximum(last, 0)], column[known[0]])
     return out
-
-
-@dataclass(frozen=True)
-class Normalisation:
-    """Per-sensor mean and spread of normal windows; the edge scales live windows by the same."""
-
-    sensors: tuple[str, ...]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-
-    @classmethod
-    def fit(cls, normal: Array, sensors: tuple[str, ...]) -> Normalisation:
-        flat = normal.reshape(-1, normal.shape[-1])
-        std = np.maximum(flat.std(axis=0), 1e-6)
-        return cls(sensors, tuple(float(m) for m in flat.mean(axis=0)), tuple(float(s) for s in std))
-
-    def apply(self, x: Array) -> Array:
-        return ((x - np.array(self.mean, np.float32)) / np.array(self.std, np.float32)).astype(np.float32)
-
-    def save(self, folder: Path) -> None:
-        (folder / NORMALISATION_FILE).write_text(json.dumps(asdict(self), indent=2))
-
-    @classmethod
-    def load(cls, folder: Path) -> Normalisation:
-        raw = json.loads((folder / NORMALISATION_FILE).read_text())
-        return cls(tuple(raw["sensors"]), tuple(raw["mean"]), tuple(raw["std"]))
 
 
 def train_autoencoder(normal: Array, epochs: int = 30, seed: int = 0, threads: int = 2) -> Any:
@@ -154,3 +132,24 @@ def evaluate(
         not reasons,
         tuple(reasons),
     )
+
+
+def export_sensor_model(
+    model: Any, spec: SensorModel, out: Path, samples: Array, name: str, metrics: dict[str, float]
+) -> Manifest:
+    """A version folder the edge loads: ``model.tflite`` (checked against Keras on ``samples``, scaled),
+    ``saved_model/``, ``sensor_model.json``, and the manifest of them all, last."""
+    out.mkdir(parents=True, exist_ok=True)
+    diff = write_serving_files(model, out, samples)
+    spec.save(out)
+    manifest = Manifest(
+        kind="model",
+        name=name,
+        version=UNPUBLISHED,
+        files=entries_for_dir(out),
+        labels=list(spec.sensors),
+        metrics=metrics,
+        metadata={"use_case": "sensors", "litert_max_abs_diff": diff, "window": spec.window},
+    )
+    (out / MANIFEST).write_bytes(manifest.to_bytes())
+    return manifest

@@ -4,7 +4,7 @@ A kiosk posts one JPEG and waits for one SKU, so what KServe's generic path spen
 around an inference of a few milliseconds (timing middleware matching every route,
 FastAPI routing and dependency injection, a ``Request`` object, the dataplane's
 content-type sniffing, header copying, ``Model.__call__``'s histograms) is most of the
-HTTP overhead (``bench/serving.py`` compares the route with the in-process limit).
+HTTP overhead (``bench/predictor.py`` compares the route with the in-process limit).
 :class:`RawImageRoute` answers exactly one request shape itself:
 ``POST /v1/models/<name>:predict`` with an ``image/jpeg`` or ``image/png`` body, by
 calling the predictor's own ``preprocess`` and ``predict`` (so decoding, the shared

@@ -7,14 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components.anomaly import (
-    Normalisation,
-    evaluate,
-    reconstruction_errors,
-    train_autoencoder,
-    windows,
-)
+from components.anomaly import evaluate, reconstruction_errors, train_autoencoder, windows
 from edgecore.synthetic.telemetry import FAULT_KINDS, SENSORS, generate
+from foundation.sensor_model import Normalisation, SensorModel
 
 
 def test_a_missing_reading_takes_its_sensor_s_last_one_and_a_window_carries_its_worst_label() -> None:
@@ -31,8 +26,8 @@ def test_the_normalisation_that_ships_with_the_model_reads_back_the_same(tmp_pat
     normal = np.random.default_rng(0).normal(5.0, 2.0, size=(50, 30, 4)).astype(np.float32)
     fitted = Normalisation.fit(normal, SENSORS)
 
-    fitted.save(tmp_path)
-    scaled = Normalisation.load(tmp_path).apply(normal).reshape(-1, 4)
+    SensorModel(normalisation=fitted, window=30, threshold=0.5).save(tmp_path)
+    scaled = SensorModel.load(tmp_path).normalisation.apply(normal).reshape(-1, 4)
 
     assert np.allclose(scaled.mean(axis=0), 0, atol=1e-4) and np.allclose(scaled.std(axis=0), 1, atol=1e-3)
 

@@ -1,6 +1,6 @@
 """Edge predictor benchmark: 640×480 kiosk JPEG in, SKU out, over HTTP on loopback.
 
-    .venv/bin/python bench/serving.py [--requests 2000] [--naive 60] [--seconds 8]
+    .venv/bin/python bench/predictor.py [--requests 2000] [--naive 60] [--seconds 8]
 
 Everything is measured in the same run, on the same photos, with a model of the
 architecture the training step ships (``components.train.build_model``):

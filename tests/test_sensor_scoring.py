@@ -1,0 +1,147 @@
+"""The sensor model at the edge: a real autoencoder exported to LiteRT, windows scored, K-of-N alarms.
+
+The model is trained here, in seconds, on generated telemetry (``edgecore.synthetic``),
+exported as a version folder the way the pipeline's export writes one, and scored through
+the LiteRT interpreter the edge runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from components.anomaly import (
+    evaluate,
+    export_sensor_model,
+    reconstruction_errors,
+    train_autoencoder,
+    windows,
+)
+from edgecore.synthetic.telemetry import SENSORS, generate
+from foundation.errors import IntegrityError, InvalidInput
+from foundation.layout import MANIFEST
+from foundation.manifest import Manifest
+from foundation.sensor_model import Normalisation, SensorModel
+from serving.alarms import Alarms
+from serving.anomaly import WindowScorer
+
+
+@dataclass(frozen=True)
+class Exported:
+    folder: Path
+    keras: Any
+    spec: SensorModel
+    x: np.ndarray
+    labels: np.ndarray
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
+    series = generate("press-1", 48, seed=5, faults=6)
+    x, y = windows(series.values, series.labels)
+    normal = x[y == 0]
+    scale = Normalisation.fit(normal, SENSORS)
+    model = train_autoencoder(scale.apply(normal), epochs=8, seed=0)
+    result = evaluate(
+        reconstruction_errors(model, scale.apply(normal)), reconstruction_errors(model, scale.apply(x)), y
+    )
+    spec = SensorModel(normalisation=scale, window=x.shape[1], threshold=result.threshold)
+    folder = tmp_path_factory.mktemp("sensor-model") / "v000001"
+    export_sensor_model(model, spec, folder, scale.apply(x[:64]), "press-sensors", {"recall": result.recall})
+    return Exported(folder, model, spec, x, y)
+
+
+def test_the_edge_scores_a_window_as_training_did(exported: Exported) -> None:
+    scorer = WindowScorer(exported.folder)
+
+    at_edge = scorer.errors(exported.x)
+    in_training = reconstruction_errors(exported.keras, exported.spec.normalisation.apply(exported.x))
+
+    np.testing.assert_allclose(at_edge, in_training, rtol=1e-3, atol=1e-6)
+
+
+def test_windows_over_the_threshold_are_the_faulty_ones_mostly(exported: Exported) -> None:
+    flagged = WindowScorer(exported.folder).anomalous(exported.x)
+
+    faulty = exported.labels > 0
+    assert flagged.any() and (flagged & faulty).sum() / flagged.sum() >= 0.8
+
+
+def test_the_version_folder_lists_every_file_the_edge_loads(exported: Exported) -> None:
+    manifest = Manifest.from_bytes((exported.folder / MANIFEST).read_bytes(), "export")
+
+    assert {"model.tflite", "sensor_model.json"} <= set(manifest.files)
+    assert manifest.labels == list(SENSORS) and manifest.metadata["use_case"] == "sensors"
+
+
+def test_a_window_of_the_wrong_shape_is_refused_saying_what_was_expected(exported: Exported) -> None:
+    with pytest.raises(InvalidInput, match=r"expected \(n, 30, 4\)"):
+        WindowScorer(exported.folder).errors(np.zeros((2, 20, 4), np.float32))
+
+
+def test_a_window_with_a_missing_reading_is_refused(exported: Exported) -> None:
+    window = exported.x[:1].copy()
+    window[0, 3, 1] = np.nan
+
+    with pytest.raises(InvalidInput, match="missing"):
+        WindowScorer(exported.folder).errors(window)
+
+
+def test_a_description_that_disagrees_with_the_flatbuffer_is_refused_at_load(
+    exported: Exported, tmp_path: Path
+) -> None:
+    (tmp_path / "model.tflite").write_bytes((exported.folder / "model.tflite").read_bytes())
+    exported.spec.model_copy(update={"window": 20}).save(tmp_path)
+
+    with pytest.raises(IntegrityError, match="describes windows of"):
+        WindowScorer(tmp_path)
+
+
+def test_an_alarm_is_raised_once_when_k_of_the_last_n_windows_are_anomalous() -> None:
+    alarms = Alarms(k=3, n=5)
+
+    changes = [alarms.observe("press-1", flag, 1.0) for flag in (True, False, True, True, True, True)]
+
+    raised = [c for c in changes if c is not None]
+    assert len(raised) == 1 and raised[0].raised and changes[3] is raised[0]
+    assert alarms.raised() == ["press-1"]
+
+
+def test_fewer_than_k_anomalous_windows_raise_nothing() -> None:
+    alarms = Alarms(k=3, n=5)
+
+    changes = [
+        alarms.observe("press-1", flag, 1.0) for flag in (True, False, False, True, False, False, False)
+    ]
+
+    assert changes == [None] * 7
+
+
+def test_an_alarm_clears_once_none_of_the_last_n_windows_is_anomalous() -> None:
+    alarms = Alarms(k=2, n=3)
+    for flag in (True, True, False, False):
+        alarms.observe("press-1", flag, 1.0)
+
+    cleared = alarms.observe("press-1", False, 0.1)
+
+    assert cleared is not None and not cleared.raised and alarms.raised() == []
+
+
+def test_machines_are_watched_apart() -> None:
+    alarms = Alarms(k=2, n=2)
+    alarms.observe("press-1", True, 1.0)
+
+    assert alarms.observe("press-2", True, 1.0) is None
+
+
+def test_an_edge_reporting_more_machines_than_it_may_is_refused() -> None:
+    alarms = Alarms(k=1, n=1, max_machines=2)
+    alarms.observe("press-1", False, 0.0)
+    alarms.observe("press-2", False, 0.0)
+
+    with pytest.raises(InvalidInput, match="more than 2 machines"):
+        alarms.observe("press-3", False, 0.0)
