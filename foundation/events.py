@@ -29,6 +29,7 @@ SCHEMA_VERSION = 1
 REQUIRED_ATTRIBUTES = ("specversion", "id", "source", "type", "time")
 TRAINING_DATA_READY = "io.edgecore.training-data-ready"
 MODEL_PUBLISHED = "io.edgecore.model-published"
+ANOMALY_DETECTED = "io.edgecore.anomaly-detected"
 
 Name = Annotated[str, Field(pattern=NAME_RE.pattern)]
 Sku = Annotated[str, Field(pattern=SKU_RE.pattern)]
@@ -76,10 +77,32 @@ class ModelPublished(_Data):
         return self.model
 
 
-EventData = TrainingDataReady | ModelPublished
-_TYPES: dict[str, type[TrainingDataReady] | type[ModelPublished]] = {
+class AnomalyDetected(_Data):
+    """A machine at an edge raised an alarm: K of its last N sensor windows were anomalous."""
+
+    edge: Name
+    machine: Name
+    model: str = Field(min_length=1, max_length=128)
+    version: str = Field(min_length=1, max_length=32)
+    window_end: datetime
+    """The time of the reading that completed the window which raised the alarm (the device's clock)."""
+    anomalous: int = Field(ge=1)
+    of: int = Field(ge=1)
+    error: float = Field(ge=0)
+    threshold: float = Field(gt=0)
+    window_key: str = Field(default="", max_length=1024)
+    """Where the edge keeps the window for review (its own bucket); empty when it could not be kept."""
+
+    @property
+    def key(self) -> str:
+        return f"{self.edge}/{self.machine}"
+
+
+EventData = TrainingDataReady | ModelPublished | AnomalyDetected
+_TYPES: dict[str, type[TrainingDataReady] | type[ModelPublished] | type[AnomalyDetected]] = {
     TRAINING_DATA_READY: TrainingDataReady,
     MODEL_PUBLISHED: ModelPublished,
+    ANOMALY_DETECTED: AnomalyDetected,
 }
 _TYPE_OF = {cls: name for name, cls in _TYPES.items()}
 

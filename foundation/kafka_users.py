@@ -61,12 +61,13 @@ def edge_permissions(kafka: KafkaSettings, edge: str) -> list[EdgePermission]:
     return [
         ("topic", kafka.edge_topic(edge), "literal", ("Read", "Describe")),
         ("group", edge_group(edge), "literal", ("Read", "Describe")),
+        ("topic", kafka.topic_anomaly_detected, "literal", ("Write", "Describe")),
     ]
 
 
 _RESOURCES = {"topic": ResourceType.TOPIC, "group": ResourceType.GROUP}
 _PATTERNS = {"literal": ACLResourcePatternType.LITERAL, "prefix": ACLResourcePatternType.PREFIXED}
-_OPERATIONS = {"Read": ACLOperation.READ, "Describe": ACLOperation.DESCRIBE}
+_OPERATIONS = {"Read": ACLOperation.READ, "Write": ACLOperation.WRITE, "Describe": ACLOperation.DESCRIBE}
 
 
 def grant_edge(kafka: KafkaSettings, edge: str, password: str) -> None:

@@ -13,6 +13,7 @@ No other module formats a key by hand, so the layout can be read (and changed) h
     <edge_bucket_prefix><edge>/incoming/<sku>/<image-id>.<ext>         (device uploads)
     <edge_bucket_prefix><edge>/hard-examples/<sku>/<image-id>.<ext>    (labelled, ship next round)
     <edge_bucket_prefix><edge>/unrecognized/<yyyy-mm-dd>/<id>.jpg|.json (low-confidence captures)
+    <edge_bucket_prefix><edge>/anomalies/<machine>/<yyyy-mm-dd>/<id>.json (windows that raised an alarm)
     <edge_bucket_prefix><edge>/models/<model>/<version>/<file>          (delivered model copies)
     <edge_bucket_prefix><edge>/models/<model>/serving.json              (version the predictor serves)
     <edge_bucket_prefix><edge>/catalogue.json                           (what the edge sells now)
@@ -195,6 +196,12 @@ class Layout:
 
     def unrecognized_prefix(self, edge: str) -> Location:
         return Location(self.edge_bucket(edge), "unrecognized/")
+
+    def anomaly_window(self, edge: str, machine: str, day: date, window_id: str) -> Location:
+        """A sensor window that raised a machine's alarm, kept at the edge for an operator to review."""
+        machine = check_name(machine, "machine id")
+        key = f"anomalies/{machine}/{day.isoformat()}/{check_image_id(window_id)}.json"
+        return Location(self.edge_bucket(edge), key)
 
     def edge_model_prefix(self, edge: str, model: str, version: str) -> Location:
         return Location(self.edge_bucket(edge), self._model_key(model, version))

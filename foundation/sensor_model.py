@@ -59,6 +59,8 @@ class SensorModel(BaseModel):
     normalisation: Normalisation
     window: int = Field(ge=2, le=10_000)
     """Readings per window, of every sensor."""
+    stride: int = Field(default=10, ge=1, le=10_000)
+    """A window ends every ``stride`` readings: the windows evaluation judged, so K of N means the same."""
     threshold: float = Field(gt=0)
     """Reconstruction error (mean squared, on scaled readings) above which a window is anomalous."""
     alert_k: int = Field(default=3, ge=1)

@@ -22,7 +22,8 @@ class AlarmChange:
     raised: bool
     """True: the alarm was raised by this window; False: it was cleared."""
     anomalous: int
-    """Anomalous windows among the last ``n`` when it changed."""
+    """Anomalous windows among the last ``of`` when it changed."""
+    of: int
     error: float
     """The reconstruction error of the window that changed it."""
 
@@ -55,10 +56,10 @@ class Alarms:
         count = sum(state.recent)
         if not state.raised and count >= self.k:
             state.raised = True
-            return AlarmChange(machine, True, count, error)
+            return AlarmChange(machine, True, count, self.n, error)
         if state.raised and count == 0:
             state.raised = False
-            return AlarmChange(machine, False, count, error)
+            return AlarmChange(machine, False, count, self.n, error)
         return None
 
     def raised(self) -> list[str]:

@@ -43,6 +43,16 @@ SERVING_VERSION = Gauge(
     "1 for the model version being served (label version), per model.",
     ["model", "version"],
 )
+SENSOR_WINDOWS = Counter("edgecore_sensor_windows", "Sensor windows scored at the edge.", ["machine"])
+SENSOR_ANOMALOUS = Counter(
+    "edgecore_sensor_anomalous_windows", "Sensor windows over the model's threshold.", ["machine"]
+)
+SENSOR_ALARMS = Counter(
+    "edgecore_sensor_alarms", "Alarms raised: K of a machine's last N windows anomalous.", ["machine"]
+)
+SENSOR_ALARM_RAISED = Gauge(
+    "edgecore_sensor_alarm_raised", "1 while a machine's alarm is raised.", ["machine"]
+)
 SWAPS = Counter("edgecore_model_swaps", "Model versions switched in while serving.", ["model"])
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 from kafka import KafkaConsumer, TopicPartition
@@ -11,15 +12,22 @@ from kafka.errors import KafkaError
 from pydantic import SecretStr
 
 from edgecore.stack import Stack
-from foundation.events import ModelPublished
+from foundation.errors import EdgecoreError
+from foundation.events import AnomalyDetected, ModelPublished
 from foundation.kafka_users import grant_edge, kafka_user, new_password, revoke_edge
-from foundation.messaging import EventProducer, connection
+from foundation.messaging import EventProducer, connection, ensure_topics
 from foundation.settings import Settings
 
 
 @pytest.fixture
 def core_kafka(stack: Stack, settings: Settings) -> Settings:
-    return settings.updated(kafka={"topic_model_published": f"t-published-{uuid.uuid4().hex[:10]}"})
+    unique = uuid.uuid4().hex[:10]
+    return settings.updated(
+        kafka={
+            "topic_model_published": f"t-published-{unique}",
+            "topic_anomaly_detected": f"t-anomaly-{unique}",
+        }
+    )
 
 
 @pytest.fixture
@@ -95,6 +103,37 @@ def test_an_edge_cannot_read_another_edge_s_topic(core_kafka: Settings, edges: d
 
     assert _read(_as_edge(core_kafka, mine, password), core_kafka.kafka.edge_topic(theirs)) == []
     assert len(_read(_as_edge(core_kafka, theirs, their_password), core_kafka.kafka.edge_topic(theirs))) == 1
+
+
+def _alarm(edge: str) -> AnomalyDetected:
+    return AnomalyDetected(
+        edge=edge,
+        machine="press-1",
+        model="press-1-sensors",
+        version="v000001",
+        window_end=datetime.now(UTC),
+        anomalous=3,
+        of=5,
+        error=2.5,
+        threshold=1.0,
+    )
+
+
+def test_an_edge_announces_its_alarms_with_its_login_but_cannot_write_another_topic(
+    core_kafka: Settings, edges: dict[str, str]
+) -> None:
+    edge, password = next(iter(edges.items()))
+    ensure_topics(core_kafka.kafka)
+    producer = EventProducer(_as_edge(core_kafka, edge, password).kafka, "tests/kafka-edges")
+    try:
+        producer.publish(core_kafka.kafka.topic_anomaly_detected, _alarm(edge))
+        with pytest.raises((KafkaError, EdgecoreError)):
+            producer.publish(core_kafka.kafka.topic_training_data_ready, _alarm(edge), timeout_s=10)
+    finally:
+        producer.close()
+
+    [record] = _read(core_kafka, core_kafka.kafka.topic_anomaly_detected)
+    assert edge.encode() in record
 
 
 def test_a_wrong_password_gets_no_connection(core_kafka: Settings, edges: dict[str, str]) -> None:

@@ -7,55 +7,29 @@ the LiteRT interpreter the edge runs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
 from components.anomaly import (
-    evaluate,
-    export_sensor_model,
     reconstruction_errors,
-    train_autoencoder,
-    windows,
 )
-from edgecore.synthetic.telemetry import SENSORS, generate
+from edgecore.synthetic.telemetry import SENSORS
 from foundation.errors import IntegrityError, InvalidInput
 from foundation.layout import MANIFEST
 from foundation.manifest import Manifest
-from foundation.sensor_model import Normalisation, SensorModel
 from serving.alarms import Alarms
 from serving.anomaly import WindowScorer
-
-
-@dataclass(frozen=True)
-class Exported:
-    folder: Path
-    keras: Any
-    spec: SensorModel
-    x: np.ndarray
-    labels: np.ndarray
+from testkit.sensors import ExportedSensorModel, export_sensor_model_for
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
-    series = generate("press-1", 48, seed=5, faults=6)
-    x, y = windows(series.values, series.labels)
-    normal = x[y == 0]
-    scale = Normalisation.fit(normal, SENSORS)
-    model = train_autoencoder(scale.apply(normal), epochs=8, seed=0)
-    result = evaluate(
-        reconstruction_errors(model, scale.apply(normal)), reconstruction_errors(model, scale.apply(x)), y
-    )
-    spec = SensorModel(normalisation=scale, window=x.shape[1], threshold=result.threshold)
-    folder = tmp_path_factory.mktemp("sensor-model") / "v000001"
-    export_sensor_model(model, spec, folder, scale.apply(x[:64]), "press-sensors", {"recall": result.recall})
-    return Exported(folder, model, spec, x, y)
+def exported(tmp_path_factory: pytest.TempPathFactory) -> ExportedSensorModel:
+    return export_sensor_model_for("press-1", tmp_path_factory.mktemp("sensor-model") / "v000001")
 
 
-def test_the_edge_scores_a_window_as_training_did(exported: Exported) -> None:
+def test_the_edge_scores_a_window_as_training_did(exported: ExportedSensorModel) -> None:
     scorer = WindowScorer(exported.folder)
 
     at_edge = scorer.errors(exported.x)
@@ -64,26 +38,28 @@ def test_the_edge_scores_a_window_as_training_did(exported: Exported) -> None:
     np.testing.assert_allclose(at_edge, in_training, rtol=1e-3, atol=1e-6)
 
 
-def test_windows_over_the_threshold_are_the_faulty_ones_mostly(exported: Exported) -> None:
+def test_windows_over_the_threshold_are_the_faulty_ones_mostly(exported: ExportedSensorModel) -> None:
     flagged = WindowScorer(exported.folder).anomalous(exported.x)
 
     faulty = exported.labels > 0
     assert flagged.any() and (flagged & faulty).sum() / flagged.sum() >= 0.8
 
 
-def test_the_version_folder_lists_every_file_the_edge_loads(exported: Exported) -> None:
+def test_the_version_folder_lists_every_file_the_edge_loads(exported: ExportedSensorModel) -> None:
     manifest = Manifest.from_bytes((exported.folder / MANIFEST).read_bytes(), "export")
 
     assert {"model.tflite", "sensor_model.json"} <= set(manifest.files)
     assert manifest.labels == list(SENSORS) and manifest.metadata["use_case"] == "sensors"
 
 
-def test_a_window_of_the_wrong_shape_is_refused_saying_what_was_expected(exported: Exported) -> None:
+def test_a_window_of_the_wrong_shape_is_refused_saying_what_was_expected(
+    exported: ExportedSensorModel,
+) -> None:
     with pytest.raises(InvalidInput, match=r"expected \(n, 30, 4\)"):
         WindowScorer(exported.folder).errors(np.zeros((2, 20, 4), np.float32))
 
 
-def test_a_window_with_a_missing_reading_is_refused(exported: Exported) -> None:
+def test_a_window_with_a_missing_reading_is_refused(exported: ExportedSensorModel) -> None:
     window = exported.x[:1].copy()
     window[0, 3, 1] = np.nan
 
@@ -92,7 +68,7 @@ def test_a_window_with_a_missing_reading_is_refused(exported: Exported) -> None:
 
 
 def test_a_description_that_disagrees_with_the_flatbuffer_is_refused_at_load(
-    exported: Exported, tmp_path: Path
+    exported: ExportedSensorModel, tmp_path: Path
 ) -> None:
     (tmp_path / "model.tflite").write_bytes((exported.folder / "model.tflite").read_bytes())
     exported.spec.model_copy(update={"window": 20}).save(tmp_path)

@@ -19,8 +19,13 @@ Nothing accepted is lost: a message is acknowledged (manual PUBACK) only once it
 is stored or refused for good, and the session is persistent, so what the broker holds
 unacknowledged (the gateway stopped, or MinIO was unreachable) is delivered again when
 the gateway reconnects.  One worker thread stores images in arrival order, which keeps
-the PUBACKs in the order MQTT requires; the network thread only queues (bounded) work.
+their PUBACKs in the order MQTT requires; the network thread only queues (bounded) work.
 Oversized packets never arrive: the local broker refuses them (``max_packet_size``).
+
+Sensor readings (the second use case) arrive on ``edge/<edge-id>/sensors/<device-id>/<machine>``
+when the gateway runs with a sensor monitor (:class:`SensorReadings`, composed in by the
+entry point): a queue and worker of their own, so a slow image store never delays an
+alarm; a refused message is answered on ``edge/<edge-id>/results/<device-id>/sensors``.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import queue
 import re
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -54,8 +59,20 @@ QUEUE_LIMIT = 64
 _MAGIC = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG\r\n\x1a\n", "image/png"))
 
 
+class SensorReadings(Protocol):
+    """What takes a device's sensor readings at the gateway (``serving.sensor_monitor``)."""
+
+    def take(self, device: str, machine: str, payload: bytes) -> dict[str, Any]:
+        """What HTTP would answer for one message, as a dict with its ``status``."""
+        ...
+
+
 def images_topic(edge: str) -> str:
     return f"edge/{edge}/images/+/+"
+
+
+def sensors_topic(edge: str) -> str:
+    return f"edge/{edge}/sensors/+/+"
 
 
 def results_topic(edge: str, device: str, sku: str) -> str:
@@ -91,13 +108,25 @@ class Received:
 class MqttIntake:
     """Subscribes the gateway to its edge's image topic on an MQTT broker."""
 
-    def __init__(self, gateway: Gateway, host: str, port: int, password: str, retry_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        gateway: Gateway,
+        host: str,
+        port: int,
+        password: str,
+        retry_s: float = 2.0,
+        readings: SensorReadings | None = None,
+    ) -> None:
         self.gateway = gateway
+        self.readings = readings
         self.edge = gateway.edge
         self.host, self.port = host, port
         self.retry_s = retry_s
         self._topic = re.compile(rf"^edge/{re.escape(self.edge)}/images/([^/]+)/([^/]*)$")
+        self._sensor = re.compile(rf"^edge/{re.escape(self.edge)}/sensors/([^/]+)/([^/]*)$")
         self._work: queue.Queue[Received | None] = queue.Queue(maxsize=QUEUE_LIMIT)
+        self._readings: queue.Queue[Received | None] = queue.Queue(maxsize=QUEUE_LIMIT)
+        self._scorer = threading.Thread(target=self._score_in_order, name="mqtt-sensors", daemon=True)
         self._stop = threading.Event()
         self._subscribed = threading.Event()
         self._worker = threading.Thread(target=self._store_in_order, name="mqtt-intake", daemon=True)
@@ -117,6 +146,8 @@ class MqttIntake:
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = SESSION_EXPIRY_S
         self._worker.start()
+        if self.readings is not None:
+            self._scorer.start()
         try:
             self.client.connect(self.host, self.port, keepalive=30, clean_start=False, properties=properties)
         except OSError as exc:
@@ -142,10 +173,11 @@ class MqttIntake:
         self._stop.set()
         self.client.disconnect()  # first: nothing new arrives, the broker keeps what is unacknowledged
         self.client.loop_stop()
-        with contextlib.suppress(queue.Full):  # a full queue: the worker sees the stop flag instead
-            self._work.put_nowait(None)
-        if self._worker.is_alive():
-            self._worker.join(timeout=30)
+        for work, worker in ((self._work, self._worker), (self._readings, self._scorer)):
+            with contextlib.suppress(queue.Full):  # a full queue: the worker sees the stop flag instead
+                work.put_nowait(None)
+            if worker.is_alive():
+                worker.join(timeout=30)
 
     # -- paho callbacks (network thread) -------------------------------------------------
     def _on_connect(
@@ -155,6 +187,8 @@ class MqttIntake:
             log.warning("MQTT connect of edge %s refused: %s", self.edge, reason)
             return
         client.subscribe(images_topic(self.edge), qos=1)
+        if self.readings is not None:
+            client.subscribe(sensors_topic(self.edge), qos=1)
         self._subscribed.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
@@ -168,9 +202,10 @@ class MqttIntake:
             response_topic=getattr(props, "ResponseTopic", None),
             correlation=getattr(props, "CorrelationData", None),
         )
+        work = self._readings if self._sensor.match(received.topic) else self._work
         while not self._stop.is_set():
             try:
-                self._work.put(received, timeout=0.5)
+                work.put(received, timeout=0.5)
                 return
             except queue.Full:
                 continue
@@ -185,6 +220,26 @@ class MqttIntake:
             if answer is None:
                 return  # stopping while the store was unreachable: the broker delivers it again
             self._reply(item, answer)
+            if item.qos > 0:
+                self.client.ack(item.mid, item.qos)
+
+    def _score_in_order(self) -> None:
+        """Readings, scored in arrival order (a machine's windows must be); each acknowledged once taken."""
+        assert self.readings is not None
+        while True:
+            item = self._readings.get()
+            if item is None or self._stop.is_set():
+                return
+            device, machine = self._sensor.match(item.topic).groups()  # type: ignore[union-attr]
+            try:
+                answer = self.readings.take(device, machine, item.payload)
+            except Exception:  # a bug must not stop the intake: logged, acknowledged
+                log.exception("edge %s: sensor readings on %s failed", self.edge, item.topic)
+                answer = {"status": 500, "reason": "internal error"}
+            if answer["status"] >= 400:
+                log.info("edge %s: readings on %s refused: %s", self.edge, item.topic, answer["reason"])
+                body = json.dumps({**answer, "device": device, "machine": machine}).encode()
+                self.client.publish(results_topic(self.edge, device, "sensors"), body, qos=1)
             if item.qos > 0:
                 self.client.ack(item.mid, item.qos)
 

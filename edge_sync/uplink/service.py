@@ -22,7 +22,7 @@ from fastapi import FastAPI
 
 from edge_sync.uplink import gateway
 from edge_sync.uplink.memory import bound_decode_memory, bound_large_allocations
-from edge_sync.uplink.mqtt import MqttIntake
+from edge_sync.uplink.mqtt import MqttIntake, SensorReadings
 from edge_sync.uplink.outbox import Outbox, outbox_path
 from edge_sync.uplink.shipper import Shipper
 from foundation.credentials import Credentials, check_strength
@@ -91,11 +91,13 @@ def serve(app: FastAPI, host: str, port: int) -> None:
 
 
 @contextmanager
-def mqtt_intake(gw: gateway.Gateway, settings: Settings) -> Iterator[MqttIntake]:
-    """The MQTT intake, subscribed for as long as the block runs."""
+def mqtt_intake(
+    gw: gateway.Gateway, settings: Settings, readings: SensorReadings | None = None
+) -> Iterator[MqttIntake]:
+    """The MQTT intake (with ``readings``: sensor readings too), subscribed for as long as the block runs."""
     password = settings.uplink.mqtt_password.get_secret_value()
     check_strength(password, f"the gateway's MQTT password of edge {gw.edge} (EDGECORE_MQTT_PASSWORD)")
-    intake = MqttIntake(gw, settings.uplink.mqtt_host, settings.uplink.mqtt_port, password)
+    intake = MqttIntake(gw, settings.uplink.mqtt_host, settings.uplink.mqtt_port, password, readings=readings)
     intake.start()
     try:
         yield intake
@@ -103,14 +105,21 @@ def mqtt_intake(gw: gateway.Gateway, settings: Settings) -> Iterator[MqttIntake]
         intake.stop()
 
 
-def run_gateway(settings: Settings, edge: str, host: str, ship: bool, mqtt: bool = False) -> None:
+def run_gateway(
+    settings: Settings,
+    edge: str,
+    host: str,
+    ship: bool,
+    mqtt: bool = False,
+    readings: SensorReadings | None = None,
+) -> None:
     gw = build_gateway(settings, edge)
     app = gateway.create_app(gw)
     if settings.uplink.gateway_metrics_port is not None:
         gw.metrics.serve(settings.uplink.gateway_metrics_port, settings.uplink.gateway_metrics_host)
     with ExitStack() as running:
         if mqtt:
-            running.enter_context(mqtt_intake(gw, settings))
+            running.enter_context(mqtt_intake(gw, settings, readings))
         if ship:
             running.enter_context(shipping(build_shipper(settings, edge, gw.outbox)))
         port = settings.uplink.gateway_port

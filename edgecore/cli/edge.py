@@ -12,6 +12,7 @@ import typer
 from edge_sync.uplink import service
 from edge_sync.uplink.outbox import Outbox, outbox_path
 from edgecore.cli.common import cli_errors, console, service_logging
+from foundation.errors import InvalidInput
 from foundation.settings import Settings
 from pipelines import launchers, listener
 from pipelines.runs import Launcher
@@ -38,12 +39,22 @@ def gateway(
             " broker (EDGECORE_MQTT_HOST:EDGECORE_MQTT_PORT)."
         ),
     ),
+    sensor_model: Path | None = typer.Option(
+        None,
+        help="With --mqtt: score the sensor readings devices publish on"
+        " edge/<edge>/sensors/<device>/<machine> with this sensor model version folder; alarms go to Kafka.",
+    ),
 ) -> None:
     """The store's device/kiosk gateway on its port (EDGECORE_GATEWAY_PORT), its shipper and MQTT intake."""
     service_logging()
     with cli_errors():
         settings = Settings()
-        service.run_gateway(settings, edge, host or settings.uplink.gateway_host, ship, mqtt)
+        if sensor_model is not None and not mqtt:
+            raise InvalidInput("--sensor-model scores readings that arrive over MQTT: add --mqtt")
+        from serving.sensors import build_sensor_monitor  # LiteRT is loaded only for a sensor model
+
+        readings = build_sensor_monitor(settings, edge, sensor_model) if sensor_model else None
+        service.run_gateway(settings, edge, host or settings.uplink.gateway_host, ship, mqtt, readings)
 
 
 @app.command()

@@ -60,9 +60,11 @@ class BrokerAccess:
             [
                 f"user {gateway_user(edge)}",
                 f"topic read edge/{edge}/images/#",
+                f"topic read edge/{edge}/sensors/#",
                 f"topic write edge/{edge}/results/#",
                 "",
                 f"pattern write edge/{edge}/images/%u/#",
+                f"pattern write edge/{edge}/sensors/%u/#",
                 f"pattern read edge/{edge}/results/%u/#",
                 "",
             ]

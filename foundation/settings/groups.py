@@ -95,6 +95,11 @@ class KafkaSettings(BaseSettings):
         validation_alias="EDGECORE_TOPIC_S3_EVENTS",
         description="Topic MinIO publishes its bucket notifications to.",
     )
+    topic_anomaly_detected: str = Field(
+        default="edgecore.anomaly-detected",
+        validation_alias="EDGECORE_TOPIC_ANOMALY_DETECTED",
+        description="Topic of `anomaly-detected` events: a machine's alarm raised at an edge (sensors).",
+    )
     topic_smoke: str = Field(
         default="edgecore.smoke",
         validation_alias="EDGECORE_TOPIC_SMOKE",
@@ -152,6 +157,7 @@ class KafkaSettings(BaseSettings):
             self.topic_model_published,
             self.topic_dead_letter,
             self.topic_s3_events,
+            self.topic_anomaly_detected,
             self.topic_smoke,
         ]
 

@@ -1,0 +1,91 @@
+"""Where a raised alarm goes: an ``anomaly-detected`` event on Kafka, and its window kept at the edge.
+
+The window is written to the edge's own bucket first (``Layout.anomaly_window``), so the
+event can name it and an operator can review it and confirm or dismiss the alarm.  An
+outage of either is logged and counted, never raised: the monitor must go on scoring.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+
+from kafka.errors import KafkaError
+
+from foundation.errors import EdgecoreError
+from foundation.events import AnomalyDetected
+from foundation.layout import Layout
+from foundation.messaging import EventProducer
+from foundation.storage.objects import ObjectWriter
+from serving.sensor_monitor import Alarm
+
+log = logging.getLogger(__name__)
+
+
+class AnomalyReports:
+    """An alarm sink of one edge and sensor model version."""
+
+    def __init__(
+        self,
+        edge: str,
+        model: str,
+        version: str,
+        threshold: float,
+        store: ObjectWriter,
+        layout: Layout,
+        producer: EventProducer,
+        topic: str,
+    ) -> None:
+        self.edge, self.model, self.version, self.threshold = edge, model, version, threshold
+        self.store, self.layout = store, layout
+        self.producer, self.topic = producer, topic
+
+    def raised(self, alarm: Alarm) -> None:
+        change = alarm.change
+        key = self._keep(alarm)
+        event = AnomalyDetected(
+            edge=self.edge,
+            machine=change.machine,
+            model=self.model,
+            version=self.version,
+            window_end=alarm.window_end,
+            anomalous=change.anomalous,
+            of=change.of,
+            error=change.error,
+            threshold=self.threshold,
+            window_key=key,
+        )
+        try:
+            self.producer.publish(self.topic, event, timeout_s=10.0)
+        except (EdgecoreError, KafkaError) as exc:
+            log.warning("machine %s: alarm raised but not announced (%s)", change.machine, exc)
+            return
+        log.warning(
+            "machine %s: alarm raised (%d of %d windows anomalous)",
+            change.machine,
+            change.anomalous,
+            change.of,
+        )
+
+    def _keep(self, alarm: Alarm) -> str:
+        loc = self.layout.anomaly_window(
+            self.edge, alarm.change.machine, alarm.window_end.date(), uuid.uuid4().hex
+        )
+        body = {
+            "machine": alarm.change.machine,
+            "model": self.model,
+            "version": self.version,
+            "window_end": alarm.window_end.isoformat(),
+            "error": alarm.change.error,
+            "threshold": self.threshold,
+            "readings": alarm.window.tolist(),
+        }
+        try:
+            self.store.put_bytes(loc, json.dumps(body).encode(), "application/json")
+        except EdgecoreError as exc:
+            log.warning(
+                "machine %s: the window that raised the alarm was not kept (%s)", alarm.change.machine, exc
+            )
+            return ""
+        return loc.key

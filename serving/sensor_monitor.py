@@ -1,0 +1,166 @@
+"""The edge's sensor monitor: a device's readings in, windows scored in-stream, a machine's alarm out.
+
+The gateway's MQTT intake hands each message of ``edge/<edge>/sensors/<device>/<machine>``
+here (``edge_sync.uplink.mqtt``).  A message holds one reading or a batch, each a time
+and a value per sensor::
+
+    {"readings": [{"t": 1767225600.0, "values": {"temperature_c": 41.2, "vibration_mm_s": 2.1, ...}}]}
+
+Readings join their machine's window the way training built windows
+(``components.anomaly.windows``): a missing value takes its sensor's last reading; every
+``stride`` readings the last ``window`` form one window (``foundation.sensor_model``).  The windows a message
+completes are scored together (one LiteRT call), then fed in order to the machine's
+K-of-N alarm; an alarm raised goes to the sink (an event, the window kept for review).
+Bad input is refused whole, with a reason that never repeats it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Annotated, Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from foundation.errors import EdgecoreError, InvalidInput, PayloadTooLarge, http_status
+from foundation.layout import check_name
+from serving.alarms import AlarmChange, Alarms
+from serving.anomaly import WindowScorer
+from serving.metrics import SENSOR_ALARM_RAISED, SENSOR_ALARMS, SENSOR_ANOMALOUS, SENSOR_WINDOWS
+
+log = logging.getLogger(__name__)
+MAX_MESSAGE_BYTES = 256 * 1024
+MAX_READINGS = 2000
+"""Readings in one message: a device batching a few seconds of a fast bus."""
+
+Array = npt.NDArray[np.float32]
+Value = Annotated[float, Field(allow_inf_nan=False)] | None
+
+
+class Reading(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    t: float = Field(ge=0, le=32_503_680_000)
+    """Seconds since the epoch, the device's clock."""
+    values: dict[str, Value] = Field(max_length=64)
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    readings: list[Reading] = Field(min_length=1, max_length=MAX_READINGS)
+
+
+@dataclass(frozen=True)
+class Alarm:
+    """An alarm raised, with the window that raised it (readings as the device sent them, gaps filled)."""
+
+    change: AlarmChange
+    window: Array
+    window_end: datetime
+
+
+class AlarmSink(Protocol):
+    def raised(self, alarm: Alarm) -> None:
+        """Tell the world (an event, the window kept); must not raise for an outage of either."""
+        ...
+
+
+@dataclass
+class _Series:
+    rows: deque[npt.NDArray[np.float32]]
+    last: npt.NDArray[np.float32]
+    since: int = 0
+
+
+@dataclass
+class SensorMonitor:
+    scorer: WindowScorer
+    alarms: Alarms
+    sink: AlarmSink
+    _series: dict[str, _Series] = field(default_factory=dict)
+
+    def take(self, device: str, machine: str, payload: bytes) -> dict[str, Any]:
+        """One MQTT message of ``device`` about ``machine``: what HTTP would answer, as a dict."""
+        try:
+            check_name(device, "device id")
+            check_name(machine, "machine id")
+            if len(payload) > MAX_MESSAGE_BYTES:
+                raise PayloadTooLarge(f"message of {len(payload)} bytes exceeds {MAX_MESSAGE_BYTES}")
+            readings = _parse(payload).readings
+            raised = self.readings(machine, readings)
+        except EdgecoreError as exc:
+            return {"status": http_status(exc), "device": device, "machine": machine, "reason": str(exc)}
+        return {
+            "status": 202,
+            "device": device,
+            "machine": machine,
+            "readings": len(readings),
+            "alarms": [a.change.machine for a in raised],
+        }
+
+    def readings(self, machine: str, readings: list[Reading]) -> list[Alarm]:
+        """Add ``readings`` to the machine's windows, score those completed, feed its alarm in order."""
+        rows = np.array([self._row(r) for r in readings], np.float32)  # every reading checked first
+        series = self._series.get(machine)
+        if series is None:
+            if len(self._series) >= self.alarms.max_machines:
+                raise InvalidInput(f"more than {self.alarms.max_machines} machines at one edge")
+            window = self.scorer.spec.window
+            nan = np.full(len(self.scorer.spec.sensors), np.nan, np.float32)
+            series = self._series[machine] = _Series(deque(maxlen=window), nan)
+        windows, ends = [], []
+        for row, reading in zip(rows, readings, strict=True):
+            filled = np.where(np.isnan(row), series.last, row)
+            series.last = filled
+            if np.isnan(filled).any():
+                continue  # a sensor not heard from yet: no window can hold it
+            series.rows.append(filled)
+            series.since += 1
+            if len(series.rows) == series.rows.maxlen and series.since >= self.scorer.spec.stride:
+                series.since = 0
+                windows.append(np.stack(series.rows))
+                ends.append(reading.t)
+        return self._judge(machine, windows, ends)
+
+    def _judge(self, machine: str, windows: list[Array], ends: list[float]) -> list[Alarm]:
+        if not windows:
+            return []
+        x = np.stack(windows)
+        errors = self.scorer.errors(x)
+        flags = errors > self.scorer.spec.threshold
+        SENSOR_WINDOWS.labels(machine=machine).inc(len(x))
+        SENSOR_ANOMALOUS.labels(machine=machine).inc(int(flags.sum()))
+        raised = []
+        for window, end, error, flag in zip(x, ends, errors, flags, strict=True):
+            change = self.alarms.observe(machine, bool(flag), float(error))
+            if change is None:
+                continue
+            SENSOR_ALARM_RAISED.labels(machine=machine).set(1 if change.raised else 0)
+            if change.raised:
+                SENSOR_ALARMS.labels(machine=machine).inc()
+                alarm = Alarm(change, window, datetime.fromtimestamp(end, UTC))
+                self.sink.raised(alarm)
+                raised.append(alarm)
+            else:
+                log.info("machine %s: alarm cleared", machine)
+        return raised
+
+    def _row(self, reading: Reading) -> npt.NDArray[np.float32]:
+        sensors = self.scorer.spec.sensors
+        if not set(reading.values) <= set(sensors):
+            raise InvalidInput(f"readings name sensors this model does not read; it reads {list(sensors)}")
+        return np.array([np.nan if reading.values.get(s) is None else reading.values[s] for s in sensors])
+
+
+def _parse(payload: bytes) -> Message:
+    try:
+        return Message.model_validate_json(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise InvalidInput(f"readings refused at {where}: {first['msg']}") from exc
