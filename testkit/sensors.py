@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import queue
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import paho.mqtt.client as mqtt
+from kafka import KafkaConsumer, TopicPartition
+from paho.mqtt.enums import CallbackAPIVersion
 
 from components.anomaly import (
     evaluate,
@@ -15,8 +22,16 @@ from components.anomaly import (
     train_autoencoder,
     windows,
 )
+from edge_sync.uplink.mqtt import MqttIntake, results_topic
+from edge_sync.uplink.service import build_gateway
+from edgecore.stack.site import EdgeSite
 from edgecore.synthetic.telemetry import SENSORS, generate
+from foundation.events import AnomalyDetected, parse
+from foundation.messaging import connection
 from foundation.sensor_model import Normalisation, SensorModel
+from foundation.settings import Settings
+from serving.sensor_monitor import SensorMonitor
+from serving.sensors import build_sensor_monitor
 
 
 @dataclass(frozen=True)
@@ -44,3 +59,85 @@ def export_sensor_model_for(machine: str, folder: Path, seed: int = 5) -> Export
         model, spec, folder, scale.apply(x[:64]), f"{machine}-sensors", {"recall": result.recall}
     )
     return ExportedSensorModel(folder, model, spec, x, y)
+
+
+@dataclass
+class SensorFloor:
+    """A store site's broker and gateway intake with a sensor monitor, and one device's MQTT client."""
+
+    site: EdgeSite
+    settings: Settings
+    device: mqtt.Client
+    device_name: str
+    replies: queue.Queue[dict[str, object]]
+    monitor: SensorMonitor
+
+    def topic(self, machine: str) -> str:
+        return f"edge/{self.site.edge}/sensors/{self.device_name}/{machine}"
+
+    def publish(self, machine: str, readings: list[dict[str, object]], timeout_s: float = 30.0) -> None:
+        info = self.device.publish(self.topic(machine), json.dumps({"readings": readings}).encode(), qos=1)
+        info.wait_for_publish(timeout=timeout_s)
+
+
+@contextmanager
+def sensor_floor(core: Settings, model_folder: Path, edge: str, device_name: str) -> Iterator[SensorFloor]:
+    """A store site (its own Mosquitto and MinIO; the core's Kafka) whose gateway scores readings."""
+    site = EdgeSite(core, edge)
+    token = site.issue_gateway_token("device", device_name)  # before the broker starts: in its first file
+    site.up()
+    shop = site.settings.updated(kafka={"topic_anomaly_detected": core.kafka.topic_anomaly_detected})
+    gateway = build_gateway(shop, site.edge)
+    monitor = build_sensor_monitor(shop, site.edge, model_folder)
+    intake = MqttIntake(
+        gateway, shop.uplink.mqtt_host, shop.uplink.mqtt_port, site.plan.mqtt_password, readings=monitor
+    )
+    replies: queue.Queue[dict[str, object]] = queue.Queue()
+    device = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device_name, protocol=mqtt.MQTTv5)
+    device.username_pw_set(device_name, token)
+    device.on_message = lambda _c, _u, m: replies.put(json.loads(m.payload))
+    try:
+        intake.start()
+        device.connect(shop.uplink.mqtt_host, shop.uplink.mqtt_port)
+        device.loop_start()
+        device.subscribe(results_topic(site.edge, device_name, "sensors"), qos=1)
+        yield SensorFloor(site, shop, device, device_name, replies, monitor)
+    finally:
+        device.disconnect()
+        device.loop_stop()
+        intake.stop()
+        gateway.outbox.close()
+        site.down()
+
+
+def anomaly_events(settings: Settings) -> list[AnomalyDetected]:
+    """Every ``anomaly-detected`` event on the settings' topic so far."""
+    topic = settings.kafka.topic_anomaly_detected
+    consumer = KafkaConsumer(**connection(settings.kafka), enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        records = [r for batch in consumer.poll(timeout_ms=2000).values() for r in batch]
+    finally:
+        consumer.close()
+    return [e.data for e in (parse(r.value) for r in records) if isinstance(e.data, AnomalyDetected)]
+
+
+def telemetry_readings(
+    machine: str, seed: int, start: int, count: int, fault: str | None = None
+) -> list[dict[str, object]]:
+    """Readings ``start`` to ``start + count`` of ``machine``'s generated telemetry (a reading per 10 s),
+    as a device sends them; ``fault``: a fault of that kind (``edgecore.synthetic.telemetry``) over them."""
+    hours = max(2.0, (start + count) * 10.0 / 3600.0)
+    faults = [(fault, start * 10.0 / 3600.0, count * 10.0 / 3600.0)] if fault else []
+    series = generate(machine, hours, seed=seed, faults=faults)
+    return [
+        {
+            "t": series.start + i * series.period_s,
+            "values": {
+                s: (None if v != v else float(v)) for s, v in zip(SENSORS, series.values[i], strict=True)
+            },
+        }
+        for i in range(start, start + count)
+    ]
