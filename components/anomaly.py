@@ -24,12 +24,15 @@ from components.artefacts import configure_tensorflow, write_serving_files
 from components.export import UNPUBLISHED
 from foundation.layout import MANIFEST
 from foundation.manifest import Manifest, entries_for_dir
-from foundation.sensor_model import SensorModel
+from foundation.sensor_model import SensorModel, Texture, texture_features
 
 WINDOW = 30
 """Readings per window: 5 minutes at one reading every 10 s."""
 
 Array = npt.NDArray[np.float32]
+QUANTILE = 0.999
+"""Of held-out normal windows, the share under each threshold: chosen with the edge's 3-of-5 alarm in
+mind, by ``bench/sensor_quality.py``'s alarm columns (``docs/performance.md``)."""
 
 
 def windows(
@@ -45,6 +48,20 @@ def windows(
     x = np.stack([filled[s : s + size] for s in starts]).astype(np.float32)
     y = np.array([int(labels[s : s + size].max()) for s in starts], dtype=np.int8)
     return x, y
+
+
+def raw_windows(values: np.ndarray, size: int = WINDOW, stride: int = 10) -> Array:
+    """The same windows as :func:`windows`, gaps left as NaN (what texture is read from)."""
+    raw = np.asarray(values, dtype=np.float32)
+    return np.stack([raw[s : s + size] for s in range(0, len(raw) - size + 1, stride)])
+
+
+def fit_texture(normal_raw: Array, held_out_raw: Array, quantile: float = QUANTILE) -> Texture:
+    """The texture detector of normal windows, its threshold the ``quantile`` of held-out normal distances."""
+    texture = Texture.fit(texture_features(normal_raw))
+    return texture.with_threshold(
+        float(np.quantile(texture.distances(texture_features(held_out_raw)), quantile))
+    )
 
 
 def _fill(values: np.ndarray) -> np.ndarray:
@@ -93,6 +110,7 @@ def reconstruction_errors(model: Any, x: Array) -> np.ndarray:
 class AnomalyEvaluation:
     threshold: float
     """Reconstruction error above which a window is anomalous."""
+    texture_threshold: float | None
     false_alarm_rate: float
     """Share of held-out normal windows over the threshold."""
     precision: float
@@ -106,13 +124,24 @@ def evaluate(
     normal_errors: np.ndarray,
     test_errors: np.ndarray,
     test_labels: np.ndarray,
-    quantile: float = 0.995,
+    quantile: float = QUANTILE,
     min_precision: float = 0.8,
     min_recall: float = 0.6,
+    texture: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> AnomalyEvaluation:
-    """Threshold at ``quantile`` of held-out normal errors; precision and recall on labelled windows."""
+    """Threshold at ``quantile`` of held-out normal errors; precision and recall on labelled windows.
+
+    ``texture``: held-out normal and test windows' texture distances; a window over either
+    threshold is flagged, as the edge flags it.
+    """
     threshold = float(np.quantile(normal_errors, quantile))
     flagged = test_errors > threshold
+    texture_threshold = None
+    normal_flagged = normal_errors > threshold
+    if texture is not None:
+        texture_threshold = float(np.quantile(texture[0], quantile))
+        flagged |= texture[1] > texture_threshold
+        normal_flagged |= texture[0] > texture_threshold
     faulty = test_labels > 0
     hits = int(np.sum(flagged & faulty))
     precision = hits / int(flagged.sum()) if flagged.any() else 0.0
@@ -125,7 +154,8 @@ def evaluate(
         reasons.append(f"recall {recall:.3f} < {min_recall}")
     return AnomalyEvaluation(
         threshold,
-        float(np.mean(normal_errors > threshold)),
+        texture_threshold,
+        float(np.mean(normal_flagged)),
         precision,
         recall,
         by_label,

@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from foundation.errors import IntegrityError
 from foundation.layout import TFLITE_FILE
-from foundation.sensor_model import SensorModel
+from foundation.sensor_model import SensorModel, texture_features
 
 Array = npt.NDArray[np.float32]
 BATCH = 256
@@ -62,5 +62,23 @@ class WindowScorer:
                 out[start : start + len(chunk)] = np.mean((reproduced - chunk) ** 2, axis=(1, 2))
         return out
 
-    def anomalous(self, windows: Array) -> npt.NDArray[np.bool_]:
-        return self.errors(windows) > self.spec.threshold
+    def texture_distances(self, raw: Array) -> npt.NDArray[np.float64] | None:
+        """How far each window's texture lies from normal (``raw``: gaps as NaN); None without a texture."""
+        texture = self.spec.texture
+        return (
+            None if texture is None else texture.distances(texture_features(self.spec.check(raw, gaps=True)))
+        )
+
+    def anomalous(self, windows: Array, raw: Array | None = None) -> npt.NDArray[np.bool_]:
+        """Over either threshold: the reconstruction error of ``windows`` (gaps filled), or the texture
+        of ``raw`` (the same windows with their gaps; ``windows`` where not given)."""
+        return judge(self.spec, self.errors(windows), self.texture_distances(windows if raw is None else raw))
+
+
+def judge(
+    spec: SensorModel, errors: npt.NDArray[np.float64], distances: npt.NDArray[np.float64] | None
+) -> npt.NDArray[np.bool_]:
+    flags = errors > spec.threshold
+    if spec.texture is not None and distances is not None:
+        flags |= distances > spec.texture.threshold
+    return flags

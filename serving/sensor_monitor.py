@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from foundation.errors import EdgecoreError, InvalidInput, PayloadTooLarge, http_status
 from foundation.layout import check_name
 from serving.alarms import AlarmChange, Alarms
-from serving.anomaly import WindowScorer
+from serving.anomaly import WindowScorer, judge
 from serving.metrics import SENSOR_ALARM_RAISED, SENSOR_ALARMS, SENSOR_ANOMALOUS, SENSOR_WINDOWS
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,9 @@ class AlarmSink(Protocol):
 @dataclass
 class _Series:
     rows: deque[npt.NDArray[np.float32]]
+    """The last readings, gaps filled with the sensor's last reading (what the autoencoder sees)."""
+    raw: deque[npt.NDArray[np.float32]]
+    """The same readings as they arrived, gaps as NaN (what texture is read from)."""
     last: npt.NDArray[np.float32]
     since: int = 0
 
@@ -112,27 +115,29 @@ class SensorMonitor:
                 raise InvalidInput(f"more than {self.alarms.max_machines} machines at one edge")
             window = self.scorer.spec.window
             nan = np.full(len(self.scorer.spec.sensors), np.nan, np.float32)
-            series = self._series[machine] = _Series(deque(maxlen=window), nan)
-        windows, ends = [], []
+            series = self._series[machine] = _Series(deque(maxlen=window), deque(maxlen=window), nan)
+        windows, raw, ends = [], [], []
         for row, reading in zip(rows, readings, strict=True):
             filled = np.where(np.isnan(row), series.last, row)
             series.last = filled
             if np.isnan(filled).any():
                 continue  # a sensor not heard from yet: no window can hold it
             series.rows.append(filled)
+            series.raw.append(row)
             series.since += 1
             if len(series.rows) == series.rows.maxlen and series.since >= self.scorer.spec.stride:
                 series.since = 0
                 windows.append(np.stack(series.rows))
+                raw.append(np.stack(series.raw))
                 ends.append(reading.t)
-        return self._judge(machine, windows, ends)
+        return self._judge(machine, windows, raw, ends)
 
-    def _judge(self, machine: str, windows: list[Array], ends: list[float]) -> list[Alarm]:
+    def _judge(self, machine: str, windows: list[Array], raw: list[Array], ends: list[float]) -> list[Alarm]:
         if not windows:
             return []
         x = np.stack(windows)
         errors = self.scorer.errors(x)
-        flags = errors > self.scorer.spec.threshold
+        flags = judge(self.scorer.spec, errors, self.scorer.texture_distances(np.stack(raw)))
         SENSOR_WINDOWS.labels(machine=machine).inc(len(x))
         SENSOR_ANOMALOUS.labels(machine=machine).inc(int(flags.sum()))
         raised = []

@@ -18,6 +18,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from components.anomaly import (
     evaluate,
     export_sensor_model,
+    fit_texture,
+    raw_windows,
     reconstruction_errors,
     train_autoencoder,
     windows,
@@ -28,7 +30,7 @@ from edgecore.stack.site import EdgeSite
 from edgecore.synthetic.telemetry import SENSORS, generate
 from foundation.events import AnomalyDetected, parse
 from foundation.messaging import connection
-from foundation.sensor_model import Normalisation, SensorModel
+from foundation.sensor_model import Normalisation, SensorModel, texture_features
 from foundation.settings import Settings
 from serving.sensor_monitor import SensorMonitor
 from serving.sensors import build_sensor_monitor
@@ -42,23 +44,39 @@ class ExportedSensorModel:
     x: np.ndarray
     """The windows it was evaluated on, and their labels (0: normal)."""
     labels: np.ndarray
+    raw: np.ndarray
+    """The same windows with their gaps (NaN)."""
 
 
 def export_sensor_model_for(machine: str, folder: Path, seed: int = 5) -> ExportedSensorModel:
-    """Two days of ``machine``'s telemetry with six faults; the threshold chosen as evaluation chooses it."""
+    """Two days of ``machine``'s telemetry with six faults; thresholds chosen as evaluation chooses them."""
     series = generate(machine, 48, seed=seed, faults=6)
     x, y = windows(series.values, series.labels)
-    normal = x[y == 0]
-    scale = Normalisation.fit(normal, SENSORS)
-    model = train_autoencoder(scale.apply(normal), epochs=8, seed=0)
+    raw = raw_windows(series.values)
+    normal, normal_raw = x[y == 0], raw[y == 0]
+    cut = int(len(normal) * 0.7)
+    scale = Normalisation.fit(normal[:cut], SENSORS)
+    model = train_autoencoder(scale.apply(normal[:cut]), epochs=8, seed=0)
+    texture = fit_texture(normal_raw[:cut], normal_raw[cut:])
     result = evaluate(
-        reconstruction_errors(model, scale.apply(normal)), reconstruction_errors(model, scale.apply(x)), y
+        reconstruction_errors(model, scale.apply(normal[cut:])),
+        reconstruction_errors(model, scale.apply(x)),
+        y,
+        texture=(
+            texture.distances(texture_features(normal_raw[cut:])),
+            texture.distances(texture_features(raw)),
+        ),
     )
-    spec = SensorModel(normalisation=scale, window=x.shape[1], threshold=result.threshold)
-    export_sensor_model(
-        model, spec, folder, scale.apply(x[:64]), f"{machine}-sensors", {"recall": result.recall}
+    assert result.texture_threshold is not None
+    spec = SensorModel(
+        normalisation=scale,
+        window=x.shape[1],
+        threshold=result.threshold,
+        texture=texture.with_threshold(result.texture_threshold),
     )
-    return ExportedSensorModel(folder, model, spec, x, y)
+    metrics = {"recall": result.recall, "precision": result.precision}
+    export_sensor_model(model, spec, folder, scale.apply(x[:64]), f"{machine}-sensors", metrics)
+    return ExportedSensorModel(folder, model, spec, x, y, raw)
 
 
 @dataclass

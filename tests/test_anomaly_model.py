@@ -34,11 +34,12 @@ def test_the_normalisation_that_ships_with_the_model_reads_back_the_same(tmp_pat
 
 def test_the_gate_names_what_falls_short() -> None:
     normal = np.linspace(0.0, 1.0, 1001)
-    result = evaluate(normal, np.array([2.0, 2.0, 0.1, 0.1]), np.array([1, 1, 2, 0]), min_recall=0.9)
-
-    assert result.threshold == pytest.approx(0.995) and result.false_alarm_rate == pytest.approx(
-        0.005, abs=1e-3
+    result = evaluate(
+        normal, np.array([2.0, 2.0, 0.1, 0.1]), np.array([1, 1, 2, 0]), quantile=0.995, min_recall=0.9
     )
+
+    assert result.threshold == pytest.approx(0.995)
+    assert result.false_alarm_rate == pytest.approx(0.005, abs=1e-3)
     assert (result.precision, result.recall) == (1.0, pytest.approx(2 / 3))
     assert result.recall_by_label == {1: 1.0, 2: 0.0}
     assert not result.passed and result.reasons == ("recall 0.667 < 0.9",)

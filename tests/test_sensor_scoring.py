@@ -19,6 +19,7 @@ from edgecore.synthetic.telemetry import SENSORS
 from foundation.errors import IntegrityError, InvalidInput
 from foundation.layout import MANIFEST
 from foundation.manifest import Manifest
+from foundation.sensor_model import texture_features
 from serving.alarms import Alarms
 from serving.anomaly import WindowScorer
 from testkit.sensors import ExportedSensorModel, export_sensor_model_for
@@ -121,3 +122,46 @@ def test_an_edge_reporting_more_machines_than_it_may_is_refused() -> None:
 
     with pytest.raises(InvalidInput, match="more than 2 machines"):
         alarms.observe("press-3", False, 0.0)
+
+
+def _running_normal(exported: ExportedSensorModel) -> tuple[np.ndarray, np.ndarray]:
+    """Normal windows of the machine running (its pump pulsing), filled and raw, none flagged as they are."""
+    scorer = WindowScorer(exported.folder)
+    normal = exported.labels == 0
+    x, raw = exported.x[normal], exported.raw[normal]
+    keep = (np.nanmin(raw[:, :, 3], axis=1) > 4.0) & ~scorer.anomalous(x, raw)
+    return x[keep][:200], raw[keep][:200]
+
+
+def test_a_stuck_sensor_is_flagged_by_its_texture(exported: ExportedSensorModel) -> None:
+    x, raw = _running_normal(exported)
+    stuck_raw = raw.copy()
+    stuck_raw[:, :, 3] = raw[:, :1, 3]  # the pressure sensor repeats its first reading
+    stuck = x.copy()
+    stuck[:, :, 3] = x[:, :1, 3]
+
+    flagged = WindowScorer(exported.folder).anomalous(stuck, stuck_raw)
+
+    assert flagged.mean() >= 0.9
+
+
+def test_a_gap_in_the_readings_is_not_taken_for_a_stuck_sensor(exported: ExportedSensorModel) -> None:
+    _, raw = _running_normal(exported)
+    gappy = raw.copy()
+    gappy[:, 5:25, 3] = np.nan  # the bus dropped the pressure sensor for 20 readings
+
+    distances = WindowScorer(exported.folder).texture_distances(gappy)
+
+    assert distances is not None and exported.spec.texture is not None
+    assert (distances > exported.spec.texture.threshold).mean() <= 0.05
+
+
+def test_texture_reads_a_still_sensor_as_no_step_and_too_few_readings_as_unknown() -> None:
+    raw = np.ones((1, 30, 2), np.float32)
+    raw[0, :, 1] = np.nan
+    raw[0, :4, 1] = [1.0, 2.0, 3.0, 4.0]
+
+    features = texture_features(raw)
+
+    assert features[0, 0] == 1.0 and features[0, 2] == pytest.approx(np.log(1e-3))
+    assert np.isnan(features[0, 1]) and np.isnan(features[0, 3])
