@@ -14,6 +14,7 @@ No other module formats a key by hand, so the layout can be read (and changed) h
     <edge_bucket_prefix><edge>/hard-examples/<sku>/<image-id>.<ext>    (labelled, ship next round)
     <edge_bucket_prefix><edge>/unrecognized/<yyyy-mm-dd>/<id>.jpg|.json (low-confidence captures)
     <edge_bucket_prefix><edge>/anomalies/<machine>/<yyyy-mm-dd>/<id>.json (windows that raised an alarm)
+    <edge_bucket_prefix><edge>/anomalies/<machine>/<yyyy-mm-dd>/<id>.verdict.json (staff: confirmed/dismissed)
     <edge_bucket_prefix><edge>/models/<model>/<version>/<file>          (delivered model copies)
     <edge_bucket_prefix><edge>/models/<model>/serving.json              (version the predictor serves)
     <edge_bucket_prefix><edge>/catalogue.json                           (what the edge sells now)
@@ -46,6 +47,7 @@ SKU_RE = re.compile(r"^[A-Z0-9](?:[A-Z0-9-]{1,30}[A-Z0-9])$")
 """Product SKUs (labels): uppercase letters, digits and inner dashes, 3-32 characters."""
 
 VERSION_RE = re.compile(r"^v(\d{6})$")
+VERDICT_SUFFIX = ".verdict.json"
 IMAGE_ID_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
 IMAGE_EXTENSIONS = frozenset({"jpg", "png"})
 GROUP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
@@ -202,6 +204,14 @@ class Layout:
         machine = check_name(machine, "machine id")
         key = f"anomalies/{machine}/{day.isoformat()}/{check_image_id(window_id)}.json"
         return Location(self.edge_bucket(edge), key)
+
+    def anomaly_verdict(self, edge: str, machine: str, day: date, window_id: str) -> Location:
+        """What staff said of an alarm's window: confirmed (a real fault) or dismissed (a false alarm)."""
+        window = self.anomaly_window(edge, machine, day, window_id)
+        return Location(window.bucket, window.key.removesuffix(".json") + VERDICT_SUFFIX)
+
+    def anomalies_prefix(self, edge: str) -> Location:
+        return Location(self.edge_bucket(edge), "anomalies/")
 
     def edge_model_prefix(self, edge: str, model: str, version: str) -> Location:
         return Location(self.edge_bucket(edge), self._model_key(model, version))

@@ -32,12 +32,14 @@ class AnomalyReports:
         model: str,
         version: str,
         threshold: float,
+        sensors: tuple[str, ...],
         store: ObjectWriter,
         layout: Layout,
         producer: EventProducer,
         topic: str,
     ) -> None:
         self.edge, self.model, self.version, self.threshold = edge, model, version, threshold
+        self.sensors = sensors
         self.store, self.layout = store, layout
         self.producer, self.topic = producer, topic
 
@@ -69,8 +71,9 @@ class AnomalyReports:
         )
 
     def _keep(self, alarm: Alarm) -> str:
+        end = alarm.window_end  # ids sort by the time of day, as captures' do: newest last
         loc = self.layout.anomaly_window(
-            self.edge, alarm.change.machine, alarm.window_end.date(), uuid.uuid4().hex
+            self.edge, alarm.change.machine, end.date(), f"{end:%H%M%S%f}-{uuid.uuid4().hex[:8]}"
         )
         body = {
             "machine": alarm.change.machine,
@@ -79,6 +82,7 @@ class AnomalyReports:
             "window_end": alarm.window_end.isoformat(),
             "error": alarm.change.error,
             "threshold": self.threshold,
+            "sensors": list(self.sensors),
             "readings": alarm.window.tolist(),
         }
         try:

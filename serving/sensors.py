@@ -30,6 +30,7 @@ def build_sensor_monitor(settings: Settings, edge: str, folder: Path) -> SensorM
         manifest.name,
         manifest.version,
         scorer.spec.threshold,
+        scorer.spec.sensors,
         store,
         layout,
         EventProducer(kafka, f"/edgecore/sensors/{edge}"),

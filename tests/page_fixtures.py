@@ -7,22 +7,29 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
 from edge_sync.uplink.gateway import create_app
 from edge_sync.uplink.service import build_gateway
 from edgecore.stack import Stack
+from edgecore.synthetic.telemetry import SENSORS
 from foundation.assortment import add_products
 from foundation.catalogue import Product
 from foundation.credentials import new_token
 from foundation.layout import Layout
+from foundation.messaging import EventProducer, ensure_topics
 from foundation.settings import Settings
 from foundation.storage.store import ObjectStore
+from serving.alarms import AlarmChange
+from serving.anomaly_reports import AnomalyReports
 from serving.capture import Capture, CaptureItem
+from serving.sensor_monitor import Alarm
 from testkit.browser import Browser, chromium
 from testkit.uplink import free_port, gateway_tokens, image_bytes, serving
 
@@ -72,6 +79,29 @@ class StorePage:
             capture.submit(CaptureItem(image=image_bytes(100 + seed, side=96), pixels=None, record=record))
         capture.join()
         capture.close()
+
+    def machine_alarms(self, machines: list[str]) -> None:
+        """An alarm window per machine, a minute apart, kept (and announced) as the sensor monitor does."""
+        ensure_topics(self.settings.kafka)
+        producer = EventProducer(self.settings.kafka, "tests/store-page")
+        reports = AnomalyReports(
+            PAGE_EDGE,
+            "line-sensors",
+            "v000001",
+            0.4,
+            SENSORS,
+            self.store,
+            self.layout,
+            producer,
+            self.settings.kafka.topic_anomaly_detected,
+        )
+        try:
+            for i, machine in enumerate(machines):
+                window = np.random.default_rng(i).normal(5.0, 1.0, size=(30, len(SENSORS))).astype(np.float32)
+                at = datetime(2026, 12, 3, 10, i, tzinfo=UTC)
+                reports.raised(Alarm(AlarmChange(machine, True, 3, 5, 1.25), window, at))
+        finally:
+            producer.close()
 
     def hard_examples(self) -> dict[str, str]:
         """capture id → the SKU staff gave it."""

@@ -9,6 +9,7 @@ import pytest
 from page_fixtures import PAGE_EDGE, StorePage
 
 from edge_sync.uplink.sessions import COOKIE, StaffSessions
+from edgecore.synthetic.telemetry import SENSORS
 from foundation.assortment import changes, read_catalogue
 from foundation.credentials import Credentials, new_token, write_tokens_file
 from foundation.errors import Unauthorized
@@ -171,3 +172,43 @@ def test_a_session_ends_after_its_lifetime() -> None:
 
     with pytest.raises(Unauthorized):
         sessions.owner(session_id)
+
+
+def test_machine_alarms_are_listed_newest_first_with_the_readings_that_raised_them(
+    store_page: StorePage,
+) -> None:
+    store_page.machine_alarms(["press-1", "press-2"])
+    with store_page.login() as page:
+        answer = page.get("/v1/alarms").json()
+
+    assert answer["waiting"] == 2
+    newest, older = answer["alarms"]
+    assert (newest["machine"], older["machine"]) == ("press-2", "press-1")
+    assert newest["sensors"] == list(SENSORS) and len(newest["readings"]) == 30
+    assert newest["error"] == 1.25 and newest["threshold"] == 0.4
+
+
+def test_a_verdict_is_recorded_once_with_who_gave_it_and_the_alarm_leaves_the_list(
+    store_page: StorePage,
+) -> None:
+    store_page.machine_alarms(["press-1"])
+    with store_page.login() as page:
+        [alarm] = page.get("/v1/alarms").json()["alarms"]
+        path = f"/v1/alarms/{alarm['machine']}/{alarm['day']}/{alarm['window_id']}/verdict"
+        first = page.put(path, json={"verdict": "dismissed"})
+        again = page.put(path, json={"verdict": "confirmed"})
+        after = page.get("/v1/alarms").json()
+
+    assert first.status_code == 201 and first.json()["by"] == "staff:manager"
+    assert again.status_code == 409
+    assert after["waiting"] == 0
+
+
+def test_a_verdict_other_than_confirmed_or_dismissed_is_refused(store_page: StorePage) -> None:
+    store_page.machine_alarms(["press-1"])
+    with store_page.login() as page:
+        [alarm] = page.get("/v1/alarms").json()["alarms"]
+        path = f"/v1/alarms/{alarm['machine']}/{alarm['day']}/{alarm['window_id']}/verdict"
+        answer = page.put(path, json={"verdict": "maybe"})
+
+    assert answer.status_code == 400 and "maybe" not in answer.text

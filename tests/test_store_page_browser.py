@@ -70,6 +70,32 @@ def test_a_wrong_token_is_told_so_and_shows_nothing(store_page: StorePage, brows
     assert browser.run("return document.getElementById('app').hidden") is True
 
 
+def test_staff_dismiss_a_false_machine_alarm_and_confirm_a_real_one(
+    store_page: StorePage, browser: Browser
+) -> None:
+    store_page.machine_alarms(["press-1", "press-2"])
+    browser.open(store_page.url)
+    browser.type("#token", store_page.staff_token)
+    browser.click("#login-form button[type=submit]")
+    browser.wait(lambda: browser.text("#staff-name") == "manager", "the staff name after logging in")
+
+    browser.click('button.tab[data-section="machines"]')
+    browser.wait(lambda: len(browser.find_all("article.alarm")) == 2, "two alarm cards")
+    browser.screenshot(ARTIFACTS / "8-machine-alarms.png")
+    browser.click('article.alarm button[aria-label^="Dismiss the alarm of press-2"]')
+    browser.wait(lambda: "press-2 dismissed" in browser.text("#status"), "the dismissal")
+    browser.click('article.alarm button[aria-label^="Confirm the alarm of press-1"]')
+    browser.wait(lambda: "press-1 confirmed" in browser.text("#status"), "the confirmation")
+
+    verdicts = {
+        o.location.key.split("/")[1]: json.loads(store_page.store.get_bytes(o.location))["verdict"]
+        for o in store_page.store.list(store_page.layout.anomalies_prefix(PAGE_EDGE))
+        if o.location.key.endswith(".verdict.json")
+    }
+    assert verdicts == {"press-1": "confirmed", "press-2": "dismissed"}
+    assert not browser.run("return document.getElementById('no-alarms').hidden")
+
+
 def _first_guesses(page: StorePage, ids: list[str]) -> list[list[str]]:
     """The SKUs each capture's record guessed, in the model's order."""
     found = {}

@@ -36,6 +36,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from edge_sync.uplink.alarm_desk import AlarmDesk
 from edge_sync.uplink.http import install_error_handlers, media_type, read_bounded
 from edge_sync.uplink.memory import release_free_memory
 from edge_sync.uplink.metrics import UplinkMetrics
@@ -300,5 +301,6 @@ def create_app(gateway: Gateway) -> FastAPI:
         return await run_in_threadpool(gateway.pending)
 
     desk = ReviewDesk(gateway.edge, gateway.store, gateway.layout, gateway.outbox)
-    install_page(app, desk, sessions, allow)
+    alarms = AlarmDesk(gateway.edge, gateway.store, gateway.layout)
+    install_page(app, desk, alarms, sessions, allow)
     return app

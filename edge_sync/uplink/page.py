@@ -19,6 +19,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
+from edge_sync.uplink.alarm_desk import ALARMS_SHOWN, AlarmDesk
 from edge_sync.uplink.http import media_type, read_bounded
 from edge_sync.uplink.review import PAGE_SIZE, ReviewDesk
 from edge_sync.uplink.sessions import COOKIE, SESSION_S, StaffSessions
@@ -58,7 +59,9 @@ async def json_body(request: Request, what: str) -> dict[str, Any]:
     return body
 
 
-def install_page(app: FastAPI, desk: ReviewDesk, sessions: StaffSessions, allow: Allow) -> None:
+def install_page(
+    app: FastAPI, desk: ReviewDesk, alarms: AlarmDesk, sessions: StaffSessions, allow: Allow
+) -> None:
     """The page's files, its login, and the desk's routes, on the gateway's app."""
 
     @app.get("/", include_in_schema=False)
@@ -113,6 +116,21 @@ def install_page(app: FastAPI, desk: ReviewDesk, sessions: StaffSessions, allow:
         product, added = await run_in_threadpool(desk.save_product, check_sku(sku), body, who)
         log.info("edge %s: product %s %s by %s", desk.edge, sku, "added" if added else "edited", who)
         return JSONResponse(product.model_dump(mode="json"), 201 if added else 200)
+
+    @app.get("/v1/alarms")
+    async def alarm_windows(request: Request, limit: int = ALARMS_SHOWN) -> dict[str, Any]:
+        allow(request, True, "reading machine alarms")
+        shown, waiting = await run_in_threadpool(alarms.waiting, limit)
+        return {"edge": alarms.edge, "waiting": waiting, "alarms": shown}
+
+    @app.put("/v1/alarms/{machine}/{day}/{window_id}/verdict")
+    async def verdict(machine: str, day: str, window_id: str, request: Request) -> JSONResponse:
+        who = allow(request, True, "judging a machine alarm")
+        body = await json_body(request, "verdict")
+        record = await run_in_threadpool(
+            alarms.judge, machine, day, window_id, str(body.get("verdict", "")), who
+        )
+        return JSONResponse(record, 201)
 
     @app.get("/v1/shipments")
     async def shipments(request: Request) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-// The store's page: log in, review unsure photos, keep the catalogue, watch shipments.
+// The store's page: log in, review unsure photos, keep the catalogue, watch shipments,
+// confirm or dismiss machine alarms.
 // Every call goes to this gateway with the session cookie and the page's header
 // (edge_sync.uplink.sessions); nothing is loaded from anywhere else.
 "use strict";
@@ -182,6 +183,62 @@ async function loadShipments() {
   say(`${answer.queued.length} set${answer.queued.length === 1 ? "" : "s"} queued, ${answer.shipped.length} shipped.`);
 }
 
+// -- machine alarms ---------------------------------------------------------------------
+
+const SVG = "http://www.w3.org/2000/svg";
+
+function sparkline(values, label) {
+  // one sensor's readings across the window, scaled to its own range
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("viewBox", "0 0 200 40");
+  svg.setAttribute("class", "spark");
+  svg.setAttribute("role", "img");
+  const known = values.filter((v) => v != null);
+  const low = Math.min(...known), high = Math.max(...known);
+  svg.setAttribute("aria-label", `${label}: from ${low.toFixed(2)} to ${high.toFixed(2)}`);
+  const y = (v) => 36 - ((v - low) / (high - low || 1)) * 32;
+  const line = document.createElementNS(SVG, "polyline");
+  line.setAttribute("points", values.map((v, i) => (v == null ? null : `${(i * 200) / Math.max(1, values.length - 1)},${y(v)}`)).filter(Boolean).join(" "));
+  svg.append(line);
+  return svg;
+}
+
+function alarmCard(alarm) {
+  const when = new Date(alarm.window_end).toLocaleString();
+  const sensors = alarm.sensors.length ? alarm.sensors : alarm.readings[0].map((_, j) => `sensor ${j + 1}`);
+  const plots = sensors.map((name, j) => el("div", { class: "sensor" },
+    el("span", { text: name }), sparkline(alarm.readings.map((row) => row[j]), name)));
+  const confirm = el("button", { type: "button", class: "confirm", text: "Confirm fault",
+    "aria-label": `Confirm the alarm of ${alarm.machine} at ${when} as a real fault` });
+  const dismiss = el("button", { type: "button", text: "Dismiss",
+    "aria-label": `Dismiss the alarm of ${alarm.machine} at ${when} as a false alarm` });
+  const node = el("article", { class: "card alarm", "aria-label": `Alarm of ${alarm.machine} at ${when}` },
+    el("h3", { text: alarm.machine }),
+    el("p", { class: "meta", text: `${when} · error ${alarm.error.toFixed(3)} (threshold ${alarm.threshold.toFixed(3)})` }),
+    ...plots,
+    el("div", { class: "actions" }, confirm, dismiss));
+  const judge = async (verdict) => {
+    try {
+      await call("PUT", `/v1/alarms/${encodeURIComponent(alarm.machine)}/${alarm.day}/${encodeURIComponent(alarm.window_id)}/verdict`, { verdict });
+      node.remove();
+      $("no-alarms").hidden = document.querySelectorAll("article.alarm").length > 0;
+      say(`Alarm of ${alarm.machine} ${verdict}.`);
+    } catch (error) {
+      say(`Alarm of ${alarm.machine} not judged: ${error.message}`);
+    }
+  };
+  confirm.addEventListener("click", () => judge("confirmed"));
+  dismiss.addEventListener("click", () => judge("dismissed"));
+  return node;
+}
+
+async function loadAlarms() {
+  const answer = await call("GET", "/v1/alarms");
+  $("alarm-cards").replaceChildren(...answer.alarms.map(alarmCard));
+  $("no-alarms").hidden = answer.alarms.length > 0;
+  say(`${answer.waiting} alarm${answer.waiting === 1 ? "" : "s"} wait for a verdict.`);
+}
+
 // -- wiring -----------------------------------------------------------------------------
 
 function wire() {
@@ -205,7 +262,7 @@ function wire() {
         other.setAttribute("aria-pressed", String(other === tab));
         $(other.dataset.section).hidden = other !== tab;
       }
-      const loaders = { unsure: loadUnsure, products: loadProducts, shipments: loadShipments };
+      const loaders = { unsure: loadUnsure, products: loadProducts, shipments: loadShipments, machines: loadAlarms };
       try { await loaders[tab.dataset.section](); } catch (error) { say(error.message); }
     });
   }
