@@ -119,3 +119,6 @@ def test_labels_given_at_a_store_reach_the_core_page_as_a_dataset_and_a_run(
     assert "v000001" in datasets and " 6 " in f" {datasets} "  # 3 photos and 3 labelled hard examples
     assert f"{PAGE_EDGE}@v000001" in browser.text("#runs-rows")
     assert browser.text("#dead-letters-error") == ""
+
+    browser.open(loop.store.url)  # the same browser, the same host: the core page's login left the store's
+    browser.wait(lambda: browser.text("#staff-name") == "manager", "the store session still open")

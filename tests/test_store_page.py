@@ -8,12 +8,15 @@ import httpx
 import pytest
 from page_fixtures import PAGE_EDGE, StorePage
 
-from edge_sync.uplink.sessions import COOKIE, StaffSessions
+from edge_sync.uplink.sessions import COOKIE as COOKIE_PREFIX
+from edge_sync.uplink.sessions import StaffSessions
 from edgecore.synthetic.telemetry import SENSORS
 from foundation.assortment import changes, read_catalogue
 from foundation.credentials import Credentials, new_token, write_tokens_file
 from foundation.errors import Unauthorized
 from testkit.uplink import image_bytes
+
+COOKIE = f"{COOKIE_PREFIX}_{PAGE_EDGE}"
 
 
 def test_the_page_and_its_files_come_from_the_gateway_alone(store_page: StorePage) -> None:

@@ -31,6 +31,7 @@ def test_staff_log_in_label_three_photos_and_add_a_product(store_page: StorePage
     browser.screenshot(ARTIFACTS / "2-unsure-photos.png")
     shown = [browser.attribute(e, "data-capture") or "" for e in browser.find_all("article.card")]
     ids = [c.split("/")[1] for c in shown]
+    first_guesses = dict(zip(ids, _first_guesses(store_page, ids), strict=True))  # labelling removes them
 
     browser.click("article.card:nth-of-type(1) button.confirm")  # the model's first guess
     browser.wait(lambda: cards(browser) == 3, "the first photo to leave the list")
@@ -43,7 +44,6 @@ def test_staff_log_in_label_three_photos_and_add_a_product(store_page: StorePage
     browser.screenshot(ARTIFACTS / "3-three-labelled.png")
 
     labelled = store_page.hard_examples()
-    first_guesses = {i: g for i, g in zip(ids, _first_guesses(store_page, ids), strict=True)}
     assert labelled[ids[0]] == first_guesses[ids[0]][0]
     assert labelled[ids[1]] == first_guesses[ids[1]][1]
     assert labelled[ids[2]] == "TEA-GREEN"

@@ -181,16 +181,19 @@ class Gateway:
         return result
 
     def label_hard_example(self, day: str, capture_id: str, sku: str) -> Location:
-        """Copy a low-confidence capture under its label; the next shipped set takes it."""
+        """Copy a low-confidence capture under its label (the next shipped set takes it), then remove the
+        capture: it leaves the review list, and a second label finds nothing to label."""
         try:
             when = date.fromisoformat(day)
         except (TypeError, ValueError) as exc:
             raise InvalidInput(f"invalid capture day {day!r}: use YYYY-MM-DD") from exc
-        image, _ = self.layout.unrecognized(self.edge, when, check_image_id(capture_id))
+        image, record = self.layout.unrecognized(self.edge, when, check_image_id(capture_id))
         target = self.layout.hard_example(self.edge, check_sku(sku), capture_id, "jpg")
         if not self.store.exists(image):
             raise NotFound(f"edge {self.edge}: no capture {capture_id} on {day}")
         self.store.copy(image, target)
+        self.store.delete(record)
+        self.store.delete(image)
         return target
 
     def pending_hard_examples(self) -> list[Item]:
@@ -248,15 +251,15 @@ def create_app(gateway: Gateway) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "edge": gateway.edge}
 
-    sessions = StaffSessions(gateway.staff)
+    sessions = StaffSessions(gateway.staff, f"{COOKIE}_{gateway.edge}")
 
     def allow(request: Request, staff_only: bool, what: str) -> str:
         """A bearer token when one is sent; else the page's session (staff only)."""
         authorization = request.headers.get("authorization")
-        if authorization is None and COOKIE in request.cookies:
+        if authorization is None and sessions.cookie in request.cookies:
             try:
                 sessions.check_page(request.method, request.headers.get(PAGE_HEADER))
-                return f"staff:{sessions.owner(request.cookies[COOKIE])}"
+                return f"staff:{sessions.owner(request.cookies[sessions.cookie])}"
             except EdgecoreError as exc:
                 log.warning("edge %s: refused %s on a session: %s", gateway.edge, what, exc)
                 raise

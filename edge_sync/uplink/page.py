@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from edge_sync.uplink.alarm_desk import ALARMS_SHOWN, AlarmDesk
 from edge_sync.uplink.http import media_type, read_bounded
 from edge_sync.uplink.review import PAGE_SIZE, ReviewDesk
-from edge_sync.uplink.sessions import COOKIE, SESSION_S, StaffSessions
+from edge_sync.uplink.sessions import SESSION_S, StaffSessions
 from foundation.errors import InvalidInput, NotFound, Unauthorized, UnsupportedMedia
 from foundation.layout import check_sku
 
@@ -31,7 +31,7 @@ Allow = Callable[[Request, bool, str], str]
 """(request, staff only, what is asked) → who asks, or an error (``gateway.create_app``)."""
 ASSETS = {"staff.html": "text/html", "staff.js": "text/javascript", "staff.css": "text/css"}
 SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; "
+    "Content-Security-Policy": "default-src 'self'; img-src 'self'; object-src 'none'; "
     "base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -93,7 +93,8 @@ def install_page(
     async def unsure_image(day: str, capture_id: str, request: Request) -> Response:
         allow(request, True, "reading an unsure photo")
         data = await run_in_threadpool(desk.image, day, capture_id)
-        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+        no_cache = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}  # a shared tablet
+        return Response(data, media_type="image/jpeg", headers=no_cache)
 
     @app.delete("/v1/unsure/{day}/{capture_id}")
     async def discard(day: str, capture_id: str, request: Request) -> Response:
@@ -158,7 +159,7 @@ def install_session(
         log.info("%s: %s logged in", app.title, principal)
         response = JSONResponse(answer(principal), 201)
         response.set_cookie(
-            COOKIE, session_id, max_age=int(SESSION_S), httponly=True, samesite="strict", path="/"
+            sessions.cookie, session_id, max_age=int(SESSION_S), httponly=True, samesite="strict", path="/"
         )
         return response
 
@@ -168,7 +169,7 @@ def install_session(
 
     @app.delete("/v1/session")
     async def logout(request: Request) -> Response:
-        sessions.logout(request.cookies.get(COOKIE))
+        sessions.logout(request.cookies.get(sessions.cookie))
         response = Response(status_code=204)
-        response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+        response.delete_cookie(sessions.cookie, path="/", httponly=True, samesite="strict")
         return response

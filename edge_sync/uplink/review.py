@@ -3,8 +3,10 @@
 Serving keeps every photo its model was unsure of, with its prediction record
 (``unrecognized/<day>/<capture>.jpg|json``, ``serving.capture``).  Staff confirm one of
 the model's guesses or pick another product (the gateway turns it into a hard example,
-which the next set ships), or discard it (both objects deleted: a photo of nothing
-useful never reaches training).  A capture already labelled is not shown again.
+which the next set ships, and removes the capture), or discard it (both objects deleted:
+a photo of nothing useful never reaches training).  So what waits is only what nobody has
+looked at, and the list reads the newest days first, stopping once it has a page and a
+bounded count.
 
 Products are added or edited through ``foundation.assortment`` (recorded, never
 dropping one); retiring a product stays the back office's explicit command.
@@ -24,8 +26,8 @@ from pydantic import ValidationError
 from edge_sync.uplink.outbox import Outbox, OutboxSet
 from foundation.assortment import add_products, read_catalogue
 from foundation.catalogue import Catalogue, Product
-from foundation.errors import InvalidInput, NotFound
-from foundation.layout import Layout, check_image_id, check_name
+from foundation.errors import EdgecoreError, InvalidInput, NotFound
+from foundation.layout import Layout, Location, check_image_id, check_name
 from foundation.storage.store import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,8 @@ MAX_IMAGE_BYTES = 32 * 1024 * 1024
 PAGE_SIZE = 48
 """Captures shown at once: a tablet's screenful or two, and one small read each."""
 SHIPPED_SHOWN = 20
+WAITING_COUNTED = 1000
+"""Captures counted for "how many wait"; beyond it the page says "1000+"."""
 
 
 @dataclass(frozen=True)
@@ -74,18 +78,22 @@ class ReviewDesk:
         self.home = layout.edge_catalogue_home(edge)
 
     def unsure(self, limit: int = PAGE_SIZE) -> tuple[list[Unsure], int]:
-        """The newest ``limit`` photos still to review, and how many wait in all."""
-        labelled = self._labelled()
-        waiting = sorted(
-            (
-                o.location.key
-                for o in self.store.list(self.layout.unrecognized_prefix(self.edge))
-                if o.location.key.endswith(".json") and _capture_id(o.location.key) not in labelled
-            ),
-            reverse=True,  # keys are <day>/<HHMMSSffffff>-…: newest first
-        )
-        shown = [u for u in (self._read(key) for key in waiting[: max(0, min(limit, PAGE_SIZE))]) if u]
-        return shown, len(waiting)
+        """The newest ``limit`` photos still to review, and how many wait (at most ``WAITING_COUNTED``)."""
+        limit = max(0, min(limit, PAGE_SIZE))
+        shown: list[Unsure] = []
+        waiting = 0
+        for day in sorted(self.store.list_prefixes(self.layout.unrecognized_prefix(self.edge)), reverse=True):
+            keys = [
+                o.location.key for o in self.store.list(Location(self.layout.edge_bucket(self.edge), day))
+            ]
+            records = sorted((k for k in keys if k.endswith(".json")), reverse=True)  # <HHMMSSffffff>-…
+            for key in records:
+                if len(shown) < limit and (found := self._read(key)) is not None:
+                    shown.append(found)
+                waiting += 1
+            if waiting >= WAITING_COUNTED:
+                break
+        return shown, min(waiting, WAITING_COUNTED)
 
     def image(self, day: str, capture_id: str) -> bytes:
         image, _ = self.layout.unrecognized(self.edge, _day(day), check_image_id(capture_id))
@@ -94,9 +102,11 @@ class ReviewDesk:
         return self.store.get_bytes(image, max_bytes=MAX_IMAGE_BYTES)
 
     def discard(self, day: str, capture_id: str, by: str) -> None:
-        """Drop a capture nobody should train on; its record goes first, so no image lacks one."""
+        """Drop a capture nobody should train on.  The record goes first (serving writes it last, so the
+        list never shows a capture without its image); a capture whose image outlived a failed discard
+        is still discardable."""
         image, record = self.layout.unrecognized(self.edge, _day(day), check_image_id(capture_id))
-        if not self.store.exists(record):
+        if not self.store.exists(record) and not self.store.exists(image):
             raise NotFound(f"edge {self.edge}: no capture {capture_id} on {day}")
         self.store.delete(record)
         self.store.delete(image)
@@ -133,16 +143,11 @@ class ReviewDesk:
             "images": self.outbox.counts(s.id),
         }
 
-    def _labelled(self) -> set[str]:
-        return {
-            _capture_id(o.location.key) for o in self.store.list(self.layout.hard_examples_prefix(self.edge))
-        }
-
     def _read(self, key: str) -> Unsure | None:
         """One prediction record; a damaged one is skipped (and logged), never shown half."""
         day, _, name = key.removeprefix("unrecognized/").partition("/")
-        _, record_loc = self.layout.unrecognized(self.edge, _day(day), name.removesuffix(".json"))
         try:
+            _, record_loc = self.layout.unrecognized(self.edge, _day(day), name.removesuffix(".json"))
             record = json.loads(self.store.get_bytes(record_loc, max_bytes=MAX_RECORD_BYTES))
             prediction = record["prediction"]
             guesses = [
@@ -156,15 +161,11 @@ class ReviewDesk:
                 str(record.get("model_version", "")),
                 guesses,
             )
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, EdgecoreError) as exc:  # vanished, too large, a stray key
             log.warning(
                 "edge %s: skipped the unreadable capture record %s: %s", self.edge, key, type(exc).__name__
             )
             return None
-
-
-def _capture_id(key: str) -> str:
-    return key.rsplit("/", 1)[-1].rpartition(".")[0]
 
 
 def _day(day: str) -> date:

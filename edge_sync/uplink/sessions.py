@@ -25,6 +25,8 @@ from foundation.credentials import Credentials
 from foundation.errors import Forbidden, Unauthorized
 
 COOKIE = "edgecore_staff"
+"""The store page's cookie name is this and the edge id; the core page's is ``edgecore_core``.
+Browsers keep cookies per host, not per port: pages on one host must not share a name."""
 PAGE_HEADER = "x-edgecore-page"
 """Sent by the page's own script with every state-changing call (see the module's docstring)."""
 SESSION_S = 8 * 3600
@@ -45,11 +47,13 @@ class StaffSessions:
     def __init__(
         self,
         staff: Credentials,
+        cookie: str = COOKIE,
         lifetime_s: float = SESSION_S,
         limit: int = MAX_SESSIONS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.staff = staff
+        self.cookie = cookie
         self.lifetime_s = lifetime_s
         self.limit = limit
         self._clock = clock

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from edge_sync.uplink.http import install_error_handlers
 from edge_sync.uplink.page import SECURITY_HEADERS, install_session
-from edge_sync.uplink.sessions import COOKIE, PAGE_HEADER, StaffSessions
+from edge_sync.uplink.sessions import PAGE_HEADER, StaffSessions
 from edgecore.console.status import CoreStatus, readable
 from foundation.credentials import Credentials, bearer
 from foundation.errors import EdgecoreError, NotFound, Unauthorized
@@ -31,6 +31,7 @@ from pipelines.ledger import Ledger
 from pipelines.listener import GROUP_ID
 
 log = logging.getLogger(__name__)
+CORE_COOKIE = "edgecore_core"
 ASSETS = {"core.html": "text/html", "core.js": "text/javascript", "core.css": "text/css"}
 
 
@@ -54,15 +55,15 @@ def asset(name: str) -> bytes:
 def create_app(status: CoreStatus, operators: Credentials) -> FastAPI:
     app = FastAPI(title="edgecore core status", docs_url=None, redoc_url=None)
     install_error_handlers(app)
-    sessions = StaffSessions(operators)
+    sessions = StaffSessions(operators, CORE_COOKIE)
     readers = sections(status)
 
     def allow(request: Request) -> str:
         authorization = request.headers.get("authorization")
         try:
-            if authorization is None and COOKIE in request.cookies:
+            if authorization is None and sessions.cookie in request.cookies:
                 sessions.check_page(request.method, request.headers.get(PAGE_HEADER))
-                return sessions.owner(request.cookies[COOKIE])
+                return sessions.owner(request.cookies[sessions.cookie])
             who = operators.owner(bearer(authorization))
             if who is None:
                 raise Unauthorized("unknown operator token")

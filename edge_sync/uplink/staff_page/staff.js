@@ -72,6 +72,8 @@ function card(item) {
   const other = el("input", { type: "radio", name: group, value: "" });
   const otherSelect = el("select", { "aria-label": "Another product" });
   productOptions(otherSelect);
+  otherSelect.prepend(el("option", { value: "", text: "choose…" }));  // nothing picked until staff pick
+  otherSelect.value = "";
   otherSelect.addEventListener("change", () => { other.checked = true; });
   const pick = el("input", { type: "checkbox", class: "pick", "aria-label": `Select photo ${item.capture_id}` });
   const confirm = el("button", { type: "button", class: "confirm", text: "Confirm" });
@@ -89,7 +91,10 @@ function card(item) {
     const checked = node.querySelector(`input[name="${group}"]:checked`);
     return checked && checked.value ? checked.value : otherSelect.value;
   };
-  confirm.addEventListener("click", () => act([item], (it) => label(it, chosen())));
+  confirm.addEventListener("click", () => {
+    if (!chosen()) { say("Choose the product first."); otherSelect.focus(); return; }
+    act([item], (it) => label(it, chosen()));
+  });
   discard.addEventListener("click", () => act([item], discardOne));
   node.item = item;
   return node;
@@ -125,7 +130,8 @@ async function act(items, action) {
 async function loadUnsure(announce = true) {
   const answer = await call("GET", "/v1/unsure");
   $("cards").replaceChildren(...answer.unsure.map(card));
-  $("waiting").textContent = `(${answer.waiting})`;
+  const count = answer.waiting >= 1000 ? "1000+" : String(answer.waiting);  // the desk counts up to 1000
+  $("waiting").textContent = `(${count})`;
   $("no-unsure").hidden = answer.waiting > 0;
   $("select-all").checked = false;
   if (announce) say(`${answer.waiting} photo${answer.waiting === 1 ? "" : "s"} to review.`);
