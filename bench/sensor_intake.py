@@ -80,7 +80,7 @@ def intake(floor: SensorFloor, messages: int, batch: int) -> tuple[float, float,
 
 def latency(floor: SensorFloor, alarms: int) -> list[float]:
     """Seconds from the publish of each alarm's raising reading to its event on Kafka."""
-    topic = floor.settings.kafka.topic_anomaly_detected
+    topic = floor.settings.kafka.anomaly_topic(floor.site.edge)
     consumer = KafkaConsumer(**connection(floor.settings.kafka), enable_auto_commit=False)
     ids = wait_for(lambda: consumer.partitions_for_topic(topic), 30, what=f"the partitions of {topic}")
     partitions = [TopicPartition(topic, p) for p in ids]

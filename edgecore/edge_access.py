@@ -20,13 +20,23 @@ CLUSTER_LABEL = {"strimzi.io/cluster": "edgecore"}
 
 
 def edge_topic(settings: Settings, edge: str) -> dict[str, Any]:
+    """The topic the edge reads its ``model-published`` events from."""
+    return _topic(settings, f"model-published-{edge}", settings.kafka.edge_topic(edge))
+
+
+def anomaly_topic(settings: Settings, edge: str) -> dict[str, Any]:
+    """The topic the edge announces its machines' alarms on (``anomaly-detected``)."""
+    return _topic(settings, f"anomaly-detected-{edge}", settings.kafka.anomaly_topic(edge))
+
+
+def _topic(settings: Settings, name: str, topic: str) -> dict[str, Any]:
     kafka = settings.kafka
     return {
         "apiVersion": "kafka.strimzi.io/v1",
         "kind": "KafkaTopic",
-        "metadata": {"name": f"model-published-{edge}", "labels": dict(CLUSTER_LABEL)},
+        "metadata": {"name": name, "labels": dict(CLUSTER_LABEL)},
         "spec": {
-            "topicName": kafka.edge_topic(edge),
+            "topicName": topic,
             "partitions": kafka.partitions,
             "replicas": 3,
             "config": {"retention.ms": kafka.retention_hours * 3600 * 1000},
@@ -73,5 +83,5 @@ def s3_policies(settings: Settings, edges: list[str]) -> dict[str, Any]:
 def edge_access_objects(settings: Settings, edges: list[str]) -> list[dict[str, Any]]:
     objects: list[dict[str, Any]] = []
     for edge in edges:
-        objects += [edge_topic(settings, edge), edge_user(settings, edge)]
+        objects += [edge_topic(settings, edge), anomaly_topic(settings, edge), edge_user(settings, edge)]
     return [*objects, s3_policies(settings, edges)]

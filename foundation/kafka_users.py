@@ -61,7 +61,7 @@ def edge_permissions(kafka: KafkaSettings, edge: str) -> list[EdgePermission]:
     return [
         ("topic", kafka.edge_topic(edge), "literal", ("Read", "Describe")),
         ("group", edge_group(edge), "literal", ("Read", "Describe")),
-        ("topic", kafka.topic_anomaly_detected, "literal", ("Write", "Describe")),
+        ("topic", kafka.anomaly_topic(edge), "literal", ("Write", "Describe")),
     ]
 
 
@@ -72,7 +72,7 @@ _OPERATIONS = {"Read": ACLOperation.READ, "Write": ACLOperation.WRITE, "Describe
 
 def grant_edge(kafka: KafkaSettings, edge: str, password: str) -> None:
     """The edge's login (created or replaced), its topic and its ACLs."""
-    ensure_topics(kafka, extra=[kafka.edge_topic(edge)])
+    ensure_topics(kafka, extra=[kafka.edge_topic(edge), kafka.anomaly_topic(edge)])
     user = kafka_user(edge)
     acls = [
         ACL(

@@ -21,7 +21,7 @@ def build_sensor_monitor(settings: Settings, edge: str, folder: Path) -> SensorM
     manifest = Manifest.from_bytes((folder / MANIFEST).read_bytes(), str(folder / MANIFEST))
     kafka = settings.kafka
     if kafka.security_protocol != "SASL_SSL":  # an edge's login may write its alarms, not create topics
-        ensure_topics(kafka)
+        ensure_topics(kafka, extra=[kafka.anomaly_topic(edge)])
     store = ObjectStore(settings.s3)
     layout = Layout(settings.buckets)
     store.ensure_bucket(layout.edge_bucket(edge))
@@ -34,6 +34,6 @@ def build_sensor_monitor(settings: Settings, edge: str, folder: Path) -> SensorM
         store,
         layout,
         EventProducer(kafka, f"/edgecore/sensors/{edge}"),
-        kafka.topic_anomaly_detected,
+        kafka.anomaly_topic(edge),
     )
     return SensorMonitor(scorer, Alarms(scorer.spec.alert_k, scorer.spec.alert_n), reports)

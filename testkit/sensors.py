@@ -24,8 +24,8 @@ from components.anomaly import (
     train_autoencoder,
     windows,
 )
-from edge_sync.uplink.mqtt import MqttIntake, results_topic
-from edge_sync.uplink.service import build_gateway
+from edge_sync.uplink.mqtt import results_topic
+from edge_sync.uplink.sensor_intake import SensorIntake
 from edgecore.stack.site import EdgeSite
 from edgecore.synthetic.telemetry import SENSORS, generate
 from foundation.events import AnomalyDetected, parse
@@ -81,7 +81,7 @@ def export_sensor_model_for(machine: str, folder: Path, seed: int = 5) -> Export
 
 @dataclass
 class SensorFloor:
-    """A store site's broker and gateway intake with a sensor monitor, and one device's MQTT client."""
+    """A store site's broker, the gateway's sensor intake with its monitor, and a device's MQTT client."""
 
     site: EdgeSite
     settings: Settings
@@ -105,10 +105,9 @@ def sensor_floor(core: Settings, model_folder: Path, edge: str, device_name: str
     token = site.issue_gateway_token("device", device_name)  # before the broker starts: in its first file
     site.up()
     shop = site.settings.updated(kafka={"topic_anomaly_detected": core.kafka.topic_anomaly_detected})
-    gateway = build_gateway(shop, site.edge)
     monitor = build_sensor_monitor(shop, site.edge, model_folder)
-    intake = MqttIntake(
-        gateway, shop.uplink.mqtt_host, shop.uplink.mqtt_port, site.plan.mqtt_password, readings=monitor
+    intake = SensorIntake(
+        site.edge, shop.uplink.mqtt_host, shop.uplink.mqtt_port, site.plan.mqtt_password, monitor
     )
     replies: queue.Queue[dict[str, object]] = queue.Queue()
     device = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device_name, protocol=mqtt.MQTTv5)
@@ -124,13 +123,12 @@ def sensor_floor(core: Settings, model_folder: Path, edge: str, device_name: str
         device.disconnect()
         device.loop_stop()
         intake.stop()
-        gateway.outbox.close()
         site.down()
 
 
-def anomaly_events(settings: Settings) -> list[AnomalyDetected]:
-    """Every ``anomaly-detected`` event on the settings' topic so far."""
-    topic = settings.kafka.topic_anomaly_detected
+def anomaly_events(settings: Settings, edge: str) -> list[AnomalyDetected]:
+    """Every ``anomaly-detected`` event of ``edge`` so far."""
+    topic = settings.kafka.anomaly_topic(edge)
     consumer = KafkaConsumer(**connection(settings.kafka), enable_auto_commit=False)
     try:
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]

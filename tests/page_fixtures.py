@@ -82,7 +82,7 @@ class StorePage:
 
     def machine_alarms(self, machines: list[str]) -> None:
         """An alarm window per machine, a minute apart, kept (and announced) as the sensor monitor does."""
-        ensure_topics(self.settings.kafka)
+        ensure_topics(self.settings.kafka, extra=[self.settings.kafka.anomaly_topic(PAGE_EDGE)])
         producer = EventProducer(self.settings.kafka, "tests/store-page")
         reports = AnomalyReports(
             PAGE_EDGE,
@@ -93,7 +93,7 @@ class StorePage:
             self.store,
             self.layout,
             producer,
-            self.settings.kafka.topic_anomaly_detected,
+            self.settings.kafka.anomaly_topic(PAGE_EDGE),
         )
         try:
             for i, machine in enumerate(machines):

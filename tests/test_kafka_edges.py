@@ -119,21 +119,23 @@ def _alarm(edge: str) -> AnomalyDetected:
     )
 
 
-def test_an_edge_announces_its_alarms_with_its_login_but_cannot_write_another_topic(
+def test_an_edge_announces_its_own_alarms_but_cannot_write_another_edge_s_or_any_other_topic(
     core_kafka: Settings, edges: dict[str, str]
 ) -> None:
-    edge, password = next(iter(edges.items()))
+    (edge, password), (other, _) = list(edges.items())
     ensure_topics(core_kafka.kafka)
     producer = EventProducer(_as_edge(core_kafka, edge, password).kafka, "tests/kafka-edges")
     try:
-        producer.publish(core_kafka.kafka.topic_anomaly_detected, _alarm(edge))
-        with pytest.raises((KafkaError, EdgecoreError)):
-            producer.publish(core_kafka.kafka.topic_training_data_ready, _alarm(edge), timeout_s=10)
+        producer.publish(core_kafka.kafka.anomaly_topic(edge), _alarm(edge))
+        for topic in (core_kafka.kafka.anomaly_topic(other), core_kafka.kafka.topic_training_data_ready):
+            with pytest.raises((KafkaError, EdgecoreError)):
+                producer.publish(topic, _alarm(other), timeout_s=10)
     finally:
         producer.close()
 
-    [record] = _read(core_kafka, core_kafka.kafka.topic_anomaly_detected)
+    [record] = _read(core_kafka, core_kafka.kafka.anomaly_topic(edge))
     assert edge.encode() in record
+    assert _read(core_kafka, core_kafka.kafka.anomaly_topic(other)) == []
 
 
 def test_a_wrong_password_gets_no_connection(core_kafka: Settings, edges: dict[str, str]) -> None:

@@ -57,7 +57,7 @@ def readings(start: int, count: int, fault: str | None = None) -> list[dict[str,
 
 
 def alarms(floor: SensorFloor, machine: str) -> list[AnomalyDetected]:
-    return [a for a in anomaly_events(floor.settings) if a.machine == machine]
+    return [a for a in anomaly_events(floor.settings, floor.site.edge) if a.machine == machine]
 
 
 def windows_scored(machine: str) -> float:

@@ -22,8 +22,9 @@ from fastapi import FastAPI
 
 from edge_sync.uplink import gateway
 from edge_sync.uplink.memory import bound_decode_memory, bound_large_allocations
-from edge_sync.uplink.mqtt import MqttIntake, SensorReadings
+from edge_sync.uplink.mqtt import MqttIntake
 from edge_sync.uplink.outbox import Outbox, outbox_path
+from edge_sync.uplink.sensor_intake import SensorIntake, SensorReadings
 from edge_sync.uplink.shipper import Shipper
 from foundation.credentials import Credentials, check_strength
 from foundation.layout import Layout
@@ -91,18 +92,33 @@ def serve(app: FastAPI, host: str, port: int) -> None:
 
 
 @contextmanager
-def mqtt_intake(
-    gw: gateway.Gateway, settings: Settings, readings: SensorReadings | None = None
-) -> Iterator[MqttIntake]:
-    """The MQTT intake (with ``readings``: sensor readings too), subscribed for as long as the block runs."""
-    password = settings.uplink.mqtt_password.get_secret_value()
-    check_strength(password, f"the gateway's MQTT password of edge {gw.edge} (EDGECORE_MQTT_PASSWORD)")
-    intake = MqttIntake(gw, settings.uplink.mqtt_host, settings.uplink.mqtt_port, password, readings=readings)
+def mqtt_intake(gw: gateway.Gateway, settings: Settings) -> Iterator[MqttIntake]:
+    """The MQTT intake of images, subscribed for as long as the block runs."""
+    uplink = settings.uplink
+    intake = MqttIntake(gw, uplink.mqtt_host, uplink.mqtt_port, _mqtt_password(settings, gw.edge))
     intake.start()
     try:
         yield intake
     finally:
         intake.stop()
+
+
+@contextmanager
+def sensor_intake(settings: Settings, edge: str, readings: SensorReadings) -> Iterator[SensorIntake]:
+    """The MQTT intake of sensor readings, subscribed for as long as the block runs."""
+    uplink = settings.uplink
+    intake = SensorIntake(edge, uplink.mqtt_host, uplink.mqtt_port, _mqtt_password(settings, edge), readings)
+    intake.start()
+    try:
+        yield intake
+    finally:
+        intake.stop()
+
+
+def _mqtt_password(settings: Settings, edge: str) -> str:
+    password = settings.uplink.mqtt_password.get_secret_value()
+    check_strength(password, f"the gateway's MQTT password of edge {edge} (EDGECORE_MQTT_PASSWORD)")
+    return password
 
 
 def run_gateway(
@@ -119,7 +135,9 @@ def run_gateway(
         gw.metrics.serve(settings.uplink.gateway_metrics_port, settings.uplink.gateway_metrics_host)
     with ExitStack() as running:
         if mqtt:
-            running.enter_context(mqtt_intake(gw, settings, readings))
+            running.enter_context(mqtt_intake(gw, settings))
+            if readings is not None:
+                running.enter_context(sensor_intake(settings, edge, readings))
         if ship:
             running.enter_context(shipping(build_shipper(settings, edge, gw.outbox)))
         port = settings.uplink.gateway_port

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_sync.uplink.mqtt import gateway_user
+from edge_sync.uplink.sensor_intake import sensors_user
 from edgecore.stack.process import ManagedProcess, wait_until
 from edgecore.stack.settings import StackSettings
 from edgecore.stack.tools import StackError, port_open, unpack_debian
@@ -52,7 +53,11 @@ class BrokerAccess:
     def passwords(self) -> dict[str, str]:
         """login → password: the gateway's, and each device's newest token."""
         devices = {device: tokens[-1] for device, tokens in read_tokens_file(self.devices_file).items()}
-        return {**devices, gateway_user(self.edge): self.gateway_password}  # the gateway's login wins
+        gateway = {
+            gateway_user(self.edge): self.gateway_password,
+            sensors_user(self.edge): self.gateway_password,
+        }
+        return {**devices, **gateway}  # the gateway's logins win
 
     def acl(self) -> str:
         edge = self.edge
@@ -60,6 +65,9 @@ class BrokerAccess:
             [
                 f"user {gateway_user(edge)}",
                 f"topic read edge/{edge}/images/#",
+                f"topic write edge/{edge}/results/#",
+                "",
+                f"user {sensors_user(edge)}",
                 f"topic read edge/{edge}/sensors/#",
                 f"topic write edge/{edge}/results/#",
                 "",

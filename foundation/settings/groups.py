@@ -98,7 +98,7 @@ class KafkaSettings(BaseSettings):
     topic_anomaly_detected: str = Field(
         default="edgecore.anomaly-detected",
         validation_alias="EDGECORE_TOPIC_ANOMALY_DETECTED",
-        description="Topic of `anomaly-detected` events: a machine's alarm raised at an edge (sensors).",
+        description="Prefix of each edge's `anomaly-detected` topic (`<prefix>.<edge>`): its alarms.",
     )
     topic_smoke: str = Field(
         default="edgecore.smoke",
@@ -146,6 +146,11 @@ class KafkaSettings(BaseSettings):
         """The topic of one edge's ``model-published`` events: the only topic its Kafka user may read."""
         return f"{self.topic_model_published}.{edge}"
 
+    def anomaly_topic(self, edge: str) -> str:
+        """The topic an edge announces its machines' alarms on: the only topic its Kafka user may write,
+        so no edge can raise another's alarm."""
+        return f"{self.topic_anomaly_detected}.{edge}"
+
     @property
     def bootstrap_servers(self) -> str:
         return self.bootstrap or f"{self.host}:{self.port}"
@@ -157,7 +162,6 @@ class KafkaSettings(BaseSettings):
             self.topic_model_published,
             self.topic_dead_letter,
             self.topic_s3_events,
-            self.topic_anomaly_detected,
             self.topic_smoke,
         ]
 
