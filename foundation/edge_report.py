@@ -15,13 +15,13 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from foundation.errors import InvalidInput, PayloadTooLarge
+from foundation.errors import InvalidInput, PayloadTooLarge, validation_reason
 from foundation.layout import NAME_RE, VERSION_RE
 
 MAX_POINTS = 288
 """A day of five-minute intervals."""
 MAX_REPORT_BYTES = 128 * 1024
-"""A full report is about 50 KB; a larger body is not a report."""
+"""Room for a full series (``MAX_POINTS``) with margin; a larger body is not a report."""
 
 Name = Annotated[str, Field(pattern=NAME_RE.pattern)]
 Version = Annotated[str, Field(pattern=VERSION_RE.pattern)]
@@ -79,6 +79,5 @@ class EdgeReport(BaseModel):
         try:
             return cls.model_validate_json(raw)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            field = ".".join(str(p) for p in first["loc"]) or "body"
-            raise InvalidInput(f"report {where} is invalid at {field}: {first['msg']}") from exc
+            reason = validation_reason(exc, (EdgeReport, ReportPoint))
+            raise InvalidInput(f"report {where} is invalid at {reason}") from exc

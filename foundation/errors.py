@@ -11,6 +11,10 @@ concerned (dataset, version, edge, bucket, key), never the payload itself.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from pydantic import BaseModel, ValidationError
+
 
 class EdgecoreError(Exception):
     """Base of every error raised on purpose; ``status`` is its HTTP answer."""
@@ -114,3 +118,16 @@ class ResourceVersionConflict(RetryableError):
 def http_status(exc: EdgecoreError) -> int:
     """The HTTP status a server answers ``exc`` with."""
     return exc.status
+
+
+def validation_reason(exc: ValidationError, models: Iterable[type[BaseModel]]) -> str:
+    """Where and why pydantic refused a payload, never what it held.
+
+    A refusal's location can hold the payload's own words (a dict key, an extra field's
+    name): only the field names ``models`` declare and list positions are kept, anything
+    else reads ``<key>``, so a reason cannot repeat or forge what was sent.
+    """
+    known = {name for model in models for name in model.model_fields}
+    first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid"}
+    parts = [str(p) if isinstance(p, int) or p in known else "<key>" for p in first["loc"]]
+    return f"{'.'.join(parts) or 'body'}: {first['msg']}"

@@ -22,7 +22,7 @@ from cloudevents.http import CloudEvent
 from cloudevents.kafka import KafkaMessage, from_structured, to_structured
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from foundation.errors import MalformedEvent, PayloadTooLarge
+from foundation.errors import MalformedEvent, PayloadTooLarge, validation_reason
 from foundation.layout import NAME_RE, SKU_RE, VERSION_RE
 
 SCHEMA_VERSION = 1
@@ -180,6 +180,5 @@ def parse(value: bytes | None, key: bytes | None = None, max_bytes: int = 1_048_
             }
         )
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "data"
-        raise MalformedEvent(f"{event_type}: {where}: {first['msg']}") from exc
+        known = (Envelope, TrainingDataReady, ModelPublished, AnomalyDetected)
+        raise MalformedEvent(f"{event_type}: {validation_reason(exc, known)}") from exc

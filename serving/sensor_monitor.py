@@ -26,7 +26,14 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from foundation.errors import EdgecoreError, InvalidInput, PayloadTooLarge, http_status
+from foundation.errors import (
+    EdgecoreError,
+    Forbidden,
+    InvalidInput,
+    PayloadTooLarge,
+    http_status,
+    validation_reason,
+)
 from foundation.layout import check_name
 from serving.alarms import AlarmChange, Alarms
 from serving.anomaly import WindowScorer, judge
@@ -70,6 +77,11 @@ class AlarmSink(Protocol):
         ...
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+MEMORY_BUDGET = 256 * 1024 * 1024
+"""What the machines' windows may hold in all; with the model's window it bounds how many are watched."""
+
+
 @dataclass
 class _Series:
     rows: deque[npt.NDArray[np.float32]]
@@ -77,6 +89,10 @@ class _Series:
     raw: deque[npt.NDArray[np.float32]]
     """The same readings as they arrived, gaps as NaN (what texture is read from)."""
     last: npt.NDArray[np.float32]
+    device: str
+    """The device that reports this machine: another one is refused (it cannot raise or mask its alarms)."""
+    last_t: float = float("-inf")
+    """The newest reading's time: one not newer (a message delivered again) is skipped."""
     since: int = 0
 
 
@@ -95,7 +111,7 @@ class SensorMonitor:
             if len(payload) > MAX_MESSAGE_BYTES:
                 raise PayloadTooLarge(f"message of {len(payload)} bytes exceeds {MAX_MESSAGE_BYTES}")
             readings = _parse(payload).readings
-            raised = self.readings(machine, readings)
+            raised = self.readings(machine, readings, device)
         except EdgecoreError as exc:
             return {"status": http_status(exc), "device": device, "machine": machine, "reason": str(exc)}
         return {
@@ -106,18 +122,19 @@ class SensorMonitor:
             "alarms": [a.change.machine for a in raised],
         }
 
-    def readings(self, machine: str, readings: list[Reading]) -> list[Alarm]:
-        """Add ``readings`` to the machine's windows, score those completed, feed its alarm in order."""
-        rows = np.array([self._row(r) for r in readings], np.float32)  # every reading checked first
-        series = self._series.get(machine)
-        if series is None:
-            if len(self._series) >= self.alarms.max_machines:
-                raise InvalidInput(f"more than {self.alarms.max_machines} machines at one edge")
-            window = self.scorer.spec.window
-            nan = np.full(len(self.scorer.spec.sensors), np.nan, np.float32)
-            series = self._series[machine] = _Series(deque(maxlen=window), deque(maxlen=window), nan)
+    def readings(self, machine: str, readings: list[Reading], device: str = "") -> list[Alarm]:
+        """Add ``readings`` to the machine's windows, score those completed, feed its alarm in order.
+        Everything is checked before the machine's state changes: a refused message leaves no trace."""
+        values = np.array([self._row(r) for r in readings], np.float64)
+        if (np.abs(np.nan_to_num(values)) > FLOAT32_MAX).any():
+            raise InvalidInput("a reading is out of range")
+        rows = values.astype(np.float32)
+        series = self._series_of(machine, device)
         windows, raw, ends = [], [], []
         for row, reading in zip(rows, readings, strict=True):
+            if reading.t <= series.last_t:
+                continue  # already taken: QoS 1 delivers a message again after a reconnect
+            series.last_t = reading.t
             filled = np.where(np.isnan(row), series.last, row)
             series.last = filled
             if np.isnan(filled).any():
@@ -131,6 +148,24 @@ class SensorMonitor:
                 raw.append(np.stack(series.raw))
                 ends.append(reading.t)
         return self._judge(machine, windows, raw, ends)
+
+    @property
+    def max_machines(self) -> int:
+        spec = self.scorer.spec
+        per_machine = spec.window * len(spec.sensors) * 4 * 2 + 4096  # two windows of float32, and the rest
+        return max(1, min(self.alarms.max_machines, MEMORY_BUDGET // per_machine))
+
+    def _series_of(self, machine: str, device: str) -> _Series:
+        series = self._series.get(machine)
+        if series is None:
+            if len(self._series) >= self.max_machines:
+                raise InvalidInput(f"more than {self.max_machines} machines at one edge")
+            window = self.scorer.spec.window
+            nan = np.full(len(self.scorer.spec.sensors), np.nan, np.float32)
+            series = self._series[machine] = _Series(deque(maxlen=window), deque(maxlen=window), nan, device)
+        elif series.device != device:
+            raise Forbidden(f"machine {machine} reports through another device")
+        return series
 
     def _judge(self, machine: str, windows: list[Array], raw: list[Array], ends: list[float]) -> list[Alarm]:
         if not windows:
@@ -166,6 +201,4 @@ def _parse(payload: bytes) -> Message:
     try:
         return Message.model_validate_json(payload)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise InvalidInput(f"readings refused at {where}: {first['msg']}") from exc
+        raise InvalidInput(f"readings refused at {validation_reason(exc, (Message, Reading))}") from exc

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from foundation.credentials import Credentials
 from foundation.edge_report import EdgeReport
 from foundation.errors import Forbidden, InvalidInput
-from foundation.layout import Layout, check_name
+from foundation.layout import Layout, check_name, edge_model_name
 from foundation.storage.objects import ObjectWriter
 
 log = logging.getLogger(__name__)
@@ -47,13 +47,14 @@ class ReportDesk:
         """Store ``edge``'s report; False when it came sooner than ``min_interval_s`` after the last
         (dropped: the next one carries its points)."""
         report = EdgeReport.from_bytes(body, f"from edge {edge}")
-        if report.edge != edge:
-            raise InvalidInput(f"a report sent as edge {edge} names edge {report.edge}")
+        if report.edge != edge or report.model != edge_model_name(edge):
+            raise InvalidInput(f"a report sent as edge {edge} names another edge or model")
         now = time.monotonic()
         with self._lock:
             if now - self._last.get(edge, -self.min_interval_s) < self.min_interval_s:
                 return False
-            self._last[edge] = now
         stamped = report.model_copy(update={"received": datetime.now(UTC)})
         self.store.put_bytes(self.layout.edge_report(edge), stamped.to_bytes(), "application/json")
+        with self._lock:  # only a stored report counts: a failed write does not hold the next one back
+            self._last[edge] = now
         return True

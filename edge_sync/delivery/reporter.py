@@ -27,6 +27,8 @@ from foundation.edge_report import MAX_POINTS, EdgeReport, ReportPoint
 from foundation.errors import EdgecoreError
 
 log = logging.getLogger(__name__)
+MAX_INTERVAL_S = 86_400.0
+"""A longer gap between two reads (the controller or the predictor was down) is not one interval."""
 _POINTS = TypeAdapter(list[ReportPoint])
 
 
@@ -55,9 +57,12 @@ class Reporter:
         now = datetime.now(UTC)
         state = self.target.state()
         counters = self.target.counters()
-        if counters is not None:
-            if self._last is not None:
-                self._add(_point(now, (now - self._last[0]).total_seconds(), counters.since(self._last[1])))
+        if counters is None:
+            self._last = None  # an interval with an unreadable end is no interval: start afresh
+        else:
+            seconds = (now - self._last[0]).total_seconds() if self._last is not None else 0.0
+            if self._last is not None and 0 < seconds <= MAX_INTERVAL_S:
+                self._add(_point(now, seconds, counters.since(self._last[1])))
             self._last = (now, counters)
         current = state.current
         return EdgeReport(
@@ -77,7 +82,7 @@ class Reporter:
         while not stop.is_set():
             try:
                 self.report()
-            except (EdgecoreError, OSError, httpx.HTTPError) as exc:
+            except (EdgecoreError, OSError, httpx.HTTPError, ValueError) as exc:  # the thread must live on
                 log.warning("report to the core failed (%s); again in %.0f s", exc, self.interval_s)
             stop.wait(self.interval_s)
 

@@ -221,9 +221,12 @@ def run_fleet(
     ]
     for thread in reporters:
         thread.start()
-    fleet.run(stop, group_id)
-    for thread in reporters:
-        thread.join(timeout=10)
+    try:
+        fleet.run(stop, group_id)
+    finally:
+        stop.set()
+        for thread in reporters:
+            thread.join(timeout=10)
     return list(fleet.outcomes.values())
 
 

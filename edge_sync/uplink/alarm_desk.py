@@ -14,7 +14,7 @@ import logging
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
-from foundation.errors import Conflict, InvalidInput, NotFound
+from foundation.errors import Conflict, EdgecoreError, InvalidInput, NotFound
 from foundation.layout import VERDICT_SUFFIX, Layout, check_image_id, check_name
 from foundation.storage.store import ObjectStore
 
@@ -37,7 +37,9 @@ class AlarmDesk:
         keys = [o.location.key for o in self.store.list(self.layout.anomalies_prefix(self.edge))]
         judged = {k.removesuffix(VERDICT_SUFFIX) for k in keys if k.endswith(VERDICT_SUFFIX)}
         open_ = [k for k in keys if not k.endswith(VERDICT_SUFFIX) and k.removesuffix(".json") not in judged]
-        newest = sorted(open_, key=lambda k: k.split("/", 2)[2], reverse=True)  # <day>/<time>-…: newest first
+        newest = sorted(
+            open_, key=lambda k: k.split("/", 2)[-1], reverse=True
+        )  # <day>/<time>-…: newest first
         shown = [w for w in (self._read(k) for k in newest[: max(0, min(limit, ALARMS_SHOWN))]) if w]
         return shown, len(open_)
 
@@ -57,8 +59,8 @@ class AlarmDesk:
         return record
 
     def _read(self, key: str) -> dict[str, Any] | None:
-        _, machine, day, name = key.split("/", 3)
         try:
+            _, machine, day, name = key.split("/", 3)
             loc = self.layout.anomaly_window(self.edge, machine, _day(day), name.removesuffix(".json"))
             body = json.loads(self.store.get_bytes(loc, max_bytes=MAX_WINDOW_BYTES))
             return {
@@ -71,7 +73,7 @@ class AlarmDesk:
                 "sensors": [str(s) for s in body.get("sensors", [])],
                 "readings": [[None if v is None else float(v) for v in row] for row in body["readings"]],
             }
-        except (ValueError, KeyError, TypeError, InvalidInput) as exc:
+        except (ValueError, KeyError, TypeError, EdgecoreError) as exc:  # a stray key, a vanished window
             log.warning(
                 "edge %s: skipped the unreadable alarm window %s: %s", self.edge, key, type(exc).__name__
             )

@@ -1,0 +1,104 @@
+"""The edge's sensor monitor on its own: what it refuses, and what a refusal leaves behind (nothing).
+
+A real sensor model (trained here, exported to LiteRT) and a sink that keeps the alarms
+it is handed, in place of the Kafka event and the store's bucket (``test_sensor_alarms``
+covers those).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from prometheus_client import REGISTRY
+
+from foundation.errors import InvalidInput
+from serving.alarms import Alarms
+from serving.anomaly import WindowScorer
+from serving.sensor_monitor import Alarm, Message, Reading, SensorMonitor
+from testkit.sensors import ExportedSensorModel, export_sensor_model_for, telemetry_readings
+
+MACHINE, SEED = "press-1", 5
+
+
+class Kept:
+    """The alarm sink of these tests: every alarm it is handed."""
+
+    def __init__(self) -> None:
+        self.alarms: list[Alarm] = []
+
+    def raised(self, alarm: Alarm) -> None:
+        self.alarms.append(alarm)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> ExportedSensorModel:
+    return export_sensor_model_for(MACHINE, tmp_path_factory.mktemp("sensor-model") / "v000001", SEED)
+
+
+@pytest.fixture
+def monitor(model: ExportedSensorModel) -> SensorMonitor:
+    scorer = WindowScorer(model.folder)
+    return SensorMonitor(scorer, Alarms(scorer.spec.alert_k, scorer.spec.alert_n), Kept())
+
+
+def _message(readings: list[dict[str, object]]) -> bytes:
+    return json.dumps({"readings": readings}).encode()
+
+
+def _scored(machine: str) -> float:
+    return REGISTRY.get_sample_value("edgecore_sensor_windows_total", {"machine": machine}) or 0.0
+
+
+def test_a_message_with_a_field_of_its_own_is_refused_without_its_name(monitor: SensorMonitor) -> None:
+    body = b'{"readings": [{"t": 1, "values": {}}], "X\\nFAKE LOG LINE": 1}'
+
+    answer = monitor.take("plc-1", MACHINE, body)
+
+    assert answer["status"] == 400 and "FAKE" not in answer["reason"] and "<key>" in answer["reason"]
+
+
+def test_a_reading_too_large_to_hold_is_refused_and_leaves_the_machine_as_it_was(
+    monitor: SensorMonitor,
+) -> None:
+    readings = telemetry_readings(MACHINE, SEED, 0, 60)
+    huge = [{"t": readings[0]["t"], "values": {"temperature_c": 1e300}}]
+
+    refused = monitor.take("plc-1", "press-9", _message(huge))
+    taken = monitor.take("plc-1", "press-9", _message(readings))
+
+    assert refused["status"] == 400 and taken["status"] == 202
+    assert _scored("press-9") == 4  # windows end at readings 30, 40, 50 and 60, none holding the refused one
+
+
+def test_a_machine_reported_by_one_device_is_refused_from_another(monitor: SensorMonitor) -> None:
+    readings = telemetry_readings(MACHINE, SEED, 0, 5)
+    monitor.take("plc-1", "press-7", _message(readings))
+
+    answer = monitor.take("plc-2", "press-7", _message(telemetry_readings(MACHINE, SEED, 5, 5)))
+
+    assert answer["status"] == 403
+
+
+def test_a_message_delivered_again_is_not_taken_twice(monitor: SensorMonitor) -> None:
+    message = _message(telemetry_readings(MACHINE, SEED, 0, 40))
+
+    monitor.take("plc-1", "press-8", message)
+    monitor.take("plc-1", "press-8", message)
+
+    assert _scored("press-8") == 2  # readings 30 and 40, once each
+
+
+def test_the_machines_watched_are_bounded(model: ExportedSensorModel) -> None:
+    scorer = WindowScorer(model.folder)
+    monitor = SensorMonitor(scorer, Alarms(3, 5, max_machines=2), Kept())
+    reading = telemetry_readings(MACHINE, SEED, 0, 1)
+    monitor.readings("m-1", _parse(reading), "plc-1")
+    monitor.readings("m-2", _parse(reading), "plc-1")
+
+    with pytest.raises(InvalidInput, match="more than 2 machines"):
+        monitor.readings("m-3", _parse(reading), "plc-1")
+
+
+def _parse(readings: list[dict[str, object]]) -> list[Reading]:
+    return list(Message.model_validate({"readings": readings}).readings)
