@@ -29,7 +29,12 @@ from foundation.layout import check_sku
 log = logging.getLogger(__name__)
 Allow = Callable[[Request, bool, str], str]
 """(request, staff only, what is asked) → who asks, or an error (``gateway.create_app``)."""
-ASSETS = {"staff.html": "text/html", "staff.js": "text/javascript", "staff.css": "text/css"}
+ASSETS = {
+    "staff.html": "text/html",
+    "page.js": "text/javascript",
+    "staff.js": "text/javascript",
+    "staff.css": "text/css",
+}
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self'; object-src 'none'; "
     "base-uri 'none'; frame-ancestors 'none'; form-action 'self'",

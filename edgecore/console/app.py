@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from edge_sync.uplink.http import install_error_handlers
 from edge_sync.uplink.page import SECURITY_HEADERS, install_session
+from edge_sync.uplink.page import asset as store_page_asset
 from edge_sync.uplink.sessions import PAGE_HEADER, StaffSessions
 from edgecore.console.status import CoreStatus, readable
 from foundation.credentials import Credentials, bearer
@@ -32,7 +33,12 @@ from pipelines.listener import GROUP_ID
 
 log = logging.getLogger(__name__)
 CORE_COOKIE = "edgecore_core"
-ASSETS = {"core.html": "text/html", "core.js": "text/javascript", "core.css": "text/css"}
+ASSETS = {
+    "core.html": "text/html",
+    "page.js": "text/javascript",
+    "core.js": "text/javascript",
+    "core.css": "text/css",
+}
 
 
 def sections(status: CoreStatus) -> dict[str, Callable[[], Any]]:
@@ -49,6 +55,8 @@ def sections(status: CoreStatus) -> dict[str, Callable[[], Any]]:
 def asset(name: str) -> bytes:
     if name not in ASSETS:
         raise NotFound(f"no page file {name!r}")
+    if name == "page.js":  # what every edgecore page shares: one copy, the store page's
+        return store_page_asset(name)
     return resources.files("edgecore.console").joinpath("core_page", name).read_bytes()
 
 

@@ -4,36 +4,9 @@
 // (edge_sync.uplink.sessions); nothing is loaded from anywhere else.
 "use strict";
 
-const $ = (id) => document.getElementById(id);
 let products = [];
 
-async function call(method, path, body) {
-  const init = { method, credentials: "same-origin", headers: { "X-Edgecore-Page": "1" } };
-  if (body !== undefined) {
-    init.headers["Content-Type"] = "application/json";
-    init.body = JSON.stringify(body);
-  }
-  const response = await fetch(path, init);
-  if (response.status === 401 && path !== "/v1/session") showLogin("Your session has ended: log in again.");
-  if (!response.ok) {
-    let reason = response.statusText;
-    try { reason = (await response.json()).reason || reason; } catch (e) { /* not JSON */ }
-    throw new Error(reason);
-  }
-  return response.status === 204 ? null : response.json();
-}
-
 function say(text) { $("status").textContent = text; }
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (key === "text") node.textContent = value;
-    else node.setAttribute(key, value);
-  }
-  node.append(...children);
-  return node;
-}
 
 function showLogin(message) {
   $("app").hidden = true;
@@ -190,8 +163,6 @@ async function loadShipments() {
 }
 
 // -- machine alarms ---------------------------------------------------------------------
-
-const SVG = "http://www.w3.org/2000/svg";
 
 function sparkline(values, label) {
   // one sensor's readings across the window, scaled to its own range
