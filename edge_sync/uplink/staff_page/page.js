@@ -31,3 +31,27 @@ function el(tag, attrs = {}, ...children) {
   node.append(...children);
   return node;
 }
+
+// Log in with a token, log out, and open the page on a session the browser still holds:
+// each page passes its showApp(session) and showLogin(message).
+async function startSession(showApp, showLogin) {
+  $("login-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      const session = await call("POST", "/v1/session", { token: $("token").value });
+      $("token").value = "";
+      await showApp(session);
+    } catch (error) {
+      $("login-error").textContent = `Not logged in: ${error.message}`;
+    }
+  });
+  $("logout").addEventListener("click", async () => {
+    await call("DELETE", "/v1/session");
+    showLogin("Logged out.");
+  });
+  try {
+    await showApp(await call("GET", "/v1/session"));
+  } catch (error) {
+    showLogin("");
+  }
+}

@@ -219,20 +219,6 @@ async function loadAlarms() {
 // -- wiring -----------------------------------------------------------------------------
 
 function wire() {
-  $("login-form").addEventListener("submit", async (event) => {
-    event.preventDefault();
-    try {
-      const session = await call("POST", "/v1/session", { token: $("token").value });
-      $("token").value = "";
-      await showApp(session);
-    } catch (error) {
-      $("login-error").textContent = `Not logged in: ${error.message}`;
-    }
-  });
-  $("logout").addEventListener("click", async () => {
-    await call("DELETE", "/v1/session");
-    showLogin("Logged out.");
-  });
   for (const tab of document.querySelectorAll(".tab")) {
     tab.addEventListener("click", async () => {
       for (const other of document.querySelectorAll(".tab")) {
@@ -269,9 +255,5 @@ function wire() {
 
 window.addEventListener("DOMContentLoaded", async () => {
   wire();
-  try {
-    await showApp(await call("GET", "/v1/session"));
-  } catch (error) {
-    showLogin("");
-  }
+  await startSession(showApp, showLogin);
 });

@@ -195,24 +195,6 @@ async function refresh() {
 }
 
 window.addEventListener("DOMContentLoaded", async () => {
-  $("login-form").addEventListener("submit", async (event) => {
-    event.preventDefault();
-    try {
-      const session = await call("POST", "/v1/session", { token: $("token").value });
-      $("token").value = "";
-      await showApp(session);
-    } catch (error) {
-      $("login-error").textContent = `Not logged in: ${error.message}`;
-    }
-  });
-  $("logout").addEventListener("click", async () => {
-    await call("DELETE", "/v1/session");
-    showLogin("Logged out.");
-  });
   $("refresh").addEventListener("click", refresh);
-  try {
-    await showApp(await call("GET", "/v1/session"));
-  } catch (error) {
-    showLogin("");
-  }
+  await startSession(showApp, showLogin);
 });
