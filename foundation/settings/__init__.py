@@ -19,18 +19,15 @@ from pydantic_settings import BaseSettings
 from foundation.settings.groups import (
     BucketSettings,
     ConsoleSettings,
-    DeliverySettings,
-    DoorSettings,
     ImageSettings,
     KafkaSettings,
     KfpSettings,
     ListenerSettings,
     S3Settings,
     ServingSettings,
-    TlsSettings,
-    UplinkSettings,
     group_config,
 )
+from foundation.settings.links import DeliverySettings, DoorSettings, TlsSettings, UplinkSettings
 
 _HOME = Path.home()
 __all__ = [
