@@ -90,6 +90,10 @@ class AnomalyDetected(_Data):
     of: int = Field(ge=1)
     error: float = Field(ge=0)
     threshold: float = Field(gt=0)
+    """The autoencoder's reconstruction error of the raising window, and its threshold."""
+    texture_distance: float | None = Field(default=None, ge=0)
+    texture_threshold: float | None = Field(default=None, gt=0)
+    """The texture detector's distance and threshold, where the model has one (either may raise it)."""
     window_key: str = Field(default="", max_length=1024)
     """Where the edge keeps the window for review (its own bucket); empty when it could not be kept."""
 

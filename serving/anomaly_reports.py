@@ -32,6 +32,7 @@ class AnomalyReports:
         model: str,
         version: str,
         threshold: float,
+        texture_threshold: float | None,
         sensors: tuple[str, ...],
         store: ObjectWriter,
         layout: Layout,
@@ -40,6 +41,7 @@ class AnomalyReports:
     ) -> None:
         self.edge, self.model, self.version, self.threshold = edge, model, version, threshold
         self.sensors = sensors
+        self.texture_threshold = texture_threshold
         self.store, self.layout = store, layout
         self.producer, self.topic = producer, topic
 
@@ -56,6 +58,8 @@ class AnomalyReports:
             of=change.of,
             error=change.error,
             threshold=self.threshold,
+            texture_distance=alarm.texture_distance,
+            texture_threshold=self.texture_threshold,
             window_key=key,
         )
         try:
@@ -82,6 +86,8 @@ class AnomalyReports:
             "window_end": alarm.window_end.isoformat(),
             "error": alarm.change.error,
             "threshold": self.threshold,
+            "texture_distance": alarm.texture_distance,
+            "texture_threshold": self.texture_threshold,
             "sensors": list(self.sensors),
             "readings": alarm.window.tolist(),
         }

@@ -69,6 +69,8 @@ class Alarm:
     change: AlarmChange
     window: Array
     window_end: datetime
+    texture_distance: float | None = None
+    """How far the raising window's texture lay from normal (None: the model has no texture detector)."""
 
 
 class AlarmSink(Protocol):
@@ -172,18 +174,20 @@ class SensorMonitor:
             return []
         x = np.stack(windows)
         errors = self.scorer.errors(x)
-        flags = judge(self.scorer.spec, errors, self.scorer.texture_distances(np.stack(raw)))
+        distances = self.scorer.texture_distances(np.stack(raw))
+        flags = judge(self.scorer.spec, errors, distances)
         SENSOR_WINDOWS.labels(machine=machine).inc(len(x))
         SENSOR_ANOMALOUS.labels(machine=machine).inc(int(flags.sum()))
         raised = []
-        for window, end, error, flag in zip(x, ends, errors, flags, strict=True):
+        for i, (window, end, error, flag) in enumerate(zip(x, ends, errors, flags, strict=True)):
             change = self.alarms.observe(machine, bool(flag), float(error))
             if change is None:
                 continue
             SENSOR_ALARM_RAISED.labels(machine=machine).set(1 if change.raised else 0)
             if change.raised:
                 SENSOR_ALARMS.labels(machine=machine).inc()
-                alarm = Alarm(change, window, datetime.fromtimestamp(end, UTC))
+                texture = float(distances[i]) if distances is not None else None
+                alarm = Alarm(change, window, datetime.fromtimestamp(end, UTC), texture)
                 self.sink.raised(alarm)
                 raised.append(alarm)
             else:

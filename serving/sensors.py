@@ -30,6 +30,7 @@ def build_sensor_monitor(settings: Settings, edge: str, folder: Path) -> SensorM
         manifest.name,
         manifest.version,
         scorer.spec.threshold,
+        scorer.spec.texture.threshold if scorer.spec.texture else None,
         scorer.spec.sensors,
         store,
         layout,

@@ -89,6 +89,7 @@ class StorePage:
             "line-sensors",
             "v000001",
             0.4,
+            6.5,
             SENSORS,
             self.store,
             self.layout,
@@ -99,7 +100,7 @@ class StorePage:
             for i, machine in enumerate(machines):
                 window = np.random.default_rng(i).normal(5.0, 1.0, size=(30, len(SENSORS))).astype(np.float32)
                 at = datetime(2026, 12, 3, 10, i, tzinfo=UTC)
-                reports.raised(Alarm(AlarmChange(machine, True, 3, 5, 1.25), window, at))
+                reports.raised(Alarm(AlarmChange(machine, True, 3, 5, 1.25), window, at, 7.0))
         finally:
             producer.close()
 

@@ -189,6 +189,7 @@ def test_machine_alarms_are_listed_newest_first_with_the_readings_that_raised_th
     assert (newest["machine"], older["machine"]) == ("press-2", "press-1")
     assert newest["sensors"] == list(SENSORS) and len(newest["readings"]) == 30
     assert newest["error"] == 1.25 and newest["threshold"] == 0.4
+    assert (newest["texture_distance"], newest["texture_threshold"]) == (7.0, 6.5)
 
 
 def test_a_verdict_is_recorded_once_with_who_gave_it_and_the_alarm_leaves_the_list(

@@ -70,6 +70,8 @@ class AlarmDesk:
                 "window_end": str(body["window_end"]),
                 "error": float(body["error"]),
                 "threshold": float(body["threshold"]),
+                "texture_distance": _number(body.get("texture_distance")),
+                "texture_threshold": _number(body.get("texture_threshold")),
                 "sensors": [str(s) for s in body.get("sensors", [])],
                 "readings": [[None if v is None else float(v) for v in row] for row in body["readings"]],
             }
@@ -78,6 +80,10 @@ class AlarmDesk:
                 "edge %s: skipped the unreadable alarm window %s: %s", self.edge, key, type(exc).__name__
             )
             return None
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def _day(day: str) -> date:

@@ -191,7 +191,8 @@ function alarmCard(alarm) {
     "aria-label": `Dismiss the alarm of ${alarm.machine} at ${when} as a false alarm` });
   const node = el("article", { class: "card alarm", "aria-label": `Alarm of ${alarm.machine} at ${when}` },
     el("h3", { text: alarm.machine }),
-    el("p", { class: "meta", text: `${when} · error ${alarm.error.toFixed(3)} (threshold ${alarm.threshold.toFixed(3)})` }),
+    el("p", { class: "meta", text: `${when} · error ${alarm.error.toFixed(3)} (threshold ${alarm.threshold.toFixed(3)})` +
+      (alarm.texture_distance == null ? "" : ` · texture ${alarm.texture_distance.toFixed(2)} (threshold ${alarm.texture_threshold.toFixed(2)})`) }),
     ...plots,
     el("div", { class: "actions" }, confirm, dismiss));
   const judge = async (verdict) => {
