@@ -69,8 +69,17 @@ class Browser:
         """The first element ``css`` selects, waiting for it to appear."""
         return self.wait(lambda: next(iter(self.find_all(css)), None), f"an element {css!r}", timeout)
 
-    def click(self, css: str) -> None:
-        self._call("POST", f"/element/{self.find(css)}/click", {})
+    def click(self, css: str, timeout: float = 15.0) -> None:
+        """Click the first element ``css`` selects; found again when the page replaced it in between
+        (a list re-drawn after a call: WebDriver's "stale element reference")."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._call("POST", f"/element/{self.find(css, timeout)}/click", {})
+                return
+            except BrowserError as exc:
+                if "stale element" not in str(exc) or time.monotonic() > deadline:
+                    raise
 
     def type(self, css: str, text: str) -> None:
         element = self.find(css)
