@@ -81,6 +81,36 @@ def test_a_repoint_made_by_someone_else_after_the_read_is_seen_not_overwritten(
     assert cluster.annotations(EDGE)[PREVIOUS_VERSION] == "v000003"
 
 
+def test_writes_landing_between_each_read_and_the_patch_are_read_again_not_failed(
+    ctx: SyncContext, store: ObjectStore, cluster: EdgeCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """KServe writes status often: a 409 after a fresh read is read afresh again."""
+    _, v2 = _two_versions(ctx, store, cluster)
+    target = cluster.target(EDGE)
+    read, writes_between = target.get, iter(range(3))
+
+    def read_then_someone_writes() -> dict[str, object]:
+        obj = read()
+        touched = next(writes_between, None)
+        if touched is not None:
+            cluster.admin.patch_namespaced_custom_object(
+                "serving.kserve.io",
+                "v1beta1",
+                cluster.namespace,
+                "inferenceservices",
+                edge_model_name(EDGE),
+                {"metadata": {"annotations": {"example.com/touched": str(touched)}}},
+            )
+        return obj
+
+    monkeypatch.setattr(target, "get", read_then_someone_writes)
+
+    target.apply(v2, "v000002")
+
+    assert cluster.storage_uri(EDGE) == v2
+    assert cluster.annotations(EDGE)["example.com/touched"] == "2"
+
+
 def test_repeating_a_sync_writes_nothing(ctx: SyncContext, store: ObjectStore, cluster: EdgeCluster) -> None:
     _two_versions(ctx, store, cluster)
     reconcile(cluster.spec(EDGE), cluster.target(EDGE), ctx)

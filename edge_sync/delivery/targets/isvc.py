@@ -1,7 +1,7 @@
 """An InferenceService as read from the API server: what it serves, what KServe reports about it,
 and the ``edgecore.io/*`` annotations that are the KServe target's memory."""
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from edge_sync.delivery.targets.base import Deployed
@@ -100,3 +100,49 @@ def model(obj: dict[str, Any]) -> dict[str, Any]:
 
 def annotations(obj: dict[str, Any]) -> dict[str, str]:
     return obj.get("metadata", {}).get("annotations") or {}
+
+
+Patch = tuple[dict[str, Any], dict[str, Any]]
+"""A merge patch's annotations and predictor spec."""
+
+
+def repoint_patch(obj: dict[str, Any], uri: str, version: str, canary_percent: int | None) -> Patch | None:
+    """Point the predictor at ``uri``, remembering what it served before; None once it does."""
+    before_uri = model(obj).get("storageUri")
+    if before_uri == uri:
+        return None
+    notes = annotations(obj)
+    spec: dict[str, Any] = {"model": {"storageUri": uri}}
+    if canary_percent:
+        spec["canaryTrafficPercent"] = canary_percent
+    notes_patch = {
+        VERSION: version,
+        SYNCED_AT: None,
+        PREVIOUS_URI: before_uri,
+        PREVIOUS_VERSION: version_at(before_uri, notes),
+    }
+    return notes_patch, spec
+
+
+def restore_patch(obj: dict[str, Any], failed_uri: str | None, pin: bool) -> Patch | None:
+    """Mark ``failed_uri`` rejected and go back to the previous URI where there is one.
+
+    None once done: the predictor no longer points at ``failed_uri``, or (with nothing
+    to go back to) it is marked rejected already.
+    """
+    notes = annotations(obj)
+    if model(obj).get("storageUri") != failed_uri:
+        return None
+    rejected = {REJECTED_URI: failed_uri, REJECTED_VERSION: version_at(failed_uri, notes)}
+    back_uri = notes.get(PREVIOUS_URI)
+    if not back_uri:
+        return None if notes.get(REJECTED_URI) == failed_uri else (rejected, {})
+    notes_patch = {
+        **rejected,
+        PINNED: "true" if pin else None,
+        VERSION: notes.get(PREVIOUS_VERSION),
+        PREVIOUS_URI: None,
+        PREVIOUS_VERSION: None,
+        SYNCED_AT: datetime.now(UTC).isoformat(),
+    }
+    return notes_patch, {"model": {"storageUri": back_uri}, "canaryTrafficPercent": None}

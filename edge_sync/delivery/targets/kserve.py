@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,10 +32,8 @@ from edge_sync.delivery.targets.isvc import (
     PREVIOUS_URI,
     PREVIOUS_VERSION,
     RAW_MODES,
-    REJECTED_URI,
     REJECTED_VERSION,
     SYNCED_AT,
-    VERSION,
 )
 from foundation.errors import (
     EdgecoreError,
@@ -57,6 +56,8 @@ READ_EVERY_S = 2.0
 """While the predictor does not serve the new version yet, how often the InferenceService is read."""
 PATCH_ATTEMPTS = 3
 """A patch lost in transit is sent again this many times in all."""
+CONFLICT_ATTEMPTS = 5
+"""Fresh reads and patches after a 409 before the conflict is reported."""
 
 
 def api_client(context: str, kubeconfig: str | None = None, pool_size: int = 16) -> client.ApiClient:
@@ -166,47 +167,22 @@ class KServeTarget:
         obj = cached or self.get()
         if isvc.model(obj).get("storageUri") == uri:
             return (self.get() if cached else obj), True
-        try:
-            return self._patch_uri(obj, uri, version), False
-        except ResourceVersionConflict:
-            obj = self.get()  # changed since read, or our own patch landed and its answer was lost
-        if isvc.model(obj).get("storageUri") == uri:
-            return obj, False  # our lost patch: KServe's status may not be about it yet
-        return self._patch_uri(obj, uri, version), False
-
-    def _patch_uri(self, obj: dict[str, Any], uri: str, version: str) -> dict[str, Any]:
-        before_uri = isvc.model(obj).get("storageUri")
-        notes = isvc.annotations(obj)
-        spec: dict[str, Any] = {"model": {"storageUri": uri}}
-        if self.canary_percent:
-            spec["canaryTrafficPercent"] = self.canary_percent
-        obj = self._patch(
-            obj,
-            {
-                VERSION: version,
-                SYNCED_AT: None,
-                PREVIOUS_URI: before_uri,
-                PREVIOUS_VERSION: isvc.version_at(before_uri, notes),
-            },
-            spec,
+        before = isvc.model(obj).get("storageUri")
+        obj = self._revise(
+            obj, lambda current: isvc.repoint_patch(current, uri, version, self.canary_percent)
         )
         log.info(
             "%s: storageUri %s -> %s (generation %s)",
             self.description,
-            before_uri,
+            before,
             uri,
             obj["metadata"].get("generation"),
         )
-        return obj
+        return obj, False
 
     def _confirm(self, obj: dict[str, Any]) -> dict[str, Any]:
-        """Record the confirmed sync; a status update in between (409) only needs a fresh read."""
-        for _ in range(3):
-            try:
-                return self._patch(obj, {SYNCED_AT: datetime.now(UTC).isoformat()}, {})
-            except ResourceVersionConflict:
-                obj = self.get()
-        return self._patch(obj, {SYNCED_AT: datetime.now(UTC).isoformat()}, {})
+        """Record the confirmed sync."""
+        return self._revise(obj, lambda _: ({SYNCED_AT: datetime.now(UTC).isoformat()}, {}))
 
     def rollback(self, why: str = "an operator rolled it back", pin: bool = True) -> Deployed | None:
         obj = self.get()
@@ -216,9 +192,10 @@ class KServeTarget:
         return self.current()
 
     def unpin(self) -> None:
-        obj = self.get()
-        if isvc.annotations(obj).get(PINNED):
-            self._patch(obj, {PINNED: None}, {})
+        self._revise(
+            self.get(),
+            lambda current: ({PINNED: None}, {}) if isvc.annotations(current).get(PINNED) else None,
+        )
 
     def counters(self) -> Counters | None:
         """Read through the predictor's address, where the controller can reach it (``probe``)."""
@@ -232,7 +209,6 @@ class KServeTarget:
         failed_uri = isvc.model(obj).get("storageUri")
         failed_version = isvc.version_at(failed_uri, notes)
         back_uri, back_version = notes.get(PREVIOUS_URI), notes.get(PREVIOUS_VERSION)
-        rejected = {REJECTED_URI: failed_uri, REJECTED_VERSION: failed_version}
         if not back_uri:
             log.error(
                 "%s: %s failed (%s) and there is no previous URI to restore",
@@ -240,31 +216,43 @@ class KServeTarget:
                 failed_version,
                 why,
             )
-            self._patch(obj, rejected, {})
+        else:
+            log.warning(
+                "%s: restoring %s (%s) after %s failed: %s",
+                self.description,
+                back_version,
+                back_uri,
+                failed_version,
+                why,
+            )
+        obj = self._revise(obj, lambda current: isvc.restore_patch(current, failed_uri, pin))
+        if not back_uri:
             return
-        log.warning(
-            "%s: restoring %s (%s) after %s failed: %s",
-            self.description,
-            back_version,
-            back_uri,
-            failed_version,
-            why,
-        )
-        obj = self._patch(
-            obj,
-            {
-                **rejected,
-                PINNED: "true" if pin else None,
-                VERSION: back_version,
-                PREVIOUS_URI: None,
-                PREVIOUS_VERSION: None,
-                SYNCED_AT: datetime.now(UTC).isoformat(),
-            },
-            {"model": {"storageUri": back_uri}, "canaryTrafficPercent": None},
-        )
         ok, restored_why, _ = self._await_ready(obj, str(back_version))
         if not ok:
             log.error("%s: restored %s is not Ready either: %s", self.description, back_version, restored_why)
+
+    def _revise(
+        self, obj: dict[str, Any], change: Callable[[dict[str, Any]], isvc.Patch | None]
+    ) -> dict[str, Any]:
+        """Patch what ``change`` makes of ``obj`` (None: nothing left to do).
+
+        A 409 says the object changed since it was read: KServe wrote its status, an
+        operator or Argo CD wrote the spec, or a patch of ours landed and its answer was
+        lost.  The object is read afresh and ``change`` asked again, so a busy controller
+        writing status never turns a repoint or a rollback into a failure.
+        """
+        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+            patch = change(obj)
+            if patch is None:
+                return obj
+            try:
+                return self._patch(obj, *patch)
+            except ResourceVersionConflict:
+                if attempt == CONFLICT_ATTEMPTS:
+                    raise
+                obj = self.get()
+        raise AssertionError("unreachable")
 
     def _patch(
         self, obj: dict[str, Any], annotations: dict[str, Any], predictor: dict[str, Any]
