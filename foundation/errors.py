@@ -81,6 +81,13 @@ class PayloadTooLarge(InvalidInput):
     status = 413
 
 
+class TooManyRequests(InvalidInput):
+    """A caller went over a rate bound (failed logins from one address); it may try again later."""
+
+    status = 429
+    retryable = True
+
+
 class UnsupportedMedia(InvalidInput):
     """Not a JPEG or PNG image where one is expected (a body, a set member)."""
 

@@ -9,11 +9,11 @@ import pytest
 from page_fixtures import PAGE_EDGE, StorePage
 
 from edge_sync.uplink.sessions import COOKIE as COOKIE_PREFIX
-from edge_sync.uplink.sessions import StaffSessions
+from edge_sync.uplink.sessions import FAILED_WINDOW_S, MAX_FAILED_LOGINS, StaffSessions
 from edgecore.synthetic.telemetry import SENSORS
 from foundation.assortment import changes, read_catalogue
 from foundation.credentials import Credentials, new_token, write_tokens_file
-from foundation.errors import Unauthorized
+from foundation.errors import TooManyRequests, Unauthorized
 from testkit.uplink import image_bytes
 
 COOKIE = f"{COOKIE_PREFIX}_{PAGE_EDGE}"
@@ -175,6 +175,31 @@ def test_a_session_ends_after_its_lifetime() -> None:
 
     with pytest.raises(Unauthorized):
         sessions.owner(session_id)
+
+
+def test_an_address_that_failed_too_many_logins_waits_out_the_window_even_with_a_good_token() -> None:
+    now = [0.0]
+    token = new_token()
+    sessions = StaffSessions(Credentials("staff", inline={"ana": [token]}), clock=lambda: now[0])
+    for _ in range(MAX_FAILED_LOGINS):
+        with pytest.raises(Unauthorized):
+            sessions.login(new_token(), "10.0.0.9")
+
+    with pytest.raises(TooManyRequests):
+        sessions.login(token, "10.0.0.9")
+    assert sessions.login(token, "10.0.0.7")[1] == "ana"  # another tablet is not held back
+
+    now[0] = FAILED_WINDOW_S + 1
+    assert sessions.login(token, "10.0.0.9")[1] == "ana"
+
+
+def test_the_page_answers_429_to_an_address_guessing_tokens(store_page: StorePage) -> None:
+    answers = [
+        httpx.post(f"{store_page.url}/v1/session", json={"token": new_token()}).status_code
+        for _ in range(MAX_FAILED_LOGINS + 1)
+    ]
+
+    assert answers == [401] * MAX_FAILED_LOGINS + [429]
 
 
 def test_machine_alarms_are_listed_newest_first_with_the_readings_that_raised_them(

@@ -30,7 +30,8 @@ def install_error_handlers(app: FastAPI, metrics: UplinkMetrics | None = None) -
             metrics.refused(status, type(exc).__name__)
         if status >= 500:
             log.warning("%s %s -> %d: %s", request.method, request.url.path, status, exc)
-        headers = {"Retry-After": "5"} if status == 503 else None
+        retry_after = {503: "5", 429: "60"}.get(status)
+        headers = {"Retry-After": retry_after} if retry_after else None
         return JSONResponse({"error": type(exc).__name__, "reason": str(exc)}, status, headers=headers)
 
     @app.exception_handler(StarletteHTTPException)

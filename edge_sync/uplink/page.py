@@ -157,7 +157,8 @@ def install_session(
     async def login(request: Request) -> JSONResponse:
         body = await json_body(request, "login")
         try:
-            session_id, principal = sessions.login(str(body.get("token", "")))
+            address = request.client.host if request.client else ""
+            session_id, principal = sessions.login(str(body.get("token", "")), address)
         except Unauthorized:
             log.warning("%s: refused a login: unknown token", app.title)
             raise

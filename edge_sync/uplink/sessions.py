@@ -10,6 +10,10 @@ when the staff member's token is revoked from ``staff.json``: each use re-checks
 A state-changing call on a cookie must also carry :data:`PAGE_HEADER`: a request from
 another site cannot set a custom header without the gateway's consent (CORS), so a
 forged form or link never acts on a logged-in session.
+
+Failed logins are counted per client address: past :data:`MAX_FAILED_LOGINS` in
+:data:`FAILED_WINDOW_S` that address is answered 429 until the window has passed, so a
+page open to a store's network cannot be used to guess tokens at line rate.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from foundation.credentials import Credentials
-from foundation.errors import Forbidden, Unauthorized
+from foundation.errors import Forbidden, TooManyRequests, Unauthorized
 
 COOKIE = "edgecore_staff"
 """The store page's cookie name is this and the edge id; the core page's is ``edgecore_core``.
@@ -32,6 +36,10 @@ PAGE_HEADER = "x-edgecore-page"
 SESSION_S = 8 * 3600
 """One shift."""
 MAX_SESSIONS = 1000
+MAX_FAILED_LOGINS = 10
+FAILED_WINDOW_S = 60.0
+MAX_ADDRESSES = 10_000
+"""Client addresses whose failed logins are remembered (the oldest forgotten first)."""
 
 
 @dataclass(frozen=True)
@@ -58,12 +66,16 @@ class StaffSessions:
         self.limit = limit
         self._clock = clock
         self._sessions: OrderedDict[str, Session] = OrderedDict()
+        self._failures: OrderedDict[str, list[float]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def login(self, token: str) -> tuple[str, str]:
-        """(session id, staff id) for a current staff token; Unauthorized otherwise."""
+    def login(self, token: str, address: str = "") -> tuple[str, str]:
+        """(session id, staff id) for a current staff token; Unauthorized otherwise, and
+        TooManyRequests for an ``address`` that failed too often of late (even with a good token)."""
+        self._check_failures(address)
         who = self.staff.owner(token)
         if who is None:
+            self._failed(address)
             raise Unauthorized("unknown staff token")
         session_id = secrets.token_urlsafe(32)
         with self._lock:
@@ -93,6 +105,25 @@ class StaffSessions:
             return
         with self._lock:
             self._sessions.pop(session_id, None)
+
+    def _check_failures(self, address: str) -> None:
+        with self._lock:
+            recent = [t for t in self._failures.get(address, ()) if self._clock() - t < FAILED_WINDOW_S]
+            if recent:
+                self._failures[address] = recent
+            else:
+                self._failures.pop(address, None)
+        if len(recent) >= MAX_FAILED_LOGINS:
+            raise TooManyRequests(
+                f"too many failed logins from this address: try again in {FAILED_WINDOW_S:.0f} s"
+            )
+
+    def _failed(self, address: str) -> None:
+        with self._lock:
+            self._failures.setdefault(address, []).append(self._clock())
+            self._failures.move_to_end(address)
+            while len(self._failures) > MAX_ADDRESSES:
+                self._failures.popitem(last=False)
 
     def _find(self, session_id: str | None) -> Session | None:
         if not session_id:
