@@ -117,10 +117,15 @@ class EventProducer:
 
     def publish_all(self, topics: list[str], data: events.EventData, timeout_s: float = 30.0) -> None:
         """One event (one id) on each of ``topics``: the core's topic and an edge's own."""
+        record = self.record(data)
+        for topic in topics:
+            self.send_raw(topic, *record, timeout_s=timeout_s)
+
+    def record(self, data: events.EventData) -> tuple[bytes, bytes | str | None, list[tuple[str, bytes]]]:
+        """One event as a record (value, key, headers): the value is the whole structured CloudEvent."""
         message = events.to_message(data, self.source)
         value = message.value.encode() if isinstance(message.value, str) else message.value
-        for topic in topics:
-            self.send_raw(topic, value, message.key, list(message.headers.items()), timeout_s)
+        return value, message.key, list(message.headers.items())
 
     def send_raw(
         self,

@@ -1,4 +1,5 @@
-"""Where a raised alarm goes: an ``anomaly-detected`` event on Kafka, and its window kept at the edge.
+"""Where a raised alarm goes: an ``anomaly-detected`` event on Kafka (and, when one is set, the
+same CloudEvent to a webhook, ``serving.alarm_webhook``), and its window kept at the edge.
 
 The window is written to the edge's own bucket first (``Layout.anomaly_window``), so the
 event can name it and an operator can review it and confirm or dismiss the alarm.  An
@@ -18,6 +19,7 @@ from foundation.events import AnomalyDetected
 from foundation.layout import Layout
 from foundation.messaging import EventProducer
 from foundation.storage.objects import ObjectWriter
+from serving.alarm_webhook import AlarmWebhook
 from serving.sensor_monitor import Alarm
 
 log = logging.getLogger(__name__)
@@ -38,12 +40,14 @@ class AnomalyReports:
         layout: Layout,
         producer: EventProducer,
         topic: str,
+        webhook: AlarmWebhook | None = None,
     ) -> None:
         self.edge, self.model, self.version, self.threshold = edge, model, version, threshold
         self.sensors = sensors
         self.texture_threshold = texture_threshold
         self.store, self.layout = store, layout
         self.producer, self.topic = producer, topic
+        self.webhook = webhook
 
     def raised(self, alarm: Alarm) -> None:
         change = alarm.change
@@ -62,8 +66,11 @@ class AnomalyReports:
             texture_threshold=self.texture_threshold,
             window_key=key,
         )
+        record = self.producer.record(event)
+        if self.webhook is not None:
+            self.webhook.send(record[0])  # first: a Kafka outage must not hold the webhook back
         try:
-            self.producer.publish(self.topic, event, timeout_s=10.0)
+            self.producer.send_raw(self.topic, *record, timeout_s=10.0)
         except (EdgecoreError, KafkaError) as exc:
             log.warning("machine %s: alarm raised but not announced (%s)", change.machine, exc)
             return

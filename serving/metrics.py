@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY = Histogram(
     "edgecore_inference_seconds",
@@ -43,16 +43,6 @@ SERVING_VERSION = Gauge(
     "1 for the model version being served (label version), per model.",
     ["model", "version"],
 )
-SENSOR_WINDOWS = Counter("edgecore_sensor_windows", "Sensor windows scored at the edge.", ["machine"])
-SENSOR_ANOMALOUS = Counter(
-    "edgecore_sensor_anomalous_windows", "Sensor windows over the model's threshold.", ["machine"]
-)
-SENSOR_ALARMS = Counter(
-    "edgecore_sensor_alarms", "Alarms raised: K of a machine's last N windows anomalous.", ["machine"]
-)
-SENSOR_ALARM_RAISED = Gauge(
-    "edgecore_sensor_alarm_raised", "1 while a machine's alarm is raised.", ["machine"]
-)
 SWAPS = Counter("edgecore_model_swaps", "Model versions switched in while serving.", ["model"])
 
 
@@ -83,3 +73,51 @@ def set_serving_version(model: str, version: str, previous: str | None) -> None:
     if previous is not None and previous != version:
         SERVING_VERSION.remove(model, previous)
     SERVING_VERSION.labels(model=model, version=version).set(1)
+
+
+class SensorMetrics:
+    """The sensor monitor's series, in a registry of their own: the process that runs the monitor
+    (the store's gateway) serves them beside its own on its /metrics port."""
+
+    def __init__(self, edge: str, registry: CollectorRegistry | None = None) -> None:
+        self.edge = edge
+        self.registry = registry or CollectorRegistry()
+        labels = ["edge", "machine"]
+        self.windows = Counter(
+            "edgecore_sensor_windows", "Sensor windows scored at the edge.", labels, registry=self.registry
+        )
+        self.anomalous = Counter(
+            "edgecore_sensor_anomalous_windows",
+            "Sensor windows over the model's threshold.",
+            labels,
+            registry=self.registry,
+        )
+        self.alarms = Counter(
+            "edgecore_sensor_alarms",
+            "Alarms raised: K of a machine's last N windows anomalous.",
+            labels,
+            registry=self.registry,
+        )
+        self.raised = Gauge(
+            "edgecore_sensor_alarm_raised",
+            "1 while a machine's alarm is raised.",
+            labels,
+            registry=self.registry,
+        )
+
+    def scored(self, machine: str, windows: int, anomalous: int) -> None:
+        self.windows.labels(edge=self.edge, machine=machine).inc(windows)
+        self.anomalous.labels(edge=self.edge, machine=machine).inc(anomalous)
+
+    def alarm(self, machine: str, raised: bool) -> None:
+        self.raised.labels(edge=self.edge, machine=machine).set(1 if raised else 0)
+        if raised:
+            self.alarms.labels(edge=self.edge, machine=machine).inc()
+
+    def windows_scored(self, machine: str) -> float:
+        return (
+            self.registry.get_sample_value(
+                "edgecore_sensor_windows_total", {"edge": self.edge, "machine": machine}
+            )
+            or 0.0
+        )

@@ -37,7 +37,7 @@ from foundation.errors import (
 from foundation.layout import check_name
 from serving.alarms import AlarmChange, Alarms
 from serving.anomaly import WindowScorer, judge
-from serving.metrics import SENSOR_ALARM_RAISED, SENSOR_ALARMS, SENSOR_ANOMALOUS, SENSOR_WINDOWS
+from serving.metrics import SensorMetrics
 
 log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 256 * 1024
@@ -103,6 +103,7 @@ class SensorMonitor:
     scorer: WindowScorer
     alarms: Alarms
     sink: AlarmSink
+    metrics: SensorMetrics
     _series: dict[str, _Series] = field(default_factory=dict)
 
     def take(self, device: str, machine: str, payload: bytes) -> dict[str, Any]:
@@ -176,16 +177,14 @@ class SensorMonitor:
         errors = self.scorer.errors(x)
         distances = self.scorer.texture_distances(np.stack(raw))
         flags = judge(self.scorer.spec, errors, distances)
-        SENSOR_WINDOWS.labels(machine=machine).inc(len(x))
-        SENSOR_ANOMALOUS.labels(machine=machine).inc(int(flags.sum()))
+        self.metrics.scored(machine, len(x), int(flags.sum()))
         raised = []
         for i, (window, end, error, flag) in enumerate(zip(x, ends, errors, flags, strict=True)):
             change = self.alarms.observe(machine, bool(flag), float(error))
             if change is None:
                 continue
-            SENSOR_ALARM_RAISED.labels(machine=machine).set(1 if change.raised else 0)
+            self.metrics.alarm(machine, change.raised)
             if change.raised:
-                SENSOR_ALARMS.labels(machine=machine).inc()
                 texture = float(distances[i]) if distances is not None else None
                 alarm = Alarm(change, window, datetime.fromtimestamp(end, UTC), texture)
                 self.sink.raised(alarm)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from foundation.errors import InvalidInput
 from foundation.layout import MANIFEST, Layout
 from foundation.manifest import Manifest
 from foundation.messaging import EventProducer, ensure_topics
 from foundation.settings import Settings
 from foundation.storage.store import ObjectStore
+from serving.alarm_webhook import AlarmWebhook
 from serving.alarms import Alarms
 from serving.anomaly import WindowScorer
 from serving.anomaly_reports import AnomalyReports
+from serving.metrics import SensorMetrics
 from serving.sensor_monitor import SensorMonitor
 
 
@@ -36,5 +39,23 @@ def build_sensor_monitor(settings: Settings, edge: str, folder: Path) -> SensorM
         layout,
         EventProducer(kafka, f"/edgecore/sensors/{edge}"),
         kafka.anomaly_topic(edge),
+        build_webhook(settings),
     )
-    return SensorMonitor(scorer, Alarms(scorer.spec.alert_k, scorer.spec.alert_n), reports)
+    alarms = Alarms(scorer.spec.alert_k, scorer.spec.alert_n)
+    return SensorMonitor(scorer, alarms, reports, SensorMetrics(edge))
+
+
+def build_webhook(settings: Settings) -> AlarmWebhook | None:
+    """The alarm webhook of the settings, if one is set (its token read from its file here)."""
+    url, token_file = settings.serving.alarm_webhook_url, settings.serving.alarm_webhook_token_file
+    if url is None:
+        return None
+    token = None
+    if token_file is not None:
+        try:
+            token = token_file.read_text().strip()
+        except OSError as exc:
+            raise InvalidInput(
+                f"cannot read the alarm webhook's token file {token_file}: {exc.strerror}"
+            ) from exc
+    return AlarmWebhook(url, token)

@@ -12,6 +12,7 @@ import prometheus_client
 from prometheus_client import CollectorRegistry
 
 import serving.metrics  # noqa: F401  (registers the predictor's metrics in the default registry)
+from serving.metrics import SensorMetrics
 from edge_sync.delivery.metrics import SyncMetrics
 from edge_sync.uplink.metrics import UplinkMetrics
 from edgecore.kustomize import build
@@ -61,6 +62,7 @@ def test_every_metric_an_alert_or_a_panel_queries_is_one_a_service_exports(
             listener.registry,
             UplinkMetrics("gateway").registry,
             UplinkMetrics("receiver").registry,
+            SensorMetrics("any").registry,
             prometheus_client.REGISTRY,
         ]
     )
@@ -70,7 +72,7 @@ def test_every_metric_an_alert_or_a_panel_queries_is_one_a_service_exports(
     assert unknown == []
 
 
-def test_there_are_alerts_for_sync_lag_rollbacks_dead_letters_backlog_and_refusals() -> None:
+def test_there_are_alerts_for_sync_lag_rollbacks_dead_letters_backlog_refusals_and_machines() -> None:
     watched = {m for where, expr in queries() if where.startswith("rule") for m in METRIC.findall(expr)}
 
     assert {
@@ -79,6 +81,8 @@ def test_there_are_alerts_for_sync_lag_rollbacks_dead_letters_backlog_and_refusa
         "edgecore_listener_dead_lettered_total",
         "edgecore_gateway_backlog_sets",
         "edgecore_receiver_refusals_total",
+        "edgecore_sensor_alarm_raised",
+        "edgecore_sensor_windows_total",
     } <= watched
 
 

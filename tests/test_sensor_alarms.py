@@ -14,7 +14,6 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from prometheus_client import REGISTRY
 
 from edgecore.stack import Stack
 from edgecore.stack.mosquitto import MosquittoInstall
@@ -60,14 +59,10 @@ def alarms(floor: SensorFloor, machine: str) -> list[AnomalyDetected]:
     return [a for a in anomaly_events(floor.settings, floor.site.edge) if a.machine == machine]
 
 
-def windows_scored(machine: str) -> float:
-    return REGISTRY.get_sample_value("edgecore_sensor_windows_total", {"machine": machine}) or 0.0
-
-
 def test_normal_readings_raise_no_alarm(floor: SensorFloor) -> None:
     floor.publish("press-2", readings(0, 300))
 
-    wait_for(lambda: windows_scored("press-2") >= 27, TIMEOUT_S, what="the readings scored")
+    wait_for(lambda: floor.monitor.metrics.windows_scored("press-2") >= 27, TIMEOUT_S, what="the readings scored")
     assert alarms(floor, "press-2") == []
 
 

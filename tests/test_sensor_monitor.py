@@ -10,15 +10,16 @@ from __future__ import annotations
 import json
 
 import pytest
-from prometheus_client import REGISTRY
 
 from foundation.errors import InvalidInput
 from serving.alarms import Alarms
 from serving.anomaly import WindowScorer
+from serving.metrics import SensorMetrics
 from serving.sensor_monitor import Alarm, Message, Reading, SensorMonitor
 from testkit.sensors import ExportedSensorModel, export_sensor_model_for, telemetry_readings
 
 MACHINE, SEED = "press-1", 5
+EDGE = "sensor-shop"
 
 
 class Kept:
@@ -39,15 +40,13 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> ExportedSensorModel:
 @pytest.fixture
 def monitor(model: ExportedSensorModel) -> SensorMonitor:
     scorer = WindowScorer(model.folder)
-    return SensorMonitor(scorer, Alarms(scorer.spec.alert_k, scorer.spec.alert_n), Kept())
+    return SensorMonitor(
+        scorer, Alarms(scorer.spec.alert_k, scorer.spec.alert_n), Kept(), SensorMetrics(EDGE)
+    )
 
 
 def _message(readings: list[dict[str, object]]) -> bytes:
     return json.dumps({"readings": readings}).encode()
-
-
-def _scored(machine: str) -> float:
-    return REGISTRY.get_sample_value("edgecore_sensor_windows_total", {"machine": machine}) or 0.0
 
 
 def test_a_message_with_a_field_of_its_own_is_refused_without_its_name(monitor: SensorMonitor) -> None:
@@ -68,7 +67,9 @@ def test_a_reading_too_large_to_hold_is_refused_and_leaves_the_machine_as_it_was
     taken = monitor.take("plc-1", "press-9", _message(readings))
 
     assert refused["status"] == 400 and taken["status"] == 202
-    assert _scored("press-9") == 4  # windows end at readings 30, 40, 50 and 60, none holding the refused one
+    assert (
+        monitor.metrics.windows_scored("press-9") == 4
+    )  # windows end at readings 30, 40, 50 and 60, none holding the refused one
 
 
 def test_a_machine_reported_by_one_device_is_refused_from_another(monitor: SensorMonitor) -> None:
@@ -86,12 +87,12 @@ def test_a_message_delivered_again_is_not_taken_twice(monitor: SensorMonitor) ->
     monitor.take("plc-1", "press-8", message)
     monitor.take("plc-1", "press-8", message)
 
-    assert _scored("press-8") == 2  # readings 30 and 40, once each
+    assert monitor.metrics.windows_scored("press-8") == 2  # readings 30 and 40, once each
 
 
 def test_the_machines_watched_are_bounded(model: ExportedSensorModel) -> None:
     scorer = WindowScorer(model.folder)
-    monitor = SensorMonitor(scorer, Alarms(3, 5, max_machines=2), Kept())
+    monitor = SensorMonitor(scorer, Alarms(3, 5, max_machines=2), Kept(), SensorMetrics(EDGE))
     reading = telemetry_readings(MACHINE, SEED, 0, 1)
     monitor.readings("m-1", _parse(reading), "plc-1")
     monitor.readings("m-2", _parse(reading), "plc-1")

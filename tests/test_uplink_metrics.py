@@ -11,6 +11,7 @@ from edge_sync.uplink.gateway import create_app as gateway_app
 from edge_sync.uplink.metrics import UplinkMetrics
 from edge_sync.uplink.service import build_gateway
 from edgecore.stack import Stack
+from serving.metrics import SensorMetrics
 from foundation.credentials import new_token
 from foundation.settings import Settings
 from testkit.uplink import free_port, front_door, gateway_tokens, image_bytes, serving
@@ -106,3 +107,18 @@ def test_the_front_door_refuses_a_malformed_query_without_repeating_it_and_count
     assert refused.status_code == 422 and "sesame" not in refused.text
     assert refused.json()["reason"].startswith("query.after: ")
     assert sample(page, 'edgecore_receiver_refusals_total{error="RequestValidationError",status="422"}') == 1
+
+
+def test_the_gateway_serves_its_sensor_monitors_series_on_its_own_port() -> None:
+    sensors, gateway_metrics, port = SensorMetrics(EDGE), UplinkMetrics("gateway"), free_port()
+    gateway_metrics.include(sensors.registry)
+    gateway_metrics.serve(port, "127.0.0.1")
+
+    sensors.scored("press-1", windows=3, anomalous=1)
+    sensors.alarm("press-1", raised=True)
+
+    page = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    labels = f'{{edge="{EDGE}",machine="press-1"}}'
+    assert sample(page, f"edgecore_sensor_windows_total{labels}") == 3
+    assert sample(page, f"edgecore_sensor_alarm_raised{labels}") == 1
+    assert "edgecore_gateway_refusals_total" in page

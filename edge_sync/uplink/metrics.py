@@ -44,5 +44,10 @@ class UplinkMetrics:
     def refused(self, status: int, error: str) -> None:
         self.refusals.labels(status=str(status), error=error).inc()
 
+    def include(self, other: CollectorRegistry) -> None:
+        """Serve ``other``'s series too: the sensor monitor the gateway runs keeps its own
+        (``serving.metrics.SensorMetrics``), and a process has one /metrics port."""
+        self.registry.register(other)  # a registry collects like any collector
+
     def serve(self, port: int, host: str) -> None:
         start_http_server(port, addr=host, registry=self.registry)

@@ -19,6 +19,7 @@ from contextlib import ExitStack, contextmanager
 import httpx
 import uvicorn
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
 
 from edge_sync.uplink import gateway
 from edge_sync.uplink.memory import bound_decode_memory, bound_large_allocations
@@ -128,9 +129,12 @@ def run_gateway(
     ship: bool,
     mqtt: bool = False,
     readings: SensorReadings | None = None,
+    readings_metrics: CollectorRegistry | None = None,
 ) -> None:
     gw = build_gateway(settings, edge)
     app = gateway.create_app(gw)
+    if readings_metrics is not None:
+        gw.metrics.include(readings_metrics)
     if settings.uplink.gateway_metrics_port is not None:
         gw.metrics.serve(settings.uplink.gateway_metrics_port, settings.uplink.gateway_metrics_host)
     with ExitStack() as running:

@@ -54,7 +54,15 @@ def gateway(
         from serving.sensors import build_sensor_monitor  # LiteRT is loaded only for a sensor model
 
         readings = build_sensor_monitor(settings, edge, sensor_model) if sensor_model else None
-        service.run_gateway(settings, edge, host or settings.uplink.gateway_host, ship, mqtt, readings)
+        service.run_gateway(
+            settings,
+            edge,
+            host or settings.uplink.gateway_host,
+            ship,
+            mqtt,
+            readings,
+            readings.metrics.registry if readings else None,
+        )
 
 
 @app.command()

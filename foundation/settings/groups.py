@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from foundation.addresses import require_https_or_loopback
+from foundation.errors import InvalidInput
 
 
 def group_config(prefix: str = "EDGECORE_") -> SettingsConfigDict:
@@ -202,6 +205,22 @@ class ServingSettings(BaseSettings):
         default=8 * 1_048_576, ge=1024, description="Largest inference body accepted (HTTP 413 above)."
     )
     server_host: str = Field(default="127.0.0.1", description="Address the edge model server listens on.")
+    alarm_webhook_url: str | None = Field(
+        default=None,
+        description="Where a store's gateway also POSTs each machine alarm (the anomaly-detected "
+        "CloudEvent): https://, or http:// to a loopback address. Unset: Kafka only.",
+    )
+    alarm_webhook_token_file: Path | None = Field(
+        default=None, description="A file holding the bearer token the alarm webhook is sent with."
+    )
+
+    @field_validator("alarm_webhook_url")
+    @classmethod
+    def _webhook_url(cls, url: str | None) -> str | None:
+        try:
+            return None if url is None else require_https_or_loopback(url, "the alarm webhook URL")
+        except InvalidInput as exc:
+            raise ValueError(str(exc)) from None  # a settings error: one line, the URL not repeated
 
 
 class ListenerSettings(BaseSettings):
