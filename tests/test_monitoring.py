@@ -12,7 +12,6 @@ import prometheus_client
 from prometheus_client import CollectorRegistry
 
 import serving.metrics  # noqa: F401  (registers the predictor's metrics in the default registry)
-from serving.metrics import SensorMetrics
 from edge_sync.delivery.metrics import SyncMetrics
 from edge_sync.uplink.metrics import UplinkMetrics
 from edgecore.kustomize import build
@@ -21,6 +20,7 @@ from edgecore.stack.settings import StackSettings
 from foundation.settings import Settings
 from pipelines.launchers import DryRunLauncher
 from pipelines.listener import Listener, build_ledger
+from serving.metrics import SensorMetrics
 
 MANIFESTS = Path(__file__).resolve().parents[1] / "manifests"
 METRIC = re.compile(r"\bedgecore_[a-z0-9_]+\b")

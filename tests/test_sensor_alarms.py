@@ -62,7 +62,9 @@ def alarms(floor: SensorFloor, machine: str) -> list[AnomalyDetected]:
 def test_normal_readings_raise_no_alarm(floor: SensorFloor) -> None:
     floor.publish("press-2", readings(0, 300))
 
-    wait_for(lambda: floor.monitor.metrics.windows_scored("press-2") >= 27, TIMEOUT_S, what="the readings scored")
+    wait_for(
+        lambda: floor.monitor.metrics.windows_scored("press-2") >= 27, TIMEOUT_S, what="the readings scored"
+    )
     assert alarms(floor, "press-2") == []
 
 

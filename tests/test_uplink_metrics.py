@@ -11,9 +11,9 @@ from edge_sync.uplink.gateway import create_app as gateway_app
 from edge_sync.uplink.metrics import UplinkMetrics
 from edge_sync.uplink.service import build_gateway
 from edgecore.stack import Stack
-from serving.metrics import SensorMetrics
 from foundation.credentials import new_token
 from foundation.settings import Settings
+from serving.metrics import SensorMetrics
 from testkit.uplink import free_port, front_door, gateway_tokens, image_bytes, serving
 
 EDGE = "metrics-store"
