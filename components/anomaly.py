@@ -165,7 +165,13 @@ def evaluate(
 
 
 def export_sensor_model(
-    model: Any, spec: SensorModel, out: Path, samples: Array, name: str, metrics: dict[str, float]
+    model: Any,
+    spec: SensorModel,
+    out: Path,
+    samples: Array,
+    name: str,
+    metrics: dict[str, float],
+    metadata: dict[str, Any] | None = None,
 ) -> Manifest:
     """A version folder the edge loads: ``model.tflite`` (checked against Keras on ``samples``, scaled),
     ``saved_model/``, ``sensor_model.json``, and the manifest of them all, last."""
@@ -179,7 +185,12 @@ def export_sensor_model(
         files=entries_for_dir(out),
         labels=list(spec.sensors),
         metrics=metrics,
-        metadata={"use_case": "sensors", "litert_max_abs_diff": diff, "window": spec.window},
+        metadata={
+            **(metadata or {}),
+            "use_case": "sensors",
+            "litert_max_abs_diff": diff,
+            "window": spec.window,
+        },
     )
     (out / MANIFEST).write_bytes(manifest.to_bytes())
     return manifest

@@ -198,11 +198,14 @@ def _download(reader: ObjectReader, sources: dict[str, Source], out: Path, worke
         list(pool.map(fetch, sorted(sources.items())))
 
 
-def snapshot_production(reader: ObjectReader, layout: Layout, edge: str, out: Path) -> Manifest | None:
-    """The version the edge serves now (its serving pointer), else the newest registered one,
-    fetched verified into ``out`` (left empty when there is none): what the gate compares with."""
+def snapshot_production(
+    reader: ObjectReader, layout: Layout, edge: str, out: Path, model: str | None = None
+) -> Manifest | None:
+    """The version of the edge's ``model`` (its product model unless named) it serves now (its serving
+    pointer), else the newest registered one, fetched verified into ``out`` (left empty when there is
+    none): what the gate compares with."""
     out.mkdir(parents=True, exist_ok=True)
-    model = edge_model_name(edge)
+    model = model or edge_model_name(edge)
     pointer = read_pointer(reader, layout, edge, model)
     if pointer is not None:
         current: StoredVersion | None = read_version(reader, layout.model_prefix(model, pointer.version))

@@ -23,7 +23,7 @@ from cloudevents.kafka import KafkaMessage, from_structured, to_structured
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from foundation.errors import MalformedEvent, PayloadTooLarge, validation_reason
-from foundation.layout import NAME_RE, SKU_RE, VERSION_RE
+from foundation.layout import NAME_RE, SENSOR_RE, SKU_RE, VERSION_RE
 
 SCHEMA_VERSION = 1
 REQUIRED_ATTRIBUTES = ("specversion", "id", "source", "type", "time")
@@ -33,6 +33,8 @@ ANOMALY_DETECTED = "io.edgecore.anomaly-detected"
 
 Name = Annotated[str, Field(pattern=NAME_RE.pattern)]
 Sku = Annotated[str, Field(pattern=SKU_RE.pattern)]
+Label = Annotated[str, Field(pattern=f"{SKU_RE.pattern}|{SENSOR_RE.pattern}")]
+"""What a model tells apart: products (SKUs) or, for a sensor model, the sensors it reads."""
 Version = Annotated[str, Field(pattern=VERSION_RE.pattern)]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
@@ -68,7 +70,7 @@ class ModelPublished(_Data):
     registry_uri: str = Field(pattern=r"^s3://")
     edges: list[Name] = Field(min_length=1, max_length=10_000)
     files: dict[str, Sha256] = Field(min_length=1)
-    labels: list[Sku] = Field(min_length=1)
+    labels: list[Label] = Field(min_length=1)
     metrics: dict[str, float] = Field(default_factory=dict)
     datasets: list[str] = Field(default_factory=list)
 

@@ -4,6 +4,7 @@ No other module formats a key by hand, so the layout can be read (and changed) h
 
     <training_bucket>/datasets/<dataset>/<version>/images/<label>/<sha256>.<ext>   (one object per image)
     <training_bucket>/datasets/<dataset>/shards/<id>.tar              (or: a shipped set, one tar)
+    <training_bucket>/datasets/<edge>-telemetry/<version>/telemetry/<machine>.csv  (machine telemetry)
     <training_bucket>/datasets/<dataset>/<version>/manifest.json     (written last)
     <training_bucket>/claims/datasets/<dataset>/<version>.json         (version allocation)
     <training_bucket>/claims/sets/<dataset>/<set-digest>.json          (shipped set -> version)
@@ -46,6 +47,8 @@ NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,46}[a-z0-9])?$")
 SKU_RE = re.compile(r"^[A-Z0-9](?:[A-Z0-9-]{1,30}[A-Z0-9])$")
 """Product SKUs (labels): uppercase letters, digits and inner dashes, 3-32 characters."""
 
+SENSOR_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+"""A sensor's name: a telemetry column, and a sensor model's label."""
 VERSION_RE = re.compile(r"^v(\d{6})$")
 VERDICT_SUFFIX = ".verdict.json"
 IMAGE_ID_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
@@ -63,6 +66,8 @@ SAVED_MODEL_DIR = "saved_model"
 LABELS_FILE = "labels.json"
 CATALOGUE_FILE = "catalogue.json"
 MODEL_CARD_FILE = "model_card.md"
+TELEMETRY_DIR = "telemetry"
+"""A telemetry dataset version's files: ``telemetry/<machine>.csv`` (``foundation.telemetry``)."""
 
 
 def check_name(value: str, what: str = "name") -> str:
@@ -95,6 +100,16 @@ def check_extension(ext: str) -> str:
 def edge_model_name(edge: str) -> str:
     """Each edge gets its own model, trained for its own catalogue."""
     return f"{check_name(edge, 'edge id')}-products"
+
+
+def sensor_model_name(edge: str) -> str:
+    """The edge's sensor model (the anomaly use case), beside its product model."""
+    return f"{check_name(edge, 'edge id')}-sensors"
+
+
+def telemetry_dataset(edge: str) -> str:
+    """Where an edge's machine telemetry is versioned, beside its photos (dataset ``<edge>``)."""
+    return f"{check_name(edge, 'edge id')}-telemetry"
 
 
 def format_version(number: int) -> str:

@@ -171,6 +171,16 @@ class SensorModel(BaseModel):
             raise InvalidInput("windows hold a missing or infinite reading: fill gaps before scoring")
         return x
 
+    def flags(
+        self, errors: npt.NDArray[np.float64], distances: npt.NDArray[np.float64] | None
+    ) -> npt.NDArray[np.bool_]:
+        """Which windows are anomalous: over the error threshold, or (with texture) over its own.
+        Evaluation, the gate and the edge all decide here, so they agree."""
+        flags = errors > self.threshold
+        if self.texture is not None and distances is not None:
+            flags |= distances > self.texture.threshold
+        return np.asarray(flags, dtype=np.bool_)
+
     def save(self, folder: Path) -> None:
         (folder / SENSOR_MODEL_FILE).write_text(self.model_dump_json(indent=2))
 

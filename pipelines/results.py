@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from components.evaluate import Evaluation
+from components.sensor_steps import EVALUATION_FILE, SensorEvaluation
 
 EXECUTOR_OUTPUT = "executor_output.json"
 
@@ -30,7 +31,7 @@ def _metadata(task_dir: Path, output: str) -> dict[str, Any]:
 def iteration_edges(pipeline_root: Path) -> dict[Path, str]:
     """Each loop iteration's folder and the edge it trained for."""
     found: dict[Path, str] = {}
-    for ingest in sorted(pipeline_root.rglob("ingest-op")):
+    for ingest in sorted(pipeline_root.rglob("*ingest-op")):  # ingest-op, sensor-ingest-op
         edge = _metadata(ingest, "snapshot").get("edge")
         if isinstance(edge, str):
             found[ingest.parent] = edge
@@ -44,6 +45,16 @@ def evaluations(pipeline_root: Path) -> dict[str, Evaluation]:
         path = iteration / "evaluate-op" / "evaluation"
         if path.is_file():
             found[edge] = Evaluation.load(path)
+    return found
+
+
+def sensor_evaluations(pipeline_root: Path) -> dict[str, SensorEvaluation]:
+    """Each edge's sensor model evaluation (thresholds, precision and recall, the gate's verdict)."""
+    found: dict[str, SensorEvaluation] = {}
+    for iteration, edge in iteration_edges(pipeline_root).items():
+        path = iteration / "sensor-evaluate-op" / "evaluation" / EVALUATION_FILE
+        if path.is_file():
+            found[edge] = SensorEvaluation.load(path)
     return found
 
 

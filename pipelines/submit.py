@@ -1,4 +1,5 @@
-"""Compile the training DAG, run it locally with ``kfp.local``, or submit it to a KFP cluster.
+"""Compile a training DAG (products, or sensors: ``pipelines.anomaly``), run it locally with
+``kfp.local``, or submit it to a KFP cluster.
 
 ``run_local`` executes every component as a subprocess of this interpreter
 (``SubprocessRunner(use_venv=False)``): the same wrapper code a cluster runs in the
@@ -35,9 +36,9 @@ class LocalRun:
         return sum(float(step["compute_s"]) for step in self.steps)
 
 
-def compile_pipeline(out: Path) -> Path:
+def compile_pipeline(out: Path, pipeline: Any = training_pipeline) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(training_pipeline, str(out))
+    compiler.Compiler().compile(pipeline, str(out))
     return out
 
 
@@ -81,15 +82,16 @@ def _failing_fast(pipeline: Any, backoff_s: int = 1) -> Iterator[None]:
             policy.backoff_duration.seconds = seconds
 
 
-def run_local(pipeline_root: Path, arguments: dict[str, Any]) -> LocalRun:
-    """Run the whole DAG in subprocesses of this interpreter; raise if a task fails."""
+def run_local(pipeline_root: Path, arguments: dict[str, Any], pipeline: Any = training_pipeline) -> LocalRun:
+    """Run the whole DAG (the product one unless ``pipeline`` names another) in subprocesses of this
+    interpreter; raise if a task fails."""
     pipeline_root.mkdir(parents=True, exist_ok=True)
     local.init(
         runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root), raise_on_error=True
     )
     started = time.perf_counter()
-    with _failing_fast(training_pipeline):
-        training_pipeline(**arguments)
+    with _failing_fast(pipeline):
+        pipeline(**arguments)
     wall = time.perf_counter() - started
     return LocalRun(wall, pipeline_root, step_timings(pipeline_root))
 
@@ -103,9 +105,10 @@ def submit(
     package: Path,
     wait: bool = False,
     timeout_s: int = 3600,
+    pipeline: Any = training_pipeline,
 ) -> tuple[str, str | None]:
     """Submit the compiled package with ``kfp.Client``; return the run id and, if waited for, its state."""
-    compile_pipeline(package)
+    compile_pipeline(package, pipeline)
     with kfp_errors(host):
         client = connect(host, kfp)
         run = client.create_run_from_pipeline_package(

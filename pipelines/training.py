@@ -41,7 +41,7 @@ CONFIG_KEYS = {
 }
 
 
-def _io(task: dsl.PipelineTask) -> dsl.PipelineTask:
+def io_step(task: dsl.PipelineTask) -> dsl.PipelineTask:
     """An S3/Kafka step: credentials from the secret, retried with backoff, not cached."""
     kubernetes.use_secret_as_env(task, secret_name=S3_SECRET, secret_key_to_env=S3_SECRET_KEYS)
     kubernetes.use_config_map_as_env(task, config_map_name=CONFIG_MAP, config_map_key_to_env=CONFIG_KEYS)
@@ -50,7 +50,7 @@ def _io(task: dsl.PipelineTask) -> dsl.PipelineTask:
     return task
 
 
-def _compute(task: dsl.PipelineTask, cpu: str, memory: str) -> dsl.PipelineTask:
+def compute_step(task: dsl.PipelineTask, cpu: str, memory: str) -> dsl.PipelineTask:
     """A pure step: same inputs, same outputs, so caching is correct."""
     kubernetes.use_config_map_as_env(task, config_map_name=CONFIG_MAP, config_map_key_to_env=CONFIG_KEYS)
     task.set_cpu_request(cpu).set_cpu_limit(cpu).set_memory_request(memory).set_memory_limit(memory)
@@ -72,9 +72,9 @@ def training_pipeline(
     release: str = "",
 ) -> None:
     with dsl.ParallelFor(edges, parallelism=2) as edge:
-        snapshot = _io(ingest_op(edge=edge, datasets=datasets)).set_display_name("ingest")
-        prepared = _compute(prepare_op(snapshot=snapshot.outputs["snapshot"], seed=seed), "1", "2Gi")
-        trained = _compute(
+        snapshot = io_step(ingest_op(edge=edge, datasets=datasets)).set_display_name("ingest")
+        prepared = compute_step(prepare_op(snapshot=snapshot.outputs["snapshot"], seed=seed), "1", "2Gi")
+        trained = compute_step(
             train_op(
                 prepared=prepared.outputs["prepared"],
                 production=snapshot.outputs["production"],
@@ -84,7 +84,7 @@ def training_pipeline(
             "2",
             "4Gi",
         )
-        evaluated = _compute(
+        evaluated = compute_step(
             evaluate_op(
                 edge=edge,
                 prepared=prepared.outputs["prepared"],
@@ -97,7 +97,7 @@ def training_pipeline(
             "1",
             "2Gi",
         )
-        exported = _compute(
+        exported = compute_step(
             export_op(
                 prepared=prepared.outputs["prepared"],
                 model=trained.outputs["model"],
@@ -109,4 +109,4 @@ def training_pipeline(
             "2Gi",
         )
         with dsl.If(evaluated.outputs["Output"] == True, name="quality-gate-passed"):  # noqa: E712
-            _io(publish_op(edge=edge, exported=exported.outputs["exported"])).set_display_name("publish")
+            io_step(publish_op(edge=edge, exported=exported.outputs["exported"])).set_display_name("publish")

@@ -72,13 +72,4 @@ class WindowScorer:
     def anomalous(self, windows: Array, raw: Array | None = None) -> npt.NDArray[np.bool_]:
         """Over either threshold: the reconstruction error of ``windows`` (gaps filled), or the texture
         of ``raw`` (the same windows with their gaps; ``windows`` where not given)."""
-        return judge(self.spec, self.errors(windows), self.texture_distances(windows if raw is None else raw))
-
-
-def judge(
-    spec: SensorModel, errors: npt.NDArray[np.float64], distances: npt.NDArray[np.float64] | None
-) -> npt.NDArray[np.bool_]:
-    flags = errors > spec.threshold
-    if spec.texture is not None and distances is not None:
-        flags |= distances > spec.texture.threshold
-    return flags
+        return self.spec.flags(self.errors(windows), self.texture_distances(windows if raw is None else raw))

@@ -36,7 +36,7 @@ from foundation.errors import (
 )
 from foundation.layout import check_name
 from serving.alarms import AlarmChange, Alarms
-from serving.anomaly import WindowScorer, judge
+from serving.anomaly import WindowScorer
 from serving.metrics import SensorMetrics
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ class SensorMonitor:
         x = np.stack(windows)
         errors = self.scorer.errors(x)
         distances = self.scorer.texture_distances(np.stack(raw))
-        flags = judge(self.scorer.spec, errors, distances)
+        flags = self.scorer.spec.flags(errors, distances)
         self.metrics.scored(machine, len(x), int(flags.sum()))
         raised = []
         for i, (window, end, error, flag) in enumerate(zip(x, ends, errors, flags, strict=True)):

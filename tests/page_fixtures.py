@@ -18,7 +18,6 @@ import pytest
 from edge_sync.uplink.gateway import create_app
 from edge_sync.uplink.service import build_gateway
 from edgecore.stack import Stack
-from edgecore.synthetic.telemetry import SENSORS
 from foundation.assortment import add_products
 from foundation.catalogue import Product
 from foundation.credentials import new_token
@@ -26,6 +25,7 @@ from foundation.layout import Layout
 from foundation.messaging import EventProducer, ensure_topics
 from foundation.settings import Settings
 from foundation.storage.store import ObjectStore
+from foundation.telemetry import SENSORS
 from serving.alarms import AlarmChange
 from serving.anomaly_reports import AnomalyReports
 from serving.capture import Capture, CaptureItem

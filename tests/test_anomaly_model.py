@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from components.anomaly import evaluate, reconstruction_errors, train_autoencoder, windows
-from edgecore.synthetic.telemetry import FAULT_KINDS, SENSORS, generate
+from edgecore.synthetic.telemetry import generate
 from foundation.sensor_model import Normalisation, SensorModel
+from foundation.telemetry import FAULT_KINDS, SENSORS
 
 
 def test_a_missing_reading_takes_its_sensor_s_last_one_and_a_window_carries_its_worst_label() -> None:

@@ -15,11 +15,11 @@ import pytest
 from components.anomaly import (
     reconstruction_errors,
 )
-from edgecore.synthetic.telemetry import SENSORS
 from foundation.errors import IntegrityError, InvalidInput
 from foundation.layout import MANIFEST
 from foundation.manifest import Manifest
 from foundation.sensor_model import texture_features
+from foundation.telemetry import SENSORS
 from serving.alarms import Alarms
 from serving.anomaly import WindowScorer
 from testkit.sensors import ExportedSensorModel, export_sensor_model_for

@@ -10,10 +10,10 @@ from page_fixtures import PAGE_EDGE, StorePage
 
 from edge_sync.uplink.sessions import COOKIE as COOKIE_PREFIX
 from edge_sync.uplink.sessions import FAILED_WINDOW_S, MAX_FAILED_LOGINS, StaffSessions
-from edgecore.synthetic.telemetry import SENSORS
 from foundation.assortment import changes, read_catalogue
 from foundation.credentials import Credentials, new_token, write_tokens_file
 from foundation.errors import TooManyRequests, Unauthorized
+from foundation.telemetry import SENSORS
 from testkit.uplink import image_bytes
 
 COOKIE = f"{COOKIE_PREFIX}_{PAGE_EDGE}"

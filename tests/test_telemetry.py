@@ -9,9 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from edgecore.cli import app
-from edgecore.synthetic.telemetry import FAULT_KINDS, NORMAL, Telemetry, generate
-from edgecore.synthetic.telemetry_csv import read_csv, write_csv
+from edgecore.synthetic.telemetry import generate
 from foundation.errors import InvalidInput
+from foundation.telemetry import FAULT_KINDS, NORMAL, Telemetry, read_csv, write_csv
 
 DAY = 24.0
 

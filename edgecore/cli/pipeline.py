@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -99,7 +100,7 @@ def run(
             _run_local(pipeline_root, arguments)
             return
         assert host is not None
-        _submit(host, arguments, experiment, run_name, pipeline_root, wait, timeout)
+        submit_run(host, arguments, experiment, run_name, pipeline_root, wait, timeout)
 
 
 def _run_local(pipeline_root: Path, arguments: dict[str, Any]) -> None:
@@ -112,8 +113,8 @@ def _run_local(pipeline_root: Path, arguments: dict[str, Any]) -> None:
     try:
         with output_to(log):  # a spinner would go to the log too: the console writes to fd 2
             result = run_local(pipeline_root, arguments)
-    except RuntimeError as exc:  # kfp.local reports a failed task this way
-        raise InvalidInput(f"pipeline failed: {exc} (step output in {log})") from exc
+    except RuntimeError as exc:
+        raise pipeline_failed(exc, log) from exc
     table = Table("edge", "test accuracy", "quality gate", "published", title="training run")
     published = published_versions(result.pipeline_root)
     for edge, evaluation in sorted(evaluations(result.pipeline_root).items()):
@@ -123,6 +124,12 @@ def _run_local(pipeline_root: Path, arguments: dict[str, Any]) -> None:
     console.print(
         f"wall {result.wall_s:.1f} s, steps' own compute {result.compute_s:.1f} s, root {pipeline_root}"
     )
+
+
+def pipeline_failed(exc: RuntimeError, log: Path) -> InvalidInput:
+    """kfp.local's report of a failed task, in one plain line (it colours its words for a terminal)."""
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    return InvalidInput(f"pipeline failed: {plain} (step output in {log})")
 
 
 @contextmanager
@@ -146,7 +153,7 @@ def output_to(path: Path) -> Iterator[None]:
                 os.close(fd)
 
 
-def _submit(
+def submit_run(
     host: str,
     arguments: dict[str, Any],
     experiment: str,
@@ -154,19 +161,24 @@ def _submit(
     pipeline_root: Path,
     wait: bool,
     timeout: int,
+    pipeline: Any = None,
 ) -> None:
+    """Submit a DAG (the product one unless ``pipeline`` names another); print the run, exit 1 on failure."""
     from pipelines.submit import submit
+    from pipelines.training import training_pipeline
 
-    name = run_name or f"training-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+    pipeline = pipeline or training_pipeline
+    name = run_name or f"{pipeline.name}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
     run_id, state = submit(
         host,
         Settings().kfp,
         arguments,
         experiment,
         name,
-        pipeline_root / "training-pipeline.yaml",
+        pipeline_root / f"{pipeline.name}.yaml",
         wait,
         timeout,
+        pipeline,
     )
     out.print(json.dumps({"run_id": run_id, "run_name": name, "state": state}))
     if state is not None and state.upper() not in {"SUCCEEDED", "RUNTIMESTATE.SUCCEEDED"}:

@@ -11,51 +11,12 @@ be scored on them.  The same seed gives the same series.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
-SENSORS = ("temperature_c", "vibration_mm_s", "current_a", "pressure_bar")
-FAULT_KINDS = ("spike", "level_shift", "stuck", "frequency_change", "degradation")
-NORMAL = 0
-"""Label of a sample outside every fault; a fault's label is 1 + its index in ``FAULT_KINDS``."""
+from foundation.telemetry import FAULT_KINDS, SENSORS, Fault, Telemetry
+
 DAY_S = 86_400.0
-
-
-@dataclass(frozen=True)
-class Fault:
-    kind: str
-    sensor: str
-    start: int
-    """First sample of the fault."""
-    end: int
-    """One past its last sample."""
-
-    @property
-    def label(self) -> int:
-        return 1 + FAULT_KINDS.index(self.kind)
-
-
-@dataclass(frozen=True)
-class Telemetry:
-    """One machine's readings: ``values[i, j]`` is sensor ``j`` at sample ``i`` (NaN: missing)."""
-
-    machine: str
-    start: float
-    """Epoch seconds of the first sample."""
-    period_s: float
-    values: np.ndarray
-    labels: np.ndarray
-    faults: tuple[Fault, ...] = ()
-    sensors: tuple[str, ...] = SENSORS
-
-    @property
-    def times(self) -> np.ndarray:
-        return self.start + self.period_s * np.arange(len(self.values))
-
-    def column(self, sensor: str) -> np.ndarray:
-        return self.values[:, self.sensors.index(sensor)]
-
 
 # Where each fault kind shows first: a kind's sensor, unless a fault names another.
 FAULT_SENSOR = {

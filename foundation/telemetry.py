@@ -1,22 +1,66 @@
-"""Telemetry as CSV: what ``telemetry`` generates, written out, and real plant exports read in.
+"""Machine telemetry, the sensor use case's data: one machine's readings, and their CSV form.
 
-One row per reading time and machine: ``time`` (epoch seconds or ISO 8601), ``machine``, a
-column per sensor (empty: missing) and, optionally, ``label`` (0 normal, else a fault's).
-A real export rarely matches exactly, so reading says in one line what is wrong: a missing
-column, a row that does not parse, uneven time steps, or more rows than ``max_rows``.
+A series is what every step shares: the generator makes one (``edgecore.synthetic.telemetry``),
+a plant's export is read into one, the core stores them as dataset files, and the sensor
+pipeline windows them.  CSV, one row per reading time and machine: ``time`` (epoch
+seconds or ISO 8601), ``machine``, a column per sensor (empty: missing) and, optionally,
+``label`` (0 normal, else a fault's).  A real export rarely matches exactly, so reading
+says in one line what is wrong: a missing column, a row that does not parse, uneven time
+steps, or more rows than ``max_rows``.
 """
 
 from __future__ import annotations
 
 import csv
 import math
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
-from edgecore.synthetic.telemetry import SENSORS, Telemetry
 from foundation.errors import InvalidInput
+
+SENSORS = ("temperature_c", "vibration_mm_s", "current_a", "pressure_bar")
+FAULT_KINDS = ("spike", "level_shift", "stuck", "frequency_change", "degradation")
+NORMAL = 0
+"""Label of a sample outside every fault; a fault's label is 1 + its index in ``FAULT_KINDS``."""
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: str
+    sensor: str
+    start: int
+    """First sample of the fault."""
+    end: int
+    """One past its last sample."""
+
+    @property
+    def label(self) -> int:
+        return 1 + FAULT_KINDS.index(self.kind)
+
+
+@dataclass(frozen=True)
+class Telemetry:
+    """One machine's readings: ``values[i, j]`` is sensor ``j`` at sample ``i`` (NaN: missing)."""
+
+    machine: str
+    start: float
+    """Epoch seconds of the first sample."""
+    period_s: float
+    values: np.ndarray
+    labels: np.ndarray
+    faults: tuple[Fault, ...] = ()
+    sensors: tuple[str, ...] = SENSORS
+
+    @property
+    def times(self) -> np.ndarray:
+        return self.start + self.period_s * np.arange(len(self.values))
+
+    def column(self, sensor: str) -> np.ndarray:
+        return self.values[:, self.sensors.index(sensor)]
+
 
 MAX_ROWS = 5_000_000
 

@@ -1,0 +1,320 @@
+"""The sensor pipeline's steps: ingest → prepare → train → evaluate → export, each a plain function
+of folders, as the image steps are (``components.sensor_wrappers`` puts them on KFP).
+
+* ingest fetches every ``telemetry/<machine>.csv`` of the requested dataset versions,
+  verified against their manifests;
+* prepare cuts each machine's series into windows (``components.anomaly.windows``) and
+  splits them in time: the earlier normal windows train, the later ones are held out for
+  the threshold, and the test set is the held-out normal windows with every window that
+  holds a labelled fault;
+* train fits the per-sensor scaling, the autoencoder and the texture detector on the
+  training windows alone;
+* evaluate sets both thresholds on held-out normal windows and gates the candidate on
+  precision and recall over the labelled faults, and on no regression against the model
+  the edge has (scored on the same windows, with its own scaling and thresholds);
+* export writes the version the edge loads (``components.anomaly.export_sensor_model``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from components.anomaly import (
+    QUANTILE,
+    WINDOW,
+    evaluate,
+    export_sensor_model,
+    raw_windows,
+    reconstruction_errors,
+    train_autoencoder,
+    windows,
+)
+from components.ingest import DatasetRef, dataset_manifest, resolve
+from foundation.errors import InvalidInput
+from foundation.layout import (
+    MANIFEST,
+    SAVED_MODEL_DIR,
+    TELEMETRY_DIR,
+    Layout,
+    sensor_model_name,
+    telemetry_dataset,
+)
+from foundation.manifest import Manifest, entries_for_dir
+from foundation.sensor_model import SENSOR_MODEL_FILE, Normalisation, SensorModel, Texture, texture_features
+from foundation.storage.objects import ObjectReader
+from foundation.telemetry import FAULT_KINDS, read_csv
+
+WINDOWS_FILE = "windows.npz"
+SENSORS_FILE = "sensors.json"
+AUTOENCODER_FILE = "autoencoder.keras"
+SCALING_FILE = "normalisation.json"
+TEXTURE_FILE = "texture.json"
+EVALUATION_FILE = "evaluation.json"
+SPLITS = ("train", "held", "test")
+
+
+@dataclass(frozen=True)
+class SensorGate:
+    quantile: float = QUANTILE
+    """Of held-out normal windows, the share under each threshold."""
+    min_precision: float = 0.8
+    min_recall: float = 0.6
+    max_regression: float = 0.02
+    """How far precision or recall may fall below the edge's current model on the same windows."""
+
+
+@dataclass(frozen=True)
+class SensorEvaluation:
+    threshold: float
+    texture_threshold: float | None
+    false_alarm_rate: float
+    precision: float | None
+    """None when the data holds no labelled fault: only the false-alarm rate is known then."""
+    recall: float | None
+    recall_by_label: dict[str, float]
+    production: dict[str, float]
+    """The edge's current model on the same test windows (empty when it has none)."""
+    passed: bool
+    reasons: list[str]
+    """Why the gate refused the candidate."""
+    notes: list[str]
+    """What the gate could not check."""
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> SensorEvaluation:
+        return cls(**json.loads(path.read_text()))
+
+    def metrics(self) -> dict[str, float]:
+        figures = {
+            "false_alarm_rate": self.false_alarm_rate,
+            "precision": self.precision,
+            "recall": self.recall,
+        }
+        return {k: v for k, v in figures.items() if v is not None}
+
+
+def ingest_telemetry(
+    reader: ObjectReader, layout: Layout, edge: str, datasets: list[str], out: Path
+) -> Manifest:
+    """Every telemetry file of the requested versions into ``out/telemetry/``; the snapshot manifest."""
+    if not datasets:
+        raise InvalidInput("no dataset requested")
+    refs = [ref for ref in map(DatasetRef.parse, datasets) if ref.name == telemetry_dataset(edge)]
+    if not refs:  # a run's datasets name every edge's: each edge trains on its own machines only
+        raise InvalidInput(f"edge {edge}: none of {', '.join(datasets)} is its {telemetry_dataset(edge)}")
+    versions = dict.fromkeys((ref.name, v) for ref in refs for v in resolve(reader, layout, ref))
+    for name, version in versions:
+        manifest = dataset_manifest(reader, layout, name, version)
+        for file, entry in manifest.files.items():
+            folder, _, machine_csv = file.partition("/")
+            if folder != TELEMETRY_DIR or not machine_csv.endswith(".csv"):
+                continue
+            local = out / TELEMETRY_DIR / f"{name}@{version}" / machine_csv
+            reader.download(layout.dataset_file(name, version, file), local, expected_sha256=entry.sha256)
+    used = [f"{name}@{version}" for name, version in versions]
+    if not (out / TELEMETRY_DIR).is_dir():
+        raise InvalidInput(f"edge {edge}: no telemetry in datasets {', '.join(used)}")
+    snapshot = Manifest(
+        kind="dataset",
+        name=f"{edge}-telemetry-snapshot",
+        version="+".join(used),
+        files=entries_for_dir(out),
+        metadata={"edge": edge, "datasets": used, "use_case": "sensors"},
+    )
+    (out / MANIFEST).write_bytes(snapshot.to_bytes())
+    return snapshot
+
+
+def prepare_telemetry(snapshot: Path, out: Path, held_out: float = 0.3) -> dict[str, Any]:
+    """Windows of every machine, split in time (the module's docstring); figures per split."""
+    parts: dict[str, list[np.ndarray]] = {f"{s}_{k}": [] for s in SPLITS for k in ("x", "raw", "y")}
+    sensors: tuple[str, ...] | None = None
+    for path in sorted((snapshot / TELEMETRY_DIR).rglob("*.csv")):
+        for series in read_csv(path):
+            if sensors not in (None, series.sensors):
+                raise InvalidInput(f"{path}: sensors {series.sensors} differ from the other files' {sensors}")
+            sensors = series.sensors
+            if len(series.values) < 2 * WINDOW:
+                continue  # too short to give a window to both training and the threshold
+            _split_machine(series.values, series.labels, held_out, parts)
+    if sensors is None or not parts["train_x"]:
+        raise InvalidInput(f"{snapshot}: no machine has enough readings for training windows")
+    arrays = {key: np.concatenate(chunks) for key, chunks in parts.items()}
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out / WINDOWS_FILE, **arrays)  # type: ignore[arg-type]  # a key might be allow_pickle
+    (out / SENSORS_FILE).write_text(json.dumps(list(sensors)))
+    return {
+        "sensors": list(sensors),
+        **{f"{s}_windows": len(arrays[f"{s}_x"]) for s in SPLITS},
+        "fault_windows": int(np.count_nonzero(arrays["test_y"])),
+    }
+
+
+def _split_machine(
+    values: np.ndarray, labels: np.ndarray, held_out: float, parts: dict[str, list[np.ndarray]]
+) -> None:
+    try:
+        x, y = windows(values, labels)
+    except ValueError as exc:  # a sensor with no reading at all
+        raise InvalidInput(f"telemetry: {exc}") from exc
+    raw = raw_windows(values)
+    normal = np.flatnonzero(y == 0)
+    cut = int(len(normal) * (1.0 - held_out))
+    train, held = normal[:cut], normal[cut:]
+    test = np.concatenate([held, np.flatnonzero(y > 0)])
+    for split, index in (("train", train), ("held", held), ("test", test)):
+        parts[f"{split}_x"].append(x[index])
+        parts[f"{split}_raw"].append(raw[index])
+        parts[f"{split}_y"].append(y[index])
+
+
+def load_windows(prepared: Path) -> tuple[dict[str, np.ndarray], tuple[str, ...]]:
+    with np.load(prepared / WINDOWS_FILE) as data:
+        arrays = {key: data[key] for key in data.files}
+    return arrays, tuple(json.loads((prepared / SENSORS_FILE).read_text()))
+
+
+def train_sensors(prepared: Path, out: Path, epochs: int = 30, seed: int = 0) -> dict[str, Any]:
+    """The scaling, the autoencoder and the texture detector of the training windows."""
+    w, sensors = load_windows(prepared)
+    scale = Normalisation.fit(w["train_x"], sensors)
+    model = train_autoencoder(scale.apply(w["train_x"]), epochs=epochs, seed=seed)
+    texture = Texture.fit(texture_features(w["train_raw"]))
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(out / AUTOENCODER_FILE)
+    (out / SCALING_FILE).write_text(scale.model_dump_json())
+    (out / TEXTURE_FILE).write_text(texture.model_dump_json())
+    return {"train_windows": len(w["train_x"]), "epochs": epochs}
+
+
+def load_trained(trained: Path) -> tuple[Any, Normalisation, Texture]:
+    import keras
+
+    model = keras.models.load_model(trained / AUTOENCODER_FILE)
+    scale = Normalisation.model_validate_json((trained / SCALING_FILE).read_text())
+    return model, scale, Texture.model_validate_json((trained / TEXTURE_FILE).read_text())
+
+
+def evaluate_sensors(
+    prepared: Path, trained: Path, production: Path | None, gate: SensorGate = SensorGate()
+) -> SensorEvaluation:
+    """Thresholds from held-out normal windows; the gate on labelled faults and against the edge's model."""
+    w, sensors = load_windows(prepared)
+    model, scale, texture = load_trained(trained)
+    held = reconstruction_errors(model, scale.apply(w["held_x"]))
+    test = reconstruction_errors(model, scale.apply(w["test_x"]))
+    distances = (
+        texture.distances(texture_features(w["held_raw"])),
+        texture.distances(texture_features(w["test_raw"])),
+    )
+    result = evaluate(
+        held, test, w["test_y"], gate.quantile, gate.min_precision, gate.min_recall, texture=distances
+    )
+    labelled = bool(np.any(w["test_y"] > 0))
+    reasons, notes = (
+        (list(result.reasons), [])
+        if labelled
+        else ([], ["no labelled fault: precision and recall not measured"])
+    )
+    before = production_figures(production, w, sensors) if production is not None else {}
+    if labelled and before:
+        for key, now in (("precision", result.precision), ("recall", result.recall)):
+            if now < before[key] - gate.max_regression:
+                reasons.append(f"{key} {now:.3f} is below the edge's current model's {before[key]:.3f}")
+    elif production is not None and not before and any(production.iterdir()):
+        notes.append("the edge's current model reads other sensors or windows: not compared")
+    return SensorEvaluation(
+        threshold=result.threshold,
+        texture_threshold=result.texture_threshold,
+        false_alarm_rate=result.false_alarm_rate,
+        precision=result.precision if labelled else None,
+        recall=result.recall if labelled else None,
+        recall_by_label={FAULT_KINDS[k - 1]: v for k, v in result.recall_by_label.items()},
+        production=before,
+        passed=not reasons,
+        reasons=reasons,
+        notes=notes,
+    )
+
+
+def production_figures(
+    production: Path, w: dict[str, np.ndarray], sensors: tuple[str, ...]
+) -> dict[str, float]:
+    """Precision and recall of the edge's current model on the candidate's test windows, decided by
+    its own scaling and thresholds (``SensorModel.flags``); empty when it reads other windows."""
+    if not (production / SENSOR_MODEL_FILE).is_file() or not np.any(w["test_y"] > 0):
+        return {}
+    spec = SensorModel.load(production)
+    if spec.sensors != sensors or spec.window != w["test_x"].shape[1]:
+        return {}
+    import tensorflow as tf
+
+    served = tf.saved_model.load(str(production / SAVED_MODEL_DIR))
+    x = spec.normalisation.apply(w["test_x"])
+    reproduced = np.asarray(served.serve(tf.constant(x)))
+    errors = np.mean((reproduced - x) ** 2, axis=(1, 2)).astype(np.float64)
+    distances = spec.texture.distances(texture_features(w["test_raw"])) if spec.texture else None
+    flagged, faulty = spec.flags(errors, distances), w["test_y"] > 0
+    hits = int(np.sum(flagged & faulty))
+    return {
+        "precision": hits / int(flagged.sum()) if flagged.any() else 0.0,
+        "recall": hits / int(faulty.sum()),
+    }
+
+
+def export_sensors(
+    prepared: Path,
+    trained: Path,
+    evaluation: SensorEvaluation,
+    out: Path,
+    edge: str,
+    metadata: dict[str, Any],
+) -> Manifest:
+    """The version folder the edge loads, its thresholds those evaluation set."""
+    w, _ = load_windows(prepared)
+    model, scale, texture = load_trained(trained)
+    tt = evaluation.texture_threshold
+    spec = SensorModel(
+        normalisation=scale,
+        window=int(w["train_x"].shape[1]),
+        threshold=evaluation.threshold,
+        texture=texture.with_threshold(tt) if tt is not None else None,
+    )
+    samples = scale.apply(w["test_x"][:64])
+    return export_sensor_model(
+        model, spec, out, samples, sensor_model_name(edge), evaluation.metrics(), metadata
+    )
+
+
+def markdown_report(evaluation: SensorEvaluation, edge: str) -> str:
+    """The gate's report as the KFP dashboard shows it."""
+    verdict = "passed" if evaluation.passed else "refused"
+    lines = [
+        f"# Sensor model for {edge}: gate {verdict}",
+        "",
+        f"- threshold {evaluation.threshold:.4g}, texture threshold {evaluation.texture_threshold or 0:.4g}",
+        f"- false alarms on held-out normal windows: {evaluation.false_alarm_rate:.4%}",
+    ]
+    if evaluation.precision is not None and evaluation.recall is not None:
+        lines.append(f"- precision {evaluation.precision:.3f}, recall {evaluation.recall:.3f}")
+    if evaluation.production:
+        before = evaluation.production
+        lines.append(f"- the edge's model on these windows: precision {before['precision']:.3f}, ")
+        lines[-1] += f"recall {before['recall']:.3f}"
+    if evaluation.recall_by_label:
+        lines += ["", "| fault | recall |", "| --- | ---: |"]
+        lines += [f"| {kind} | {recall:.3f} |" for kind, recall in sorted(evaluation.recall_by_label.items())]
+    lines += (
+        [""]
+        + [f"**Refused:** {r}" for r in evaluation.reasons]
+        + [f"*Not checked:* {n}" for n in evaluation.notes]
+    )
+    return "\n".join(lines) + "\n"

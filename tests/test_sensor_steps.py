@@ -1,0 +1,126 @@
+"""The sensor pipeline's steps on generated telemetry: windows split in time, a gate on labelled faults
+and against the edge's model, and a version the edge's scorer loads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from components.sensor_steps import (
+    EVALUATION_FILE,
+    SensorEvaluation,
+    SensorGate,
+    evaluate_sensors,
+    export_sensors,
+    load_windows,
+    prepare_telemetry,
+    train_sensors,
+)
+from edgecore.synthetic.telemetry import generate
+from foundation.errors import InvalidInput
+from foundation.layout import TELEMETRY_DIR
+from foundation.telemetry import write_csv
+from serving.anomaly import WindowScorer
+
+EDGE = "plant-7"
+
+
+@pytest.fixture(scope="module")
+def snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two machines, two days each, six faults each, as ingest leaves them."""
+    root = tmp_path_factory.mktemp("snapshot")
+    folder = root / TELEMETRY_DIR / "plant-7-telemetry@v000001"
+    folder.mkdir(parents=True)
+    for i, machine in enumerate(("press-1", "press-2")):
+        write_csv([generate(machine, 48, seed=20 + i, faults=6)], folder / f"{machine}.csv")
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(snapshot: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    prepared, model = tmp_path_factory.mktemp("prepared"), tmp_path_factory.mktemp("trained")
+    prepare_telemetry(snapshot, prepared)
+    train_sensors(prepared, model, epochs=8, seed=0)
+    return prepared, model
+
+
+def test_each_machine_trains_on_its_earlier_normal_windows_and_is_tested_on_every_fault(
+    snapshot: Path, tmp_path: Path
+) -> None:
+    figures = prepare_telemetry(snapshot, tmp_path)
+
+    w, sensors = load_windows(tmp_path)
+    assert sensors == ("temperature_c", "vibration_mm_s", "current_a", "pressure_bar")
+    assert not w["train_y"].any() and not w["held_y"].any()
+    assert figures["fault_windows"] == int(np.count_nonzero(w["test_y"])) > 0
+    assert figures["train_windows"] > 2 * figures["held_windows"] > 0
+
+
+def test_telemetry_too_short_for_a_window_is_refused_in_one_line(tmp_path: Path) -> None:
+    folder = tmp_path / "snapshot" / TELEMETRY_DIR / "x@v000001"
+    folder.mkdir(parents=True)
+    write_csv([generate("press-1", 0.1, seed=1)], folder / "press-1.csv")
+
+    with pytest.raises(InvalidInput, match="no machine has enough readings"):
+        prepare_telemetry(tmp_path / "snapshot", tmp_path / "prepared")
+
+
+def test_a_model_of_normal_windows_passes_the_gate_and_the_edge_loads_its_version(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    prepared, model = trained
+
+    evaluation = evaluate_sensors(prepared, model, None)
+    manifest = export_sensors(prepared, model, evaluation, tmp_path / "v", EDGE, {"release": "r1"})
+
+    assert evaluation.passed, evaluation.reasons
+    assert evaluation.recall is not None and evaluation.recall >= 0.6
+    assert set(evaluation.recall_by_label) <= {
+        "spike",
+        "level_shift",
+        "stuck",
+        "frequency_change",
+        "degradation",
+    }
+    assert manifest.name == f"{EDGE}-sensors" and manifest.metadata["release"] == "r1"
+    w, _ = load_windows(prepared)
+    flagged = WindowScorer(tmp_path / "v").anomalous(w["test_x"], w["test_raw"])
+    assert np.mean(flagged[w["test_y"] > 0]) == pytest.approx(evaluation.recall, abs=0.02)
+
+
+def test_the_edges_model_is_scored_on_the_same_windows_and_a_candidate_behind_it_is_refused(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    prepared, model = trained
+    first = evaluate_sensors(prepared, model, None)
+    export_sensors(prepared, model, first, tmp_path / "serving", EDGE, {})
+
+    must_beat = evaluate_sensors(prepared, model, tmp_path / "serving", SensorGate(max_regression=-0.05))
+
+    assert first.recall is not None and first.precision is not None
+    assert must_beat.production["recall"] == pytest.approx(first.recall, abs=0.02)
+    assert must_beat.production["precision"] == pytest.approx(first.precision, abs=0.02)
+    assert not must_beat.passed and any("edge's current model" in r for r in must_beat.reasons)
+
+
+def test_unlabelled_telemetry_trains_and_says_what_the_gate_could_not_check(tmp_path: Path) -> None:
+    folder = tmp_path / "snapshot" / TELEMETRY_DIR / "x@v000001"
+    folder.mkdir(parents=True)
+    write_csv([generate("press-1", 24, seed=3)], folder / "press-1.csv")
+    prepare_telemetry(tmp_path / "snapshot", tmp_path / "prepared")
+    train_sensors(tmp_path / "prepared", tmp_path / "model", epochs=2)
+
+    evaluation = evaluate_sensors(tmp_path / "prepared", tmp_path / "model", None)
+
+    assert evaluation.passed and evaluation.recall is None
+    assert evaluation.notes == ["no labelled fault: precision and recall not measured"]
+
+
+def test_an_evaluation_reads_back_as_written(tmp_path: Path) -> None:
+    evaluation = SensorEvaluation(0.5, None, 0.001, None, None, {}, {}, True, [], ["n"])
+
+    evaluation.save(tmp_path / EVALUATION_FILE)
+
+    assert SensorEvaluation.load(tmp_path / EVALUATION_FILE) == evaluation
