@@ -107,9 +107,20 @@ def sensor_model_name(edge: str) -> str:
     return f"{check_name(edge, 'edge id')}-sensors"
 
 
+TELEMETRY_SUFFIX = "-telemetry"
+
+
 def telemetry_dataset(edge: str) -> str:
     """Where an edge's machine telemetry is versioned, beside its photos (dataset ``<edge>``)."""
-    return f"{check_name(edge, 'edge id')}-telemetry"
+    return f"{check_name(edge, 'edge id')}{TELEMETRY_SUFFIX}"
+
+
+def dataset_use_case(dataset: str) -> tuple[str, str]:
+    """(use case, edge) a dataset belongs to: ``<edge>-telemetry`` is sensors, any other name is an
+    edge's photos (the receiver names each edge's dataset after the edge)."""
+    if dataset.endswith(TELEMETRY_SUFFIX) and len(dataset) > len(TELEMETRY_SUFFIX):
+        return "sensors", dataset.removesuffix(TELEMETRY_SUFFIX)
+    return "products", dataset
 
 
 def format_version(number: int) -> str:

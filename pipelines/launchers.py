@@ -47,6 +47,8 @@ class DryRunLauncher:
         directory.mkdir(parents=True, exist_ok=True)
 
     def launch(self, request: RunRequest) -> str:
+        from pipelines.submit import pipeline_for
+
         path = self.directory / f"{request.run_key}.json"
         if path.exists():
             return str(json.loads(path.read_text())["run_id"])
@@ -56,6 +58,7 @@ class DryRunLauncher:
             {
                 "run_id": run_id,
                 "run_key": request.run_key,
+                "pipeline": pipeline_for(request.use_case).name,
                 "arguments": request.parameters(self.extra_datasets),
                 "datasets": [asdict(d) for d in request.datasets],
                 "requested": time.time(),
@@ -86,18 +89,25 @@ class LocalLauncher:
         if marker.exists():
             return str(json.loads(marker.read_text())["run_id"])
         run_root.mkdir(parents=True, exist_ok=True)
-        arguments = {**self.arguments, **request.parameters(self.extra_datasets)}
+        from pipelines.submit import arguments_for, pipeline_for
+
+        pipeline = pipeline_for(request.use_case)
+        arguments = arguments_for(pipeline, {**self.arguments, **request.parameters(self.extra_datasets)})
         run_id = f"local-{request.run_key}"
-        _write_atomically(marker, {"run_id": run_id, "arguments": arguments, "started": time.time()})
-        threading.Thread(target=self._run, args=(run_root, arguments), name=run_id, daemon=True).start()
+        record = {"run_id": run_id, "pipeline": pipeline.name, "arguments": arguments, "started": time.time()}
+        _write_atomically(marker, record)
+        thread = threading.Thread(
+            target=self._run, args=(run_root, pipeline, arguments), name=run_id, daemon=True
+        )
+        thread.start()
         return run_id
 
-    def _run(self, run_root: Path, arguments: dict[str, Any]) -> None:
+    def _run(self, run_root: Path, pipeline: Any, arguments: dict[str, Any]) -> None:
         from pipelines.submit import run_local
 
         with self._lock:
             try:
-                run = run_local(run_root / "pipeline-root", arguments)
+                run = run_local(run_root / "pipeline-root", arguments, pipeline)
                 outcome: dict[str, Any] = {"state": "SUCCEEDED", "wall_s": run.wall_s, "steps": run.steps}
             except Exception as exc:  # recorded for the operator, the listener goes on
                 log.exception("local run in %s failed", run_root)
@@ -125,7 +135,7 @@ class KfpLauncher:
         self.arguments = arguments
 
     def launch(self, request: RunRequest) -> str:
-        from pipelines.submit import submit
+        from pipelines.submit import arguments_for, pipeline_for, submit
 
         name_filter = {
             "predicates": [{"key": "display_name", "operation": "EQUALS", "string_value": request.run_key}]
@@ -138,6 +148,10 @@ class KfpLauncher:
         existing = found.runs or []
         if existing:
             return str(existing[0].run_id)
-        arguments = {**self.arguments, **request.parameters(self.extra_datasets)}
-        run_id, _ = submit(self.host, self.kfp, arguments, self.experiment, request.run_key, self.package)
+        pipeline = pipeline_for(request.use_case)
+        arguments = arguments_for(pipeline, {**self.arguments, **request.parameters(self.extra_datasets)})
+        package = self.package.with_name(f"{pipeline.name}.yaml")
+        run_id, _ = submit(
+            self.host, self.kfp, arguments, self.experiment, request.run_key, package, pipeline=pipeline
+        )
         return run_id

@@ -11,7 +11,9 @@ stored (``launching``), the :class:`Launcher` is called with that key, then the 
 stored (``launched``).  Launchers are idempotent per run key, so a listener killed after
 launching and before recording it relaunches the same key on restart and gets the same
 run back, not a second one.  Versions arriving within ``listener_coalesce_s`` of the
-first pending one share a run (a burst from several edges trains once).
+first pending one share a run (a burst from several edges trains once); versions of two
+use cases (an edge's photos, ``<edge>-telemetry``) go to two runs, each of its own pipeline
+(``pipelines.submit.pipeline_for``).
 
 Malformed records go to the dead-letter topic with the reason (``EventConsumer`` does
 that); records about other objects are ignored.  Metrics are Prometheus counters.
@@ -32,7 +34,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_serv
 
 from foundation import events
 from foundation.errors import InvalidInput, MalformedEvent, PayloadTooLarge
-from foundation.layout import MANIFEST, NAME_RE, VERSION_RE, Layout
+from foundation.layout import MANIFEST, NAME_RE, VERSION_RE, Layout, dataset_use_case
 from foundation.messaging import EventConsumer, EventProducer, ensure_topics
 from foundation.settings import KafkaSettings, Settings
 from foundation.storage.store import ObjectStore
@@ -67,8 +69,8 @@ def parse_s3_record(value: bytes | None, training_bucket: str, max_bytes: int) -
     match = _MANIFEST_KEY.match(key)
     if not name.startswith("s3:ObjectCreated:") or bucket != training_bucket or match is None:
         return None
-    # The receiver names each edge's dataset after the edge.
-    return DatasetVersion(match["dataset"], match["version"], bucket, key[: -len(MANIFEST)], match["dataset"])
+    _, edge = dataset_use_case(match["dataset"])
+    return DatasetVersion(match["dataset"], match["version"], bucket, key[: -len(MANIFEST)], edge)
 
 
 class Listener:
@@ -136,15 +138,19 @@ class Listener:
 
     # -- runs --------------------------------------------------------------------------
     def flush(self, force: bool = False) -> list[str]:
-        """Launch one run for the pending versions once the oldest has waited the window."""
+        """Launch a run for the pending versions (one per use case) once the oldest has waited the window."""
         pending = self.ledger.unassigned()
         if not pending:
             return []
         oldest = pending[0][1]
         if not force and time.time() - oldest < self.window_s:
             return []
-        request = self.ledger.assign([dv for dv, _ in pending])
-        return [] if request is None else [self._launch(request)]  # None: another replica took them
+        launched = []
+        for use_case in sorted({dv.use_case for dv, _ in pending}):  # one run per use case's pipeline
+            request = self.ledger.assign([dv for dv, _ in pending if dv.use_case == use_case])
+            if request is not None:  # None: another replica took them
+                launched.append(self._launch(request))
+        return launched
 
     def recover(self) -> list[str]:
         """Runs assigned but not recorded as launched (a crash): relaunch the same keys."""

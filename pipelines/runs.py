@@ -10,7 +10,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-from foundation.layout import parse_version
+from foundation.layout import dataset_use_case, parse_version
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,11 @@ class DatasetVersion:
     bucket: str
     prefix: str
     edge: str
+
+    @property
+    def use_case(self) -> str:
+        """Which pipeline trains on it (``pipelines.submit.pipeline_for``): products or sensors."""
+        return dataset_use_case(self.dataset)[0]
 
 
 @dataclass(frozen=True)
@@ -46,11 +51,20 @@ class RunRequest:
             if name not in newest or parse_version(version) > parse_version(newest[name]):
                 newest[name] = version
         newest = {name: v for name, v in newest.items() if name in {d.dataset for d in self.datasets}}
+        extra = extra_datasets if self.use_case == "products" else ()  # photo datasets train products only
         return {
             "edges": sorted({d.edge for d in self.datasets}),
-            "datasets": [*extra_datasets, *(f"{name}@..{v}" for name, v in sorted(newest.items()))],
+            "datasets": [*extra, *(f"{name}@..{v}" for name, v in sorted(newest.items()))],
             "release": self.run_key,
         }
+
+    @property
+    def use_case(self) -> str:
+        """The use case of its datasets: the listener never mixes two in one run."""
+        cases = {d.use_case for d in self.datasets}
+        if len(cases) != 1:
+            raise ValueError(f"run {self.run_key} mixes use cases {sorted(cases)}")
+        return cases.pop()
 
     def to_json(self) -> str:
         return json.dumps(

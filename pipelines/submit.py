@@ -20,6 +20,7 @@ from typing import Any
 
 from kfp import compiler, local
 
+from foundation.errors import InvalidInput
 from foundation.settings import KfpSettings
 from pipelines.kfp_client import connect, kfp_errors
 from pipelines.training import training_pipeline
@@ -34,6 +35,22 @@ class LocalRun:
     @property
     def compute_s(self) -> float:
         return sum(float(step["compute_s"]) for step in self.steps)
+
+
+def pipeline_for(use_case: str) -> Any:
+    """The DAG that trains a use case's models (``foundation.layout.dataset_use_case``)."""
+    from pipelines.anomaly import anomaly_pipeline
+
+    pipelines = {"products": training_pipeline, "sensors": anomaly_pipeline}
+    if use_case not in pipelines:
+        raise InvalidInput(f"no pipeline trains use case {use_case!r}: one of {', '.join(pipelines)}")
+    return pipelines[use_case]
+
+
+def arguments_for(pipeline: Any, arguments: dict[str, Any]) -> dict[str, Any]:
+    """Those of ``arguments`` that ``pipeline`` takes (a launcher's defaults name every pipeline's)."""
+    inputs = set(pipeline.component_spec.inputs or {})
+    return {name: value for name, value in arguments.items() if name in inputs}
 
 
 def compile_pipeline(out: Path, pipeline: Any = training_pipeline) -> Path:

@@ -18,12 +18,15 @@ from pydantic import SecretStr
 from edge_sync.uplink.gateway import create_app as gateway_app
 from edge_sync.uplink.service import build_gateway, build_shipper
 from edgecore.stack import Stack, enable_notifications
+from edgecore.synthetic.telemetry import generate
+from edgecore.telemetry_upload import upload_telemetry
 from foundation import events
 from foundation.credentials import new_token
 from foundation.layout import Layout
 from foundation.messaging import DLQ_REASON, EventProducer, ensure_topics
 from foundation.settings import Settings
 from foundation.storage.store import ObjectStore
+from foundation.telemetry import write_csv
 from pipelines.listener import build_ledger
 from testkit.conditions import wait_for
 from testkit.kafka import committed, end_offset
@@ -199,6 +202,31 @@ def test_a_burst_within_the_window_is_coalesced_into_one_run(
         "datasets": [f"{e}@..v000001" for e in sorted(edges)],
         "release": requests[0]["run_key"],
     }
+
+
+def test_photos_and_telemetry_arriving_together_launch_each_their_own_pipeline(
+    lsettings: Settings, store: ObjectStore, settings: Settings, unique: str, tmp_path: Path
+) -> None:
+    cfg = lsettings.updated(
+        kafka={"topic_s3_events": settings.kafka.topic_s3_events}, listener={"coalesce_s": 2.0}
+    )
+    layout = Layout(cfg.buckets)
+    store.ensure_bucket(layout.training_bucket)
+    enable_notifications(store, layout.training_bucket)
+    photos, plant = f"shop-{unique}", f"plant-{unique}"
+    write_csv([generate("press-1", 1, seed=1)], tmp_path / "t.csv")
+    upload_telemetry(store, layout, tmp_path / "t.csv", plant)  # MinIO announces its manifest
+    producer = EventProducer(cfg.kafka, "edgecore/test")
+    producer.publish(cfg.kafka.topic_training_data_ready, ready(cfg, photos))
+    producer.close()
+
+    with listening(cfg, unique, tmp_path) as running:
+        wait_for(lambda: len(running.launcher.requests()) >= 2, 120, what="a run per use case")
+
+    runs = {r["pipeline"]: r["arguments"] for r in running.launcher.requests()}
+    assert runs["edgecore-training"]["edges"] == [photos]
+    assert runs["edgecore-sensors"]["edges"] == [plant]
+    assert runs["edgecore-sensors"]["datasets"] == [f"{plant}-telemetry@..v000001"]
 
 
 def test_a_version_arriving_after_a_newer_one_was_launched_trains_within_the_newer_history(
