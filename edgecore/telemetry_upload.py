@@ -18,14 +18,14 @@ from foundation.layout import TELEMETRY_DIR, Layout, check_name, telemetry_datas
 from foundation.manifest import FileEntry, Manifest
 from foundation.registry import claim_next_version
 from foundation.storage.objects import ObjectStorage
-from foundation.telemetry import SENSORS, read_csv, write_csv
+from foundation.telemetry import SENSORS, read_telemetry, write_csv
 
 
 def upload_telemetry(
     store: ObjectStorage, layout: Layout, source: Path, edge: str, sensors: tuple[str, ...] = SENSORS
 ) -> Manifest:
-    """Store ``source`` (a telemetry CSV) as a new version of ``<edge>-telemetry``; return its manifest."""
-    series = read_csv(source, sensors)
+    """Store ``source`` (a telemetry CSV or Parquet export) as a new version of ``<edge>-telemetry``; return its manifest."""
+    series = read_telemetry(source, sensors)
     if not series:
         raise InvalidInput(f"{source}: no readings")
     for one in series:

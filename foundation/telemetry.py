@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -110,8 +111,22 @@ def _parse(
 def _series(
     machine: str, rows: list[tuple[float, list[float], int]], sensors: tuple[str, ...], path: Path
 ) -> Telemetry:
-    rows.sort(key=lambda r: r[0])
     times = np.array([r[0] for r in rows])
+    values = np.array([r[1] for r in rows], dtype=np.float64)
+    labels = np.array([r[2] for r in rows], dtype=np.int8)
+    return _arrays_series(machine, times, values, labels, sensors, path)
+
+
+def _arrays_series(
+    machine: str,
+    times: np.ndarray,
+    values: np.ndarray,
+    labels: np.ndarray,
+    sensors: tuple[str, ...],
+    path: Path,
+) -> Telemetry:
+    order = np.argsort(times, kind="stable")
+    times, values, labels = times[order], values[order], labels[order]
     steps = np.diff(times)
     if len(steps) == 0 or np.any(steps <= 0):
         raise InvalidInput(f"{path}: machine {machine} needs two or more readings at distinct times")
@@ -121,6 +136,65 @@ def _series(
             f"{path}: machine {machine}'s readings are not evenly spaced (every {period:g} s mostly): "
             "leave a missing reading's sensor cells empty rather than its row out"
         )
-    values = np.array([r[1] for r in rows], dtype=np.float64)
-    labels = np.array([r[2] for r in rows], dtype=np.int8)
-    return Telemetry(machine, float(times[0]), period, values, labels, (), sensors)
+    return Telemetry(machine, float(times[0]), period, values, labels.astype(np.int8), (), sensors)
+
+
+def read_telemetry(
+    path: Path, sensors: tuple[str, ...] = SENSORS, max_rows: int = MAX_ROWS
+) -> list[Telemetry]:
+    """A CSV or Parquet export, by its suffix."""
+    if path.suffix.lower() in (".parquet", ".pq"):
+        return read_parquet(path, sensors, max_rows)
+    return read_csv(path, sensors, max_rows)
+
+
+def read_parquet(path: Path, sensors: tuple[str, ...] = SENSORS, max_rows: int = MAX_ROWS) -> list[Telemetry]:
+    """The same series from a Parquet export: the CSV's columns, ``time`` in seconds or a timestamp,
+    a null sensor value missing.  Its row count is read from the footer before any data."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.read_metadata(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise InvalidInput(f"{path}: not a readable Parquet file ({type(exc).__name__})") from exc
+    if meta.num_rows > max_rows:
+        raise InvalidInput(f"{path}: more than {max_rows} rows; split the export")
+    names = meta.schema.names
+    missing = [c for c in ("time", "machine", *sensors) if c not in names]
+    if missing:
+        raise InvalidInput(f"{path}: no column {', '.join(missing)} (found {', '.join(names)})")
+    table = pq.read_table(
+        path, columns=["time", "machine", *sensors, *(["label"] if "label" in names else [])]
+    )
+    try:
+        times = _seconds(table["time"], pa, pc)
+        machines = np.asarray(table["machine"].cast(pa.string()).to_numpy(zero_copy_only=False), dtype=object)
+        values = np.column_stack(
+            [pc.cast(table[s], pa.float64()).to_numpy(zero_copy_only=False) for s in sensors]
+        ).astype(np.float64)
+        labels = (
+            pc.fill_null(pc.cast(table["label"], pa.int8()), 0).to_numpy(zero_copy_only=False)
+            if "label" in names
+            else np.zeros(len(times), np.int8)
+        )
+    except (pa.ArrowException, TypeError, ValueError) as exc:
+        raise InvalidInput(f"{path}: a column does not hold what it should ({type(exc).__name__})") from exc
+    if any(m is None for m in machines) or np.isnan(times).any():
+        raise InvalidInput(f"{path}: a row has no machine or no time")
+    found = sorted(set(machines))
+    return [
+        _arrays_series(m, times[machines == m], values[machines == m], labels[machines == m], sensors, path)
+        for m in found
+    ]
+
+
+def _seconds(column: Any, pa: Any, pc: Any) -> np.ndarray:
+    """Epoch seconds of a time column: a timestamp (any unit, any zone) or a number of seconds."""
+    if pa.types.is_timestamp(column.type):
+        micros = pc.cast(pc.cast(column, pa.timestamp("us", tz=column.type.tz)), pa.int64())
+        return np.asarray(micros.to_numpy(zero_copy_only=False), dtype=np.float64) / 1e6
+    if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
+        return np.asarray(pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+    raise TypeError(f"time column of type {column.type}")

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from edgecore.cli import app
 from edgecore.synthetic.telemetry import generate
 from foundation.errors import InvalidInput
-from foundation.telemetry import FAULT_KINDS, NORMAL, Telemetry, read_csv, write_csv
+from foundation.telemetry import FAULT_KINDS, NORMAL, Telemetry, read_csv, read_telemetry, write_csv
 
 DAY = 24.0
 
@@ -182,3 +182,52 @@ def test_the_sensors_commands_write_telemetry_and_read_it_back(tmp_path: Path) -
     assert made.exit_code == checked.exit_code == 0, made.output + checked.output
     assert [b.machine for b in read_csv(path)] == ["machine-1", "machine-2"]
     assert "machine-2" in checked.output and "2160" in checked.output
+
+
+def _parquet(path: Path, series: list[Telemetry], timestamps: bool = True) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    times = np.concatenate([one.times for one in series])
+    columns: dict[str, object] = {
+        "time": pa.array((times * 1e6).astype("datetime64[us]"), pa.timestamp("us", tz="UTC"))
+        if timestamps
+        else pa.array(times),
+        "machine": pa.array([one.machine for one in series for _ in one.times]),
+        "label": pa.array(np.concatenate([one.labels for one in series]).astype(np.int16)),
+    }
+    values = np.concatenate([one.values for one in series])
+    for j, sensor in enumerate(series[0].sensors):
+        columns[sensor] = pa.array(values[:, j], mask=np.isnan(values[:, j]))  # a missing reading is null
+    pq.write_table(pa.table(columns), path)
+    return path
+
+
+@pytest.mark.parametrize("timestamps", [True, False], ids=["timestamp", "seconds"])
+def test_a_parquet_export_reads_as_its_csv_does(tmp_path: Path, timestamps: bool) -> None:
+    series = [generate("press-1", 6, seed=1, faults=2), generate("press-2", 6, seed=2)]
+    write_csv(series, tmp_path / "t.csv")
+
+    from_parquet = read_telemetry(_parquet(tmp_path / "t.parquet", series, timestamps))
+
+    from_csv = read_telemetry(tmp_path / "t.csv")
+    assert [s.machine for s in from_parquet] == ["press-1", "press-2"]
+    for got, want in zip(from_parquet, from_csv, strict=True):
+        assert got.start == pytest.approx(want.start) and got.period_s == pytest.approx(want.period_s)
+        np.testing.assert_allclose(got.values, want.values, atol=1e-3)  # the CSV keeps 4 decimals
+        assert np.array_equal(got.labels, want.labels)
+
+
+def test_a_parquet_export_without_a_sensor_column_or_over_the_row_limit_is_refused(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    path = _parquet(tmp_path / "t.parquet", [generate("press-1", 1, seed=1)])
+    pq.write_table(pq.read_table(path).drop_columns(["pressure_bar"]), tmp_path / "short.parquet")
+
+    with pytest.raises(InvalidInput, match="no column pressure_bar"):
+        read_telemetry(tmp_path / "short.parquet")
+    with pytest.raises(InvalidInput, match="more than 100 rows"):
+        read_telemetry(path, max_rows=100)
+    (tmp_path / "not.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(InvalidInput, match="not a readable Parquet file"):
+        read_telemetry(tmp_path / "not.parquet")

@@ -38,19 +38,19 @@ def generate(
 
 
 @app.command()
-def check(path: Path = typer.Argument(..., help="A telemetry CSV export.")) -> None:
+def check(path: Path = typer.Argument(..., help="A telemetry export: CSV, or Parquet (.parquet).")) -> None:
     """Read an export as the sensor pipeline would, and say per machine what it holds."""
-    from foundation.telemetry import read_csv
+    from foundation.telemetry import read_telemetry
 
     with cli_errors():
-        series = read_csv(path)
+        series = read_telemetry(path)
     _summary(series)
 
 
 @app.command()
 def upload(
     edge: str = typer.Option(..., help="The edge (store, plant) whose machines these are."),
-    path: Path = typer.Argument(..., help="A telemetry CSV export (as `sensors check` reads it)."),
+    path: Path = typer.Argument(..., help="A telemetry export, CSV or Parquet (as `sensors check` reads it)."),
 ) -> None:
     """Store an export as the next version of the edge's telemetry dataset, <edge>-telemetry."""
     from edgecore.telemetry_upload import upload_telemetry
