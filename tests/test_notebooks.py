@@ -25,6 +25,7 @@ from edgecore.stack import Stack
 from foundation.layout import MANIFEST, Layout, edge_model_name
 from foundation.manifest import Manifest
 from foundation.pointer import ModelPointer
+from foundation.registry import newest_version
 from foundation.settings import Settings
 from foundation.storage.store import ObjectStore
 from pipelines.results import edge_timings, evaluations, published_versions
@@ -126,6 +127,35 @@ def test_the_pipeline_notebook_runs_the_dag_and_plots_the_metrics_of_the_publish
         edge_timings(root)["boutique"]
     )
     assert figures >= 3  # timings, precision/recall, confusion matrix
+
+
+@pytest.mark.slow
+def test_the_sensor_notebook_trains_publishes_and_plots_errors_against_the_threshold(
+    tmp_path: Path,
+    kernel: str,
+    isolated: Settings,
+    iso_store: ObjectStore,
+    iso_layout: Layout,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for var, value in {
+        **env_for(isolated),
+        "NOTEBOOK_KFP_HOST": "",
+        "NOTEBOOK_EDGE": "plant-5",
+        "NOTEBOOK_DEMO_HOURS": "36",
+        "NOTEBOOK_EPOCHS": "6",
+        "NOTEBOOK_WORKDIR": str(tmp_path / "work"),
+    }.items():
+        monkeypatch.setenv(var, value)
+
+    text, figures = execute("sensor_pipeline.ipynb", kernel, tmp_path)
+
+    assert "dataset plant-5-telemetry v000001: 2 machines" in text
+    assert "quality gate passed" in text and "published plant-5-sensors v000001" in text
+    flagged = re.search(r"press-2: (\d+) of (\d+) fault windows flagged", text)
+    assert flagged and int(flagged.group(1)) > 0, text[-3000:]
+    assert newest_version(iso_store, iso_layout.models_prefix("plant-5-sensors")) is not None
+    assert figures >= 2  # recall per fault kind, errors against the thresholds
 
 
 EDGE = "notebook-shop"

@@ -7,7 +7,7 @@ import os
 import re
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -134,16 +134,21 @@ def pipeline_failed(exc: RuntimeError, log: Path) -> InvalidInput:
 
 @contextmanager
 def output_to(path: Path) -> Iterator[None]:
-    """This process's and its children's stdout and stderr into ``path`` (the steps print a lot)."""
+    """This process's and its children's stdout and stderr into ``path`` (the steps print a lot).
+
+    Both the file descriptors (the steps' subprocesses) and ``sys.stdout``/``sys.stderr`` (kfp's
+    own log lines, and a notebook kernel, whose streams are not the descriptors) are redirected.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     sys.stdout.flush()
     sys.stderr.flush()
     saved = [os.dup(1), os.dup(2)]
-    with path.open("ab") as log:
+    with path.open("a", buffering=1) as log:
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
         try:
-            yield
+            with redirect_stdout(log), redirect_stderr(log):
+                yield
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
