@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from kafka import KafkaConsumer
 
+from foundation import events
 from foundation.messaging import wait_for_partitions
 from foundation.settings import KafkaSettings
 
@@ -28,3 +29,19 @@ def end_offset(kafka: KafkaSettings, topic: str) -> int:
         return sum(consumer.end_offsets(parts).values())
     finally:
         consumer.close()
+
+
+def published(kafka: KafkaSettings, group: str) -> list[events.ModelPublished]:
+    """Every ``model-published`` event on the core's topic so far, read by a new ``group``."""
+    consumer = KafkaConsumer(
+        kafka.topic_model_published,
+        bootstrap_servers=kafka.bootstrap_servers,
+        group_id=group,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=10000,
+    )
+    try:
+        found = [events.parse(record.value).data for record in consumer]
+    finally:
+        consumer.close()
+    return [e for e in found if isinstance(e, events.ModelPublished)]

@@ -31,6 +31,13 @@ def _two_versions(ctx: SyncContext, store: ObjectStore, cluster: EdgeCluster) ->
     return v1, v2
 
 
+def _someone_patches(cluster: EdgeCluster, body: dict[str, object]) -> None:
+    """Another writer (an operator, Argo CD, KServe) changes the InferenceService."""
+    cluster.admin.patch_namespaced_custom_object(
+        "serving.kserve.io", "v1beta1", cluster.namespace, "inferenceservices", edge_model_name(EDGE), body
+    )
+
+
 def test_a_new_version_repoints_the_storage_uri_and_keeps_the_previous_in_annotations(
     ctx: SyncContext, store: ObjectStore, cluster: EdgeCluster
 ) -> None:
@@ -66,14 +73,7 @@ def test_a_repoint_made_by_someone_else_after_the_read_is_seen_not_overwritten(
     v3 = deliver(store, ctx.layout, EDGE, "v000003").uri
     target = cluster.target(EDGE)
     target.state()
-    cluster.admin.patch_namespaced_custom_object(
-        "serving.kserve.io",
-        "v1beta1",
-        cluster.namespace,
-        "inferenceservices",
-        edge_model_name(EDGE),
-        {"spec": {"predictor": {"model": {"storageUri": v3}}}},
-    )
+    _someone_patches(cluster, {"spec": {"predictor": {"model": {"storageUri": v3}}}})
 
     target.apply(v2, "v000002")
 
@@ -93,14 +93,7 @@ def test_writes_landing_between_each_read_and_the_patch_are_read_again_not_faile
         obj = read()
         touched = next(writes_between, None)
         if touched is not None:
-            cluster.admin.patch_namespaced_custom_object(
-                "serving.kserve.io",
-                "v1beta1",
-                cluster.namespace,
-                "inferenceservices",
-                edge_model_name(EDGE),
-                {"metadata": {"annotations": {"example.com/touched": str(touched)}}},
-            )
+            _someone_patches(cluster, {"metadata": {"annotations": {"example.com/touched": str(touched)}}})
         return obj
 
     monkeypatch.setattr(target, "get", read_then_someone_writes)

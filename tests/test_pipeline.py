@@ -8,11 +8,9 @@ from pathlib import Path
 
 import pytest
 from google.protobuf.json_format import MessageToDict
-from kafka import KafkaConsumer
 
 from edgecore.synthetic.generator import generate
 from edgecore.synthetic.upload import upload_folder
-from foundation import events
 from foundation.errors import NotFound
 from foundation.layout import Layout, edge_model_name
 from foundation.manifest import Manifest
@@ -20,6 +18,7 @@ from foundation.settings import Settings
 from foundation.storage.store import ObjectStore
 from pipelines.submit import compile_pipeline, run_local
 from pipelines.training import S3_SECRET
+from testkit.kafka import published as published_events
 from testkit.training import env_for
 
 
@@ -96,18 +95,7 @@ def test_the_whole_dag_trains_gates_and_publishes_one_model_per_edge(
         assert manifest.metadata["release"] == "run-for-both-edges"  # one release, rolled out in waves
         published.append(model)
     assert {step["task"] for step in run.steps} >= {"ingest-op", "prepare-op", "train-op", "publish-op"}
-    consumer = KafkaConsumer(
-        isolated.kafka.topic_model_published,
-        bootstrap_servers=isolated.kafka.bootstrap_servers,
-        group_id=f"t-{unique}",
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=10000,
-    )
-    try:
-        models = sorted(events.parse(record.value).data.model for record in consumer)  # type: ignore[union-attr]
-    finally:
-        consumer.close()
-    assert models == sorted(published)
+    assert sorted(e.model for e in published_events(isolated.kafka, f"t-{unique}")) == sorted(published)
 
 
 @pytest.mark.slow

@@ -7,11 +7,9 @@ from pathlib import Path
 
 import pytest
 from google.protobuf.json_format import MessageToDict
-from kafka import KafkaConsumer
 
 from edgecore.synthetic.telemetry import generate
 from edgecore.telemetry_upload import upload_telemetry
-from foundation import events
 from foundation.errors import InvalidInput
 from foundation.layout import Layout, sensor_model_name, telemetry_dataset
 from foundation.registry import fetch_verified, known_versions, newest_version
@@ -23,6 +21,7 @@ from pipelines.results import sensor_evaluations
 from pipelines.submit import compile_pipeline, run_local
 from pipelines.training import S3_SECRET
 from serving.anomaly import WindowScorer
+from testkit.kafka import published as published_events
 from testkit.training import env_for
 
 EDGE = "plant-3"
@@ -97,17 +96,5 @@ def test_telemetry_becomes_a_gated_sensor_model_that_is_announced_and_loads_at_t
     assert stored.manifest.metadata["datasets"] == [f"{telemetry_dataset(EDGE)}@v000001"]
     fetch_verified(iso_store, stored, tmp_path / "edge")
     assert WindowScorer(tmp_path / "edge").spec.threshold == pytest.approx(evaluation.threshold)
-    consumer = KafkaConsumer(
-        isolated.kafka.topic_model_published,
-        bootstrap_servers=isolated.kafka.bootstrap_servers,
-        group_id=f"t-{unique}",
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=10000,
-    )
-    try:
-        announced = [events.parse(record.value).data for record in consumer]
-    finally:
-        consumer.close()
-    assert [(e.model, e.version) for e in announced if isinstance(e, events.ModelPublished)] == [
-        (sensor_model_name(EDGE), "v000001")
-    ]
+    announced = published_events(isolated.kafka, f"t-{unique}")
+    assert [(e.model, e.version) for e in announced] == [(sensor_model_name(EDGE), "v000001")]
