@@ -24,7 +24,7 @@ from foundation.telemetry import SENSORS, read_telemetry, write_csv
 def upload_telemetry(
     store: ObjectStorage, layout: Layout, source: Path, edge: str, sensors: tuple[str, ...] = SENSORS
 ) -> Manifest:
-    """Store ``source`` (a telemetry CSV or Parquet export) as a new version of ``<edge>-telemetry``; return its manifest."""
+    """Store ``source`` (a CSV or Parquet export) as a new version of ``<edge>-telemetry``; its manifest."""
     series = read_telemetry(source, sensors)
     if not series:
         raise InvalidInput(f"{source}: no readings")

@@ -50,7 +50,7 @@ def check(path: Path = typer.Argument(..., help="A telemetry export: CSV, or Par
 @app.command()
 def upload(
     edge: str = typer.Option(..., help="The edge (store, plant) whose machines these are."),
-    path: Path = typer.Argument(..., help="A telemetry export, CSV or Parquet (as `sensors check` reads it)."),
+    path: Path = typer.Argument(..., help="A telemetry export, CSV or Parquet."),
 ) -> None:
     """Store an export as the next version of the edge's telemetry dataset, <edge>-telemetry."""
     from edgecore.telemetry_upload import upload_telemetry
