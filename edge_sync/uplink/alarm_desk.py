@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
+from edge_sync.uplink.review import parse_day
 from foundation.errors import Conflict, EdgecoreError, InvalidInput, NotFound
 from foundation.layout import VERDICT_SUFFIX, Layout, check_image_id, check_name
 from foundation.storage.store import ObjectStore
@@ -21,6 +22,7 @@ from foundation.storage.store import ObjectStore
 log = logging.getLogger(__name__)
 MAX_WINDOW_BYTES = 1024 * 1024
 ALARMS_SHOWN = 48
+ALARM_DAY = "an alarm day"
 Verdict = Literal["confirmed", "dismissed"]
 
 
@@ -47,7 +49,7 @@ class AlarmDesk:
         """Record staff's verdict on one alarm window, once."""
         if verdict not in ("confirmed", "dismissed"):
             raise InvalidInput("a verdict is confirmed or dismissed")
-        when = _day(day)
+        when = parse_day(day, ALARM_DAY)
         window = self.layout.anomaly_window(self.edge, machine, when, check_image_id(window_id))
         if not self.store.exists(window):
             raise NotFound(f"edge {self.edge}: no alarm window {window_id} of {machine} on {day}")
@@ -61,7 +63,9 @@ class AlarmDesk:
     def _read(self, key: str) -> dict[str, Any] | None:
         try:
             _, machine, day, name = key.split("/", 3)
-            loc = self.layout.anomaly_window(self.edge, machine, _day(day), name.removesuffix(".json"))
+            loc = self.layout.anomaly_window(
+                self.edge, machine, parse_day(day, ALARM_DAY), name.removesuffix(".json")
+            )
             body = json.loads(self.store.get_bytes(loc, max_bytes=MAX_WINDOW_BYTES))
             return {
                 "machine": machine,
@@ -84,10 +88,3 @@ class AlarmDesk:
 
 def _number(value: Any) -> float | None:
     return None if value is None else float(value)
-
-
-def _day(day: str) -> date:
-    try:
-        return date.fromisoformat(day)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput("an alarm day is YYYY-MM-DD") from exc

@@ -29,7 +29,6 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -41,8 +40,8 @@ from edge_sync.uplink.http import install_error_handlers, media_type, read_bound
 from edge_sync.uplink.memory import release_free_memory
 from edge_sync.uplink.metrics import UplinkMetrics
 from edge_sync.uplink.outbox import HARD_EXAMPLE, INCOMING, Item, Outbox
-from edge_sync.uplink.page import install_page
-from edge_sync.uplink.review import ReviewDesk
+from edge_sync.uplink.page import MAX_JSON_BYTES, Allow, install_page
+from edge_sync.uplink.review import ReviewDesk, parse_day
 from edge_sync.uplink.sessions import COOKIE, PAGE_HEADER, StaffSessions
 from foundation.credentials import Credentials, bearer
 from foundation.errors import (
@@ -63,7 +62,6 @@ log = logging.getLogger(__name__)
 CONTENT_TYPES = {"image/jpeg": ("JPEG", "jpg"), "image/png": ("PNG", "png")}
 RELEASE_AFTER_PIXELS = 4_000_000
 """A decode at least this big gives its memory back to the system when it ends."""
-MAX_JSON_BYTES = 4096
 
 
 class DecodeBudget:
@@ -183,11 +181,7 @@ class Gateway:
     def label_hard_example(self, day: str, capture_id: str, sku: str) -> Location:
         """Copy a low-confidence capture under its label (the next shipped set takes it), then remove the
         capture: it leaves the review list, and a second label finds nothing to label."""
-        try:
-            when = date.fromisoformat(day)
-        except (TypeError, ValueError) as exc:
-            raise InvalidInput(f"invalid capture day {day!r}: use YYYY-MM-DD") from exc
-        image, record = self.layout.unrecognized(self.edge, when, check_image_id(capture_id))
+        image, record = self.layout.unrecognized(self.edge, parse_day(day), check_image_id(capture_id))
         target = self.layout.hard_example(self.edge, check_sku(sku), capture_id, "jpg")
         if not self.store.exists(image):
             raise NotFound(f"edge {self.edge}: no capture {capture_id} on {day}")
@@ -243,18 +237,29 @@ def _is_sha256(value: str) -> bool:
 
 
 def create_app(gateway: Gateway) -> FastAPI:
+    """The gateway's routes: devices' images, staff's sets and labels, and the store's page."""
     app = FastAPI(title=f"edgecore gateway ({gateway.edge})", docs_url=None, redoc_url=None)
     install_error_handlers(app, gateway.metrics)
-    limit = gateway.uplink.max_image_bytes
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "edge": gateway.edge}
 
     sessions = StaffSessions(gateway.staff, f"{COOKIE}_{gateway.edge}")
+    allow = allow_callers(gateway, sessions)
+    install_images(app, gateway, allow)
+    install_staff_routes(app, gateway, allow)
+    desk = ReviewDesk(gateway.edge, gateway.store, gateway.layout, gateway.outbox)
+    alarms = AlarmDesk(gateway.edge, gateway.store, gateway.layout)
+    install_page(app, desk, alarms, sessions, allow)
+    return app
+
+
+def allow_callers(gateway: Gateway, sessions: StaffSessions) -> Allow:
+    """Who may call: a bearer token when one is sent (a device or staff); else the page's session
+    (staff only), which must also carry the page's header on a change."""
 
     def allow(request: Request, staff_only: bool, what: str) -> str:
-        """A bearer token when one is sent; else the page's session (staff only)."""
         authorization = request.headers.get("authorization")
         if authorization is None and sessions.cookie in request.cookies:
             try:
@@ -265,9 +270,16 @@ def create_app(gateway: Gateway) -> FastAPI:
                 raise
         return gateway.caller(authorization, staff_only, what)
 
+    return allow
+
+
+def install_images(app: FastAPI, gateway: Gateway, allow: Allow) -> None:
+    """Posting an image (devices and staff), and closing a SKU's new images into a set (staff)."""
+    limit = gateway.uplink.max_image_bytes
+
     @app.post("/v1/images/{sku}")
     async def post_image(sku: str, request: Request) -> JSONResponse:
-        allow(request, staff_only=False, what="posting an image")
+        allow(request, False, "posting an image")
         check_sku(sku)
         content_type = media_type(request)
         if content_type not in CONTENT_TYPES:
@@ -280,13 +292,17 @@ def create_app(gateway: Gateway) -> FastAPI:
 
     @app.post("/v1/sets/{sku}/complete")
     async def complete(sku: str, request: Request) -> JSONResponse:
-        allow(request, staff_only=True, what="completing a set")
+        allow(request, True, "completing a set")
         set_id, images = await run_in_threadpool(gateway.complete, check_sku(sku))
         return JSONResponse({"set_id": set_id, "sku": sku, "images": images}, 202)
 
+
+def install_staff_routes(app: FastAPI, gateway: Gateway, allow: Allow) -> None:
+    """Labelling a capture as a hard example, and what has not shipped yet (staff only)."""
+
     @app.post("/v1/hard-examples")
     async def hard_example(request: Request) -> JSONResponse:
-        allow(request, staff_only=True, what="labelling a hard example")
+        allow(request, True, "labelling a hard example")
         if media_type(request) != "application/json":
             raise UnsupportedMedia("post the label as application/json")
         raw = await read_bounded(request, MAX_JSON_BYTES, "label")
@@ -300,10 +316,5 @@ def create_app(gateway: Gateway) -> FastAPI:
 
     @app.get("/v1/pending")
     async def pending(request: Request) -> dict[str, Any]:
-        allow(request, staff_only=True, what="reading what is pending")
+        allow(request, True, "reading what is pending")
         return await run_in_threadpool(gateway.pending)
-
-    desk = ReviewDesk(gateway.edge, gateway.store, gateway.layout, gateway.outbox)
-    alarms = AlarmDesk(gateway.edge, gateway.store, gateway.layout)
-    install_page(app, desk, alarms, sessions, allow)
-    return app

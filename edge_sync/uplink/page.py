@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
@@ -29,12 +30,8 @@ from foundation.layout import check_sku
 log = logging.getLogger(__name__)
 Allow = Callable[[Request, bool, str], str]
 """(request, staff only, what is asked) → who asks, or an error (``gateway.create_app``)."""
-ASSETS = {
-    "staff.html": "text/html",
-    "page.js": "text/javascript",
-    "staff.js": "text/javascript",
-    "staff.css": "text/css",
-}
+SHARED_SCRIPT = "page.js"
+"""What every edgecore page shares (login, calls, drawing helpers): one copy, the store page's."""
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self'; object-src 'none'; "
     "base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
@@ -45,10 +42,39 @@ SECURITY_HEADERS = {
 MAX_JSON_BYTES = 4096
 
 
-def asset(name: str) -> bytes:
-    if name not in ASSETS:
-        raise NotFound(f"no page file {name!r}")
-    return resources.files("edge_sync.uplink").joinpath("staff_page", name).read_bytes()
+@dataclass(frozen=True)
+class PageFiles:
+    """A page's files: the package folder that ships them, and the allow-list (name → media type).
+
+    A request names a file of the list, never a path, so nothing else in the package is served.
+    Both edgecore pages (this one and ``edgecore.console``) are served through it.
+    """
+
+    package: str
+    folder: str
+    types: Mapping[str, str]
+    index: str
+    """The HTML page itself, served at the page's home."""
+
+    def read(self, name: str) -> bytes:
+        """One file of the list; the shared script is the store page's, whichever page asks."""
+        if name not in self.types:
+            raise NotFound(f"no page file {name!r}")
+        where = STAFF_FILES if name == SHARED_SCRIPT else self
+        return resources.files(where.package).joinpath(where.folder, name).read_bytes()
+
+
+STAFF_FILES = PageFiles(
+    "edge_sync.uplink",
+    "staff_page",
+    {
+        "staff.html": "text/html",
+        "page.js": "text/javascript",
+        "staff.js": "text/javascript",
+        "staff.css": "text/css",
+    },
+    index="staff.html",
+)
 
 
 async def json_body(request: Request, what: str) -> dict[str, Any]:
@@ -68,25 +94,37 @@ def install_page(
     app: FastAPI, desk: ReviewDesk, alarms: AlarmDesk, sessions: StaffSessions, allow: Allow
 ) -> None:
     """The page's files, its login, and the desk's routes, on the gateway's app."""
-
-    @app.get("/", include_in_schema=False)
-    async def root() -> RedirectResponse:
-        return RedirectResponse("/staff/", status_code=303)
-
-    @app.get("/staff/", include_in_schema=False)
-    async def page() -> Response:
-        return Response(asset("staff.html"), media_type="text/html", headers=SECURITY_HEADERS)
-
-    @app.get("/staff/{name}", include_in_schema=False)
-    async def page_file(name: str) -> Response:
-        return Response(asset(name), media_type=ASSETS[name], headers=SECURITY_HEADERS)
-
+    install_files(app, "/staff/", STAFF_FILES)
     install_session(
         app,
         sessions,
         lambda request: allow(request, True, "reading the session").removeprefix("staff:"),
         lambda staff: {"staff": staff, "edge": desk.edge},
     )
+    install_unsure(app, desk, allow)
+    install_catalogue(app, desk, allow)
+    install_alarms(app, alarms, allow)
+    install_shipments(app, desk, allow)
+
+
+def install_files(app: FastAPI, home: str, files: PageFiles) -> None:
+    """``/`` sends the browser to the page at ``home`` (``/staff/``, ``/core/``), which serves ``files``."""
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse(home, status_code=303)
+
+    @app.get(home, include_in_schema=False)
+    async def page() -> Response:
+        return Response(files.read(files.index), media_type="text/html", headers=SECURITY_HEADERS)
+
+    @app.get(home + "{name}", include_in_schema=False)
+    async def page_file(name: str) -> Response:
+        return Response(files.read(name), media_type=files.types[name], headers=SECURITY_HEADERS)
+
+
+def install_unsure(app: FastAPI, desk: ReviewDesk, allow: Allow) -> None:
+    """The photos the model was unsure of: the list, each photo, and discarding one."""
 
     @app.get("/v1/unsure")
     async def unsure(request: Request, limit: int = PAGE_SIZE) -> dict[str, Any]:
@@ -107,6 +145,10 @@ def install_page(
         await run_in_threadpool(desk.discard, day, capture_id, who)
         return Response(status_code=204)
 
+
+def install_catalogue(app: FastAPI, desk: ReviewDesk, allow: Allow) -> None:
+    """The store's catalogue, and adding or editing one product (recorded as the member of staff)."""
+
     @app.get("/v1/catalogue")
     async def catalogue(request: Request) -> dict[str, Any]:
         allow(request, True, "reading the catalogue")
@@ -123,6 +165,10 @@ def install_page(
         log.info("edge %s: product %s %s by %s", desk.edge, sku, "added" if added else "edited", who)
         return JSONResponse(product.model_dump(mode="json"), 201 if added else 200)
 
+
+def install_alarms(app: FastAPI, alarms: AlarmDesk, allow: Allow) -> None:
+    """The machine alarms awaiting a verdict, and recording one."""
+
     @app.get("/v1/alarms")
     async def alarm_windows(request: Request, limit: int = ALARMS_SHOWN) -> dict[str, Any]:
         allow(request, True, "reading machine alarms")
@@ -137,6 +183,10 @@ def install_page(
             alarms.judge, machine, day, window_id, str(body.get("verdict", "")), who
         )
         return JSONResponse(record, 201)
+
+
+def install_shipments(app: FastAPI, desk: ReviewDesk, allow: Allow) -> None:
+    """The sets queued to ship and the latest shipped."""
 
     @app.get("/v1/shipments")
     async def shipments(request: Request) -> dict[str, Any]:

@@ -96,7 +96,7 @@ class ReviewDesk:
         return shown, min(waiting, WAITING_COUNTED)
 
     def image(self, day: str, capture_id: str) -> bytes:
-        image, _ = self.layout.unrecognized(self.edge, _day(day), check_image_id(capture_id))
+        image, _ = self.layout.unrecognized(self.edge, parse_day(day), check_image_id(capture_id))
         if not self.store.exists(image):
             raise NotFound(f"edge {self.edge}: no capture {capture_id} on {day}")
         return self.store.get_bytes(image, max_bytes=MAX_IMAGE_BYTES)
@@ -105,7 +105,7 @@ class ReviewDesk:
         """Drop a capture nobody should train on.  The record goes first (serving writes it last, so the
         list never shows a capture without its image); a capture whose image outlived a failed discard
         is still discardable."""
-        image, record = self.layout.unrecognized(self.edge, _day(day), check_image_id(capture_id))
+        image, record = self.layout.unrecognized(self.edge, parse_day(day), check_image_id(capture_id))
         if not self.store.exists(record) and not self.store.exists(image):
             raise NotFound(f"edge {self.edge}: no capture {capture_id} on {day}")
         self.store.delete(record)
@@ -147,7 +147,7 @@ class ReviewDesk:
         """One prediction record; a damaged one is skipped (and logged), never shown half."""
         day, _, name = key.removeprefix("unrecognized/").partition("/")
         try:
-            _, record_loc = self.layout.unrecognized(self.edge, _day(day), name.removesuffix(".json"))
+            _, record_loc = self.layout.unrecognized(self.edge, parse_day(day), name.removesuffix(".json"))
             record = json.loads(self.store.get_bytes(record_loc, max_bytes=MAX_RECORD_BYTES))
             prediction = record["prediction"]
             guesses = [
@@ -168,8 +168,10 @@ class ReviewDesk:
             return None
 
 
-def _day(day: str) -> date:
+def parse_day(day: str, what: str = "a capture day") -> date:
+    """A day of a key (``unrecognized/<day>/``, ``anomalies/<machine>/<day>/``) as a request names it;
+    anything else is the caller's mistake, refused before it reaches a key."""
     try:
         return date.fromisoformat(day)
     except (TypeError, ValueError) as exc:
-        raise InvalidInput("a capture day is YYYY-MM-DD") from exc
+        raise InvalidInput(f"{what} is YYYY-MM-DD") from exc

@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from importlib import resources
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI, Request, Response
-from fastapi.responses import RedirectResponse
+from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 
 from edge_sync.uplink.http import install_error_handlers
-from edge_sync.uplink.page import SECURITY_HEADERS, install_session
-from edge_sync.uplink.page import asset as store_page_asset
+from edge_sync.uplink.page import PageFiles, install_files, install_session
 from edge_sync.uplink.sessions import PAGE_HEADER, StaffSessions
 from edgecore.console.status import CoreStatus, readable
 from foundation.credentials import Credentials, bearer
@@ -33,12 +30,17 @@ from pipelines.listener import GROUP_ID
 
 log = logging.getLogger(__name__)
 CORE_COOKIE = "edgecore_core"
-ASSETS = {
-    "core.html": "text/html",
-    "page.js": "text/javascript",
-    "core.js": "text/javascript",
-    "core.css": "text/css",
-}
+CORE_FILES = PageFiles(
+    "edgecore.console",
+    "core_page",
+    {
+        "core.html": "text/html",
+        "page.js": "text/javascript",
+        "core.js": "text/javascript",
+        "core.css": "text/css",
+    },
+    index="core.html",
+)
 
 
 def sections(status: CoreStatus) -> dict[str, Callable[[], Any]]:
@@ -50,14 +52,6 @@ def sections(status: CoreStatus) -> dict[str, Callable[[], Any]]:
         "fleet": status.fleet,
         "dead-letters": status.dead_letters,
     }
-
-
-def asset(name: str) -> bytes:
-    if name not in ASSETS:
-        raise NotFound(f"no page file {name!r}")
-    if name == "page.js":  # what every edgecore page shares: one copy, the store page's
-        return store_page_asset(name)
-    return resources.files("edgecore.console").joinpath("core_page", name).read_bytes()
 
 
 def create_app(status: CoreStatus, operators: Credentials) -> FastAPI:
@@ -80,18 +74,7 @@ def create_app(status: CoreStatus, operators: Credentials) -> FastAPI:
             log.warning("core page: refused %s %s: %s", request.method, request.url.path, exc)
             raise
 
-    @app.get("/", include_in_schema=False)
-    async def root() -> RedirectResponse:
-        return RedirectResponse("/core/", status_code=303)
-
-    @app.get("/core/", include_in_schema=False)
-    async def page() -> Response:
-        return Response(asset("core.html"), media_type="text/html", headers=SECURITY_HEADERS)
-
-    @app.get("/core/{name}", include_in_schema=False)
-    async def page_file(name: str) -> Response:
-        return Response(asset(name), media_type=ASSETS[name], headers=SECURITY_HEADERS)
-
+    install_files(app, "/core/", CORE_FILES)
     install_session(app, sessions, allow, lambda operator: {"operator": operator})
 
     @app.get("/v1/status/{section}")

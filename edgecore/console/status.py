@@ -13,7 +13,8 @@ and the others still show.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,11 @@ class CoreStatus:
     reader: ObjectReader
     ledger: Ledger
     group: str = GROUP_ID
+    _versions: dict[tuple[str, str], dict[str, Any]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    """Each shown dataset version's row, by (dataset, version): its manifest is read once."""
+    _reading: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     @property
     def layout(self) -> Layout:
@@ -61,14 +67,23 @@ class CoreStatus:
         return sorted(enrolled | {d["edge"] for d in self.datasets() if d["edge"]})
 
     def datasets(self) -> list[dict[str, Any]]:
-        """Each dataset's newest versions: when each became complete, and how many images it holds."""
-        layout, found = self.layout, []
-        for key in self.reader.list_prefixes(layout.datasets_root()):
-            name = key.rstrip("/").rsplit("/", 1)[-1]
-            versions = complete_versions(self.reader, layout.datasets_prefix(name))[-VERSIONS_SHOWN:]
-            rows = [self._dataset_version(name, v) for v in reversed(versions)]
-            edge = next((r["edge"] for r in rows if r["edge"]), "")
-            found.append({"dataset": name, "edge": edge, "versions": rows})
+        """Each dataset's newest versions: when each became complete, and how many images it holds.
+
+        The models section reads the datasets too (``edges``), and a refresh asks for both at once: the
+        second waits for the first, and a complete version's manifest (never rewritten) is read once,
+        its row kept while the version is shown.  The versions themselves are listed on every call.
+        """
+        layout, found, kept = self.layout, [], {}
+        with self._reading:
+            for key in self.reader.list_prefixes(layout.datasets_root()):
+                name = key.rstrip("/").rsplit("/", 1)[-1]
+                versions = complete_versions(self.reader, layout.datasets_prefix(name))[-VERSIONS_SHOWN:]
+                for v in versions:
+                    kept[name, v] = self._versions.get((name, v)) or self._dataset_version(name, v)
+                rows = [kept[name, v] for v in reversed(versions)]
+                edge = next((r["edge"] for r in rows if r["edge"]), "")
+                found.append({"dataset": name, "edge": edge, "versions": rows})
+            self._versions = kept
         return found
 
     def runs(self) -> list[dict[str, Any]]:
