@@ -20,26 +20,42 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from components.anomaly import (
-    export_sensor_model,
-    fit_texture,
-    raw_windows,
-    reconstruction_errors,
-    train_autoencoder,
-    windows,
-)
-from edgecore.synthetic.telemetry import FAULT_KINDS, SENSORS, generate
+from components.anomaly import export_sensor_model, fit_texture, reconstruction_errors, train_autoencoder
 from foundation.sensor_model import Normalisation, SensorModel, texture_features
+from foundation.telemetry import FAULT_KINDS, SENSORS
 from serving.alarms import Alarms
 from serving.anomaly import WindowScorer
+from testkit.sensors import TelemetryWindows, telemetry_windows
 
 QUANTILES = (0.995, 0.999, 0.9999)
+COLUMNS = (
+    "detector",
+    "quantile",
+    "precision",
+    "recall",
+    "F1",
+    "false / 10k",
+    "false alarms / 10k",
+    "faults alarmed",
+)
+
+
+@dataclass(frozen=True)
+class Scores:
+    """The held-out windows' autoencoder errors and texture distances, and those of the held-out
+    normal windows of the learning half, whose quantiles are the thresholds."""
+
+    errors: np.ndarray
+    distances: np.ndarray
+    errors_held: np.ndarray
+    distances_held: np.ndarray
 
 
 def alarms(flagged: np.ndarray, labels: np.ndarray, machines: np.ndarray) -> tuple[float, str]:
@@ -60,77 +76,75 @@ def alarms(flagged: np.ndarray, labels: np.ndarray, machines: np.ndarray) -> tup
     return false / max(int((labels == 0).sum()), 1) * 10_000, f"{caught}/{faults}"
 
 
+def split_machines(
+    machines: int, days: float, faults: int
+) -> tuple[TelemetryWindows, TelemetryWindows, np.ndarray]:
+    """The normal windows of every machine's first half (to learn from), every window of the
+    second halves (held out, where the faults are), and the machine of each held-out window."""
+    learn, held, machine = [], [], []
+    for m in range(machines):
+        first, second = telemetry_windows(f"machine-{m}", days * 24, seed=100 + m, faults=faults).split(0.5)
+        learn.append(first.normal)
+        held.append(second)
+        machine.append(np.full(len(second), m))
+    return TelemetryWindows.concatenate(learn), TelemetryWindows.concatenate(held), np.concatenate(machine)
+
+
+def score(learn: TelemetryWindows, test: TelemetryWindows, epochs: int) -> Scores:
+    """Both detectors learn ``learn`` (70 %; the rest picks thresholds) and score ``test`` as the edge does,
+    through the exported LiteRT file, so the figures are the edge's and not Keras's."""
+    train, held = learn.split(0.7)
+    texture = fit_texture(train.raw, held.raw)
+    scale = Normalisation.fit(train.x, SENSORS)
+    model = train_autoencoder(scale.apply(train.x), epochs=epochs, seed=0)
+    errors_held = reconstruction_errors(model, scale.apply(held.x))
+    distances_held = texture.distances(texture_features(held.raw))
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = SensorModel(normalisation=scale, window=test.x.shape[1], threshold=1.0, texture=texture)
+        export_sensor_model(model, spec, Path(tmp) / "v", scale.apply(test.x[:64]), "quality-sensors", {})
+        scorer = WindowScorer(Path(tmp) / "v")
+        errors, distances = scorer.errors(test.x), scorer.texture_distances(test.raw)
+    assert distances is not None
+    return Scores(errors, distances, errors_held, distances_held)
+
+
+def row(detector: str, q: float, scores: Scores, y: np.ndarray, machines: np.ndarray) -> list[str]:
+    """One detector at one threshold quantile: its figures, in the order of :data:`COLUMNS`."""
+    flagged = scores.errors > np.quantile(scores.errors_held, q)
+    if detector == "+ texture":
+        flagged |= scores.distances > np.quantile(scores.distances_held, q)
+    faulty = y > 0
+    hits = int((flagged & faulty).sum())
+    precision = hits / max(int(flagged.sum()), 1)
+    recall = hits / max(int(faulty.sum()), 1)
+    f1 = 2 * precision * recall / max(precision + recall, 1e-9)
+    false_alarms = (flagged & ~faulty).sum() / max(int((~faulty).sum()), 1) * 10_000
+    kinds = [
+        f"{flagged[y == k + 1].mean():.2f}" if (y == k + 1).any() else "-" for k in range(len(FAULT_KINDS))
+    ]
+    label = f"{q:.4f}" + (" (baseline)" if (detector, q) == ("autoencoder", QUANTILES[0]) else "")
+    false_raised, caught = alarms(flagged, y, machines)
+    figures = [f"{precision:.3f}", f"{recall:.3f}", f"{f1:.3f}", f"{false_alarms:.1f}", f"{false_raised:.1f}"]
+    return [detector, label, *figures, caught, *kinds]
+
+
 def main() -> None:
+    """The table: each detector at each threshold quantile, the baseline (the autoencoder at 99.5 %) first."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--machines", type=int, default=3)
     parser.add_argument("--days", type=float, default=4.0)
     parser.add_argument("--faults", type=int, default=10)
     parser.add_argument("--epochs", type=int, default=20)
     args = parser.parse_args()
-    normal, normal_raw, test_x, test_raw, test_y, machine = [], [], [], [], [], []
-    for m in range(args.machines):
-        series = generate(f"machine-{m}", args.days * 24, seed=100 + m, faults=args.faults)
-        x, y = windows(series.values, series.labels)
-        raw = raw_windows(series.values)
-        half = len(x) // 2
-        normal.append(x[:half][y[:half] == 0])
-        normal_raw.append(raw[:half][y[:half] == 0])
-        test_x.append(x[half:])
-        test_raw.append(raw[half:])
-        test_y.append(y[half:])
-        machine.append(np.full(len(x) - half, m))
-    learn, learn_raw = np.concatenate(normal), np.concatenate(normal_raw)
-    cut = int(len(learn) * 0.7)
-    x, y, x_raw = np.concatenate(test_x), np.concatenate(test_y), np.concatenate(test_raw)
-    machines = np.concatenate(machine)
-    texture = fit_texture(learn_raw[:cut], learn_raw[cut:])
-    texture_held = texture.distances(texture_features(learn_raw[cut:]))
-    scale = Normalisation.fit(learn[:cut], SENSORS)
-    model = train_autoencoder(scale.apply(learn[:cut]), epochs=args.epochs, seed=0)
-    held_out = reconstruction_errors(model, scale.apply(learn[cut:]))
-    with tempfile.TemporaryDirectory() as tmp:
-        spec = SensorModel(normalisation=scale, window=x.shape[1], threshold=1.0, texture=texture)
-        export_sensor_model(model, spec, Path(tmp) / "v", scale.apply(x[:64]), "quality-sensors", {})
-        scorer = WindowScorer(Path(tmp) / "v")
-        errors, distances = scorer.errors(x), scorer.texture_distances(x_raw)
-    assert distances is not None
-    faulty = y > 0
-    table = Table(title=f"{len(x)} held-out windows ({int(faulty.sum())} faulty), {args.machines} machines")
-    columns = (
-        "detector",
-        "quantile",
-        "precision",
-        "recall",
-        "F1",
-        "false / 10k",
-        "false alarms / 10k",
-        "faults alarmed",
-    )
-    for column in (*columns, *FAULT_KINDS):
+    learn, test, machines = split_machines(args.machines, args.days, args.faults)
+    scores = score(learn, test, args.epochs)
+    faulty = int((test.labels > 0).sum())
+    table = Table(title=f"{len(test)} held-out windows ({faulty} faulty), {args.machines} machines")
+    for column in (*COLUMNS, *FAULT_KINDS):
         table.add_column(column, justify="right")
-    for detector, q in [(d, q) for d in ("autoencoder", "+ texture") for q in QUANTILES]:
-        flagged = errors > np.quantile(held_out, q)
-        if detector == "+ texture":
-            flagged |= distances > np.quantile(texture_held, q)
-        hits = int((flagged & faulty).sum())
-        precision = hits / max(int(flagged.sum()), 1)
-        recall = hits / max(int(faulty.sum()), 1)
-        f1 = 2 * precision * recall / max(precision + recall, 1e-9)
-        false_alarms = (flagged & ~faulty).sum() / max(int((~faulty).sum()), 1) * 10_000
-        kinds = [
-            f"{flagged[y == k + 1].mean():.2f}" if (y == k + 1).any() else "-"
-            for k in range(len(FAULT_KINDS))
-        ]
-        label = f"{q:.4f}" + (" (baseline)" if (detector, q) == ("autoencoder", QUANTILES[0]) else "")
-        false_raised, caught = alarms(flagged, y, machines)
-        figures = (
-            f"{precision:.3f}",
-            f"{recall:.3f}",
-            f"{f1:.3f}",
-            f"{false_alarms:.1f}",
-            f"{false_raised:.1f}",
-        )
-        table.add_row(detector, label, *figures, caught, *kinds)
+    for detector in ("autoencoder", "+ texture"):
+        for q in QUANTILES:
+            table.add_row(*row(detector, q, scores, test.labels, machines))
     Console(width=200).print(table)
 
 

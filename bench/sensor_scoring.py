@@ -21,17 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from components.anomaly import (
-    export_sensor_model,
-    fit_texture,
-    raw_windows,
-    reconstruction_errors,
-    train_autoencoder,
-    windows,
-)
-from edgecore.synthetic.telemetry import SENSORS, generate
+from components.anomaly import export_sensor_model, fit_texture, reconstruction_errors, train_autoencoder
 from foundation.sensor_model import Normalisation, SensorModel
+from foundation.telemetry import SENSORS
 from serving.anomaly import WindowScorer
+from testkit.sensors import telemetry_windows
 
 
 def best_rate(score: Callable[[np.ndarray], object], x: np.ndarray, rounds: int) -> float:
@@ -50,12 +44,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    series = generate("press-1", args.hours, seed=11, faults=6)
-    x, y = windows(series.values, series.labels, stride=1)
-    raw = raw_windows(series.values, stride=1)
-    scale = Normalisation.fit(x[y == 0], SENSORS)
-    model = train_autoencoder(scale.apply(x[y == 0][::10]), epochs=5, seed=0, threads=1)
-    texture = fit_texture(raw[y == 0][::2], raw[y == 0][1::2])  # 3,000 reference windows, as training keeps
+    data = telemetry_windows("press-1", args.hours, seed=11, faults=6, stride=1)
+    x, raw, normal = data.x, data.raw, data.normal
+    scale = Normalisation.fit(normal.x, SENSORS)
+    model = train_autoencoder(scale.apply(normal.x[::10]), epochs=5, seed=0, threads=1)
+    texture = fit_texture(normal.raw[::2], normal.raw[1::2])  # 3,000 reference windows, as training keeps
     spec = SensorModel(normalisation=scale, window=x.shape[1], threshold=1.0, texture=texture)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "v000001"

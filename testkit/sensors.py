@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import queue
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +27,12 @@ from components.anomaly import (
 from edge_sync.uplink.mqtt import results_topic
 from edge_sync.uplink.sensor_intake import SensorIntake
 from edgecore.stack.site import EdgeSite
-from edgecore.synthetic.telemetry import SENSORS, generate
+from edgecore.synthetic.telemetry import generate
 from foundation.events import AnomalyDetected, parse
 from foundation.messaging import connection
 from foundation.sensor_model import Normalisation, SensorModel, texture_features
 from foundation.settings import Settings
+from foundation.telemetry import SENSORS
 from serving.sensor_monitor import SensorMonitor
 from serving.sensors import build_sensor_monitor
 
@@ -48,35 +49,82 @@ class ExportedSensorModel:
     """The same windows with their gaps (NaN)."""
 
 
+@dataclass(frozen=True)
+class TelemetryWindows:
+    """Windows of generated telemetry, kept together so that a selection or split cuts all three alike."""
+
+    x: np.ndarray
+    """The windows, gaps filled (what the autoencoder reads)."""
+    labels: np.ndarray
+    """Each window's label (0: normal; ``k + 1``: fault kind ``k``)."""
+    raw: np.ndarray
+    """The same windows with their gaps (NaN; what the texture detector reads)."""
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, index: Any) -> TelemetryWindows:
+        return TelemetryWindows(self.x[index], self.labels[index], self.raw[index])
+
+    @property
+    def normal(self) -> TelemetryWindows:
+        """The windows without a fault: all a model may learn from."""
+        return self[self.labels == 0]
+
+    def split(self, fraction: float) -> tuple[TelemetryWindows, TelemetryWindows]:
+        """The first ``fraction`` of the windows (to train on) and the rest (held out), in order."""
+        cut = int(len(self) * fraction)
+        return self[:cut], self[cut:]
+
+    @staticmethod
+    def concatenate(parts: Sequence[TelemetryWindows]) -> TelemetryWindows:
+        """Several machines' windows as one set, in the order given."""
+        return TelemetryWindows(
+            np.concatenate([p.x for p in parts]),
+            np.concatenate([p.labels for p in parts]),
+            np.concatenate([p.raw for p in parts]),
+        )
+
+
+def telemetry_windows(
+    machine: str, hours: float, seed: int, faults: int, stride: int = 10
+) -> TelemetryWindows:
+    """``hours`` of ``machine``'s generated telemetry with ``faults`` faults, as the model's windows.
+
+    The one place tests and benches cut telemetry into windows, so that they all learn from
+    and score windows as training cuts them (its size; ``stride`` 10 unless a bench wants more).
+    """
+    series = generate(machine, hours, seed=seed, faults=faults)
+    x, labels = windows(series.values, series.labels, stride=stride)
+    return TelemetryWindows(x, labels, raw_windows(series.values, stride=stride))
+
+
 def export_sensor_model_for(machine: str, folder: Path, seed: int = 5) -> ExportedSensorModel:
     """Two days of ``machine``'s telemetry with six faults; thresholds chosen as evaluation chooses them."""
-    series = generate(machine, 48, seed=seed, faults=6)
-    x, y = windows(series.values, series.labels)
-    raw = raw_windows(series.values)
-    normal, normal_raw = x[y == 0], raw[y == 0]
-    cut = int(len(normal) * 0.7)
-    scale = Normalisation.fit(normal[:cut], SENSORS)
-    model = train_autoencoder(scale.apply(normal[:cut]), epochs=8, seed=0)
-    texture = fit_texture(normal_raw[:cut], normal_raw[cut:])
+    data = telemetry_windows(machine, 48, seed, faults=6)
+    train, held = data.normal.split(0.7)
+    scale = Normalisation.fit(train.x, SENSORS)
+    model = train_autoencoder(scale.apply(train.x), epochs=8, seed=0)
+    texture = fit_texture(train.raw, held.raw)
     result = evaluate(
-        reconstruction_errors(model, scale.apply(normal[cut:])),
-        reconstruction_errors(model, scale.apply(x)),
-        y,
+        reconstruction_errors(model, scale.apply(held.x)),
+        reconstruction_errors(model, scale.apply(data.x)),
+        data.labels,
         texture=(
-            texture.distances(texture_features(normal_raw[cut:])),
-            texture.distances(texture_features(raw)),
+            texture.distances(texture_features(held.raw)),
+            texture.distances(texture_features(data.raw)),
         ),
     )
     assert result.texture_threshold is not None
     spec = SensorModel(
         normalisation=scale,
-        window=x.shape[1],
+        window=data.x.shape[1],
         threshold=result.threshold,
         texture=texture.with_threshold(result.texture_threshold),
     )
     metrics = {"recall": result.recall, "precision": result.precision}
-    export_sensor_model(model, spec, folder, scale.apply(x[:64]), f"{machine}-sensors", metrics)
-    return ExportedSensorModel(folder, model, spec, x, y, raw)
+    export_sensor_model(model, spec, folder, scale.apply(data.x[:64]), f"{machine}-sensors", metrics)
+    return ExportedSensorModel(folder, model, spec, data.x, data.labels, data.raw)
 
 
 @dataclass
