@@ -1,20 +1,23 @@
 # The two commands of the README:  `make demo`  and  `make test`.
-# Everything they need is installed from here: a venv with the pinned packages (uv),
+# Everything they need is installed from here: a venv with the packages uv.lock pins,
 # MinIO built from source with `go install`, Kafka resolved from Maven Central.
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+UV_VERSION := 0.13.9
 PACKAGES := foundation edgecore components pipelines serving edge_sync testkit
 
 .PHONY: setup demo test lint browser notebooks stack-down
 
-$(STAMP): pyproject.toml
+# The venv holds the versions uv.lock pins (`uv lock` after changing pyproject.toml's
+# dependencies); --inexact keeps the uv that installs it.
+$(STAMP): pyproject.toml uv.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "edgecore needs Python 3.11: set PYTHON=python3.11")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade uv
-	$(BIN)/uv pip install --python $(BIN)/python --compile-bytecode -e '.[dev]'
+	$(BIN)/python -m pip install -q 'uv==$(UV_VERSION)'
+	$(BIN)/uv sync --frozen --inexact --extra dev --compile-bytecode --python $(BIN)/python
 	touch $(STAMP)
 
 # Bytecode is written at install time, not left to the first import: where
@@ -30,6 +33,7 @@ demo: setup
 	$(BIN)/edgecore demo
 
 lint: $(STAMP)
+	$(BIN)/uv lock --check
 	$(BIN)/ruff check .
 	$(BIN)/mypy $(PACKAGES)
 	$(BIN)/lint-imports
