@@ -112,5 +112,5 @@ def test_concurrent_publishes_never_get_the_same_version(
 def test_a_model_exported_for_another_edge_is_refused(
     exported: Path, iso_store: ObjectStore, iso_layout: Layout
 ) -> None:
-    with pytest.raises(IntegrityError, match="not hypermarket-products"):
+    with pytest.raises(IntegrityError, match="not one of edge hypermarket's"):
         publish(iso_store, iso_layout, exported, "hypermarket", lambda e: None)
