@@ -7,7 +7,7 @@ ServiceAccount and confirming the new version through each one's address.  The
 baseline is the same controller with one worker on a sample of edges, extrapolated to N.
 Goal: N = 1,000 in ≤ 10 s.
 
-    .venv/bin/python bench/fleet.py --edges 1000 --processes 4 --workers 32
+    .venv/bin/python bench/fleet.py --edges 1000 --workers 32
 """
 
 from __future__ import annotations
@@ -15,12 +15,14 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import re
 import subprocess
 import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 from fleet_cluster import (
@@ -60,6 +62,29 @@ def startup_passes(port: int) -> int:
     except httpx.TransportError:
         return 0
     return sum(1 for line in text.splitlines() if line.startswith("edgecore_edge_sync_lag_seconds{"))
+
+
+def services(stack: Stack) -> dict[str, int]:
+    """The stack's processes a rollout also costs CPU in: the pids of the API server, etcd and MinIO."""
+    pids = {
+        "kube-apiserver": stack.kubernetes.process.pid(),
+        "etcd": stack.kubernetes.etcd.pid(),
+        "MinIO": stack.minio.process.pid(),
+    }
+    return {name: pid for name, pid in pids.items() if pid is not None}
+
+
+def isvc_requests(stack: Stack) -> dict[str, float]:
+    """Requests the API server has answered on InferenceServices since it started, by verb and code."""
+    with stack.kubernetes.http() as http:
+        text = http.get("/metrics").text
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("apiserver_request_total{") and 'resource="inferenceservices"' in line:
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+            key = " ".join(filter(None, (labels.get("verb"), labels.get("subresource"), labels.get("code"))))
+            counts[key] = counts.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+    return counts
 
 
 def start_controllers(
@@ -140,21 +165,29 @@ def wait_until_synced(cluster: EdgeCluster, edges: int, started: float) -> None:
 
 
 def publish_and_wait(
+    stack: Stack,
     settings: Settings,
     layout: Layout,
     cluster: EdgeCluster,
     names: list[str],
     files: dict[str, str],
     controllers: list[subprocess.Popen[bytes]],
-) -> tuple[float, float, float]:
+) -> dict[str, Any]:
     """The timed part: one ``model-published`` per edge, until every edge serves the new version.
 
-    Returns the seconds to publish, the seconds to the last edge, and the CPU seconds the
-    controllers spent meanwhile (the cost a machine pays per edge).
+    Returns the seconds to publish and to the last edge, the CPU seconds the controllers
+    and each of the stack's services spent meanwhile (the cost a machine pays per edge),
+    and the API server's requests on InferenceServices meanwhile.
     """
     edges = len(names)
     producer = EventProducer(settings.kafka, "/bench/publish")
-    cpu_before = sum(cpu_seconds(p.pid) for p in controllers)
+    pids = {
+        **services(stack),
+        "this bench (KServe's stand-in)": os.getpid(),
+        **{f"controller {i}": p.pid for i, p in enumerate(controllers)},
+    }
+    cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    requests_before = isvc_requests(stack)
     started = time.perf_counter()
     with ThreadPoolExecutor(8) as pool:
         list(
@@ -168,9 +201,15 @@ def publish_and_wait(
     published = time.perf_counter() - started
     wait_until_synced(cluster, edges, started)
     elapsed = time.perf_counter() - started
-    cpu = sum(cpu_seconds(p.pid) for p in controllers) - cpu_before
+    cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
+    requests = {k: v - requests_before.get(k, 0.0) for k, v in isvc_requests(stack).items()}
     producer.close()
-    return published, elapsed, cpu
+    return {
+        "publish_s": published,
+        "fleet_s": elapsed,
+        "cpu_s": cpu,
+        "requests": {k: v for k, v in requests.items() if v},
+    }
 
 
 def stop_processes(controllers: list[subprocess.Popen[bytes]]) -> None:
@@ -185,7 +224,7 @@ def stop_processes(controllers: list[subprocess.Popen[bytes]]) -> None:
             proc.wait()
 
 
-def fleet(edges: int, processes: int, workers: int, sample: int, ready_delay: float) -> dict[str, float]:
+def fleet(edges: int, processes: int, workers: int, sample: int, ready_delay: float) -> dict[str, Any]:
     """N edges repointed by the controller fleet, against one worker extrapolated to N.
 
     The steps run in this order so that only the events and the rollouts they cause are
@@ -213,15 +252,15 @@ def fleet(edges: int, processes: int, workers: int, sample: int, ready_delay: fl
             deliver_everywhere(store, layout, everyone, v2)
             per_edge = sequential_per_edge(settings, cluster, base_names, sample)
             assert synced(cluster) == 0, "a controller synced before any model-published event"
-            published, elapsed, cpu = publish_and_wait(settings, layout, cluster, names, files, controllers)
+            timed = publish_and_wait(stack, settings, layout, cluster, names, files, controllers)
+            controllers_cpu = sum(v for k, v in timed["cpu_s"].items() if k.startswith("controller "))
             return {
                 "edges": edges,
                 "processes": processes,
                 "workers": workers,
                 "ready_delay_s": ready_delay,
-                "publish_s": published,
-                "fleet_s": elapsed,
-                "cpu_ms_per_edge": cpu / edges * 1000,
+                **timed,
+                "cpu_ms_per_edge": controllers_cpu / edges * 1000,
                 "per_edge_sequential_s": per_edge,
                 "sequential_estimate_s": per_edge * edges,
             }
@@ -231,10 +270,11 @@ def fleet(edges: int, processes: int, workers: int, sample: int, ready_delay: fl
             drop_buckets(store, [layout.edge_bucket(e) for e in everyone])
 
 
-def report_fleet(r: dict[str, float]) -> None:
-    """The fleet against its baseline and goal, and how much CPU the controllers needed.
+def report_fleet(r: dict[str, Any]) -> None:
+    """The fleet against its baseline and goal, and where the machine's CPU went meanwhile.
 
-    The CPU line tells a slow run on a loaded machine from a slow controller.
+    The CPU table tells a slow run on a loaded machine from a slow controller, and shows
+    the floor the API server alone sets on this machine.
     """
     table = Table(
         "edges",
@@ -261,18 +301,32 @@ def report_fleet(r: dict[str, float]) -> None:
     )
     out.print(table)
     out.print(f"goal: {r['edges']} edges in ≤ 10 s → {'met' if r['fleet_s'] <= 10 else 'NOT met'}")
-    cpu_s = r["cpu_ms_per_edge"] * r["edges"] / 1000
-    cpus = os.cpu_count() or 1
-    out.print(
-        f"load average at the end: {os.getloadavg()[0]:.1f} on {cpus} CPUs; the controllers used "
-        f"{cpu_s:.0f} CPU-s, i.e. ≥ {cpu_s / cpus:.0f} s on this machine even if it were idle"
-    )
+    report_cost(r)
+
+
+def report_cost(r: dict[str, Any]) -> None:
+    """CPU per process during the timed part, and the API server's requests per edge."""
+    edges, cpus = r["edges"], os.cpu_count() or 1
+    cost = Table("process", "CPU s", "per edge ms", "≥ s on this machine", title="CPU during the rollout")
+    for name, seconds in sorted(r["cpu_s"].items(), key=lambda kv: -kv[1]):
+        cost.add_row(name, f"{seconds:.1f}", f"{seconds / edges * 1000:.1f}", f"{seconds / cpus:.1f}")
+    total = sum(r["cpu_s"].values())
+    cost.add_row("all of these", f"{total:.1f}", f"{total / edges * 1000:.1f}", f"{total / cpus:.1f}")
+    out.print(cost)
+    per_edge = ", ".join(f"{k} {v / edges:.2f}" for k, v in sorted(r["requests"].items()))
+    out.print(f"API server requests on InferenceServices per edge: {per_edge}")
+    out.print(f"load average at the end: {os.getloadavg()[0]:.1f} on {cpus} CPUs")
 
 
 def add_fleet_options(parser: argparse.ArgumentParser) -> None:
     """The fleet's options, shared with ``bench/sync.py`` so both scripts run the same fleet."""
     parser.add_argument("--edges", type=int, default=1000)
-    parser.add_argument("--processes", type=int, default=4, help="Controller processes in the fleet.")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="Controller processes (default: one per CPU).",
+    )
     parser.add_argument("--workers", type=int, default=32, help="Worker threads per controller process.")
     parser.add_argument("--sample", type=int, default=20, help="Edges in the one-worker baseline.")
     parser.add_argument(

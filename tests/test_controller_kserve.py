@@ -8,6 +8,8 @@ reports rollouts as KServe RawDeployment does (kserve#6081, kserve#4626).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from kubernetes import client
@@ -15,6 +17,8 @@ from kubernetes import client
 from edge_sync.delivery.controller import SyncContext, reconcile, status
 from edge_sync.delivery.targets import isvc
 from edge_sync.delivery.targets.isvc import PREVIOUS_VERSION, REJECTED_VERSION, SYNCED_AT, VERSION
+from edge_sync.delivery.targets.kserve import KServeTarget
+from edgecore.stack.controlplane import ControlPlane
 from foundation.errors import InvalidInput, PermanentError
 from foundation.layout import edge_model_name
 from foundation.storage.store import ObjectStore
@@ -102,6 +106,79 @@ def test_writes_landing_between_each_read_and_the_patch_are_read_again_not_faile
 
     assert cluster.storage_uri(EDGE) == v2
     assert cluster.annotations(EDGE)["example.com/touched"] == "2"
+
+
+def _conflicts(kube: ControlPlane) -> float:
+    """409s the API server has answered on InferenceServices since it started."""
+    with kube.http() as http:
+        text = http.get("/metrics").text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("apiserver_request_total{")
+        and 'resource="inferenceservices"' in line
+        and 'code="409"' in line
+    )
+
+
+def _after_the_answer(
+    target: KServeTarget, monkeypatch: pytest.MonkeyPatch, write: Callable[[], None]
+) -> None:
+    """``write`` lands once the new version has answered, before the target stamps the sync."""
+    await_ready = target._await_ready
+
+    def answered_then_written(*args: Any, **kwargs: Any) -> Any:
+        verdict = await_ready(*args, **kwargs)
+        write()
+        return verdict
+
+    monkeypatch.setattr(target, "_await_ready", answered_then_written)
+
+
+def test_kserve_writing_status_before_the_stamp_costs_the_confirmation_no_conflict(
+    ctx: SyncContext,
+    store: ObjectStore,
+    cluster: EdgeCluster,
+    kube: ControlPlane,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The stamp's precondition is the spec's generation, which status writes leave alone."""
+    _, v2 = _two_versions(ctx, store, cluster)
+    target = cluster.target(EDGE)
+    _after_the_answer(
+        target,
+        monkeypatch,
+        lambda: cluster.admin.patch_namespaced_custom_object_status(
+            "serving.kserve.io",
+            "v1beta1",
+            cluster.namespace,
+            "inferenceservices",
+            edge_model_name(EDGE),
+            {"status": {"url": "http://store-1-products.example.com"}},
+        ),
+    )
+    before = _conflicts(kube)
+
+    target.apply(v2, "v000002")
+
+    assert SYNCED_AT in cluster.annotations(EDGE)
+    assert _conflicts(kube) == before
+
+
+def test_a_spec_changed_after_the_version_answered_is_read_again_before_the_stamp(
+    ctx: SyncContext, store: ObjectStore, cluster: EdgeCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, v2 = _two_versions(ctx, store, cluster)
+    target = cluster.target(EDGE)
+    _after_the_answer(
+        target, monkeypatch, lambda: _someone_patches(cluster, {"spec": {"predictor": {"minReplicas": 2}}})
+    )
+
+    target.apply(v2, "v000002")
+
+    obj = cluster.get(EDGE)
+    assert obj["spec"]["predictor"]["minReplicas"] == 2
+    assert isvc.annotations(obj)[VERSION] == "v000002" and SYNCED_AT in isvc.annotations(obj)
 
 
 def test_repeating_a_sync_writes_nothing(ctx: SyncContext, store: ObjectStore, cluster: EdgeCluster) -> None:

@@ -15,11 +15,18 @@ PREVIOUS_VERSION = ANNOTATION + "previous-model-version"
 REJECTED_URI = ANNOTATION + "rejected-storage-uri"
 REJECTED_VERSION = ANNOTATION + "rejected-model-version"
 PINNED = ANNOTATION + "pinned"
+
+
+def annotation_pointer(key: str) -> str:
+    """The JSON pointer (RFC 6901) of one annotation."""
+    return "/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1")
+
+
 OWNED_FIELDS = (
     "/spec/predictor/model/storageUri",
     "/spec/predictor/canaryTrafficPercent",
     *(
-        "/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1")
+        annotation_pointer(key)
         for key in (
             VERSION,
             SYNCED_AT,
@@ -146,3 +153,13 @@ def restore_patch(obj: dict[str, Any], failed_uri: str | None, pin: bool) -> Pat
         SYNCED_AT: datetime.now(UTC).isoformat(),
     }
     return notes_patch, {"model": {"storageUri": back_uri}, "canaryTrafficPercent": None}
+
+
+def confirm_ops(obj: dict[str, Any], stamp: str) -> list[dict[str, Any]]:
+    """A JSON patch (RFC 6902) stamping the sync confirmed, on condition that the spec is still
+    the one that was confirmed: ``metadata.generation`` moves with every spec change and never
+    with KServe's status writes, which a resourceVersion precondition would trip over."""
+    return [
+        {"op": "test", "path": "/metadata/generation", "value": obj["metadata"]["generation"]},
+        {"op": "add", "path": annotation_pointer(SYNCED_AT), "value": stamp},
+    ]

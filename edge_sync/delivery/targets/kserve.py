@@ -2,7 +2,9 @@
 
 Custom resources take no strategic merge patch, so every change is an RFC 7386 merge
 patch (``null`` removes a key) carrying ``metadata.resourceVersion`` as a precondition:
-a concurrent writer makes the API server answer 409 instead of being overwritten.  A
+a concurrent writer makes the API server answer 409 instead of being overwritten.  The
+one exception is the stamp of a confirmed sync, whose precondition is the spec's
+generation (an RFC 6902 ``test``), which KServe's status writes leave alone.  A
 rollout is healthy once ``Ready`` is true and the predictor, asked through the address
 KServe publishes, answers for the new version, ready and with an inference (``address``);
 ``observedGeneration`` proves nothing, being a child Deployment's counter (kserve#6081).
@@ -181,8 +183,36 @@ class KServeTarget:
         return obj, False
 
     def _confirm(self, obj: dict[str, Any]) -> dict[str, Any]:
-        """Record the confirmed sync."""
-        return self._revise(obj, lambda _: ({SYNCED_AT: datetime.now(UTC).isoformat()}, {}))
+        """Record the confirmed sync.
+
+        KServe has written status while the version came up, so ``obj``'s resourceVersion is
+        stale and a merge patch would cost a 409 and a fresh read on every rollout.  The JSON
+        patch's precondition is the spec's generation instead; only if the spec itself moved
+        (422), or the answer was lost, is the object read afresh and stamped as before.
+        """
+        stamp = datetime.now(UTC).isoformat()
+        try:
+            return self._json_patch(isvc.confirm_ops(obj, stamp))
+        except (InvalidInput, ServiceUnavailable):
+            return self._revise(self.get(), lambda _: ({SYNCED_AT: stamp}, {}))
+
+    def _json_patch(self, ops: list[dict[str, Any]]) -> dict[str, Any]:
+        """An RFC 6902 patch, which ``CustomObjectsApi`` cannot send (it always says merge patch)."""
+        path = f"/apis/{GROUP}/{API_VERSION}/namespaces/{self.namespace}/{PLURAL}/{self.name}"
+        result: dict[str, Any] = self._call(
+            "patch",
+            lambda: self._api.api_client.call_api(
+                path,
+                "PATCH",
+                query_params=[("fieldValidation", "Strict")],
+                header_params={"Accept": "application/json", "Content-Type": "application/json-patch+json"},
+                body=ops,
+                auth_settings=["BearerToken"],
+                response_type="object",
+                _return_http_data_only=True,
+            ),
+        )
+        return result
 
     def rollback(self, why: str = "an operator rolled it back", pin: bool = True) -> Deployed | None:
         obj = self.get()
@@ -362,6 +392,8 @@ def _wrap(exc: ApiException, where: str) -> EdgecoreError:
         return NotFound(reason)
     if exc.status == 409:
         return ResourceVersionConflict(reason)
-    if exc.status in (409, 429) or (exc.status or 0) >= 500:
-        return ServiceUnavailable(reason)  # a conflict is retried from a fresh read
+    if exc.status == 422:
+        return InvalidInput(f"{reason}: {(exc.body or '')[:500]}")
+    if exc.status == 429 or (exc.status or 0) >= 500:
+        return ServiceUnavailable(reason)
     return PermanentError(f"{reason}: {(exc.body or '')[:500]}")
