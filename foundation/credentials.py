@@ -72,10 +72,14 @@ class Credentials:
 
     def owner(self, token: str) -> str | None:
         """The principal holding ``token``, compared in constant time against every token."""
+        try:
+            given = token.encode()
+        except UnicodeEncodeError:  # a lone surrogate from JSON: no token of ours
+            return None
         found = None
         for principal, tokens in self._current().items():
             for candidate in tokens:
-                if hmac.compare_digest(candidate.encode(), token.encode()):
+                if hmac.compare_digest(candidate.encode(), given):
                     found = principal
         return found
 

@@ -72,19 +72,19 @@ TELEMETRY_DIR = "telemetry"
 
 def check_name(value: str, what: str = "name") -> str:
     if not isinstance(value, str) or not NAME_RE.match(value):
-        raise InvalidInput(f"invalid {what} {value!r}: use 1-48 lowercase letters, digits and inner dashes")
+        raise InvalidInput(f"invalid {what}: use 1-48 lowercase letters, digits and inner dashes")
     return value
 
 
 def check_sku(value: str) -> str:
     if not isinstance(value, str) or not SKU_RE.match(value):
-        raise InvalidInput(f"invalid SKU {value!r}: use 3-32 uppercase letters, digits and inner dashes")
+        raise InvalidInput("invalid SKU: use 3-32 uppercase letters, digits and inner dashes")
     return value
 
 
 def check_image_id(value: str) -> str:
     if not isinstance(value, str) or not IMAGE_ID_RE.match(value) or ".." in value:
-        raise InvalidInput(f"invalid image id {value!r}")
+        raise InvalidInput("invalid image id: letters, digits, dots, dashes and underscores")
     return value
 
 

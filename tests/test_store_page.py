@@ -241,3 +241,48 @@ def test_a_verdict_other_than_confirmed_or_dismissed_is_refused(store_page: Stor
         answer = page.put(path, json={"verdict": "maybe"})
 
     assert answer.status_code == 400 and "maybe" not in answer.text
+
+
+def test_an_address_guessing_bearer_tokens_is_held_back_as_a_guessing_login_is(store_page: StorePage) -> None:
+    answers = [
+        httpx.get(
+            f"{store_page.url}/v1/unsure", headers={"Authorization": f"Bearer {new_token()}"}
+        ).status_code
+        for _ in range(MAX_FAILED_LOGINS)
+    ]
+    good = {"Authorization": f"Bearer {store_page.staff_token}"}
+
+    assert answers == [401] * MAX_FAILED_LOGINS
+    assert httpx.get(f"{store_page.url}/v1/unsure", headers=good).status_code == 429
+
+
+def test_a_token_that_is_not_valid_text_is_refused_as_unknown(store_page: StorePage) -> None:
+    body = b'{"token": "\\ud800"}'  # a lone surrogate: valid JSON, no string a token could be
+
+    response = httpx.post(
+        f"{store_page.url}/v1/session", content=body, headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 401
+
+
+def test_logging_in_again_ends_the_session_the_page_held(store_page: StorePage) -> None:
+    with store_page.login() as page:
+        first = page.cookies[COOKIE]
+        assert page.post("/v1/session", json={"token": store_page.staff_token}).status_code == 201
+
+    assert httpx.get(f"{store_page.url}/v1/session", cookies={COOKIE: first}).status_code == 401
+
+
+def test_refusals_name_the_rule_never_the_value_sent(store_page: StorePage) -> None:
+    probe = "<script>alert(1)</script>"
+    with store_page.login() as page:
+        answers = [
+            httpx.get(f"{store_page.url}/staff/{probe}.js"),
+            page.post(f"/v1/images/{probe}", content=b"x", headers={"Content-Type": "image/png"}),
+            page.post("/v1/images/COLA-330", content=b"x", headers={"Content-Type": f"text/{probe}"}),
+        ]
+
+    for response in answers:
+        assert 400 <= response.status_code < 500, response.text
+        assert "script" not in response.text, response.text

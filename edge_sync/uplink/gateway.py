@@ -36,7 +36,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from edge_sync.uplink.alarm_desk import AlarmDesk
-from edge_sync.uplink.http import install_error_handlers, media_type, read_bounded
+from edge_sync.uplink.http import client_address, install_error_handlers, media_type, read_bounded
 from edge_sync.uplink.memory import release_free_memory
 from edge_sync.uplink.metrics import UplinkMetrics
 from edge_sync.uplink.outbox import HARD_EXAMPLE, INCOMING, Item, Outbox
@@ -147,7 +147,7 @@ class Gateway:
         check_sku(sku)
         expected = CONTENT_TYPES.get(content_type)
         if expected is None:
-            raise UnsupportedMedia(f"content type {content_type!r}: post image/jpeg or image/png")
+            raise UnsupportedMedia("unsupported content type: post image/jpeg or image/png")
         image = open_image(data, self.max_pixels)
         fmt = image.format
         with self.budget.hold(image.size[0] * image.size[1]):
@@ -268,7 +268,9 @@ def allow_callers(gateway: Gateway, sessions: StaffSessions) -> Allow:
             except EdgecoreError as exc:
                 log.warning("edge %s: refused %s on a session: %s", gateway.edge, what, exc)
                 raise
-        return gateway.caller(authorization, staff_only, what)
+        return sessions.bounded(
+            client_address(request), lambda: gateway.caller(authorization, staff_only, what)
+        )
 
     return allow
 
@@ -283,7 +285,7 @@ def install_images(app: FastAPI, gateway: Gateway, allow: Allow) -> None:
         check_sku(sku)
         content_type = media_type(request)
         if content_type not in CONTENT_TYPES:
-            raise UnsupportedMedia(f"content type {content_type!r}: post image/jpeg or image/png")
+            raise UnsupportedMedia("unsupported content type: post image/jpeg or image/png")
         data = await read_bounded(request, limit, "image")
         loc, created = await run_in_threadpool(gateway.accept_image, sku, content_type, data)
         image_id = loc.key.rsplit("/", 1)[1].rsplit(".", 1)[0]

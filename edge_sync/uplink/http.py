@@ -66,7 +66,7 @@ def declared_length(request: Request, limit: int, what: str) -> int | None:
     try:
         length = int(raw)
     except ValueError as exc:
-        raise InvalidInput(f"Content-Length {raw!r} is not a number") from exc
+        raise InvalidInput("Content-Length is not a number") from exc
     if length > limit:
         raise PayloadTooLarge(f"{what} of {length} bytes exceeds the {limit}-byte limit")
     return length
@@ -97,3 +97,8 @@ async def drain(stream: AsyncIterator[bytes], limit: int) -> None:
 
 def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def client_address(request: Request) -> str:
+    """The caller's address, which failed logins and tokens are counted by."""
+    return request.client.host if request.client else ""

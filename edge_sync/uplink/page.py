@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 from edge_sync.uplink.alarm_desk import ALARMS_SHOWN, AlarmDesk
-from edge_sync.uplink.http import media_type, read_bounded
+from edge_sync.uplink.http import client_address, media_type, read_bounded
 from edge_sync.uplink.review import PAGE_SIZE, ReviewDesk
 from edge_sync.uplink.sessions import SESSION_S, StaffSessions
 from foundation.errors import InvalidInput, NotFound, Unauthorized, UnsupportedMedia
@@ -59,7 +59,7 @@ class PageFiles:
     def read(self, name: str) -> bytes:
         """One file of the list; the shared script is the store page's, whichever page asks."""
         if name not in self.types:
-            raise NotFound(f"no page file {name!r}")
+            raise NotFound("no such page file")
         where = STAFF_FILES if name == SHARED_SCRIPT else self
         return resources.files(where.package).joinpath(where.folder, name).read_bytes()
 
@@ -206,9 +206,9 @@ def install_session(
     @app.post("/v1/session")
     async def login(request: Request) -> JSONResponse:
         body = await json_body(request, "login")
+        sessions.logout(request.cookies.get(sessions.cookie))  # a shared tablet: the last login ends
         try:
-            address = request.client.host if request.client else ""
-            session_id, principal = sessions.login(str(body.get("token", "")), address)
+            session_id, principal = sessions.login(str(body.get("token", "")), client_address(request))
         except Unauthorized:
             log.warning("%s: refused a login: unknown token", app.title)
             raise

@@ -87,9 +87,17 @@ def shipping(shipper: Shipper) -> Iterator[threading.Event]:
         thread.join(timeout=30)
 
 
-def serve(app: FastAPI, host: str, port: int) -> None:
+def serve(app: FastAPI, host: str, port: int, max_connections: int) -> None:
     """Plain HTTP: the gateway is the store's own, on its network (loopback by default)."""
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False, timeout_graceful_shutdown=30)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=False,
+        timeout_graceful_shutdown=30,
+        limit_concurrency=max_connections,
+    )
 
 
 @contextmanager
@@ -146,7 +154,7 @@ def run_gateway(
             running.enter_context(shipping(build_shipper(settings, edge, gw.outbox)))
         port = settings.uplink.gateway_port
         log.info("edge %s: the store page is at http://%s:%d/staff/", edge, host, port)
-        serve(app, host, port)
+        serve(app, host, port, settings.uplink.gateway_max_connections)
 
 
 def run_shipper(settings: Settings, edge: str, stop: threading.Event) -> None:

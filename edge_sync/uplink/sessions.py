@@ -24,9 +24,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from foundation.credentials import Credentials
 from foundation.errors import Forbidden, TooManyRequests, Unauthorized
+
+T = TypeVar("T")
 
 COOKIE = "edgecore_staff"
 """The store page's cookie name is this and the edge id; the core page's is ``edgecore_core``.
@@ -83,6 +86,16 @@ class StaffSessions:
             while len(self._sessions) > self.limit:
                 self._sessions.popitem(last=False)
         return session_id, who
+
+    def bounded(self, address: str, authenticate: Callable[[], T]) -> T:
+        """A bearer token's check under the same per-address bound as a login: otherwise the API
+        would let an address guess tokens at line rate where the login form does not."""
+        self._check_failures(address)
+        try:
+            return authenticate()
+        except Unauthorized:
+            self._failed(address)
+            raise
 
     def owner(self, session_id: str | None) -> str:
         """The staff id of a live session; Unauthorized for none, an unknown, expired or revoked one."""

@@ -16,7 +16,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 
-from edge_sync.uplink.http import install_error_handlers
+from edge_sync.uplink.http import client_address, install_error_handlers
 from edge_sync.uplink.page import PageFiles, install_files, install_session
 from edge_sync.uplink.sessions import PAGE_HEADER, StaffSessions
 from edgecore.console.status import CoreStatus, readable
@@ -54,6 +54,13 @@ def sections(status: CoreStatus) -> dict[str, Callable[[], Any]]:
     }
 
 
+def _operator(operators: Credentials, authorization: str | None) -> str:
+    who = operators.owner(bearer(authorization))
+    if who is None:
+        raise Unauthorized("unknown operator token")
+    return who
+
+
 def create_app(status: CoreStatus, operators: Credentials) -> FastAPI:
     app = FastAPI(title="edgecore core status", docs_url=None, redoc_url=None)
     install_error_handlers(app)
@@ -66,10 +73,7 @@ def create_app(status: CoreStatus, operators: Credentials) -> FastAPI:
             if authorization is None and sessions.cookie in request.cookies:
                 sessions.check_page(request.method, request.headers.get(PAGE_HEADER))
                 return sessions.owner(request.cookies[sessions.cookie])
-            who = operators.owner(bearer(authorization))
-            if who is None:
-                raise Unauthorized("unknown operator token")
-            return who
+            return sessions.bounded(client_address(request), lambda: _operator(operators, authorization))
         except EdgecoreError as exc:
             log.warning("core page: refused %s %s: %s", request.method, request.url.path, exc)
             raise
@@ -81,7 +85,7 @@ def create_app(status: CoreStatus, operators: Credentials) -> FastAPI:
     async def section(section: str, request: Request) -> dict[str, Any]:
         allow(request)
         if section not in readers:
-            raise NotFound(f"no status section {section!r}: one of {sorted(readers)}")
+            raise NotFound(f"no such status section: one of {sorted(readers)}")
         return await run_in_threadpool(readable, section, readers[section])
 
     return app
@@ -101,4 +105,11 @@ def run_page(settings: Settings, group: str = GROUP_ID) -> None:
     app = create_app(build_status(settings, group), operators)
     host, port = settings.console.host, settings.console.port
     log.info("the core page is at http://%s:%d/core/", host, port)
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=False,
+        limit_concurrency=settings.console.max_connections,
+    )

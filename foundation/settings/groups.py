@@ -260,6 +260,11 @@ class ConsoleSettings(BaseSettings):
 
     host: str = Field(default="127.0.0.1", description="Address the core's status page listens on.")
     port: int = Field(default=8097, ge=1, le=65535, description="Port of the core's status page (HTTP).")
+    max_connections: int = Field(
+        default=100,
+        ge=1,
+        description="Connections the core's status page serves at once; more are answered 503.",
+    )
     operators_file: Path | None = Field(
         default=None,
         description="JSON {operator id: token} of who may read the core's status page; default "

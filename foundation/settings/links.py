@@ -27,6 +27,12 @@ class UplinkSettings(BaseSettings):
         description="The gateway's password at the store's broker (login gateway-<edge>).",
     )
     gateway_host: str = Field(default="127.0.0.1", description="Address an edge's gateway listens on.")
+    gateway_max_connections: int = Field(
+        default=256,
+        ge=1,
+        description="Connections the gateway serves at once (kiosks, devices, the store page); more are "
+        "answered 503, so waiting uploads cannot hold memory without bound.",
+    )
     gateway_metrics_port: int | None = Field(
         default=None,
         ge=1,
