@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,11 +15,12 @@ import pytest
 from kafka import KafkaProducer
 
 from edgecore.console.app import build_status, create_app
+from edgecore.console.status import DEAD_LETTERS_SHOWN
 from edgecore.stack import Stack
 from foundation.credentials import Credentials, new_token
 from foundation.layout import MANIFEST, Layout, edge_model_name
 from foundation.manifest import FileEntry, Manifest
-from foundation.messaging import ensure_topics
+from foundation.messaging import DLQ_REASON, ensure_topics
 from foundation.registry import publish_model
 from foundation.settings import Settings
 from foundation.storage.store import ObjectStore
@@ -124,6 +127,33 @@ def test_a_malformed_event_shows_as_a_dead_letter_with_its_reason_and_not_its_by
     assert letter["topic"] == kafka.topic_training_data_ready and letter["reason"]
     assert letter["bytes"] == len(b"secret-ish payload that is not an event")
     assert "secret-ish" not in str(answer)
+
+
+def test_dead_letters_that_keep_arriving_do_not_keep_the_section_reading(core: Core) -> None:
+    kafka = core.settings.kafka
+    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers)
+    stop, gave_up = threading.Event(), threading.Event()
+
+    def keep_refusing() -> None:
+        deadline = time.monotonic() + 90
+        while not stop.wait(0.05):
+            if time.monotonic() > deadline:
+                gave_up.set()
+                return
+            producer.send(kafka.topic_dead_letter, b"x", headers=[(DLQ_REASON, b"refused")])
+
+    sender = threading.Thread(target=keep_refusing, daemon=True)
+    sender.start()
+    try:
+        wait_for(lambda: core.section("dead-letters")["rows"] != [], 60, what="the first dead letters shown")
+        answer = core.section("dead-letters")
+    finally:
+        stop.set()
+        sender.join()
+        producer.close()
+
+    assert not gave_up.is_set(), "the section answered only once the stream had stopped"
+    assert 0 < len(answer["rows"]) <= DEAD_LETTERS_SHOWN
 
 
 def test_without_a_fleet_file_the_fleet_section_says_where_to_look(core: Core) -> None:

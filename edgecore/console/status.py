@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +41,8 @@ from pipelines.runs import RunRequest
 VERSIONS_SHOWN = 12
 RUNS_SHOWN = 30
 DEAD_LETTERS_SHOWN = 20
+DEAD_LETTERS_READ_S = 5.0
+"""The longest the dead-letters section reads, however busy the topic."""
 
 
 @dataclass
@@ -166,9 +169,7 @@ class CoreStatus:
     def dead_letters(self) -> list[dict[str, Any]]:
         """The newest records refused onto the dead-letter topic, with why (never their payload)."""
         kafka = self.settings.kafka
-        consumer = KafkaConsumer(
-            **connection(kafka), enable_auto_commit=False, consumer_timeout_ms=2000, bootstrap_timeout_ms=3000
-        )
+        consumer = KafkaConsumer(**connection(kafka), enable_auto_commit=False, bootstrap_timeout_ms=3000)
         try:
             partitions = consumer.partitions_for_topic(kafka.topic_dead_letter) or set()
             assigned = [TopicPartition(kafka.topic_dead_letter, p) for p in partitions]
@@ -176,7 +177,7 @@ class CoreStatus:
             ends = consumer.end_offsets(assigned)
             for tp in assigned:
                 consumer.seek(tp, max(0, ends[tp] - DEAD_LETTERS_SHOWN))
-            records = list(consumer) if assigned else []
+            records = read_to(consumer, ends, DEAD_LETTERS_READ_S)
         finally:
             consumer.close()
         rows = [_dead_letter(r) for r in records]
@@ -192,6 +193,24 @@ class CoreStatus:
             "edge": str(manifest.metadata.get("edge", "")),
             "source": str(manifest.metadata.get("source", "")),
         }
+
+
+def read_to(consumer: KafkaConsumer, ends: dict[TopicPartition, int], deadline_s: float) -> list[Any]:
+    """Each partition's records up to the end offset it had when the read began, within ``deadline_s``.
+
+    Reading until the topic goes quiet would never end while dead letters keep arriving
+    (when an operator is most likely to look), holding every record in memory meanwhile.
+    """
+    records: list[Any] = []
+    deadline = time.monotonic() + deadline_s
+    waiting = {tp for tp, end in ends.items() if consumer.position(tp) < end}
+    while waiting and time.monotonic() < deadline:
+        for tp, batch in consumer.poll(timeout_ms=200).items():
+            records.extend(r for r in batch if r.offset < ends[tp])
+            if consumer.position(tp) >= ends[tp]:
+                waiting.discard(tp)
+                consumer.pause(tp)
+    return records
 
 
 def _local_outcome(run_root: Path) -> dict[str, Any]:
