@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+from datetime import date
 
 import httpx
 import pytest
@@ -286,3 +288,23 @@ def test_refusals_name_the_rule_never_the_value_sent(store_page: StorePage) -> N
     for response in answers:
         assert 400 <= response.status_code < 500, response.text
         assert "script" not in response.text, response.text
+
+
+def test_an_alarm_window_without_readings_for_its_sensors_is_left_out_not_shown_broken(
+    store_page: StorePage,
+) -> None:
+    store_page.machine_alarms(["press-1"])
+    broken = {
+        "window_end": "2026-12-03T11:00:00+00:00",
+        "error": 2.0,
+        "threshold": 0.4,
+        "sensors": list(SENSORS),
+    }
+    for day, readings in ((3, []), (4, [[1.0]])):
+        where = store_page.layout.anomaly_window(PAGE_EDGE, "press-9", date(2026, 12, day), f"w-{day}")
+        store_page.store.put_bytes(where, json.dumps({**broken, "readings": readings}).encode())
+
+    with store_page.login() as page:
+        answer = page.get("/v1/alarms").json()
+
+    assert [a["machine"] for a in answer["alarms"]] == ["press-1"]

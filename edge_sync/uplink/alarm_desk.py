@@ -67,6 +67,10 @@ class AlarmDesk:
                 self.edge, machine, parse_day(day, ALARM_DAY), name.removesuffix(".json")
             )
             body = json.loads(self.store.get_bytes(loc, max_bytes=MAX_WINDOW_BYTES))
+            sensors = [str(s) for s in body.get("sensors", [])]
+            readings = [[None if v is None else float(v) for v in row] for row in body["readings"]]
+            if not readings or not sensors or any(len(row) != len(sensors) for row in readings):
+                raise ValueError("readings do not match the sensors")  # the page plots one line per sensor
             return {
                 "machine": machine,
                 "day": day,
@@ -76,8 +80,8 @@ class AlarmDesk:
                 "threshold": float(body["threshold"]),
                 "texture_distance": _number(body.get("texture_distance")),
                 "texture_threshold": _number(body.get("texture_threshold")),
-                "sensors": [str(s) for s in body.get("sensors", [])],
-                "readings": [[None if v is None else float(v) for v in row] for row in body["readings"]],
+                "sensors": sensors,
+                "readings": readings,
             }
         except (ValueError, KeyError, TypeError, EdgecoreError) as exc:  # a stray key, a vanished window
             log.warning(
