@@ -1,6 +1,7 @@
-"""What the stack's real kube-apiserver spends per request on an InferenceService: the floor
-under ``bench/fleet.py``, whose every edge costs the API server one read and four writes
-(the repoint, KServe's two status writes, the confirmation stamp).
+"""What the stack's real kube-apiserver spends per request on an InferenceService, one request at a
+time: an estimate of what ``bench/fleet.py``'s every edge costs the API server (one read and four
+writes: the repoint, KServe's two status writes, the confirmation stamp), which that bench also
+measures in place.
 
 One InferenceService in a namespace of its own, KServe's stand-in watching it (as in the
 fleet, so every write also feeds a watch); ``--requests`` reads and as many merge patches
@@ -47,7 +48,10 @@ def main() -> None:
     pid = stack.kubernetes.process.pid()
     if pid is None:
         raise SystemExit("the stack's Kubernetes API server is not running: edgecore stack up")
-    with edge_cluster(stack.kubernetes, Path(tempfile.mkdtemp(prefix="apiserver-cost-"))) as cluster:
+    with (
+        tempfile.TemporaryDirectory(prefix="apiserver-cost-") as folder,  # its kubeconfig holds a token
+        edge_cluster(stack.kubernetes, Path(folder)) as cluster,
+    ):
         cluster.add_edge(EDGE, "s3://bench/models/v000001/")
         target = cluster.target(EDGE)
         api = target._api  # the ServiceAccount's own client, as the controller sends
@@ -69,10 +73,10 @@ def main() -> None:
         table.add_row(label, f"{cpu_ms:.2f}", f"{cpu_ms / base:.1f}×", f"{wall_ms:.2f}")
     out.print(table)
     edge_ms = base + 4 * rows["write (merge PATCH, strict)"][0]
-    cpus = os.cpu_count() or 1
+    cpus = len(os.sched_getaffinity(0))
     out.print(
-        f"one edge's rollout (1 read, 4 writes): {edge_ms:.1f} ms of API server CPU; 1,000 edges: "
-        f"≥ {edge_ms / cpus:.1f} s on {cpus} CPUs for the API server alone"
+        f"one edge's rollout (1 read, 4 writes) ≈ {edge_ms:.1f} ms of API server CPU, one request at a "
+        f"time; 1,000 edges ≈ {edge_ms / cpus:.1f} s on {cpus} CPUs for the API server alone"
     )
 
 

@@ -183,7 +183,7 @@ def publish_and_wait(
     producer = EventProducer(settings.kafka, "/bench/publish")
     pids = {
         **services(stack),
-        "this bench (KServe's stand-in)": os.getpid(),
+        "this bench (publisher, KServe's stand-in and its predictors)": os.getpid(),
         **{f"controller {i}": p.pid for i, p in enumerate(controllers)},
     }
     cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
@@ -306,7 +306,7 @@ def report_fleet(r: dict[str, Any]) -> None:
 
 def report_cost(r: dict[str, Any]) -> None:
     """CPU per process during the timed part, and the API server's requests per edge."""
-    edges, cpus = r["edges"], os.cpu_count() or 1
+    edges, cpus = r["edges"], len(os.sched_getaffinity(0))
     cost = Table("process", "CPU s", "per edge ms", "≥ s on this machine", title="CPU during the rollout")
     for name, seconds in sorted(r["cpu_s"].items(), key=lambda kv: -kv[1]):
         cost.add_row(name, f"{seconds:.1f}", f"{seconds / edges * 1000:.1f}", f"{seconds / cpus:.1f}")
@@ -324,7 +324,7 @@ def add_fleet_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--processes",
         type=int,
-        default=os.cpu_count() or 1,
+        default=len(os.sched_getaffinity(0)),
         help="Controller processes (default: one per CPU).",
     )
     parser.add_argument("--workers", type=int, default=32, help="Worker threads per controller process.")

@@ -176,9 +176,9 @@ class SensorModel(BaseModel):
     ) -> npt.NDArray[np.bool_]:
         """Which windows are anomalous: over the error threshold, or (with texture) over its own.
         Evaluation, the gate and the edge all decide here, so they agree."""
-        flags = errors > self.threshold
+        flags = (errors > self.threshold) | ~np.isfinite(errors)  # a score that overflowed is no "normal"
         if self.texture is not None and distances is not None:
-            flags |= distances > self.texture.threshold
+            flags |= (distances > self.texture.threshold) | ~np.isfinite(distances)
         return np.asarray(flags, dtype=np.bool_)
 
     def save(self, folder: Path) -> None:

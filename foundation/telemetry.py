@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import csv
 import math
+import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,9 @@ class Telemetry:
 
 
 MAX_ROWS = 5_000_000
+MAX_ABS_READING = 1e6
+"""No sensor of a machine reads beyond a million in its unit: a value past it is a broken export or a
+broken sensor, and one such value makes a sensor's scale infinite, blinding the model to it."""
 
 
 def write_csv(series: list[Telemetry], path: Path) -> None:
@@ -80,31 +84,43 @@ def write_csv(series: list[Telemetry], path: Path) -> None:
 def read_csv(path: Path, sensors: tuple[str, ...] = SENSORS, max_rows: int = MAX_ROWS) -> list[Telemetry]:
     """Each machine's series, in time order, with the sampling period its rows keep."""
     rows: dict[str, list[tuple[float, list[float], int]]] = {}
-    with path.open(newline="") as source:
-        reader = csv.DictReader(source)
-        missing = [c for c in ("time", "machine", *sensors) if c not in (reader.fieldnames or [])]
-        if missing:
-            raise InvalidInput(
-                f"{path}: no column {', '.join(missing)} (found {', '.join(reader.fieldnames or [])})"
-            )
-        for number, record in enumerate(reader, start=2):
-            if number - 1 > max_rows:
-                raise InvalidInput(f"{path}: more than {max_rows} rows; split the export")
-            when, values, label = _parse(record, sensors, path, number)
-            rows.setdefault(record["machine"], []).append((when, values, label))
+    try:
+        with path.open(newline="", encoding="utf-8") as source:
+            reader = csv.DictReader(source)
+            missing = [c for c in ("time", "machine", *sensors) if c not in (reader.fieldnames or [])]
+            if missing:
+                raise InvalidInput(
+                    f"{path}: no column {', '.join(missing)} (found {', '.join(reader.fieldnames or [])})"
+                )
+            for number, record in enumerate(reader, start=2):
+                if number - 1 > max_rows:
+                    raise InvalidInput(f"{path}: more than {max_rows} rows; split the export")
+                when, values, label = _parse(record, sensors, path, number)
+                rows.setdefault(record["machine"], []).append((when, values, label))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InvalidInput(f"{path}: not a UTF-8 CSV file ({type(exc).__name__})") from exc
     return [_series(machine, found, sensors, path) for machine, found in sorted(rows.items())]
 
 
 def _parse(
-    record: dict[str, str], sensors: tuple[str, ...], path: Path, number: int
+    record: dict[str | None, Any], sensors: tuple[str, ...], path: Path, number: int
 ) -> tuple[float, list[float], int]:
+    """One row: its time (epoch seconds, or ISO 8601 read as UTC without a zone), readings and label."""
+    if None in record or any(record.get(c) is None for c in ("time", "machine", *sensors)):
+        raise InvalidInput(f"{path}: row {number} has more or fewer cells than the header")
     try:
         raw = record["time"]
-        when = float(raw) if raw.replace(".", "", 1).isdigit() else datetime.fromisoformat(raw).timestamp()
+        if raw.replace(".", "", 1).isdigit():
+            when = float(raw)
+        else:
+            parsed = datetime.fromisoformat(raw)
+            when = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
         values = [float(record[s]) if record[s] else math.nan for s in sensors]
         label = int(record.get("label") or 0)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OverflowError) as exc:
         raise InvalidInput(f"{path}: row {number} does not parse ({type(exc).__name__})") from exc
+    if not NORMAL <= label <= len(FAULT_KINDS):
+        raise InvalidInput(f"{path}: row {number} has a label outside 0 (normal) to {len(FAULT_KINDS)}")
     return when, values, label
 
 
@@ -125,6 +141,12 @@ def _arrays_series(
     sensors: tuple[str, ...],
     path: Path,
 ) -> Telemetry:
+    if not np.isfinite(times).all() or times.max() > time.time() + 86_400:  # seconds from a start are fine
+        raise InvalidInput(f"{path}: machine {machine} has a time that is no number or in the future")
+    if np.isinf(values).any() or (np.abs(np.nan_to_num(values)) > MAX_ABS_READING).any():
+        raise InvalidInput(f"{path}: machine {machine} has a reading beyond ±{MAX_ABS_READING:g}")
+    if ((labels < NORMAL) | (labels > len(FAULT_KINDS))).any():
+        raise InvalidInput(f"{path}: machine {machine} has a label outside 0 (normal) to {len(FAULT_KINDS)}")
     order = np.argsort(times, kind="stable")
     times, values, labels = times[order], values[order], labels[order]
     steps = np.diff(times)

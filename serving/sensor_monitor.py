@@ -17,7 +17,9 @@ Bad input is refused whole, with a reason that never repeats it.
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, Protocol
@@ -35,6 +37,7 @@ from foundation.errors import (
     validation_reason,
 )
 from foundation.layout import check_name
+from foundation.telemetry import MAX_ABS_READING
 from serving.alarms import AlarmChange, Alarms
 from serving.anomaly import WindowScorer
 from serving.metrics import SensorMetrics
@@ -79,7 +82,9 @@ class AlarmSink(Protocol):
         ...
 
 
-FLOAT32_MAX = float(np.finfo(np.float32).max)
+MAX_CLOCK_AHEAD_S = 300.0
+"""A reading timed further ahead of the gateway's clock is refused: taken, it would make the
+machine's every later reading look already seen, silently ending its monitoring."""
 MEMORY_BUDGET = 256 * 1024 * 1024
 """What the machines' windows may hold in all; with the model's window it bounds how many are watched."""
 
@@ -104,6 +109,7 @@ class SensorMonitor:
     alarms: Alarms
     sink: AlarmSink
     metrics: SensorMetrics
+    clock: Callable[[], float] = time.time
     _series: dict[str, _Series] = field(default_factory=dict)
 
     def take(self, device: str, machine: str, payload: bytes) -> dict[str, Any]:
@@ -128,9 +134,12 @@ class SensorMonitor:
     def readings(self, machine: str, readings: list[Reading], device: str = "") -> list[Alarm]:
         """Add ``readings`` to the machine's windows, score those completed, feed its alarm in order.
         Everything is checked before the machine's state changes: a refused message leaves no trace."""
+        readings = sorted(readings, key=lambda r: r.t)  # a batch sent out of order still counts whole
         values = np.array([self._row(r) for r in readings], np.float64)
-        if (np.abs(np.nan_to_num(values)) > FLOAT32_MAX).any():
-            raise InvalidInput("a reading is out of range")
+        if (np.abs(np.nan_to_num(values)) > MAX_ABS_READING).any():
+            raise InvalidInput(f"a reading is out of range (beyond ±{MAX_ABS_READING:g})")
+        if readings[-1].t > self.clock() + MAX_CLOCK_AHEAD_S:
+            raise InvalidInput("a reading is timed in the future: check the device's clock")
         rows = values.astype(np.float32)
         series = self._series_of(machine, device)
         windows, raw, ends = [], [], []

@@ -108,8 +108,8 @@ def test_writes_landing_between_each_read_and_the_patch_are_read_again_not_faile
     assert cluster.annotations(EDGE)["example.com/touched"] == "2"
 
 
-def _conflicts(kube: ControlPlane) -> float:
-    """409s the API server has answered on InferenceServices since it started."""
+def _answered(kube: ControlPlane, code: str) -> float:
+    """Answers with ``code`` the API server has given on InferenceServices since it started."""
     with kube.http() as http:
         text = http.get("/metrics").text
     return sum(
@@ -117,7 +117,7 @@ def _conflicts(kube: ControlPlane) -> float:
         for line in text.splitlines()
         if line.startswith("apiserver_request_total{")
         and 'resource="inferenceservices"' in line
-        and 'code="409"' in line
+        and f'code="{code}"' in line
     )
 
 
@@ -145,31 +145,37 @@ def test_kserve_writing_status_before_the_stamp_costs_the_confirmation_no_confli
     """The stamp's precondition is the spec's generation, which status writes leave alone."""
     _, v2 = _two_versions(ctx, store, cluster)
     target = cluster.target(EDGE)
-    _after_the_answer(
-        target,
-        monkeypatch,
-        lambda: cluster.admin.patch_namespaced_custom_object_status(
+    before: dict[str, float] = {}
+
+    def kserve_writes_status() -> None:
+        cluster.admin.patch_namespaced_custom_object_status(
             "serving.kserve.io",
             "v1beta1",
             cluster.namespace,
             "inferenceservices",
             edge_model_name(EDGE),
             {"status": {"url": "http://store-1-products.example.com"}},
-        ),
-    )
-    before = _conflicts(kube)
+        )
+        before.update({code: _answered(kube, code) for code in ("409", "422")})
+
+    _after_the_answer(target, monkeypatch, kserve_writes_status)
 
     target.apply(v2, "v000002")
 
     assert SYNCED_AT in cluster.annotations(EDGE)
-    assert _conflicts(kube) == before
+    assert {code: _answered(kube, code) for code in before} == before  # no conflict, no failed test
 
 
-def test_a_spec_changed_after_the_version_answered_is_read_again_before_the_stamp(
-    ctx: SyncContext, store: ObjectStore, cluster: EdgeCluster, monkeypatch: pytest.MonkeyPatch
+def test_a_spec_changed_after_the_version_answered_fails_the_stamps_test_and_is_read_again(
+    ctx: SyncContext,
+    store: ObjectStore,
+    cluster: EdgeCluster,
+    kube: ControlPlane,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _, v2 = _two_versions(ctx, store, cluster)
     target = cluster.target(EDGE)
+    failed_tests = _answered(kube, "422")
     _after_the_answer(
         target, monkeypatch, lambda: _someone_patches(cluster, {"spec": {"predictor": {"minReplicas": 2}}})
     )
@@ -177,6 +183,7 @@ def test_a_spec_changed_after_the_version_answered_is_read_again_before_the_stam
     target.apply(v2, "v000002")
 
     obj = cluster.get(EDGE)
+    assert _answered(kube, "422") == failed_tests + 1
     assert obj["spec"]["predictor"]["minReplicas"] == 2
     assert isvc.annotations(obj)[VERSION] == "v000002" and SYNCED_AT in isvc.annotations(obj)
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from foundation.errors import InvalidInput
+from foundation.sensor_model import SensorModel
 from serving.alarms import Alarms
 from serving.anomaly import WindowScorer
 from serving.metrics import SensorMetrics
@@ -103,3 +105,43 @@ def test_the_machines_watched_are_bounded(model: ExportedSensorModel) -> None:
 
 def _parse(readings: list[dict[str, object]]) -> list[Reading]:
     return list(Message.model_validate({"readings": readings}).readings)
+
+
+def test_a_reading_past_what_a_sensor_reads_is_refused_rather_than_scored_as_no_number(
+    monitor: SensorMonitor,
+) -> None:
+    readings = telemetry_readings(MACHINE, SEED, 0, 60)
+    readings[35] = {"t": readings[35]["t"], "values": {"vibration_mm_s": 3e20}}
+
+    answer = monitor.take("plc-1", "press-5", _message(readings))
+
+    assert answer["status"] == 400 and "out of range" in answer["reason"]
+    assert monitor.metrics.windows_scored("press-5") == 0
+
+
+def test_a_reading_timed_ahead_of_the_gateway_is_refused_and_the_machine_stays_watched(
+    monitor: SensorMonitor,
+) -> None:
+    readings = telemetry_readings(MACHINE, SEED, 0, 40)
+    ahead = [{"t": monitor.clock() + 10 * 365 * 86400, "values": {"temperature_c": 20.0}}]
+
+    refused = monitor.take("plc-1", "press-4", _message(ahead))
+    taken = monitor.take("plc-1", "press-4", _message(readings))
+
+    assert refused["status"] == 400 and "future" in refused["reason"]
+    assert taken["status"] == 202 and monitor.metrics.windows_scored("press-4") == 2
+
+
+def test_a_batch_sent_out_of_order_is_taken_whole(monitor: SensorMonitor) -> None:
+    readings = telemetry_readings(MACHINE, SEED, 0, 40)
+
+    monitor.take("plc-1", "press-3", _message(list(reversed(readings))))
+
+    assert monitor.metrics.windows_scored("press-3") == 2  # readings 30 and 40, as in time order
+
+
+def test_a_score_that_is_no_number_flags_its_window(model: ExportedSensorModel) -> None:
+    described = SensorModel.load(model.folder)
+    errors = np.array([0.0, np.inf, np.nan])
+
+    assert described.flags(errors, None).tolist() == [False, True, True]

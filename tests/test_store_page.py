@@ -290,7 +290,7 @@ def test_refusals_name_the_rule_never_the_value_sent(store_page: StorePage) -> N
         assert "script" not in response.text, response.text
 
 
-def test_an_alarm_window_without_readings_for_its_sensors_is_left_out_not_shown_broken(
+def test_an_alarm_window_the_page_cannot_plot_is_left_out_not_shown_broken(
     store_page: StorePage,
 ) -> None:
     store_page.machine_alarms(["press-1"])
@@ -300,7 +300,7 @@ def test_an_alarm_window_without_readings_for_its_sensors_is_left_out_not_shown_
         "threshold": 0.4,
         "sensors": list(SENSORS),
     }
-    for day, readings in ((3, []), (4, [[1.0]])):
+    for day, readings in ((3, []), (4, [[1.0]]), (5, [[float("inf")] * len(SENSORS)])):
         where = store_page.layout.anomaly_window(PAGE_EDGE, "press-9", date(2026, 12, day), f"w-{day}")
         store_page.store.put_bytes(where, json.dumps({**broken, "readings": readings}).encode())
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -231,3 +232,46 @@ def test_a_parquet_export_without_a_sensor_column_or_over_the_row_limit_is_refus
     (tmp_path / "not.parquet").write_bytes(b"PAR1 not really")
     with pytest.raises(InvalidInput, match="not a readable Parquet file"):
         read_telemetry(tmp_path / "not.parquet")
+
+
+HEADER = "time,machine,temperature_c,vibration_mm_s,current_a,pressure_bar,label\n"
+
+
+@pytest.mark.parametrize(
+    ("row", "why"),
+    [
+        ("20,press-1,1e30,2,12,6,0", "beyond"),
+        ("20,press-1,inf,2,12,6,0", "beyond"),
+        ("20,press-1,20,2,12,6,1000", "label outside"),
+        ("20,press-1,20,2,12", "more or fewer cells"),
+        ("20,press-1,20,2,12,6,0,extra", "more or fewer cells"),
+        ("99999999999,press-1,20,2,12,6,0", "in the future"),
+    ],
+)
+def test_a_csv_value_no_sensor_reads_or_a_broken_row_is_refused_in_one_line(
+    tmp_path: Path, row: str, why: str
+) -> None:
+    path = tmp_path / "export.csv"
+    path.write_text(HEADER + "0,press-1,20,2,12,6,0\n10,press-1,20,2,12,6,0\n" + row + "\n")
+
+    with pytest.raises(InvalidInput, match=why):
+        read_csv(path)
+
+
+def test_a_file_that_is_not_utf8_text_is_refused_as_not_a_csv(tmp_path: Path) -> None:
+    path = tmp_path / "export.csv"
+    path.write_bytes(HEADER.encode() + b"0,press-\xff\xfe,20,2,12,6,0\n")
+
+    with pytest.raises(InvalidInput, match="not a UTF-8 CSV"):
+        read_csv(path)
+
+
+def test_iso_times_without_a_zone_are_read_as_utc(tmp_path: Path) -> None:
+    path = tmp_path / "export.csv"
+    path.write_text(
+        HEADER + "2026-01-01T00:00:00,press-1,20,2,12,6,0\n2026-01-01T00:00:10,press-1,20,2,12,6,0\n"
+    )
+
+    [series] = read_csv(path)
+
+    assert series.start == datetime(2026, 1, 1, tzinfo=UTC).timestamp()

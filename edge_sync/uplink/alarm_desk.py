@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -71,6 +72,13 @@ class AlarmDesk:
             readings = [[None if v is None else float(v) for v in row] for row in body["readings"]]
             if not readings or not sensors or any(len(row) != len(sensors) for row in readings):
                 raise ValueError("readings do not match the sensors")  # the page plots one line per sensor
+            numbers = [
+                float(body["error"]),
+                float(body["threshold"]),
+                *(v for r in readings for v in r if v is not None),
+            ]
+            if not all(math.isfinite(v) for v in numbers):
+                raise ValueError("a number that JSON cannot carry")
             return {
                 "machine": machine,
                 "day": day,

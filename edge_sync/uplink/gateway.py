@@ -31,6 +31,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import anyio
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
@@ -61,6 +63,9 @@ from foundation.storage.store import ObjectStore
 log = logging.getLogger(__name__)
 CONTENT_TYPES = {"image/jpeg": ("JPEG", "jpg"), "image/png": ("PNG", "png")}
 RELEASE_AFTER_PIXELS = 4_000_000
+ACCEPTING_THREADS = 8
+"""Threads checking and storing posted images at once: the rest wait without a thread, so a burst
+of large images waiting for the decode budget never takes the threads the store page's routes use."""
 """A decode at least this big gives its memory back to the system when it ends."""
 
 
@@ -278,6 +283,7 @@ def allow_callers(gateway: Gateway, sessions: StaffSessions) -> Allow:
 def install_images(app: FastAPI, gateway: Gateway, allow: Allow) -> None:
     """Posting an image (devices and staff), and closing a SKU's new images into a set (staff)."""
     limit = gateway.uplink.max_image_bytes
+    accepting = anyio.CapacityLimiter(ACCEPTING_THREADS)  # uploads waiting for the decode budget wait here
 
     @app.post("/v1/images/{sku}")
     async def post_image(sku: str, request: Request) -> JSONResponse:
@@ -287,7 +293,9 @@ def install_images(app: FastAPI, gateway: Gateway, allow: Allow) -> None:
         if content_type not in CONTENT_TYPES:
             raise UnsupportedMedia("unsupported content type: post image/jpeg or image/png")
         data = await read_bounded(request, limit, "image")
-        loc, created = await run_in_threadpool(gateway.accept_image, sku, content_type, data)
+        loc, created = await anyio.to_thread.run_sync(
+            gateway.accept_image, sku, content_type, data, limiter=accepting
+        )
         image_id = loc.key.rsplit("/", 1)[1].rsplit(".", 1)[0]
         body = {"sku": sku, "image_id": image_id, "key": loc.key, "created": created}
         return JSONResponse(body, 201 if created else 200)

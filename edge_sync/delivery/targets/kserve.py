@@ -27,6 +27,7 @@ from urllib3.exceptions import HTTPError
 
 from edge_sync.delivery.targets import isvc
 from edge_sync.delivery.targets.address import AddressProbe
+from edge_sync.delivery.targets.apierrors import api_error
 from edge_sync.delivery.targets.base import SEEN_FOR_S, Deployed, TargetState
 from edge_sync.delivery.targets.counters import Counters
 from edge_sync.delivery.targets.isvc import (
@@ -38,10 +39,7 @@ from edge_sync.delivery.targets.isvc import (
     SYNCED_AT,
 )
 from foundation.errors import (
-    EdgecoreError,
     InvalidInput,
-    NotFound,
-    PermanentError,
     ResourceVersionConflict,
     RolloutFailed,
     ServiceUnavailable,
@@ -193,7 +191,10 @@ class KServeTarget:
         stamp = datetime.now(UTC).isoformat()
         try:
             return self._json_patch(isvc.confirm_ops(obj, stamp))
-        except (InvalidInput, ServiceUnavailable):
+        except (InvalidInput, ServiceUnavailable) as exc:
+            if isinstance(exc, ServiceUnavailable) and not isinstance(exc.__cause__, HTTPError):
+                raise  # an overloaded API server (429, 5xx): the fleet backs off, as for any write
+            log.info("%s: stamping from a fresh read: %s", self.description, exc)
             return self._revise(self.get(), lambda _: ({SYNCED_AT: stamp}, {}))
 
     def _json_patch(self, ops: list[dict[str, Any]]) -> dict[str, Any]:
@@ -356,7 +357,7 @@ class KServeTarget:
             result: dict[str, Any] = fn()
             return result
         except ApiException as exc:
-            raise _wrap(exc, where) from exc
+            raise api_error(exc, where) from exc
         except HTTPError as exc:  # urllib3 already retried what is safe to retry (reads)
             raise ServiceUnavailable(f"{where}: API server unreachable ({exc})") from exc
 
@@ -384,16 +385,3 @@ def _verdict(
         return None, "Ready is not reported yet"
     written = before is None or isvc.status_mark(obj) != before[0]
     return (True, "Ready") if written else (None, "no status written since the change")
-
-
-def _wrap(exc: ApiException, where: str) -> EdgecoreError:
-    reason = f"{where}: API server answered {exc.status} {exc.reason}"
-    if exc.status == 404:
-        return NotFound(reason)
-    if exc.status == 409:
-        return ResourceVersionConflict(reason)
-    if exc.status == 422:
-        return InvalidInput(f"{reason}: {(exc.body or '')[:500]}")
-    if exc.status == 429 or (exc.status or 0) >= 500:
-        return ServiceUnavailable(reason)
-    return PermanentError(f"{reason}: {(exc.body or '')[:500]}")
