@@ -58,4 +58,4 @@ def build_webhook(settings: Settings) -> AlarmWebhook | None:
             raise InvalidInput(
                 f"cannot read the alarm webhook's token file {token_file}: {exc.strerror}"
             ) from exc
-    return AlarmWebhook(url, token)
+    return AlarmWebhook(url.get_secret_value(), token)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from edgecore.stack import Stack
 from foundation.credentials import new_token
@@ -143,7 +143,7 @@ def test_a_webhook_url_that_is_neither_https_nor_loopback_is_refused_without_rep
     assert url not in str(refused.value)
 
     with pytest.raises(ValidationError) as invalid:
-        ServingSettings(alarm_webhook_url=url)
+        ServingSettings(alarm_webhook_url=SecretStr(url))
     assert url not in invalid.value.errors()[0]["msg"]
 
 
@@ -151,7 +151,9 @@ def test_the_webhook_token_is_read_from_its_file(tmp_path: Path, receiver: Recei
     token_file = tmp_path / "token"
     token_file.write_text(f"{uuid.uuid4().hex}\n")
     settings = Settings(
-        serving=ServingSettings(alarm_webhook_url=receiver.url, alarm_webhook_token_file=token_file)
+        serving=ServingSettings(
+            alarm_webhook_url=SecretStr(receiver.url), alarm_webhook_token_file=token_file
+        )
     )
 
     webhook = build_webhook(settings)

@@ -46,3 +46,12 @@ def test_an_unreachable_kfp_api_is_one_line_naming_it() -> None:
     assert result.stderr.strip().splitlines() == [
         "error: cannot reach the KFP API at http://127.0.0.1:1 (NewConnectionError): check the host given"
     ]
+
+
+def test_settings_show_masks_the_alarm_webhook_url_which_often_carries_its_key() -> None:
+    url = "https://hooks.example.com/services/T0/B0/key-that-must-not-print"
+
+    result = _run("settings", "show", EDGECORE_ALARM_WEBHOOK_URL=url)
+
+    assert result.returncode == 0, result.stderr
+    assert "key-that-must-not-print" not in result.stdout + result.stderr

@@ -205,10 +205,11 @@ class ServingSettings(BaseSettings):
         default=8 * 1_048_576, ge=1024, description="Largest inference body accepted (HTTP 413 above)."
     )
     server_host: str = Field(default="127.0.0.1", description="Address the edge model server listens on.")
-    alarm_webhook_url: str | None = Field(
+    alarm_webhook_url: SecretStr | None = Field(
         default=None,
         description="Where a store's gateway also POSTs each machine alarm (the anomaly-detected "
-        "CloudEvent): https://, or http:// to a loopback address. Unset: Kafka only.",
+        "CloudEvent): https://, or http:// to a loopback address. Unset: Kafka only. Secret: such "
+        "URLs often carry their key.",
     )
     alarm_webhook_token_file: Path | None = Field(
         default=None, description="A file holding the bearer token the alarm webhook is sent with."
@@ -216,9 +217,11 @@ class ServingSettings(BaseSettings):
 
     @field_validator("alarm_webhook_url")
     @classmethod
-    def _webhook_url(cls, url: str | None) -> str | None:
+    def _webhook_url(cls, url: SecretStr | None) -> SecretStr | None:
         try:
-            return None if url is None else require_https_or_loopback(url, "the alarm webhook URL")
+            if url is not None:
+                require_https_or_loopback(url.get_secret_value(), "the alarm webhook URL")
+            return url
         except InvalidInput as exc:
             raise ValueError(str(exc)) from None  # a settings error: one line, the URL not repeated
 
