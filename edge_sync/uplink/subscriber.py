@@ -129,7 +129,14 @@ class QueuedSubscriber:
             item = self._work.get()
             if item is None or self._stop.is_set():
                 return
-            if not self.handle(item):
-                return
-            if item.qos > 0:
-                self.client.ack(item.mid, item.qos)
+            try:
+                if not self.handle(item):
+                    return
+                if item.qos > 0:
+                    self.client.ack(item.mid, item.qos)
+            except Exception:  # one message's failure must not end the worker: the intake would stall
+                log.exception(
+                    "edge %s: a message on %s failed; left for the broker to deliver again",
+                    self.edge,
+                    item.topic,
+                )
