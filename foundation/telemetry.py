@@ -65,6 +65,8 @@ class Telemetry:
 
 
 MAX_ROWS = 5_000_000
+MAX_MACHINES = 1000
+"""Machines one export may hold: each becomes an object of the dataset version."""
 MAX_ABS_READING = 1e6
 """No sensor of a machine reads beyond a million in its unit: a value past it is a broken export or a
 broken sensor, and one such value makes a sensor's scale infinite, blinding the model to it."""
@@ -99,6 +101,8 @@ def read_csv(path: Path, sensors: tuple[str, ...] = SENSORS, max_rows: int = MAX
                 rows.setdefault(record["machine"], []).append((when, values, label))
     except (UnicodeDecodeError, csv.Error) as exc:
         raise InvalidInput(f"{path}: not a UTF-8 CSV file ({type(exc).__name__})") from exc
+    if len(rows) > MAX_MACHINES:
+        raise InvalidInput(f"{path}: more than {MAX_MACHINES} machines; split the export")
     return [_series(machine, found, sensors, path) for machine, found in sorted(rows.items())]
 
 
@@ -205,10 +209,14 @@ def read_parquet(path: Path, sensors: tuple[str, ...] = SENSORS, max_rows: int =
         raise InvalidInput(f"{path}: a column does not hold what it should ({type(exc).__name__})") from exc
     if any(m is None for m in machines) or np.isnan(times).any():
         raise InvalidInput(f"{path}: a row has no machine or no time")
-    found = sorted(set(machines))
+    found, which = np.unique(machines.astype(str), return_inverse=True)  # one pass, not one per machine
+    if len(found) > MAX_MACHINES:
+        raise InvalidInput(f"{path}: more than {MAX_MACHINES} machines; split the export")
+    order = np.argsort(which, kind="stable")
+    bounds = np.searchsorted(which[order], np.arange(len(found) + 1))
     return [
-        _arrays_series(m, times[machines == m], values[machines == m], labels[machines == m], sensors, path)
-        for m in found
+        _arrays_series(str(m), times[rows], values[rows], labels[rows], sensors, path)
+        for m, rows in ((m, order[bounds[i] : bounds[i + 1]]) for i, m in enumerate(found))
     ]
 
 

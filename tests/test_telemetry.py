@@ -12,7 +12,15 @@ from typer.testing import CliRunner
 from edgecore.cli import app
 from edgecore.synthetic.telemetry import generate
 from foundation.errors import InvalidInput
-from foundation.telemetry import FAULT_KINDS, NORMAL, Telemetry, read_csv, read_telemetry, write_csv
+from foundation.telemetry import (
+    FAULT_KINDS,
+    MAX_MACHINES,
+    NORMAL,
+    Telemetry,
+    read_csv,
+    read_telemetry,
+    write_csv,
+)
 
 DAY = 24.0
 
@@ -275,3 +283,12 @@ def test_iso_times_without_a_zone_are_read_as_utc(tmp_path: Path) -> None:
     [series] = read_csv(path)
 
     assert series.start == datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+
+
+def test_an_export_of_more_machines_than_a_version_holds_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "export.csv"
+    rows = "".join(f"{t},m-{m},20,2,12,6,0\n" for m in range(MAX_MACHINES + 1) for t in (0, 10))
+    path.write_text(HEADER + rows)
+
+    with pytest.raises(InvalidInput, match=f"more than {MAX_MACHINES} machines"):
+        read_csv(path)
