@@ -101,6 +101,22 @@ class _Series:
     last_t: float = float("-inf")
     """The newest reading's time: one not newer (a message delivered again) is skipped."""
     since: int = 0
+    step: float = 0.0
+    """The machine's usual time between readings, learnt as they come (gaps do not inflate it)."""
+
+    def after_gap(self, t: float, window: int) -> bool:
+        """Whether ``t`` comes after an outage longer than a window: the window then starts afresh,
+        as training never joins readings across an outage into one window."""
+        if self.last_t == float("-inf"):
+            return False
+        dt = t - self.last_t
+        outage = self.step > 0 and dt > window * self.step
+        self.step = dt if self.step == 0 else 0.9 * self.step + 0.1 * min(dt, 2 * self.step)
+        if outage:
+            self.rows.clear()
+            self.raw.clear()
+            self.since = 0
+        return outage
 
 
 @dataclass
@@ -146,6 +162,7 @@ class SensorMonitor:
         for row, reading in zip(rows, readings, strict=True):
             if reading.t <= series.last_t:
                 continue  # already taken: QoS 1 delivers a message again after a reconnect
+            series.after_gap(reading.t, self.scorer.spec.window)
             series.last_t = reading.t
             filled = np.where(np.isnan(row), series.last, row)
             series.last = filled

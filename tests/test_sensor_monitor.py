@@ -145,3 +145,13 @@ def test_a_score_that_is_no_number_flags_its_window(model: ExportedSensorModel) 
     errors = np.array([0.0, np.inf, np.nan])
 
     assert described.flags(errors, None).tolist() == [False, True, True]
+
+
+def test_a_window_never_spans_an_outage_of_the_device(monitor: SensorMonitor) -> None:
+    before = telemetry_readings(MACHINE, SEED, 0, 40)
+    after = [{**r, "t": r["t"] + 4 * 3600} for r in telemetry_readings(MACHINE, SEED, 40, 40)]
+
+    monitor.take("plc-1", "press-2", _message(before))
+    monitor.take("plc-1", "press-2", _message(after))
+
+    assert monitor.metrics.windows_scored("press-2") == 4  # readings 30 and 40 on each side of the outage
