@@ -40,6 +40,10 @@ PACKAGES = ("mosquitto", "libmosquitto1", "libcjson1", "libdlt2", "libwrap0")
 
 PACKET_HEADROOM = 64 * 1024
 """Topic, properties and framing on top of the largest image a device may publish."""
+QUEUED_MESSAGES = 200_000
+"""Messages the broker keeps per client while it is away: about a day of ten devices sending every 5 s."""
+QUEUED_BYTES = 1024 * 1_048_576
+"""The same bound in bytes (1 GiB), which the images reach first: beyond it the broker drops."""
 
 
 @dataclass(frozen=True)
@@ -167,6 +171,10 @@ class MosquittoService:
                     f"acl_file {self.base / 'acl'}",
                     "use_username_as_clientid true",
                     f"max_packet_size {s.uplink.max_image_bytes + PACKET_HEADROOM}",
+                    # what the broker holds for a gateway that is down: mosquitto's default (1,000
+                    # messages) would drop readings it had acknowledged to devices within hours
+                    f"max_queued_messages {QUEUED_MESSAGES}",
+                    f"max_queued_bytes {QUEUED_BYTES}",
                     "persistence true",
                     f"persistence_location {self.base / 'data'}/",
                     "autosave_interval 1",
