@@ -82,6 +82,9 @@ class AlarmSink(Protocol):
         ...
 
 
+MACHINES_PER_DEVICE = 64
+"""Machines one device may report: one device naming ever-new machines cannot take every other
+device's place among the machines watched."""
 MAX_CLOCK_AHEAD_S = 300.0
 """A reading timed further ahead of the gateway's clock is refused: taken, it would make the
 machine's every later reading look already seen, silently ending its monitoring."""
@@ -189,6 +192,8 @@ class SensorMonitor:
         if series is None:
             if len(self._series) >= self.max_machines:
                 raise InvalidInput(f"more than {self.max_machines} machines at one edge")
+            if sum(1 for s in self._series.values() if s.device == device) >= MACHINES_PER_DEVICE:
+                raise InvalidInput(f"device reports more than {MACHINES_PER_DEVICE} machines")
             window = self.scorer.spec.window
             nan = np.full(len(self.scorer.spec.sensors), np.nan, np.float32)
             series = self._series[machine] = _Series(deque(maxlen=window), deque(maxlen=window), nan, device)

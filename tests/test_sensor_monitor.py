@@ -17,7 +17,7 @@ from foundation.sensor_model import SensorModel
 from serving.alarms import Alarms
 from serving.anomaly import WindowScorer
 from serving.metrics import SensorMetrics
-from serving.sensor_monitor import Alarm, Message, Reading, SensorMonitor
+from serving.sensor_monitor import MACHINES_PER_DEVICE, Alarm, Message, Reading, SensorMonitor
 from testkit.sensors import ExportedSensorModel, export_sensor_model_for, telemetry_readings
 
 MACHINE, SEED = "press-1", 5
@@ -149,9 +149,19 @@ def test_a_score_that_is_no_number_flags_its_window(model: ExportedSensorModel) 
 
 def test_a_window_never_spans_an_outage_of_the_device(monitor: SensorMonitor) -> None:
     before = telemetry_readings(MACHINE, SEED, 0, 40)
-    after = [{**r, "t": r["t"] + 4 * 3600} for r in telemetry_readings(MACHINE, SEED, 40, 40)]
+    after = [{**r, "t": float(r["t"]) + 4 * 3600} for r in telemetry_readings(MACHINE, SEED, 40, 40)]  # type: ignore[arg-type]
 
     monitor.take("plc-1", "press-2", _message(before))
     monitor.take("plc-1", "press-2", _message(after))
 
     assert monitor.metrics.windows_scored("press-2") == 4  # readings 30 and 40 on each side of the outage
+
+
+def test_a_device_naming_ever_new_machines_is_stopped_at_its_own_share(model: ExportedSensorModel) -> None:
+    scorer = WindowScorer(model.folder)
+    monitor = SensorMonitor(scorer, Alarms(3, 5), Kept(), SensorMetrics(EDGE))
+    one = _message(telemetry_readings(MACHINE, SEED, 0, 1))
+    answers = [monitor.take("plc-9", f"m-{i}", one)["status"] for i in range(MACHINES_PER_DEVICE + 1)]
+
+    assert answers == [202] * MACHINES_PER_DEVICE + [400]
+    assert monitor.take("plc-1", "press-1", one)["status"] == 202  # another device still has room

@@ -27,6 +27,7 @@ def test_the_page_and_its_files_come_from_the_gateway_alone(store_page: StorePag
 
         assert response.status_code == 200, path
         assert "default-src 'self'" in response.headers["content-security-policy"]
+        assert response.headers["x-content-type-options"] == "nosniff"
         assert not re.search(r"(src|href)=\"(https?:)?//", response.text), path
     assert httpx.get(store_page.url + "/staff/other.js").status_code == 404
 
@@ -288,6 +289,7 @@ def test_refusals_name_the_rule_never_the_value_sent(store_page: StorePage) -> N
     for response in answers:
         assert 400 <= response.status_code < 500, response.text
         assert "script" not in response.text, response.text
+        assert response.headers["x-content-type-options"] == "nosniff"
 
 
 def test_an_alarm_window_the_page_cannot_plot_is_left_out_not_shown_broken(

@@ -38,7 +38,13 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from edge_sync.uplink.alarm_desk import AlarmDesk
-from edge_sync.uplink.http import client_address, install_error_handlers, media_type, read_bounded
+from edge_sync.uplink.http import (
+    client_address,
+    install_error_handlers,
+    install_headers,
+    media_type,
+    read_bounded,
+)
 from edge_sync.uplink.memory import release_free_memory
 from edge_sync.uplink.metrics import UplinkMetrics
 from edge_sync.uplink.outbox import HARD_EXAMPLE, INCOMING, Item, Outbox
@@ -245,6 +251,7 @@ def create_app(gateway: Gateway) -> FastAPI:
     """The gateway's routes: devices' images, staff's sets and labels, and the store's page."""
     app = FastAPI(title=f"edgecore gateway ({gateway.edge})", docs_url=None, redoc_url=None)
     install_error_handlers(app, gateway.metrics)
+    install_headers(app)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

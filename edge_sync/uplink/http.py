@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -102,3 +103,13 @@ def media_type(request: Request) -> str:
 def client_address(request: Request) -> str:
     """The caller's address, which failed logins and tokens are counted by."""
     return request.client.host if request.client else ""
+
+
+def install_headers(app: FastAPI) -> None:
+    """Headers every answer carries: no browser guesses a JSON refusal's type into a page."""
+
+    @app.middleware("http")
+    async def _nosniff(request: Request, call_next: Any) -> Any:
+        response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response

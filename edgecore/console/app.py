@@ -16,7 +16,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 
-from edge_sync.uplink.http import client_address, install_error_handlers
+from edge_sync.uplink.http import client_address, install_error_handlers, install_headers
 from edge_sync.uplink.page import PageFiles, install_files, install_session
 from edge_sync.uplink.sessions import PAGE_HEADER, StaffSessions
 from edgecore.console.status import CoreStatus, readable
@@ -64,6 +64,7 @@ def _operator(operators: Credentials, authorization: str | None) -> str:
 def create_app(status: CoreStatus, operators: Credentials) -> FastAPI:
     app = FastAPI(title="edgecore core status", docs_url=None, redoc_url=None)
     install_error_handlers(app)
+    install_headers(app)
     sessions = StaffSessions(operators, CORE_COOKIE)
     readers = sections(status)
 
