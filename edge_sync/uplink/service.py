@@ -88,7 +88,7 @@ def shipping(shipper: Shipper) -> Iterator[threading.Event]:
 
 
 def serve(app: FastAPI, host: str, port: int, max_connections: int) -> None:
-    """Plain HTTP: the gateway is the store's own, on its network (loopback by default)."""
+    """Plain HTTP, on the site's own network (loopback by default): the store's gateway, the core page."""
     uvicorn.run(
         app,
         host=host,

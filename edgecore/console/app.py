@@ -12,12 +12,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 
 from edge_sync.uplink.http import client_address, install_error_handlers, install_headers
 from edge_sync.uplink.page import PageFiles, install_files, install_session
+from edge_sync.uplink.service import serve
 from edge_sync.uplink.sessions import PAGE_HEADER, StaffSessions
 from edgecore.console.status import CoreStatus, readable
 from foundation.credentials import Credentials, bearer
@@ -106,11 +106,4 @@ def run_page(settings: Settings, group: str = GROUP_ID) -> None:
     app = create_app(build_status(settings, group), operators)
     host, port = settings.console.host, settings.console.port
     log.info("the core page is at http://%s:%d/core/", host, port)
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level="info",
-        access_log=False,
-        limit_concurrency=settings.console.max_connections,
-    )
+    serve(app, host, port, settings.console.max_connections)
