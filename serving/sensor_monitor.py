@@ -107,11 +107,11 @@ class _Series:
     step: float = 0.0
     """The machine's usual time between readings, learnt as they come (gaps do not inflate it)."""
 
-    def after_gap(self, t: float, window: int) -> bool:
-        """Whether ``t`` comes after an outage longer than a window: the window then starts afresh,
-        as training never joins readings across an outage into one window."""
+    def after_gap(self, t: float, window: int) -> None:
+        """Start the window afresh when ``t`` comes after an outage longer than a window: training
+        never joins readings across an outage into one window."""
         if self.last_t == float("-inf"):
-            return False
+            return
         dt = t - self.last_t
         outage = self.step > 0 and dt > window * self.step
         self.step = dt if self.step == 0 else 0.9 * self.step + 0.1 * min(dt, 2 * self.step)
@@ -119,7 +119,6 @@ class _Series:
             self.rows.clear()
             self.raw.clear()
             self.since = 0
-        return outage
 
 
 @dataclass

@@ -72,11 +72,8 @@ class AlarmDesk:
             readings = [[None if v is None else float(v) for v in row] for row in body["readings"]]
             if not readings or not sensors or any(len(row) != len(sensors) for row in readings):
                 raise ValueError("readings do not match the sensors")  # the page plots one line per sensor
-            numbers = [
-                float(body["error"]),
-                float(body["threshold"]),
-                *(v for r in readings for v in r if v is not None),
-            ]
+            error, threshold = float(body["error"]), float(body["threshold"])
+            numbers = [error, threshold, *(v for r in readings for v in r if v is not None)]
             if not all(math.isfinite(v) for v in numbers):
                 raise ValueError("a number that JSON cannot carry")
             return {
@@ -84,8 +81,8 @@ class AlarmDesk:
                 "day": day,
                 "window_id": name.removesuffix(".json"),
                 "window_end": str(body["window_end"]),
-                "error": float(body["error"]),
-                "threshold": float(body["threshold"]),
+                "error": error,
+                "threshold": threshold,
                 "texture_distance": _number(body.get("texture_distance")),
                 "texture_threshold": _number(body.get("texture_threshold")),
                 "sensors": sensors,

@@ -69,10 +69,10 @@ from foundation.storage.store import ObjectStore
 log = logging.getLogger(__name__)
 CONTENT_TYPES = {"image/jpeg": ("JPEG", "jpg"), "image/png": ("PNG", "png")}
 RELEASE_AFTER_PIXELS = 4_000_000
+"""A decode at least this big gives its memory back to the system when it ends."""
 ACCEPTING_THREADS = 8
 """Threads checking and storing posted images at once: the rest wait without a thread, so a burst
 of large images waiting for the decode budget never takes the threads the store page's routes use."""
-"""A decode at least this big gives its memory back to the system when it ends."""
 
 
 class DecodeBudget:
