@@ -43,7 +43,11 @@ def report_throughput(rounds: list[dict[str, Any]]) -> None:
 
 def report_ratios(rounds: list[dict[str, Any]], medians: dict[str, float], ours: float) -> None:
     """The goal's ratio (and each round's, to show the spread), the references', and the CPU."""
-    each = ", ".join(f"{r['paths']['baseline'][0] / r['edge_to_core_s']:.2f}" for r in rounds)
+    each = ", ".join(
+        f"{r['paths']['baseline'][0] / r['edge_to_core_s']:.2f}"
+        f" ({r['paths']['baseline'][0]:.2f} s / {r['edge_to_core_s']:.2f} s)"
+        for r in rounds
+    )
     print(f"throughput ratio edge→core / boto3 multipart = {medians['baseline'] / ours:.2f} (goal ≥ 0.9)")
     print(f"  the same ratio in each round: {each}")
     print(

@@ -281,7 +281,7 @@ def test_the_spooled_copies_of_a_shipped_set_are_removed_and_the_bucket_keeps_it
     with loop.core():
         shipper.ship_due()
 
-    assert not any(path.exists() for path in spooled)
+    wait_for(lambda: not any(path.exists() for path in spooled), 10, what="the spool copies to go")
     assert _stored(loop) == accepted
 
 
@@ -295,7 +295,7 @@ def test_the_spooled_copies_of_a_rejected_set_are_removed_and_the_bucket_keeps_i
         result = shipper.ship_due()
 
     assert result[0].outcome == "rejected"
-    assert not any(path.exists() for path in spooled)
+    wait_for(lambda: not any(path.exists() for path in spooled), 10, what="the spool copies to go")
     assert _stored(loop) == accepted
 
 

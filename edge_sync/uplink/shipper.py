@@ -12,7 +12,9 @@ refuses a set whose images do not make its digest (built from the sha256s record
 acceptance).  Only then does the shipper hash its images: to name the one that changed
 on the edge (the set is kept aside for an operator), to drop a damaged spool copy (the
 bucket's is sent next time) or, when all are intact, to retry a set that was damaged in
-transit.  Once a set has shipped, or been rejected, its spool copies are removed.  A set
+transit.  Once a set has shipped, or been rejected, its spool copies are removed, by a
+thread of their own: unlinking hundreds of image files takes a good share of a set's
+transfer time, and the next set need not wait for it.  A set
 is fixed when it is completed (labelled hard examples included), so every retry sends
 the same images and the core recognizes a retransmission by the set digest.
 
@@ -89,8 +91,11 @@ class Shipper:
         self.url = door_url.rstrip("/")
         self.catalogue = catalogue
         self._client = client
+        self._janitor = ThreadPoolExecutor(1, thread_name_prefix="spool-drop")
 
     def close(self) -> None:
+        """Close the connections; spool copies still being removed are removed first."""
+        self._janitor.shutdown(wait=True)
         self._client.close()
         self.reader.close()
 
@@ -141,8 +146,8 @@ class Shipper:
 
     def _unspool(self, items: list[Item]) -> None:
         """A set that has ended (shipped or rejected) needs no spool copies any more."""
-        for item in items:
-            self.outbox.spool.drop(item.key)
+        keys = [item.key for item in items]
+        self._janitor.submit(self.outbox.spool.drop_all, keys)
 
     # -- one attempt -------------------------------------------------------------------
     def _send(self, set_id: str, items: list[Item]) -> ShipResult:

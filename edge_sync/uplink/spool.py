@@ -58,3 +58,7 @@ class Spool:
     def drop(self, key: str) -> None:
         with contextlib.suppress(OSError):
             self.path(key).unlink()
+
+    def drop_all(self, keys: list[str]) -> None:
+        for key in keys:
+            self.drop(key)
