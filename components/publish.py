@@ -14,7 +14,7 @@ from pathlib import Path
 
 from foundation.errors import IntegrityError
 from foundation.events import ModelPublished
-from foundation.layout import MANIFEST, Layout, edge_model_name, sensor_model_name
+from foundation.layout import MANIFEST, Layout, edge_models
 from foundation.manifest import Manifest
 from foundation.registry import publish_model
 from foundation.storage.objects import ObjectStorage
@@ -30,7 +30,7 @@ def publish(
 ) -> ModelPublished:
     exported = Manifest.from_bytes((export_dir / MANIFEST).read_bytes(), str(export_dir / MANIFEST))
     model = exported.name
-    if model not in (edge_model_name(edge), sensor_model_name(edge)):
+    if model not in edge_models(edge):
         raise IntegrityError(f"{export_dir} holds model {model}, not one of edge {edge}'s")
     manifest = publish_model(store, layout, export_dir, owner)
     event = ModelPublished(

@@ -107,6 +107,11 @@ def sensor_model_name(edge: str) -> str:
     return f"{check_name(edge, 'edge id')}-sensors"
 
 
+def edge_models(edge: str) -> tuple[str, str]:
+    """Every model an edge may be delivered (and nothing else): its products' and its sensors'."""
+    return edge_model_name(edge), sensor_model_name(edge)
+
+
 TELEMETRY_SUFFIX = "-telemetry"
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from foundation.errors import InvalidInput
@@ -16,33 +20,85 @@ from serving.anomaly import WindowScorer
 from serving.anomaly_reports import AnomalyReports
 from serving.metrics import SensorMetrics
 from serving.sensor_monitor import SensorMonitor
+from serving.sensor_sync import SensorModelSync, SensorSlot
 
 
-def build_sensor_monitor(settings: Settings, edge: str, folder: Path) -> SensorMonitor:
-    """The monitor of a sensor model version folder (``components.anomaly.export_sensor_model``)."""
-    scorer = WindowScorer(folder)
-    manifest = Manifest.from_bytes((folder / MANIFEST).read_bytes(), str(folder / MANIFEST))
+@dataclass(frozen=True)
+class SensorOutlets:
+    """Where every version's alarms go: built once per gateway, shared by the versions it loads."""
+
+    edge: str
+    store: ObjectStore
+    layout: Layout
+    producer: EventProducer
+    topic: str
+    webhook: AlarmWebhook | None
+    metrics: SensorMetrics
+
+
+def sensor_outlets(settings: Settings, edge: str) -> SensorOutlets:
     kafka = settings.kafka
     if kafka.security_protocol != "SASL_SSL":  # an edge's login may write its alarms, not create topics
         ensure_topics(kafka, extra=[kafka.anomaly_topic(edge)])
     store = ObjectStore(settings.s3)
     layout = Layout(settings.buckets)
     store.ensure_bucket(layout.edge_bucket(edge))
+    producer = EventProducer(kafka, f"/edgecore/sensors/{edge}")
+    return SensorOutlets(
+        edge, store, layout, producer, kafka.anomaly_topic(edge), build_webhook(settings), SensorMetrics(edge)
+    )
+
+
+def monitor_of(outlets: SensorOutlets, folder: Path) -> SensorMonitor:
+    """The monitor of a sensor model version folder (``components.anomaly.export_sensor_model``)."""
+    scorer = WindowScorer(folder)
+    manifest = Manifest.from_bytes((folder / MANIFEST).read_bytes(), str(folder / MANIFEST))
     reports = AnomalyReports(
-        edge,
+        outlets.edge,
         manifest.name,
         manifest.version,
         scorer.spec.threshold,
         scorer.spec.texture.threshold if scorer.spec.texture else None,
         scorer.spec.sensors,
-        store,
-        layout,
-        EventProducer(kafka, f"/edgecore/sensors/{edge}"),
-        kafka.anomaly_topic(edge),
-        build_webhook(settings),
+        outlets.store,
+        outlets.layout,
+        outlets.producer,
+        outlets.topic,
+        outlets.webhook,
     )
     alarms = Alarms(scorer.spec.alert_k, scorer.spec.alert_n)
-    return SensorMonitor(scorer, alarms, reports, SensorMetrics(edge))
+    return SensorMonitor(scorer, alarms, reports, outlets.metrics)
+
+
+def build_sensor_monitor(settings: Settings, edge: str, folder: Path) -> SensorMonitor:
+    """The monitor of one fixed version folder (``edge gateway --sensor-model DIR``)."""
+    return monitor_of(sensor_outlets(settings, edge), folder)
+
+
+@contextmanager
+def following_sensor_model(settings: Settings, edge: str) -> Iterator[SensorSlot]:
+    """A slot that scores with the newest delivered version of the edge's sensor model, kept current
+    by a thread (``serving.sensor_sync``) for as long as the block runs."""
+    outlets = sensor_outlets(settings, edge)
+    slot = SensorSlot(outlets.metrics)
+    sync = SensorModelSync(
+        edge,
+        outlets.store,
+        outlets.layout,
+        settings.state_dir / "sensor-models" / edge,
+        slot,
+        lambda folder: monitor_of(outlets, folder),
+    )
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=sync.run, args=(stop, settings.delivery.poll_s), name="sensor-model-sync", daemon=True
+    )
+    thread.start()
+    try:
+        yield slot
+    finally:
+        stop.set()
+        thread.join(timeout=30)
 
 
 def build_webhook(settings: Settings) -> AlarmWebhook | None:

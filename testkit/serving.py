@@ -140,14 +140,17 @@ def exported(seed: int, production: bool = False) -> Path:
     return root
 
 
-def write_version(root: Path, edge: str, version: str, seed: int = 0, production: bool = False) -> Path:
-    """A published version for ``edge``: the export re-catalogued for the edge, numbered as publish does."""
+def write_version(
+    root: Path, edge: str, version: str, seed: int = 0, production: bool = False, model: str | None = None
+) -> Path:
+    """A published version for ``edge`` (of ``model``, its products' by default): the export
+    re-catalogued for the edge, numbered as publish does."""
     shutil.copytree(exported(seed, production), root)
     (root / CATALOGUE_FILE).write_bytes(catalogue(edge).to_bytes())
     template = Manifest.from_bytes((root / MANIFEST).read_bytes(), str(root))
     manifest = template.model_copy(
         update={
-            "name": edge_model_name(edge),
+            "name": model or edge_model_name(edge),
             "version": version,
             "files": entries_for_dir(root),
             "metadata": {**template.metadata, "edge": edge},

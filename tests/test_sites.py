@@ -17,30 +17,38 @@ from pathlib import Path
 import httpx
 import pytest
 
+from edge_sync.delivery.controller import SyncContext
+from edge_sync.delivery.edges import EdgeSpec, LocalSpec
+from edge_sync.delivery.fleet import ControllerFleet
+from edge_sync.delivery.metrics import SyncMetrics
 from edge_sync.delivery.pull import Puller
+from edge_sync.delivery.targets.local import LocalServerTarget
 from edgecore.stack import Stack
 from edgecore.stack.site import EdgeSite
 from foundation.credentials import new_token
 from foundation.errors import Forbidden, Unauthorized
-from foundation.layout import CATALOGUE_FILE, MANIFEST, Layout, edge_model_name
+from foundation.events import ModelPublished
+from foundation.layout import CATALOGUE_FILE, MANIFEST, Layout, edge_model_name, sensor_model_name
 from foundation.manifest import Manifest
 from foundation.registry import fetch_verified, newest_version, read_version
 from foundation.settings import Settings
 from foundation.storage.store import ObjectStore
 from foundation.tls import client_context
+from testkit.conditions import wait_for
 from testkit.serving import upload_version, write_version
 from testkit.uplink import DoorCore, door_core
 
-NORTH, SOUTH = "north", "south"
-TOKENS = {NORTH: new_token(), SOUTH: new_token()}
+NORTH, SOUTH, EAST = "north", "south", "east"
+TOKENS = {NORTH: new_token(), SOUTH: new_token(), EAST: new_token()}
 
 
 @dataclass(frozen=True)
 class Core(DoorCore):
-    def publish(self, tmp: Path, edge: str, version: str) -> None:
+    def publish(self, tmp: Path, edge: str, version: str, model: str | None = None) -> None:
         """A gated version in the core's registry, as the pipeline's publish step leaves it."""
-        root = write_version(tmp / f"{edge}-{version}", edge, version)
-        upload_version(self.store, self.layout.model_prefix(edge_model_name(edge), version), root)
+        model = model or edge_model_name(edge)
+        root = write_version(tmp / f"{model}-{version}", edge, version, model=model)
+        upload_version(self.store, self.layout.model_prefix(model, version), root)
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +142,59 @@ def test_a_store_cannot_read_another_store_s_model(core: Core, tmp_path: Path) -
         as_north_for_south.newest(edge_model_name(SOUTH))
     with pytest.raises(Forbidden, match="only its own model"):
         north_asking_another_model.newest(edge_model_name(SOUTH))
+
+
+def test_a_store_pulls_its_sensor_model_too_and_cannot_read_another_store_s(
+    core: Core, north: EdgeSite, tmp_path: Path
+) -> None:
+    core.publish(tmp_path, NORTH, "v000001", model=sensor_model_name(NORTH))
+    core.publish(tmp_path, SOUTH, "v000001", model=sensor_model_name(SOUTH))
+
+    pulled = _puller(core, north, tmp_path).pull(sensor_model_name(NORTH))
+
+    assert pulled == "v000001"
+    with pytest.raises(Forbidden, match="only its own models"):
+        core.client(NORTH, TOKENS[NORTH]).newest(sensor_model_name(SOUTH))
+
+
+def test_a_site_s_sync_controller_brings_in_the_sensor_model_an_event_names(
+    core: Core, tmp_path: Path
+) -> None:
+    site = EdgeSite(core.settings, EAST)
+    site.up(mqtt=False)
+    store, layout = ObjectStore(site.settings.s3), Layout(site.settings.buckets)
+    local = LocalSpec(url="http://127.0.0.1:9", probes=tmp_path)  # never asked: no product model here
+    spec = EdgeSpec(edge=EAST, target=local)
+    target = LocalServerTarget(local.url, EAST, spec.model_name, tmp_path, store, layout)
+    ctx = SyncContext(store, layout, SyncMetrics(), tmp_path / "work")
+    puller = _puller(core, site, tmp_path / "scratch", TOKENS[EAST])
+    fleet = ControllerFleet(
+        site.settings.delivery, site.settings.kafka, [spec], {EAST: target}, ctx, pullers={EAST: puller}
+    )
+    try:
+        core.publish(tmp_path, EAST, "v000001", model=sensor_model_name(EAST))
+        fleet.on_event(_published(sensor_model_name(EAST), "v000001", EAST))
+
+        here = wait_for(
+            lambda: newest_version(store, layout.edge_models_prefix(EAST, sensor_model_name(EAST))),
+            30,
+            what="the sensor model in the site's bucket",
+        )
+        assert here is not None and here.version == "v000001"
+    finally:
+        fleet.close()
+        site.down()
+
+
+def _published(model: str, version: str, edge: str) -> ModelPublished:
+    return ModelPublished(
+        model=model,
+        version=version,
+        registry_uri=f"s3://registry/{model}/{version}/",
+        edges=[edge],
+        files={"sensor_model.json": "0" * 64},
+        labels=["temperature_c"],
+    )
 
 
 def test_a_store_cannot_download_another_store_s_model_files_nor_anyone_without_a_token(

@@ -34,7 +34,7 @@ from starlette.concurrency import run_in_threadpool
 
 from foundation.credentials import Credentials
 from foundation.errors import Forbidden, NotFound
-from foundation.layout import Layout, check_name, edge_model_name, parse_version
+from foundation.layout import Layout, check_name, edge_models, parse_version
 from foundation.registry import StoredVersion, newest_version, read_version
 from foundation.storage.objects import ObjectReader
 
@@ -83,9 +83,9 @@ class ModelDoor:
         if owner != edge:
             log.warning("refused edge %s: asked for edge %s's models", owner, edge)
             raise Forbidden(f"this token belongs to edge {owner}, not {edge}")
-        if model != edge_model_name(edge):
+        if model not in edge_models(edge):
             log.warning("refused edge %s: asked for model %s", edge, model[:80])
-            raise Forbidden(f"edge {edge} reads only its own model, {edge_model_name(edge)}")
+            raise Forbidden(f"edge {edge} reads only its own models, {' and '.join(edge_models(edge))}")
 
     def newest(self, model: str, expect: str | None = None) -> StoredVersion | None:
         """The newest complete version, looked up at most once per ``refresh_s`` for all callers

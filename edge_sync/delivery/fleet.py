@@ -33,6 +33,7 @@ from edge_sync.delivery.targets import Target
 from edge_sync.delivery.waves import WATCH_S, WaveRow, Waves
 from foundation.errors import EdgecoreError
 from foundation.events import ModelPublished
+from foundation.layout import sensor_model_name
 from foundation.settings import DeliverySettings, KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,8 @@ class ControllerFleet:
         self._by_model: dict[str, list[_Slot]] = {}
         for slot in self._slots.values():
             self._by_model.setdefault(slot.spec.model_name, []).append(slot)
+            if self.pullers:  # a new sensor model is pulled for the gateway (``_pull``)
+                self._by_model.setdefault(sensor_model_name(slot.spec.edge), []).append(slot)
         self._pool = ThreadPoolExecutor(max_workers=max(1, delivery.workers), thread_name_prefix="edge-sync")
         self._on_outcome = on_outcome
         self._closed = threading.Event()
@@ -211,13 +214,18 @@ class ControllerFleet:
         return lambda: self._schedule(self._slots[edge], None)
 
     def _pull(self, slot: _Slot, event: ModelPublished | None) -> None:
-        """Bring the newest version into the edge bucket; without the core, reconcile what is there."""
+        """Bring the newest versions into the edge bucket; without the core, reconcile what is there.
+
+        The edge's sensor model comes along: the gateway's sensor monitor loads it from the
+        edge bucket (``serving.sensor_sync``), and only this process talks to the front door.
+        """
         puller = self.pullers.get(slot.spec.edge)
         if puller is None:
             return
         try:
-            named = event is not None and event.model == slot.spec.model_name
-            puller.pull(slot.spec.model_name, expect=event.version if named and event else None)
+            for model in dict.fromkeys((slot.spec.model_name, sensor_model_name(slot.spec.edge))):
+                named = event is not None and event.model == model
+                puller.pull(model, expect=event.version if named and event else None)
         except EdgecoreError as exc:
             reason = "unavailable" if exc.retryable else "pull"
             self.metrics.failures.labels(slot.spec.edge, reason).inc()

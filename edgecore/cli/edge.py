@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import signal
 import threading
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from prometheus_client import CollectorRegistry
 
 from edge_sync.uplink import service
 from edge_sync.uplink.outbox import Outbox, outbox_path
+from edge_sync.uplink.sensor_intake import SensorReadings
 from edgecore.cli.common import cli_errors, console, service_logging
 from foundation.errors import InvalidInput
 from foundation.settings import Settings
@@ -44,25 +47,37 @@ def gateway(
         help="With --mqtt: score the sensor readings devices publish on"
         " edge/<edge>/sensors/<device>/<machine> with this sensor model version folder; alarms go to Kafka.",
     ),
+    sensors: bool = typer.Option(
+        False,
+        help="With --mqtt: score sensor readings with the newest version of <edge>-sensors delivered to the"
+        " edge bucket, verified and swapped in as new versions arrive (instead of a fixed --sensor-model).",
+    ),
 ) -> None:
     """The store's device/kiosk gateway on its port (EDGECORE_GATEWAY_PORT), its shipper and MQTT intake."""
     service_logging()
     with cli_errors():
         settings = Settings()
-        if sensor_model is not None and not mqtt:
-            raise InvalidInput("--sensor-model scores readings that arrive over MQTT: add --mqtt")
-        from serving.sensors import build_sensor_monitor  # LiteRT is loaded only for a sensor model
+        if (sensor_model is not None or sensors) and not mqtt:
+            raise InvalidInput("sensor models score readings that arrive over MQTT: add --mqtt")
+        if sensor_model is not None and sensors:
+            raise InvalidInput(
+                "--sensors follows the delivered versions; --sensor-model fixes one: choose one"
+            )
+        # LiteRT is loaded only for a sensor model
+        from serving.sensors import build_sensor_monitor, following_sensor_model
 
-        readings = build_sensor_monitor(settings, edge, sensor_model) if sensor_model else None
-        service.run_gateway(
-            settings,
-            edge,
-            host or settings.uplink.gateway_host,
-            ship,
-            mqtt,
-            readings,
-            readings.metrics.registry if readings else None,
-        )
+        with ExitStack() as running:
+            readings: SensorReadings | None = None
+            registry: CollectorRegistry | None = None
+            if sensors:
+                slot = running.enter_context(following_sensor_model(settings, edge))
+                readings, registry = slot, slot.metrics.registry
+            elif sensor_model is not None:
+                monitor = build_sensor_monitor(settings, edge, sensor_model)
+                readings, registry = monitor, monitor.metrics.registry
+            service.run_gateway(
+                settings, edge, host or settings.uplink.gateway_host, ship, mqtt, readings, registry
+            )
 
 
 @app.command()
