@@ -8,14 +8,25 @@ edge bucket as the site's sync controller leaves them, and the sync is reconcile
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from edgecore.stack import Stack
+from edgecore.stack.mosquitto import MosquittoInstall
+from edgecore.stack.settings import StackSettings
+from edgecore.stack.site import EdgeSite
+from edgecore.stack.tools import free_port
 from foundation.layout import MANIFEST, TFLITE_FILE, Layout, Location, sensor_model_name
 from foundation.manifest import Manifest
 from foundation.registry import read_pointer
@@ -23,6 +34,7 @@ from foundation.settings import Settings
 from foundation.storage.store import ObjectStore
 from serving.sensor_sync import SensorModelSync, SensorSlot
 from serving.sensors import monitor_of, sensor_outlets
+from testkit.conditions import wait_for
 from testkit.delivery import corrupt_in_place
 from testkit.sensors import ExportedSensorModel, export_sensor_model_for, telemetry_readings
 from testkit.serving import upload_version
@@ -38,8 +50,10 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> ExportedSensorModel:
 class Site:
     """One edge's bucket, with the gateway's slot and sync built as the gateway builds them."""
 
-    def __init__(self, settings: Settings, workdir: Path, model: ExportedSensorModel) -> None:
-        self.edge = f"sensync{uuid.uuid4().hex[:8]}"
+    def __init__(
+        self, settings: Settings, workdir: Path, model: ExportedSensorModel, edge: str | None = None
+    ) -> None:
+        self.edge = edge or f"sensync{uuid.uuid4().hex[:8]}"
         self.settings, self.workdir, self.model = settings, workdir, model
         self.store, self.layout = ObjectStore(settings.s3), Layout(settings.buckets)
         self.outlets = sensor_outlets(settings, self.edge)
@@ -142,3 +156,63 @@ def test_a_restarted_gateway_scores_with_the_version_that_served_before(site: Si
 
     assert outcome == "up-to-date" and slot.version == "v000001"
     assert slot.take("dev-1", MACHINE, _readings())["status"] == 202
+
+
+def test_a_store_gateway_started_with_sensors_scores_readings_with_the_version_its_bucket_receives(
+    stack: Stack, settings: Settings, tmp_path: Path, model: ExportedSensorModel
+) -> None:
+    if MosquittoInstall(StackSettings()).binary() is None:
+        pytest.skip("no mosquitto on this machine (no system package and no apt-get to fetch one)")
+    site = EdgeSite(settings.updated(state_dir=tmp_path / "core"), f"sensite{uuid.uuid4().hex[:6]}")
+    token = site.issue_gateway_token("device", "dev-1")
+    site.up()
+    metrics_port = free_port()
+    shop = site.settings.updated(
+        delivery={"poll_s": 0.5}, uplink={"gateway_port": free_port(), "gateway_metrics_port": metrics_port}
+    )
+    command = ["edge", "gateway", "--edge", site.edge, "--mqtt", "--sensors", "--no-ship"]
+    gateway = subprocess.Popen(
+        [str(Path(sys.executable).parent / "edgecore"), *command],
+        env={**os.environ, **shop.environment()},
+        stdout=(tmp_path / "gateway.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    device = _device(shop, "dev-1", token)
+    try:
+        edge_site = Site(shop, tmp_path / "delivered", model, site.edge)
+        edge_site.deliver("v000001")
+        wait_for(edge_site.serving, 120, what="the gateway to load v000001")
+        topic = f"edge/{site.edge}/sensors/dev-1/{MACHINE}"
+        device.publish(topic, _readings(2 * model.spec.window), qos=1).wait_for_publish(timeout=30)
+
+        scored = wait_for(
+            lambda: _windows_scored(metrics_port), 60, what="windows scored in the gateway process"
+        )
+
+        assert scored > 0
+    finally:
+        device.disconnect()
+        gateway.terminate()
+        gateway.wait(timeout=60)
+        edge_site.outlets.producer.close()
+        site.down()
+
+
+def _device(settings: Settings, name: str, token: str) -> mqtt.Client:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=name, protocol=mqtt.MQTTv5)
+    client.username_pw_set(name, token)
+    client.connect(settings.uplink.mqtt_host, settings.uplink.mqtt_port)
+    client.loop_start()
+    wait_for(client.is_connected, 10, what="the device's MQTT session")
+    return client
+
+
+def _windows_scored(port: int) -> float:
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+    except httpx.HTTPError:
+        return 0.0
+    found = re.search(
+        rf'^edgecore_sensor_windows_total{{[^}}]*machine="{MACHINE}"[^}}]*}} (\S+)$', text, re.M
+    )
+    return float(found.group(1)) if found else 0.0
