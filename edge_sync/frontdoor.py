@@ -22,10 +22,11 @@ from starlette.concurrency import run_in_threadpool
 from edge_sync.delivery.door import ModelDoor
 from edge_sync.delivery.door import routes as model_routes
 from edge_sync.delivery.report_desk import ReportDesk
-from edge_sync.uplink import receiver
+from edge_sync.uplink import receiver, telemetry_desk
 from edge_sync.uplink.http import install_error_handlers, read_bounded
 from edge_sync.uplink.memory import bound_large_allocations
 from edge_sync.uplink.metrics import UplinkMetrics
+from edge_sync.uplink.telemetry_desk import TelemetryDesk
 from foundation.credentials import Credentials
 from foundation.edge_report import MAX_REPORT_BYTES
 from foundation.layout import Layout
@@ -98,6 +99,7 @@ def create_app(
         return {"status": "ok"}
 
     app.include_router(receiver.routes(sets, metrics))
+    app.include_router(telemetry_desk.routes(TelemetryDesk(sets.store, sets.layout, sets.credentials)))
     app.include_router(model_routes(models))
 
     @app.put("/v1/edges/{edge}/report", status_code=204)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, Protocol
@@ -82,6 +82,14 @@ class AlarmSink(Protocol):
         ...
 
 
+class ReadingsRecorder(Protocol):
+    def record(
+        self, machine: str, sensors: Sequence[str], times: Sequence[float], rows: Sequence[Sequence[float]]
+    ) -> None:
+        """Keep ``machine``'s readings for the core (``edge_sync.uplink.telemetry_batches``)."""
+        ...
+
+
 MACHINES_PER_DEVICE = 64
 """Machines one device may report: one device naming ever-new machines cannot take every other
 device's place among the machines watched."""
@@ -128,6 +136,8 @@ class SensorMonitor:
     sink: AlarmSink
     metrics: SensorMetrics
     clock: Callable[[], float] = time.time
+    recorder: ReadingsRecorder | None = None
+    """Where every reading taken goes as well, to ship to the core for the next round."""
     _series: dict[str, _Series] = field(default_factory=dict)
 
     def take(self, device: str, machine: str, payload: bytes) -> dict[str, Any]:
@@ -160,10 +170,12 @@ class SensorMonitor:
             raise InvalidInput("a reading is timed in the future: check the device's clock")
         rows = values.astype(np.float32)
         series = self._series_of(machine, device)
-        windows, raw, ends = [], [], []
+        windows, raw, ends, taken, taken_rows = [], [], [], [], []
         for row, reading in zip(rows, readings, strict=True):
             if reading.t <= series.last_t:
                 continue  # already taken: QoS 1 delivers a message again after a reconnect
+            taken.append(reading.t)
+            taken_rows.append(row.tolist())
             series.after_gap(reading.t, self.scorer.spec.window)
             series.last_t = reading.t
             filled = np.where(np.isnan(row), series.last, row)
@@ -178,7 +190,18 @@ class SensorMonitor:
                 windows.append(np.stack(series.rows))
                 raw.append(np.stack(series.raw))
                 ends.append(reading.t)
+        self._record(machine, taken, taken_rows)
         return self._judge(machine, windows, raw, ends)
+
+    def _record(self, machine: str, times: list[float], rows: list[list[float]]) -> None:
+        """Readings are kept for the core besides being scored; a full disk costs the core them,
+        not the scoring."""
+        if self.recorder is None or not times:
+            return
+        try:
+            self.recorder.record(machine, self.scorer.spec.sensors, times, rows)
+        except OSError as exc:
+            log.warning("machine %s: %d readings not kept for the core: %s", machine, len(times), exc)
 
     @property
     def max_machines(self) -> int:

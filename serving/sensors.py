@@ -19,7 +19,7 @@ from serving.alarms import Alarms
 from serving.anomaly import WindowScorer
 from serving.anomaly_reports import AnomalyReports
 from serving.metrics import SensorMetrics
-from serving.sensor_monitor import SensorMonitor
+from serving.sensor_monitor import ReadingsRecorder, SensorMonitor
 from serving.sensor_sync import SensorModelSync, SensorSlot
 
 
@@ -34,9 +34,10 @@ class SensorOutlets:
     topic: str
     webhook: AlarmWebhook | None
     metrics: SensorMetrics
+    recorder: ReadingsRecorder | None = None
 
 
-def sensor_outlets(settings: Settings, edge: str) -> SensorOutlets:
+def sensor_outlets(settings: Settings, edge: str, recorder: ReadingsRecorder | None = None) -> SensorOutlets:
     kafka = settings.kafka
     if kafka.security_protocol != "SASL_SSL":  # an edge's login may write its alarms, not create topics
         ensure_topics(kafka, extra=[kafka.anomaly_topic(edge)])
@@ -44,9 +45,9 @@ def sensor_outlets(settings: Settings, edge: str) -> SensorOutlets:
     layout = Layout(settings.buckets)
     store.ensure_bucket(layout.edge_bucket(edge))
     producer = EventProducer(kafka, f"/edgecore/sensors/{edge}")
-    return SensorOutlets(
-        edge, store, layout, producer, kafka.anomaly_topic(edge), build_webhook(settings), SensorMetrics(edge)
-    )
+    webhook = build_webhook(settings)
+    topic = kafka.anomaly_topic(edge)
+    return SensorOutlets(edge, store, layout, producer, topic, webhook, SensorMetrics(edge), recorder)
 
 
 def monitor_of(outlets: SensorOutlets, folder: Path) -> SensorMonitor:
@@ -67,19 +68,23 @@ def monitor_of(outlets: SensorOutlets, folder: Path) -> SensorMonitor:
         outlets.webhook,
     )
     alarms = Alarms(scorer.spec.alert_k, scorer.spec.alert_n)
-    return SensorMonitor(scorer, alarms, reports, outlets.metrics)
+    return SensorMonitor(scorer, alarms, reports, outlets.metrics, recorder=outlets.recorder)
 
 
-def build_sensor_monitor(settings: Settings, edge: str, folder: Path) -> SensorMonitor:
+def build_sensor_monitor(
+    settings: Settings, edge: str, folder: Path, recorder: ReadingsRecorder | None = None
+) -> SensorMonitor:
     """The monitor of one fixed version folder (``edge gateway --sensor-model DIR``)."""
-    return monitor_of(sensor_outlets(settings, edge), folder)
+    return monitor_of(sensor_outlets(settings, edge, recorder), folder)
 
 
 @contextmanager
-def following_sensor_model(settings: Settings, edge: str) -> Iterator[SensorSlot]:
+def following_sensor_model(
+    settings: Settings, edge: str, recorder: ReadingsRecorder | None = None
+) -> Iterator[SensorSlot]:
     """A slot that scores with the newest delivered version of the edge's sensor model, kept current
     by a thread (``serving.sensor_sync``) for as long as the block runs."""
-    outlets = sensor_outlets(settings, edge)
+    outlets = sensor_outlets(settings, edge, recorder)
     slot = SensorSlot(outlets.metrics)
     sync = SensorModelSync(
         edge,

@@ -8,12 +8,15 @@ covers those).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from edge_sync.uplink.telemetry_batches import TelemetryBatches
 from foundation.errors import InvalidInput
 from foundation.sensor_model import SensorModel
+from foundation.telemetry import read_csv
 from serving.alarms import Alarms
 from serving.anomaly import WindowScorer
 from serving.metrics import SensorMetrics
@@ -165,3 +168,28 @@ def test_a_device_naming_ever_new_machines_is_stopped_at_its_own_share(model: Ex
 
     assert answers == [202] * MACHINES_PER_DEVICE + [400]
     assert monitor.take("plc-1", "press-1", one)["status"] == 202  # another device still has room
+
+
+def test_every_reading_taken_is_kept_once_for_the_core_and_a_refused_message_not_at_all(
+    model: ExportedSensorModel, tmp_path: Path
+) -> None:
+    scorer = WindowScorer(model.folder)
+    batches = TelemetryBatches(tmp_path)
+    monitor = SensorMonitor(
+        scorer,
+        Alarms(scorer.spec.alert_k, scorer.spec.alert_n),
+        Kept(),
+        SensorMetrics(EDGE),
+        recorder=batches,
+    )
+    readings = telemetry_readings(MACHINE, SEED, 0, 40)
+    future = [{"t": 4e9, "values": {"temperature_c": 40.0}}]
+
+    monitor.take("plc-1", MACHINE, _message(readings[:30]))
+    monitor.take("plc-1", MACHINE, _message(readings[20:]))  # ten delivered again
+    monitor.take("plc-1", MACHINE, _message(future))
+
+    closed = batches.close_batch()
+    assert closed is not None
+    [series] = read_csv(closed, scorer.spec.sensors)
+    assert series.times.tolist() == [r["t"] for r in readings]

@@ -189,7 +189,9 @@ def test_a_store_gateway_started_with_sensors_scores_readings_with_the_version_i
             lambda: _windows_scored(metrics_port), 60, what="windows scored in the gateway process"
         )
 
+        kept = shop.state_dir / "telemetry" / site.edge / "open.csv"
         assert scored > 0
+        assert kept.read_text().count(f",{MACHINE},") == 2 * model.spec.window  # kept for the core
     finally:
         device.disconnect()
         gateway.terminate()

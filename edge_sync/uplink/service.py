@@ -27,6 +27,8 @@ from edge_sync.uplink.mqtt import MqttIntake
 from edge_sync.uplink.outbox import Outbox, outbox_path
 from edge_sync.uplink.sensor_intake import SensorIntake, SensorReadings
 from edge_sync.uplink.shipper import Shipper
+from edge_sync.uplink.telemetry_batches import TelemetryBatches
+from edge_sync.uplink.telemetry_shipper import TelemetryShipper
 from foundation.credentials import Credentials, check_strength
 from foundation.layout import Layout
 from foundation.settings import Settings
@@ -35,6 +37,7 @@ from foundation.storage.store import ObjectStore
 from foundation.tls import edge_context, require_https
 
 log = logging.getLogger(__name__)
+TELEMETRY_SHIP_EVERY_S = 5.0
 
 
 def build_gateway(settings: Settings, edge: str) -> gateway.Gateway:
@@ -55,23 +58,52 @@ def build_shipper(
 ) -> Shipper:
     """The shipper of ``edge``, presenting the edge's token to the core's front door over TLS."""
     bound_large_allocations()
-    token = settings.door.token.get_secret_value()
-    check_strength(token, f"edge {edge}'s front-door token (EDGECORE_DOOR_TOKEN)")
-    client = httpx.Client(
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=httpx.Timeout(60.0, connect=5.0),
-        verify=edge_context(settings),
-    )
     return Shipper(
         settings.uplink,
         require_https(settings.door.url, "the core's front door (EDGECORE_DOOR_URL)"),
         edge,
         outbox or Outbox(outbox_path(settings.outbox_dir, edge)),
         BucketReader.connect(settings.s3),
-        client,
+        _door_client(settings, edge),
         Layout(settings.buckets).edge_catalogue_home(edge),
         backoff_base_s,
     )
+
+
+def _door_client(settings: Settings, edge: str) -> httpx.Client:
+    """HTTP to the core's front door: the edge's token presented, the core's CA trusted."""
+    token = settings.door.token.get_secret_value()
+    check_strength(token, f"edge {edge}'s front-door token (EDGECORE_DOOR_TOKEN)")
+    return httpx.Client(
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=httpx.Timeout(60.0, connect=5.0),
+        verify=edge_context(settings),
+    )
+
+
+def telemetry_batches(settings: Settings, edge: str) -> TelemetryBatches:
+    """Where the gateway keeps the readings it took until the core has them."""
+    return TelemetryBatches(settings.state_dir / "telemetry" / edge)
+
+
+@contextmanager
+def shipping_telemetry(
+    settings: Settings, edge: str, batches: TelemetryBatches
+) -> Iterator[TelemetryShipper]:
+    """The telemetry shipper's loop in a thread (every ``shipper`` poll), for as long as the block runs."""
+    url = require_https(settings.door.url, "the core's front door (EDGECORE_DOOR_URL)")
+    shipper = TelemetryShipper(url, edge, _door_client(settings, edge), batches)
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=shipper.run, args=(stop, TELEMETRY_SHIP_EVERY_S), name="telemetry-shipper", daemon=True
+    )
+    thread.start()
+    try:
+        yield shipper
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+        shipper.close()
 
 
 @contextmanager
@@ -138,7 +170,9 @@ def run_gateway(
     mqtt: bool = False,
     readings: SensorReadings | None = None,
     readings_metrics: CollectorRegistry | None = None,
+    telemetry: TelemetryBatches | None = None,
 ) -> None:
+    """``telemetry``: the batches the sensor monitor records readings in, shipped along with the sets."""
     gw = build_gateway(settings, edge)
     app = gateway.create_app(gw)
     if readings_metrics is not None:
@@ -152,6 +186,8 @@ def run_gateway(
                 running.enter_context(sensor_intake(settings, edge, readings))
         if ship:
             running.enter_context(shipping(build_shipper(settings, edge, gw.outbox)))
+            if telemetry is not None:
+                running.enter_context(shipping_telemetry(settings, edge, telemetry))
         port = settings.uplink.gateway_port
         log.info("edge %s: the store page is at http://%s:%d/staff/", edge, host, port)
         serve(app, host, port, settings.uplink.gateway_max_connections)

@@ -69,15 +69,15 @@ def gateway(
         with ExitStack() as running:
             readings: SensorReadings | None = None
             registry: CollectorRegistry | None = None
+            batches = service.telemetry_batches(settings, edge) if sensors or sensor_model else None
             if sensors:
-                slot = running.enter_context(following_sensor_model(settings, edge))
+                slot = running.enter_context(following_sensor_model(settings, edge, batches))
                 readings, registry = slot, slot.metrics.registry
             elif sensor_model is not None:
-                monitor = build_sensor_monitor(settings, edge, sensor_model)
+                monitor = build_sensor_monitor(settings, edge, sensor_model, batches)
                 readings, registry = monitor, monitor.metrics.registry
-            service.run_gateway(
-                settings, edge, host or settings.uplink.gateway_host, ship, mqtt, readings, registry
-            )
+            address = host or settings.uplink.gateway_host
+            service.run_gateway(settings, edge, address, ship, mqtt, readings, registry, batches)
 
 
 @app.command()

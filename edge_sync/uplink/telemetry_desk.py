@@ -1,0 +1,115 @@
+"""The front door's telemetry desk: batches of machine readings a store ships become dataset versions.
+
+A store's gateway keeps the readings its devices publish in batches
+(``serving.telemetry_batches``) and ships each closed batch here as one canonical CSV
+body (``foundation.telemetry``), named by its sha256 the way a set of photos is.  The
+body is bounded, read whole and checked row by row before anything is stored: a refused
+batch claims no version and leaves nothing behind.  An accepted one becomes the next
+version of ``<edge>-telemetry`` (``foundation.telemetry_versions``), whose manifest the
+core's MinIO announces to the training listener like any upload's.  A batch sent again
+(its answer was lost) is answered with the version it already became.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tempfile
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from edge_sync.uplink.http import drain, media_type, read_bounded
+from foundation.credentials import Credentials
+from foundation.errors import Forbidden, InvalidInput, NotFound, UnsupportedMedia
+from foundation.layout import Layout, Location, check_name, telemetry_dataset
+from foundation.storage.store import ObjectStore
+from foundation.telemetry import SENSORS, read_csv
+from foundation.telemetry_versions import store_telemetry_version
+
+log = logging.getLogger(__name__)
+MAX_BATCH_BYTES = 16 * 1_048_576
+"""A batch is a few hours of one store's machines; a body over this is refused unread."""
+MAX_BATCH_ROWS = 200_000
+DIGEST_HEADER = "X-Edgecore-Batch-Sha256"
+
+
+class TelemetryDesk:
+    def __init__(self, store: ObjectStore, layout: Layout, credentials: Credentials) -> None:
+        self.store = store
+        self.layout = layout
+        self.credentials = credentials
+
+    def authenticate(self, edge: str, authorization: str | None) -> None:
+        """The caller holds ``edge``'s token: an edge writes only its own telemetry (refusals logged)."""
+        check_name(edge, "edge id")
+        owner = self.credentials.authenticate(authorization, f"telemetry for edge {edge}")
+        if owner != edge:
+            log.warning("refused edge %s: tried to write edge %s's telemetry", owner, edge)
+            raise Forbidden(f"this token belongs to edge {owner}, not {edge}")
+
+    def lookup(self, edge: str, digest: str) -> str | None:
+        """The version a batch with this sha256 became, if it was stored whole."""
+        try:
+            raw = self.store.get_bytes(self._marker(edge, digest), max_bytes=4096)
+        except NotFound:
+            return None
+        return str(json.loads(raw)["version"])
+
+    def accept(self, edge: str, digest: str, body: bytes) -> tuple[str, bool]:
+        """(version, duplicate): the batch checked whole, stored as a new version, or found stored."""
+        if hashlib.sha256(body).hexdigest() != digest:
+            raise InvalidInput("the batch's bytes do not match its declared sha256")
+        known = self.lookup(edge, digest)
+        if known is not None:
+            return known, True
+        with tempfile.TemporaryDirectory() as scratch:
+            path = Path(scratch) / "batch.csv"
+            path.write_bytes(body)
+            try:
+                series = read_csv(path, SENSORS, max_rows=MAX_BATCH_ROWS)
+            except InvalidInput as exc:  # its messages name the file: here, a scratch copy
+                raise InvalidInput(str(exc).replace(str(path), "the batch")) from exc
+        manifest = store_telemetry_version(
+            self.store, self.layout, series, edge, SENSORS, f"batch {digest[:12]}", {"batch_sha256": digest}
+        )
+        self.store.put_if_absent(
+            self._marker(edge, digest), json.dumps({"version": manifest.version}).encode()
+        )
+        log.info("edge %s: telemetry batch %s… is %s", edge, digest[:12], manifest.version)
+        return manifest.version, False
+
+    def _marker(self, edge: str, digest: str) -> Location:
+        return self.layout.dataset_set_marker(telemetry_dataset(edge), digest)
+
+
+def _digest(request: Request) -> str:
+    value = request.headers.get(DIGEST_HEADER, "").strip().lower()
+    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise InvalidInput(f"{DIGEST_HEADER} must be the batch's sha256 in hex")
+    return value
+
+
+def routes(desk: TelemetryDesk) -> APIRouter:
+    """The telemetry route of the front door (``edge_sync.frontdoor``)."""
+    app = APIRouter()
+
+    @app.post("/v1/edges/{edge}/telemetry")
+    async def post_batch(edge: str, request: Request) -> JSONResponse:
+        try:
+            desk.authenticate(edge, request.headers.get("authorization"))
+            if media_type(request) != "text/csv":
+                raise UnsupportedMedia(f"content type {media_type(request)!r}: send text/csv")
+            digest = _digest(request)
+            body = await read_bounded(request, MAX_BATCH_BYTES, "a telemetry batch")
+            version, duplicate = await run_in_threadpool(desk.accept, edge, digest, body)
+        except Exception as exc:
+            log.warning("telemetry batch of edge %s refused: %s: %s", edge[:64], type(exc).__name__, exc)
+            await drain(request.stream(), 1 << 20)
+            raise
+        return JSONResponse({"version": version, "duplicate": duplicate}, 200 if duplicate else 201)
+
+    return app

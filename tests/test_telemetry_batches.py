@@ -1,0 +1,70 @@
+"""The store's telemetry batches: every reading taken kept on disk, in the canonical CSV, until shipped."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from edge_sync.uplink.telemetry_batches import OPEN, TelemetryBatches
+from foundation.telemetry import SENSORS, read_csv
+
+ORDER = ("pressure_bar", "temperature_c", "vibration_mm_s", "current_a")
+
+
+def _rows(n: int, start: float = 1_767_225_600.0) -> tuple[list[float], list[list[float]]]:
+    times = [start + 10.0 * i for i in range(n)]
+    rows = [[5.0 + i, 40.0 + i, 2.0, math.nan] for i in range(n)]
+    return times, rows
+
+
+def test_a_full_batch_closes_into_a_file_the_core_reads_back_as_the_readings_taken(tmp_path: Path) -> None:
+    batches = TelemetryBatches(tmp_path, max_rows=6)
+    times, rows = _rows(6)
+
+    batches.record("press-1", ORDER, times[:4], rows[:4])
+    batches.record("press-1", ORDER, times[4:], rows[4:])
+
+    [ready] = batches.ready()
+    [series] = read_csv(ready, SENSORS)
+    assert series.machine == "press-1" and len(series.values) == 6
+    assert series.column("pressure_bar").tolist() == [5.0 + i for i in range(6)]
+    assert series.column("temperature_c").tolist() == [40.0 + i for i in range(6)]
+    assert all(math.isnan(v) for v in series.column("current_a"))
+    assert not series.labels.any()
+
+
+def test_a_batch_open_long_enough_is_closed_when_due(tmp_path: Path) -> None:
+    batches = TelemetryBatches(tmp_path, max_age_s=0.0)
+    batches.record("press-1", ORDER, *_rows(3))
+
+    batches.close_due()
+
+    assert len(batches.ready()) == 1 and not (tmp_path / OPEN).exists()
+
+
+def test_a_batch_left_open_by_a_killed_gateway_is_closed_on_start_without_its_torn_last_row(
+    tmp_path: Path,
+) -> None:
+    TelemetryBatches(tmp_path).record("press-1", ORDER, *_rows(3))
+    with (tmp_path / OPEN).open("a") as torn:
+        torn.write("1767225700.000,press-1,4")
+
+    [ready] = TelemetryBatches(tmp_path).ready()
+
+    [series] = read_csv(ready, SENSORS)
+    assert len(series.values) == 3
+
+
+def test_past_the_disk_bound_the_oldest_unshipped_batch_is_dropped_and_counted(tmp_path: Path) -> None:
+    times, rows = _rows(6)
+    probe = TelemetryBatches(tmp_path / "probe", max_rows=3)
+    probe.record("press-1", ORDER, times[:3], rows[:3])
+    one_batch = probe.ready()[0].stat().st_size
+    batches = TelemetryBatches(tmp_path / "edge", max_rows=3, max_ready_bytes=one_batch + one_batch // 2)
+
+    batches.record("press-1", ORDER, times[:3], rows[:3])
+    batches.record("press-1", ORDER, times[3:], rows[3:])
+
+    [kept] = batches.ready()
+    [series] = read_csv(kept, SENSORS)
+    assert batches.dropped == 1 and series.times[0] == times[3]

@@ -1,0 +1,132 @@
+"""Telemetry through the front door: a store's closed batches become versions of ``<edge>-telemetry``.
+
+A real front door over TLS (the stack's CA) on buckets of its own in the stack's MinIO, and
+the store's real telemetry shipper posting its batches to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from edge_sync.uplink.telemetry_batches import TelemetryBatches
+from edge_sync.uplink.telemetry_desk import DIGEST_HEADER
+from edge_sync.uplink.telemetry_shipper import TelemetryShipper
+from edgecore.stack import Stack
+from foundation.credentials import new_token
+from foundation.errors import NotFound
+from foundation.layout import MANIFEST, TELEMETRY_DIR, telemetry_dataset
+from foundation.manifest import Manifest
+from foundation.settings import Settings
+from foundation.tls import client_context
+from testkit.uplink import DoorCore, door_core
+
+PLANT, OTHER = "plant", "other"
+TOKENS = {PLANT: new_token(), OTHER: new_token()}
+SENSORS = ("temperature_c", "vibration_mm_s", "current_a", "pressure_bar")
+
+
+@pytest.fixture(scope="module")
+def core(stack: Stack, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DoorCore]:
+    with door_core(settings, tmp_path_factory.mktemp("core"), TOKENS) as door:
+        yield door
+
+
+def _shipper(core: DoorCore, folder: Path, token: str = TOKENS[PLANT]) -> TelemetryShipper:
+    client = httpx.Client(
+        headers={"Authorization": f"Bearer {token}"}, verify=client_context(core.settings.ca_file)
+    )
+    return TelemetryShipper(core.url, PLANT, client, TelemetryBatches(folder))
+
+
+def _record(batches: TelemetryBatches, machine: str, n: int, start: float = 1_767_225_600.0) -> None:
+    times = [start + 10.0 * i for i in range(n)]
+    batches.record(machine, SENSORS, times, [[40.0 + i, 2.0, 11.0, math.nan] for i in range(n)])
+    batches.close_batch()
+
+
+def _manifest(core: DoorCore, version: str) -> Manifest:
+    loc = core.layout.dataset_manifest(telemetry_dataset(PLANT), version)
+    return Manifest.from_bytes(core.store.get_bytes(loc), loc.uri)
+
+
+def _versions(core: DoorCore) -> list[str]:
+    """The versions of the store's telemetry dataset whose manifest is written."""
+    root = core.layout.datasets_prefix(telemetry_dataset(PLANT))
+    keys = [o.location.key[len(root.key) :] for o in core.store.list(root)]
+    return sorted(key.split("/")[0] for key in keys if key.endswith(f"/{MANIFEST}"))
+
+
+def test_a_closed_batch_ships_as_the_next_version_of_the_store_s_telemetry_dataset(
+    core: DoorCore, tmp_path: Path
+) -> None:
+    shipper = _shipper(core, tmp_path)
+    _record(shipper.batches, "press-1", 30)
+    before = _versions(core)
+
+    outcomes = shipper.ship_ready()
+
+    [version] = sorted(set(_versions(core)) - set(before))
+    manifest = _manifest(core, version)
+    assert list(outcomes.values()) == ["shipped"] and shipper.batches.ready() == []
+    assert set(manifest.files) == {f"{TELEMETRY_DIR}/press-1.csv"}
+    assert manifest.metadata["readings"] == 30 and manifest.metadata["edge"] == PLANT
+
+
+def test_a_batch_sent_again_is_answered_with_the_version_it_already_became(
+    core: DoorCore, tmp_path: Path
+) -> None:
+    body = b"time,machine,temperature_c,vibration_mm_s,current_a,pressure_bar,label\n"
+    body += b"1767225600.000,press-2,41.0,2.0,11.0,5.0,0\n1767225610.000,press-2,41.5,2.0,11.0,5.0,0\n"
+    headers = {
+        "Authorization": f"Bearer {TOKENS[PLANT]}",
+        "Content-Type": "text/csv",
+        DIGEST_HEADER: hashlib.sha256(body).hexdigest(),
+    }
+    url = f"{core.url}/v1/edges/{PLANT}/telemetry"
+    tls = client_context(core.settings.ca_file)
+
+    first = httpx.post(url, content=body, headers=headers, verify=tls)
+    again = httpx.post(url, content=body, headers=headers, verify=tls)
+
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json() == {"version": first.json()["version"], "duplicate": True}
+
+
+def test_a_batch_sent_with_another_store_s_token_waits_and_nothing_is_stored(
+    core: DoorCore, tmp_path: Path
+) -> None:
+    shipper = _shipper(core, tmp_path, token=TOKENS[OTHER])
+    _record(shipper.batches, "press-3", 5)
+    before = _versions(core)
+
+    outcomes = shipper.ship_ready()
+
+    assert list(outcomes.values()) == ["retry"] and len(shipper.batches.ready()) == 1
+    assert _versions(core) == before
+
+
+def test_a_malformed_batch_is_refused_kept_aside_with_the_reason_and_claims_no_version(
+    core: DoorCore, tmp_path: Path
+) -> None:
+    shipper = _shipper(core, tmp_path)
+    secret_cell = "not-a-number-4f1c"
+    header = "time,machine,temperature_c,vibration_mm_s,current_a,pressure_bar,label"
+    body = f"{header}\n1,press-4,{secret_cell},1,1,1,0\n"
+    digest = hashlib.sha256(body.encode()).hexdigest()
+    (shipper.batches.ready_dir / f"{1:020d}-{digest}.csv").write_text(body)
+    before = _versions(core)
+
+    outcomes = shipper.ship_ready()
+
+    reason = (shipper.rejected_dir / f"{1:020d}-{digest}.reason").read_text()
+    assert list(outcomes.values()) == ["rejected"] and shipper.batches.ready() == []
+    assert "HTTP 400" in reason and "row 2" in reason and secret_cell not in reason
+    assert _versions(core) == before
+    with pytest.raises(NotFound):
+        core.store.get_bytes(core.layout.dataset_set_marker(telemetry_dataset(PLANT), digest))
