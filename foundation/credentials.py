@@ -19,7 +19,7 @@ import secrets
 import threading
 from pathlib import Path
 
-from foundation.errors import InvalidInput, Unauthorized, WeakCredential
+from foundation.errors import Forbidden, InvalidInput, Unauthorized, WeakCredential
 from foundation.layout import check_name
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,15 @@ class Credentials:
             log.warning("refused %s: %s", where, exc)
             raise
         return owner
+
+    def authenticate_edge(self, edge: str, authorization: str | None, what: str) -> None:
+        """The caller holds ``edge``'s own token: an edge acts for itself alone (refusals logged,
+        with the edge the token belongs to and ``what`` it tried, never the token)."""
+        check_name(edge, "edge id")
+        owner = self.authenticate(authorization, f"{what} of edge {edge}")
+        if owner != edge:
+            log.warning("refused edge %s: %s of edge %s", owner, what, edge)
+            raise Forbidden(f"this token belongs to edge {owner}, not {edge}")
 
     def _current(self) -> dict[str, list[str]]:
         if self._path is None:

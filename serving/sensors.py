@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from foundation.background import in_background
 from foundation.errors import InvalidInput
 from foundation.layout import MANIFEST, Layout
 from foundation.manifest import Manifest
@@ -94,16 +94,8 @@ def following_sensor_model(
         slot,
         lambda folder: monitor_of(outlets, folder),
     )
-    stop = threading.Event()
-    thread = threading.Thread(
-        target=sync.run, args=(stop, settings.delivery.poll_s), name="sensor-model-sync", daemon=True
-    )
-    thread.start()
-    try:
+    with in_background(lambda stop: sync.run(stop, settings.delivery.poll_s), "sensor-model-sync"):
         yield slot
-    finally:
-        stop.set()
-        thread.join(timeout=30)
 
 
 def build_webhook(settings: Settings) -> AlarmWebhook | None:

@@ -34,7 +34,7 @@ from starlette.concurrency import run_in_threadpool
 
 from foundation.credentials import Credentials
 from foundation.errors import Forbidden, NotFound
-from foundation.layout import Layout, check_name, edge_models, parse_version
+from foundation.layout import Layout, edge_models, parse_version
 from foundation.registry import StoredVersion, newest_version, read_version
 from foundation.storage.objects import ObjectReader
 
@@ -78,11 +78,7 @@ class ModelDoor:
 
     def authorize(self, edge: str, model: str, authorization: str | None) -> None:
         """The caller holds ``edge``'s token, and ``model`` is that edge's own."""
-        check_name(edge, "edge id")
-        owner = self.credentials.authenticate(authorization, f"model request for edge {edge}")
-        if owner != edge:
-            log.warning("refused edge %s: asked for edge %s's models", owner, edge)
-            raise Forbidden(f"this token belongs to edge {owner}, not {edge}")
+        self.credentials.authenticate_edge(edge, authorization, "a model request")
         if model not in edge_models(edge):
             log.warning("refused edge %s: asked for model %s", edge, model[:80])
             raise Forbidden(f"edge {edge} reads only its own models, {' and '.join(edge_models(edge))}")

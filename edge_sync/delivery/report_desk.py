@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 
 from foundation.credentials import Credentials
 from foundation.edge_report import EdgeReport
-from foundation.errors import Forbidden, InvalidInput
-from foundation.layout import Layout, check_name, edge_model_name
+from foundation.errors import InvalidInput
+from foundation.layout import Layout, edge_model_name
 from foundation.storage.objects import ObjectWriter
 
 log = logging.getLogger(__name__)
@@ -37,11 +37,7 @@ class ReportDesk:
         self._lock = threading.Lock()
 
     def authorize(self, edge: str, authorization: str | None) -> None:
-        check_name(edge, "edge id")
-        owner = self.credentials.authenticate(authorization, f"report for edge {edge}")
-        if owner != edge:
-            log.warning("refused edge %s: reported as edge %s", owner, edge)
-            raise Forbidden(f"this token belongs to edge {owner}, not {edge}")
+        self.credentials.authenticate_edge(edge, authorization, "a report")
 
     def accept(self, edge: str, body: bytes) -> bool:
         """Store ``edge``'s report; False when it came sooner than ``min_interval_s`` after the last

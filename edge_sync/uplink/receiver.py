@@ -61,7 +61,6 @@ from foundation.assortment import MAX_CATALOGUE_BYTES, ShippedCatalogue, merge_s
 from foundation.credentials import Credentials
 from foundation.errors import (
     EdgecoreError,
-    Forbidden,
     InvalidInput,
     NotFound,
     PayloadTooLarge,
@@ -69,7 +68,7 @@ from foundation.errors import (
     UnsupportedMedia,
 )
 from foundation.events import TrainingDataReady
-from foundation.layout import SHARDS_BESIDE_VERSIONS, Layout, Location, check_name
+from foundation.layout import SHARDS_BESIDE_VERSIONS, Layout, Location
 from foundation.manifest import FileEntry, Manifest
 from foundation.messaging import EventProducer
 from foundation.preprocessing import check_complete
@@ -151,11 +150,7 @@ class Receiver:
 
     def authenticate(self, edge: str, authorization: str | None) -> str:
         """The caller holds ``edge``'s token: an edge writes only its own dataset (refusals logged)."""
-        check_name(edge, "edge id")
-        owner = self.credentials.authenticate(authorization, f"set for edge {edge}")
-        if owner != edge:
-            log.warning("refused edge %s: tried to write edge %s's dataset", owner, edge)
-            raise Forbidden(f"this token belongs to edge {owner}, not {edge}")
+        self.credentials.authenticate_edge(edge, authorization, "a set")
         return edge
 
     # -- retransmissions ---------------------------------------------------------------

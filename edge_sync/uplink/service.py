@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 
 import httpx
 import uvicorn
@@ -29,6 +29,7 @@ from edge_sync.uplink.sensor_intake import SensorIntake, SensorReadings
 from edge_sync.uplink.shipper import Shipper
 from edge_sync.uplink.telemetry_batches import TelemetryBatches
 from edge_sync.uplink.telemetry_shipper import TelemetryShipper
+from foundation.background import in_background
 from foundation.credentials import Credentials, check_strength
 from foundation.layout import Layout
 from foundation.settings import Settings
@@ -90,33 +91,19 @@ def telemetry_batches(settings: Settings, edge: str) -> TelemetryBatches:
 def shipping_telemetry(
     settings: Settings, edge: str, batches: TelemetryBatches
 ) -> Iterator[TelemetryShipper]:
-    """The telemetry shipper's loop in a thread (every ``shipper`` poll), for as long as the block runs."""
+    """The telemetry shipper's loop in a thread, for as long as the block runs."""
     url = require_https(settings.door.url, "the core's front door (EDGECORE_DOOR_URL)")
     shipper = TelemetryShipper(url, edge, _door_client(settings, edge), batches)
-    stop = threading.Event()
-    thread = threading.Thread(
-        target=shipper.run, args=(stop, TELEMETRY_SHIP_EVERY_S), name="telemetry-shipper", daemon=True
-    )
-    thread.start()
     try:
-        yield shipper
+        with in_background(lambda stop: shipper.run(stop, TELEMETRY_SHIP_EVERY_S), "telemetry-shipper"):
+            yield shipper
     finally:
-        stop.set()
-        thread.join(timeout=30)
         shipper.close()
 
 
-@contextmanager
-def shipping(shipper: Shipper) -> Iterator[threading.Event]:
+def shipping(shipper: Shipper) -> AbstractContextManager[threading.Event]:
     """The shipper's loop in a thread, for as long as the block runs."""
-    stop = threading.Event()
-    thread = threading.Thread(target=shipper.run, args=(stop,), name="shipper", daemon=True)
-    thread.start()
-    try:
-        yield stop
-    finally:
-        stop.set()
-        thread.join(timeout=30)
+    return in_background(shipper.run, "shipper")
 
 
 def serve(app: FastAPI, host: str, port: int, max_connections: int) -> None:
