@@ -26,6 +26,7 @@ from components.anomaly import (
 )
 from edge_sync.uplink.mqtt import results_topic
 from edge_sync.uplink.sensor_intake import SensorIntake
+from edge_sync.uplink.service import telemetry_batches
 from edgecore.stack.site import EdgeSite
 from edgecore.synthetic.telemetry import generate
 from foundation.events import AnomalyDetected, parse
@@ -153,7 +154,7 @@ def sensor_floor(core: Settings, model_folder: Path, edge: str, device_name: str
     token = site.issue_gateway_token("device", device_name)  # before the broker starts: in its first file
     site.up()
     shop = site.settings.updated(kafka={"topic_anomaly_detected": core.kafka.topic_anomaly_detected})
-    monitor = build_sensor_monitor(shop, site.edge, model_folder)
+    monitor = build_sensor_monitor(shop, site.edge, model_folder, telemetry_batches(shop, site.edge))
     intake = SensorIntake(
         site.edge, shop.uplink.mqtt_host, shop.uplink.mqtt_port, site.plan.mqtt_password, monitor
     )
