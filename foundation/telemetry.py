@@ -97,7 +97,7 @@ def read_csv(path: Path, sensors: tuple[str, ...] = SENSORS, max_rows: int = MAX
             for number, record in enumerate(reader, start=2):
                 if number - 1 > max_rows:
                     raise InvalidInput(f"{path}: more than {max_rows} rows; split the export")
-                when, values, label = _parse(record, sensors, path, number)
+                when, values, label = parse_row(record, sensors, path, number)
                 rows.setdefault(record["machine"], []).append((when, values, label))
     except (UnicodeDecodeError, csv.Error) as exc:
         raise InvalidInput(f"{path}: not a UTF-8 CSV file ({type(exc).__name__})") from exc
@@ -106,7 +106,7 @@ def read_csv(path: Path, sensors: tuple[str, ...] = SENSORS, max_rows: int = MAX
     return [_series(machine, found, sensors, path) for machine, found in sorted(rows.items())]
 
 
-def _parse(
+def parse_row(
     record: dict[str | None, Any], sensors: tuple[str, ...], path: Path, number: int
 ) -> tuple[float, list[float], int]:
     """One row: its time (epoch seconds, or ISO 8601 read as UTC without a zone), readings and label."""
@@ -134,10 +134,10 @@ def _series(
     times = np.array([r[0] for r in rows])
     values = np.array([r[1] for r in rows], dtype=np.float64)
     labels = np.array([r[2] for r in rows], dtype=np.int8)
-    return _arrays_series(machine, times, values, labels, sensors, path)
+    return series_from_arrays(machine, times, values, labels, sensors, path)
 
 
-def _arrays_series(
+def series_from_arrays(
     machine: str,
     times: np.ndarray,
     values: np.ndarray,
@@ -215,7 +215,7 @@ def read_parquet(path: Path, sensors: tuple[str, ...] = SENSORS, max_rows: int =
     order = np.argsort(which, kind="stable")
     bounds = np.searchsorted(which[order], np.arange(len(found) + 1))
     return [
-        _arrays_series(str(m), times[rows], values[rows], labels[rows], sensors, path)
+        series_from_arrays(str(m), times[rows], values[rows], labels[rows], sensors, path)
         for m, rows in ((m, order[bounds[i] : bounds[i + 1]]) for i, m in enumerate(found))
     ]
 

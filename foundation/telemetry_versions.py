@@ -10,6 +10,7 @@ a reader never sees half a version, and the sensor pipeline reads both alike.
 from __future__ import annotations
 
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +31,13 @@ def store_telemetry_version(
     sensors: tuple[str, ...],
     source: str,
     metadata: dict[str, object] | None = None,
+    version: str | None = None,
 ) -> Manifest:
     """``series`` (already read and checked whole) as a new version of ``<edge>-telemetry``; its manifest.
 
-    The version number is claimed only here, after every check: refused telemetry claims none.
+    The version number is claimed here, after every check, unless the caller claimed it
+    (``version``): refused telemetry claims none.  A machine with several runs (its readings
+    broke off in between) gets a file per run, ``telemetry/<machine>.<n>.csv``.
     """
     if not series:
         raise InvalidInput(f"{source}: no readings")
@@ -41,12 +45,17 @@ def store_telemetry_version(
         check_name(one.machine, "machine id")
     dataset = telemetry_dataset(edge)
     store.ensure_bucket(layout.training_bucket)
-    version = claim_next_version(store, layout.dataset_versions(dataset), owner=f"telemetry:{source}")
+    if version is None:
+        version = claim_next_version(store, layout.dataset_versions(dataset), owner=f"telemetry:{source}")
+    runs = Counter(one.machine for one in series)
+    seen: Counter[str] = Counter()
     files: dict[str, FileEntry] = {}
     with tempfile.TemporaryDirectory() as scratch:
         for one in series:
-            name = f"{TELEMETRY_DIR}/{one.machine}.csv"
-            path = Path(scratch) / f"{one.machine}.csv"
+            seen[one.machine] += 1
+            stem = one.machine if runs[one.machine] == 1 else f"{one.machine}.{seen[one.machine]}"
+            name = f"{TELEMETRY_DIR}/{stem}.csv"
+            path = Path(scratch) / f"{stem}.csv"
             write_csv([one], path)
             stored = store.put_file(layout.dataset_file(dataset, version, name), path, "text/csv")
             files[name] = FileEntry(sha256=stored.sha256, size=stored.size)
@@ -61,7 +70,7 @@ def store_telemetry_version(
             "edge": edge,
             "use_case": "sensors",
             "source": source,
-            "machines": [one.machine for one in series],
+            "machines": list(runs),
             "readings": sum(len(one.values) for one in series),
             "fault_readings": sum(int(np.count_nonzero(one.labels)) for one in series),
         },

@@ -64,3 +64,9 @@ class Alarms:
 
     def raised(self) -> list[str]:
         return sorted(m for m, s in self._machines.items() if s.raised)
+
+    def adopt(self, raised: list[str]) -> None:
+        """Alarms that stand from the model version before: not raised again while the fault lasts,
+        cleared as any alarm is, once none of this version's last ``n`` windows of the machine is."""
+        for machine in raised[: self.max_machines - len(self._machines)]:
+            self._machines.setdefault(machine, _Machine(deque(maxlen=self.n))).raised = True

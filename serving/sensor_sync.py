@@ -57,7 +57,11 @@ class SensorSlot:
         return monitor.take(device, machine, payload)
 
     def swap(self, monitor: SensorMonitor, version: str) -> None:
-        """From the next message on, ``monitor`` scores; windows start afresh, in its shape."""
+        """From the next message on, ``monitor`` scores; windows start afresh, in its shape, and
+        the alarms that stand stay raised until it sees their machine run normally."""
+        before = self.monitor
+        if before is not None:
+            monitor.alarms.adopt(before.alarms.raised())
         self.version = version
         self.monitor = monitor
 
@@ -102,7 +106,9 @@ class SensorModelSync:
             return "skipped-rejected"
         try:
             monitor = self._verified(candidate)
-        except (EdgecoreError, ValueError, RuntimeError, OSError) as exc:
+        except (EdgecoreError, ValueError, RuntimeError) as exc:
+            if isinstance(exc, EdgecoreError) and exc.retryable:
+                raise  # storage away for a moment: the next round tries again; the version is not at fault
             log.error("edge %s: sensor model %s refused: %s", self.edge, candidate.version, exc)
             self._refused.add(candidate.version)
             if pointer is not None:  # with nothing served before, there is no pointer to record it in
@@ -135,13 +141,16 @@ class SensorModelSync:
 
     def _load_served(self, pointer: ModelPointer) -> None:
         """After a restart: the version the pointer names scores again (if it still verifies)."""
+        if pointer.version in self._refused:
+            return
+        prefix = self.layout.edge_model_prefix(self.edge, self.model, pointer.version)
         try:
-            stored = read_version(
-                self.store, self.layout.edge_model_prefix(self.edge, self.model, pointer.version)
-            )
-            self.slot.swap(self._verified(stored), pointer.version)
+            self.slot.swap(self._verified(read_version(self.store, prefix)), pointer.version)
             log.info("edge %s: sensor model %s scores readings again", self.edge, pointer.version)
-        except (EdgecoreError, ValueError, RuntimeError, OSError) as exc:
+        except (EdgecoreError, ValueError, RuntimeError) as exc:
+            if isinstance(exc, EdgecoreError) and exc.retryable:
+                raise
+            self._refused.add(pointer.version)
             log.error(
                 "edge %s: the sensor model that served, %s, no longer loads: %s",
                 self.edge,

@@ -108,6 +108,21 @@ def test_an_alarm_clears_once_none_of_the_last_n_windows_is_anomalous() -> None:
     assert cleared is not None and not cleared.raised and alarms.raised() == []
 
 
+def test_an_alarm_standing_from_the_version_before_is_not_raised_again_and_clears_as_any_does() -> None:
+    before = Alarms(k=2, n=3)
+    for flag in (True, True):
+        before.observe("press-1", flag, 1.0)
+    after = Alarms(k=3, n=5)
+
+    after.adopt(before.raised())
+    during = [after.observe("press-1", True, 1.0) for _ in range(4)]
+    normal = [after.observe("press-1", False, 0.1) for _ in range(5)]
+
+    assert during == [None] * 4
+    assert [c.raised for c in normal if c is not None] == [False] and normal[-1] is not None
+    assert after.raised() == []
+
+
 def test_machines_are_watched_apart() -> None:
     alarms = Alarms(k=2, n=2)
     alarms.observe("press-1", True, 1.0)

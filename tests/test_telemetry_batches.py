@@ -5,8 +5,12 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import pytest
+
 from edge_sync.uplink.telemetry_batches import OPEN, TelemetryBatches
+from foundation.errors import InvalidInput
 from foundation.telemetry import SENSORS, read_csv
+from foundation.telemetry_batch import read_batch
 
 ORDER = ("pressure_bar", "temperature_c", "vibration_mm_s", "current_a")
 
@@ -68,3 +72,43 @@ def test_past_the_disk_bound_the_oldest_unshipped_batch_is_dropped_and_counted(t
     [kept] = batches.ready()
     [series] = read_csv(kept, SENSORS)
     assert batches.dropped == 1 and series.times[0] == times[3]
+
+
+def _closed(batches: TelemetryBatches) -> Path:
+    closed = batches.close_batch()
+    assert closed is not None
+    return closed
+
+
+def test_the_core_reads_a_batch_with_an_outage_as_two_runs_of_the_machine(tmp_path: Path) -> None:
+    batches = TelemetryBatches(tmp_path)
+    times, rows = _rows(20)
+    batches.record("press-1", ORDER, times[:10], rows[:10])
+    batches.record("press-1", ORDER, [t + 300.0 for t in times[10:]], rows[10:])  # five minutes quiet
+
+    runs, left_out = read_batch(_closed(batches), SENSORS, 1000)
+
+    assert [len(r.values) for r in runs] == [10, 10] and left_out == 0
+    assert runs[1].start == times[10] + 300.0
+
+
+def test_a_reading_sent_again_and_a_lone_reading_are_left_out_and_counted(tmp_path: Path) -> None:
+    batches = TelemetryBatches(tmp_path)
+    times, rows = _rows(8)
+    batches.record("press-1", ORDER, times, rows)
+    batches.record("press-1", ORDER, times[-2:], rows[-2:])  # after a gateway restart
+    batches.record("press-2", ORDER, times[:1], rows[:1])
+
+    runs, left_out = read_batch(_closed(batches), SENSORS, 1000)
+
+    assert [(r.machine, len(r.values)) for r in runs] == [("press-1", 8)] and left_out == 3
+
+
+def test_a_batch_whose_header_names_other_columns_is_refused_without_quoting_them(tmp_path: Path) -> None:
+    path = tmp_path / "batch.csv"
+    path.write_text("time,machine,SECRET-COLUMN\n1,press-1,2\n")
+
+    with pytest.raises(InvalidInput) as refused:
+        read_batch(path, SENSORS, 1000)
+
+    assert "SECRET" not in str(refused.value)

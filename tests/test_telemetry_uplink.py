@@ -7,8 +7,9 @@ the store's real telemetry shipper posting its batches to it.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -22,6 +23,7 @@ from foundation.credentials import new_token
 from foundation.errors import NotFound
 from foundation.layout import MANIFEST, TELEMETRY_DIR, telemetry_dataset
 from foundation.manifest import Manifest
+from foundation.registry import claim_next_version
 from foundation.settings import Settings
 from foundation.tls import client_context
 from testkit.uplink import DoorCore, door_core
@@ -37,11 +39,21 @@ def core(stack: Stack, settings: Settings, tmp_path_factory: pytest.TempPathFact
         yield door
 
 
-def _shipper(core: DoorCore, folder: Path, token: str = TOKENS[PLANT]) -> TelemetryShipper:
-    client = httpx.Client(
-        headers={"Authorization": f"Bearer {token}"}, verify=client_context(core.settings.ca_file)
-    )
-    return TelemetryShipper(core.url, PLANT, client, TelemetryBatches(folder))
+@pytest.fixture
+def shippers(core: DoorCore, tmp_path: Path) -> Iterator[Callable[..., TelemetryShipper]]:
+    """The store's telemetry shipper on its own batches (with another token if given); closed after."""
+    made: list[TelemetryShipper] = []
+
+    def make(token: str = TOKENS[PLANT]) -> TelemetryShipper:
+        client = httpx.Client(
+            headers={"Authorization": f"Bearer {token}"}, verify=client_context(core.settings.ca_file)
+        )
+        made.append(TelemetryShipper(core.url, PLANT, client, TelemetryBatches(tmp_path / str(len(made)))))
+        return made[-1]
+
+    yield make
+    for shipper in made:
+        shipper.close()
 
 
 def _record(batches: TelemetryBatches, machine: str, n: int, start: float = 1_767_225_600.0) -> None:
@@ -63,9 +75,9 @@ def _versions(core: DoorCore) -> list[str]:
 
 
 def test_a_closed_batch_ships_as_the_next_version_of_the_store_s_telemetry_dataset(
-    core: DoorCore, tmp_path: Path
+    core: DoorCore, shippers: Callable[..., TelemetryShipper]
 ) -> None:
-    shipper = _shipper(core, tmp_path)
+    shipper = shippers()
     _record(shipper.batches, "press-1", 30)
     before = _versions(core)
 
@@ -78,9 +90,7 @@ def test_a_closed_batch_ships_as_the_next_version_of_the_store_s_telemetry_datas
     assert manifest.metadata["readings"] == 30 and manifest.metadata["edge"] == PLANT
 
 
-def test_a_batch_sent_again_is_answered_with_the_version_it_already_became(
-    core: DoorCore, tmp_path: Path
-) -> None:
+def test_a_batch_sent_again_is_answered_with_the_version_it_already_became(core: DoorCore) -> None:
     body = b"time,machine,temperature_c,vibration_mm_s,current_a,pressure_bar,label\n"
     body += b"1767225600.000,press-2,41.0,2.0,11.0,5.0,0\n1767225610.000,press-2,41.5,2.0,11.0,5.0,0\n"
     headers = {
@@ -99,9 +109,9 @@ def test_a_batch_sent_again_is_answered_with_the_version_it_already_became(
 
 
 def test_a_batch_sent_with_another_store_s_token_waits_and_nothing_is_stored(
-    core: DoorCore, tmp_path: Path
+    core: DoorCore, shippers: Callable[..., TelemetryShipper]
 ) -> None:
-    shipper = _shipper(core, tmp_path, token=TOKENS[OTHER])
+    shipper = shippers(TOKENS[OTHER])
     _record(shipper.batches, "press-3", 5)
     before = _versions(core)
 
@@ -112,9 +122,9 @@ def test_a_batch_sent_with_another_store_s_token_waits_and_nothing_is_stored(
 
 
 def test_a_malformed_batch_is_refused_kept_aside_with_the_reason_and_claims_no_version(
-    core: DoorCore, tmp_path: Path
+    core: DoorCore, shippers: Callable[..., TelemetryShipper]
 ) -> None:
-    shipper = _shipper(core, tmp_path)
+    shipper = shippers()
     secret_cell = "not-a-number-4f1c"
     header = "time,machine,temperature_c,vibration_mm_s,current_a,pressure_bar,label"
     body = f"{header}\n1,press-4,{secret_cell},1,1,1,0\n"
@@ -130,3 +140,39 @@ def test_a_malformed_batch_is_refused_kept_aside_with_the_reason_and_claims_no_v
     assert _versions(core) == before
     with pytest.raises(NotFound):
         core.store.get_bytes(core.layout.dataset_set_marker(telemetry_dataset(PLANT), digest))
+
+
+def test_a_machine_whose_readings_broke_off_is_stored_as_a_file_per_run(
+    core: DoorCore, shippers: Callable[..., TelemetryShipper]
+) -> None:
+    shipper = shippers()
+    times = [1_767_225_600.0 + 10.0 * i for i in range(6)] + [1_767_229_200.0 + 10.0 * i for i in range(6)]
+    shipper.batches.record("press-5", SENSORS, times, [[40.0, 2.0, 11.0, 5.0]] * 12)
+    shipper.batches.close_batch()
+    before = _versions(core)
+
+    shipper.ship_ready()
+
+    [version] = sorted(set(_versions(core)) - set(before))
+    assert set(_manifest(core, version).files) == {
+        f"{TELEMETRY_DIR}/press-5.1.csv",
+        f"{TELEMETRY_DIR}/press-5.2.csv",
+    }
+
+
+def test_a_batch_whose_earlier_attempt_died_after_claiming_a_version_is_stored_in_that_version(
+    core: DoorCore, shippers: Callable[..., TelemetryShipper]
+) -> None:
+    shipper = shippers()
+    _record(shipper.batches, "press-6", 10)
+    [ready] = shipper.batches.ready()
+    digest = ready.stem.rsplit("-", 1)[-1]
+    dataset = telemetry_dataset(PLANT)
+    claimed = claim_next_version(core.store, core.layout.dataset_versions(dataset), "an attempt that died")
+    marker = core.layout.dataset_set_marker(dataset, digest)
+    core.store.put_bytes(marker, json.dumps({"version": claimed}).encode())
+
+    shipper.ship_ready()
+
+    assert claimed in _versions(core)
+    assert _manifest(core, claimed).metadata["batch_sha256"] == digest

@@ -222,17 +222,21 @@ class ControllerFleet:
         puller = self.pullers.get(slot.spec.edge)
         if puller is None:
             return
-        try:
-            for model in dict.fromkeys((slot.spec.model_name, sensor_model_name(slot.spec.edge))):
-                named = event is not None and event.model == model
-                puller.pull(model, expect=event.version if named and event else None)
-        except EdgecoreError as exc:
-            reason = "unavailable" if exc.retryable else "pull"
-            self.metrics.failures.labels(slot.spec.edge, reason).inc()
-            log.error("edge %s: pulling from the front door failed: %s", slot.spec.edge, exc)
-        except (OSError, httpx.HTTPError) as exc:  # a full disk, a broken answer: reconcile what is here
-            self.metrics.failures.labels(slot.spec.edge, "pull").inc()
-            log.error("edge %s: pulling from the front door failed: %s", slot.spec.edge, exc)
+        for model in dict.fromkeys((slot.spec.model_name, sensor_model_name(slot.spec.edge))):
+            named = event is not None and event.model == model
+            try:  # each model on its own: one failing does not keep the other from the edge
+                puller.pull(
+                    model,
+                    expect=event.version if named and event else None,
+                    keep=model == slot.spec.model_name,
+                )
+            except EdgecoreError as exc:
+                reason = "unavailable" if exc.retryable else "pull"
+                self.metrics.failures.labels(slot.spec.edge, reason).inc()
+                log.error("edge %s: pulling %s from the front door failed: %s", slot.spec.edge, model, exc)
+            except (OSError, httpx.HTTPError) as exc:  # a full disk, a broken answer: reconcile what is here
+                self.metrics.failures.labels(slot.spec.edge, "pull").inc()
+                log.error("edge %s: pulling %s from the front door failed: %s", slot.spec.edge, model, exc)
 
     def _reconcile(self, slot: _Slot, event: ModelPublished | None) -> Outcome:
         with slot.lock:

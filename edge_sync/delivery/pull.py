@@ -129,8 +129,11 @@ class Puller:
         self.keep = keep
         self._copying = threading.Lock()
 
-    def pull(self, model: str, wait_s: float = 0.0, expect: str | None = None) -> str | None:
+    def pull(
+        self, model: str, wait_s: float = 0.0, expect: str | None = None, keep: bool = True
+    ) -> str | None:
         """The version now complete in the edge bucket that was not before, or None.
+        ``keep``: leave it verified in the controller's folder too (not for a model it does not serve).
 
         The long poll and an event may both learn of a version: one copies it, the other
         finds it complete and returns None (the question to the door is not serialised, so a
@@ -146,9 +149,9 @@ class Puller:
         if manifest is None or manifest.name != model:
             return None
         with self._copying:
-            return self._complete(model, manifest)
+            return self._complete(model, manifest, self.keep if keep else None)
 
-    def _complete(self, model: str, manifest: Manifest) -> str | None:
+    def _complete(self, model: str, manifest: Manifest, keep: Path | None) -> str | None:
         edge = self.door.edge
         here = newest_version(self.store, self.layout.edge_models_prefix(edge, model))
         if here is not None and parse_version(here.version) >= parse_version(manifest.version):
@@ -157,16 +160,16 @@ class Puller:
         present = {o.location.key[len(prefix.key) :]: o.size for o in self.store.list(prefix)}
         self.scratch.mkdir(parents=True, exist_ok=True)
         kept = None
-        if self.keep is not None and not present:  # a pull resumed has part of it in the bucket only
+        if keep is not None and not present:  # a pull resumed has part of it in the bucket only
             kept = self.scratch / f"{edge}-{model}-{manifest.version}"  # staged apart from the controller's
             shutil.rmtree(kept, ignore_errors=True)
         for name, entry in sorted(manifest.files.items()):
             if present.get(name) != entry.size:
                 self._copy(model, manifest, name, kept)
         raw = manifest.to_bytes()
-        if kept is not None and self.keep is not None:  # in place before the bucket says it is complete
+        if kept is not None and keep is not None:  # in place before the bucket says it is complete
             (kept / MANIFEST).write_bytes(raw)
-            whole = self.keep / edge / model / manifest.version
+            whole = keep / edge / model / manifest.version
             shutil.rmtree(whole, ignore_errors=True)
             whole.parent.mkdir(parents=True, exist_ok=True)
             kept.replace(whole)

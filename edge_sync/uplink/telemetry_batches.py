@@ -28,6 +28,7 @@ from foundation.telemetry import SENSORS
 
 log = logging.getLogger(__name__)
 OPEN = "open.csv"
+REJECTED = "rejected"
 
 
 class TelemetryBatches:
@@ -73,8 +74,15 @@ class TelemetryBatches:
             with path.open("a", newline="") as out:
                 if fresh:
                     csv.writer(out).writerow(["time", "machine", *self.sensors, "label"])
+                    out.flush()
                     self._opened = time.monotonic()
-                out.write(text.getvalue())
+                before = out.tell()
+                try:
+                    out.write(text.getvalue())
+                    out.flush()
+                except OSError:  # a full disk: no half row may stay for the next one to run into
+                    out.truncate(before)
+                    raise
             self._rows += len(times)
             if self._rows >= self.max_rows:
                 self._close()
@@ -114,12 +122,15 @@ class TelemetryBatches:
         return target
 
     def _bound(self) -> None:
-        ready = self.ready()
+        """Batches the core refused (``rejected/``, kept for an operator) go first, then the oldest."""
+        rejected = sorted((self.root / REJECTED).glob("*.csv"))
+        ready = rejected + self.ready()
         total = sum(p.stat().st_size for p in ready)
         while ready and total > self.max_ready_bytes:
             oldest = ready.pop(0)
             total -= oldest.stat().st_size
             oldest.unlink(missing_ok=True)
+            oldest.with_suffix(".reason").unlink(missing_ok=True)
             self.dropped += 1
             log.warning(
                 "telemetry batch %s dropped unshipped: over %d bytes wait for the core",

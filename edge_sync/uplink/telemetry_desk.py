@@ -1,10 +1,11 @@
 """The front door's telemetry desk: batches of machine readings a store ships become dataset versions.
 
 A store's gateway keeps the readings its devices publish in batches
-(``serving.telemetry_batches``) and ships each closed batch here as one canonical CSV
+(``edge_sync.uplink.telemetry_batches``) and ships each closed batch here as one canonical CSV
 body (``foundation.telemetry``), named by its sha256 the way a set of photos is.  The
-body is bounded, read whole and checked row by row before anything is stored: a refused
-batch claims no version and leaves nothing behind.  An accepted one becomes the next
+body is bounded, a few batches are taken at once, and each is read whole and checked row by
+row (``foundation.telemetry_batch``: runs split at outages) before anything is stored: a
+refused batch claims no version and leaves nothing behind.  An accepted one becomes the next
 version of ``<edge>-telemetry`` (``foundation.telemetry_versions``), whose manifest the
 core's MinIO announces to the training listener like any upload's.  A batch sent again
 (its answer was lost) is answered with the version it already became.
@@ -12,6 +13,7 @@ core's MinIO announces to the training listener like any upload's.  A batch sent
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -24,16 +26,20 @@ from starlette.concurrency import run_in_threadpool
 
 from edge_sync.uplink.http import drain, media_type, read_bounded
 from foundation.credentials import Credentials
-from foundation.errors import InvalidInput, NotFound, UnsupportedMedia
+from foundation.errors import InvalidInput, NotFound, ServiceUnavailable, UnsupportedMedia
 from foundation.layout import Layout, Location, telemetry_dataset
+from foundation.registry import claim_next_version
 from foundation.storage.store import ObjectStore
-from foundation.telemetry import SENSORS, read_csv
+from foundation.telemetry import SENSORS
+from foundation.telemetry_batch import read_batch
 from foundation.telemetry_versions import store_telemetry_version
 
 log = logging.getLogger(__name__)
 MAX_BATCH_BYTES = 16 * 1_048_576
 """A batch is a few hours of one store's machines; a body over this is refused unread."""
 MAX_BATCH_ROWS = 200_000
+BATCHES_AT_ONCE = 4
+"""Batches the door reads and checks at once (each holds its body and its parsed rows); more wait."""
 DIGEST_HEADER = "X-Edgecore-Batch-Sha256"
 
 
@@ -48,12 +54,15 @@ class TelemetryDesk:
         self.credentials.authenticate_edge(edge, authorization, "a telemetry batch")
 
     def lookup(self, edge: str, digest: str) -> str | None:
-        """The version a batch with this sha256 became, if it was stored whole."""
+        """The version a batch with this sha256 became, if that version was stored whole."""
         try:
-            raw = self.store.get_bytes(self._marker(edge, digest), max_bytes=4096)
+            version = str(
+                json.loads(self.store.get_bytes(self._marker(edge, digest), max_bytes=4096))["version"]
+            )
+            self.store.head(self.layout.dataset_manifest(telemetry_dataset(edge), version))
         except NotFound:
             return None
-        return str(json.loads(raw)["version"])
+        return version
 
     def accept(self, edge: str, digest: str, body: bytes) -> tuple[str, bool]:
         """(version, duplicate): the batch checked whole, stored as a new version, or found stored."""
@@ -65,18 +74,31 @@ class TelemetryDesk:
         with tempfile.TemporaryDirectory() as scratch:
             path = Path(scratch) / "batch.csv"
             path.write_bytes(body)
-            try:
-                series = read_csv(path, SENSORS, max_rows=MAX_BATCH_ROWS)
-            except InvalidInput as exc:  # its messages name the file: here, a scratch copy
-                raise InvalidInput(str(exc).replace(str(path), "the batch")) from exc
-        manifest = store_telemetry_version(
-            self.store, self.layout, series, edge, SENSORS, f"batch {digest[:12]}", {"batch_sha256": digest}
+            runs, left_out = read_batch(path, SENSORS, MAX_BATCH_ROWS)
+        version = self._allocate(edge, digest)
+        metadata = {"batch_sha256": digest, "readings_left_out": left_out}
+        source = f"batch {digest[:12]}"
+        store_telemetry_version(self.store, self.layout, runs, edge, SENSORS, source, metadata, version)
+        log.info(
+            "edge %s: telemetry batch %s… is %s (%d readings left out)", edge, digest[:12], version, left_out
         )
-        self.store.put_if_absent(
-            self._marker(edge, digest), json.dumps({"version": manifest.version}).encode()
-        )
-        log.info("edge %s: telemetry batch %s… is %s", edge, digest[:12], manifest.version)
-        return manifest.version, False
+        return version, False
+
+    def _allocate(self, edge: str, digest: str) -> str:
+        """The version this batch was given by an earlier attempt (it died half-way), or a new one.
+        The marker is written before any file, so a retry never makes a second version."""
+        marker = self._marker(edge, digest)
+        try:
+            return str(json.loads(self.store.get_bytes(marker, max_bytes=4096))["version"])
+        except NotFound:
+            pass
+        dataset = telemetry_dataset(edge)
+        version = claim_next_version(self.store, self.layout.dataset_versions(dataset), f"batch:{digest}")
+        if self.store.put_if_absent(marker, json.dumps({"version": version}).encode()):
+            return version
+        return str(
+            json.loads(self.store.get_bytes(marker, max_bytes=4096))["version"]
+        )  # a concurrent attempt won
 
     def _marker(self, edge: str, digest: str) -> Location:
         return self.layout.dataset_set_marker(telemetry_dataset(edge), digest)
@@ -93,15 +115,20 @@ def routes(desk: TelemetryDesk) -> APIRouter:
     """The telemetry route of the front door (``edge_sync.frontdoor``)."""
     app = APIRouter()
 
+    busy = asyncio.Semaphore(BATCHES_AT_ONCE)
+
     @app.post("/v1/edges/{edge}/telemetry")
     async def post_batch(edge: str, request: Request) -> JSONResponse:
         try:
             desk.authenticate(edge, request.headers.get("authorization"))
             if media_type(request) != "text/csv":
-                raise UnsupportedMedia(f"content type {media_type(request)!r}: send text/csv")
+                raise UnsupportedMedia("send a telemetry batch as text/csv")
             digest = _digest(request)
-            body = await read_bounded(request, MAX_BATCH_BYTES, "a telemetry batch")
-            version, duplicate = await run_in_threadpool(desk.accept, edge, digest, body)
+            if busy.locked():
+                raise ServiceUnavailable("the core is taking other telemetry batches: send this one later")
+            async with busy:
+                body = await read_bounded(request, MAX_BATCH_BYTES, "a telemetry batch")
+                version, duplicate = await run_in_threadpool(desk.accept, edge, digest, body)
         except Exception as exc:
             log.warning("telemetry batch of edge %s refused: %s: %s", edge[:64], type(exc).__name__, exc)
             await drain(request.stream(), 1 << 20)

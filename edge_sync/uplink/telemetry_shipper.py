@@ -4,9 +4,10 @@ A batch (``edge_sync.uplink.telemetry_batches``) is posted whole as ``text/csv``
 by its sha256, to ``/v1/edges/<edge>/telemetry``; the core answers with the version of
 ``<edge>-telemetry`` it became (201, or 200 for a batch it already has), and only then
 is the file deleted.  As for photo sets, a 401 or 403 is the edge's credential, not its
-readings: the batch waits for the fix.  The core unreachable, a 5xx or a 408/425/429 is
-tried again on the next round.  Any other 4xx is the batch itself: it is moved aside to
-``rejected/`` with the core's reason beside it, for an operator, and never sent again.
+readings: the batch waits for the fix, as it does for a core without this route yet (404,
+405).  The core unreachable, a 5xx or a 408/425/429 is tried again on the next round.
+Any other 4xx is the batch itself: it is moved aside to ``rejected/`` with the core's
+reason beside it, for an operator, and never sent again (the batches' disk bound counts it).
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from pathlib import Path
 
 import httpx
 
-from edge_sync.uplink.telemetry_batches import TelemetryBatches, batch_digest
+from edge_sync.uplink.telemetry_batches import REJECTED, TelemetryBatches, batch_digest
 from edge_sync.uplink.telemetry_desk import DIGEST_HEADER
 
 log = logging.getLogger(__name__)
-WAIT_STATUSES = {401, 403, 408, 425, 429}
+WAIT_STATUSES = {401, 403, 404, 405, 408, 425, 429}
+"""The credential, a core without the telemetry route yet (404, 405), or the core busy: wait."""
 
 
 class TelemetryShipper:
@@ -30,7 +32,7 @@ class TelemetryShipper:
         self.url = f"{door_url.rstrip('/')}/v1/edges/{edge}/telemetry"
         self.edge = edge
         self.batches = batches
-        self.rejected_dir = batches.root / "rejected"
+        self.rejected_dir = batches.root / REJECTED
         self._client = client
 
     def ship_ready(self) -> dict[str, str]:
@@ -50,7 +52,10 @@ class TelemetryShipper:
         self._client.close()
 
     def _ship(self, path: Path) -> str:
-        body, digest = path.read_bytes(), batch_digest(path)
+        try:
+            body, digest = path.read_bytes(), batch_digest(path)
+        except FileNotFoundError:  # dropped for the disk bound since it was listed
+            return "dropped"
         try:
             response = self._client.post(
                 self.url,
