@@ -15,6 +15,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -165,21 +166,27 @@ def test_a_store_gateway_started_with_sensors_scores_readings_with_the_version_i
         pytest.skip("no mosquitto on this machine (no system package and no apt-get to fetch one)")
     site = EdgeSite(settings.updated(state_dir=tmp_path / "core"), f"sensite{uuid.uuid4().hex[:6]}")
     token = site.issue_gateway_token("device", "dev-1")
-    site.up()
     metrics_port = free_port()
     shop = site.settings.updated(
         delivery={"poll_s": 0.5}, uplink={"gateway_port": free_port(), "gateway_metrics_port": metrics_port}
     )
     command = ["edge", "gateway", "--edge", site.edge, "--mqtt", "--sensors", "--no-ship"]
-    gateway = subprocess.Popen(
-        [str(Path(sys.executable).parent / "edgecore"), *command],
-        env={**os.environ, **shop.environment()},
-        stdout=(tmp_path / "gateway.log").open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    device = _device(shop, "dev-1", token)
-    try:
+    with ExitStack() as running:
+        site.up()
+        running.callback(site.down)
+        gateway = subprocess.Popen(
+            [str(Path(sys.executable).parent / "edgecore"), *command],
+            env={**os.environ, **shop.environment()},
+            stdout=(tmp_path / "gateway.log").open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        running.callback(gateway.wait, 60)
+        running.callback(gateway.terminate)
+        device = _device(shop, "dev-1", token)
+        running.callback(device.loop_stop)
+        running.callback(device.disconnect)
         edge_site = Site(shop, tmp_path / "delivered", model, site.edge)
+        running.callback(edge_site.outlets.producer.close)
         edge_site.deliver("v000001")
         wait_for(edge_site.serving, 120, what="the gateway to load v000001")
         topic = f"edge/{site.edge}/sensors/dev-1/{MACHINE}"
@@ -192,12 +199,6 @@ def test_a_store_gateway_started_with_sensors_scores_readings_with_the_version_i
         kept = shop.state_dir / "telemetry" / site.edge / "open.csv"
         assert scored > 0
         assert kept.read_text().count(f",{MACHINE},") == 2 * model.spec.window  # kept for the core
-    finally:
-        device.disconnect()
-        gateway.terminate()
-        gateway.wait(timeout=60)
-        edge_site.outlets.producer.close()
-        site.down()
 
 
 def _device(settings: Settings, name: str, token: str) -> mqtt.Client:
