@@ -14,6 +14,7 @@ the whole batch, and no message quotes the batch's bytes.
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import numpy as np
@@ -28,11 +29,12 @@ GAP = 1.5
 """A step longer than this many sampling periods ends a run: the readings between are missing."""
 
 
-def read_batch(path: Path, sensors: tuple[str, ...], max_rows: int) -> tuple[list[Telemetry], int]:
-    """The runs of every machine in the batch at ``path``, and how many readings were left out."""
+def read_batch(data: bytes, sensors: tuple[str, ...], max_rows: int) -> tuple[list[Telemetry], int]:
+    """The runs of every machine in the batch ``data`` (a request's body), and how many readings were
+    left out."""
     rows: dict[str, list[tuple[float, list[float], int]]] = {}
     try:
-        with path.open(newline="", encoding="utf-8") as source:
+        with io.StringIO(data.decode("utf-8"), newline="") as source:
             reader = csv.DictReader(source)
             if any(c not in (reader.fieldnames or []) for c in ("time", "machine", *sensors)):
                 raise InvalidInput(f"a batch needs the columns time, machine, {', '.join(sensors)} and label")

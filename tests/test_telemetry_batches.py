@@ -86,7 +86,7 @@ def test_the_core_reads_a_batch_with_an_outage_as_two_runs_of_the_machine(tmp_pa
     batches.record("press-1", ORDER, times[:10], rows[:10])
     batches.record("press-1", ORDER, [t + 300.0 for t in times[10:]], rows[10:])  # five minutes quiet
 
-    runs, left_out = read_batch(_closed(batches), SENSORS, 1000)
+    runs, left_out = read_batch(_closed(batches).read_bytes(), SENSORS, 1000)
 
     assert [len(r.values) for r in runs] == [10, 10] and left_out == 0
     assert runs[1].start == times[10] + 300.0
@@ -99,7 +99,7 @@ def test_a_reading_sent_again_and_a_lone_reading_are_left_out_and_counted(tmp_pa
     batches.record("press-1", ORDER, times[-2:], rows[-2:])  # after a gateway restart
     batches.record("press-2", ORDER, times[:1], rows[:1])
 
-    runs, left_out = read_batch(_closed(batches), SENSORS, 1000)
+    runs, left_out = read_batch(_closed(batches).read_bytes(), SENSORS, 1000)
 
     assert [(r.machine, len(r.values)) for r in runs] == [("press-1", 8)] and left_out == 3
 
@@ -109,6 +109,6 @@ def test_a_batch_whose_header_names_other_columns_is_refused_without_quoting_the
     path.write_text("time,machine,SECRET-COLUMN\n1,press-1,2\n")
 
     with pytest.raises(InvalidInput) as refused:
-        read_batch(path, SENSORS, 1000)
+        read_batch(path.read_bytes(), SENSORS, 1000)
 
     assert "SECRET" not in str(refused.value)

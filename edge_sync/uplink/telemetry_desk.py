@@ -17,8 +17,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import tempfile
-from pathlib import Path
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -71,10 +69,7 @@ class TelemetryDesk:
         known = self.lookup(edge, digest)
         if known is not None:
             return known, True
-        with tempfile.TemporaryDirectory() as scratch:
-            path = Path(scratch) / "batch.csv"
-            path.write_bytes(body)
-            runs, left_out = read_batch(path, SENSORS, MAX_BATCH_ROWS)
+        runs, left_out = read_batch(body, SENSORS, MAX_BATCH_ROWS)
         version = self._allocate(edge, digest)
         metadata = {"batch_sha256": digest, "readings_left_out": left_out}
         source = f"batch {digest[:12]}"
