@@ -26,6 +26,9 @@ from foundation.layout import MANIFEST
 from foundation.manifest import Manifest, entries_for_dir
 from foundation.sensor_model import SensorModel, Texture, texture_features
 
+COVER_MARGIN = 1.1
+"""How far above the highest window of a dismissed alarm a threshold raised for it lies: the same
+behaviour again differs by its noise."""
 WINDOW = 30
 """Readings per window: 5 minutes at one reading every 10 s."""
 
@@ -128,18 +131,21 @@ def evaluate(
     min_precision: float = 0.8,
     min_recall: float = 0.6,
     texture: tuple[np.ndarray, np.ndarray] | None = None,
+    cover: tuple[np.ndarray, np.ndarray | None] | None = None,
 ) -> AnomalyEvaluation:
     """Threshold at ``quantile`` of held-out normal errors; precision and recall on labelled windows.
 
     ``texture``: held-out normal and test windows' texture distances; a window over either
-    threshold is flagged, as the edge flags it.
+    threshold is flagged, as the edge flags it.  ``cover``: errors and texture distances of
+    windows staff called normal (dismissed alarms); each threshold is raised, if it must be,
+    to ``COVER_MARGIN`` times the highest of them, and the gate then tells what that costs.
     """
-    threshold = float(np.quantile(normal_errors, quantile))
+    threshold = _covering(float(np.quantile(normal_errors, quantile)), cover[0] if cover else None)
     flagged = test_errors > threshold
     texture_threshold = None
     normal_flagged = normal_errors > threshold
     if texture is not None:
-        texture_threshold = float(np.quantile(texture[0], quantile))
+        texture_threshold = _covering(float(np.quantile(texture[0], quantile)), cover[1] if cover else None)
         flagged |= texture[1] > texture_threshold
         normal_flagged |= texture[0] > texture_threshold
     faulty = test_labels > 0
@@ -162,6 +168,12 @@ def evaluate(
         not reasons,
         tuple(reasons),
     )
+
+
+def _covering(threshold: float, dismissed: np.ndarray | None) -> float:
+    if dismissed is None or not len(dismissed):
+        return threshold
+    return max(threshold, float(np.max(dismissed)) * COVER_MARGIN)
 
 
 def export_sensor_model(

@@ -3,15 +3,18 @@ of folders, as the image steps are (``components.sensor_wrappers`` puts them on 
 
 * ingest fetches every ``telemetry/<machine>.csv`` of the requested dataset versions,
   verified against their manifests;
-* prepare cuts each machine's series into windows (``components.anomaly.windows``) and
-  splits them in time: the earlier normal windows train, the later ones are held out for
-  the threshold, and the test set is the held-out normal windows with every window that
-  holds a labelled fault;
+* prepare labels the readings by staff's verdicts on alarms (``foundation.alarm_verdicts``),
+  cuts each machine's series into windows (``components.anomaly.windows``) and splits them
+  in time: the earlier normal windows train, the later ones are held out for the threshold,
+  and the test set is the held-out normal windows with every window that holds a labelled
+  fault (a confirmed alarm's among them).  Every window inside a dismissed alarm's span, at
+  every offset, is kept apart: whatever the edge's window alignment, it was normal;
 * train fits the per-sensor scaling, the autoencoder and the texture detector on the
-  training windows alone;
-* evaluate sets both thresholds on held-out normal windows and gates the candidate on
-  precision and recall over the labelled faults, and on no regression against the model
-  the edge has (scored on the same windows, with its own scaling and thresholds);
+  training windows, the dismissed ones weighted up so the model learns what staff called normal;
+* evaluate sets both thresholds on held-out normal windows, raised where needed so that no
+  dismissed window crosses them, and gates the candidate on precision and recall over the
+  labelled faults, and on no regression against the model the edge has (scored on the same
+  windows, with its own scaling and thresholds);
 * export writes the version the edge loads (``components.anomaly.export_sensor_model``).
 """
 
@@ -27,6 +30,7 @@ import numpy as np
 from components.anomaly import (
     QUANTILE,
     WINDOW,
+    AnomalyEvaluation,
     evaluate,
     export_sensor_model,
     raw_windows,
@@ -35,6 +39,7 @@ from components.anomaly import (
     windows,
 )
 from components.ingest import DatasetRef, dataset_manifest, resolve
+from foundation.alarm_verdicts import VERDICTS_DIR, AlarmVerdict, label_by_verdicts, latest, read_verdicts
 from foundation.errors import InvalidInput
 from foundation.layout import (
     MANIFEST,
@@ -47,7 +52,7 @@ from foundation.layout import (
 from foundation.manifest import Manifest, entries_for_dir
 from foundation.sensor_model import SENSOR_MODEL_FILE, Normalisation, SensorModel, Texture, texture_features
 from foundation.storage.objects import ObjectReader
-from foundation.telemetry import FAULT_KINDS, read_csv
+from foundation.telemetry import label_name, read_csv
 
 WINDOWS_FILE = "windows.npz"
 SENSORS_FILE = "sensors.json"
@@ -56,6 +61,9 @@ SCALING_FILE = "normalisation.json"
 TEXTURE_FILE = "texture.json"
 EVALUATION_FILE = "evaluation.json"
 SPLITS = ("train", "held", "test")
+DISMISSED_WEIGHT = 10
+"""How many times each dismissed window counts in training: a few dozen among thousands would
+otherwise leave the autoencoder as it was."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +91,9 @@ class SensorEvaluation:
     reasons: list[str]
     """Why the gate refused the candidate."""
     notes: list[str]
-    """What the gate could not check."""
+    """What the gate could not check, and what staff's dismissals did to the thresholds."""
+    dismissed_windows: int = 0
+    """Windows of alarms staff dismissed, which the thresholds were set to leave unflagged."""
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2))
@@ -104,7 +114,8 @@ class SensorEvaluation:
 def ingest_telemetry(
     reader: ObjectReader, layout: Layout, edge: str, datasets: list[str], out: Path
 ) -> Manifest:
-    """Every telemetry file of the requested versions into ``out/telemetry/``; the snapshot manifest."""
+    """Every telemetry file of the requested versions into ``out/telemetry/``, and every verdict
+    file into ``out/verdicts/``; the snapshot manifest."""
     if not datasets:
         raise InvalidInput("no dataset requested")
     refs = [ref for ref in map(DatasetRef.parse, datasets) if ref.name == telemetry_dataset(edge)]
@@ -114,10 +125,10 @@ def ingest_telemetry(
     for name, version in versions:
         manifest = dataset_manifest(reader, layout, name, version)
         for file, entry in manifest.files.items():
-            folder, _, machine_csv = file.partition("/")
-            if folder != TELEMETRY_DIR or not machine_csv.endswith(".csv"):
+            folder, _, leaf = file.partition("/")
+            if (folder, Path(leaf).suffix) not in ((TELEMETRY_DIR, ".csv"), (VERDICTS_DIR, ".json")):
                 continue
-            local = out / TELEMETRY_DIR / f"{name}@{version}" / machine_csv
+            local = out / folder / f"{name}@{version}" / leaf
             reader.download(layout.dataset_file(name, version, file), local, expected_sha256=entry.sha256)
     used = [f"{name}@{version}" for name, version in versions]
     if not (out / TELEMETRY_DIR).is_dir():
@@ -136,18 +147,23 @@ def ingest_telemetry(
 def prepare_telemetry(snapshot: Path, out: Path, held_out: float = 0.3) -> dict[str, Any]:
     """Windows of every machine, split in time (the module's docstring); figures per split."""
     parts: dict[str, list[np.ndarray]] = {f"{s}_{k}": [] for s in SPLITS for k in ("x", "raw", "y")}
+    parts |= {"dismissed_x": [], "dismissed_raw": []}
     sensors: tuple[str, ...] | None = None
+    verdicts = _verdicts(snapshot)
     for path in sorted((snapshot / TELEMETRY_DIR).rglob("*.csv")):
         for series in read_csv(path):
             if sensors not in (None, series.sensors):
                 raise InvalidInput(f"{path}: sensors {series.sensors} differ from the other files' {sensors}")
             sensors = series.sensors
+            labels, dismissed = label_by_verdicts(series, verdicts)
+            _dismissed_windows(series.values, labels, dismissed, parts)
             if len(series.values) < 2 * WINDOW:
                 continue  # too short to give a window to both training and the threshold
-            _split_machine(series.values, series.labels, held_out, parts)
+            _split_machine(series.values, labels, held_out, parts)
     if sensors is None or not parts["train_x"]:
         raise InvalidInput(f"{snapshot}: no machine has enough readings for training windows")
-    arrays = {key: np.concatenate(chunks) for key, chunks in parts.items()}
+    empty = np.zeros((0, WINDOW, len(sensors)), np.float32)
+    arrays = {key: np.concatenate(chunks) if chunks else empty for key, chunks in parts.items()}
     out.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out / WINDOWS_FILE, **arrays)  # type: ignore[arg-type]  # a key might be allow_pickle
     (out / SENSORS_FILE).write_text(json.dumps(list(sensors)))
@@ -155,7 +171,31 @@ def prepare_telemetry(snapshot: Path, out: Path, held_out: float = 0.3) -> dict[
         "sensors": list(sensors),
         **{f"{s}_windows": len(arrays[f"{s}_x"]) for s in SPLITS},
         "fault_windows": int(np.count_nonzero(arrays["test_y"])),
+        "dismissed_windows": len(arrays["dismissed_x"]),
+        "verdicts": len(verdicts),
     }
+
+
+def _verdicts(snapshot: Path) -> list[AlarmVerdict]:
+    files = sorted((snapshot / VERDICTS_DIR).rglob("*.json"))
+    return latest(one for path in files for one in read_verdicts(path.read_bytes()))
+
+
+def _dismissed_windows(
+    values: np.ndarray, labels: np.ndarray, dismissed: np.ndarray, parts: dict[str, list[np.ndarray]]
+) -> None:
+    """Every window (stride 1) inside each dismissed span and outside any labelled fault."""
+    quiet = dismissed & (labels == 0)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], quiet.astype(np.int8), [0]])))
+    for start, stop in zip(edges[::2], edges[1::2], strict=True):
+        if stop - start < WINDOW:
+            continue
+        try:
+            x, _ = windows(values[start:stop], np.zeros(stop - start, np.int8), stride=1)
+        except ValueError:  # a sensor silent through the whole span: nothing the edge scored
+            continue
+        parts["dismissed_x"].append(x)
+        parts["dismissed_raw"].append(raw_windows(values[start:stop], stride=1))
 
 
 def _split_machine(
@@ -186,8 +226,10 @@ def train_sensors(prepared: Path, out: Path, epochs: int = 30, seed: int = 0) ->
     """The scaling, the autoencoder and the texture detector of the training windows."""
     w, sensors = load_windows(prepared)
     scale = Normalisation.fit(w["train_x"], sensors)
-    model = train_autoencoder(scale.apply(w["train_x"]), epochs=epochs, seed=seed)
-    texture = Texture.fit(texture_features(w["train_raw"]))
+    x = np.concatenate([w["train_x"], np.repeat(w.get("dismissed_x", w["train_x"][:0]), DISMISSED_WEIGHT, 0)])
+    model = train_autoencoder(scale.apply(x), epochs=epochs, seed=seed)
+    dismissed_raw = w.get("dismissed_raw", w["train_raw"][:0])
+    texture = Texture.fit(texture_features(w["train_raw"]), kept=texture_features(dismissed_raw))
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / AUTOENCODER_FILE)
     (out / SCALING_FILE).write_text(scale.model_dump_json())
@@ -215,8 +257,17 @@ def evaluate_sensors(
         texture.distances(texture_features(w["held_raw"])),
         texture.distances(texture_features(w["test_raw"])),
     )
+    dismissed = w.get("dismissed_x", w["held_x"][:0])
+    cover = (
+        (
+            reconstruction_errors(model, scale.apply(dismissed)),
+            texture.distances(texture_features(w["dismissed_raw"])),
+        )
+        if len(dismissed)
+        else None
+    )
     result = evaluate(
-        held, test, w["test_y"], gate.quantile, gate.min_precision, gate.min_recall, texture=distances
+        held, test, w["test_y"], gate.quantile, gate.min_precision, gate.min_recall, distances, cover
     )
     labelled = bool(np.any(w["test_y"] > 0))
     reasons, notes = (
@@ -224,6 +275,8 @@ def evaluate_sensors(
         if labelled
         else ([], ["no labelled fault: precision and recall not measured"])
     )
+    if cover is not None:
+        notes.append(_cover_note(held, distances[0], result, len(dismissed), gate.quantile))
     before = production_figures(production, w, sensors) if production is not None else {}
     if labelled and before:
         for key, now in (("precision", result.precision), ("recall", result.recall)):
@@ -237,12 +290,28 @@ def evaluate_sensors(
         false_alarm_rate=result.false_alarm_rate,
         precision=result.precision if labelled else None,
         recall=result.recall if labelled else None,
-        recall_by_label={FAULT_KINDS[k - 1]: v for k, v in result.recall_by_label.items()},
+        recall_by_label={label_name(k): v for k, v in result.recall_by_label.items()},
         production=before,
         passed=not reasons,
         reasons=reasons,
         notes=notes,
+        dismissed_windows=len(dismissed),
     )
+
+
+def _cover_note(
+    held: np.ndarray, held_texture: np.ndarray, result: AnomalyEvaluation, windows: int, quantile: float
+) -> str:
+    """What the dismissed alarms did to the thresholds."""
+    before = (float(np.quantile(held, quantile)), float(np.quantile(held_texture, quantile)))
+    after = (result.threshold, result.texture_threshold or 0.0)
+    raised = [
+        f"{name} threshold raised from {was:.4g} to {now:.4g}"
+        for name, was, now in zip(("error", "texture"), before, after, strict=True)
+        if now > was
+    ]
+    what = "; ".join(raised) if raised else "no threshold raised"
+    return f"{windows} windows of dismissed alarms stay under the thresholds ({what})"
 
 
 def production_figures(
@@ -313,8 +382,6 @@ def markdown_report(evaluation: SensorEvaluation, edge: str) -> str:
         lines += ["", "| fault | recall |", "| --- | ---: |"]
         lines += [f"| {kind} | {recall:.3f} |" for kind, recall in sorted(evaluation.recall_by_label.items())]
     lines += (
-        [""]
-        + [f"**Refused:** {r}" for r in evaluation.reasons]
-        + [f"*Not checked:* {n}" for n in evaluation.notes]
+        [""] + [f"**Refused:** {r}" for r in evaluation.reasons] + [f"*Note:* {n}" for n in evaluation.notes]
     )
     return "\n".join(lines) + "\n"

@@ -73,6 +73,10 @@ def texture_features(raw: Array) -> Array:
     )
 
 
+MAX_KEPT = 1500
+"""Dismissed windows the texture reference keeps beside the sample of normal ones."""
+
+
 class Texture(BaseModel):
     """How far a window's texture (:func:`texture_features`) lies from the normal windows training saw:
     the distance to its ``k``-th nearest normal window, in features scaled by ``center`` and ``spread``."""
@@ -96,14 +100,28 @@ class Texture(BaseModel):
         return self
 
     @classmethod
-    def fit(cls, features: Array, k: int = 5, max_reference: int = 3000, seed: int = 0) -> Texture:
-        """Scaling and reference from normal windows' features (then :meth:`with_threshold`)."""
+    def fit(
+        cls,
+        features: Array,
+        k: int = 5,
+        max_reference: int = 3000,
+        seed: int = 0,
+        kept: Array | None = None,
+    ) -> Texture:
+        """Scaling and reference from normal windows' features (then :meth:`with_threshold`).
+
+        ``kept``: features of windows staff called normal (dismissed alarms), up to
+        ``MAX_KEPT`` of them, all in the reference: rare behaviour a sample would leave out.
+        """
         usable = features[~np.isnan(features).any(axis=1)]
         center, spread = usable.mean(axis=0), usable.std(axis=0) + 1e-6
-        chosen = np.random.default_rng(seed).choice(
-            len(usable), min(max_reference, len(usable)), replace=False
-        )
-        scaled = (usable[np.sort(chosen)] - center) / spread
+        rng = np.random.default_rng(seed)
+        chosen = usable[np.sort(rng.choice(len(usable), min(max_reference, len(usable)), replace=False))]
+        kept = kept[~np.isnan(kept).any(axis=1)] if kept is not None else usable[:0]
+        if len(kept):
+            picked = rng.choice(len(kept), min(MAX_KEPT, len(kept)), replace=False)
+            chosen = np.concatenate([chosen, kept[np.sort(picked)]])
+        scaled = (chosen - center) / spread
         return cls(
             center=tuple(float(c) for c in center),
             spread=tuple(float(s) for s in spread),

@@ -27,6 +27,13 @@ SENSORS = ("temperature_c", "vibration_mm_s", "current_a", "pressure_bar")
 FAULT_KINDS = ("spike", "level_shift", "stuck", "frequency_change", "degradation")
 NORMAL = 0
 """Label of a sample outside every fault; a fault's label is 1 + its index in ``FAULT_KINDS``."""
+CONFIRMED = len(FAULT_KINDS) + 1
+"""Label of a reading behind an alarm staff confirmed (``foundation.alarm_verdicts``): a fault of a
+kind nobody named.  Only verdicts give it; a CSV file's labels are the kinds above."""
+
+
+def label_name(label: int) -> str:
+    return "confirmed by staff" if label == CONFIRMED else FAULT_KINDS[label - 1]
 
 
 @dataclass(frozen=True)

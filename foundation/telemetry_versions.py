@@ -1,5 +1,9 @@
 """Telemetry stored as the next version of an edge's telemetry dataset, ``<edge>-telemetry``.
 
+Staff's verdicts on alarms (``foundation.alarm_verdicts``) are versions too, of one file,
+``verdicts/<sha256>.json``: training reads every version's, so a verdict labels readings
+whichever version brought them.
+
 Two paths lead here: an operator's upload of a plant's export (``edgecore sensors upload``)
 and the batches a store's gateway ships through the front door
 (``edge_sync.uplink.telemetry_desk``).  Both store each machine's series in the canonical
@@ -15,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from foundation.alarm_verdicts import VERDICTS_DIR, AlarmVerdict
 from foundation.errors import InvalidInput
 from foundation.layout import TELEMETRY_DIR, Layout, check_name, telemetry_dataset
 from foundation.manifest import FileEntry, Manifest
@@ -73,6 +78,39 @@ def store_telemetry_version(
             "machines": list(runs),
             "readings": sum(len(one.values) for one in series),
             "fault_readings": sum(int(np.count_nonzero(one.labels)) for one in series),
+        },
+    )
+    store.put_bytes(layout.dataset_manifest(dataset, version), manifest.to_bytes(), "application/json")
+    return manifest
+
+
+def store_verdict_version(
+    store: ObjectStorage,
+    layout: Layout,
+    body: bytes,
+    verdicts: list[AlarmVerdict],
+    edge: str,
+    digest: str,
+    version: str,
+) -> Manifest:
+    """A batch of verdicts (``body``, read already) as version ``version`` of ``<edge>-telemetry``."""
+    dataset = telemetry_dataset(edge)
+    name = f"{VERDICTS_DIR}/{digest}.json"
+    stored = store.put_bytes(layout.dataset_file(dataset, version, name), body, "application/json")
+    manifest = Manifest(
+        kind="dataset",
+        name=dataset,
+        version=version,
+        files={name: FileEntry(sha256=stored.sha256, size=stored.size)},
+        labels=[],
+        metadata={
+            "edge": edge,
+            "use_case": "sensors",
+            "source": f"verdicts {digest[:12]}",
+            "machines": sorted({one.machine for one in verdicts}),
+            "verdicts": {
+                kind: sum(one.verdict == kind for one in verdicts) for kind in ("confirmed", "dismissed")
+            },
         },
     )
     store.put_bytes(layout.dataset_manifest(dataset, version), manifest.to_bytes(), "application/json")

@@ -91,6 +91,7 @@ class AnomalyReports:
             "model": self.model,
             "version": self.version,
             "window_end": alarm.window_end.isoformat(),
+            "span_start": alarm.span_start.isoformat() if alarm.span_start else None,
             "error": alarm.change.error,
             "threshold": self.threshold,
             "texture_distance": alarm.texture_distance,

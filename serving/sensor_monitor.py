@@ -74,6 +74,9 @@ class Alarm:
     window_end: datetime
     texture_distance: float | None = None
     """How far the raising window's texture lay from normal (None: the model has no texture detector)."""
+    span_start: datetime | None = None
+    """When the first reading of the earliest of the windows behind the alarm (its last N) was taken:
+    what staff's verdict on it covers (``foundation.alarm_verdicts``)."""
 
 
 class AlarmSink(Protocol):
@@ -191,7 +194,7 @@ class SensorMonitor:
                 raw.append(np.stack(series.raw))
                 ends.append(reading.t)
         self._record(machine, taken, taken_rows)
-        return self._judge(machine, windows, raw, ends)
+        return self._judge(machine, windows, raw, ends, series.step)
 
     def _record(self, machine: str, times: list[float], rows: list[list[float]]) -> None:
         """Readings are kept for the core besides being scored; a full disk costs the core them,
@@ -223,7 +226,9 @@ class SensorMonitor:
             raise Forbidden(f"machine {machine} reports through another device")
         return series
 
-    def _judge(self, machine: str, windows: list[Array], raw: list[Array], ends: list[float]) -> list[Alarm]:
+    def _judge(
+        self, machine: str, windows: list[Array], raw: list[Array], ends: list[float], step: float
+    ) -> list[Alarm]:
         if not windows:
             return []
         x = np.stack(windows)
@@ -232,6 +237,8 @@ class SensorMonitor:
         flags = self.scorer.spec.flags(errors, distances)
         self.metrics.scored(machine, len(x), int(flags.sum()))
         raised = []
+        spec = self.scorer.spec
+        behind = (spec.window - 1 + (self.alarms.n - 1) * spec.stride) * step
         for i, (window, end, error, flag) in enumerate(zip(x, ends, errors, flags, strict=True)):
             change = self.alarms.observe(machine, bool(flag), float(error))
             if change is None:
@@ -239,7 +246,13 @@ class SensorMonitor:
             self.metrics.alarm(machine, change.raised)
             if change.raised:
                 texture = float(distances[i]) if distances is not None else None
-                alarm = Alarm(change, window, datetime.fromtimestamp(end, UTC), texture)
+                alarm = Alarm(
+                    change,
+                    window,
+                    datetime.fromtimestamp(end, UTC),
+                    texture,
+                    datetime.fromtimestamp(end - behind, UTC),
+                )
                 self.sink.raised(alarm)
                 raised.append(alarm)
             else:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from edge_sync.uplink.gateway import create_app
-from edge_sync.uplink.service import build_gateway
+from edge_sync.uplink.service import build_gateway, telemetry_batches
+from edge_sync.uplink.telemetry_batches import TelemetryBatches
 from edgecore.stack import Stack
 from foundation.assortment import add_products
 from foundation.catalogue import Product
@@ -50,6 +51,8 @@ class StorePage:
     layout: Layout
     staff_token: str
     device_token: str
+    telemetry: TelemetryBatches
+    """Where the gateway keeps readings and staff's verdicts for the core."""
 
     @contextmanager
     def login(self, token: str | None = None) -> Iterator[httpx.Client]:
@@ -100,7 +103,8 @@ class StorePage:
             for i, machine in enumerate(machines):
                 window = np.random.default_rng(i).normal(5.0, 1.0, size=(30, len(SENSORS))).astype(np.float32)
                 at = datetime(2026, 12, 3, 10, i, tzinfo=UTC)
-                reports.raised(Alarm(AlarmChange(machine, True, 3, 5, 1.25), window, at, 7.0))
+                span_start = at - timedelta(seconds=690)  # 30 readings and 4 strides of 10, every 10 s
+                reports.raised(Alarm(AlarmChange(machine, True, 3, 5, 1.25), window, at, 7.0, span_start))
         finally:
             producer.close()
 
@@ -118,8 +122,9 @@ def store_page(stack: Stack, settings: Settings, unique: str, tmp_path: Path) ->
     gateway = build_gateway(cfg, PAGE_EDGE)
     store, layout = ObjectStore(cfg.s3), Layout(cfg.buckets)
     add_products(store, layout.edge_catalogue_home(PAGE_EDGE), PRODUCTS, by="back office")
-    with serving(create_app(gateway), free_port()) as url:
-        yield StorePage(url, cfg, store, layout, staff, device)
+    telemetry = telemetry_batches(cfg, PAGE_EDGE)
+    with serving(create_app(gateway, telemetry), free_port()) as url:
+        yield StorePage(url, cfg, store, layout, staff, device, telemetry)
     gateway.outbox.close()
 
 

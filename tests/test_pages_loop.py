@@ -15,10 +15,16 @@ from page_fixtures import ARTIFACTS, PAGE_EDGE, PRODUCTS, StorePage, cards, log_
 from pydantic import SecretStr
 
 from edge_sync.uplink.gateway import create_app as gateway_app
-from edge_sync.uplink.service import build_gateway, build_shipper, shipping
+from edge_sync.uplink.service import (
+    build_gateway,
+    build_shipper,
+    shipping,
+    shipping_telemetry,
+    telemetry_batches,
+)
 from edgecore.console.app import build_status
 from edgecore.console.app import create_app as core_app
-from edgecore.stack import Stack
+from edgecore.stack import Stack, enable_notifications
 from foundation.assortment import add_products
 from foundation.credentials import Credentials, new_token
 from foundation.layout import Layout
@@ -48,10 +54,12 @@ def loop(stack: Stack, settings: Settings, unique: str, tmp_path: Path) -> Itera
         kafka={
             "topic_training_data_ready": f"test-tdr-{unique}",
             "topic_dead_letter": f"test-dlq-{unique}",
-            "topic_s3_events": f"test-s3-{unique}",
-        },
+        },  # MinIO announces to the stack's one topic: the training bucket, unique, tells this one's apart
         listener={"coalesce_s": 0.0},
     )
+    core_store = ObjectStore(core.s3)
+    core_store.ensure_bucket(core.buckets.training)
+    enable_notifications(core_store, core.buckets.training)  # telemetry versions are announced so
     ensure_topics(core.kafka)
     door_port = free_port()
     edge = core.updated(
@@ -69,15 +77,18 @@ def loop(stack: Stack, settings: Settings, unique: str, tmp_path: Path) -> Itera
     tls = core.updated(
         tls={"ca_file": settings.ca_file, "cert_file": settings.cert_file, "key_file": settings.key_file}
     )
+    telemetry = telemetry_batches(edge, PAGE_EDGE)
     with (
         front_door(tls, {PAGE_EDGE: DOOR_TOKEN}, producer) as (_, door),
         serving(door, door_port, tls=tls),
         listening(core, unique, tmp_path) as running,
-        serving(gateway_app(gateway), free_port()) as gateway_url,
+        serving(gateway_app(gateway, telemetry), free_port()) as gateway_url,
         shipping(build_shipper(edge, PAGE_EDGE, gateway.outbox, backoff_base_s=0.2)),
+        shipping_telemetry(edge, PAGE_EDGE, telemetry),
         serving(core_app(build_status(core, running.group), operators), free_port()) as core_url,
     ):
-        yield Loop(StorePage(gateway_url, edge, store, layout, STAFF, DEVICE), core_url, running)
+        store_page = StorePage(gateway_url, edge, store, layout, STAFF, DEVICE, telemetry)
+        yield Loop(store_page, core_url, running)
     producer.close()
     gateway.outbox.close()
 
@@ -122,3 +133,20 @@ def test_labels_given_at_a_store_reach_the_core_page_as_a_dataset_and_a_run(
 
     browser.open(loop.store.url)  # the same browser, the same host: the core page's login left the store's
     browser.wait(lambda: browser.text("#staff-name") == "manager", "the store session still open")
+
+
+def test_a_verdict_on_a_machine_alarm_reaches_the_core_and_the_listener_launches_the_sensor_round(
+    loop: Loop,
+) -> None:
+    store = loop.store
+    store.machine_alarms(["press-1"])
+    with store.login() as page:
+        [alarm] = page.get("/v1/alarms").json()["alarms"]
+        path = f"/v1/alarms/{alarm['machine']}/{alarm['day']}/{alarm['window_id']}/verdict"
+        assert page.put(path, json={"verdict": "dismissed"}).status_code == 201
+
+    [request] = wait_for(loop.running.launcher.requests, 90, what="a run launched for the verdict")
+
+    assert request["pipeline"] == "edgecore-sensors"
+    assert request["arguments"]["datasets"] == [f"{PAGE_EDGE}-telemetry@..v000001"]
+    assert store.telemetry.ready() == []

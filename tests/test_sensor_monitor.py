@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pytest
@@ -193,3 +194,19 @@ def test_every_reading_taken_is_kept_once_for_the_core_and_a_refused_message_not
     assert closed is not None
     [series] = read_csv(closed, scorer.spec.sensors)
     assert series.times.tolist() == [r["t"] for r in readings]
+
+
+def test_an_alarm_names_the_span_of_readings_behind_it_from_its_earliest_window(
+    monitor: SensorMonitor, model: ExportedSensorModel
+) -> None:
+    readings = telemetry_readings(MACHINE, SEED, 0, 180) + telemetry_readings(
+        MACHINE, SEED, 180, 180, "degradation"
+    )
+
+    monitor.take("plc-1", MACHINE, _message(readings))
+
+    [alarm] = cast(Kept, monitor.sink).alarms
+    assert alarm.span_start is not None
+    spec = model.spec
+    behind = spec.window - 1 + (spec.alert_n - 1) * spec.stride  # readings before the raising window's last
+    assert (alarm.window_end - alarm.span_start).total_seconds() == pytest.approx(behind * 10.0)

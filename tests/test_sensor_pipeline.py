@@ -3,19 +3,23 @@ announced on Kafka, that the edge's scorer loads (kfp.local against the real sta
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from google.protobuf.json_format import MessageToDict
 
+from components.sensor_steps import ingest_telemetry
 from edgecore.synthetic.telemetry import generate
 from edgecore.telemetry_upload import upload_telemetry
+from foundation.alarm_verdicts import VERDICTS_DIR, AlarmVerdict, VerdictBatch, read_verdicts
 from foundation.errors import InvalidInput
-from foundation.layout import Layout, sensor_model_name, telemetry_dataset
+from foundation.layout import TELEMETRY_DIR, Layout, sensor_model_name, telemetry_dataset
 from foundation.registry import fetch_verified, known_versions, newest_version
 from foundation.settings import Settings
 from foundation.storage.store import ObjectStore
 from foundation.telemetry import SENSORS, write_csv
+from foundation.telemetry_versions import store_verdict_version
 from pipelines.anomaly import anomaly_pipeline
 from pipelines.results import sensor_evaluations
 from pipelines.submit import compile_pipeline, run_local
@@ -25,6 +29,7 @@ from testkit.kafka import published as published_events
 from testkit.training import env_for
 
 EDGE = "plant-3"
+NOW = datetime(2026, 12, 4, 12, tzinfo=UTC)
 
 
 def _telemetry(path: Path, machines: int = 2, hours: float = 48, faults: int = 6) -> Path:
@@ -53,6 +58,30 @@ def test_an_export_that_does_not_parse_is_refused_before_a_version_is_claimed(
         upload_telemetry(iso_store, iso_layout, bad, EDGE)
 
     assert known_versions(iso_store, iso_layout.dataset_versions(telemetry_dataset(EDGE))) == []
+
+
+def test_ingest_brings_every_version_s_verdicts_beside_its_readings(
+    tmp_path: Path, iso_store: ObjectStore, iso_layout: Layout
+) -> None:
+    upload_telemetry(iso_store, iso_layout, _telemetry(tmp_path / "t.csv", hours=2), EDGE)
+    verdict = AlarmVerdict(
+        machine="press-1",
+        window_id="w-1",
+        start=1_767_226_000.0,
+        end=1_767_226_690.0,
+        verdict="dismissed",
+        at=NOW,
+    )
+    body = VerdictBatch(verdicts=[verdict]).model_dump_json().encode()
+    store_verdict_version(iso_store, iso_layout, body, [verdict], EDGE, "ab" * 32, "v000002")
+
+    ingest_telemetry(iso_store, iso_layout, EDGE, [f"{telemetry_dataset(EDGE)}@.."], tmp_path / "out")
+
+    [kept] = (tmp_path / "out" / VERDICTS_DIR).rglob("*.json")
+    assert kept.parent.name == f"{telemetry_dataset(EDGE)}@v000002" and read_verdicts(kept.read_bytes()) == [
+        verdict
+    ]
+    assert len(list((tmp_path / "out" / TELEMETRY_DIR).rglob("*.csv"))) == 2
 
 
 def test_the_compiled_sensor_dag_reads_its_credentials_from_the_secret_and_publishes_behind_the_gate(

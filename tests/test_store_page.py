@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import date
+from datetime import date, datetime
 
 import httpx
 import pytest
@@ -12,6 +12,7 @@ from page_fixtures import PAGE_EDGE, StorePage
 
 from edge_sync.uplink.sessions import COOKIE as COOKIE_PREFIX
 from edge_sync.uplink.sessions import FAILED_WINDOW_S, MAX_FAILED_LOGINS, StaffSessions
+from foundation.alarm_verdicts import read_verdicts
 from foundation.assortment import changes, read_catalogue
 from foundation.credentials import Credentials, new_token, write_tokens_file
 from foundation.errors import TooManyRequests, Unauthorized
@@ -234,6 +235,25 @@ def test_a_verdict_is_recorded_once_with_who_gave_it_and_the_alarm_leaves_the_li
     assert first.status_code == 201 and first.json()["by"] == "staff:manager"
     assert again.status_code == 409
     assert after["waiting"] == 0
+
+
+def test_a_verdict_waits_for_the_core_with_the_span_of_readings_behind_the_alarm(
+    store_page: StorePage,
+) -> None:
+    store_page.machine_alarms(["press-1"])
+    with store_page.login() as page:
+        [alarm] = page.get("/v1/alarms").json()["alarms"]
+        path = f"/v1/alarms/{alarm['machine']}/{alarm['day']}/{alarm['window_id']}/verdict"
+        page.put(path, json={"verdict": "confirmed"})
+
+    [queued] = store_page.telemetry.ready()
+    [verdict] = read_verdicts(queued.read_bytes())
+    assert (verdict.machine, verdict.window_id, verdict.verdict) == (
+        "press-1",
+        alarm["window_id"],
+        "confirmed",
+    )
+    assert verdict.end == datetime.fromisoformat(alarm["window_end"]).timestamp() == verdict.start + 690
 
 
 def test_a_verdict_other_than_confirmed_or_dismissed_is_refused(store_page: StorePage) -> None:

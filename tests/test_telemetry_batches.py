@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from edge_sync.uplink.telemetry_batches import OPEN, TelemetryBatches
+from foundation.alarm_verdicts import AlarmVerdict, read_verdicts
 from foundation.errors import InvalidInput
 from foundation.telemetry import SENSORS, read_csv
 from foundation.telemetry_batch import read_batch
 
+NOW = datetime(2026, 12, 4, 12, tzinfo=UTC)
 ORDER = ("pressure_bar", "temperature_c", "vibration_mm_s", "current_a")
 
 
@@ -112,3 +115,23 @@ def test_a_batch_whose_header_names_other_columns_is_refused_without_quoting_the
         read_batch(path.read_bytes(), SENSORS, 1000)
 
     assert "SECRET" not in str(refused.value)
+
+
+def test_a_verdict_waits_behind_the_readings_taken_before_it(tmp_path: Path) -> None:
+    batches = TelemetryBatches(tmp_path)
+    batches.record("press-1", ORDER, *_rows(3))
+    verdict = AlarmVerdict(
+        machine="press-1",
+        window_id="w-1",
+        start=1_767_225_600.0,
+        end=1_767_225_620.0,
+        verdict="dismissed",
+        at=NOW,
+    )
+
+    batches.queue_verdict(verdict)
+
+    readings, queued = batches.ready()
+    assert readings.suffix == ".csv" and len(read_csv(readings, SENSORS)[0].values) == 3
+    assert read_verdicts(queued.read_bytes()) == [verdict]
+    assert not (tmp_path / OPEN).exists()

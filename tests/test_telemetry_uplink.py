@@ -10,6 +10,7 @@ import hashlib
 import json
 import math
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -19,6 +20,7 @@ from edge_sync.uplink.telemetry_batches import TelemetryBatches
 from edge_sync.uplink.telemetry_desk import DIGEST_HEADER
 from edge_sync.uplink.telemetry_shipper import TelemetryShipper
 from edgecore.stack import Stack
+from foundation.alarm_verdicts import VERDICTS_DIR, AlarmVerdict, read_verdicts
 from foundation.credentials import new_token
 from foundation.errors import NotFound
 from foundation.layout import MANIFEST, TELEMETRY_DIR, telemetry_dataset
@@ -30,6 +32,7 @@ from testkit.uplink import DoorCore, door_core
 
 PLANT, OTHER = "plant", "other"
 TOKENS = {PLANT: new_token(), OTHER: new_token()}
+NOW = datetime(2026, 12, 4, 12, tzinfo=UTC)
 SENSORS = ("temperature_c", "vibration_mm_s", "current_a", "pressure_bar")
 
 
@@ -176,3 +179,47 @@ def test_a_batch_whose_earlier_attempt_died_after_claiming_a_version_is_stored_i
 
     assert claimed in _versions(core)
     assert _manifest(core, claimed).metadata["batch_sha256"] == digest
+
+
+def test_a_verdict_ships_after_the_readings_it_speaks_of_as_a_version_of_its_own(
+    core: DoorCore, shippers: Callable[..., TelemetryShipper]
+) -> None:
+    shipper = shippers()
+    shipper.batches.record(
+        "press-7", SENSORS, [1_767_225_600.0 + 10.0 * i for i in range(8)], [[40.0] * 4] * 8
+    )
+    verdict = AlarmVerdict(
+        machine="press-7",
+        window_id="w-7",
+        start=1_767_225_600.0,
+        end=1_767_225_670.0,
+        verdict="dismissed",
+        at=NOW,
+    )
+    shipper.batches.queue_verdict(verdict)
+    before = _versions(core)
+
+    shipper.ship_ready()
+
+    readings, verdicts = sorted(set(_versions(core)) - set(before))
+    assert set(_manifest(core, readings).files) == {f"{TELEMETRY_DIR}/press-7.csv"}
+    [name] = _manifest(core, verdicts).files
+    stored = core.store.get_bytes(core.layout.dataset_file(telemetry_dataset(PLANT), verdicts, name))
+    assert name.startswith(f"{VERDICTS_DIR}/") and read_verdicts(stored) == [verdict]
+    assert _manifest(core, verdicts).metadata["verdicts"] == {"confirmed": 0, "dismissed": 1}
+
+
+def test_verdicts_the_door_cannot_read_are_kept_aside_and_claim_no_version(
+    core: DoorCore, shippers: Callable[..., TelemetryShipper]
+) -> None:
+    shipper = shippers()
+    body = json.dumps({"verdicts": [{"machine": "press-8", "verdict": "dismissed"}]}).encode()
+    digest = hashlib.sha256(body).hexdigest()
+    (shipper.batches.ready_dir / f"{1:020d}-{digest}.json").write_bytes(body)
+    before = _versions(core)
+
+    outcomes = shipper.ship_ready()
+
+    assert list(outcomes.values()) == ["rejected"] and shipper.batches.ready() == []
+    assert "HTTP 400" in (shipper.rejected_dir / f"{1:020d}-{digest}.reason").read_text()
+    assert _versions(core) == before

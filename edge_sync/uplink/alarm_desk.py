@@ -4,7 +4,11 @@ The edge's sensor monitor keeps each window that raised an alarm in the store's 
 (``anomalies/<machine>/<day>/<id>.json``, ``serving.anomaly_reports``).  Staff who know
 the machine say whether it was a real fault (confirmed) or a false alarm (dismissed); the
 verdict is written once beside the window (``<id>.verdict.json``) and never overwritten,
-so the next round's training can learn from it.  A window with a verdict is not shown again.
+and queued for the core (``VerdictQueue``: the telemetry batches, shipped through the front
+door) with the span of readings behind the alarm, so the next round learns from it
+(``foundation.alarm_verdicts``).  It is queued first: a gateway that dies in between has
+shipped a verdict staff can give again, never recorded one the core will not hear of.  A
+window with a verdict is not shown again.
 """
 
 from __future__ import annotations
@@ -13,9 +17,13 @@ import json
 import logging
 import math
 from datetime import UTC, datetime
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, Literal, Protocol, cast
+
+from pydantic import ValidationError
 
 from edge_sync.uplink.review import parse_day
+from foundation.alarm_verdicts import AlarmVerdict
 from foundation.errors import Conflict, EdgecoreError, InvalidInput, NotFound
 from foundation.layout import VERDICT_SUFFIX, Layout, check_image_id, check_name
 from foundation.storage.store import ObjectStore
@@ -27,13 +35,23 @@ ALARM_DAY = "an alarm day"
 Verdict = Literal["confirmed", "dismissed"]
 
 
+class VerdictQueue(Protocol):
+    def queue_verdict(self, verdict: AlarmVerdict) -> Path:
+        """Keep ``verdict`` until the core has it; the file that holds it."""
+        ...
+
+
 class AlarmDesk:
     """One store's alarm windows awaiting a verdict."""
 
-    def __init__(self, edge: str, store: ObjectStore, layout: Layout) -> None:
+    def __init__(
+        self, edge: str, store: ObjectStore, layout: Layout, verdicts: VerdictQueue | None = None
+    ) -> None:
+        """``verdicts``: None where the gateway keeps no telemetry for the core (a fixed model's)."""
         self.edge = check_name(edge, "edge id")
         self.store = store
         self.layout = layout
+        self.verdicts = verdicts
 
     def waiting(self, limit: int = ALARMS_SHOWN) -> tuple[list[dict[str, Any]], int]:
         """The newest ``limit`` alarm windows without a verdict (readings included), and how many wait."""
@@ -52,14 +70,51 @@ class AlarmDesk:
             raise InvalidInput("a verdict is confirmed or dismissed")
         when = parse_day(day, ALARM_DAY)
         window = self.layout.anomaly_window(self.edge, machine, when, check_image_id(window_id))
-        if not self.store.exists(window):
-            raise NotFound(f"edge {self.edge}: no alarm window {window_id} of {machine} on {day}")
-        record = {"verdict": verdict, "by": by, "at": datetime.now(UTC).isoformat()}
         target = self.layout.anomaly_verdict(self.edge, machine, when, window_id)
+        if self.store.exists(target):
+            raise Conflict(f"alarm window {window_id} of {machine} already has a verdict")
+        try:
+            kept = json.loads(self.store.get_bytes(window, max_bytes=MAX_WINDOW_BYTES))
+        except NotFound:
+            raise NotFound(f"edge {self.edge}: no alarm window {window_id} of {machine} on {day}") from None
+        now = datetime.now(UTC)
+        queued = self._queue(machine, window_id, kept, verdict, now)
+        record = {"verdict": verdict, "by": by, "at": now.isoformat()}
         if not self.store.put_if_absent(target, json.dumps(record).encode()):
+            if queued is not None:
+                queued.unlink(missing_ok=True)  # another verdict won: it is the one the core gets
             raise Conflict(f"alarm window {window_id} of {machine} already has a verdict")
         log.info("edge %s: alarm window %s of %s %s by %s", self.edge, window_id, machine, verdict, by)
         return record
+
+    def _queue(
+        self, machine: str, window_id: str, kept: dict[str, Any], verdict: str, at: datetime
+    ) -> Path | None:
+        """The verdict queued for the core, with the span of readings behind the alarm."""
+        if self.verdicts is None:
+            return None
+        try:
+            span = (datetime.fromisoformat(kept["span_start"]), datetime.fromisoformat(kept["window_end"]))
+        except (KeyError, TypeError, ValueError):
+            log.warning(
+                "edge %s: alarm window %s predates spans: its verdict stays here", self.edge, window_id
+            )
+            return None
+        try:
+            one = AlarmVerdict(
+                machine=machine,
+                window_id=window_id,
+                start=span[0].timestamp(),
+                end=span[1].timestamp(),
+                verdict=cast(Verdict, verdict),
+                at=at,
+            )
+        except ValidationError:  # a kept window whose span the contract cannot carry
+            log.warning(
+                "edge %s: alarm window %s has no usable span: its verdict stays here", self.edge, window_id
+            )
+            return None
+        return self.verdicts.queue_verdict(one)
 
     def _read(self, key: str) -> dict[str, Any] | None:
         try:

@@ -37,7 +37,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from edge_sync.uplink.alarm_desk import AlarmDesk
+from edge_sync.uplink.alarm_desk import AlarmDesk, VerdictQueue
 from edge_sync.uplink.http import (
     client_address,
     install_error_handlers,
@@ -247,8 +247,9 @@ def _is_sha256(value: str) -> bool:
     return len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
 
-def create_app(gateway: Gateway) -> FastAPI:
-    """The gateway's routes: devices' images, staff's sets and labels, and the store's page."""
+def create_app(gateway: Gateway, verdicts: VerdictQueue | None = None) -> FastAPI:
+    """The gateway's routes: devices' images, staff's sets and labels, and the store's page.
+    ``verdicts``: where staff's verdicts on alarms wait for the core (the telemetry batches)."""
     app = FastAPI(title=f"edgecore gateway ({gateway.edge})", docs_url=None, redoc_url=None)
     install_error_handlers(app, gateway.metrics)
     install_headers(app)
@@ -262,7 +263,7 @@ def create_app(gateway: Gateway) -> FastAPI:
     install_images(app, gateway, allow)
     install_staff_routes(app, gateway, allow)
     desk = ReviewDesk(gateway.edge, gateway.store, gateway.layout, gateway.outbox)
-    alarms = AlarmDesk(gateway.edge, gateway.store, gateway.layout)
+    alarms = AlarmDesk(gateway.edge, gateway.store, gateway.layout, verdicts)
     install_page(app, desk, alarms, sessions, allow)
     return app
 

@@ -161,7 +161,7 @@ def run_gateway(
 ) -> None:
     """``telemetry``: the batches the sensor monitor records readings in, shipped along with the sets."""
     gw = build_gateway(settings, edge)
-    app = gateway.create_app(gw)
+    app = gateway.create_app(gw, telemetry)
     if readings_metrics is not None:
         gw.metrics.include(readings_metrics)
     if settings.uplink.gateway_metrics_port is not None:

@@ -6,9 +6,12 @@ file (``foundation.telemetry``: time, machine, one column per sensor, label 0, s
 edge does not know faults).  A batch closes when it holds ``max_rows`` readings or has
 been open ``max_age_s``: it is flushed to disk and renamed to ``ready/<when>-<sha256>.csv``,
 which the telemetry shipper sends through the front door and deletes once the core
-answered with its version.  So readings survive a gateway restart (the open batch is
-closed as it is on the next start), and the disk they take is bounded: past
-``max_ready_bytes`` of unshipped batches, the oldest is dropped, and counted.
+answered with its version.  Staff's verdicts on alarms wait in the same queue
+(``ready/<when>-<sha256>.json``, ``foundation.alarm_verdicts``), after the open batch is
+closed: the core has the readings a verdict speaks of before the verdict.  So readings
+survive a gateway restart (the open batch is closed as it is on the next start), and the
+disk they take is bounded: past ``max_ready_bytes`` of unshipped batches, the oldest is
+dropped, and counted.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from foundation.alarm_verdicts import AlarmVerdict, VerdictBatch
 from foundation.telemetry import SENSORS
 
 log = logging.getLogger(__name__)
@@ -52,6 +56,8 @@ class TelemetryBatches:
         self._lock = threading.Lock()
         self._rows = 0
         self._opened = time.monotonic()
+        for torn in self.ready_dir.glob("*.part"):  # a verdict being written when the gateway died
+            torn.unlink()
         self.close_batch()  # what a previous run left open is a batch of its own
 
     def record(
@@ -97,9 +103,23 @@ class TelemetryBatches:
         with self._lock:
             return self._close()
 
+    def queue_verdict(self, verdict: AlarmVerdict) -> Path:
+        """``verdict`` queued behind the readings taken so far (the open batch is closed first)."""
+        body = VerdictBatch(verdicts=[verdict]).model_dump_json().encode()
+        with self._lock:
+            self._close()
+            target = self.ready_dir / f"{time.time_ns():020d}-{hashlib.sha256(body).hexdigest()}.json"
+            scratch = target.with_suffix(".part")
+            with scratch.open("wb") as out:
+                out.write(body)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(scratch, target)
+        return target
+
     def ready(self) -> list[Path]:
-        """Closed batches, oldest first."""
-        return sorted(self.ready_dir.glob("*.csv"))
+        """Closed batches and verdicts, oldest first."""
+        return sorted(p for p in self.ready_dir.iterdir() if p.suffix in (".csv", ".json"))
 
     def _close(self) -> Path | None:
         path = self.root / OPEN
@@ -123,7 +143,7 @@ class TelemetryBatches:
 
     def _bound(self) -> None:
         """Batches the core refused (``rejected/``, kept for an operator) go first, then the oldest."""
-        rejected = sorted((self.root / REJECTED).glob("*.csv"))
+        rejected = sorted(p for p in (self.root / REJECTED).glob("*.*") if p.suffix in (".csv", ".json"))
         ready = rejected + self.ready()
         total = sum(p.stat().st_size for p in ready)
         while ready and total > self.max_ready_bytes:
@@ -140,5 +160,5 @@ class TelemetryBatches:
 
 
 def batch_digest(path: Path) -> str:
-    """The sha256 a closed batch's name carries (``<when>-<sha256>.csv``)."""
+    """The sha256 a closed batch's name carries (``<when>-<sha256>.csv``, or ``.json`` for verdicts)."""
     return path.stem.rsplit("-", 1)[-1]

@@ -8,7 +8,9 @@ row (``foundation.telemetry_batch``: runs split at outages) before anything is s
 refused batch claims no version and leaves nothing behind.  An accepted one becomes the next
 version of ``<edge>-telemetry`` (``foundation.telemetry_versions``), whose manifest the
 core's MinIO announces to the training listener like any upload's.  A batch sent again
-(its answer was lost) is answered with the version it already became.
+(its answer was lost) is answered with the version it already became.  Staff's verdicts on
+alarms come the same way, as JSON (``foundation.alarm_verdicts``), and become versions of
+their own: the listener launches the next round on them as on readings.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from edge_sync.uplink.http import drain, media_type, read_bounded
+from foundation.alarm_verdicts import read_verdicts
 from foundation.credentials import Credentials
 from foundation.errors import InvalidInput, NotFound, ServiceUnavailable, UnsupportedMedia
 from foundation.layout import Layout, Location, telemetry_dataset
@@ -30,11 +33,13 @@ from foundation.registry import claim_next_version
 from foundation.storage.store import ObjectStore
 from foundation.telemetry import SENSORS
 from foundation.telemetry_batch import read_batch
-from foundation.telemetry_versions import store_telemetry_version
+from foundation.telemetry_versions import store_telemetry_version, store_verdict_version
 
 log = logging.getLogger(__name__)
 MAX_BATCH_BYTES = 16 * 1_048_576
 """A batch is a few hours of one store's machines; a body over this is refused unread."""
+MAX_VERDICTS_BYTES = 1_048_576
+"""A batch of verdicts is a few hundred bytes each, a thousand at most."""
 MAX_BATCH_ROWS = 200_000
 BATCHES_AT_ONCE = 4
 """Batches the door reads and checks at once (each holds its body and its parsed rows); more wait."""
@@ -64,9 +69,7 @@ class TelemetryDesk:
 
     def accept(self, edge: str, digest: str, body: bytes) -> tuple[str, bool]:
         """(version, duplicate): the batch checked whole, stored as a new version, or found stored."""
-        if hashlib.sha256(body).hexdigest() != digest:
-            raise InvalidInput("the batch's bytes do not match its declared sha256")
-        known = self.lookup(edge, digest)
+        known = self._known(edge, digest, body)
         if known is not None:
             return known, True
         runs, left_out = read_batch(body, SENSORS, MAX_BATCH_ROWS)
@@ -78,6 +81,22 @@ class TelemetryDesk:
             "edge %s: telemetry batch %s… is %s (%d readings left out)", edge, digest[:12], version, left_out
         )
         return version, False
+
+    def accept_verdicts(self, edge: str, digest: str, body: bytes) -> tuple[str, bool]:
+        """(version, duplicate) of a batch of staff's verdicts, as :meth:`accept`."""
+        known = self._known(edge, digest, body)
+        if known is not None:
+            return known, True
+        verdicts = read_verdicts(body)
+        version = self._allocate(edge, digest)
+        store_verdict_version(self.store, self.layout, body, verdicts, edge, digest, version)
+        log.info("edge %s: %d alarm verdicts are %s", edge, len(verdicts), version)
+        return version, False
+
+    def _known(self, edge: str, digest: str, body: bytes) -> str | None:
+        if hashlib.sha256(body).hexdigest() != digest:
+            raise InvalidInput("the batch's bytes do not match its declared sha256")
+        return self.lookup(edge, digest)
 
     def _allocate(self, edge: str, digest: str) -> str:
         """The version this batch was given by an earlier attempt (it died half-way), or a new one.
@@ -116,14 +135,19 @@ def routes(desk: TelemetryDesk) -> APIRouter:
     async def post_batch(edge: str, request: Request) -> JSONResponse:
         try:
             desk.authenticate(edge, request.headers.get("authorization"))
-            if media_type(request) != "text/csv":
-                raise UnsupportedMedia("send a telemetry batch as text/csv")
+            kind = media_type(request)
+            if kind not in ("text/csv", "application/json"):
+                raise UnsupportedMedia("send readings as text/csv, verdicts as application/json")
             digest = _digest(request)
             if busy.locked():
                 raise ServiceUnavailable("the core is taking other telemetry batches: send this one later")
             async with busy:
-                body = await read_bounded(request, MAX_BATCH_BYTES, "a telemetry batch")
-                version, duplicate = await run_in_threadpool(desk.accept, edge, digest, body)
+                if kind == "text/csv":
+                    body = await read_bounded(request, MAX_BATCH_BYTES, "a telemetry batch")
+                    version, duplicate = await run_in_threadpool(desk.accept, edge, digest, body)
+                else:
+                    body = await read_bounded(request, MAX_VERDICTS_BYTES, "a batch of verdicts")
+                    version, duplicate = await run_in_threadpool(desk.accept_verdicts, edge, digest, body)
         except Exception as exc:
             log.warning("telemetry batch of edge %s refused: %s: %s", edge[:64], type(exc).__name__, exc)
             await drain(request.stream(), 1 << 20)

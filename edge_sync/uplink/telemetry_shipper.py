@@ -1,13 +1,14 @@
-"""The telemetry shipper: sends each closed batch of readings through the front door.
+"""The telemetry shipper: sends each closed batch of readings, and staff's verdicts, through the front door.
 
-A batch (``edge_sync.uplink.telemetry_batches``) is posted whole as ``text/csv``, named
-by its sha256, to ``/v1/edges/<edge>/telemetry``; the core answers with the version of
-``<edge>-telemetry`` it became (201, or 200 for a batch it already has), and only then
-is the file deleted.  As for photo sets, a 401 or 403 is the edge's credential, not its
-readings: the batch waits for the fix, as it does for a core without this route yet (404,
-405).  The core unreachable, a 5xx or a 408/425/429 is tried again on the next round.
-Any other 4xx is the batch itself: it is moved aside to ``rejected/`` with the core's
-reason beside it, for an operator, and never sent again (the batches' disk bound counts it).
+A batch (``edge_sync.uplink.telemetry_batches``) is posted whole as ``text/csv``
+(verdicts as ``application/json``), named by its sha256, to ``/v1/edges/<edge>/telemetry``;
+the core answers with the version of ``<edge>-telemetry`` it became (201, or 200 for a
+batch it already has), and only then is the file deleted.  As for photo sets, a 401 or
+403 is the edge's credential, not its readings: the batch waits for the fix, as it does
+for a core without this route yet (404, 405).  The core unreachable, a 5xx or a
+408/425/429 is tried again on the next round.  Any other 4xx is the batch itself: it is
+moved aside to ``rejected/`` with the core's reason beside it, for an operator, and never
+sent again (the batches' disk bound counts it).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from edge_sync.uplink.telemetry_batches import REJECTED, TelemetryBatches, batch
 from edge_sync.uplink.telemetry_desk import DIGEST_HEADER
 
 log = logging.getLogger(__name__)
+MEDIA_TYPES = {".csv": "text/csv", ".json": "application/json"}
 WAIT_STATUSES = {401, 403, 404, 405, 408, 425, 429}
 """The credential, a core without the telemetry route yet (404, 405), or the core busy: wait."""
 
@@ -60,7 +62,7 @@ class TelemetryShipper:
             response = self._client.post(
                 self.url,
                 content=body,
-                headers={"Content-Type": "text/csv", DIGEST_HEADER: digest},
+                headers={"Content-Type": MEDIA_TYPES[path.suffix], DIGEST_HEADER: digest},
                 timeout=httpx.Timeout(120.0, connect=5.0),
             )
         except httpx.TransportError as exc:

@@ -36,12 +36,14 @@ def generate(
     period_s: float = 10.0,
     missing_rate: float = 0.002,
     start: float = 1_767_225_600.0,
+    washes: Sequence[float] = (),
 ) -> Telemetry:
     """``hours`` of one machine's telemetry.
 
     ``faults``: how many to inject at random (kinds in turn, in the second half), or explicit
     ``(kind, start_hour, duration_hours)``.  ``missing_rate``: share of readings lost, half
-    one by one and half in short gaps.
+    one by one and half in short gaps.  ``washes``: hours at which a cleaning cycle starts,
+    normal operation that a model trained without one has never seen (``_wash``).
     """
     rng = np.random.default_rng(seed)
     n = int(hours * 3600 / period_s)
@@ -50,6 +52,8 @@ def generate(
     t = start + period_s * np.arange(n)
     running = _duty_cycle(rng, n, period_s)
     values = _normal(rng, t, running, period_s)
+    for hour in washes:
+        _wash(rng, values, int(hour * 3600 / period_s), period_s)
     planned = _plan(rng, faults, n, period_s, running)
     for fault in planned:
         _inject(rng, values, fault, t, period_s)
@@ -96,6 +100,20 @@ def _normal(rng: np.random.Generator, t: np.ndarray, running: np.ndarray, period
     pump = 0.4 * np.sin(2 * np.pi * (t - t[0]) / 120.0)  # the pump's 2-minute pressure pulsation
     pressure = np.where(running, 6.0 + pump, 1.0) + rng.uniform(-0.05, 0.05) * days + rng.normal(0, 0.05, n)
     return np.column_stack([temperature, vibration, current, pressure]).astype(np.float64)
+
+
+WASH_S = 900.0
+
+
+def _wash(rng: np.random.Generator, values: np.ndarray, first: int, period_s: float) -> None:
+    """A 15-minute clean-in-place: the motor stops and the pump flushes at a steady 3.5 bar, drawing 4 A."""
+    window = slice(first, min(len(values), first + int(WASH_S / period_s)))
+    n = len(values[window])
+    if n == 0:
+        raise ValueError("a wash starts outside the series")
+    values[window, SENSORS.index("vibration_mm_s")] = 0.9 + rng.normal(0, 0.05, n)
+    values[window, SENSORS.index("current_a")] = 4.0 + rng.normal(0, 0.1, n)
+    values[window, SENSORS.index("pressure_bar")] = 3.5 + rng.normal(0, 0.03, n)
 
 
 def _plan(
