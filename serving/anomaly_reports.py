@@ -2,8 +2,10 @@
 same CloudEvent to a webhook, ``serving.alarm_webhook``), and its window kept at the edge.
 
 The window is written to the edge's own bucket first (``Layout.anomaly_window``), so the
-event can name it and an operator can review it and confirm or dismiss the alarm.  An
-outage of either is logged and counted, never raised: the monitor must go on scoring.
+event can name it and an operator can review it and confirm or dismiss the alarm.  When
+the alarm clears, the time is added to it: staff's verdict covers the readings from the
+alarm's first window to then (``foundation.alarm_verdicts``).  An outage of either is
+logged, never raised: the monitor must go on scoring.
 """
 
 from __future__ import annotations
@@ -11,14 +13,15 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from datetime import datetime
 
 from kafka.errors import KafkaError
 
 from foundation.errors import EdgecoreError
 from foundation.events import AnomalyDetected
-from foundation.layout import Layout
+from foundation.layout import Layout, Location
 from foundation.messaging import EventProducer
-from foundation.storage.objects import ObjectWriter
+from foundation.storage.objects import ObjectStorage
 from serving.alarm_webhook import AlarmWebhook
 from serving.sensor_monitor import Alarm
 
@@ -36,13 +39,17 @@ class AnomalyReports:
         threshold: float,
         texture_threshold: float | None,
         sensors: tuple[str, ...],
-        store: ObjectWriter,
+        store: ObjectStorage,
         layout: Layout,
         producer: EventProducer,
         topic: str,
         webhook: AlarmWebhook | None = None,
+        standing: dict[str, Location] | None = None,
     ) -> None:
+        """``standing``: each raised alarm's kept window, by machine; shared by the versions a gateway
+        loads, since an alarm raised under one version may clear under the next."""
         self.edge, self.model, self.version, self.threshold = edge, model, version, threshold
+        self.standing = {} if standing is None else standing
         self.sensors = sensors
         self.texture_threshold = texture_threshold
         self.store, self.layout = store, layout
@@ -81,6 +88,17 @@ class AnomalyReports:
             change.of,
         )
 
+    def cleared(self, machine: str, at: datetime) -> None:
+        loc = self.standing.pop(machine, None)
+        if loc is None:  # its window was not kept, or the gateway restarted since
+            return
+        try:
+            body = json.loads(self.store.get_bytes(loc, max_bytes=1 << 20))
+            body["cleared_at"] = at.isoformat()
+            self.store.put_bytes(loc, json.dumps(body).encode(), "application/json")
+        except (EdgecoreError, ValueError) as exc:
+            log.warning("machine %s: the alarm's clearing was not kept with its window (%s)", machine, exc)
+
     def _keep(self, alarm: Alarm) -> str:
         end = alarm.window_end  # ids sort by the time of day, as captures' do: newest last
         loc = self.layout.anomaly_window(
@@ -106,4 +124,5 @@ class AnomalyReports:
                 "machine %s: the window that raised the alarm was not kept (%s)", alarm.change.machine, exc
             )
             return ""
+        self.standing[alarm.change.machine] = loc
         return loc.key

@@ -84,6 +84,10 @@ class AlarmSink(Protocol):
         """Tell the world (an event, the window kept); must not raise for an outage of either."""
         ...
 
+    def cleared(self, machine: str, at: datetime) -> None:
+        """The machine's alarm cleared at ``at`` (its last reading's time); must not raise either."""
+        ...
+
 
 class ReadingsRecorder(Protocol):
     def record(
@@ -257,6 +261,7 @@ class SensorMonitor:
                 raised.append(alarm)
             else:
                 log.info("machine %s: alarm cleared", machine)
+                self.sink.cleared(machine, datetime.fromtimestamp(end, UTC))
         return raised
 
     def _row(self, reading: Reading) -> npt.NDArray[np.float32]:

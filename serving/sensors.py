@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from foundation.background import in_background
 from foundation.errors import InvalidInput
-from foundation.layout import MANIFEST, Layout
+from foundation.layout import MANIFEST, Layout, Location
 from foundation.manifest import Manifest
 from foundation.messaging import EventProducer, ensure_topics
 from foundation.settings import Settings
@@ -35,6 +35,8 @@ class SensorOutlets:
     webhook: AlarmWebhook | None
     metrics: SensorMetrics
     recorder: ReadingsRecorder | None = None
+    standing: dict[str, Location] = field(default_factory=dict)
+    """Each raised alarm's kept window, by machine (``AnomalyReports``)."""
 
 
 def sensor_outlets(settings: Settings, edge: str, recorder: ReadingsRecorder | None = None) -> SensorOutlets:
@@ -66,6 +68,7 @@ def monitor_of(outlets: SensorOutlets, folder: Path) -> SensorMonitor:
         outlets.producer,
         outlets.topic,
         outlets.webhook,
+        outlets.standing,
     )
     alarms = Alarms(scorer.spec.alert_k, scorer.spec.alert_n)
     return SensorMonitor(scorer, alarms, reports, outlets.metrics, recorder=outlets.recorder)

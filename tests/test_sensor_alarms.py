@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 
 import pytest
 
@@ -82,6 +83,26 @@ def test_a_wearing_bearing_raises_one_alarm_with_its_window_kept_at_the_store(
     bucket = Layout(floor.settings.buckets).edge_bucket(floor.site.edge)
     kept = json.loads(ObjectStore(floor.settings.s3).get_bytes(Location(bucket, alarm.window_key)))
     assert kept["machine"] == MACHINE and len(kept["readings"]) == 30
+
+
+def test_an_alarm_that_clears_keeps_its_clearing_time_with_its_window_for_staff_s_verdict(
+    floor: SensorFloor,
+) -> None:
+    floor.publish("press-3", readings(0, 180))
+    floor.publish("press-3", readings(180, 180, fault="degradation"))
+    [alarm] = wait_for(lambda: alarms(floor, "press-3"), TIMEOUT_S, what="an alarm")
+
+    floor.publish("press-3", readings(360, 180))  # the bearing replaced: normal again
+
+    bucket = Layout(floor.settings.buckets).edge_bucket(floor.site.edge)
+    window = Location(bucket, alarm.window_key)
+    kept = wait_for(
+        lambda: (k := json.loads(ObjectStore(floor.settings.s3).get_bytes(window))).get("cleared_at") and k,
+        TIMEOUT_S,
+        what="the clearing kept",
+    )
+    assert datetime.fromisoformat(kept["cleared_at"]) > alarm.window_end
+    assert datetime.fromisoformat(kept["span_start"]) < alarm.window_end
 
 
 def test_readings_of_an_unknown_sensor_are_refused_to_the_device_without_repeating_them(

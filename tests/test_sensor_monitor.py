@@ -8,6 +8,7 @@ covers those).
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import cast
 
@@ -36,6 +37,9 @@ class Kept:
 
     def raised(self, alarm: Alarm) -> None:
         self.alarms.append(alarm)
+
+    def cleared(self, machine: str, at: datetime) -> None:
+        pass
 
 
 @pytest.fixture(scope="module")

@@ -16,14 +16,14 @@ from __future__ import annotations
 import json
 import logging
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, Protocol, cast
 
 from pydantic import ValidationError
 
 from edge_sync.uplink.review import parse_day
-from foundation.alarm_verdicts import AlarmVerdict
+from foundation.alarm_verdicts import MAX_SPAN_S, AlarmVerdict
 from foundation.errors import Conflict, EdgecoreError, InvalidInput, NotFound
 from foundation.layout import VERDICT_SUFFIX, Layout, check_image_id, check_name
 from foundation.storage.store import ObjectStore
@@ -93,8 +93,10 @@ class AlarmDesk:
         """The verdict queued for the core, with the span of readings behind the alarm."""
         if self.verdicts is None:
             return None
-        try:
-            span = (datetime.fromisoformat(kept["span_start"]), datetime.fromisoformat(kept["window_end"]))
+        try:  # from the alarm's first window to its clearing, or its raising while it stands
+            end = kept.get("cleared_at") or kept["window_end"]
+            span = (datetime.fromisoformat(kept["span_start"]), datetime.fromisoformat(end))
+            span = (span[0], min(span[1], span[0] + timedelta(seconds=MAX_SPAN_S)))
         except (KeyError, TypeError, ValueError):
             log.warning(
                 "edge %s: alarm window %s predates spans: its verdict stays here", self.edge, window_id
