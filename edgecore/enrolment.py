@@ -50,6 +50,8 @@ def enrol(
             "EDGECORE_KAFKA_CA_FILE": str(settings.ca_file),
             # the edge reads <this>.<edge id>, the topic its ACLs were just granted on
             "EDGECORE_TOPIC_MODEL_PUBLISHED": settings.kafka.topic_model_published,
+            # and writes its machines' alarms on <this>.<edge id>, the only topic it may write
+            "EDGECORE_TOPIC_ANOMALY_DETECTED": settings.kafka.topic_anomaly_detected,
         }
     tokens[edge] = [*current[-1:], token]
     write_tokens_file(settings.door_tokens_file, tokens)

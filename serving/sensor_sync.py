@@ -8,7 +8,8 @@ controller, or published there at a single site) is copied and verified file by 
 loaded and probed, and only then replaces the version that scores readings.  A version
 that fails is recorded as rejected and not tried again, while the one before keeps
 scoring.  What serves is written to the model's pointer in the edge bucket
-(``foundation.pointer``), the state a restarted gateway reads back to load it again.
+(``foundation.pointer``), the state a restarted gateway reads back to load it again, and
+the one an operator's rollback (:func:`roll_back`) changes: the gateway follows the pointer.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from foundation.errors import EdgecoreError, IntegrityError
+from foundation.errors import EdgecoreError, IntegrityError, InvalidInput
 from foundation.layout import Layout, parse_version, sensor_model_name
 from foundation.pointer import ModelPointer
 from foundation.registry import (
@@ -91,7 +92,9 @@ class SensorModelSync:
     def reconcile(self) -> str:
         """What it did: rolled-out, up-to-date, nothing-published, pinned, skipped-rejected or refused."""
         pointer = read_pointer(self.store, self.layout, self.edge, self.model)
-        if self.slot.version is None and pointer is not None:
+        if (
+            pointer is not None and pointer.version != self.slot.version
+        ):  # a restart, or an operator's rollback
             self._load_served(pointer)
         if pointer is not None and pointer.pinned:
             return "pinned"
@@ -140,7 +143,7 @@ class SensorModelSync:
             stop.wait(interval_s)
 
     def _load_served(self, pointer: ModelPointer) -> None:
-        """After a restart: the version the pointer names scores again (if it still verifies)."""
+        """After a restart or a rollback: the version the pointer names scores (if it still verifies)."""
         if pointer.version in self._refused:
             return
         prefix = self.layout.edge_model_prefix(self.edge, self.model, pointer.version)
@@ -182,3 +185,40 @@ class SensorModelSync:
 
     def _write(self, pointer: ModelPointer) -> None:
         write_pointer(self.store, self.layout, self.edge, pointer)
+
+
+def roll_back(store: ObjectStore, layout: Layout, edge: str) -> ModelPointer:
+    """``edgecore sensors rollback``: the edge's gateway back on the version before, pinned there.
+
+    The version it leaves is named rejected, so it is never taken up again; a newer one is,
+    once :func:`unpin` lets the gateway follow new versions again.
+    """
+    model = sensor_model_name(edge)
+    pointer = read_pointer(store, layout, edge, model)
+    if pointer is None or pointer.previous_version is None or pointer.previous_uri is None:
+        raise InvalidInput(
+            f"edge {edge}: its sensor model has no version before the one it scores to go back to"
+        )
+    back = pointer.model_copy(
+        update={
+            "version": pointer.previous_version,
+            "uri": pointer.previous_uri,
+            "previous_version": None,
+            "previous_uri": None,
+            "rejected_version": pointer.version,
+            "pinned": True,
+            "synced_at": datetime.now(UTC),
+        }
+    )
+    write_pointer(store, layout, edge, back)
+    return back
+
+
+def unpin(store: ObjectStore, layout: Layout, edge: str) -> ModelPointer:
+    """``edgecore sensors unpin``: the gateway follows new versions of the edge's sensor model again."""
+    pointer = read_pointer(store, layout, edge, sensor_model_name(edge))
+    if pointer is None:
+        raise InvalidInput(f"edge {edge}: its gateway has never scored with a sensor model")
+    free = pointer.model_copy(update={"pinned": False})
+    write_pointer(store, layout, edge, free)
+    return free

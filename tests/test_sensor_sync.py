@@ -28,12 +28,13 @@ from edgecore.stack.mosquitto import MosquittoInstall
 from edgecore.stack.settings import StackSettings
 from edgecore.stack.site import EdgeSite
 from edgecore.stack.tools import free_port
+from foundation.errors import InvalidInput
 from foundation.layout import MANIFEST, TFLITE_FILE, Layout, Location, sensor_model_name
 from foundation.manifest import Manifest
 from foundation.registry import read_pointer
 from foundation.settings import Settings
 from foundation.storage.store import ObjectStore
-from serving.sensor_sync import SensorModelSync, SensorSlot
+from serving.sensor_sync import SensorModelSync, SensorSlot, roll_back, unpin
 from serving.sensors import monitor_of, sensor_outlets
 from testkit.conditions import wait_for
 from testkit.delivery import corrupt_in_place
@@ -157,6 +158,46 @@ def test_a_restarted_gateway_scores_with_the_version_that_served_before(site: Si
 
     assert outcome == "up-to-date" and slot.version == "v000001"
     assert slot.take("dev-1", MACHINE, _readings())["status"] == 202
+
+
+def test_an_operator_s_rollback_puts_the_running_gateway_back_on_the_version_before_and_holds_it(
+    site: Site,
+) -> None:
+    slot, sync = site.gateway()
+    for version in ("v000001", "v000002"):
+        site.deliver(version)
+        sync.reconcile()
+
+    roll_back(site.store, site.layout, site.edge)
+    outcomes = [sync.reconcile(), sync.reconcile()]
+
+    assert outcomes == ["pinned", "pinned"] and slot.version == "v000001"
+    assert (site.serving(), site.rejected()) == ("v000001", "v000002")
+    assert slot.take("dev-1", MACHINE, _readings())["status"] == 202
+
+
+def test_after_unpinning_the_next_version_rolls_out_and_the_one_left_never_does(site: Site) -> None:
+    slot, sync = site.gateway()
+    for version in ("v000001", "v000002"):
+        site.deliver(version)
+        sync.reconcile()
+    roll_back(site.store, site.layout, site.edge)
+    sync.reconcile()
+
+    unpin(site.store, site.layout, site.edge)
+    left = sync.reconcile()
+    site.deliver("v000003")
+
+    assert (left, sync.reconcile(), slot.version) == ("skipped-rejected", "rolled-out", "v000003")
+
+
+def test_a_gateway_with_no_version_before_cannot_be_rolled_back(site: Site) -> None:
+    _, sync = site.gateway()
+    site.deliver("v000001")
+    sync.reconcile()
+
+    with pytest.raises(InvalidInput, match="no version before"):
+        roll_back(site.store, site.layout, site.edge)
 
 
 def test_a_store_gateway_started_with_sensors_scores_readings_with_the_version_its_bucket_receives(

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from edgecore.cli.common import cli_errors, console, out
 from edgecore.demo.rounds import Demo, Options, RoundResult
+from edgecore.demo.sensor_story import SensorResult
 from edgecore.demo.supervisor import Supervisor
 from edgecore.demo.world import World
 from edgecore.stack import Stack
@@ -41,9 +42,10 @@ def run(
     install: bool = typer.Option(True, help="Install and start the local stack first."),
     stay: bool = typer.Option(False, help="Keep the services and pages up after the table, until Ctrl-C."),
 ) -> None:
-    """Two stores, each a site of its own (its MinIO, gateway, model server, sync controller), and the
-    core (its front door over TLS, listener); round 1 trains and delivers a model per store, round 2
-    adds a new product."""
+    """Two stores, each a site of its own (its MinIO, broker, gateway, model server, sync controller), and
+    the core (its front door over TLS, listener); round 1 trains and delivers a model per store, round 2
+    adds a new product; then a store's machines raise a real alarm and a false one, staff judge them, and
+    the next sensor model does not raise the false one again."""
     started = time.monotonic()
     base = Settings()
     with cli_errors():
@@ -57,9 +59,10 @@ def run(
         signal.signal(signal.SIGTERM, signal.default_int_handler)
         with Supervisor(world.state_dir / "run", os.environ, _executable()) as supervisor:
             try:
-                results = Demo(world, supervisor, options, console).run()
+                results, machines = Demo(world, supervisor, options, console).run()
                 if stay:
                     show(summary(results))
+                    show(sensor_summary(machines))
                     _stay(world)
             except KeyboardInterrupt:
                 console.print("[yellow]interrupted: stopping the demo's services[/yellow]")
@@ -69,6 +72,7 @@ def run(
                     site.down()
     if not stay:
         show(summary(results))
+        show(sensor_summary(machines))
     out.print(
         f"demo {world.run_id} finished in {(time.monotonic() - started) / 60:.1f} min;"
         f" logs and state in {world.state_dir}"
@@ -103,6 +107,16 @@ def summary(results: list[RoundResult]) -> Table:
             f"{r.kiosk.p50_ms:.1f} ms",
             r.note,
         )
+    return table
+
+
+def sensor_summary(results: list[SensorResult]) -> Table:
+    table = Table(title="edgecore demo: the stores' machines")
+    for column in ("store", "first sensor model", "fault → alarm on Kafka", "after staff's verdicts", "note"):
+        table.add_column(column)
+    for r in results:
+        latency = "-" if r.fault_to_alert_s is None else f"{r.fault_to_alert_s:.1f} s"
+        table.add_row(r.edge, r.first_version, latency, r.next_version, r.note)
     return table
 
 

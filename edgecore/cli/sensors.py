@@ -1,10 +1,11 @@
-"""``edgecore sensors generate | check | upload | train``: machine telemetry for the anomaly use case,
-made or read in, stored as an edge's telemetry dataset, and trained on by the sensor pipeline."""
+"""``edgecore sensors generate | check | upload | train | rollback | unpin``: machine telemetry for the
+anomaly use case, made or read in, stored as an edge's telemetry dataset and trained on by the sensor
+pipeline; at a store, the sensor model its gateway scores with rolled back and pinned, or let go."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import typer
@@ -14,6 +15,10 @@ from edgecore.cli.common import cli_errors, console, out
 from edgecore.cli.pipeline import output_to, pipeline_failed, submit_run
 from foundation.settings import Settings
 from foundation.telemetry import Telemetry
+
+if TYPE_CHECKING:
+    from foundation.layout import Layout
+    from foundation.storage.store import ObjectStore
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -68,6 +73,31 @@ def upload(
 
 
 @app.command()
+def rollback(edge: str = typer.Option(..., help="The edge whose gateway goes back.")) -> None:
+    """At the store: score with the sensor model version before, pinned there until `sensors unpin`.
+
+    The version left is never taken up again. Run it with the site's settings (its own storage)."""
+    from serving.sensor_sync import roll_back
+
+    with cli_errors():
+        pointer = roll_back(*_site_storage(), edge)
+    out.print(
+        f"{edge}: the gateway scores with {pointer.model} {pointer.version}, pinned"
+        f" ({pointer.rejected_version} is not taken up again)"
+    )
+
+
+@app.command()
+def unpin(edge: str = typer.Option(..., help="The edge whose gateway follows new versions again.")) -> None:
+    """At the store: follow new versions of the edge's sensor model again (the next one published)."""
+    from serving.sensor_sync import unpin as un_pin
+
+    with cli_errors():
+        pointer = un_pin(*_site_storage(), edge)
+    out.print(f"{edge}: the gateway follows new versions of {pointer.model} again")
+
+
+@app.command()
 def train(
     edge: list[str] = typer.Option(..., help="Edges to train a sensor model for (repeatable)."),
     dataset: list[str] | None = typer.Option(
@@ -102,6 +132,14 @@ def train(
             submit_run(host, arguments, experiment, None, pipeline_root, wait, 3600, anomaly_pipeline)
             return
         _train_locally(pipeline_root, arguments)
+
+
+def _site_storage() -> tuple[ObjectStore, Layout]:
+    from foundation.layout import Layout
+    from foundation.storage.store import ObjectStore
+
+    settings = Settings()
+    return ObjectStore(settings.s3), Layout(settings.buckets)
 
 
 def _train_locally(pipeline_root: Path, arguments: dict[str, Any]) -> None:

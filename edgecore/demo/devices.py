@@ -1,7 +1,7 @@
 """The stores' people and machines, over the same HTTP APIs real ones would use.
 
 ``Store`` is a store's photo devices and its staff (gateway: upload, complete a set,
-label a capture); ``Kiosk`` is a customer-facing kiosk asking the store's model
+label a capture, judge a machine alarm); ``Kiosk`` is a customer-facing kiosk asking the store's model
 server what a product is.  Photos come from the demo catalogue's renderer,
 deterministic by (seed, edge, SKU, index): training photos and kiosk photos use
 different indices, so the kiosks show the model photos it never saw.
@@ -71,6 +71,14 @@ class Store:
     def label(self, day: str, capture_id: str, sku: str) -> None:
         resp = self._http.post("/v1/hard-examples", json={"day": day, "capture_id": capture_id, "sku": sku})
         _expect(resp, f"{self.edge}: labelling capture {capture_id} as {sku}", 201)
+
+    def alarms(self) -> list[dict[str, Any]]:
+        """The machine alarms waiting for staff's verdict, newest first."""
+        return list(_expect(self._http.get("/v1/alarms"), f"{self.edge}: machine alarms", 200)["alarms"])
+
+    def judge(self, alarm: dict[str, Any], verdict: str) -> None:
+        path = f"/v1/alarms/{alarm['machine']}/{alarm['day']}/{alarm['window_id']}/verdict"
+        _expect(self._http.put(path, json={"verdict": verdict}), f"{self.edge}: judging an alarm", 201)
 
     def pending(self) -> dict[str, Any]:
         return _expect(self._http.get("/v1/pending"), f"{self.edge}: pending", 200)

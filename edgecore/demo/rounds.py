@@ -1,4 +1,5 @@
-"""The demo's story: two stores, round 1 (first models), round 2 (a new product).
+"""The demo's story: two stores, round 1 (first models), round 2 (a new product), then their machines
+(``edgecore.demo.sensor_story``).
 
 Each wait has a deadline and checks the services are still alive, so a broken stage
 ends the demo with a reason instead of hanging; every figure in the summary is
@@ -14,17 +15,19 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.status import Status
 
 from edgecore.demo.devices import KIOSK_INDEX, Kiosk, KioskLog, Store, digest, photos
+from edgecore.demo.sensor_story import SensorResult, SensorStory
 from edgecore.demo.services import start_services
 from edgecore.demo.supervisor import DemoFailed, Supervisor, http_ok
 from edgecore.demo.watch import EventLog
 from edgecore.demo.world import World
+from edgecore.stack import enable_notifications
 from edgecore.synthetic.products import NEW_PRODUCT_EDGE, demo_catalogue, new_product
 from foundation.assortment import add_products
 from foundation.errors import NotFound
@@ -36,6 +39,7 @@ from foundation.registry import newest_version
 from foundation.storage.store import ObjectStore
 
 T = TypeVar("T")
+TRAINING_PIPELINE = "edgecore-training"
 GATE_GRACE_S = 60.0
 """A finished run's model-published event is out well within this."""
 PROBE_INDEX = 200_000
@@ -78,6 +82,8 @@ class Demo:
         self.edges = list(world.edges)
         self.tokens: dict[str, tuple[str, str]] = {}
         """Each store's (device token, staff token) at its gateway."""
+        self.plc_tokens: dict[str, str] = {}
+        """Each store's token of the device that publishes its machines' readings."""
         self.results: list[RoundResult] = []
         # Rendering photos is CPU work; Ctrl-C is the demo's to handle, not the renderers'.
         self._pool = ProcessPoolExecutor(
@@ -85,16 +91,22 @@ class Demo:
         )
 
     # -- the story ---------------------------------------------------------------------
-    def run(self) -> list[RoundResult]:
+    def run(self) -> tuple[list[RoundResult], list[SensorResult]]:
+        """Both use cases on the same services: the machines' first models train while the stores
+        photograph their products; the sensor story plays after the photos' second round."""
         self.say(f"demo run [bold]{self.world.run_id}[/bold]: state in {self.world.state_dir}")
         self.prepare()
         self.start_core()
-        events = EventLog(self.settings)
+        events = EventLog(self.settings, self.edges)
         stores = {edge: Store(edge, self.world.gateway_url(edge), *self.tokens[edge]) for edge in self.edges}
         kiosks = {edge: Kiosk(self.world.server_url(edge), self.world.model(edge)) for edge in self.edges}
+        machines = SensorStory(self.world, self, self.plc_tokens)
         try:
+            machines.upload_history()
             self.round_one(events, stores, kiosks)
             self.round_two(events, stores[NEW_PRODUCT_EDGE], kiosks[NEW_PRODUCT_EDGE])
+            self.say("[bold]the machines[/bold]: sensor readings, alarms and staff's verdicts")
+            sensors = machines.run(events, stores)
         finally:
             events.close()
             for store in stores.values():
@@ -102,16 +114,18 @@ class Demo:
             for kiosk in kiosks.values():
                 kiosk.close()
             self._pool.shutdown(cancel_futures=True)
-        return self.results
+        return self.results, sensors
 
     def prepare(self) -> None:
         """Core buckets and topics; each store's site, enrolment, catalogue, probe photos and fleet file."""
         for bucket in (self.settings.buckets.training, self.settings.buckets.models):
             self.store.ensure_bucket(bucket)
+        enable_notifications(self.store, self.settings.buckets.training)  # how telemetry is announced
         ensure_topics(self.settings.kafka)
         for edge in self.edges:
             with self.status(f"{edge}: starting its site (its own MinIO) and enrolling it at the core"):
-                self.tokens[edge] = self.world.open_site(edge)
+                camera, plc, staff = self.world.open_site(edge)
+                self.tokens[edge], self.plc_tokens[edge] = (camera, staff), plc
             self.set_catalogue(edge, with_new_product=False)
             skus = demo_catalogue(edge, with_new_product=True).skus
             for sku in skus:
@@ -229,9 +243,17 @@ class Demo:
             for sku in skus
         }
 
-    def wait_published(self, events: EventLog, edge: str, newer_than: str | None) -> ModelPublished:
-        model = self.world.model(edge)
-        run_dir = self.world.state_dir / "listener" / "local"
+    def wait_published(
+        self,
+        events: EventLog,
+        edge: str,
+        newer_than: str | None,
+        model: str | None = None,
+        pipeline: str = TRAINING_PIPELINE,
+    ) -> ModelPublished:
+        """Until ``model`` (the store's product model unless named) has a version newer than
+        ``newer_than``; a run of ``pipeline`` for the store that failed, or passed no gate, fails it."""
+        model = model or self.world.model(edge)
         with self.status(f"{edge}: training, evaluating and publishing {model} (kfp.local)"):
             since = time.time()
             done_at: float | None = None
@@ -241,12 +263,9 @@ class Demo:
                 newer = [e for e in events.published(model) if newer_than is None or e.version > newer_than]
                 if newer:
                     return newer[-1]
-                for outcome in run_dir.glob("*/outcome.json"):
-                    if outcome.stat().st_mtime < since:
-                        continue
-                    body = json.loads(outcome.read_text())
+                for body in self._outcomes(since, pipeline, edge):
                     if body["state"] != "SUCCEEDED":
-                        raise DemoFailed(f"training run {outcome.parent.name} failed: {body.get('error')}")
+                        raise DemoFailed(f"{edge}: a run of {pipeline} failed: {body.get('error')}")
                     done_at = done_at or time.time()
                 if done_at is not None and time.time() - done_at > GATE_GRACE_S:
                     raise DemoFailed(
@@ -255,10 +274,24 @@ class Demo:
                 return None
 
             event = self.wait(found, f"{edge}: a new version of {model}")
-        self.say(
-            f"{edge}: {model} {event.version} published, test accuracy {event.metrics.get('accuracy', 0):.1%}"
+        shown = ("accuracy",) if "accuracy" in event.metrics else ("precision", "recall", "false_alarm_rate")
+        figures = ", ".join(
+            f"{k.replace('_', ' ')} {event.metrics[k]:.3f}" for k in shown if k in event.metrics
         )
+        self.say(f"{edge}: {model} {event.version} published ({figures})")
         return event
+
+    def _outcomes(self, since: float, pipeline: str, edge: str) -> list[dict[str, Any]]:
+        """What the listener's runs of ``pipeline`` for ``edge`` finished with since ``since``."""
+        found = []
+        for outcome in (self.world.state_dir / "listener" / "local").glob("*/outcome.json"):
+            launched = outcome.parent / "launched.json"
+            if outcome.stat().st_mtime < since or not launched.exists():
+                continue
+            record = json.loads(launched.read_text())
+            if record["pipeline"] == pipeline and edge in record["arguments"].get("edges", []):
+                found.append(json.loads(outcome.read_text()))
+        return found
 
     def start_server(self, edge: str, event: ModelPublished) -> None:
         """A fresh store's model server starts once its controller pulled a first model into the site."""

@@ -35,7 +35,7 @@ def start_services(world: World, sup: Supervisor, epochs: int) -> None:
         site = world.sites[edge]
         sup.launch(
             f"gateway-{edge}",
-            ["edge", "gateway", "--edge", edge],
+            ["edge", "gateway", "--edge", edge, "--mqtt", "--sensors"],
             site.environment(uplink={"gateway_port": ports.gateway}),
             http_ok(f"{world.gateway_url(edge)}/healthz"),
         )

@@ -1,8 +1,8 @@
 """What the core announces on Kafka during the demo, recorded as it arrives.
 
-The demo learns that data is ready and that a model was published by reading the
-run's own topics as the events are emitted, so the times it reports are the times
-the services really announced them.  It only watches: it reads every partition from
+The demo learns that data is ready, that a model was published and that a machine's
+alarm was raised by reading the run's own topics as the events are emitted, so the times
+it reports are the times the services really announced them.  It only watches: it reads every partition from
 the beginning by manual assignment, with no consumer group (nothing to join, nothing
 to commit), so the observer can never be the part that waits on a group coordinator.
 """
@@ -33,8 +33,13 @@ class Seen:
 
 
 class EventLog:
-    def __init__(self, settings: Settings, timeout_s: float = 30.0) -> None:
-        topics = (settings.kafka.topic_training_data_ready, settings.kafka.topic_model_published)
+    def __init__(self, settings: Settings, edges: list[str], timeout_s: float = 30.0) -> None:
+        kafka = settings.kafka
+        topics = (
+            kafka.topic_training_data_ready,
+            kafka.topic_model_published,
+            *(kafka.anomaly_topic(edge) for edge in edges),
+        )
         try:
             self._consumer = KafkaConsumer(
                 bootstrap_servers=settings.kafka.bootstrap_servers,
@@ -86,6 +91,15 @@ class EventLog:
                 for s in self._seen
                 if isinstance(s.envelope.data, events.TrainingDataReady)
                 and s.envelope.data.dataset == dataset
+            ]
+
+    def anomalies(self, edge: str) -> list[tuple[events.AnomalyDetected, float]]:
+        """The alarms the store's gateway raised, each with when the demo saw it."""
+        with self._lock:
+            return [
+                (s.envelope.data, s.received)
+                for s in self._seen
+                if isinstance(s.envelope.data, events.AnomalyDetected) and s.envelope.data.edge == edge
             ]
 
     def published(self, model: str) -> list[events.ModelPublished]:

@@ -20,9 +20,13 @@ from typing import Any
 from edgecore.enrolment import enrol
 from edgecore.stack.site import ENROLMENT_FILE, EdgeSite
 from edgecore.stack.tools import free_port
+from foundation.errors import InvalidInput
 from foundation.layout import edge_model_name
 from foundation.settings import Settings
 from foundation.storage.store import ObjectStore
+
+PLC = "plc-1"
+"""The device that publishes each store's machine readings."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,7 @@ class World:
                 "topic_training_data_ready": f"edgecore.{run_id}.training-data-ready",
                 "topic_model_published": f"edgecore.{run_id}.model-published",
                 "topic_dead_letter": f"edgecore.{run_id}.dead-letter",
+                "topic_anomaly_detected": f"edgecore.{run_id}.anomaly-detected",
             },
             door={"port": door_port, "url": f"https://127.0.0.1:{door_port}"},
             # the stack's CA and certificate, not the run's folder
@@ -115,14 +120,18 @@ class World:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(self.fleet(edge), indent=2))
 
-    def open_site(self, edge: str) -> tuple[str, str]:
-        """The store's own MinIO, its enrolment at the core; its gateway's device and staff tokens."""
+    def open_site(self, edge: str) -> tuple[str, str, str]:
+        """The store's own MinIO and broker, its enrolment at the core; its gateway's tokens of the
+        kiosk camera, the machines' PLC and the store's manager."""
         site = self.sites[edge]
-        site.up(mqtt=False)
+        site.up()
+        if site.mosquitto.process.pid() is None:
+            raise InvalidInput("the demo's machines need Mosquitto: run `edgecore stack install`")
         enrol(self.settings, edge, site.folder / ENROLMENT_FILE)
         site.refresh()
-        device = site.issue_gateway_token("device", "kiosk-camera")
-        return device, site.issue_gateway_token("staff", "store-manager")
+        camera = site.issue_gateway_token("device", "kiosk-camera")
+        plc = site.issue_gateway_token("device", PLC)
+        return camera, plc, site.issue_gateway_token("staff", "store-manager")
 
     def site_store(self, edge: str) -> ObjectStore:
         """The store's own storage, with the store's credentials (the core has none)."""
