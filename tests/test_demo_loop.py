@@ -1,4 +1,5 @@
-"""The main job: `edgecore demo` runs the whole loop, both rounds, and says how it went."""
+"""The main job: `edgecore demo` runs the whole loop, both rounds of photos and the machines' story, and
+says how it went."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def _why(text: str) -> str:
 
 
 @pytest.mark.timeout(DEMO_TIMEOUT_S + 120)
-def test_the_demo_delivers_a_model_to_each_store_then_a_new_product_to_the_hypermarket(
+def test_the_demo_delivers_a_model_to_each_store_then_a_new_product_then_stops_a_dismissed_alarm(
     stack: Stack, tmp_path: Path
 ) -> None:
     edgecore = Path(sys.executable).parent / "edgecore"
@@ -52,5 +53,9 @@ def test_the_demo_delivers_a_model_to_each_store_then_a_new_product_to_the_hyper
     rows = [
         line for line in text.splitlines() if "│" in line and ("hypermarket" in line or "boutique" in line)
     ]
-    assert len(rows) == 3, text
-    assert any(line.split("│")[1].strip() == "2" and "KOMBU-GNG recognised" in line for line in rows), text
+    rounds = [line for line in rows if line.split("│")[1].strip() in ("1", "2")]
+    machines = [line for line in rows if line not in rounds]
+    assert len(rounds) == 3, text
+    assert any(line.split("│")[1].strip() == "2" and "KOMBU-GNG recognised" in line for line in rounds), text
+    assert len(machines) == 2, text
+    assert any("wash dismissed, then not raised again" in line for line in machines), text

@@ -5,8 +5,10 @@ own login (the broker's ACL: under their own name only).  The intake logs in as
 ``gateway-<edge-id>-sensors``, a session of its own beside the image intake's
 (``edge_sync.uplink.subscriber``), and hands each message to what takes readings
 (:class:`SensorReadings`, composed in at the entry point: ``serving.sensor_monitor``).
-A refused message is answered on ``edge/<edge-id>/results/<device-id>/sensors`` and
-acknowledged: it would be refused again.
+Every message is answered on ``edge/<edge-id>/results/<device-id>/sensors``: taken (202,
+with how many readings and the machines whose alarm it raised), or refused with a reason
+that never repeats it, and acknowledged either way (it would be refused again).  QoS 1 tells
+a device that its broker has a message; the answer, that the gateway took it.
 """
 
 from __future__ import annotations
@@ -55,6 +57,6 @@ class SensorIntake(QueuedSubscriber):
             answer = {"status": 500, "reason": "internal error"}
         if answer["status"] >= 400:
             log.info("edge %s: readings of %s refused (%d)", self.edge, device, answer["status"])
-            body = json.dumps({**answer, "device": device, "machine": machine}).encode()
-            self.client.publish(results_topic(self.edge, device, "sensors"), body, qos=1)
+        body = json.dumps({**answer, "device": device, "machine": machine}).encode()
+        self.client.publish(results_topic(self.edge, device, "sensors"), body, qos=1)
         return True

@@ -17,13 +17,23 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol, TypeVar
 
 from rich.status import Status
 
 from edgecore.demo.devices import Store
-from edgecore.demo.machines import LIVE_H, MACHINES, Device, Plan, history, live, readings
+from edgecore.demo.machines import (
+    LIVE_H,
+    MACHINES,
+    READINGS_PER_MESSAGE,
+    Device,
+    Plan,
+    history,
+    live,
+    readings,
+)
 from edgecore.demo.supervisor import DemoFailed
 from edgecore.demo.watch import EventLog
 from edgecore.demo.world import PLC, World
@@ -32,9 +42,13 @@ from foundation.errors import NotFound
 from foundation.events import ModelPublished
 from foundation.layout import Layout, sensor_model_name, telemetry_dataset
 from foundation.manifest import Manifest
-from foundation.registry import read_pointer, read_version
+from foundation.registry import fetch_verified, read_pointer, read_version
 from foundation.storage.store import ObjectStore
 from foundation.telemetry import Telemetry, write_csv
+from serving.alarms import Alarms
+from serving.anomaly import WindowScorer
+from serving.metrics import SensorMetrics
+from serving.sensor_monitor import Alarm, Reading, SensorMonitor
 
 T = TypeVar("T")
 SENSORS_PIPELINE = "edgecore-sensors"
@@ -55,6 +69,19 @@ class Narrator(Protocol):
     def wait_published(
         self, events: EventLog, edge: str, newer_than: str | None, model: str | None, pipeline: str
     ) -> ModelPublished: ...
+
+
+class _Raised:
+    """An alarm sink that keeps when each alarm was raised (``would_raise``)."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def raised(self, alarm: Alarm) -> None:
+        self.times.append(alarm.window_end.timestamp())
+
+    def cleared(self, machine: str, at: datetime) -> None:
+        pass
 
 
 @dataclass
@@ -125,8 +152,15 @@ class SensorStory:
             raised = device.publish(second, readings(series[second], resume + CLEAR_H, LIVE_H))
             if second in raised:
                 raise DemoFailed(f"{edge}: {result.next_version} raised the alarm of {second}'s wash again")
-            self.tell.say(f"{edge}: {second} washes again under {result.next_version}: no alarm")
-            result.note = f"{first}'s fault confirmed; {second}'s wash dismissed, then not raised again"
+            before = self.would_raise(edge, result.first_version, series[second], resume + CLEAR_H)
+            self.tell.say(
+                f"{edge}: {second} washes again under {result.next_version}: no alarm"
+                f" ({result.first_version} {'would have raised one' if before else 'would not have either'})"
+            )
+            result.note = (
+                f"{first}'s fault confirmed; {second}'s wash dismissed, then not raised again"
+                f" ({result.first_version} would {'have' if before else 'not have either'})"
+            )
         finally:
             device.close()
 
@@ -142,6 +176,27 @@ class SensorStory:
         latency = received - sent
         self.tell.say(f"{edge}: {first}'s bearing wears: alarm on Kafka {latency:.1f} s after its readings")
         return latency
+
+    def would_raise(self, edge: str, version: str, series: Telemetry, since_h: float) -> bool:
+        """Whether ``version`` raises the machine's alarm after ``since_h``, fed the same readings the
+        gateway was (its own scoring code, here): what the next round changed, shown against what was."""
+        site = self.world.site_store(edge)
+        layout = Layout(self.world.sites[edge].settings.buckets)
+        stored = read_version(site, layout.edge_model_prefix(edge, sensor_model_name(edge), version))
+        with tempfile.TemporaryDirectory() as scratch:
+            folder = fetch_verified(site, stored, Path(scratch) / version).path
+            assert folder is not None
+            scorer = WindowScorer(folder)
+            kept = _Raised()
+            monitor = SensorMonitor(
+                scorer, Alarms(scorer.spec.alert_k, scorer.spec.alert_n), kept, SensorMetrics(edge)
+            )
+            for start in range(0, int(LIVE_H * 3600 / series.period_s), READINGS_PER_MESSAGE):
+                hours = start * series.period_s / 3600
+                chunk = readings(series, hours, hours + READINGS_PER_MESSAGE * series.period_s / 3600)
+                monitor.readings(series.machine, [Reading.model_validate(r) for r in chunk])
+        since = series.start + since_h * 3600
+        return any(at >= since for at in kept.times)
 
     def judge(self, store: Store, verdicts: dict[str, str]) -> None:
         """Staff go through the alarms on the store page and give each its verdict."""
