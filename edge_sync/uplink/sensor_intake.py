@@ -6,9 +6,10 @@ own login (the broker's ACL: under their own name only).  The intake logs in as
 (``edge_sync.uplink.subscriber``), and hands each message to what takes readings
 (:class:`SensorReadings`, composed in at the entry point: ``serving.sensor_monitor``).
 Every message is answered on ``edge/<edge-id>/results/<device-id>/sensors``: taken (202,
-with how many readings and the machines whose alarm it raised), or refused with a reason
-that never repeats it, and acknowledged either way (it would be refused again).  QoS 1 tells
-a device that its broker has a message; the answer, that the gateway took it.
+with how many readings and the machines whose alarm it raised, at QoS 0: news, since the
+alarm itself goes to Kafka), or refused with a reason that never repeats it (QoS 1), and
+acknowledged either way (it would be refused again).  QoS 1 tells a device that its broker
+has a message; the answer, that the gateway took it.
 """
 
 from __future__ import annotations
@@ -55,8 +56,10 @@ class SensorIntake(QueuedSubscriber):
         except Exception:  # a bug must not stop the intake: logged, answered, acknowledged
             log.exception("edge %s: sensor readings on %s failed", self.edge, item.topic)
             answer = {"status": 500, "reason": "internal error"}
-        if answer["status"] >= 400:
+        refused = answer["status"] >= 400
+        if refused:
             log.info("edge %s: readings of %s refused (%d)", self.edge, device, answer["status"])
         body = json.dumps({**answer, "device": device, "machine": machine}).encode()
-        self.client.publish(results_topic(self.edge, device, "sensors"), body, qos=1)
+        # a refusal must reach the device; a taken message's answer is news, its alarm is on Kafka
+        self.client.publish(results_topic(self.edge, device, "sensors"), body, qos=1 if refused else 0)
         return True
