@@ -137,8 +137,8 @@ def evaluate(
 
     ``texture``: held-out normal and test windows' texture distances; a window over either
     threshold is flagged, as the edge flags it.  ``cover``: errors and texture distances of
-    windows staff called normal (dismissed alarms); each threshold is raised, if it must be,
-    to ``COVER_MARGIN`` times the highest of them, and the gate then tells what that costs.
+    windows staff called normal (dismissed alarms); a threshold under ``COVER_MARGIN`` times the
+    highest of them is raised to that, and the gate then tells what it costs.
     """
     threshold = _covering(float(np.quantile(normal_errors, quantile)), cover[0] if cover else None)
     flagged = test_errors > threshold

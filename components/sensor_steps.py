@@ -63,7 +63,12 @@ EVALUATION_FILE = "evaluation.json"
 SPLITS = ("train", "held", "test")
 DISMISSED_WEIGHT = 10
 """How many times each dismissed window counts in training: a few dozen among thousands would
-otherwise leave the autoencoder as it was."""
+otherwise leave the autoencoder as it was.  Less where they would outnumber the normal windows."""
+SPAN_WINDOWS = 720
+"""Windows taken from one dismissed span at most: every offset of a short one, a stride through a long one."""
+MAX_DISMISSED = 5000
+"""Dismissed windows in all (an even sample past it): memory and training time stay bounded however
+many verdicts the history holds."""
 
 
 @dataclass(frozen=True)
@@ -164,6 +169,12 @@ def prepare_telemetry(snapshot: Path, out: Path, held_out: float = 0.3) -> dict[
         raise InvalidInput(f"{snapshot}: no machine has enough readings for training windows")
     empty = np.zeros((0, WINDOW, len(sensors)), np.float32)
     arrays = {key: np.concatenate(chunks) if chunks else empty for key, chunks in parts.items()}
+    if len(arrays["dismissed_x"]) > MAX_DISMISSED:
+        keep = np.linspace(0, len(arrays["dismissed_x"]) - 1, MAX_DISMISSED).astype(int)
+        arrays["dismissed_x"], arrays["dismissed_raw"] = (
+            arrays["dismissed_x"][keep],
+            arrays["dismissed_raw"][keep],
+        )
     out.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out / WINDOWS_FILE, **arrays)  # type: ignore[arg-type]  # a key might be allow_pickle
     (out / SENSORS_FILE).write_text(json.dumps(list(sensors)))
@@ -184,18 +195,20 @@ def _verdicts(snapshot: Path) -> list[AlarmVerdict]:
 def _dismissed_windows(
     values: np.ndarray, labels: np.ndarray, dismissed: np.ndarray, parts: dict[str, list[np.ndarray]]
 ) -> None:
-    """Every window (stride 1) inside each dismissed span and outside any labelled fault."""
+    """The windows inside each dismissed span and outside any labelled fault, at every offset
+    (``SPAN_WINDOWS`` at most per span)."""
     quiet = dismissed & (labels == 0)
     edges = np.flatnonzero(np.diff(np.concatenate([[0], quiet.astype(np.int8), [0]])))
     for start, stop in zip(edges[::2], edges[1::2], strict=True):
         if stop - start < WINDOW:
             continue
+        stride = max(1, -(-(stop - start - WINDOW + 1) // SPAN_WINDOWS))
         try:
-            x, _ = windows(values[start:stop], np.zeros(stop - start, np.int8), stride=1)
+            x, _ = windows(values[start:stop], np.zeros(stop - start, np.int8), stride=stride)
         except ValueError:  # a sensor silent through the whole span: nothing the edge scored
             continue
         parts["dismissed_x"].append(x)
-        parts["dismissed_raw"].append(raw_windows(values[start:stop], stride=1))
+        parts["dismissed_raw"].append(raw_windows(values[start:stop], stride=stride))
 
 
 def _split_machine(
@@ -226,7 +239,9 @@ def train_sensors(prepared: Path, out: Path, epochs: int = 30, seed: int = 0) ->
     """The scaling, the autoencoder and the texture detector of the training windows."""
     w, sensors = load_windows(prepared)
     scale = Normalisation.fit(w["train_x"], sensors)
-    x = np.concatenate([w["train_x"], np.repeat(w.get("dismissed_x", w["train_x"][:0]), DISMISSED_WEIGHT, 0)])
+    dismissed = w.get("dismissed_x", w["train_x"][:0])
+    weight = max(1, min(DISMISSED_WEIGHT, len(w["train_x"]) // max(1, len(dismissed))))
+    x = np.concatenate([w["train_x"], np.repeat(dismissed, weight, 0)])
     model = train_autoencoder(scale.apply(x), epochs=epochs, seed=seed)
     dismissed_raw = w.get("dismissed_raw", w["train_raw"][:0])
     texture = Texture.fit(texture_features(w["train_raw"]), kept=texture_features(dismissed_raw))

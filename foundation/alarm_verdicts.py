@@ -2,7 +2,8 @@
 
 An alarm is raised by K of a machine's last N windows, so a verdict names the span of
 readings behind it (from the first reading of the earliest of those windows to the end of
-the window that raised it), not one window.  The readings themselves reach the core in
+its last anomalous window, or of the window that raised it while it still stands), not one
+window.  The readings themselves reach the core in
 telemetry batches (``edge_sync.uplink.telemetry_batches``); a verdict only says what they
 were.  Confirmed: a real fault, of a kind the edge cannot name (``CONFIRMED``).  Dismissed:
 the machine was behaving normally, so the next model must not raise the alarm again
@@ -13,11 +14,10 @@ verdict and recording it) counts once: the later verdict.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from foundation.errors import InvalidInput, validation_reason
 from foundation.layout import IMAGE_ID_RE, NAME_RE
@@ -26,9 +26,10 @@ from foundation.telemetry import CONFIRMED, Telemetry
 VERDICTS_DIR = "verdicts"
 """Where a telemetry dataset version keeps the verdicts it carries (``verdicts/<sha256>.json``)."""
 MAX_VERDICTS = 1000
-"""Verdicts one batch carries: a shift's worth of alarms, and a body the door reads whole."""
+"""Verdicts one batch carries (a gateway sends each on its own, as staff give it; the listener's
+coalescing window puts close ones into one round), and a body the door reads whole."""
 MAX_SPAN_S = 6 * 3600.0
-"""No alarm rests on more than this many seconds of readings (N windows of a few minutes)."""
+"""The longest span a verdict covers: an alarm anomalous for longer is judged on its first six hours."""
 
 
 class AlarmVerdict(BaseModel):
@@ -39,9 +40,10 @@ class AlarmVerdict(BaseModel):
     start: float = Field(ge=0, allow_inf_nan=False)
     """Epoch seconds of the first reading behind the alarm."""
     end: float = Field(ge=0, allow_inf_nan=False)
-    """Epoch seconds of the last reading of the window that raised it."""
+    """Epoch seconds of the last reading of its last anomalous window."""
     verdict: Literal["confirmed", "dismissed"]
-    at: datetime
+    at: AwareDatetime
+    """When staff gave it: of two on one window, the later counts."""
 
     @model_validator(mode="after")
     def _span(self) -> AlarmVerdict:

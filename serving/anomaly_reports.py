@@ -3,8 +3,9 @@ same CloudEvent to a webhook, ``serving.alarm_webhook``), and its window kept at
 
 The window is written to the edge's own bucket first (``Layout.anomaly_window``), so the
 event can name it and an operator can review it and confirm or dismiss the alarm.  When
-the alarm clears, the time is added to it: staff's verdict covers the readings from the
-alarm's first window to then (``foundation.alarm_verdicts``).  An outage of either is
+the alarm clears, the end of its last anomalous window is added to it: staff's verdict
+covers the readings from the alarm's first window to then (``foundation.alarm_verdicts``),
+not the normal running that cleared it.  An outage of either is
 logged, never raised: the monitor must go on scoring.
 """
 
@@ -88,13 +89,15 @@ class AnomalyReports:
             change.of,
         )
 
-    def cleared(self, machine: str, at: datetime) -> None:
+    def cleared(self, machine: str, at: datetime, flagged_until: datetime | None) -> None:
         loc = self.standing.pop(machine, None)
         if loc is None:  # its window was not kept, or the gateway restarted since
             return
         try:
             body = json.loads(self.store.get_bytes(loc, max_bytes=1 << 20))
             body["cleared_at"] = at.isoformat()
+            if flagged_until is not None:
+                body["anomalous_until"] = flagged_until.isoformat()
             self.store.put_bytes(loc, json.dumps(body).encode(), "application/json")
         except (EdgecoreError, ValueError) as exc:
             log.warning("machine %s: the alarm's clearing was not kept with its window (%s)", machine, exc)

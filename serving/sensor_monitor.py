@@ -84,8 +84,9 @@ class AlarmSink(Protocol):
         """Tell the world (an event, the window kept); must not raise for an outage of either."""
         ...
 
-    def cleared(self, machine: str, at: datetime) -> None:
-        """The machine's alarm cleared at ``at`` (its last reading's time); must not raise either."""
+    def cleared(self, machine: str, at: datetime, flagged_until: datetime | None) -> None:
+        """The machine's alarm cleared at ``at`` (its last reading's time), its last anomalous window
+        having ended at ``flagged_until`` (None: none under this model version); must not raise either."""
         ...
 
 
@@ -121,6 +122,8 @@ class _Series:
     since: int = 0
     step: float = 0.0
     """The machine's usual time between readings, learnt as they come (gaps do not inflate it)."""
+    flagged_until: float | None = None
+    """When the machine's last anomalous window ended: what staff's verdict on its alarm covers."""
 
     def after_gap(self, t: float, window: int) -> None:
         """Start the window afresh when ``t`` comes after an outage longer than a window: training
@@ -198,7 +201,7 @@ class SensorMonitor:
                 raw.append(np.stack(series.raw))
                 ends.append(reading.t)
         self._record(machine, taken, taken_rows)
-        return self._judge(machine, windows, raw, ends, series.step)
+        return self._judge(machine, windows, raw, ends, series)
 
     def _record(self, machine: str, times: list[float], rows: list[list[float]]) -> None:
         """Readings are kept for the core besides being scored; a full disk costs the core them,
@@ -231,7 +234,7 @@ class SensorMonitor:
         return series
 
     def _judge(
-        self, machine: str, windows: list[Array], raw: list[Array], ends: list[float], step: float
+        self, machine: str, windows: list[Array], raw: list[Array], ends: list[float], series: _Series
     ) -> list[Alarm]:
         if not windows:
             return []
@@ -242,8 +245,10 @@ class SensorMonitor:
         self.metrics.scored(machine, len(x), int(flags.sum()))
         raised = []
         spec = self.scorer.spec
-        behind = (spec.window - 1 + (self.alarms.n - 1) * spec.stride) * step
+        behind = (spec.window - 1 + (self.alarms.n - 1) * spec.stride) * series.step
         for i, (window, end, error, flag) in enumerate(zip(x, ends, errors, flags, strict=True)):
+            if flag:
+                series.flagged_until = end
             change = self.alarms.observe(machine, bool(flag), float(error))
             if change is None:
                 continue
@@ -261,7 +266,12 @@ class SensorMonitor:
                 raised.append(alarm)
             else:
                 log.info("machine %s: alarm cleared", machine)
-                self.sink.cleared(machine, datetime.fromtimestamp(end, UTC))
+                until = series.flagged_until
+                self.sink.cleared(
+                    machine,
+                    datetime.fromtimestamp(end, UTC),
+                    None if until is None else datetime.fromtimestamp(until, UTC),
+                )
         return raised
 
     def _row(self, reading: Reading) -> npt.NDArray[np.float32]:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from foundation.errors import EdgecoreError, IntegrityError, InvalidInput
+from foundation.errors import EdgecoreError, IntegrityError, InvalidInput, NotFound
 from foundation.layout import Layout, parse_version, sensor_model_name
 from foundation.pointer import ModelPointer
 from foundation.registry import (
@@ -92,10 +92,9 @@ class SensorModelSync:
     def reconcile(self) -> str:
         """What it did: rolled-out, up-to-date, nothing-published, pinned, skipped-rejected or refused."""
         pointer = read_pointer(self.store, self.layout, self.edge, self.model)
-        if (
-            pointer is not None and pointer.version != self.slot.version
-        ):  # a restart, or an operator's rollback
-            self._load_served(pointer)
+        loaded = self.slot.version
+        if pointer is not None and (loaded is None or (pointer.pinned and pointer.version != loaded)):
+            self._load_served(pointer)  # after a restart, or an operator's rollback
         if pointer is not None and pointer.pinned:
             return "pinned"
         candidate = newest_version(self.store, self.layout.edge_models_prefix(self.edge, self.model))
@@ -119,6 +118,9 @@ class SensorModelSync:
             return "refused"
         self.slot.swap(monitor, candidate.version)
         self._prune(keep={candidate.version, serving or ""})
+        now = read_pointer(self.store, self.layout, self.edge, self.model)
+        if now is not None and now.pinned:  # an operator rolled back meanwhile: the next round follows
+            return "pinned"
         self._write(
             ModelPointer(
                 model=self.model,
@@ -199,6 +201,12 @@ def roll_back(store: ObjectStore, layout: Layout, edge: str) -> ModelPointer:
         raise InvalidInput(
             f"edge {edge}: its sensor model has no version before the one it scores to go back to"
         )
+    try:
+        read_version(store, layout.edge_model_prefix(edge, model, pointer.previous_version))
+    except NotFound:
+        raise InvalidInput(
+            f"edge {edge}: {pointer.previous_version} is no longer in the store's bucket"
+        ) from None
     back = pointer.model_copy(
         update={
             "version": pointer.previous_version,

@@ -114,6 +114,11 @@ class StorePage:
         return {o.location.key.split("/")[2].split(".")[0]: o.location.key.split("/")[1] for o in found}
 
 
+def verdict_path(alarm: dict[str, Any]) -> str:
+    """Where the page puts staff's verdict on one alarm listed by ``GET /v1/alarms``."""
+    return f"/v1/alarms/{alarm['machine']}/{alarm['day']}/{alarm['window_id']}/verdict"
+
+
 @pytest.fixture
 def store_page(stack: Stack, settings: Settings, unique: str, tmp_path: Path) -> Iterator[StorePage]:
     cfg = settings.updated(state_dir=tmp_path, buckets={"edge_prefix": f"p{unique}-"})

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from page_fixtures import ARTIFACTS, PAGE_EDGE, PRODUCTS, StorePage, cards, log_in
+from page_fixtures import ARTIFACTS, PAGE_EDGE, PRODUCTS, StorePage, cards, log_in, verdict_path
 from pydantic import SecretStr
 
 from edge_sync.uplink.gateway import create_app as gateway_app
@@ -142,7 +142,7 @@ def test_a_verdict_on_a_machine_alarm_reaches_the_core_and_the_listener_launches
     store.machine_alarms(["press-1"])
     with store.login() as page:
         [alarm] = page.get("/v1/alarms").json()["alarms"]
-        path = f"/v1/alarms/{alarm['machine']}/{alarm['day']}/{alarm['window_id']}/verdict"
+        path = verdict_path(alarm)
         assert page.put(path, json={"verdict": "dismissed"}).status_code == 201
 
     [request] = wait_for(loop.running.launcher.requests, 90, what="a run launched for the verdict")

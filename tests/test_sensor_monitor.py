@@ -38,7 +38,7 @@ class Kept:
     def raised(self, alarm: Alarm) -> None:
         self.alarms.append(alarm)
 
-    def cleared(self, machine: str, at: datetime) -> None:
+    def cleared(self, machine: str, at: datetime, flagged_until: datetime | None) -> None:
         pass
 
 

@@ -8,7 +8,7 @@ from datetime import date, datetime
 
 import httpx
 import pytest
-from page_fixtures import PAGE_EDGE, StorePage
+from page_fixtures import PAGE_EDGE, StorePage, verdict_path
 
 from edge_sync.uplink.sessions import COOKIE as COOKIE_PREFIX
 from edge_sync.uplink.sessions import FAILED_WINDOW_S, MAX_FAILED_LOGINS, StaffSessions
@@ -227,7 +227,7 @@ def test_a_verdict_is_recorded_once_with_who_gave_it_and_the_alarm_leaves_the_li
     store_page.machine_alarms(["press-1"])
     with store_page.login() as page:
         [alarm] = page.get("/v1/alarms").json()["alarms"]
-        path = f"/v1/alarms/{alarm['machine']}/{alarm['day']}/{alarm['window_id']}/verdict"
+        path = verdict_path(alarm)
         first = page.put(path, json={"verdict": "dismissed"})
         again = page.put(path, json={"verdict": "confirmed"})
         after = page.get("/v1/alarms").json()
@@ -243,7 +243,7 @@ def test_a_verdict_waits_for_the_core_with_the_span_of_readings_behind_the_alarm
     store_page.machine_alarms(["press-1"])
     with store_page.login() as page:
         [alarm] = page.get("/v1/alarms").json()["alarms"]
-        path = f"/v1/alarms/{alarm['machine']}/{alarm['day']}/{alarm['window_id']}/verdict"
+        path = verdict_path(alarm)
         page.put(path, json={"verdict": "confirmed"})
 
     [queued] = store_page.telemetry.ready()
@@ -260,7 +260,7 @@ def test_a_verdict_other_than_confirmed_or_dismissed_is_refused(store_page: Stor
     store_page.machine_alarms(["press-1"])
     with store_page.login() as page:
         [alarm] = page.get("/v1/alarms").json()["alarms"]
-        path = f"/v1/alarms/{alarm['machine']}/{alarm['day']}/{alarm['window_id']}/verdict"
+        path = verdict_path(alarm)
         answer = page.put(path, json={"verdict": "maybe"})
 
     assert answer.status_code == 400 and "maybe" not in answer.text

@@ -77,6 +77,20 @@ def test_past_the_disk_bound_the_oldest_unshipped_batch_is_dropped_and_counted(t
     assert batches.dropped == 1 and series.times[0] == times[3]
 
 
+def test_past_the_disk_bound_readings_go_but_a_queued_verdict_stays(tmp_path: Path) -> None:
+    times, rows = _rows(6)
+    batches = TelemetryBatches(tmp_path, max_rows=3, max_ready_bytes=1)
+    verdict = AlarmVerdict(
+        machine="press-1", window_id="w-1", start=times[0], end=times[2], verdict="dismissed", at=NOW
+    )
+
+    batches.queue_verdict(verdict)
+    batches.record("press-1", ORDER, times, rows)
+
+    [kept] = batches.ready()
+    assert kept.suffix == ".json" and batches.dropped == 1
+
+
 def _closed(batches: TelemetryBatches) -> Path:
     closed = batches.close_batch()
     assert closed is not None

@@ -7,8 +7,9 @@ verdict is written once beside the window (``<id>.verdict.json``) and never over
 and queued for the core (``VerdictQueue``: the telemetry batches, shipped through the front
 door) with the span of readings behind the alarm, so the next round learns from it
 (``foundation.alarm_verdicts``).  It is queued first: a gateway that dies in between has
-shipped a verdict staff can give again, never recorded one the core will not hear of.  A
-window with a verdict is not shown again.
+queued a verdict staff can give again, never recorded one it failed to queue.  A verdict
+stays at the store, unshipped, where the gateway keeps no telemetry (a fixed model's) or the
+window names no span (kept before spans were).  A window with a verdict is not shown again.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, Protocol, cast
@@ -25,7 +27,7 @@ from pydantic import ValidationError
 from edge_sync.uplink.review import parse_day
 from foundation.alarm_verdicts import MAX_SPAN_S, AlarmVerdict
 from foundation.errors import Conflict, EdgecoreError, InvalidInput, NotFound
-from foundation.layout import VERDICT_SUFFIX, Layout, check_image_id, check_name
+from foundation.layout import VERDICT_SUFFIX, Layout, Location, check_image_id, check_name
 from foundation.storage.store import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,8 @@ class AlarmDesk:
         self.store = store
         self.layout = layout
         self.verdicts = verdicts
+        self._judging = threading.Lock()
+        """One verdict at a time: two given at once on one window must not both reach the core."""
 
     def waiting(self, limit: int = ALARMS_SHOWN) -> tuple[list[dict[str, Any]], int]:
         """The newest ``limit`` alarm windows without a verdict (readings included), and how many wait."""
@@ -70,7 +74,13 @@ class AlarmDesk:
             raise InvalidInput("a verdict is confirmed or dismissed")
         when = parse_day(day, ALARM_DAY)
         window = self.layout.anomaly_window(self.edge, machine, when, check_image_id(window_id))
-        target = self.layout.anomaly_verdict(self.edge, machine, when, window_id)
+        with self._judging:
+            return self._judge(machine, day, window_id, verdict, by, window)
+
+    def _judge(
+        self, machine: str, day: str, window_id: str, verdict: str, by: str, window: Location
+    ) -> dict[str, Any]:
+        target = self.layout.anomaly_verdict(self.edge, machine, parse_day(day, ALARM_DAY), window_id)
         if self.store.exists(target):
             raise Conflict(f"alarm window {window_id} of {machine} already has a verdict")
         try:
@@ -93,8 +103,8 @@ class AlarmDesk:
         """The verdict queued for the core, with the span of readings behind the alarm."""
         if self.verdicts is None:
             return None
-        try:  # from the alarm's first window to its clearing, or its raising while it stands
-            end = kept.get("cleared_at") or kept["window_end"]
+        try:  # from the alarm's first window to its last anomalous one, or its raising while it stands
+            end = kept.get("anomalous_until") or kept["window_end"]
             span = (datetime.fromisoformat(kept["span_start"]), datetime.fromisoformat(end))
             span = (span[0], min(span[1], span[0] + timedelta(seconds=MAX_SPAN_S)))
         except (KeyError, TypeError, ValueError):

@@ -142,9 +142,10 @@ class TelemetryBatches:
         return target
 
     def _bound(self) -> None:
-        """Batches the core refused (``rejected/``, kept for an operator) go first, then the oldest."""
-        rejected = sorted(p for p in (self.root / REJECTED).glob("*.*") if p.suffix in (".csv", ".json"))
-        ready = rejected + self.ready()
+        """Batches the core refused (``rejected/``, kept for an operator) go first, then the oldest.
+        Verdicts are never dropped: a few hundred bytes each, and staff's word is not sampled."""
+        rejected = sorted((self.root / REJECTED).glob("*.csv"))
+        ready = rejected + [p for p in self.ready() if p.suffix == ".csv"]
         total = sum(p.stat().st_size for p in ready)
         while ready and total > self.max_ready_bytes:
             oldest = ready.pop(0)

@@ -5,10 +5,10 @@ A batch (``edge_sync.uplink.telemetry_batches``) is posted whole as ``text/csv``
 the core answers with the version of ``<edge>-telemetry`` it became (201, or 200 for a
 batch it already has), and only then is the file deleted.  As for photo sets, a 401 or
 403 is the edge's credential, not its readings: the batch waits for the fix, as it does
-for a core without this route yet (404, 405).  The core unreachable, a 5xx or a
-408/425/429 is tried again on the next round.  Any other 4xx is the batch itself: it is
-moved aside to ``rejected/`` with the core's reason beside it, for an operator, and never
-sent again (the batches' disk bound counts it).
+for a core without this route yet (404, 405) or not taking verdicts on it yet (415).
+The core unreachable, a 5xx or a 408/425/429 is tried again on the next round.  Any other
+4xx is the batch itself: it is moved aside to ``rejected/`` with the core's reason beside
+it, for an operator, and never sent again (the batches' disk bound counts it).
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from edge_sync.uplink.telemetry_desk import DIGEST_HEADER
 
 log = logging.getLogger(__name__)
 MEDIA_TYPES = {".csv": "text/csv", ".json": "application/json"}
-WAIT_STATUSES = {401, 403, 404, 405, 408, 425, 429}
-"""The credential, a core without the telemetry route yet (404, 405), or the core busy: wait."""
+WAIT_STATUSES = {401, 403, 404, 405, 408, 415, 425, 429}
+"""The credential, a core without the telemetry route yet (404, 405) or without verdicts on it (415),
+or the core busy: wait."""
 
 
 class TelemetryShipper:

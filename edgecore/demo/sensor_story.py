@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from rich.status import Status
 
@@ -80,7 +80,7 @@ class _Raised:
     def raised(self, alarm: Alarm) -> None:
         self.times.append(alarm.window_end.timestamp())
 
-    def cleared(self, machine: str, at: datetime) -> None:
+    def cleared(self, machine: str, at: datetime, flagged_until: datetime | None) -> None:
         pass
 
 
@@ -200,7 +200,9 @@ class SensorStory:
 
     def judge(self, store: Store, verdicts: dict[str, str]) -> None:
         """Staff go through the alarms on the store page and give each its verdict."""
-        waiting = {a["machine"]: a for a in store.alarms()}
+        waiting: dict[str, dict[str, Any]] = {}
+        for alarm in store.alarms():  # newest first: each machine's newest alarm is the one judged
+            waiting.setdefault(alarm["machine"], alarm)
         for machine, verdict in verdicts.items():
             if machine not in waiting:
                 raise DemoFailed(f"{store.edge}: no alarm of {machine} waits for staff")
