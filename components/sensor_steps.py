@@ -376,27 +376,3 @@ def export_sensors(
     return export_sensor_model(
         model, spec, out, samples, sensor_model_name(edge), evaluation.metrics(), metadata
     )
-
-
-def markdown_report(evaluation: SensorEvaluation, edge: str) -> str:
-    """The gate's report as the KFP dashboard shows it."""
-    verdict = "passed" if evaluation.passed else "refused"
-    lines = [
-        f"# Sensor model for {edge}: gate {verdict}",
-        "",
-        f"- threshold {evaluation.threshold:.4g}, texture threshold {evaluation.texture_threshold or 0:.4g}",
-        f"- false alarms on held-out normal windows: {evaluation.false_alarm_rate:.4%}",
-    ]
-    if evaluation.precision is not None and evaluation.recall is not None:
-        lines.append(f"- precision {evaluation.precision:.3f}, recall {evaluation.recall:.3f}")
-    if evaluation.production:
-        before = evaluation.production
-        lines.append(f"- the edge's model on these windows: precision {before['precision']:.3f}, ")
-        lines[-1] += f"recall {before['recall']:.3f}"
-    if evaluation.recall_by_label:
-        lines += ["", "| fault | recall |", "| --- | ---: |"]
-        lines += [f"| {kind} | {recall:.3f} |" for kind, recall in sorted(evaluation.recall_by_label.items())]
-    lines += (
-        [""] + [f"**Refused:** {r}" for r in evaluation.reasons] + [f"*Note:* {n}" for n in evaluation.notes]
-    )
-    return "\n".join(lines) + "\n"

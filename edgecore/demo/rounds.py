@@ -8,14 +8,13 @@ measured here, from the services' own answers and events.
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -25,7 +24,7 @@ from edgecore.demo.devices import KIOSK_INDEX, Kiosk, KioskLog, Store, digest, p
 from edgecore.demo.sensor_story import SensorResult, SensorStory
 from edgecore.demo.services import start_services
 from edgecore.demo.supervisor import DemoFailed, Supervisor, http_ok
-from edgecore.demo.watch import EventLog
+from edgecore.demo.watch import EventLog, finished_runs
 from edgecore.demo.world import World
 from edgecore.stack import enable_notifications
 from edgecore.synthetic.products import NEW_PRODUCT_EDGE, demo_catalogue, new_product
@@ -263,7 +262,7 @@ class Demo:
                 newer = [e for e in events.published(model) if newer_than is None or e.version > newer_than]
                 if newer:
                     return newer[-1]
-                for body in self._outcomes(since, pipeline, edge):
+                for body in finished_runs(self.world.state_dir, since, pipeline, edge):
                     if body["state"] != "SUCCEEDED":
                         raise DemoFailed(f"{edge}: a run of {pipeline} failed: {body.get('error')}")
                     done_at = done_at or time.time()
@@ -280,18 +279,6 @@ class Demo:
         )
         self.say(f"{edge}: {model} {event.version} published ({figures})")
         return event
-
-    def _outcomes(self, since: float, pipeline: str, edge: str) -> list[dict[str, Any]]:
-        """What the listener's runs of ``pipeline`` for ``edge`` finished with since ``since``."""
-        found = []
-        for outcome in (self.world.state_dir / "listener" / "local").glob("*/outcome.json"):
-            launched = outcome.parent / "launched.json"
-            if outcome.stat().st_mtime < since or not launched.exists():
-                continue
-            record = json.loads(launched.read_text())
-            if record["pipeline"] == pipeline and edge in record["arguments"].get("edges", []):
-                found.append(json.loads(outcome.read_text()))
-        return found
 
     def start_server(self, edge: str, event: ModelPublished) -> None:
         """A fresh store's model server starts once its controller pulled a first model into the site."""

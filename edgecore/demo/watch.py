@@ -9,10 +9,13 @@ to commit), so the observer can never be the part that waits on a group coordina
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from kafka import KafkaConsumer
 from kafka.errors import KafkaError
@@ -109,3 +112,17 @@ class EventLog:
                 for s in self._seen
                 if isinstance(s.envelope.data, events.ModelPublished) and s.envelope.data.model == model
             ]
+
+
+def finished_runs(state_dir: Path, since: float, pipeline: str, edge: str) -> list[dict[str, Any]]:
+    """What the listener's local runs of ``pipeline`` for ``edge`` finished with since ``since``
+    (each run's ``outcome.json``, found beside the ``launched.json`` that names its pipeline)."""
+    found = []
+    for outcome in (state_dir / "listener" / "local").glob("*/outcome.json"):
+        launched = outcome.parent / "launched.json"
+        if outcome.stat().st_mtime < since or not launched.exists():
+            continue
+        record = json.loads(launched.read_text())
+        if record["pipeline"] == pipeline and edge in record["arguments"].get("edges", []):
+            found.append(json.loads(outcome.read_text()))
+    return found
