@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 UV_VERSION := 0.13.9
 PACKAGES := foundation edgecore components pipelines serving edge_sync testkit
 
-.PHONY: setup demo test lint browser notebooks stack-down
+.PHONY: setup demo test lint browser containers images notebooks stack-down
 
 # The venv holds the versions uv.lock pins (`uv lock` after changing pyproject.toml's
 # dependencies); --inexact keeps the uv that installs it.
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml uv.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "edgecore needs Python 3.11: set PYTHON=python3.11")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q 'uv==$(UV_VERSION)'
-	$(BIN)/uv sync --frozen --inexact --extra dev --compile-bytecode --python $(BIN)/python
+	$(BIN)/uv sync --frozen --inexact --all-extras --compile-bytecode --python $(BIN)/python
 	touch $(STAMP)
 
 # Bytecode is written at install time, not left to the first import: where
@@ -45,7 +45,21 @@ browser:
 	  $$SUDO apt-get install -y --no-install-recommends chromium chromium-driver \
 	  || { $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends chromium chromium-driver; }; }
 
-test: setup lint browser
+# Containers without a Docker engine: Debian's podman and runc, and mmdebstrap for the
+# images' base where no container registry is reachable (root or sudo).
+containers:
+	@test -x /usr/bin/podman -a -x /usr/bin/mmdebstrap -a -x /usr/sbin/runc || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get install -y --no-install-recommends podman runc mmdebstrap \
+	  || { $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends podman runc mmdebstrap; }; }
+
+# The training, serving and services images, built from uv.lock and pushed to the stack's
+# registry (edgecore images pin then points overlays and pipelines at their digests).
+images: setup containers
+	$(BIN)/edgecore stack up
+	$(BIN)/edgecore images build
+
+test: setup lint browser containers
 	$(BIN)/pytest
 
 # Run the notebooks against the local stack and store them with their outputs (plots and all).

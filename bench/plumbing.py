@@ -1,7 +1,10 @@
 """Plumbing: whole local pipeline wall time ÷ the sum of the steps' own compute time.
 Goal ≤ 1.15.  Runs the real DAG with kfp.local against the local stack (fresh buckets).
 
-    .venv/bin/python bench/plumbing.py [--images 30] [--epochs 20] [--edges hypermarket]
+    .venv/bin/python bench/plumbing.py [--images 30] [--epochs 20] [--edges hypermarket] [--in-images]
+
+``--in-images`` runs each step inside the training image with podman (``make images``
+first), as a cluster would: the ratio then includes starting a container per step.
 
 With both edges (the default) their branches overlap, so wall ÷ sum of compute credits
 the parallelism; wall ÷ the longest edge's compute, and a run with one edge, show the
@@ -17,6 +20,8 @@ from pathlib import Path
 
 from pipeline_runs import isolated_settings, upload_demo
 
+from edgecore.images.workshop import step_engine
+from edgecore.stack.settings import StackSettings
 from pipelines.submit import run_local
 
 
@@ -28,12 +33,15 @@ def main() -> None:
     parser.add_argument(
         "--edges", nargs="+", default=["hypermarket", "boutique"], help="edges to train (one model each)"
     )
+    parser.add_argument("--in-images", action="store_true", help="each step in its image (podman)")
     args = parser.parse_args()
+    engine = step_engine(StackSettings()) if args.in_images else None
     settings = isolated_settings()
     edges = list(args.edges)
     with tempfile.TemporaryDirectory() as tmp:
         upload_demo(settings, Path(tmp) / "photos", 21, args.images, edges)
-        run = run_local(Path(tmp) / "root", {"edges": edges, "datasets": edges, "epochs": args.epochs})
+        arguments = {"edges": edges, "datasets": edges, "epochs": args.epochs}
+        run = run_local(Path(tmp) / "root", arguments, engine=engine)
     per_task: dict[str, float] = defaultdict(float)
     per_branch: dict[str, float] = defaultdict(float)
     cpu: dict[str, float] = defaultdict(float)

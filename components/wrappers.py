@@ -1,6 +1,6 @@
 """Thin ``@dsl.component`` wrappers: map KFP artifacts and parameters to the step functions.
 
-Every wrapper runs on the one base image built from ``components/Dockerfile`` (the
+Every wrapper runs on the training image built from ``images/Containerfile`` (the
 project installed, so ``kfp.local``'s ``SubprocessRunner(use_venv=False)`` and a real
 cluster run the same code) and builds ``Settings()`` from the environment, where the
 pipeline puts the S3 credentials (a Kubernetes secret) and the endpoints.  Each output
@@ -16,13 +16,12 @@ from typing import Any
 from kfp import dsl
 from kfp.dsl import ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 
-BASE_IMAGE = "ghcr.io/edgecore/edgecore:0.1.0"
-"""Built and pushed from components/Dockerfile; the tag follows the project version."""
+from foundation.images import TRAIN_IMAGE
 
 component: Callable[[Callable[..., Any]], Any] = functools.partial(
-    dsl.component, base_image=BASE_IMAGE, install_kfp_package=False
+    dsl.component, base_image=TRAIN_IMAGE, install_kfp_package=False
 )
-"""``@dsl.component`` with the one base image; kfp is already installed in it."""
+"""``@dsl.component`` on the training image (``make images``); kfp is already installed in it."""
 
 
 @component

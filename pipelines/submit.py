@@ -2,10 +2,11 @@
 ``kfp.local``, or submit it to a KFP cluster.
 
 ``run_local`` executes every component as a subprocess of this interpreter
-(``SubprocessRunner(use_venv=False)``): the same wrapper code a cluster runs in the
-base image, against whatever S3 and Kafka the environment's ``EDGECORE_*`` settings
-name.  The Kubernetes platform config (secret and config-map env) only means
-something on a cluster; locally the components inherit this process's environment.
+(``SubprocessRunner(use_venv=False)``), or in its image (``step_containers``): the same
+wrapper code a cluster runs in the training image, against whatever S3 and Kafka the
+environment's ``EDGECORE_*`` settings name.  The Kubernetes platform config (secret and
+config-map env) only means something on a cluster; locally the components take this
+process's environment.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from kfp import compiler, local
 from foundation.errors import InvalidInput
 from foundation.settings import KfpSettings
 from pipelines.kfp_client import connect, kfp_errors
+from pipelines.step_containers import ContainerEngine, steps_in_images
 from pipelines.training import training_pipeline
 
 
@@ -99,17 +101,25 @@ def _failing_fast(pipeline: Any, backoff_s: int = 1) -> Iterator[None]:
             policy.backoff_duration.seconds = seconds
 
 
-def run_local(pipeline_root: Path, arguments: dict[str, Any], pipeline: Any = training_pipeline) -> LocalRun:
+def run_local(
+    pipeline_root: Path,
+    arguments: dict[str, Any],
+    pipeline: Any = training_pipeline,
+    engine: ContainerEngine | None = None,
+) -> LocalRun:
     """Run the whole DAG (the product one unless ``pipeline`` names another) in subprocesses of this
-    interpreter; raise if a task fails."""
+    interpreter, or each step in its image when an ``engine`` is given; raise if a task fails."""
+    pipeline_root = pipeline_root.absolute()
     pipeline_root.mkdir(parents=True, exist_ok=True)
-    local.init(
-        runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root), raise_on_error=True
-    )
-    started = time.perf_counter()
-    with _failing_fast(pipeline):
-        pipeline(**arguments)
-    wall = time.perf_counter() - started
+    with ExitStack() as stack:
+        runner: Any = local.SubprocessRunner(use_venv=False)
+        if engine is not None:
+            runner = stack.enter_context(steps_in_images(engine))
+        local.init(runner=runner, pipeline_root=str(pipeline_root), raise_on_error=True)
+        started = time.perf_counter()
+        with _failing_fast(pipeline):
+            pipeline(**arguments)
+        wall = time.perf_counter() - started
     return LocalRun(wall, pipeline_root, step_timings(pipeline_root))
 
 

@@ -99,7 +99,7 @@ def test_the_edge_serving_objects_are_the_ones_serving_isvc_builds() -> None:
     expected = edge_objects(
         Deployment(edge="change-me", namespace="edgecore-edge"),
         "s3://edgecore-edge-change-me/models/change-me-products/v000001/",
-        "ghcr.io/edgecore/edgecore:0.1.0",
+        "ghcr.io/edgecore/edgecore-serve:0.1.0",
         cluster,
     )
     committed = [d for d in yaml.safe_load_all((MANIFESTS / "edge" / "serving.yaml").read_text()) if d]

@@ -50,6 +50,7 @@ def test_a_second_stack_on_other_ports_starts_and_down_leaves_no_process(
                 "kube_apiserver_port": 16443,
                 "etcd_port": 12379,
                 "etcd_peer_port": 12380,
+                "registry_port": 15443,
             }
         ),
     )
@@ -61,7 +62,7 @@ def test_a_second_stack_on_other_ports_starts_and_down_leaves_no_process(
         assert stack.up() is False
     finally:
         stopped = stack.down()
-    assert sorted(stopped) == services and {"kafka", "minio", "kubernetes"} <= set(services)
+    assert sorted(stopped) == services and {"kafka", "minio", "kubernetes", "registry"} <= set(services)
     assert not any(
         pid and psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie" for pid in pids
     )

@@ -75,6 +75,11 @@ def run(
         None, min=0.0, max=1.0, help="Largest drop of one product's recall (default: the pipeline's)."
     ),
     pipeline_root: Path = typer.Option(Path("kfp-local"), help="Local artifact folder (--local)."),
+    in_images: bool = typer.Option(
+        False,
+        "--in-images",
+        help="--local: run each step inside its image with podman (`make images` first).",
+    ),
     experiment: str = typer.Option("edgecore", help="KFP experiment (--host)."),
     run_name: str | None = typer.Option(None, help="KFP run name (--host); default: timestamped."),
     wait: bool = typer.Option(False, help="Wait for the submitted run to finish (--host)."),
@@ -97,22 +102,26 @@ def run(
     arguments = {name: value for name, value in given.items() if value is not None}  # else: the pipeline's
     with cli_errors():
         if local:
-            _run_local(pipeline_root, arguments)
+            _run_local(pipeline_root, arguments, in_images)
             return
         assert host is not None
         submit_run(host, arguments, experiment, run_name, pipeline_root, wait, timeout)
 
 
-def _run_local(pipeline_root: Path, arguments: dict[str, Any]) -> None:
+def _run_local(pipeline_root: Path, arguments: dict[str, Any], in_images: bool = False) -> None:
     """Run the DAG with its (long) step output in a log file, then say what it decided per edge."""
+    from edgecore.images.workshop import step_engine
+    from edgecore.stack.settings import StackSettings
     from pipelines.results import evaluations, published_versions
     from pipelines.submit import run_local
 
+    engine = step_engine(StackSettings()) if in_images else None
     log = pipeline_root / "run.log"
-    console.print(f"[cyan]•[/cyan] running the training pipeline locally; step output in {log}")
+    where = "each step in its image" if in_images else "in subprocesses"
+    console.print(f"[cyan]•[/cyan] running the training pipeline locally, {where}; step output in {log}")
     try:
         with output_to(log):  # a spinner would go to the log too: the console writes to fd 2
-            result = run_local(pipeline_root, arguments)
+            result = run_local(pipeline_root, arguments, engine=engine)
     except RuntimeError as exc:
         raise pipeline_failed(exc, log) from exc
     table = Table("edge", "test accuracy", "quality gate", "published", title="training run")

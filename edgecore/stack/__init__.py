@@ -6,7 +6,8 @@ into the per-user cache; ``up`` makes the local CA and the core's certificate
 (``certificates``), starts Kafka (its edge listener with TLS, SCRAM logins and ACLs),
 creates edgecore's topics, starts MinIO (whose notifications go to Kafka), creates the
 core buckets and wires the training bucket's object-created events to Kafka, and starts
-the Kubernetes control plane (``controlplane``: etcd and kube-apiserver, no runtime).  Each
+the Kubernetes control plane (``controlplane``: etcd and kube-apiserver, no runtime) and
+the OCI registry images are pushed to (``registry``).  Each
 store runs as a site of its own (``site``).  ``up`` on a running stack changes nothing;
 ``down`` stops only the processes ``up`` started.
 """
@@ -22,6 +23,7 @@ from edgecore.stack.kafka import KafkaService
 from edgecore.stack.minio import NOTIFY_ARN, MinioService
 from edgecore.stack.mosquitto import MosquittoInstall
 from edgecore.stack.promtool import PromtoolInstall
+from edgecore.stack.registry import RegistryService
 from edgecore.stack.settings import StackSettings
 from edgecore.stack.tools import StackError
 from foundation.layout import Layout
@@ -49,9 +51,10 @@ class Stack:
         self.minio = MinioService(settings, self.stack)
         self.kubernetes = ControlPlane(settings, self.stack)
         self.pki = Pki(settings.tls_dir)
+        self.registry = RegistryService(settings, self.stack, self.pki)
 
-    def services(self) -> list[KafkaService | MinioService | ControlPlane]:
-        return [self.kafka, self.minio, self.kubernetes]
+    def services(self) -> list[KafkaService | MinioService | ControlPlane | RegistryService]:
+        return [self.kafka, self.minio, self.kubernetes, self.registry]
 
     def install(self, report: Report = lambda _: None) -> None:
         report(f"MinIO {self.stack.minio_module_version}: building with go install if needed")
@@ -66,6 +69,9 @@ class Stack:
         )
         if self.kubernetes.install():
             report("Kubernetes control plane built")
+        report(f"OCI registry {self.stack.registry_module_version}: building with go install if needed")
+        if self.registry.install():
+            report("OCI registry built")
         report("Mosquitto (for the stores' MQTT intake): Debian's package, downloaded if needed")
         try:
             if MosquittoInstall(self.stack).install():
@@ -88,6 +94,8 @@ class Stack:
         started |= self.minio.start()
         report("starting the Kubernetes control plane (etcd, kube-apiserver)")
         started |= self.kubernetes.start()
+        report("starting the OCI registry")
+        started |= self.registry.start()
         created = self.init()
         if created:
             report(f"created topics {', '.join(created)}")
@@ -108,9 +116,11 @@ class Stack:
         enable_notifications(store, layout.training_bucket)
 
     def down(self) -> list[str]:
-        """Stop Kubernetes, MinIO then Kafka (MinIO queues events while Kafka is gone); data stays."""
+        """Stop Kubernetes, the registry, MinIO, then Kafka (MinIO queues events while Kafka is
+        gone); data stays."""
         stopped = [self.kubernetes.name] if self.kubernetes.stop() else []
-        return stopped + [svc.name for svc in (self.minio, self.kafka) if svc.process.stop()]
+        services = (self.registry, self.minio, self.kafka)
+        return stopped + [svc.name for svc in services if svc.process.stop()]
 
     def status(self) -> list[ServiceStatus]:
         return [

@@ -8,6 +8,7 @@ settings every service reads.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -57,6 +58,25 @@ class StackSettings(BaseSettings):
     kustomize_module_version: str = Field(
         default="v5.8.0",
         description="Pinned sigs.k8s.io/kustomize/kustomize/v5 version `edgecore manifests` builds with.",
+    )
+
+    registry_module_version: str = Field(
+        default="v3.1.2",
+        description="Pinned github.com/distribution/distribution/v3 version: the stack's OCI registry.",
+    )
+    registry_host: str = Field(default="127.0.0.1", description="Address the local OCI registry binds.")
+    registry_port: int = Field(default=5443, ge=1, le=65535, description="Local OCI registry port (TLS).")
+    container_storage_driver: Literal["auto", "overlay", "vfs"] = Field(
+        default="auto",
+        description="podman's storage driver: auto takes the kernel's overlay where it mounts, else vfs.",
+    )
+    image_base: str = Field(
+        default="debian",
+        description="Base of the images `make images` builds: debian (a bookworm root filesystem "
+        "made here with mmdebstrap) or an image reference such as docker.io/library/python:3.11-slim.",
+    )
+    debian_mirror: str = Field(
+        default="http://deb.debian.org/debian", description="Where mmdebstrap fetches the base's packages."
     )
 
     @property

@@ -1,0 +1,158 @@
+"""Building one image from uv.lock, without a network inside the build.
+
+The context holds the image's requirements exported from uv.lock with their hashes, the
+project's wheel and the uv binary; the host's uv cache (filled by ``make setup``) is
+mounted read-write at ``/uv-cache`` and uv installs offline from it.  An image is keyed by
+everything that goes into it (Containerfile, requirements, the wheel's files, the base's
+id): a key already built is not built again.  Within a build podman's layer cache keeps
+the dependencies' layer while only the sources change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgecore.images.podman import Podman
+from edgecore.images.specs import ImageSpec
+from edgecore.stack.settings import StackSettings
+from edgecore.stack.tools import StackError, run_build
+
+CONTAINERFILE = Path("images") / "Containerfile"
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    spec: ImageSpec
+    ref: str
+    """``localhost/edgecore/<name>:<key>``: this exact build."""
+    image_id: str
+    size_bytes: int
+    seconds: float
+    cached: bool
+
+
+def uv_binary() -> str:
+    """The uv that installed this environment (``make setup`` pins it), else the one on PATH."""
+    beside = Path(sys.executable).with_name("uv")
+    found = str(beside) if beside.is_file() else shutil.which("uv")
+    if found is None:
+        raise StackError("no `uv` beside this Python or on PATH: run `make setup`")
+    return found
+
+
+def uv_cache_dir(uv: str) -> Path:
+    return Path(
+        subprocess.run([uv, "cache", "dir"], capture_output=True, text=True, check=True).stdout.strip()
+    )
+
+
+SOURCES = (
+    "pyproject.toml",
+    "README.md",
+    *["foundation", "edgecore", "components", "pipelines", "serving", "edge_sync", "testkit"],
+)
+
+
+def build_wheel(uv: str, root: Path, out: Path, log: Path) -> Path:
+    """The project's wheel, built from a clean copy of the checkout at ``root``: setuptools'
+    ``build/`` folder in a checkout can hold modules deleted since, which a wheel would ship."""
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    staged = out.parent / "sources"
+    shutil.rmtree(staged, ignore_errors=True)
+    for name in SOURCES:
+        source = root / name
+        if source.is_dir():
+            shutil.copytree(source, staged / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            staged.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, staged / name)
+    argv = [uv, "build", "--wheel", "--out-dir", str(out), str(staged)]
+    run_build(argv, os.environ, log, "uv build --wheel")
+    shutil.rmtree(staged)
+    wheels = sorted(out.glob("*.whl"))
+    if len(wheels) != 1:
+        raise StackError(f"uv build left {len(wheels)} wheels in {out}")
+    return wheels[0]
+
+
+def requirements(uv: str, root: Path, spec: ImageSpec) -> str:
+    """uv.lock's pins for the image's extras, with hashes; the project itself comes as a wheel."""
+    extras = [arg for extra in spec.extras for arg in ("--extra", extra)]
+    argv = [uv, "export", "--frozen", "--no-dev", "--no-emit-project", "--no-header", *extras]
+    result = subprocess.run(argv, cwd=root, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise StackError(f"uv export for {spec.name} failed: {result.stderr.strip()[-500:]}")
+    return result.stdout
+
+
+def wheel_digest(wheel: Path) -> str:
+    """The wheel's files, not its zip times: the same sources give the same key."""
+    digest = hashlib.sha256()
+    with zipfile.ZipFile(wheel) as archive:
+        for name in sorted(archive.namelist()):
+            digest.update(name.encode() + b"\0" + archive.read(name))
+    return digest.hexdigest()
+
+
+def build_image(
+    podman: Podman,
+    stack: StackSettings,
+    spec: ImageSpec,
+    base: str,
+    root: Path,
+    report: Callable[[str], None],
+) -> BuiltImage:
+    """Build ``spec`` on ``base`` from the checkout at ``root`` unless this exact build exists."""
+    uv = uv_binary()
+    context = stack.cache_dir / "images" / f"context-{spec.name}"
+    wheel = build_wheel(uv, root, context / "wheel", stack.cache_dir / "logs" / "wheel-build.log")
+    pins = requirements(uv, root, spec)
+    (context / "requirements.txt").write_text(pins)
+    shutil.copy2(uv, context / "uv")
+    base_info = podman.image(base)
+    if base_info is None:
+        raise StackError(f"the base {base} is not in podman's storage")
+    key = hashlib.sha256(
+        "\n".join(
+            [(root / CONTAINERFILE).read_text(), pins, wheel_digest(wheel), str(base_info["Id"])]
+        ).encode()
+    ).hexdigest()[:16]
+    ref = f"localhost/edgecore/{spec.name}:{key}"
+    started = time.perf_counter()
+    cached = podman.image(ref) is not None
+    if not cached:
+        report(f"building {spec.name} ({spec.purpose})")
+        podman.run(
+            [
+                "build",
+                "--network=none",
+                f"--volume={uv_cache_dir(uv)}:/uv-cache",
+                f"--build-arg=BASE={base}",
+                f"--file={root / CONTAINERFILE}",
+                f"--tag={ref}",
+                str(context),
+            ],
+            f"podman build of {spec.name}",
+            log=f"image-{spec.name}-build.log",
+        )
+        try:
+            podman.run(["run", "--rm", ref, *spec.check()], f"the check of {spec.name}")
+        except StackError:
+            podman.run(["rmi", ref], f"podman rmi {ref}")  # never taken for a good build later
+            raise
+    podman.run(["tag", ref, spec.published], f"podman tag {spec.published}")
+    info = podman.image(ref)
+    assert info is not None
+    return BuiltImage(
+        spec, ref, str(info["Id"]), int(str(info["Size"])), time.perf_counter() - started, cached
+    )

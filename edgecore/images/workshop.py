@@ -1,0 +1,71 @@
+"""Building, pushing and using the images in one place: the composition root of ``edgecore images``.
+
+The images are built from the checkout this package runs from (``images/Containerfile``
+beside the packages), so ``make images`` in a clone builds that clone.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgecore.images.base import ensure_base
+from edgecore.images.build import CONTAINERFILE, BuiltImage, build_image
+from edgecore.images.podman import Podman, podman
+from edgecore.images.push import push
+from edgecore.images.specs import TRAIN, named
+from edgecore.stack.registry import RegistryService
+from edgecore.stack.settings import StackSettings
+from edgecore.stack.tools import StackError
+from pipelines.step_containers import ContainerEngine
+
+CHECKOUT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Made:
+    built: BuiltImage
+    pinned: str | None
+    """``<registry>/edgecore/<name>@sha256:…`` once pushed."""
+    push_s: float
+
+
+def checkout() -> Path:
+    if not (CHECKOUT / CONTAINERFILE).is_file():
+        raise StackError(f"no {CONTAINERFILE} beside the packages: build the images from a checkout")
+    return CHECKOUT
+
+
+def make_images(
+    stack: StackSettings,
+    registry: RegistryService | None,
+    names: list[str] | None,
+    report: Callable[[str], None],
+) -> list[Made]:
+    """Build the named images (all by default) and, given a running ``registry``, push them."""
+    specs = named(names)
+    engine = podman(stack)
+    base = ensure_base(engine, stack, report)
+    made = []
+    for spec in specs:
+        built = build_image(engine, stack, spec, base, checkout(), report)
+        pinned, push_s = None, 0.0
+        if registry is not None:
+            report(f"pushing {spec.name} to {registry.address}")
+            started = time.perf_counter()
+            pinned = push(engine, built, registry)
+            push_s = time.perf_counter() - started
+        made.append(Made(built, pinned, push_s))
+    return made
+
+
+def step_engine(stack: StackSettings) -> ContainerEngine:
+    """podman as the local DAG's step launcher, once the training image is built."""
+    engine: Podman = podman(stack)
+    if engine.image(TRAIN.published) is None:
+        raise StackError(
+            f"{TRAIN.published} is not built here: run `make images` (or `edgecore images build train`)"
+        )
+    return ContainerEngine((engine.binary,), engine.env)
