@@ -3,8 +3,9 @@ Goal ≤ 1.15.  Runs the real DAG with kfp.local against the local stack (fresh 
 
     .venv/bin/python bench/plumbing.py [--images 30] [--epochs 20] [--edges hypermarket] [--in-images]
 
-``--in-images`` runs each step inside the training image with podman (``make images``
-first), as a cluster would: the ratio then includes starting a container per step.
+``--in-images`` then runs the DAG again with each step inside the training image (podman;
+``make images`` first), as a cluster would: that ratio includes starting a container per
+step, and is printed against the subprocess run of the same command.
 
 With both edges (the default) their branches overlap, so wall ÷ sum of compute credits
 the parallelism; wall ÷ the longest edge's compute, and a run with one edge, show the
@@ -22,26 +23,40 @@ from pipeline_runs import isolated_settings, upload_demo
 
 from edgecore.images.workshop import step_engine
 from edgecore.stack.settings import StackSettings
-from pipelines.submit import run_local
+from pipelines.step_containers import ContainerEngine
+from pipelines.submit import LocalRun, run_local
 
 
 def main() -> None:
-    """One run of the DAG; its wall time against the steps' own compute, per task and per edge branch."""
+    """One run of the DAG (and, with --in-images, one more with each step in its image, after the
+    subprocess baseline); its wall time against the steps' own compute, per task and per edge branch."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=int, default=30, help="photos per product")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument(
         "--edges", nargs="+", default=["hypermarket", "boutique"], help="edges to train (one model each)"
     )
-    parser.add_argument("--in-images", action="store_true", help="each step in its image (podman)")
+    parser.add_argument("--in-images", action="store_true", help="also each step in its image (podman)")
     args = parser.parse_args()
-    engine = step_engine(StackSettings()) if args.in_images else None
-    settings = isolated_settings()
+    runners: list[tuple[str, ContainerEngine | None]] = [("subprocesses (baseline)", None)]
+    if args.in_images:
+        runners.append(("each step in its image", step_engine(StackSettings())))
     edges = list(args.edges)
-    with tempfile.TemporaryDirectory() as tmp:
-        upload_demo(settings, Path(tmp) / "photos", 21, args.images, edges)
-        arguments = {"edges": edges, "datasets": edges, "epochs": args.epochs}
-        run = run_local(Path(tmp) / "root", arguments, engine=engine)
+    ratios = []
+    for name, engine in runners:
+        settings = isolated_settings()
+        with tempfile.TemporaryDirectory() as tmp:
+            upload_demo(settings, Path(tmp) / "photos", 21, args.images, edges)
+            arguments = {"edges": edges, "datasets": edges, "epochs": args.epochs}
+            run = run_local(Path(tmp) / "root", arguments, engine=engine)
+        print(f"--- {name}")
+        ratios.append(report(run))
+    if len(ratios) == 2:
+        print(f"ratio in images / baseline = {ratios[1] / ratios[0]:.3f}")
+
+
+def report(run: LocalRun) -> float:
+    """Print one run's figures; its wall ÷ sum of compute."""
     per_task: dict[str, float] = defaultdict(float)
     per_branch: dict[str, float] = defaultdict(float)
     cpu: dict[str, float] = defaultdict(float)
@@ -65,6 +80,7 @@ def main() -> None:
     print(
         f"ratio wall / longest edge's compute = {run.wall_s / critical:.3f} (the per-edge plumbing overhead)"
     )
+    return run.wall_s / run.compute_s
 
 
 if __name__ == "__main__":

@@ -8,9 +8,12 @@ mounted at its own path, the component's environment) and runs ``podman run --rm
 itself, whose exit status is the step's.  It replaces kfp.local's Docker task handler only
 while a run it started lasts.
 
-What differs from a pod on purpose: the step runs as the calling user, so its outputs
-belong to whoever runs the DAG; the ``EDGECORE_*`` and ``AWS_*`` settings of this process
-are passed by name (never in the command line), and files they name are mounted read-only.
+What differs from a pod on purpose: the step runs as the calling user (``keep-id`` when
+podman runs rootless), so its outputs belong to whoever runs the DAG; the ``EDGECORE_*``
+and ``AWS_*`` settings of this process are passed by name (never in the command line), and
+the files they name (a CA bundle, a credentials file; never a folder) are mounted
+read-only.  ``images`` maps an image a component names to the build to run instead (the
+one of this checkout), and nothing is ever pulled.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import os
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,7 @@ class ContainerEngine:
 
     argv: tuple[str, ...]
     env: Mapping[str, str]
+    images: Mapping[str, str] = field(default_factory=dict)
 
     def run_step(
         self, image: str, command: Sequence[str], pipeline_root: str, step_env: Mapping[str, str]
@@ -42,11 +46,13 @@ class ContainerEngine:
         """Run one step's ``command`` in ``image``; its exit status, its output streamed."""
         passed = {name: value for name, value in os.environ.items() if name.startswith(PASSED_PREFIXES)}
         env = {**self.env, **passed, **step_env}
-        argv = [*self.argv, "run", "--rm", f"--user={os.getuid()}:{os.getgid()}"]
+        argv = [*self.argv, "run", "--rm", "--pull=never", f"--user={os.getuid()}:{os.getgid()}"]
+        if os.geteuid() != 0:
+            argv.append("--userns=keep-id")
         argv += [f"--volume={pipeline_root}:{pipeline_root}:rw"]
         argv += [f"--volume={path}:{path}:ro" for path in _named_files(passed)]
         argv += [f"--env={name}" for name in sorted({**passed, **step_env})]
-        argv += [image, *command]
+        argv += [self.images.get(image, image), *command]
         with subprocess.Popen(
             argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         ) as proc:
@@ -57,8 +63,9 @@ class ContainerEngine:
 
 
 def _named_files(settings: Mapping[str, str]) -> list[str]:
-    """Absolute paths the settings name that exist here (CA bundles, credential files)."""
-    return sorted({value for value in settings.values() if value.startswith("/") and Path(value).exists()})
+    """Files the settings name by absolute path (CA bundles, credential files): never a folder,
+    so a state folder with its keys and tokens is not handed to a step."""
+    return sorted({value for value in settings.values() if value.startswith("/") and Path(value).is_file()})
 
 
 @contextmanager

@@ -51,6 +51,9 @@ def build(
 def pin(
     overlay: list[Path] = typer.Option([], "--overlay", help="A kustomize overlay to pin (repeatable)."),
     pipeline: list[Path] = typer.Option([], "--pipeline", help="A compiled pipeline to pin (repeatable)."),
+    local: bool = typer.Option(
+        False, "--local", help="Pin to the stack's loopback registry: for this machine only, never to commit."
+    ),
 ) -> None:
     """Point overlays and compiled pipelines at the pushed images' digests."""
     from edgecore.images.pins import pin_overlay, pin_pipeline
@@ -60,7 +63,7 @@ def pin(
     with cli_errors():
         pushed = read_pushed(Stack(Settings()).registry)
         for folder in overlay:
-            pinned = pin_overlay(folder, pushed)
+            pinned = pin_overlay(folder, pushed, local)
             out.print(f"{folder}: {', '.join(pinned)} pinned by digest")
         for package in pipeline:
-            out.print(f"{package}: {pin_pipeline(package, pushed)} executors pinned by digest")
+            out.print(f"{package}: {pin_pipeline(package, pushed, local)} executors pinned by digest")

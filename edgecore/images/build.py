@@ -10,12 +10,14 @@ the dependencies' layer while only the sources change.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import subprocess
 import sys
 import time
+import tomllib
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,11 +57,11 @@ def uv_cache_dir(uv: str) -> Path:
     )
 
 
-SOURCES = (
-    "pyproject.toml",
-    "README.md",
-    *["foundation", "edgecore", "components", "pipelines", "serving", "edge_sync", "testkit"],
-)
+def sources(root: Path) -> list[str]:
+    """What the wheel is built from: pyproject.toml's packages (one list, there) and its readme."""
+    project = tomllib.loads((root / "pyproject.toml").read_text())
+    packages = project["tool"]["setuptools"]["packages"]["find"]["include"]
+    return ["pyproject.toml", project["project"]["readme"], *[name.rstrip("*") for name in packages]]
 
 
 def build_wheel(uv: str, root: Path, out: Path, log: Path) -> Path:
@@ -69,7 +71,7 @@ def build_wheel(uv: str, root: Path, out: Path, log: Path) -> Path:
     out.mkdir(parents=True)
     staged = out.parent / "sources"
     shutil.rmtree(staged, ignore_errors=True)
-    for name in SOURCES:
+    for name in sources(root):
         source = root / name
         if source.is_dir():
             shutil.copytree(source, staged / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
@@ -110,12 +112,16 @@ def build_image(
     spec: ImageSpec,
     base: str,
     root: Path,
+    built_wheel: Path,
     report: Callable[[str], None],
 ) -> BuiltImage:
-    """Build ``spec`` on ``base`` from the checkout at ``root`` unless this exact build exists."""
+    """Build ``spec`` on ``base`` with the project's ``built_wheel`` and the pins of the checkout at
+    ``root``, unless this exact build exists."""
     uv = uv_binary()
     context = stack.cache_dir / "images" / f"context-{spec.name}"
-    wheel = build_wheel(uv, root, context / "wheel", stack.cache_dir / "logs" / "wheel-build.log")
+    shutil.rmtree(context / "wheel", ignore_errors=True)
+    (context / "wheel").mkdir(parents=True)
+    wheel = Path(shutil.copy2(built_wheel, context / "wheel" / built_wheel.name))
     pins = requirements(uv, root, spec)
     (context / "requirements.txt").write_text(pins)
     shutil.copy2(uv, context / "uv")
@@ -148,11 +154,13 @@ def build_image(
         try:
             podman.run(["run", "--rm", ref, *spec.check()], f"the check of {spec.name}")
         except StackError:
-            podman.run(["rmi", ref], f"podman rmi {ref}")  # never taken for a good build later
+            with contextlib.suppress(StackError):  # never taken for a good build later
+                podman.run(["rmi", ref], f"podman rmi {ref}")
             raise
     podman.run(["tag", ref, spec.published], f"podman tag {spec.published}")
     info = podman.image(ref)
-    assert info is not None
+    if info is None:
+        raise StackError(f"{ref} is gone from podman's storage right after its build")
     return BuiltImage(
         spec, ref, str(info["Id"]), int(str(info["Size"])), time.perf_counter() - started, cached
     )

@@ -3,7 +3,9 @@
 The overlays in git name the published tags; pinning writes kustomize's ``images:``
 entries (name → registry and digest) into an overlay's kustomization, which is what a
 release commits, and rewrites each executor's image in a compiled pipeline, which is
-what KFP runs.  Both refuse a name that was never pushed rather than leave it on a tag.
+what KFP runs.  Both refuse a name that was never pushed rather than leave it on a tag,
+and digests of a loopback registry unless told they are for this machine (``local``):
+no cluster pulls from 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -26,14 +28,13 @@ def split(pinned: str) -> tuple[str, str]:
     return name, digest
 
 
-def pin_overlay(overlay: Path, pushed: Mapping[str, str]) -> list[str]:
-    """Write one ``images:`` entry per pushed image into ``overlay``'s kustomization; the
-    published names pinned."""
+def pin_overlay(overlay: Path, pushed: Mapping[str, str], local: bool = False) -> list[str]:
+    """Write one ``images:`` entry per pushed image into ``overlay``'s kustomization, in place
+    of any before (the rest of the file, comments too, is left as it was); the names pinned."""
     path = overlay / "kustomization.yaml"
     if not path.is_file():
         raise InvalidInput(f"{overlay} has no kustomization.yaml")
-    if not pushed:
-        raise InvalidInput("no image was pushed yet: run `make images`")
+    _check(pushed, local)
     kustomization = yaml.safe_load(path.read_text())
     entries = {entry["name"]: entry for entry in kustomization.get("images", [])}
     for published, pinned in sorted(pushed.items()):
@@ -43,13 +44,45 @@ def pin_overlay(overlay: Path, pushed: Mapping[str, str]) -> list[str]:
             "newName": new_name,
             "digest": digest,
         }
-    kustomization["images"] = list(entries.values())
-    path.write_text(_with_header(path.read_text(), yaml.safe_dump(kustomization, sort_keys=False)))
+    block = yaml.safe_dump({"images": list(entries.values())}, sort_keys=False)
+    path.write_text(_without_images(path.read_text()).rstrip("\n") + "\n" + block)
     return sorted(pushed)
 
 
-def pin_pipeline(package: Path, pushed: Mapping[str, str]) -> int:
-    """Rewrite every executor image of a compiled pipeline to its digest; how many were."""
+def _check(pushed: Mapping[str, str], local: bool) -> None:
+    if not pushed:
+        raise InvalidInput("no image was pushed yet: run `make images`")
+    loopback = sorted(p for p in pushed.values() if p.startswith(("127.", "localhost", "[::1]")))
+    if loopback and not local:
+        raise InvalidInput(
+            f"{loopback[0]} is on this machine's loopback registry, which no cluster can pull from: "
+            "push to the cluster's registry, or pin for this machine only (--local)"
+        )
+
+
+def _without_images(text: str) -> str:
+    """The kustomization without its top-level ``images:`` block."""
+    kept, skipping = [], False
+    for line in text.splitlines():
+        if line.startswith("images:"):
+            skipping = True
+            continue
+        if skipping and line and not line[0].isspace() and not line.startswith("-"):
+            skipping = False
+        if not skipping:
+            kept.append(line)
+    return "\n".join(kept) + "\n"
+
+
+def pin_pipeline(package: Path, pushed: Mapping[str, str], local: bool = False) -> int:
+    """Rewrite every executor image of a compiled pipeline to its digest, a digest pinned
+    before included; how many executors were pinned."""
+    if not package.is_file():
+        raise InvalidInput(
+            f"{package} is not a file: compile the pipeline first (`edgecore pipeline compile`)"
+        )
+    _check(pushed, local)
+    by_repository = {split(pinned)[0]: pinned for pinned in pushed.values()}
     documents = list(yaml.safe_load_all(package.read_text()))
     changed = 0
     for document in documents:
@@ -59,21 +92,10 @@ def pin_pipeline(package: Path, pushed: Mapping[str, str]) -> int:
             if container is None:
                 continue
             image = container["image"]
-            if "@sha256:" in image:
-                continue
-            if image not in pushed:
+            pinned = pushed.get(image) or by_repository.get(image.partition("@")[0])
+            if pinned is None:
                 raise InvalidInput(f"executor {name} runs {image}, which was never pushed: run `make images`")
-            container["image"] = pushed[image]
+            container["image"] = pinned
             changed += 1
     package.write_text(yaml.safe_dump_all(documents, sort_keys=False))
     return changed
-
-
-def _with_header(before: str, body: str) -> str:
-    """The kustomization's leading comments survive a rewrite."""
-    header = []
-    for line in before.splitlines():
-        if not line.startswith("#"):
-            break
-        header.append(line)
-    return "\n".join(header) + ("\n" if header else "") + body

@@ -97,6 +97,28 @@ class Podman:
         return found[0] if found else None
 
 
+def _write_if_changed(path: Path, text: str) -> None:
+    """Other podman processes may be reading the file: it is replaced whole, and only when it changes."""
+    if path.is_file() and path.read_text() == text:
+        return
+    partial = path.with_suffix(".partial")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
+def _runroot(folder: Path) -> Path:
+    """podman's run-time state: under /run for root, else the user's runtime folder, never a
+    guessable folder in /tmp that another user could make first."""
+    if os.geteuid() == 0:
+        return Path("/run/edgecore-containers")
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        return Path(runtime) / "edgecore-containers"
+    private = folder / "run"
+    private.mkdir(mode=0o700, exist_ok=True)
+    return private
+
+
 def podman(stack: StackSettings) -> Podman:
     """podman with the project's configuration files (written on first use)."""
     binary = shutil.which("podman")
@@ -109,13 +131,11 @@ def podman(stack: StackSettings) -> Podman:
         driver = "overlay" if overlay_mounts(folder / "probe") else "vfs"
     containers_conf = folder / "containers.conf"
     storage_conf = folder / f"storage-{driver}.conf"
-    containers_conf.write_text(CONTAINERS_CONF)
-    storage_conf.write_text(
-        STORAGE_CONF.format(
-            driver=driver,
-            graphroot=folder / f"storage-{driver}",
-            runroot=Path(tempfile.gettempdir()) / f"edgecore-containers-{os.geteuid()}",
-        )
+    _write_if_changed(containers_conf, CONTAINERS_CONF)
+    runroot = _runroot(folder)
+    _write_if_changed(
+        storage_conf,
+        STORAGE_CONF.format(driver=driver, graphroot=folder / f"storage-{driver}", runroot=runroot),
     )
     env = {
         **os.environ,

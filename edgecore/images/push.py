@@ -9,6 +9,7 @@ images it no longer holds.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from edgecore.images.build import BuiltImage
@@ -19,6 +20,7 @@ from foundation.images import TAG
 
 
 def pushed_record(registry: RegistryService) -> Path:
+    """Where the digests the registry answered are kept, with its data."""
     return registry.folder / "pushed.json"
 
 
@@ -32,6 +34,7 @@ def push(podman: Podman, built: BuiltImage, registry: RegistryService) -> str:
     """Push ``built`` as ``<registry>/edgecore/<name>:<tag>``; its reference by digest."""
     repository = f"{registry.address}/edgecore/{built.spec.name}"
     digestfile = registry.folder / f"{built.spec.name}.digest"
+    digestfile.unlink(missing_ok=True)  # a digest from an earlier push is never read for this one
     podman.run(
         [
             "push",
@@ -48,5 +51,7 @@ def push(podman: Podman, built: BuiltImage, registry: RegistryService) -> str:
         raise StackError(f"podman push of {built.spec.name} wrote no digest")
     pinned = f"{repository}@{digest}"
     record = read_pushed(registry) | {built.spec.published: pinned}
-    pushed_record(registry).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    partial = pushed_record(registry).with_suffix(".partial")
+    partial.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    os.replace(partial, pushed_record(registry))  # a reader sees the old record or the new, whole
     return pinned

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from foundation.errors import InvalidInput
 from foundation.images import SERVE_IMAGE, SERVICES_IMAGE, TRAIN_IMAGE
 
 
@@ -67,11 +68,11 @@ IMAGES = (TRAIN, SERVE, SERVICES)
 
 
 def named(names: list[str] | None) -> tuple[ImageSpec, ...]:
-    """The specs called ``names`` (all when None), or ValueError naming the known ones."""
+    """The specs called ``names`` (all when None), or InvalidInput naming the known ones."""
     if not names:
         return IMAGES
     known = {spec.name: spec for spec in IMAGES}
     unknown = [name for name in names if name not in known]
     if unknown:
-        raise ValueError(f"unknown image {unknown[0]!r}: use {', '.join(known)}")
+        raise InvalidInput(f"unknown image {unknown[0]!r}: use {', '.join(known)}")
     return tuple(known[name] for name in names)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgecore.images.base import ensure_base
-from edgecore.images.build import CONTAINERFILE, BuiltImage, build_image
+from edgecore.images.build import CONTAINERFILE, BuiltImage, build_image, build_wheel, uv_binary
 from edgecore.images.podman import Podman, podman
 from edgecore.images.push import push
 from edgecore.images.specs import TRAIN, named
@@ -48,9 +48,15 @@ def make_images(
     specs = named(names)
     engine = podman(stack)
     base = ensure_base(engine, stack, report)
+    wheel = build_wheel(
+        uv_binary(),
+        checkout(),
+        stack.cache_dir / "images" / "wheel",
+        stack.cache_dir / "logs" / "wheel-build.log",
+    )
     made = []
     for spec in specs:
-        built = build_image(engine, stack, spec, base, checkout(), report)
+        built = build_image(engine, stack, spec, base, checkout(), wheel, report)
         pinned, push_s = None, 0.0
         if registry is not None:
             report(f"pushing {spec.name} to {registry.address}")
@@ -61,11 +67,9 @@ def make_images(
     return made
 
 
-def step_engine(stack: StackSettings) -> ContainerEngine:
-    """podman as the local DAG's step launcher, once the training image is built."""
+def step_engine(stack: StackSettings, report: Callable[[str], None] = lambda _: None) -> ContainerEngine:
+    """podman as the local DAG's step launcher, on the training image of this checkout: built
+    first if the sources changed (one layer), so no step runs code older than the checkout."""
+    (train,) = make_images(stack, None, [TRAIN.name], report)
     engine: Podman = podman(stack)
-    if engine.image(TRAIN.published) is None:
-        raise StackError(
-            f"{TRAIN.published} is not built here: run `make images` (or `edgecore images build train`)"
-        )
-    return ContainerEngine((engine.binary,), engine.env)
+    return ContainerEngine((engine.binary,), engine.env, {TRAIN.published: train.built.ref})

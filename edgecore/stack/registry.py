@@ -3,8 +3,8 @@
 ``make images`` pushes there, and the compiled pipeline and the overlays are pinned to
 the digests it answers.  It serves the core's certificate and takes only clients whose
 certificate the local CA signed (``require-and-verify-client-cert``): podman is given
-one in its certificate folder (``client_certs``), so nothing else on the machine pushes
-or pulls.
+one in its certificate folder (``client_certs``).  That CA also signs the stores' client
+certificates, so any holder of one may pull and push; nobody may delete.
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ class RegistryService:
             "log": {"level": "warn", "accesslog": {"disabled": True}},
             "storage": {
                 "filesystem": {"rootdirectory": str(self.folder / "data")},
-                "delete": {"enabled": True},
+                "delete": {"enabled": False},
             },
             "http": {
                 "addr": self.address,
