@@ -26,7 +26,7 @@ from packaging.requirements import Requirement
 from edgecore.images.build import requirements, uv_binary
 from edgecore.images.pins import pin_overlay, pin_pipeline
 from edgecore.images.podman import Podman, podman
-from edgecore.images.push import read_pushed
+from edgecore.images.push import Destination
 from edgecore.images.workshop import Made, make_images, step_engine
 from edgecore.kustomize import build as build_overlay
 from edgecore.stack import Stack
@@ -51,7 +51,8 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def made(stack: Stack) -> dict[str, Made]:
     """Every image, built (or found by its key) and pushed to the stack's registry."""
-    return {row.built.spec.name: row for row in make_images(StackSettings(), stack.registry, None, print)}
+    made = make_images(StackSettings(), Destination.stack(stack.registry), None, print)
+    return {row.built.spec.name: row for row in made}
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +155,7 @@ def test_a_pinned_overlay_renders_every_edgecore_container_by_a_digest_the_regis
 ) -> None:
     manifests = tmp_path / "manifests"
     shutil.copytree(REPO / "manifests", manifests)
-    pushed = read_pushed(stack.registry)
+    pushed = Destination.stack(stack.registry).read()
     images = []
     for overlay in ("core", "edge"):
         pin_overlay(manifests / overlay, pushed, local=True)
@@ -204,11 +205,27 @@ def test_a_pinned_pipeline_runs_every_step_on_the_pushed_training_image(
     made: dict[str, Made], stack: Stack, tmp_path: Path
 ) -> None:
     package = compile_pipeline(tmp_path / "training.yaml")
-    pushed = read_pushed(stack.registry)
+    pushed = Destination.stack(stack.registry).read()
     assert pin_pipeline(package, pushed, local=True) >= 6
     spec = next(doc for doc in yaml.safe_load_all(package.read_text()) if "deploymentSpec" in doc)
     executors = spec["deploymentSpec"]["executors"].values()
     assert {executor["container"]["image"] for executor in executors} == {pushed[TRAIN_IMAGE]}
+
+
+def test_a_push_to_another_registry_is_recorded_and_pinned_apart(
+    made: dict[str, Made], stack: Stack, tmp_path: Path
+) -> None:
+    """The same registry by another name stands in for a cluster's: its digests are its own record."""
+    elsewhere = Destination.elsewhere(
+        f"localhost:{stack.stack.registry_port}/platform", tmp_path, stack.registry.client_certs()
+    )
+    (row,) = make_images(StackSettings(), elsewhere, ["services"], print)
+    assert row.pinned is not None and row.pinned.startswith(
+        f"localhost:{stack.stack.registry_port}/platform/"
+    )
+    assert elsewhere.read() == {SERVICES_IMAGE: row.pinned}
+    assert Destination.stack(stack.registry).read()[SERVICES_IMAGE] != row.pinned
+    assert _manifest_status(stack, row.pinned) == 200
 
 
 def test_pinning_refuses_an_image_that_was_never_pushed(tmp_path: Path) -> None:

@@ -1,15 +1,19 @@
-"""Pushing built images to the stack's registry and remembering the digests it answered.
+"""Pushing built images to a registry and remembering the digests it answered.
 
 The digest, not the tag, is what the pipeline and the overlays are pinned to: a tag can be
-pushed again, a digest names these bytes for ever.  The record lives with the registry's
-data (``<state_dir>/registry/pushed.json``), so a fresh registry never leaves pins to
-images it no longer holds.
+pushed again, a digest names these bytes for ever.  Each registry has its own record,
+because a push recompresses and another registry may answer another digest: the stack's
+lives with its data (``<state_dir>/registry/pushed.json``), so a fresh registry never
+leaves pins to images it no longer holds; a cluster's registry (``--registry``, after
+``podman login``) has one under ``<state_dir>/images/``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from edgecore.images.build import BuiltImage
@@ -19,39 +23,50 @@ from edgecore.stack.tools import StackError
 from foundation.images import TAG
 
 
-def pushed_record(registry: RegistryService) -> Path:
-    """Where the digests the registry answered are kept, with its data."""
-    return registry.folder / "pushed.json"
+@dataclass(frozen=True)
+class Destination:
+    """Where images are pushed: ``<address>/edgecore-<name>``, and the record of its digests."""
+
+    address: str
+    """``host[:port][/path]``, e.g. ``registry.example.com/platform``."""
+    record: Path
+    cert_dir: Path | None = None
+    """podman's ``--cert-dir``: ``ca.crt``, and ``client.cert``/``client.key`` where it asks for them."""
+
+    @classmethod
+    def stack(cls, registry: RegistryService) -> Destination:
+        return cls(f"{registry.address}/edgecore", registry.folder / "pushed.json", registry.client_certs())
+
+    @classmethod
+    def elsewhere(cls, address: str, state_dir: Path, cert_dir: Path | None = None) -> Destination:
+        if not re.fullmatch(r"[A-Za-z0-9.\-]+(:[0-9]+)?(/[a-z0-9._\-]+)*", address):
+            raise StackError(f"{address!r} is not a registry address (host[:port][/path])")
+        name = re.sub(r"[^A-Za-z0-9.\-]", "_", address)
+        return cls(address, state_dir / "images" / f"pushed-{name}.json", cert_dir)
+
+    def read(self) -> dict[str, str]:
+        """Published name → ``<address>/edgecore-<name>@sha256:…``; empty before any push."""
+        return json.loads(self.record.read_text()) if self.record.is_file() else {}
 
 
-def read_pushed(registry: RegistryService) -> dict[str, str]:
-    """Published name → ``<registry>/edgecore/<name>@sha256:…``; empty before any push."""
-    path = pushed_record(registry)
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def push(podman: Podman, built: BuiltImage, registry: RegistryService) -> str:
-    """Push ``built`` as ``<registry>/edgecore/<name>:<tag>``; its reference by digest."""
-    repository = f"{registry.address}/edgecore/{built.spec.name}"
-    digestfile = registry.folder / f"{built.spec.name}.digest"
+def push(podman: Podman, built: BuiltImage, destination: Destination) -> str:
+    """Push ``built`` as ``<address>/edgecore-<name>:<tag>``; its reference by digest."""
+    repository = f"{destination.address}/edgecore-{built.spec.name}"
+    destination.record.parent.mkdir(parents=True, exist_ok=True)
+    digestfile = destination.record.with_name(f"{built.spec.name}.digest")
     digestfile.unlink(missing_ok=True)  # a digest from an earlier push is never read for this one
+    certs = [f"--cert-dir={destination.cert_dir}"] if destination.cert_dir else []
     podman.run(
-        [
-            "push",
-            f"--cert-dir={registry.client_certs()}",
-            f"--digestfile={digestfile}",
-            built.ref,
-            f"docker://{repository}:{TAG}",
-        ],
-        f"podman push of {built.spec.name}",
+        ["push", *certs, f"--digestfile={digestfile}", built.ref, f"docker://{repository}:{TAG}"],
+        f"podman push of {built.spec.name} to {destination.address}",
         log=f"image-{built.spec.name}-push.log",
     )
     digest = digestfile.read_text().strip()
     if not digest.startswith("sha256:"):
         raise StackError(f"podman push of {built.spec.name} wrote no digest")
     pinned = f"{repository}@{digest}"
-    record = read_pushed(registry) | {built.spec.published: pinned}
-    partial = pushed_record(registry).with_suffix(".partial")
+    record = destination.read() | {built.spec.published: pinned}
+    partial = destination.record.with_suffix(".partial")
     partial.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    os.replace(partial, pushed_record(registry))  # a reader sees the old record or the new, whole
+    os.replace(partial, destination.record)  # a reader sees the old record or the new, whole
     return pinned

@@ -14,9 +14,8 @@ from pathlib import Path
 from edgecore.images.base import ensure_base
 from edgecore.images.build import CONTAINERFILE, BuiltImage, build_image, build_wheel, uv_binary
 from edgecore.images.podman import Podman, podman
-from edgecore.images.push import push
+from edgecore.images.push import Destination, push
 from edgecore.images.specs import TRAIN, named
-from edgecore.stack.registry import RegistryService
 from edgecore.stack.settings import StackSettings
 from edgecore.stack.tools import StackError
 from pipelines.step_containers import ContainerEngine
@@ -40,11 +39,11 @@ def checkout() -> Path:
 
 def make_images(
     stack: StackSettings,
-    registry: RegistryService | None,
+    destination: Destination | None,
     names: list[str] | None,
     report: Callable[[str], None],
 ) -> list[Made]:
-    """Build the named images (all by default) and, given a running ``registry``, push them."""
+    """Build the named images (all by default) and, given a ``destination``, push them there."""
     specs = named(names)
     engine = podman(stack)
     base = ensure_base(engine, stack, report)
@@ -58,10 +57,10 @@ def make_images(
     for spec in specs:
         built = build_image(engine, stack, spec, base, checkout(), wheel, report)
         pinned, push_s = None, 0.0
-        if registry is not None:
-            report(f"pushing {spec.name} to {registry.address}")
+        if destination is not None:
+            report(f"pushing {spec.name} to {destination.address}")
             started = time.perf_counter()
-            pinned = push(engine, built, registry)
+            pinned = push(engine, built, destination)
             push_s = time.perf_counter() - started
         made.append(Made(built, pinned, push_s))
     return made
