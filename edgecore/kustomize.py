@@ -6,15 +6,14 @@ cache, so building the overlays needs no cluster and no kubectl.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from edgecore.stack.gobuild import go_install
 from edgecore.stack.settings import StackSettings
-from edgecore.stack.tools import require, run_build
 from foundation.errors import InvalidInput
 
 MODULE = "sigs.k8s.io/kustomize/kustomize/v5"
@@ -22,20 +21,8 @@ MODULE = "sigs.k8s.io/kustomize/kustomize/v5"
 
 def ensure_kustomize(stack: StackSettings) -> Path:
     """The pinned kustomize binary, built on first use."""
-    binary = stack.bin_dir / "kustomize"
-    stamp = stack.bin_dir / "kustomize.version"
-    wanted = stack.kustomize_module_version
-    if binary.exists() and stamp.exists() and stamp.read_text().strip() == wanted:
-        return binary
-    stack.bin_dir.mkdir(parents=True, exist_ok=True)
-    run_build(
-        [require("go"), "install", f"{MODULE}@{wanted}"],
-        {**os.environ, "CGO_ENABLED": "0", "GOBIN": str(stack.bin_dir)},
-        stack.cache_dir / "logs" / "kustomize-build.log",
-        f"building kustomize {wanted} with go install",
-    )
-    stamp.write_text(wanted + "\n")
-    return binary
+    go_install(stack, MODULE, stack.kustomize_module_version, "kustomize", "kustomize")
+    return stack.bin_dir / "kustomize"
 
 
 def build(stack: StackSettings, overlay: Path) -> list[dict[str, Any]]:

@@ -1,5 +1,8 @@
-"""Building a Go program whose module cannot be ``go install``-ed as published.
+"""Building the stack's Go programs from the Go module proxy, into the per-user cache.
 
+``go_install`` builds a module that installs as published (MinIO, the OCI registry,
+kustomize), once per pinned version.  ``build`` is for a module that cannot be
+``go install``-ed as published:
 ``k8s.io/kubernetes`` and ``go.etcd.io/etcd/server/v3`` each replace their sibling
 modules with folders of their own repository (``./staging/...``, ``../api``), so
 ``go install <module>@<version>`` refuses them.  A small wrapper module requires the
@@ -14,7 +17,33 @@ import os
 import subprocess
 from pathlib import Path
 
-from edgecore.stack.tools import StackError, run_build
+from edgecore.stack.settings import StackSettings
+from edgecore.stack.tools import StackError, require, run_build
+
+
+def installed_version(stack: StackSettings, binary: str) -> str | None:
+    """The version of ``binary`` built into the cache, or None when it is not there."""
+    path, stamp = stack.bin_dir / binary, stack.bin_dir / f"{binary}.version"
+    if not path.exists() or not stamp.exists():
+        return None
+    return stamp.read_text().strip()
+
+
+def go_install(stack: StackSettings, package: str, version: str, binary: str, what: str) -> bool:
+    """``go install package@version`` into ``<cache_dir>/bin`` unless that exact version is there;
+    True if it was built.  The version is written beside the binary only once it is built."""
+    if installed_version(stack, binary) == version:
+        return False
+    stack.bin_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "CGO_ENABLED": "0", "GOBIN": str(stack.bin_dir), "GOFLAGS": "-mod=mod"}
+    run_build(
+        [require("go"), "install", "-trimpath", f"{package}@{version}"],
+        env,
+        stack.cache_dir / "logs" / f"{binary}-build.log",
+        f"building {what} {version} with go install",
+    )
+    (stack.bin_dir / f"{binary}.version").write_text(version + "\n")
+    return True
 
 
 def local_siblings(gomod: str) -> list[str]:

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import httpx
 
+from edgecore.stack.gobuild import go_install, installed_version
 from edgecore.stack.process import ManagedProcess, wait_until
 from edgecore.stack.settings import StackSettings
-from edgecore.stack.tools import StackError, port_open, require, run_build
+from edgecore.stack.tools import StackError, port_open
 from foundation.settings import Settings
 
 NOTIFY_TARGET = "EDGECORE"
@@ -41,7 +42,6 @@ class MinioService:
         self.notify = notify
         self.tls = tls
         self.binary = stack.bin_dir / "minio"
-        self.version_file = stack.bin_dir / "minio.version"
         self.data_dir = settings.state_dir / "minio" / "data"
         self.process = ManagedProcess("minio", settings.state_dir / "run", marker=str(self.data_dir))
 
@@ -49,27 +49,10 @@ class MinioService:
     def address(self) -> str:
         return f"{self.settings.s3.host}:{self.settings.s3.port}"
 
-    def installed_version(self) -> str | None:
-        if not self.binary.exists() or not self.version_file.exists():
-            return None
-        return self.version_file.read_text().strip()
-
     def install(self) -> bool:
         """Build the pinned MinIO unless that exact version is already built; True if built."""
         wanted = self.stack.minio_module_version
-        if self.installed_version() == wanted:
-            return False
-        go = require("go")
-        self.stack.bin_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "CGO_ENABLED": "0", "GOBIN": str(self.stack.bin_dir), "GOFLAGS": "-mod=mod"}
-        run_build(
-            [go, "install", "-trimpath", f"github.com/minio/minio@{wanted}"],
-            env,
-            self.stack.cache_dir / "logs" / "minio-build.log",
-            f"building MinIO {wanted} with go install",
-        )
-        self.version_file.write_text(wanted + "\n")
-        return True
+        return go_install(self.stack, "github.com/minio/minio", wanted, "minio", "MinIO")
 
     def healthy(self) -> bool:
         scheme = "https" if self.tls else "http"
@@ -142,4 +125,4 @@ class MinioService:
         return folder
 
     def version(self) -> str:
-        return self.installed_version() or "not installed"
+        return installed_version(self.stack, "minio") or "not installed"

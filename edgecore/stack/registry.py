@@ -19,9 +19,10 @@ from pathlib import Path
 import yaml
 
 from edgecore.stack.certificates import Pki
+from edgecore.stack.gobuild import go_install, installed_version
 from edgecore.stack.process import ManagedProcess, wait_until
 from edgecore.stack.settings import StackSettings
-from edgecore.stack.tools import StackError, port_open, require, run_build
+from edgecore.stack.tools import StackError, port_open
 from foundation.settings import Settings
 
 MODULE = "github.com/distribution/distribution/v3/cmd/registry"
@@ -35,7 +36,6 @@ class RegistryService:
         self.stack = stack
         self.pki = pki
         self.binary = stack.bin_dir / "registry"
-        self.version_file = stack.bin_dir / "registry.version"
         self.folder = settings.state_dir / "registry"
         self.process = ManagedProcess("registry", settings.state_dir / "run", marker=str(self.folder))
 
@@ -43,26 +43,10 @@ class RegistryService:
     def address(self) -> str:
         return f"{self.stack.registry_host}:{self.stack.registry_port}"
 
-    def installed_version(self) -> str | None:
-        if not self.binary.exists() or not self.version_file.exists():
-            return None
-        return self.version_file.read_text().strip()
-
     def install(self) -> bool:
         """Build the pinned registry unless that exact version is built; True if built."""
         wanted = self.stack.registry_module_version
-        if self.installed_version() == wanted:
-            return False
-        self.stack.bin_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "CGO_ENABLED": "0", "GOBIN": str(self.stack.bin_dir), "GOFLAGS": "-mod=mod"}
-        run_build(
-            [require("go"), "install", "-trimpath", f"{MODULE}@{wanted}"],
-            env,
-            self.stack.cache_dir / "logs" / "registry-build.log",
-            f"building the OCI registry {wanted} with go install",
-        )
-        self.version_file.write_text(wanted + "\n")
-        return True
+        return go_install(self.stack, MODULE, wanted, "registry", "the OCI registry")
 
     def client_certs(self) -> Path:
         """A podman certificate folder for this registry: the CA, and a client certificate."""
@@ -136,4 +120,4 @@ class RegistryService:
         return path
 
     def version(self) -> str:
-        return self.installed_version() or "not installed"
+        return installed_version(self.stack, "registry") or "not installed"
