@@ -15,7 +15,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from edgecore.cli.common import cli_errors, console, out
+from edgecore.cli.common import cli_errors, console, out, reporter
 from foundation.errors import InvalidInput
 from foundation.settings import Settings
 
@@ -115,7 +115,7 @@ def _run_local(pipeline_root: Path, arguments: dict[str, Any], in_images: bool =
     from pipelines.results import evaluations, published_versions
     from pipelines.submit import run_local
 
-    engine = step_engine(StackSettings()) if in_images else None
+    engine = step_engine(StackSettings(), reporter()) if in_images else None
     log = pipeline_root / "run.log"
     where = "each step in its image" if in_images else "in subprocesses"
     console.print(f"[cyan]•[/cyan] running the training pipeline locally, {where}; step output in {log}")
