@@ -13,7 +13,8 @@ podman runs rootless), so its outputs belong to whoever runs the DAG; the ``EDGE
 and ``AWS_*`` settings of this process are passed by name (never in the command line), and
 the files they name (a CA bundle, a credentials file; never a folder) are mounted
 read-only.  ``images`` maps an image a component names to the build to run instead (the
-one of this checkout), and nothing is ever pulled.
+one of this checkout), and nothing is ever pulled.  A kfp workspace is not mounted:
+edgecore's pipelines use none.
 """
 
 from __future__ import annotations
