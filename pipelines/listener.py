@@ -138,16 +138,18 @@ class Listener:
 
     # -- runs --------------------------------------------------------------------------
     def flush(self, force: bool = False) -> list[str]:
-        """Launch a run for the pending versions (one per use case) once the oldest has waited the window."""
+        """Launch one run per use case whose oldest pending version has waited the window.
+
+        Each use case keeps its own window: a burst of photo sets that starts as a telemetry
+        version's window closes is not cut short by it (one run of half the sets, then another).
+        """
         pending = self.ledger.unassigned()
-        if not pending:
-            return []
-        oldest = pending[0][1]
-        if not force and time.time() - oldest < self.window_s:
-            return []
-        launched = []
+        now, launched = time.time(), []
         for use_case in sorted({dv.use_case for dv, _ in pending}):  # one run per use case's pipeline
-            request = self.ledger.assign([dv for dv, _ in pending if dv.use_case == use_case])
+            group = [(dv, seen) for dv, seen in pending if dv.use_case == use_case]
+            if not force and now - group[0][1] < self.window_s:  # oldest first
+                continue
+            request = self.ledger.assign([dv for dv, _ in group])
             if request is not None:  # None: another replica took them
                 launched.append(self._launch(request))
         return launched

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -227,6 +228,38 @@ def test_photos_and_telemetry_arriving_together_launch_each_their_own_pipeline(
     assert runs["edgecore-training"]["edges"] == [photos]
     assert runs["edgecore-sensors"]["edges"] == [plant]
     assert runs["edgecore-sensors"]["datasets"] == [f"{plant}-telemetry@..v000001"]
+
+
+def test_each_use_case_waits_its_own_window_so_a_later_burst_is_not_split_by_an_earlier_one(
+    lsettings: Settings, store: ObjectStore, settings: Settings, unique: str, tmp_path: Path
+) -> None:
+    cfg = lsettings.updated(
+        kafka={"topic_s3_events": settings.kafka.topic_s3_events}, listener={"coalesce_s": 8.0}
+    )
+    layout = Layout(cfg.buckets)
+    store.ensure_bucket(layout.training_bucket)
+    enable_notifications(store, layout.training_bucket)
+    photos, plant = f"shop-{unique}", f"plant-{unique}"
+    write_csv([generate("press-1", 1, seed=1)], tmp_path / "t.csv")
+    upload_telemetry(store, layout, tmp_path / "t.csv", plant)  # MinIO announces its manifest
+
+    with listening(cfg, unique, tmp_path) as running:
+        wait_for(
+            lambda: [dv.use_case for dv, _ in running.ledger.unassigned()] == ["sensors"],
+            60,
+            what="the telemetry version pending",
+        )
+        ((_, seen),) = running.ledger.unassigned()
+        wait_for(lambda: time.time() - seen >= 4.0, 10, what="half the telemetry's window gone")
+        producer = EventProducer(cfg.kafka, "edgecore/test")
+        producer.publish(cfg.kafka.topic_training_data_ready, ready(cfg, photos))
+        producer.close()
+        wait_for(running.launcher.requests, 60, what="the sensor run, its window over")
+        first = running.launcher.requests()
+        wait_for(lambda: len(running.launcher.requests()) == 2, 60, what="the photos' run, in its own window")
+
+    assert [r["pipeline"] for r in first] == ["edgecore-sensors"], "the photos were still in their window"
+    assert running.launcher.requests()[1]["arguments"]["edges"] == [photos]
 
 
 def test_a_version_arriving_after_a_newer_one_was_launched_trains_within_the_newer_history(
