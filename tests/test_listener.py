@@ -259,7 +259,8 @@ def test_each_use_case_waits_its_own_window_so_a_later_burst_is_not_split_by_an_
         wait_for(lambda: len(running.launcher.requests()) == 2, 60, what="the photos' run, in its own window")
 
     assert [r["pipeline"] for r in first] == ["edgecore-sensors"], "the photos were still in their window"
-    assert running.launcher.requests()[1]["arguments"]["edges"] == [photos]
+    runs = {r["pipeline"]: r["arguments"] for r in running.launcher.requests()}  # listed by run key
+    assert runs["edgecore-training"]["edges"] == [photos]
 
 
 def test_a_version_arriving_after_a_newer_one_was_launched_trains_within_the_newer_history(
