@@ -27,12 +27,16 @@ def publish(
     edge: str,
     emit: Callable[[ModelPublished], None],
     owner: str = "pipeline",
+    modelcar: Callable[[Path, Manifest], str] | None = None,
 ) -> ModelPublished:
+    """``modelcar``: pushes the published version as an OCI image and answers its digest, before the
+    event (an edge told of a version finds its modelcar)."""
     exported = Manifest.from_bytes((export_dir / MANIFEST).read_bytes(), str(export_dir / MANIFEST))
     model = exported.name
     if model not in edge_models(edge):
         raise IntegrityError(f"{export_dir} holds model {model}, not one of edge {edge}'s")
     manifest = publish_model(store, layout, export_dir, owner)
+    digest = modelcar(export_dir, manifest) if modelcar is not None else None
     event = ModelPublished(
         model=model,
         version=manifest.version,
@@ -42,6 +46,7 @@ def publish(
         labels=manifest.labels,
         metrics=manifest.metrics,
         datasets=list(manifest.metadata.get("datasets", [])),
+        modelcar=digest,
     )
     emit(event)
     return event

@@ -193,6 +193,7 @@ def publish_op(edge: str, exported: Input[Model], registration: Output[dsl.Artif
     from components.timing import StepClock, exit_once_written
     from foundation.layout import Layout
     from foundation.messaging import EventProducer, ensure_topics
+    from foundation.modelcar import core_registry, pusher
     from foundation.settings import Settings
     from foundation.storage.store import ObjectStore
 
@@ -202,6 +203,7 @@ def publish_op(edge: str, exported: Input[Model], registration: Output[dsl.Artif
     topics = [settings.kafka.topic_model_published, settings.kafka.edge_topic(edge)]
     ensure_topics(settings.kafka, extra=topics)
     producer = EventProducer(settings.kafka, source="edgecore/pipeline/publish")
+    modelcar = pusher(settings, core_registry(settings)) if settings.modelcar.registry else None
     try:
         event = publish(
             ObjectStore(settings.s3),
@@ -209,6 +211,7 @@ def publish_op(edge: str, exported: Input[Model], registration: Output[dsl.Artif
             Path(exported.path),
             edge,
             lambda e: producer.publish_all(topics, e),
+            modelcar=modelcar,
         )
     finally:
         producer.close()

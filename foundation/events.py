@@ -73,6 +73,8 @@ class ModelPublished(_Data):
     labels: list[Label] = Field(min_length=1)
     metrics: dict[str, float] = Field(default_factory=dict)
     datasets: list[str] = Field(default_factory=list)
+    modelcar: str | None = Field(default=None, pattern=r"^sha256:[0-9a-f]{64}$")
+    """Digest of the version's modelcar, where publish pushed one (edges pull it through the front door)."""
 
     @property
     def key(self) -> str:

@@ -19,6 +19,9 @@ SERVE_IMAGE = f"{PUBLISHER}/edgecore-serve:{TAG}"
 SERVICES_IMAGE = f"{PUBLISHER}/edgecore-services:{TAG}"
 """The edge's gateway and sync controller, and the core's front door: no TensorFlow, no KServe."""
 
+MODELCAR_BASE_IMAGE = f"{PUBLISHER}/edgecore-modelcar-base:{TAG}"
+"""What every modelcar is layered on: a static busybox, the shell KServe runs the sidecar with."""
+
 
 def repository(image: str) -> str:
     """``ghcr.io/edgecore/edgecore-train:0.1.0`` → ``ghcr.io/edgecore/edgecore-train``."""

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings
 
+from foundation.images import MODELCAR_BASE_IMAGE
 from foundation.settings.groups import (
     BucketSettings,
     ConsoleSettings,
@@ -27,7 +28,13 @@ from foundation.settings.groups import (
     ServingSettings,
     group_config,
 )
-from foundation.settings.links import DeliverySettings, DoorSettings, TlsSettings, UplinkSettings
+from foundation.settings.links import (
+    DeliverySettings,
+    DoorSettings,
+    ModelcarSettings,
+    TlsSettings,
+    UplinkSettings,
+)
 
 _HOME = Path.home()
 __all__ = [
@@ -39,6 +46,7 @@ __all__ = [
     "KafkaSettings",
     "KfpSettings",
     "ListenerSettings",
+    "ModelcarSettings",
     "S3Settings",
     "ServingSettings",
     "Settings",
@@ -60,6 +68,7 @@ _GROUPS: dict[str, type[BaseSettings]] = {
     "listener": ListenerSettings,
     "kfp": KfpSettings,
     "door": DoorSettings,
+    "modelcar": ModelcarSettings,
     "tls": TlsSettings,
     "console": ConsoleSettings,
 }
@@ -84,6 +93,7 @@ class Settings(BaseSettings):
     listener: ListenerSettings = Field(default_factory=ListenerSettings)
     kfp: KfpSettings = Field(default_factory=KfpSettings)
     door: DoorSettings = Field(default_factory=DoorSettings)
+    modelcar: ModelcarSettings = Field(default_factory=ModelcarSettings)
     tls: TlsSettings = Field(default_factory=TlsSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
 
@@ -165,6 +175,20 @@ class Settings(BaseSettings):
             self.uplink.device_tokens_file or folder / "devices.json",
             self.uplink.staff_tokens_file or folder / "staff.json",
         )
+
+    def modelcar_client(self) -> tuple[Path, Path, Path]:
+        """(CA, certificate, key) the core reaches its registry with; the stack's client folder by default."""
+        folder = self.state_dir / "registry" / "client"
+        m = self.modelcar
+        return (
+            m.ca_file or folder / "ca.crt",
+            m.cert_file or folder / "client.cert",
+            m.key_file or folder / "client.key",
+        )
+
+    @property
+    def modelcar_base(self) -> str:
+        return self.modelcar.base or f"{self.modelcar.registry}/{MODELCAR_BASE_IMAGE.rpartition('/')[2]}"
 
     @property
     def fleet_file(self) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings
@@ -104,6 +105,12 @@ class DeliverySettings(BaseSettings):
     workers: int = Field(
         default=8, ge=1, description="Parallel downloads per model, and parallel edges in a controller fleet."
     )
+    model_source: Literal["s3", "oci"] = Field(
+        default="s3",
+        description="What each predictor is pointed at: the version in the edge's bucket (s3://, or the "
+        "controller's verified copy for a local server), or its modelcar through the front door "
+        "(oci://<door>/edges/<edge>/models/<model>@sha256:…, verified against the version's manifest first).",
+    )
     metrics_port: int = Field(
         default=9310,
         ge=1,
@@ -200,3 +207,28 @@ class TlsSettings(BaseSettings):
     )
     client_cert_file: Path | None = Field(default=None, description="Edge side: a client certificate.")
     client_key_file: Path | None = Field(default=None, description="Edge side: its private key.")
+
+
+class ModelcarSettings(BaseSettings):
+    """Models as OCI images (KServe modelcars): where publish pushes them and how the core reaches them."""
+
+    model_config = group_config("EDGECORE_MODELCAR_")
+
+    registry: str = Field(
+        default="",
+        pattern=r"^([A-Za-z0-9.\-]+(:[0-9]+)?(/[a-z0-9._\-]+)*)?$",
+        description="host[:port][/path] of the core's registry; publish pushes each version there as "
+        "<registry>/models/<model>:<version> and the front door serves them to edges (empty: no modelcars).",
+    )
+    base: str | None = Field(
+        default=None,
+        description="The image every modelcar is layered on (a shell KServe runs the sidecar with); "
+        "default <registry>/edgecore-modelcar-base:0.1.0, which `edgecore images build` pushes.",
+    )
+    ca_file: Path | None = Field(
+        default=None, description="CA the registry's certificate is checked by; default the local stack's."
+    )
+    cert_file: Path | None = Field(
+        default=None, description="Client certificate the core pushes and reads with; default the stack's."
+    )
+    key_file: Path | None = Field(default=None, description="Its private key.")
