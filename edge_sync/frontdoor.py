@@ -1,7 +1,8 @@
 """The core's front door: the one address edges reach, over TLS, each edge with its own token.
 
 It serves what crosses between a store and the core: an edge posts its image sets
-(``edge_sync.uplink.receiver``), pulls its own model (``edge_sync.delivery.door``) and
+(``edge_sync.uplink.receiver``), pulls its own model (``edge_sync.delivery.door``, and as a
+modelcar ``edge_sync.delivery.modelcar_door``) and
 reports how it serves it (``edge_sync.delivery.report_desk``), nothing else.  Tokens live
 in one file (``<state_dir>/door/tokens.json``, written by ``edgecore core enrol``) that is
 read again when it changes, two per edge while one is being rotated; a placeholder or
@@ -21,6 +22,8 @@ from starlette.concurrency import run_in_threadpool
 
 from edge_sync.delivery.door import ModelDoor
 from edge_sync.delivery.door import routes as model_routes
+from edge_sync.delivery.modelcar_door import ModelcarDoor
+from edge_sync.delivery.modelcar_door import routes as modelcar_routes
 from edge_sync.delivery.report_desk import ReportDesk
 from edge_sync.uplink import receiver, telemetry_desk
 from edge_sync.uplink.http import install_error_handlers, read_bounded
@@ -31,6 +34,7 @@ from foundation.credentials import Credentials
 from foundation.edge_report import MAX_REPORT_BYTES
 from foundation.layout import Layout
 from foundation.messaging import EventProducer, ensure_topics
+from foundation.modelcar import core_registry
 from foundation.settings import Settings
 from foundation.storage.reader import BucketReader
 from foundation.storage.store import ObjectStore
@@ -81,6 +85,13 @@ def build_model_door(settings: Settings, credentials: Credentials) -> ModelDoor:
     )
 
 
+def build_modelcar_door(settings: Settings, credentials: Credentials) -> ModelcarDoor | None:
+    """The door's read-only registry of modelcars, where the core has a modelcar registry."""
+    if not settings.modelcar.registry:
+        return None
+    return ModelcarDoor(core_registry(settings), settings.modelcar.registry, credentials)
+
+
 def build_report_desk(settings: Settings, credentials: Credentials) -> ReportDesk:
     return ReportDesk(
         ObjectStore(settings.s3), Layout(settings.buckets), credentials, settings.door.report_interval_s
@@ -88,7 +99,11 @@ def build_report_desk(settings: Settings, credentials: Credentials) -> ReportDes
 
 
 def create_app(
-    sets: receiver.Receiver, models: ModelDoor, reports: ReportDesk, metrics: UplinkMetrics | None = None
+    sets: receiver.Receiver,
+    models: ModelDoor,
+    reports: ReportDesk,
+    metrics: UplinkMetrics | None = None,
+    modelcars: ModelcarDoor | None = None,
 ) -> FastAPI:
     metrics = metrics or UplinkMetrics("receiver")
     app = FastAPI(title="edgecore front door", docs_url=None, redoc_url=None)
@@ -101,6 +116,8 @@ def create_app(
     app.include_router(receiver.routes(sets, metrics))
     app.include_router(telemetry_desk.routes(TelemetryDesk(sets.store, sets.layout, sets.credentials)))
     app.include_router(model_routes(models))
+    if modelcars is not None:
+        app.include_router(modelcar_routes(modelcars))
 
     @app.put("/v1/edges/{edge}/report", status_code=204)
     async def report(edge: str, request: Request) -> Response:
@@ -131,7 +148,11 @@ def run_front_door(settings: Settings) -> None:
     sets = build_receiver(settings, credentials)
     metrics = UplinkMetrics("receiver")
     app = create_app(
-        sets, build_model_door(settings, credentials), build_report_desk(settings, credentials), metrics
+        sets,
+        build_model_door(settings, credentials),
+        build_report_desk(settings, credentials),
+        metrics,
+        build_modelcar_door(settings, credentials),
     )
     if settings.door.metrics_port is not None:
         metrics.serve(settings.door.metrics_port, settings.door.metrics_host)

@@ -8,7 +8,8 @@
   runtime, the version's ``storageUri`` and a service account whose S3 secret carries
   KServe's ``serving.kserve.io/s3-*`` annotations (the storage initializer reads the
   endpoint from them), plus resources;
-* that ``Secret`` and ``ServiceAccount``.
+* that ``Secret`` and ``ServiceAccount``; the account also names the image pull secret the kubelet
+  pulls modelcars with (``oci://`` storage URIs, through the core's front door).
 
 Builders return plain dicts (what ``kubectl apply`` and the Kubernetes client take).
 """
@@ -53,6 +54,9 @@ class Deployment:
     namespace: str = "edgecore"
     service_account: str = "edgecore-s3"
     secret: str = "edgecore-s3"
+    pull_secret: str = "edgecore-door-pull"
+    """The edge's login at the front door as a docker-registry Secret, made outside git: how the kubelet
+    pulls a modelcar (an ``oci://`` storage URI); unused while versions come from s3://."""
     resources: Resources = field(default_factory=Resources)
     min_replicas: int = 1
 
@@ -99,8 +103,8 @@ def serving_runtime(image: str, namespace: str = "edgecore") -> Manifest:
 
 def inference_service(deployment: Deployment, storage_uri: str, settings: Settings) -> Manifest:
     """The edge's InferenceService serving the version at ``storage_uri``."""
-    if urlparse(storage_uri).scheme != "s3":
-        raise ValueError(f"storageUri must be an s3:// prefix, got {storage_uri!r}")
+    if urlparse(storage_uri).scheme not in ("s3", "oci"):
+        raise ValueError(f"storageUri must be an s3:// prefix or an oci:// modelcar, got {storage_uri!r}")
     secret_ref = deployment.secret
     env = [
         {"name": "EDGECORE_S3_ENDPOINT", "value": settings.s3.endpoint_url},
@@ -176,6 +180,7 @@ def service_account(deployment: Deployment) -> Manifest:
         "kind": "ServiceAccount",
         "metadata": {"name": deployment.service_account, "namespace": deployment.namespace},
         "secrets": [{"name": deployment.secret}],
+        "imagePullSecrets": [{"name": deployment.pull_secret}],
     }
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from foundation.catalogue import Catalogue
-from foundation.errors import IntegrityError, NotFound
+from foundation.errors import IntegrityError, InvalidInput, NotFound
 from foundation.layout import (
     CATALOGUE_FILE,
     LABELS_FILE,
@@ -30,6 +30,8 @@ from foundation.layout import (
     parse_version,
 )
 from foundation.manifest import Manifest
+from foundation.modelcar import pull_version
+from foundation.oci import Reference, Registry
 from foundation.openset import OPENSET_FILE, Decision, OpenSet, decide
 from foundation.registry import fetch_verified, read_version
 from foundation.settings import Settings
@@ -151,12 +153,23 @@ def _build_runner(root: Path, manifest: Manifest, image_size: int, prefer: str) 
 
 
 class VersionStore:
-    """Fetches ``s3://`` versions, verified, into a local cache (``<cache>/<model>/<version>``)."""
+    """Fetches ``s3://`` and ``oci://`` versions, verified, into a local cache.
 
-    def __init__(self, reader: ObjectReader, cache: Path, settings: Settings) -> None:
+    ``registries``: who pulls modelcars, by registry host (an edge's front-door login; the core's
+    registry where this server runs at the core).
+    """
+
+    def __init__(
+        self,
+        reader: ObjectReader,
+        cache: Path,
+        settings: Settings,
+        registries: dict[str, Registry] | None = None,
+    ) -> None:
         self._reader = reader
         self._cache = cache
         self._settings = settings
+        self._registries = registries or {}
 
     def fetch(self, uri: str) -> Path:
         """A local copy of the version at ``uri``: every downloaded file's sha256 checked.
@@ -165,6 +178,8 @@ class VersionStore:
         operator names) is used in place; :func:`open_version` checks that it holds
         every listed file at its listed size, so a half-copied folder is refused.
         """
+        if uri.startswith("oci://"):
+            return self._pull(Reference.parse(uri))
         if not uri.startswith("s3://"):
             root = Path(uri.removeprefix("file://"))
             if not root.is_dir():
@@ -176,6 +191,23 @@ class VersionStore:
             raise NotFound(f"no model version at {uri} (no manifest): {exc}") from exc
         dest = self._cache / check_name(stored.name, "model name") / stored.version
         return fetch_verified(self._reader, stored, dest).path or dest
+
+    def _pull(self, ref: Reference) -> Path:
+        """A modelcar's files, checked against the manifest it carries; each digest is pulled once."""
+        registry = self._registries.get(ref.registry)
+        if registry is None:
+            raise InvalidInput(f"this server has no login to the registry {ref.registry} (modelcars)")
+        pinned = registry.resolve(ref)
+        assert pinned.digest is not None
+        dest = self._cache / "modelcars" / pinned.digest.removeprefix("sha256:")[:32]
+        if (dest / MANIFEST).is_file():
+            try:
+                Manifest.from_bytes((dest / MANIFEST).read_bytes(), str(dest)).verify_dir(dest)
+                return dest
+            except (IntegrityError, InvalidInput):
+                pass
+        pull_version(registry, pinned, dest)
+        return dest
 
     def open(self, uri: str, prefer: str = "litert") -> ModelVersion:
         return open_version(self.fetch(uri), self._settings, prefer)

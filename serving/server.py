@@ -1,6 +1,6 @@
 """Entry point of the edge predictor: build Settings once, run ``kserve.ModelServer``.
 
-``python -m serving.server --edge <edge> [--model-uri s3://…|DIR] [--http-port 8080]``
+``python -m serving.server --edge <edge> [--model-uri s3://…|oci://…|DIR] [--http-port 8080]``
 (the ServingRuntime's container command; ``edgecore serve start`` runs the same).
 
 Three things are added to KServe's FastAPI app before it starts, all at the edge of
@@ -26,6 +26,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import ORJSONResponse
 
 from foundation.layout import Layout, edge_model_name
+from foundation.modelcar import core_registry, door_reference, door_registry
+from foundation.oci import Registry
 from foundation.settings import Settings
 from foundation.storage.store import ObjectStore
 from serving.asgi import ASGIApp, BodyLimit, RawImageRoute
@@ -84,7 +86,9 @@ def build(
         options.edge,
         store,
         layout,
-        VersionStore(store, settings.state_dir / "serving", settings),
+        VersionStore(
+            store, settings.state_dir / "serving", settings, modelcar_registries(settings, options.edge)
+        ),
         options.model_uri,
     )
     capture = Capture(store, layout, options.edge) if options.capture else None
@@ -92,6 +96,18 @@ def build(
     repository.attach(predictor)
     predictor.load()
     return predictor, repository, capture
+
+
+def modelcar_registries(settings: Settings, edge: str) -> dict[str, Registry]:
+    """Who this server pulls ``oci://`` versions with: at an edge, the front door with its login; at
+    the core, the core's registry."""
+    registries: dict[str, Registry] = {}
+    door = door_registry(settings, edge)
+    if door is not None:
+        registries[door_reference(settings, edge, edge_model_name(edge), "latest").registry] = door
+    if settings.modelcar.registry:
+        registries[settings.modelcar.registry.partition("/")[0]] = core_registry(settings)
+    return registries
 
 
 def put_raw_route_in_front(

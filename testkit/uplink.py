@@ -47,6 +47,7 @@ def front_door(
                 receiver,
                 frontdoor.build_model_door(settings, credentials),
                 frontdoor.build_report_desk(settings, credentials),
+                modelcars=frontdoor.build_modelcar_door(settings, credentials),
             ),
         )
     finally:

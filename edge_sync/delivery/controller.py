@@ -59,6 +59,10 @@ class SyncContext:
     workers: int = 8
     gate: Callable[[EdgeSpec, StoredVersion], str | None] | None = None
     """Why an edge may not take a version yet (its rollout wave waits), or None; see ``waves``."""
+    modelcars: Callable[[EdgeSpec, StoredVersion], str] | None = None
+    """Where targets load versions from as modelcars (``delivery.model_source = "oci"``): the version's
+    image checked against its manifest, and the ``oci://…@sha256:…`` reference pinning it; see
+    ``edge_sync.delivery.modelcars``."""
 
 
 @dataclass(frozen=True)
@@ -112,11 +116,11 @@ def _sync(spec: EdgeSpec, target: Target, ctx: SyncContext, candidate: StoredVer
     held = ctx.gate(spec, candidate) if ctx.gate else None
     if held:
         return Outcome(edge, "held", candidate.version, serving, held)
-    fetched = _checked(spec, target, ctx, candidate)
-    if isinstance(fetched, Outcome):
-        return fetched
+    checked = _checked(spec, target, ctx, candidate)
+    if isinstance(checked, Outcome):
+        return checked
+    fetched, uri = checked
     ctx.metrics.download_bytes.labels(edge).inc(candidate.size)
-    uri = fetched.path.resolve().as_uri() if fetched.path is not None else candidate.uri
     try:
         deployed = target.apply(uri, candidate.version)
     except RolloutFailed as exc:
@@ -138,9 +142,12 @@ def _sync(spec: EdgeSpec, target: Target, ctx: SyncContext, candidate: StoredVer
     )
 
 
-def _checked(spec: EdgeSpec, target: Target, ctx: SyncContext, candidate: StoredVersion) -> Fetched | Outcome:
-    """The candidate verified (copied, where the target loads a local folder), or the refusal of it:
-    a version that does not know a product the edge sells, or whose files fail their manifest."""
+def _checked(
+    spec: EdgeSpec, target: Target, ctx: SyncContext, candidate: StoredVersion
+) -> tuple[Fetched, str] | Outcome:
+    """The candidate verified (copied, where the target loads a local folder) and the URI the target
+    loads it from, or the refusal of it: a version that does not know a product the edge sells, or
+    whose files (or modelcar) fail their manifest."""
     edge = spec.edge
     catalogue = read_catalogue(ctx.reads, ctx.layout.edge_catalogue_home(edge))
     unknown = sorted(set(catalogue.skus) - set(candidate.manifest.labels)) if catalogue else []
@@ -148,11 +155,16 @@ def _checked(spec: EdgeSpec, target: Target, ctx: SyncContext, candidate: Stored
         why = f"{candidate.version} does not know {unknown}, which edge {edge} sells"
         return _refused(spec, target, ctx, candidate, why)
     try:
+        if ctx.modelcars is not None:
+            started = time.monotonic()
+            uri = ctx.modelcars(spec, candidate)
+            return Fetched(candidate, None, time.monotonic() - started), uri
         if target.local_copy:
             folder = ctx.workdir / edge / spec.model_name / candidate.version
-            return fetch_verified(ctx.reads, candidate, folder, ctx.workers)
+            fetched = fetch_verified(ctx.reads, candidate, folder, ctx.workers)
+            return fetched, folder.resolve().as_uri()
         ctx.workdir.mkdir(parents=True, exist_ok=True)
-        return verify_remote(ctx.reads, candidate, ctx.workdir, ctx.workers)
+        return verify_remote(ctx.reads, candidate, ctx.workdir, ctx.workers), candidate.uri
     except IntegrityError as exc:
         return _refused(spec, target, ctx, candidate, str(exc))
 

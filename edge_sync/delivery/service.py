@@ -18,6 +18,7 @@ from edge_sync.delivery.controller import EdgeStatus, Outcome, SyncContext, newe
 from edge_sync.delivery.edges import EdgeSpec, KServeSpec, LocalSpec, load_fleet
 from edge_sync.delivery.fleet import ControllerFleet
 from edge_sync.delivery.metrics import SyncMetrics
+from edge_sync.delivery.modelcars import Modelcars
 from edge_sync.delivery.pull import DoorClient, Puller
 from edge_sync.delivery.reporter import Reporter
 from edge_sync.delivery.targets import Target
@@ -28,6 +29,7 @@ from edge_sync.delivery.waves import WaveRow, Waves, spans_waves
 from foundation.credentials import check_strength
 from foundation.errors import InvalidInput, NotFound
 from foundation.layout import Layout
+from foundation.modelcar import door_reference, door_registry
 from foundation.settings import Settings
 from foundation.storage.reader import BucketReader
 from foundation.storage.store import ObjectStore
@@ -95,6 +97,8 @@ def build_fleet(
         # the S3 connections are shared: many edges at once download their files one by one
         max(1, workers // min(workers, max(1, len(specs)))),
     )
+    if settings.delivery.model_source == "oci":
+        ctx = dataclasses.replace(ctx, modelcars=build_modelcars(settings, specs, pullers).locate)
     targets = targets if targets is not None else build_targets(settings, specs)
     whole = _whole_fleet(settings, specs)  # `--edge X` still waits for X's earlier waves
     waves = None
@@ -112,6 +116,16 @@ def build_fleet(
         pullers,
         waves,
     )
+
+
+def build_modelcars(settings: Settings, specs: list[EdgeSpec], pullers: dict[str, Puller]) -> Modelcars:
+    """An edge site's modelcars at the front door (``delivery.model_source = "oci"``)."""
+    registry = door_registry(settings, specs[0].edge) if pullers else None
+    if registry is None:
+        raise InvalidInput("modelcars come through the front door: set this edge's EDGECORE_DOOR_TOKEN")
+    spec = specs[0]
+    where = door_reference(settings, spec.edge, spec.model_name, "latest")
+    return Modelcars(registry, where, settings.state_dir / "edge-sync" / "modelcars")
 
 
 def _whole_fleet(settings: Settings, specs: list[EdgeSpec]) -> list[EdgeSpec]:
@@ -151,7 +165,9 @@ def build_pullers(settings: Settings, specs: list[EdgeSpec]) -> dict[str, Puller
     store = ObjectStore(settings.s3)
     store.ensure_bucket(Layout(settings.buckets).edge_bucket(edge))
     work = settings.state_dir / "edge-sync"  # the controller's work folder (build_fleet)
-    keep = work if isinstance(specs[0].target, LocalSpec) else None  # only a local server loads a folder
+    # only a local server loads a folder, and not when it loads modelcars
+    local = isinstance(specs[0].target, LocalSpec) and settings.delivery.model_source == "s3"
+    keep = work if local else None
     return {edge: Puller(door, store, Layout(settings.buckets), work / "pull", keep=keep)}
 
 

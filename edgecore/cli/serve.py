@@ -17,8 +17,9 @@ def start(
     edge: str = typer.Option(..., help="Edge (store) id; it serves model <edge>-products."),
     model_uri: str | None = typer.Option(
         None,
-        help="s3:// prefix or folder of the version to serve when the edge has no serving pointer "
-        "(default: the newest version delivered to the edge's bucket).",
+        help="s3:// prefix, oci:// modelcar (through the front door with this edge's token) or folder of "
+        "the version to serve when the edge has no serving pointer (default: the newest version delivered "
+        "to the edge's bucket).",
     ),
     port: int = typer.Option(8080, help="HTTP port (V1, V2 and the model repository API)."),
     host: str | None = typer.Option(
