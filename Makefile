@@ -46,12 +46,13 @@ browser:
 	  || { $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends chromium chromium-driver; }; }
 
 # Containers without a Docker engine: Debian's podman and runc, and mmdebstrap for the
-# images' base where no container registry is reachable (root or sudo).
+# images' base where no container registry is reachable, and busybox-static for the modelcar
+# base (root or sudo).
 containers:
-	@test -x /usr/bin/podman -a -x /usr/bin/mmdebstrap -a -x /usr/sbin/runc || { \
+	@test -x /usr/bin/podman -a -x /usr/bin/mmdebstrap -a -x /usr/sbin/runc -a -x /bin/busybox || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get install -y --no-install-recommends podman runc mmdebstrap \
-	  || { $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends podman runc mmdebstrap; }; }
+	  $$SUDO apt-get install -y --no-install-recommends podman runc mmdebstrap busybox-static \
+	  || { $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends podman runc mmdebstrap busybox-static; }; }
 
 # The training, serving and services images, built from uv.lock and pushed to the stack's
 # registry (edgecore images pin then points overlays and pipelines at their digests).

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from foundation.errors import InvalidInput
-from foundation.images import repository
+from foundation.images import MODELCAR_BASE_IMAGE, repository
 
 
 def split(pinned: str) -> tuple[str, str]:
@@ -34,6 +34,8 @@ def pin_overlay(overlay: Path, pushed: Mapping[str, str], local: bool = False) -
     path = overlay / "kustomization.yaml"
     if not path.is_file():
         raise InvalidInput(f"{overlay} has no kustomization.yaml")
+    # no workload runs the modelcar base: publish layers each model on it (EDGECORE_MODELCAR_BASE)
+    pushed = {name: pinned for name, pinned in pushed.items() if name != MODELCAR_BASE_IMAGE}
     _check(pushed, local)
     kustomization = yaml.safe_load(path.read_text())
     entries = {entry["name"]: entry for entry in kustomization.get("images", [])}

@@ -10,6 +10,7 @@ container) where it does not.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -106,6 +107,12 @@ def _write_if_changed(path: Path, text: str) -> None:
     os.replace(partial, path)
 
 
+@functools.cache
+def _probed_driver(scratch: Path) -> str:
+    """overlay where the kernel mounts one, else vfs; probed once per process (a mount and an unmount)."""
+    return "overlay" if overlay_mounts(scratch) else "vfs"
+
+
 def _runroot(folder: Path) -> Path:
     """podman's run-time state: under /run for root, else the user's runtime folder, never a
     guessable folder in /tmp that another user could make first."""
@@ -128,7 +135,7 @@ def podman(stack: StackSettings) -> Podman:
     folder.mkdir(parents=True, exist_ok=True)
     driver = stack.container_storage_driver
     if driver == "auto":
-        driver = "overlay" if overlay_mounts(folder / "probe") else "vfs"
+        driver = _probed_driver(folder / "probe")
     containers_conf = folder / "containers.conf"
     storage_conf = folder / f"storage-{driver}.conf"
     _write_if_changed(containers_conf, CONTAINERS_CONF)

@@ -16,7 +16,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgecore.images.build import BuiltImage
 from edgecore.images.podman import Podman
 from edgecore.stack.registry import RegistryService
 from edgecore.stack.tools import StackError
@@ -49,23 +48,24 @@ class Destination:
         return json.loads(self.record.read_text()) if self.record.is_file() else {}
 
 
-def push(podman: Podman, built: BuiltImage, destination: Destination) -> str:
-    """Push ``built`` as ``<address>/edgecore-<name>:<tag>``; its reference by digest."""
-    repository = f"{destination.address}/edgecore-{built.spec.name}"
+def push(podman: Podman, ref: str, name: str, published: str, destination: Destination) -> str:
+    """Push the local image ``ref`` as ``<address>/edgecore-<name>:<tag>``; its reference by digest,
+    recorded under its ``published`` name."""
+    repository = f"{destination.address}/edgecore-{name}"
     destination.record.parent.mkdir(parents=True, exist_ok=True)
-    digestfile = destination.record.with_name(f"{built.spec.name}.digest")
+    digestfile = destination.record.with_name(f"{name}.digest")
     digestfile.unlink(missing_ok=True)  # a digest from an earlier push is never read for this one
     certs = [f"--cert-dir={destination.cert_dir}"] if destination.cert_dir else []
     podman.run(
-        ["push", *certs, f"--digestfile={digestfile}", built.ref, f"docker://{repository}:{TAG}"],
-        f"podman push of {built.spec.name} to {destination.address}",
-        log=f"image-{built.spec.name}-push.log",
+        ["push", *certs, f"--digestfile={digestfile}", ref, f"docker://{repository}:{TAG}"],
+        f"podman push of {name} to {destination.address}",
+        log=f"image-{name}-push.log",
     )
     digest = digestfile.read_text().strip()
     if not digest.startswith("sha256:"):
-        raise StackError(f"podman push of {built.spec.name} wrote no digest")
+        raise StackError(f"podman push of {name} wrote no digest")
     pinned = f"{repository}@{digest}"
-    record = destination.read() | {built.spec.published: pinned}
+    record = destination.read() | {published: pinned}
     partial = destination.record.with_suffix(".partial")
     partial.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     os.replace(partial, destination.record)  # a reader sees the old record or the new, whole

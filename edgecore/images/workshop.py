@@ -13,11 +13,13 @@ from pathlib import Path
 
 from edgecore.images.base import ensure_base
 from edgecore.images.build import CONTAINERFILE, BuiltImage, build_image, build_wheel, uv_binary
+from edgecore.images.modelcar_base import modelcar_base
 from edgecore.images.podman import Podman, podman
 from edgecore.images.push import Destination, push
 from edgecore.images.specs import TRAIN, named
 from edgecore.stack.settings import StackSettings
 from edgecore.stack.tools import StackError
+from foundation.images import MODELCAR_BASE_IMAGE
 from pipelines.step_containers import ContainerEngine
 
 CHECKOUT = Path(__file__).resolve().parents[2]
@@ -60,9 +62,12 @@ def make_images(
         if destination is not None:
             report(f"pushing {spec.name} to {destination.address}")
             started = time.perf_counter()
-            pinned = push(engine, built, destination)
+            pinned = push(engine, built.ref, spec.name, spec.published, destination)
             push_s = time.perf_counter() - started
         made.append(Made(built, pinned, push_s))
+    if destination is not None and not names:  # every modelcar publish pushes is layered on it
+        report(f"pushing the modelcar base to {destination.address}")
+        push(engine, modelcar_base(engine, stack, report), "modelcar-base", MODELCAR_BASE_IMAGE, destination)
     return made
 
 
