@@ -24,12 +24,16 @@ from edge_sync.delivery.metrics import SyncMetrics
 from edge_sync.delivery.service import build_fleet
 from edgecore.demo.supervisor import Supervisor, http_ok
 from edgecore.enrolment import enrol, revoke
+from edgecore.images.modelcar_base import BUSYBOX
+from edgecore.stack import Stack
 from edgecore.stack.site import ENROLMENT_FILE, EdgeSite
 from edgecore.stack.tools import free_port
 from foundation.events import ModelPublished
 from foundation.layout import MANIFEST, Layout, edge_model_name
 from foundation.manifest import Manifest, entries_for_dir
 from foundation.messaging import EventProducer, connection
+from foundation.modelcar import core_registry, push_base, pusher
+from foundation.oci import Reference
 from foundation.registry import newest_version
 from foundation.settings import Settings
 from foundation.storage.store import ObjectStore
@@ -109,11 +113,21 @@ class Row:
 
 
 # -- setting up: the core, its door, two enrolled sites, their servers and controllers -------
-def core_settings(tag: str) -> Settings:
-    """The run's own buckets, topics and door port; the stack's MinIO, Kafka, CA and certificate."""
+def core_settings(tag: str, modelcars: bool = False) -> Settings:
+    """The run's own buckets, topics and door port; the stack's MinIO, Kafka, CA and certificate;
+    with ``modelcars``, the run's own repositories in the stack's registry."""
     base = Settings()
     door_port = free_port()
+    registry = Stack(base).registry
+    certs = registry.client_certs()
+    modelcar = {
+        "registry": f"{registry.address}/bench{tag}" if modelcars else "",
+        "ca_file": certs / "ca.crt",
+        "cert_file": certs / "client.cert",
+        "key_file": certs / "client.key",
+    }
     return base.updated(
+        modelcar=modelcar,
         state_dir=Path(tempfile.mkdtemp(prefix="edge-sync-sites-")),
         buckets={"training": f"bsites-{tag}-training", "models": f"bsites-{tag}-models"},
         kafka={
@@ -139,20 +153,25 @@ def open_sites(core: Core) -> None:
         for k, label in enumerate(LABELS):
             (s.probes / label).mkdir(parents=True)
             (s.probes / label / "probe.jpg").write_bytes(kiosk_jpeg(label, 700_000 + k))
+    if core.settings.modelcar.registry:  # as `edgecore images build` pushes it
+        base = Reference.parse(core.settings.modelcar_base)
+        push_base(core_registry(core.settings), base, BUSYBOX)
     ready = http_ok(f"{core.settings.door.url}/healthz", str(core.settings.ca_file))
     core.sup.start("door", ["core", "door"], core.settings.environment(), ready)
 
 
 def start_fleet(core: Core, s: Site) -> None:
     """The site's controllers as ``edgecore edges run`` builds them, from the site's settings only."""
-    settings = s.site.settings.updated(delivery={"poll_s": 3600.0, "ready_timeout_s": 120.0})
+    source = "oci" if core.settings.modelcar.registry else "s3"
+    delivery = {"poll_s": 3600.0, "ready_timeout_s": 120.0, "model_source": source}
+    settings = s.site.settings.updated(delivery=delivery)
     s.fleet = build_fleet(settings, [s.spec()], metrics=SyncMetrics())
     puller = s.fleet.pullers[s.edge]
     pull = puller.pull
 
-    def watched(model: str, wait_s: float = 0.0, expect: str | None = None) -> str | None:
+    def watched(model: str, wait_s: float = 0.0, expect: str | None = None, keep: bool = True) -> str | None:
         started = time.perf_counter()  # records each pull, changes nothing
-        got = pull(model, wait_s, expect)
+        got = pull(model, wait_s, expect, keep)
         by = "long poll" if threading.current_thread().name.startswith("edge-sync-door") else "event"
         core.pulls.append(Pull(s.edge, by, started, time.perf_counter(), got))
         return got
@@ -229,6 +248,10 @@ def put_files(core: Core, root: Path) -> Manifest:
     store.ensure_bucket(prefix.bucket)
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda name: store.put_file(prefix.child(name), root / name), manifest.files))
+    if core.settings.modelcar.registry:  # the publish step pushes it before the event
+        push = pusher(core.settings, core_registry(core.settings))
+        assert push is not None
+        push(root, manifest)
     return manifest
 
 

@@ -21,8 +21,15 @@ It is taken after the rollout, not before: the sites' long polls see a version w
 second or two of its manifest, so a pull before the event would race the controllers'.
 Goal: end-to-end ≤ 1 s plus the pull time (overhead ≤ 1 s).
 
+With ``--modelcars`` the same rounds run twice in one command: first as above (the
+baseline), then with each version also pushed as a modelcar to the stack's registry and
+the sites in modelcar mode (``delivery.model_source = "oci"``: the controller checks the
+image through the door, the server pulls ``oci://<door>/…@sha256:…`` itself); the last
+line is the modelcar run's event→answer over the baseline's.
+
     .venv/bin/python bench/sync_sites.py                        # 3 rounds, 20 MB versions
     .venv/bin/python bench/sync_sites.py --rounds 1 --pad-mb 5  # a smoke run
+    .venv/bin/python bench/sync_sites.py --modelcars            # s3 baseline, then modelcars
 """
 
 from __future__ import annotations
@@ -150,10 +157,10 @@ def one_round(core: Core, number: int, producer: EventProducer) -> Row:
     return row
 
 
-def latency(rounds: int, pad_mb: int) -> list[Row]:
+def latency(rounds: int, pad_mb: int, modelcars: bool = False) -> list[Row]:
     """Set up the core and both sites, roll out ``rounds`` versions, clean up whatever happens."""
     tag = uuid.uuid4().hex[:8]
-    settings = core_settings(tag)
+    settings = core_settings(tag, modelcars)
     script = shutil.which("edgecore", path=os.path.dirname(sys.executable))
     command = [script] if script else [sys.executable, "-c", "from edgecore.cli import app; app()"]
     paths = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
@@ -181,7 +188,7 @@ def latency(rounds: int, pad_mb: int) -> list[Row]:
     return rows
 
 
-def report(rows: list[Row]) -> None:
+def report(rows: list[Row], how: str = "pulling through the front door") -> None:
     """Each round against its pull, and the goal on the worst round's overhead (and the median)."""
     edges = list(rows[0].answer_s)
     names = " / ".join(e.split("-")[0] for e in edges)
@@ -190,7 +197,7 @@ def report(rows: list[Row]) -> None:
         *columns,
         "÷ pull",
         f"delivered by ({names})",
-        title="model-published → both sites (own MinIO, pulling through the front door) answer with it",
+        title=f"model-published → both sites (own MinIO, {how}) answer with it",
     )
     for i, r in enumerate(rows, 1):
         table.add_row(
@@ -218,8 +225,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="Versions rolled out to both sites.")
     parser.add_argument("--pad-mb", type=int, default=20, help="Extra MB per version (a real model's pull).")
+    parser.add_argument("--modelcars", action="store_true", help="Then again, serving through modelcars.")
     args = parser.parse_args()
-    report(latency(args.rounds, args.pad_mb))
+    baseline = latency(args.rounds, args.pad_mb)
+    report(baseline)
+    if not args.modelcars:
+        return
+    modelcars = latency(args.rounds, args.pad_mb, modelcars=True)
+    report(modelcars, "serving each version through its modelcar")
+    before = statistics.median(r.end_to_end for r in baseline)
+    after = statistics.median(r.end_to_end for r in modelcars)
+    out.print(
+        f"model-published → answering, median over rounds: s3 {before:.3f} s, modelcar {after:.3f} s; "
+        f"modelcar ÷ s3 = {after / before:.2f}"
+    )
 
 
 if __name__ == "__main__":
