@@ -205,18 +205,27 @@ def test_a_burst_within_the_window_is_coalesced_into_one_run(
     }
 
 
-def test_photos_and_telemetry_arriving_together_launch_each_their_own_pipeline(
-    lsettings: Settings, store: ObjectStore, settings: Settings, unique: str, tmp_path: Path
-) -> None:
+def _telemetry_uploaded(
+    lsettings: Settings, settings: Settings, store: ObjectStore, unique: str, tmp_path: Path, window_s: float
+) -> tuple[Settings, str, str]:
+    """A listener's settings on the shared S3-events topic (``window_s``: its coalescing window), and a
+    plant's telemetry uploaded, which MinIO announces; the settings, a store's name and the plant's."""
     cfg = lsettings.updated(
-        kafka={"topic_s3_events": settings.kafka.topic_s3_events}, listener={"coalesce_s": 2.0}
+        kafka={"topic_s3_events": settings.kafka.topic_s3_events}, listener={"coalesce_s": window_s}
     )
     layout = Layout(cfg.buckets)
     store.ensure_bucket(layout.training_bucket)
     enable_notifications(store, layout.training_bucket)
-    photos, plant = f"shop-{unique}", f"plant-{unique}"
+    plant = f"plant-{unique}"
     write_csv([generate("press-1", 1, seed=1)], tmp_path / "t.csv")
-    upload_telemetry(store, layout, tmp_path / "t.csv", plant)  # MinIO announces its manifest
+    upload_telemetry(store, layout, tmp_path / "t.csv", plant)
+    return cfg, f"shop-{unique}", plant
+
+
+def test_photos_and_telemetry_arriving_together_launch_each_their_own_pipeline(
+    lsettings: Settings, store: ObjectStore, settings: Settings, unique: str, tmp_path: Path
+) -> None:
+    cfg, photos, plant = _telemetry_uploaded(lsettings, settings, store, unique, tmp_path, window_s=2.0)
     producer = EventProducer(cfg.kafka, "edgecore/test")
     producer.publish(cfg.kafka.topic_training_data_ready, ready(cfg, photos))
     producer.close()
@@ -233,15 +242,7 @@ def test_photos_and_telemetry_arriving_together_launch_each_their_own_pipeline(
 def test_each_use_case_waits_its_own_window_so_a_later_burst_is_not_split_by_an_earlier_one(
     lsettings: Settings, store: ObjectStore, settings: Settings, unique: str, tmp_path: Path
 ) -> None:
-    cfg = lsettings.updated(
-        kafka={"topic_s3_events": settings.kafka.topic_s3_events}, listener={"coalesce_s": 8.0}
-    )
-    layout = Layout(cfg.buckets)
-    store.ensure_bucket(layout.training_bucket)
-    enable_notifications(store, layout.training_bucket)
-    photos, plant = f"shop-{unique}", f"plant-{unique}"
-    write_csv([generate("press-1", 1, seed=1)], tmp_path / "t.csv")
-    upload_telemetry(store, layout, tmp_path / "t.csv", plant)  # MinIO announces its manifest
+    cfg, photos, _ = _telemetry_uploaded(lsettings, settings, store, unique, tmp_path, window_s=8.0)
 
     with listening(cfg, unique, tmp_path) as running:
         wait_for(
