@@ -76,6 +76,15 @@ def kiosk_jpeg(
     return out.getvalue()
 
 
+def probe_photos(folder: Path, seed: int, per_product: int = 2) -> Path:
+    """Probe photos ``<folder>/<SKU>/probe-<i>.jpg`` of every product, as a sync controller reads them."""
+    for k, label in enumerate(LABELS):
+        (folder / label).mkdir(parents=True)
+        for i in range(per_product):
+            (folder / label / f"probe-{i}.jpg").write_bytes(kiosk_jpeg(label, seed + 10 * k + i))
+    return folder
+
+
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 

@@ -36,6 +36,7 @@ from testkit.serving import (
     b64,
     catalogue,
     kiosk_jpeg,
+    probe_photos,
     running_server,
     upload_version,
     write_version,
@@ -70,12 +71,7 @@ def versions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture
 def probes(tmp_path: Path) -> Path:
-    folder = tmp_path / "probes"
-    for k, label in enumerate(LABELS):
-        (folder / label).mkdir(parents=True)
-        for i in range(2):
-            (folder / label / f"probe-{i}.jpg").write_bytes(kiosk_jpeg(label, 900_000 + 10 * k + i))
-    return folder
+    return probe_photos(tmp_path / "probes", 900_000)
 
 
 def _deliver(ctx: SyncContext, store: ObjectStore, versions: dict[str, Path], version: str) -> str:

@@ -42,7 +42,7 @@ from foundation.registry import read_version
 from foundation.settings import Settings
 from foundation.tls import client_context
 from testkit.conditions import wait_for
-from testkit.serving import LABELS, b64, kiosk_jpeg, running_server, write_version
+from testkit.serving import b64, kiosk_jpeg, probe_photos, running_server, write_version
 from testkit.uplink import DoorCore, door_core
 
 NORTH, SOUTH = "north", "south"
@@ -196,12 +196,7 @@ def test_a_modelcar_whose_files_differ_from_the_version_s_manifest_is_refused(
 
 @pytest.fixture
 def probes(tmp_path: Path) -> Path:
-    folder = tmp_path / "probes"
-    for k, label in enumerate(LABELS):
-        (folder / label).mkdir(parents=True)
-        for i in range(2):
-            (folder / label / f"probe-{i}.jpg").write_bytes(kiosk_jpeg(label, 700_000 + 10 * k + i))
-    return folder
+    return probe_photos(tmp_path / "probes", 700_000)
 
 
 def test_a_store_in_modelcar_mode_serves_each_published_version_from_its_modelcar(
@@ -232,7 +227,7 @@ def test_a_store_in_modelcar_mode_serves_each_published_version_from_its_modelca
                 second = core.publish(tmp_path, NORTH, seed=1)
                 fleet.on_event(second)  # as the edge's Kafka topic delivers it
                 again = wait_for(
-                    lambda: [o] if (o := fleet.outcomes[NORTH]).version == second.version else None,
+                    lambda: o if (o := fleet.outcomes[NORTH]).version == second.version else None,
                     120,
                     what=f"{second.version} rolled out",
                 )
@@ -243,7 +238,8 @@ def test_a_store_in_modelcar_mode_serves_each_published_version_from_its_modelca
     finally:
         site.down()
 
-    assert [(o.action, o.serving) for o in rolled + again] == [
+    assert again is not None
+    assert [(o.action, o.serving) for o in [*rolled, again]] == [
         ("rolled-out", first.version),
         ("rolled-out", second.version),
     ]

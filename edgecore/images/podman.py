@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Literal
 
 from edgecore.stack.settings import StackSettings
 from edgecore.stack.tools import StackError
@@ -108,7 +109,7 @@ def _write_if_changed(path: Path, text: str) -> None:
 
 
 @functools.cache
-def _probed_driver(scratch: Path) -> str:
+def _probed_driver(scratch: Path) -> Literal["overlay", "vfs"]:
     """overlay where the kernel mounts one, else vfs; probed once per process (a mount and an unmount)."""
     return "overlay" if overlay_mounts(scratch) else "vfs"
 
