@@ -19,6 +19,7 @@ import platform
 import shutil
 import tarfile
 import tempfile
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +97,7 @@ def model_layer(files: Path, manifest: Manifest, dest: Path) -> Layer:
     it lists from ``files``, sorted."""
     manifest.verify_dir(files)
     written = dest.with_name(MANIFEST)
+    written.parent.mkdir(parents=True, exist_ok=True)
     written.write_bytes(manifest.to_bytes())
     members: list[tuple[str, Path | None, str | None]] = [
         (MODELS, None, None),
@@ -221,31 +223,18 @@ def pull_version(
     """Unpack the version ``ref`` holds into ``dest`` (replaced whole); its manifest.
 
     With ``expected`` (the manifest the caller trusts, e.g. the front door's), the image
-    must hold exactly that version; every file is checked against its sha256 either way.
+    must hold exactly that version, and nothing it does not list is written; every file is
+    checked against its sha256 either way.
     """
     manifest, _ = registry.manifest(ref)
-    models = [
-        entry for entry in manifest["layers"] if entry.get("annotations", {}).get(LAYER_ANNOTATION) == MODELS
-    ]
-    if len(models) != 1:
-        raise IntegrityError(f"{ref} is not an edgecore modelcar (no single model layer)")
-    entry = models[0]
-    staging = dest.with_name(f".{dest.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
+    entry = model_layer_entry(manifest, str(ref), expected)
+    staging = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.partial")  # concurrent pulls apart
     staging.mkdir(parents=True)
     try:
         with tempfile.TemporaryFile(dir=staging.parent) as blob:
             registry.blob(ref, entry["digest"], int(entry["size"]), blob.write)
             blob.seek(0)
-            found = _unpack(blob, staging, str(ref))
-        if expected is not None and (found.name, found.version, found.files) != (
-            expected.name,
-            expected.version,
-            expected.files,
-        ):
-            raise IntegrityError(
-                f"{ref} holds {found.name} {found.version}, not {expected.name} {expected.version}"
-            )
+            found = unpack(blob, staging, str(ref), expected)
         found.verify_dir(staging)
         shutil.rmtree(dest, ignore_errors=True)
         staging.replace(dest)
@@ -254,8 +243,29 @@ def pull_version(
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _unpack(blob: Any, dest: Path, where: str) -> Manifest:
-    """The layer's files into ``dest``: its manifest first, then only what it lists, at the listed size."""
+def model_layer_entry(
+    manifest: dict[str, Any], where: str, expected: Manifest | None = None
+) -> dict[str, Any]:
+    """The image's model layer: exactly one, and the last, so no layer applied after it can change
+    ``/models`` under a runtime that applies them all (a kubelet); with ``expected``, no larger than
+    a layer of those files can be."""
+    layers = manifest["layers"]
+    kinds = [layer.get("annotations", {}).get(LAYER_ANNOTATION) for layer in layers]
+    if kinds.count(MODELS) != 1 or kinds[-1] != MODELS:
+        raise IntegrityError(f"{where} is not an edgecore modelcar (one model layer, the last)")
+    entry: dict[str, Any] = layers[-1]
+    if expected is not None:
+        bound = (
+            sum(f.size for f in expected.files.values()) + 1024 * (len(expected.files) + 2) + 16 * 1_048_576
+        )
+        if int(entry["size"]) > bound:
+            raise IntegrityError(f"{where}: its model layer is larger than the version's files can make")
+    return entry
+
+
+def unpack(blob: Any, dest: Path, where: str, expected: Manifest | None = None) -> Manifest:
+    """The layer's files into ``dest``: its manifest first (``expected``, where given), then only the
+    files it lists, each at its listed size, so nothing unlisted is ever written."""
     manifest: Manifest | None = None
     with tarfile.open(fileobj=blob, mode="r|gz") as tar:
         for member in tar:
@@ -265,25 +275,54 @@ def _unpack(blob: Any, dest: Path, where: str) -> Manifest:
             if not member.isfile() or name == member.name:
                 raise IntegrityError(f"{where}: unexpected layer member {member.name[:120]!r}")
             if manifest is None:
-                if name != MANIFEST or member.size > 16 * 1_048_576:
-                    raise IntegrityError(f"{where}: the layer does not start with its {MANIFEST}")
-                raw = _read(tar, member)
-                manifest = Manifest.from_bytes(raw, where)
-                (dest / MANIFEST).write_bytes(raw)
+                manifest = _layer_manifest(tar, member, name, dest, where, expected)
                 continue
-            check_relative_path(name)
+            try:
+                check_relative_path(name)
+            except InvalidInput as exc:
+                raise IntegrityError(f"{where}: {exc}") from exc
             listed = manifest.files.get(name)
             if listed is None or listed.size != member.size:
                 raise IntegrityError(f"{where}: {name[:120]!r} is not in its manifest at that size")
-            path = dest / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            source = tar.extractfile(member)
-            assert source is not None
-            with path.open("wb") as out:
-                shutil.copyfileobj(source, out, 1 << 20)
+            _write_member(tar, member, dest / name, where)
     if manifest is None:
         raise IntegrityError(f"{where}: the model layer is empty")
     return manifest
+
+
+def _layer_manifest(
+    tar: tarfile.TarFile,
+    member: tarfile.TarInfo,
+    name: str,
+    dest: Path,
+    where: str,
+    expected: Manifest | None,
+) -> Manifest:
+    if name != MANIFEST or member.size > 16 * 1_048_576:
+        raise IntegrityError(f"{where}: the layer does not start with its {MANIFEST}")
+    raw = _read(tar, member)
+    try:
+        manifest = Manifest.from_bytes(raw, where)
+    except InvalidInput as exc:
+        raise IntegrityError(str(exc)) from exc
+    if expected is not None and manifest != expected:
+        raise IntegrityError(
+            f"{where} holds {manifest.name} {manifest.version}, not {expected.name} {expected.version} "
+            "as its manifest says"
+        )
+    (dest / MANIFEST).write_bytes(raw)
+    return manifest
+
+
+def _write_member(tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path, where: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        source = tar.extractfile(member)
+        assert source is not None
+        with path.open("xb") as out:  # a name listed twice, or a file where a folder is, is refused
+            shutil.copyfileobj(source, out, 1 << 20)
+    except OSError as exc:
+        raise IntegrityError(f"{where}: {member.name[:120]!r} cannot be unpacked ({exc.strerror})") from exc
 
 
 def _read(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:

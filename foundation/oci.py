@@ -86,16 +86,27 @@ class Registry:
         return f"{self._scheme}://{ref.registry}/v2/{ref.repository}/{tail}"
 
     def manifest_bytes(self, ref: Reference) -> tuple[bytes, str]:
-        """The bytes of the manifest ``ref`` names and their digest (checked against ``ref``'s)."""
+        """The bytes of the manifest ``ref`` names and their digest (checked against ``ref``'s); read
+        no further than ``MAX_MANIFEST_BYTES``."""
         url = self._url(ref, f"manifests/{ref.reference}")
-        response = self._call("GET", url, headers={"Accept": MANIFEST_TYPE})
-        raw = response.content
-        if len(raw) > MAX_MANIFEST_BYTES:
-            raise IntegrityError(f"{ref}: manifest over {MAX_MANIFEST_BYTES} bytes")
-        digest = sha256_digest(raw)
+        raw = bytearray()
+        try:
+            with self._client.stream(
+                "GET", url, headers={"Accept": MANIFEST_TYPE}, timeout=httpx.Timeout(60.0, connect=10.0)
+            ) as response:
+                if response.status_code != 200:
+                    response.read()
+                    _raise_for(response, url)
+                for chunk in response.iter_bytes(1 << 16):
+                    raw += chunk
+                    if len(raw) > MAX_MANIFEST_BYTES:
+                        raise IntegrityError(f"{ref}: manifest over {MAX_MANIFEST_BYTES} bytes")
+        except httpx.TransportError as exc:
+            raise ServiceUnavailable(f"registry {ref.registry}: {exc}") from exc
+        digest = sha256_digest(bytes(raw))
         if ref.digest is not None and digest != ref.digest:
             raise IntegrityError(f"{ref}: the registry answered a manifest with digest {digest[:19]}…")
-        return raw, digest
+        return bytes(raw), digest
 
     def manifest(self, ref: Reference) -> tuple[dict[str, Any], str]:
         """The single-platform image manifest ``ref`` names, and its digest."""
@@ -165,9 +176,13 @@ class Registry:
             raise ServiceUnavailable(f"registry {ref.registry} gave no upload location")
         if location.startswith("/"):
             location = f"{self._scheme}://{ref.registry}{location}"
-        body = source.read_bytes() if isinstance(source, Path) else source
         target = httpx.URL(location).copy_merge_params({"digest": digest})  # the location keeps its own query
-        self._call("PUT", str(target), content=body, headers={"Content-Type": "application/octet-stream"})
+        size = source.stat().st_size if isinstance(source, Path) else len(source)
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+        body = (
+            _chunks(source) if isinstance(source, Path) else source
+        )  # a model's layer is not held in memory
+        self._call("PUT", str(target), content=body, headers=headers)
 
     def mount_blob(self, ref: Reference, digest: str, source: Reference) -> None:
         """Make blob ``digest`` of ``source``'s repository one of ``ref``'s: mounted where both are in one
@@ -196,6 +211,9 @@ class Registry:
         )
         return ref.pinned(sha256_digest(raw))
 
+    def close(self) -> None:
+        self._client.close()
+
     def _call(self, method: str, url: str, missing_ok: bool = False, **kwargs: Any) -> httpx.Response:
         try:
             response = self._client.request(method, url, timeout=httpx.Timeout(120.0, connect=10.0), **kwargs)
@@ -204,6 +222,12 @@ class Registry:
         if response.status_code >= 300 and not (missing_ok and response.status_code == 404):
             _raise_for(response, url)
         return response
+
+
+def _chunks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            yield chunk
 
 
 def _raise_for(response: httpx.Response, url: str) -> None:

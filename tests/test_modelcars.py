@@ -24,7 +24,7 @@ from edgecore.stack import Stack
 from edgecore.stack.settings import StackSettings
 from edgecore.stack.site import EdgeSite
 from foundation.credentials import new_token
-from foundation.errors import Forbidden, IntegrityError, Unauthorized
+from foundation.errors import Forbidden, IntegrityError, NotFound, Unauthorized
 from foundation.events import ModelPublished
 from foundation.layout import MANIFEST, edge_model_name
 from foundation.manifest import Manifest
@@ -162,8 +162,27 @@ def test_an_edge_cannot_pull_another_edge_s_modelcar(core: Core, tmp_path: Path)
 
     with pytest.raises(Forbidden):
         core.edge_registry(NORTH).manifest(core.at_door(SOUTH, event.version))
-    with pytest.raises(Forbidden):  # its own path, another model: still not its own
+
+
+def test_an_edge_cannot_pull_another_model_under_its_own_path(core: Core, tmp_path: Path) -> None:
+    event = core.publish(tmp_path, SOUTH)
+
+    with pytest.raises(Forbidden):
         core.edge_registry(NORTH).manifest(core.at_door(NORTH, event.version, model=edge_model_name(SOUTH)))
+
+
+def test_a_blob_of_another_model_is_not_served_under_an_edge_s_own_model(core: Core, tmp_path: Path) -> None:
+    """The door reads from the edge's model repository, whose blobs the registry keeps apart."""
+    theirs = core.publish(tmp_path, SOUTH)
+    manifest, _ = core.registry.manifest(
+        Reference.parse(f"{core.settings.modelcar.registry}/models/{theirs.model}@{theirs.modelcar}")
+    )
+    model_blob = manifest["layers"][-1]
+
+    with pytest.raises(NotFound):
+        core.edge_registry(NORTH).blob(
+            core.at_door(NORTH, "v000001"), model_blob["digest"], model_blob["size"], print
+        )
 
 
 def test_a_wrong_token_cannot_pull(core: Core, tmp_path: Path) -> None:
@@ -190,7 +209,7 @@ def test_a_modelcar_whose_files_differ_from_the_version_s_manifest_is_refused(
     spec = EdgeSpec(edge=NORTH, target=LocalSpec(url="http://127.0.0.1:9", probes=tmp_path))
     modelcars = Modelcars(core.edge_registry(NORTH), core.at_door(NORTH, "latest"), tmp_path / "scratch")
 
-    with pytest.raises(IntegrityError, match="not"):
+    with pytest.raises(IntegrityError, match="holds .* not "):
         modelcars.locate(spec, published)
 
 
@@ -255,3 +274,15 @@ def _answering_version(url: str) -> str:
     response = httpx.post(f"{url}/v1/models/{edge_model_name(NORTH)}:predict", json=body, timeout=30)
     response.raise_for_status()
     return str(response.json()["model_version"])
+
+
+def test_a_version_published_before_modelcars_is_loaded_from_the_bucket(core: Core, tmp_path: Path) -> None:
+    """The core switched modelcars on after this version: the controller does not wait for an image."""
+    export = write_version(tmp_path / "export", NORTH, "v000000", seed=0)
+    event = publish(core.store, core.layout, export, NORTH, lambda _: None)  # no modelcar pushed
+    published = read_version(core.store, core.layout.model_prefix(event.model, event.version))
+    spec = EdgeSpec(edge=NORTH, target=LocalSpec(url="http://127.0.0.1:9", probes=tmp_path))
+    modelcars = Modelcars(core.edge_registry(NORTH), core.at_door(NORTH, "v000001"), tmp_path / "scratch")
+
+    assert event.modelcar is None
+    assert modelcars.locate(spec, published) is None

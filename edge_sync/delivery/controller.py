@@ -59,10 +59,11 @@ class SyncContext:
     workers: int = 8
     gate: Callable[[EdgeSpec, StoredVersion], str | None] | None = None
     """Why an edge may not take a version yet (its rollout wave waits), or None; see ``waves``."""
-    modelcars: Callable[[EdgeSpec, StoredVersion], str] | None = None
+    modelcars: Callable[[EdgeSpec, StoredVersion], str | None] | None = None
     """Where targets load versions from as modelcars (``delivery.model_source = "oci"``): the version's
-    image checked against its manifest, and the ``oci://…@sha256:…`` reference pinning it; see
-    ``edge_sync.delivery.modelcars``."""
+    image checked against its manifest, and the ``oci://…@sha256:…`` reference pinning it (None: the
+    version has no modelcar, published before the core pushed them, and is loaded from the bucket);
+    see ``edge_sync.delivery.modelcars``."""
 
 
 @dataclass(frozen=True)
@@ -155,10 +156,10 @@ def _checked(
         why = f"{candidate.version} does not know {unknown}, which edge {edge} sells"
         return _refused(spec, target, ctx, candidate, why)
     try:
-        if ctx.modelcars is not None:
-            started = time.monotonic()
-            uri = ctx.modelcars(spec, candidate)
-            return Fetched(candidate, None, time.monotonic() - started), uri
+        started = time.monotonic()
+        located = ctx.modelcars(spec, candidate) if ctx.modelcars is not None else None
+        if located is not None:
+            return Fetched(candidate, None, time.monotonic() - started), located
         if target.local_copy:
             folder = ctx.workdir / edge / spec.model_name / candidate.version
             fetched = fetch_verified(ctx.reads, candidate, folder, ctx.workers)

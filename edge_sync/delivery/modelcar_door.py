@@ -18,14 +18,24 @@ import base64
 import binascii
 import logging
 import re
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from foundation.credentials import Credentials
-from foundation.errors import Forbidden, InvalidInput, Unauthorized
+from foundation.errors import (
+    EdgecoreError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    ServiceUnavailable,
+    Unauthorized,
+)
 from foundation.layout import edge_models
 from foundation.modelcar import model_repository
 from foundation.oci import MANIFEST_TYPE, Reference, Registry
@@ -33,30 +43,42 @@ from foundation.oci import MANIFEST_TYPE, Reference, Registry
 log = logging.getLogger(__name__)
 CHALLENGE = {"WWW-Authenticate": 'Basic realm="edgecore front door"'}
 """What an OCI client is answered without a login, so it sends one (RFC 7617)."""
-_REFERENCE = r"^(v\d{6}|latest|sha256:[0-9a-f]{64})$"
+
+
+UNAUTHORIZED = '{"errors":[{"code":"UNAUTHORIZED","message":"log in with the edge id and its door token"}]}'
+_REFERENCE = r"^(v\d{6}|sha256:[0-9a-f]{64})$"
+_DIGEST = r"^sha256:[0-9a-f]{64}$"
+MAX_PULLS = 8
+"""Blobs streamed at once: each holds a worker thread, which the door's other routes share."""
 
 
 class ModelcarDoor:
     """Answers edges' registry requests for their own modelcars from the core's registry."""
 
-    def __init__(self, registry: Registry, root: str, credentials: Credentials) -> None:
+    def __init__(
+        self, registry: Registry, root: str, credentials: Credentials, max_pulls: int = MAX_PULLS
+    ) -> None:
         self.registry = registry
         self.root = root
         self.credentials = credentials
+        self._pulls = threading.BoundedSemaphore(max_pulls)
 
     def login(self, authorization: str | None) -> str:
         """The edge a Basic login (``<edge>:<token>``) proves; the token is checked as its bearer's."""
         user, token = _basic(authorization)
-        self.credentials.authenticate_edge(user, f"Bearer {token}", "a modelcar pull")
+        try:
+            self.credentials.authenticate_edge(user, f"Bearer {token}", "a modelcar pull")
+        except InvalidInput as exc:  # not even an edge id: a login to ask for again
+            raise Unauthorized("log in with the edge id and its front-door token") from exc
         return user
 
     def authorize(self, edge: str, model: str, authorization: str | None) -> Reference:
         """The core repository of ``model`` once the login is ``edge``'s and the model its own."""
         if self.login(authorization) != edge:
-            log.warning("refused a login for another edge's modelcar path (edge %s)", edge)
+            log.warning("refused a login for another edge's modelcar path (edge %r)", edge[:80])
             raise Forbidden("this login pulls only its own edge's modelcars")
         if model not in edge_models(edge):
-            log.warning("refused edge %s: asked for the modelcar of %s", edge, model[:80])
+            log.warning("refused edge %s: asked for the modelcar of %r", edge, model[:80])
             raise Forbidden(f"edge {edge} pulls only its own models")
         return model_repository(self.root, model)
 
@@ -66,7 +88,46 @@ class ModelcarDoor:
             if reference.startswith("sha256:")
             else Reference(repository.registry, repository.repository, reference)
         )
-        return self.registry.manifest_bytes(tagged)
+        with _upstream(repository):
+            return self.registry.manifest_bytes(tagged)
+
+    def blob_size(self, repository: Reference, digest: str) -> int:
+        with _upstream(repository):
+            return self.registry.blob_size(repository, digest)
+
+    def blob(
+        self, repository: Reference, digest: str, size: int
+    ) -> tuple[Iterator[bytes], Callable[[], None]]:
+        """The blob's bytes, one of at most ``max_pulls`` streams at once (more are answered 503), and
+        what frees its slot (once, however often called: at the stream's end or the response's)."""
+        if not self._pulls.acquire(blocking=False):
+            raise ServiceUnavailable("too many modelcar pulls at once; try again")
+        freed = threading.Event()
+
+        def free() -> None:
+            if not freed.is_set():
+                freed.set()
+                self._pulls.release()
+
+        def chunks() -> Iterator[bytes]:
+            try:
+                yield from self.registry.blob_chunks(repository, digest, size)
+            finally:
+                free()
+
+        return chunks(), free
+
+
+@contextmanager
+def _upstream(repository: Reference) -> Iterator[None]:
+    """The core registry's refusals as the door's own: its address and answers stay in the door's log."""
+    try:
+        yield
+    except NotFound as exc:
+        raise NotFound("no such modelcar") from exc
+    except EdgecoreError as exc:
+        log.error("the core's registry failed a modelcar read of %s: %s", repository.repository, exc)
+        raise ServiceUnavailable("the core's registry cannot be read now") from exc
 
 
 def _basic(authorization: str | None) -> tuple[str, str]:
@@ -83,13 +144,13 @@ def _basic(authorization: str | None) -> tuple[str, str]:
 def routes(door: ModelcarDoor) -> APIRouter:
     router = APIRouter()
 
-    @router.get("/v2/")
+    @router.api_route("/v2/", methods=["GET", "HEAD"])
     async def version_check(request: Request) -> Response:
         """An OCI client's first question: answered 401 with a challenge until it logs in."""
         try:
             await run_in_threadpool(door.login, request.headers.get("authorization"))
         except (Unauthorized, Forbidden):
-            return Response('{"errors":[{"code":"UNAUTHORIZED"}]}', 401, CHALLENGE, "application/json")
+            return _challenge()
         return Response("{}", media_type="application/json")
 
     @router.api_route("/v2/edges/{edge}/models/{model}/manifests/{reference}", methods=["GET", "HEAD"])
@@ -97,7 +158,7 @@ def routes(door: ModelcarDoor) -> APIRouter:
         repository = await _authorized(door, edge, model, request)
         if isinstance(repository, Response):
             return repository
-        raw, digest = await run_in_threadpool(door.manifest, repository, _checked(reference))
+        raw, digest = await run_in_threadpool(door.manifest, repository, _checked(reference, _REFERENCE))
         headers = {"Docker-Content-Digest": digest, "Content-Length": str(len(raw))}
         body = b"" if request.method == "HEAD" else raw
         return Response(body, headers=headers, media_type=MANIFEST_TYPE)
@@ -107,24 +168,29 @@ def routes(door: ModelcarDoor) -> APIRouter:
         repository = await _authorized(door, edge, model, request)
         if isinstance(repository, Response):
             return repository
-        size = await run_in_threadpool(door.registry.blob_size, repository, _checked(digest))
+        size = await run_in_threadpool(door.blob_size, repository, _checked(digest, _DIGEST))
         headers = {"Docker-Content-Digest": digest, "Content-Length": str(size)}
         if request.method == "HEAD":
             return Response(headers=headers, media_type="application/octet-stream")
-        chunks: Iterator[bytes] = door.registry.blob_chunks(repository, digest, size)
-        return StreamingResponse(chunks, headers=headers, media_type="application/octet-stream")
+        chunks, free = door.blob(repository, digest, size)
+        media = "application/octet-stream"
+        return StreamingResponse(chunks, headers=headers, media_type=media, background=BackgroundTask(free))
 
     return router
+
+
+def _challenge() -> Response:
+    return Response(UNAUTHORIZED, 401, CHALLENGE, "application/json")
 
 
 async def _authorized(door: ModelcarDoor, edge: str, model: str, request: Request) -> Reference | Response:
     try:
         return await run_in_threadpool(door.authorize, edge, model, request.headers.get("authorization"))
     except Unauthorized:
-        return Response('{"errors":[{"code":"UNAUTHORIZED"}]}', 401, CHALLENGE, "application/json")
+        return _challenge()
 
 
-def _checked(reference: str) -> str:
-    if not re.fullmatch(_REFERENCE, reference):
-        raise InvalidInput("a modelcar is named by its version (v000001) or its digest (sha256:…)")
+def _checked(reference: str, pattern: str) -> str:
+    if not re.fullmatch(pattern, reference):
+        raise InvalidInput("a modelcar is named by its version (v000001) and its blobs by digest (sha256:…)")
     return reference

@@ -12,14 +12,18 @@ controller learns of it and the catalogue check reads its labels.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import uuid
 from pathlib import Path
 
 from edge_sync.delivery.edges import EdgeSpec
+from foundation.errors import IntegrityError, InvalidInput, NotFound
 from foundation.modelcar import pull_version
 from foundation.oci import Reference, Registry
 from foundation.registry import StoredVersion
+
+log = logging.getLogger(__name__)
 
 
 class Modelcars:
@@ -28,16 +32,25 @@ class Modelcars:
     def __init__(self, registry: Registry, reference: Reference, scratch: Path) -> None:
         self.registry = registry
         self.reference = reference
-        """The edge's model repository at the door; only its tag changes per version."""
+        """The edge's model repository at the door (its tag is replaced by each version's)."""
         self.scratch = scratch
 
-    def locate(self, spec: EdgeSpec, candidate: StoredVersion) -> str:
-        """``oci://…@sha256:…`` of ``candidate``'s modelcar, once its files match the manifest."""
+    def locate(self, spec: EdgeSpec, candidate: StoredVersion) -> str | None:
+        """``oci://…@sha256:…`` of ``candidate``'s modelcar, once its files match the manifest; None
+        where the version has none (published before the core pushed modelcars: the bucket serves it)."""
         tagged = Reference(self.reference.registry, self.reference.repository, candidate.version)
-        pinned = self.registry.resolve(tagged)
+        try:
+            pinned = self.registry.resolve(tagged)
+        except NotFound:
+            log.warning(
+                "edge %s: %s has no modelcar; loading it from the bucket", spec.edge, candidate.version
+            )
+            return None
         folder = self.scratch / f"{spec.edge}-{candidate.version}-{uuid.uuid4().hex[:8]}"
         try:
             pull_version(self.registry, pinned, folder, expected=candidate.manifest)
+        except InvalidInput as exc:  # whatever is wrong inside an image is a verdict on that version
+            raise IntegrityError(f"{pinned}: {exc}") from exc
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         return f"oci://{pinned}"
