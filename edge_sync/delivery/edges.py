@@ -56,12 +56,41 @@ class LocalSpec(BaseModel):
     )
 
 
+class GitOpsSpec(BaseModel):
+    """An edge served through the fleet git repository Argo CD renders onto its cluster: rollouts
+    and rollbacks are commits (``targets/gitops.py``); health is read from the InferenceService."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["gitops"] = "gitops"
+    repo: str = Field(min_length=1, max_length=2048, description="Any URL or path git clones and pushes to.")
+    branch: str = Field(default="main", pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$", max_length=255)
+    path: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9_-]*(/[a-z0-9][a-z0-9_-]*)*$",
+        max_length=255,
+        description="The edge's folder in the repository; unset: edges/<edge>.",
+    )
+    author_name: str = Field(default="edgecore sync controller", min_length=1, max_length=200)
+    author_email: str = Field(default="edge-sync@edgecore.invalid", pattern=r"^[^\s<>@]+@[^\s<>@]+$")
+    context: str = Field(min_length=1, max_length=253)
+    kubeconfig: Path | None = None
+    namespace: Name
+    name: Name
+    confirm_through_address: bool | None = Field(
+        default=None, description="As for KServeSpec: unset means on for the in-cluster context only."
+    )
+
+    def folder(self, edge: str) -> str:
+        return self.path or f"edges/{edge}"
+
+
 class EdgeSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     edge: Name
     model: Name | None = None
-    target: Annotated[KServeSpec | LocalSpec, Field(discriminator="kind")]
+    target: Annotated[KServeSpec | LocalSpec | GitOpsSpec, Field(discriminator="kind")]
     wave: int = Field(
         default=0,
         ge=0,

@@ -15,7 +15,7 @@ import httpx
 from kubernetes import client
 
 from edge_sync.delivery.controller import EdgeStatus, Outcome, SyncContext, newest
-from edge_sync.delivery.edges import EdgeSpec, KServeSpec, LocalSpec, load_fleet
+from edge_sync.delivery.edges import EdgeSpec, GitOpsSpec, KServeSpec, LocalSpec, load_fleet
 from edge_sync.delivery.fleet import ControllerFleet
 from edge_sync.delivery.metrics import SyncMetrics
 from edge_sync.delivery.modelcars import Modelcars
@@ -23,6 +23,8 @@ from edge_sync.delivery.pull import DoorClient, Puller
 from edge_sync.delivery.reporter import Reporter
 from edge_sync.delivery.targets import Target
 from edge_sync.delivery.targets.address import VersionedInferenceProbe
+from edge_sync.delivery.targets.fleet_repo import Author, FleetRepo
+from edge_sync.delivery.targets.gitops import GitOpsTarget
 from edge_sync.delivery.targets.kserve import IN_CLUSTER, KServeTarget, api_client
 from edge_sync.delivery.targets.local import LocalServerTarget
 from edge_sync.delivery.waves import WaveRow, Waves, spans_waves
@@ -69,7 +71,29 @@ def build_targets(settings: Settings, specs: Iterable[EdgeSpec]) -> dict[str, Ta
                 delivery.ready_timeout_s,
                 t.probe_accuracy,
             )
+        elif isinstance(t, GitOpsSpec):
+            targets[spec.edge] = _gitops_target(settings, spec.edge, t, clients, probe)
     return targets
+
+
+def _gitops_target(
+    settings: Settings,
+    edge: str,
+    spec: GitOpsSpec,
+    clients: dict[tuple[str | None, str], client.ApiClient],
+    probe: VersionedInferenceProbe,
+) -> GitOpsTarget:
+    """Commits through a clone of its own under the controller's work folder; health read as KServe's."""
+    key = (str(spec.kubeconfig) if spec.kubeconfig else None, spec.context)
+    if key not in clients:
+        clients[key] = api_client(spec.context, key[0], pool_size=max(16, settings.delivery.workers))
+    timeout = settings.delivery.ready_timeout_s
+    reader = KServeTarget(clients[key], spec.namespace, spec.name, 0, timeout, spec.context)
+    workdir = settings.state_dir / "edge-sync" / "gitops" / edge
+    repo = FleetRepo(spec.repo, spec.branch, workdir, Author(spec.author_name, spec.author_email))
+    confirms = spec.confirm_through_address
+    confirms = spec.context == IN_CLUSTER if confirms is None else confirms
+    return GitOpsTarget(repo, spec.folder(edge), reader, timeout, probe if confirms else None)
 
 
 def _confirms(spec: KServeSpec) -> bool:

@@ -16,6 +16,7 @@ from edgecore.cli import (
     demo,
     edge,
     edges,
+    fleet,
     images,
     manifests,
     pipeline,
@@ -37,6 +38,7 @@ app.add_typer(
 )
 app.add_typer(edge.app, name="edge", help="The edge-to-core data path: gateway, shipper, listener.")
 app.add_typer(edges.app, name="edges", help="Model delivery to the edges: status, and the sync controllers.")
+app.add_typer(fleet.app, name="fleet", help="The fleet git repository of the GitOps delivery mode.")
 app.add_typer(settings.app, name="settings", help="Every EDGECORE_* setting: reference and values in force.")
 app.add_typer(images.app, name="images", help="The images: built with podman from uv.lock, pinned by digest.")
 app.add_typer(manifests.app, name="manifests", help="Kubernetes manifests: render the kustomize overlays.")
