@@ -196,10 +196,14 @@ def door_registry(settings: Settings, edge: str) -> Registry | None:
     return Registry(httpx.Client(verify=edge_context(settings), auth=httpx.BasicAuth(edge, token)))
 
 
+def door_host(settings: Settings) -> str:
+    """The front door as a registry host (``host:port``), as ``oci://`` references name it."""
+    return httpx.URL(settings.door.url).netloc.decode()
+
+
 def door_reference(settings: Settings, edge: str, model: str, version: str) -> Reference:
     """Where an edge pulls a version's modelcar: ``<door host>/edges/<edge>/models/<model>:<version>``."""
-    host = httpx.URL(settings.door.url).netloc.decode()
-    return Reference(host, f"edges/{edge}/models/{model}", version)
+    return Reference(door_host(settings), f"edges/{edge}/models/{model}", version)
 
 
 def pusher(settings: Settings, registry: Registry) -> Callable[[Path, Manifest], str] | None:

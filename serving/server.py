@@ -26,7 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import ORJSONResponse
 
 from foundation.layout import Layout, edge_model_name
-from foundation.modelcar import core_registry, door_reference, door_registry
+from foundation.modelcar import core_registry, door_host, door_registry
 from foundation.oci import Registry
 from foundation.settings import Settings
 from foundation.storage.store import ObjectStore
@@ -104,7 +104,7 @@ def modelcar_registries(settings: Settings, edge: str) -> dict[str, Registry]:
     registries: dict[str, Registry] = {}
     door = door_registry(settings, edge)
     if door is not None:
-        registries[door_reference(settings, edge, edge_model_name(edge), "latest").registry] = door
+        registries[door_host(settings)] = door
     if settings.modelcar.registry:
         registries[settings.modelcar.registry.partition("/")[0]] = core_registry(settings)
     return registries
