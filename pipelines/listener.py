@@ -33,9 +33,10 @@ from kafka.consumer.fetcher import ConsumerRecord
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 from foundation import events
+from foundation.consumer import EventConsumer
 from foundation.errors import InvalidInput, MalformedEvent, PayloadTooLarge
 from foundation.layout import MANIFEST, NAME_RE, VERSION_RE, Layout, dataset_use_case
-from foundation.messaging import EventConsumer, EventProducer, ensure_topics
+from foundation.messaging import EventProducer, ensure_topics
 from foundation.settings import KafkaSettings, Settings
 from foundation.storage.store import ObjectStore
 from pipelines.ledger import Ledger

@@ -5,7 +5,7 @@ from __future__ import annotations
 from kafka import KafkaConsumer
 
 from foundation import events
-from foundation.messaging import wait_for_partitions
+from foundation.consumer import wait_for_partitions
 from foundation.settings import KafkaSettings
 
 

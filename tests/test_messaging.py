@@ -10,10 +10,11 @@ import pytest
 from kafka import KafkaConsumer
 
 from edgecore.stack import Stack
+from foundation.consumer import EventConsumer
 from foundation.errors import NotFound, PermanentError
 from foundation.events import TrainingDataReady
 from foundation.layout import Layout, Location
-from foundation.messaging import DLQ_REASON, EventConsumer, EventProducer, ensure_topics, parse_event_record
+from foundation.messaging import DLQ_REASON, EventProducer, ensure_topics, parse_event_record
 from foundation.settings import Settings
 from foundation.storage.store import ObjectStore
 from testkit.conditions import wait_for

@@ -18,9 +18,10 @@ import httpx
 from kafka.consumer.fetcher import ConsumerRecord
 
 from edge_sync.delivery.pull import Puller
+from foundation.consumer import EventConsumer
 from foundation.errors import EdgecoreError, ServiceUnavailable
 from foundation.events import Envelope, ModelPublished
-from foundation.messaging import EventConsumer, EventProducer, parse_event_record
+from foundation.messaging import EventProducer, parse_event_record
 from foundation.settings import KafkaSettings
 
 log = logging.getLogger(__name__)

@@ -21,8 +21,8 @@ from kafka import KafkaConsumer
 from kafka.errors import KafkaError
 
 from foundation import events
+from foundation.consumer import wait_for_partitions
 from foundation.errors import MalformedEvent, ServiceUnavailable
-from foundation.messaging import wait_for_partitions
 from foundation.settings import Settings
 
 log = logging.getLogger(__name__)

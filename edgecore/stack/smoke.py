@@ -11,9 +11,10 @@ import time
 import uuid
 
 from foundation import events
+from foundation.consumer import EventConsumer
 from foundation.errors import ServiceUnavailable
 from foundation.layout import Layout, Location
-from foundation.messaging import EventConsumer, EventProducer, ensure_topics, parse_event_record
+from foundation.messaging import EventProducer, ensure_topics, parse_event_record
 from foundation.settings import Settings
 from foundation.storage.store import ObjectStore
 
