@@ -170,7 +170,10 @@ class Registry:
         """Upload a blob unless the repository has it (one monolithic upload: POST, then PUT)."""
         if self.has_blob(ref, digest):
             return
-        started = self._call("POST", self._url(ref, "blobs/uploads/"))
+        self._upload(ref, digest, source, self._call("POST", self._url(ref, "blobs/uploads/")))
+
+    def _upload(self, ref: Reference, digest: str, source: Path | bytes, started: httpx.Response) -> None:
+        """Finish the upload session ``started`` opened with the whole blob."""
         location = started.headers.get("location")
         if not location:
             raise ServiceUnavailable(f"registry {ref.registry} gave no upload location")
@@ -186,12 +189,16 @@ class Registry:
 
     def mount_blob(self, ref: Reference, digest: str, source: Reference) -> None:
         """Make blob ``digest`` of ``source``'s repository one of ``ref``'s: mounted where both are in one
-        registry (no bytes move), else copied (the small base layer of a modelcar, in memory)."""
+        registry (no bytes move), else copied (the small base layer of a modelcar, in memory).  A
+        registry that will not mount opens an upload session instead (202): the copy goes there,
+        rather than leaving it open until the registry expires it."""
         if self.has_blob(ref, digest):
             return
+        started = None
         if source.registry == ref.registry:
             params = {"mount": digest, "from": source.repository}
-            if self._call("POST", self._url(ref, "blobs/uploads/"), params=params).status_code == 201:
+            started = self._call("POST", self._url(ref, "blobs/uploads/"), params=params)
+            if started.status_code == 201:
                 return
         data = bytearray()
         manifest, _ = self.manifest(source)
@@ -199,7 +206,9 @@ class Registry:
         if digest not in sizes:
             raise NotFound(f"{source} has no blob {digest[:19]}…")
         self.blob(source, digest, sizes[digest], data.extend)
-        self.push_blob(ref, digest, bytes(data))
+        if started is None or not started.headers.get("location"):
+            started = self._call("POST", self._url(ref, "blobs/uploads/"))
+        self._upload(ref, digest, bytes(data), started)
 
     def push_manifest(self, ref: Reference, raw: bytes) -> Reference:
         """Put an image manifest under ``ref``'s tag; ``ref`` pinned to its digest."""

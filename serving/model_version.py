@@ -10,6 +10,8 @@ right shape: a half-copied or tampered version never reaches a kiosk.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,11 +154,19 @@ def _build_runner(root: Path, manifest: Manifest, image_size: int, prefer: str) 
     )
 
 
+CACHED_VERSIONS = 3
+"""Copies kept per model (and of modelcars): the one served, the one a rollback returns to,
+and one being rolled out.  Older ones are deleted, or every version ever served would
+stay on a store's disk."""
+
+
 class VersionStore:
     """Fetches ``s3://`` and ``oci://`` versions, verified, into a local cache.
 
     ``registries``: who pulls modelcars, by registry host (an edge's front-door login; the core's
-    registry where this server runs at the core).
+    registry where this server runs at the core).  The cache keeps the :data:`CACHED_VERSIONS`
+    most recently fetched copies of each model; a version loaded from a deleted copy keeps
+    running (its files stay open), and is fetched again if it is ever loaded again.
     """
 
     def __init__(
@@ -190,7 +200,9 @@ class VersionStore:
         except NotFound as exc:
             raise NotFound(f"no model version at {uri} (no manifest): {exc}") from exc
         dest = self._cache / check_name(stored.name, "model name") / stored.version
-        return fetch_verified(self._reader, stored, dest).path or dest
+        path = fetch_verified(self._reader, stored, dest).path or dest
+        _keep_newest(dest)
+        return path
 
     def _pull(self, ref: Reference) -> Path:
         """A modelcar's files, checked against the manifest it carries; each digest is pulled once."""
@@ -203,11 +215,26 @@ class VersionStore:
         if (dest / MANIFEST).is_file():
             try:
                 Manifest.from_bytes((dest / MANIFEST).read_bytes(), str(dest)).verify_dir(dest)
+                _keep_newest(dest)
                 return dest
             except (IntegrityError, InvalidInput):
                 pass
         pull_version(registry, pinned, dest)
+        _keep_newest(dest)
         return dest
 
     def open(self, uri: str, prefer: str = "litert") -> ModelVersion:
         return open_version(self.fetch(uri), self._settings, prefer)
+
+
+def _keep_newest(used: Path) -> None:
+    """Mark ``used`` as just used, and delete its siblings beyond the newest :data:`CACHED_VERSIONS`."""
+    if not used.is_dir():
+        return
+    os.utime(used)
+    copies = sorted(
+        (p for p in used.parent.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True
+    )
+    for stale in copies[CACHED_VERSIONS:]:
+        if stale != used:
+            shutil.rmtree(stale, ignore_errors=True)

@@ -15,7 +15,7 @@ from foundation.manifest import Manifest, entries_for_dir
 from foundation.preprocessing import preprocess
 from foundation.settings import Settings
 from foundation.storage.store import ObjectStore
-from serving.model_version import VersionStore, open_version
+from serving.model_version import CACHED_VERSIONS, VersionStore, open_version
 from testkit.serving import LABELS, kiosk_jpeg, upload_version, write_version
 
 EDGE = "versions"
@@ -96,6 +96,22 @@ def test_an_s3_version_is_downloaded_verified_into_the_cache(
     assert version.version == "v000004"
     assert version.root.is_relative_to(settings_here.state_dir)
     assert (version.root / TFLITE_FILE).read_bytes() == (root / TFLITE_FILE).read_bytes()
+
+
+def test_the_cache_keeps_only_the_newest_copies_of_a_model(
+    tmp_path: Path, settings_here: Settings, store: ObjectStore, layout: Layout
+) -> None:
+    edge = f"ver-{uuid.uuid4().hex[:10]}"
+    versions = [f"v00000{n}" for n in range(1, CACHED_VERSIONS + 3)]
+    cache = VersionStore(store, settings_here.state_dir / "serving", settings_here)
+    for version in versions:
+        folder = write_version(tmp_path / version, EDGE, version)
+        prefix = layout.edge_model_prefix(edge, edge_model_name(EDGE), version)
+        cache.open(upload_version(store, prefix, folder))
+
+    kept = sorted(p.name for p in (settings_here.state_dir / "serving" / edge_model_name(EDGE)).iterdir())
+
+    assert kept == versions[-CACHED_VERSIONS:]
 
 
 def test_an_s3_prefix_without_a_version_is_not_found(
