@@ -52,10 +52,14 @@ class _ResumeAfter(ConsumerRebalanceListener):  # type: ignore[misc]
         """Nothing to do: offsets are committed as records are handled."""
 
     def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        """The assignors rebalance eagerly: ``assigned`` is the whole assignment, and a pending
+        offset of a partition now another member's is dropped (it resumes from the committed one)."""
         pending = self._pending()
-        for tp in assigned:
-            if tp in pending:
+        for tp in list(pending):
+            if tp in assigned:
                 self._consumer.seek(tp, pending[tp].offset)
+            else:
+                del pending[tp]
 
 
 class EventConsumer(Generic[T]):
@@ -64,8 +68,9 @@ class EventConsumer(Generic[T]):
     ``parser`` turns a raw record into ``T`` or raises :class:`InvalidInput`; ``handler``
     may raise :class:`PermanentError` (record goes to the DLQ) or any retryable error
     (the record is redelivered after ``retry_backoff_s``).  It subscribes once its metadata
-    knows the topics' partitions, and replaces itself if it has not joined its group
-    within ``join_timeout_s`` (see :meth:`_connect` and :meth:`_check_joined`).
+    knows the topics' partitions, and replaces itself if it is not in its group within
+    ``join_timeout_s`` of starting or of a rebalance beginning (see :meth:`_connect` and
+    :meth:`_check_joined`).
     """
 
     def __init__(
@@ -133,7 +138,9 @@ class EventConsumer(Generic[T]):
         commit is refused as "undergoing a rebalance"); a fresh consumer gets through.
         Committed offsets, and those of handled records whose commit was refused
         (``_ResumeAfter``), make the swap lossless.  A member with no partitions (more
-        members than partitions) is in its group all the same and is left alone.
+        members than partitions) is in its group all the same and is left alone; one kept
+        waiting that long by a peer still in its handler is replaced too, which costs one
+        more rebalance and loses nothing.
         """
         if self._in_group():
             if self._joined_by is not None:
@@ -230,7 +237,7 @@ class EventConsumer(Generic[T]):
         last committed offset.
         """
         assigned = self._consumer.assignment()
-        offsets = {tp: o for tp, o in self._pending.items() if not assigned or tp in assigned}
+        offsets = {tp: o for tp, o in self._pending.items() if tp in assigned}
         for tp, offset in done.items():
             if tp not in offsets or offsets[tp].offset < offset.offset:
                 offsets[tp] = offset

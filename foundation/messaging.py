@@ -6,9 +6,8 @@ The consumer that reads what this produces is ``foundation.consumer``.
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any
 
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
@@ -19,9 +18,6 @@ from foundation import events
 from foundation.errors import NotFound, ServiceUnavailable
 from foundation.settings import KafkaSettings
 
-log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 DLQ_REASON = "edgecore-dlq-reason"
 DLQ_TOPIC = "edgecore-dlq-topic"
 DLQ_PARTITION = "edgecore-dlq-partition"

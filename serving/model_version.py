@@ -165,8 +165,9 @@ class VersionStore:
 
     ``registries``: who pulls modelcars, by registry host (an edge's front-door login; the core's
     registry where this server runs at the core).  The cache keeps the :data:`CACHED_VERSIONS`
-    most recently fetched copies of each model; a version loaded from a deleted copy keeps
-    running (its files stay open), and is fetched again if it is ever loaded again.
+    most recently loaded copies of each model, and of modelcars (one pool); a version loaded
+    from a deleted copy keeps running (its files stay open), and is fetched again if it is
+    ever loaded again.
     """
 
     def __init__(
@@ -200,9 +201,7 @@ class VersionStore:
         except NotFound as exc:
             raise NotFound(f"no model version at {uri} (no manifest): {exc}") from exc
         dest = self._cache / check_name(stored.name, "model name") / stored.version
-        path = fetch_verified(self._reader, stored, dest).path or dest
-        _keep_newest(dest)
-        return path
+        return fetch_verified(self._reader, stored, dest).path or dest
 
     def _pull(self, ref: Reference) -> Path:
         """A modelcar's files, checked against the manifest it carries; each digest is pulled once."""
@@ -215,26 +214,39 @@ class VersionStore:
         if (dest / MANIFEST).is_file():
             try:
                 Manifest.from_bytes((dest / MANIFEST).read_bytes(), str(dest)).verify_dir(dest)
-                _keep_newest(dest)
                 return dest
             except (IntegrityError, InvalidInput):
                 pass
         pull_version(registry, pinned, dest)
-        _keep_newest(dest)
         return dest
 
     def open(self, uri: str, prefer: str = "litert") -> ModelVersion:
-        return open_version(self.fetch(uri), self._settings, prefer)
+        """The version at ``uri``, loaded; only then are older copies in the cache deleted, so
+        versions that fail to load never push out the one served or the one to roll back to."""
+        root = self.fetch(uri)
+        version = open_version(root, self._settings, prefer)
+        if root.is_relative_to(self._cache):
+            _keep_newest(root)
+        return version
 
 
 def _keep_newest(used: Path) -> None:
-    """Mark ``used`` as just used, and delete its siblings beyond the newest :data:`CACHED_VERSIONS`."""
-    if not used.is_dir():
-        return
+    """Mark ``used`` as just used, and delete its siblings beyond the newest :data:`CACHED_VERSIONS`.
+
+    Only finished copies count: a folder still being fetched (hidden, or ``.partial``) is
+    another fetch's, and one that vanishes meanwhile (another server pruning) is skipped.
+    """
     os.utime(used)
-    copies = sorted(
-        (p for p in used.parent.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True
-    )
-    for stale in copies[CACHED_VERSIONS:]:
+    copies: list[tuple[float, Path]] = []
+    for sibling in used.parent.iterdir():
+        if sibling.name.startswith(".") or sibling.name.endswith(".partial"):
+            continue
+        try:
+            if sibling.is_dir():
+                copies.append((sibling.stat().st_mtime, sibling))
+        except OSError:
+            continue
+    copies.sort(key=lambda item: item[0], reverse=True)
+    for _, stale in copies[CACHED_VERSIONS:]:
         if stale != used:
             shutil.rmtree(stale, ignore_errors=True)
