@@ -206,6 +206,18 @@ def test_an_unhealthy_version_is_rolled_back_by_a_second_commit_and_marked_rejec
     assert cluster.annotations(EDGE)[REJECTED_VERSION] == "v000002"
 
 
+def test_a_version_kserve_reports_failed_is_rolled_back_on_that_report_not_after_the_ready_timeout(
+    remote: Path, cluster: EdgeCluster, served: None, tmp_path: Path
+) -> None:
+    cluster.kserve.fail_uris.add(V2)
+    target = gitops_target(remote, cluster, tmp_path / "controller", ready_timeout_s=120.0)
+
+    with pytest.raises(RolloutFailed, match="rolled back by a commit: ModelLoadFailed") as failed:
+        target.apply(V2, "v000002")
+
+    assert "not serving within" not in str(failed.value)
+
+
 def test_an_operators_rollback_pins_the_edge_until_it_is_unpinned(
     remote: Path, cluster: EdgeCluster, served: None, tmp_path: Path
 ) -> None:
