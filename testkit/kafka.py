@@ -1,11 +1,18 @@
-"""Where a consumer group stands on a topic: what tests wait on before saying nothing else happened."""
+"""Where a consumer group stands on a topic (what tests wait on before saying nothing else
+happened), and the tests' topics cleared away after a run."""
 
 from __future__ import annotations
 
-from kafka import KafkaConsumer
+import contextlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from kafka import KafkaAdminClient, KafkaConsumer
+from kafka.errors import KafkaError
 
 from foundation import events
 from foundation.consumer import wait_for_partitions
+from foundation.messaging import connection
 from foundation.settings import KafkaSettings
 
 
@@ -45,3 +52,24 @@ def published(kafka: KafkaSettings, group: str) -> list[events.ModelPublished]:
     finally:
         consumer.close()
     return [e for e in found if isinstance(e, events.ModelPublished)]
+
+
+@contextmanager
+def topics_removed_afterwards(kafka: KafkaSettings) -> Iterator[None]:
+    """Topics created while the block runs, other than edgecore's own, are deleted at its end.
+
+    Every test makes topics of its own.  Kept, they piled up run after run on a developer's
+    stack (thousands of partitions) until the broker took minutes to start, and a test run
+    lost its Kafka half-way.
+    """
+    admin = KafkaAdminClient(**connection(kafka))
+    try:
+        before = set(admin.list_topics())
+        yield
+        made = set(admin.list_topics()) - before - set(kafka.topics)
+        names = sorted(name for name in made if not name.startswith("__"))
+        for start in range(0, len(names), 200):
+            with contextlib.suppress(KafkaError):
+                admin.delete_topics(names[start : start + 200])
+    finally:
+        admin.close()

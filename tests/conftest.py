@@ -2,7 +2,7 @@
 
 The fixture uses the same ``Stack`` code as ``edgecore stack up``.  If the stack was
 already running it is reused and left running; if this session started it, it is
-stopped at the end.
+stopped at the end.  Either way the topics the tests made are deleted.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from foundation.layout import Layout
 from foundation.settings import Settings
 from foundation.storage.store import ObjectStore
 from testkit.conditions import wait_for
+from testkit.kafka import topics_removed_afterwards
 
 pytest_plugins = ["training_fixtures", "delivery_fixtures", "page_fixtures"]
 
@@ -38,7 +39,8 @@ STACK_FAILURES: list[str] = []
 def stack(settings: Settings) -> Iterator[Stack]:
     stack = Stack(settings)
     started = _bring_up(stack, settings)
-    yield stack
+    with topics_removed_afterwards(settings.kafka):
+        yield stack
     if started:
         stack.down()
 
