@@ -223,7 +223,7 @@ class EventConsumer(Generic[T]):
                     break
                 done[tp] = OffsetAndMetadata(record.offset + 1, "", -1)
                 count += 1
-        if done or (self._pending and self._in_group()):
+        if done or (self._pending and self.joined):  # joined: as _check_joined found it above
             self._commit(done)
         return count
 
@@ -241,15 +241,14 @@ class EventConsumer(Generic[T]):
         for tp, offset in done.items():
             if tp not in offsets or offsets[tp].offset < offset.offset:
                 offsets[tp] = offset
+        self._pending = {}
         if not offsets:
-            self._pending = {}
             return
         try:
             self._consumer.commit(offsets)
         except KafkaError as exc:
             self._pending = offsets
             raise ServiceUnavailable(f"committing offsets {offsets}: {exc}") from exc
-        self._pending = {}
 
     def _handle(self, record: ConsumerRecord, handler: Callable[[T, ConsumerRecord], None]) -> None:
         try:
