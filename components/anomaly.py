@@ -24,7 +24,7 @@ from components.artefacts import configure_tensorflow, write_serving_files
 from components.export import UNPUBLISHED
 from foundation.layout import MANIFEST
 from foundation.manifest import Manifest, entries_for_dir
-from foundation.sensor_model import SensorModel, Texture, texture_features
+from foundation.sensor_model import ALERT_K, ALERT_N, SensorModel, Texture, texture_features
 
 COVER_MARGIN = 1.1
 """How far above the highest window of a dismissed alarm a threshold raised for it lies: the same
@@ -121,6 +121,8 @@ class AnomalyEvaluation:
     recall_by_label: dict[int, float]
     passed: bool
     reasons: tuple[str, ...]
+    flagged: np.ndarray
+    """Which test windows either detector flags."""
 
 
 def evaluate(
@@ -167,7 +169,23 @@ def evaluate(
         by_label,
         not reasons,
         tuple(reasons),
+        flagged,
     )
+
+
+def faults_caught(flagged: np.ndarray, faults: np.ndarray, k: int = ALERT_K, n: int = ALERT_N) -> int:
+    """Labelled faults during which the edge's alarm (``k`` of ``n`` windows in a row flagged) is raised.
+
+    ``faults`` names each test window's fault (-1: none), a fault's windows in time order.  What
+    an operator counts, and steadier than the share of faulty windows flagged: a model that
+    flags a slow fault a few windows later loses window recall, not the alarm.
+    """
+    caught = 0
+    for fault in np.unique(faults[faults >= 0]):
+        hits = np.asarray(flagged[faults == fault], dtype=np.int64)
+        in_last_n = np.convolve(hits, np.ones(n, dtype=np.int64))[: len(hits)]
+        caught += bool(np.any(in_last_n >= k))
+    return caught
 
 
 def _covering(threshold: float, dismissed: np.ndarray | None) -> float:

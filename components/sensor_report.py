@@ -17,10 +17,13 @@ def markdown_report(evaluation: SensorEvaluation, edge: str) -> str:
     ]
     if evaluation.precision is not None and evaluation.recall is not None:
         lines.append(f"- precision {evaluation.precision:.3f}, recall {evaluation.recall:.3f}")
+        lines.append(
+            f"- labelled faults that raise an alarm: {evaluation.faults_caught} of {evaluation.faults}"
+        )
     if evaluation.production:
         before = evaluation.production
         lines.append(f"- the edge's model on these windows: precision {before['precision']:.3f}, ")
-        lines[-1] += f"recall {before['recall']:.3f}"
+        lines[-1] += f"recall {before['recall']:.3f}, alarms on {before.get('faults_caught', 0):.0f} faults"
     if evaluation.recall_by_label:
         lines += ["", "| fault | recall |", "| --- | ---: |"]
         lines += [f"| {kind} | {recall:.3f} |" for kind, recall in sorted(evaluation.recall_by_label.items())]

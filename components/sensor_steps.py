@@ -13,8 +13,9 @@ of folders, as the image steps are (``components.sensor_wrappers`` puts them on 
   training windows, the dismissed ones weighted up so the model learns what staff called normal;
 * evaluate sets both thresholds on held-out normal windows, raised where needed so that no
   dismissed window crosses them, and gates the candidate on precision and recall over the
-  labelled faults, and on no regression against the model the edge has (scored on the same
-  windows, with its own scaling and thresholds);
+  labelled faults, and on no regression against the model the edge has (``components.sensor_gate``:
+  its precision, and the labelled faults its alarm is raised during, on the same windows with its
+  own scaling and thresholds);
 * export writes the version the edge loads (``components.anomaly.export_sensor_model``).
 """
 
@@ -28,29 +29,29 @@ from typing import Any
 import numpy as np
 
 from components.anomaly import (
-    QUANTILE,
     WINDOW,
     AnomalyEvaluation,
     evaluate,
     export_sensor_model,
+    faults_caught,
     raw_windows,
     reconstruction_errors,
     train_autoencoder,
     windows,
 )
 from components.ingest import DatasetRef, dataset_manifest, resolve
+from components.sensor_gate import SensorGate, production_figures, regressions
 from foundation.alarm_verdicts import VERDICTS_DIR, AlarmVerdict, label_by_verdicts, latest, read_verdicts
 from foundation.errors import InvalidInput
 from foundation.layout import (
     MANIFEST,
-    SAVED_MODEL_DIR,
     TELEMETRY_DIR,
     Layout,
     sensor_model_name,
     telemetry_dataset,
 )
 from foundation.manifest import Manifest, entries_for_dir
-from foundation.sensor_model import SENSOR_MODEL_FILE, Normalisation, SensorModel, Texture, texture_features
+from foundation.sensor_model import Normalisation, SensorModel, Texture, texture_features
 from foundation.storage.objects import ObjectReader
 from foundation.telemetry import label_name, read_csv
 
@@ -72,16 +73,6 @@ many verdicts the history holds."""
 
 
 @dataclass(frozen=True)
-class SensorGate:
-    quantile: float = QUANTILE
-    """Of held-out normal windows, the share under each threshold."""
-    min_precision: float = 0.8
-    min_recall: float = 0.6
-    max_regression: float = 0.02
-    """How far precision or recall may fall below the edge's current model on the same windows."""
-
-
-@dataclass(frozen=True)
 class SensorEvaluation:
     threshold: float
     texture_threshold: float | None
@@ -99,6 +90,10 @@ class SensorEvaluation:
     """What the gate could not check, and what staff's dismissals did to the thresholds."""
     dismissed_windows: int = 0
     """Windows of alarms staff dismissed, which the thresholds were set to leave unflagged."""
+    faults: int = 0
+    """Labelled faults in the test windows."""
+    faults_caught: int | None = None
+    """Of those, how many the edge's alarm would be raised during (``components.anomaly.faults_caught``)."""
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2))
@@ -112,6 +107,7 @@ class SensorEvaluation:
             "false_alarm_rate": self.false_alarm_rate,
             "precision": self.precision,
             "recall": self.recall,
+            "faults_caught": None if self.faults_caught is None else float(self.faults_caught),
         }
         return {k: v for k, v in figures.items() if v is not None}
 
@@ -152,8 +148,9 @@ def ingest_telemetry(
 def prepare_telemetry(snapshot: Path, out: Path, held_out: float = 0.3) -> dict[str, Any]:
     """Windows of every machine, split in time (the module's docstring); figures per split."""
     parts: dict[str, list[np.ndarray]] = {f"{s}_{k}": [] for s in SPLITS for k in ("x", "raw", "y")}
-    parts |= {"dismissed_x": [], "dismissed_raw": []}
+    parts |= {"dismissed_x": [], "dismissed_raw": [], "test_fault": []}
     sensors: tuple[str, ...] | None = None
+    faults = 0
     verdicts = _verdicts(snapshot)
     for path in sorted((snapshot / TELEMETRY_DIR).rglob("*.csv")):
         for series in read_csv(path):
@@ -164,7 +161,7 @@ def prepare_telemetry(snapshot: Path, out: Path, held_out: float = 0.3) -> dict[
             _dismissed_windows(series.values, labels, dismissed, parts)
             if len(series.values) < 2 * WINDOW:
                 continue  # too short to give a window to both training and the threshold
-            _split_machine(series.values, labels, held_out, parts)
+            faults += _split_machine(series.values, labels, held_out, parts, faults)
     if sensors is None or not parts["train_x"]:
         raise InvalidInput(f"{snapshot}: no machine has enough readings for training windows")
     empty = np.zeros((0, WINDOW, len(sensors)), np.float32)
@@ -182,6 +179,7 @@ def prepare_telemetry(snapshot: Path, out: Path, held_out: float = 0.3) -> dict[
         "sensors": list(sensors),
         **{f"{s}_windows": len(arrays[f"{s}_x"]) for s in SPLITS},
         "fault_windows": int(np.count_nonzero(arrays["test_y"])),
+        "faults": faults,
         "dismissed_windows": len(arrays["dismissed_x"]),
         "verdicts": len(verdicts),
     }
@@ -212,8 +210,10 @@ def _dismissed_windows(
 
 
 def _split_machine(
-    values: np.ndarray, labels: np.ndarray, held_out: float, parts: dict[str, list[np.ndarray]]
-) -> None:
+    values: np.ndarray, labels: np.ndarray, held_out: float, parts: dict[str, list[np.ndarray]], first: int
+) -> int:
+    """The machine's windows into the splits, each test window named by its fault (``first`` on; -1:
+    none): a run of faulty windows in a row is one fault.  How many faults it held."""
     try:
         x, y = windows(values, labels)
     except ValueError as exc:  # a sensor with no reading at all
@@ -222,11 +222,15 @@ def _split_machine(
     normal = np.flatnonzero(y == 0)
     cut = int(len(normal) * (1.0 - held_out))
     train, held = normal[:cut], normal[cut:]
-    test = np.concatenate([held, np.flatnonzero(y > 0)])
+    faulty = np.flatnonzero(y > 0)
+    test = np.concatenate([held, faulty])
     for split, index in (("train", train), ("held", held), ("test", test)):
         parts[f"{split}_x"].append(x[index])
         parts[f"{split}_raw"].append(raw[index])
         parts[f"{split}_y"].append(y[index])
+    fault = np.cumsum(np.diff(faulty, prepend=-2) > 1) - 1  # a gap between faulty windows: the next fault
+    parts["test_fault"].append(np.concatenate([np.full(len(held), -1), first + fault]).astype(np.int32))
+    return int(fault[-1]) + 1 if len(fault) else 0
 
 
 def load_windows(prepared: Path) -> tuple[dict[str, np.ndarray], tuple[str, ...]]:
@@ -292,11 +296,11 @@ def evaluate_sensors(
     )
     if cover is not None:
         notes.append(_cover_note(held, distances[0], result, len(dismissed), gate.quantile))
+    faults = len(np.unique(w["test_fault"][w["test_fault"] >= 0]))
+    caught = faults_caught(result.flagged, w["test_fault"])
     before = production_figures(production, w, sensors) if production is not None else {}
     if labelled and before:
-        for key, now in (("precision", result.precision), ("recall", result.recall)):
-            if now < before[key] - gate.max_regression:
-                reasons.append(f"{key} {now:.3f} is below the edge's current model's {before[key]:.3f}")
+        reasons += regressions(result.precision, caught, faults, before, gate)
     elif production is not None and not before and any(production.iterdir()):
         notes.append("the edge's current model reads other sensors or windows: not compared")
     return SensorEvaluation(
@@ -311,6 +315,8 @@ def evaluate_sensors(
         reasons=reasons,
         notes=notes,
         dismissed_windows=len(dismissed),
+        faults=faults,
+        faults_caught=caught if labelled else None,
     )
 
 
@@ -327,31 +333,6 @@ def _cover_note(
     ]
     what = "; ".join(raised) if raised else "no threshold raised"
     return f"{windows} windows of dismissed alarms stay under the thresholds ({what})"
-
-
-def production_figures(
-    production: Path, w: dict[str, np.ndarray], sensors: tuple[str, ...]
-) -> dict[str, float]:
-    """Precision and recall of the edge's current model on the candidate's test windows, decided by
-    its own scaling and thresholds (``SensorModel.flags``); empty when it reads other windows."""
-    if not (production / SENSOR_MODEL_FILE).is_file() or not np.any(w["test_y"] > 0):
-        return {}
-    spec = SensorModel.load(production)
-    if spec.sensors != sensors or spec.window != w["test_x"].shape[1]:
-        return {}
-    import tensorflow as tf
-
-    served = tf.saved_model.load(str(production / SAVED_MODEL_DIR))
-    x = spec.normalisation.apply(w["test_x"])
-    reproduced = np.asarray(served.serve(tf.constant(x)))
-    errors = np.mean((reproduced - x) ** 2, axis=(1, 2)).astype(np.float64)
-    distances = spec.texture.distances(texture_features(w["test_raw"])) if spec.texture else None
-    flagged, faulty = spec.flags(errors, distances), w["test_y"] > 0
-    hits = int(np.sum(flagged & faulty))
-    return {
-        "precision": hits / int(flagged.sum()) if flagged.any() else 0.0,
-        "recall": hits / int(faulty.sum()),
-    }
 
 
 def export_sensors(

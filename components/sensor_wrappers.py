@@ -78,8 +78,9 @@ def sensor_evaluate_op(
     """Thresholds and the gate; the single output is the verdict (see ``components.wrappers.evaluate_op``)."""
     from pathlib import Path
 
+    from components.sensor_gate import SensorGate
     from components.sensor_report import markdown_report
-    from components.sensor_steps import EVALUATION_FILE, SensorGate, evaluate_sensors
+    from components.sensor_steps import EVALUATION_FILE, evaluate_sensors
     from components.timing import StepClock, exit_once_written
 
     exit_once_written()

@@ -149,6 +149,10 @@ class Texture(BaseModel):
         return out
 
 
+ALERT_K, ALERT_N = 3, 5
+"""The edge's alarm by default: ``ALERT_K`` of a machine's last ``ALERT_N`` windows anomalous."""
+
+
 class SensorModel(BaseModel):
     """How a version turns readings into windows, and windows into an alert."""
 
@@ -164,8 +168,8 @@ class SensorModel(BaseModel):
     texture: Texture | None = None
     """Where set, a window whose texture is too far from normal is anomalous too (a stuck sensor, a
     pulsation that speeds up: what an autoencoder of readings does not see)."""
-    alert_k: int = Field(default=3, ge=1)
-    alert_n: int = Field(default=5, ge=1, le=1000)
+    alert_k: int = Field(default=ALERT_K, ge=1)
+    alert_n: int = Field(default=ALERT_N, ge=1, le=1000)
     """An alert is raised when ``alert_k`` of a machine's last ``alert_n`` windows are anomalous."""
 
     @model_validator(mode="after")

@@ -8,7 +8,7 @@ publish only when the gate passed.  The version it publishes is ``<edge>-sensors
 
 from kfp import dsl
 
-from components.sensor_steps import SensorGate
+from components.sensor_gate import SensorGate
 from components.sensor_wrappers import (
     sensor_evaluate_op,
     sensor_export_op,

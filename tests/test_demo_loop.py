@@ -18,9 +18,13 @@ DEMO_TIMEOUT_S = 1500
 
 
 def _why(text: str) -> str:
-    """From the demo's error (then the services' stacks and logs), else its last lines."""
+    """From the demo's error (then the services' stacks and logs) and the story's lines before it,
+    else its last lines."""
     start = text.find("error:")
-    return text[start : start + 30000] if start >= 0 else text[-12000:]
+    if start < 0:
+        return text[-12000:]
+    story = "\n".join(text[:start].splitlines()[-30:])
+    return f"{text[start : start + 30000]}\n--- the demo's last lines before the error ---\n{story}"
 
 
 @pytest.mark.timeout(DEMO_TIMEOUT_S + 120)

@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from components.anomaly import faults_caught
+from components.sensor_gate import SensorGate
 from components.sensor_steps import (
     EVALUATION_FILE,
     SensorEvaluation,
-    SensorGate,
     evaluate_sensors,
     export_sensors,
     load_windows,
@@ -56,6 +57,25 @@ def test_each_machine_trains_on_its_earlier_normal_windows_and_is_tested_on_ever
     assert not w["train_y"].any() and not w["held_y"].any()
     assert figures["fault_windows"] == int(np.count_nonzero(w["test_y"])) > 0
     assert figures["train_windows"] > 2 * figures["held_windows"] > 0
+
+
+def test_each_test_window_names_its_fault_and_the_faults_of_both_machines_are_told_apart(
+    snapshot: Path, tmp_path: Path
+) -> None:
+    figures = prepare_telemetry(snapshot, tmp_path)
+
+    w, _ = load_windows(tmp_path)
+    assert np.array_equal(w["test_fault"] >= 0, w["test_y"] > 0)
+    assert sorted(set(w["test_fault"][w["test_fault"] >= 0])) == list(range(figures["faults"]))
+    assert 2 <= figures["faults"] <= 12  # six generated on each machine; faults in a row are one
+
+
+def test_a_fault_counts_as_caught_only_where_the_alarm_would_be_raised() -> None:
+    faults = np.array([-1, 0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 2])
+    flagged = np.array([1, 1, 0, 1, 1, 1, 1, 0, 1, 0, 1, 0, 1], dtype=bool)
+
+    assert faults_caught(flagged, faults, k=3, n=5) == 2  # fault 0: 3 of 4; fault 2: 3 of its last 5
+    assert faults_caught(flagged, faults, k=3, n=3) == 0
 
 
 def test_telemetry_too_short_for_a_window_is_refused_in_one_line(tmp_path: Path) -> None:
@@ -103,6 +123,24 @@ def test_the_edges_model_is_scored_on_the_same_windows_and_a_candidate_behind_it
     assert must_beat.production["recall"] == pytest.approx(first.recall, abs=0.02)
     assert must_beat.production["precision"] == pytest.approx(first.precision, abs=0.02)
     assert not must_beat.passed and any("edge's current model" in r for r in must_beat.reasons)
+
+
+def test_a_candidate_whose_alarm_misses_a_fault_the_edges_model_catches_is_refused(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    prepared, model = trained
+    first = evaluate_sensors(prepared, model, None)
+    export_sensors(prepared, model, first, tmp_path / "serving", EDGE, {})
+
+    one_more = evaluate_sensors(prepared, model, tmp_path / "serving", SensorGate(max_faults_lost=-1))
+
+    assert first.faults_caught is not None and 0 < first.faults_caught <= first.faults
+    assert one_more.production["faults_caught"] == first.faults_caught
+    assert not one_more.passed
+    assert one_more.reasons == [
+        f"{first.faults_caught} of {first.faults} labelled faults raise an alarm;"
+        f" the edge's current model alarms on {first.faults_caught}"
+    ]
 
 
 def test_unlabelled_telemetry_trains_and_says_what_the_gate_could_not_check(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from edgecore.demo.devices import KIOSK_INDEX, Kiosk, KioskLog, Store, digest, p
 from edgecore.demo.sensor_story import SensorResult, SensorStory
 from edgecore.demo.services import start_services
 from edgecore.demo.supervisor import DemoFailed, Supervisor, http_ok
-from edgecore.demo.watch import EventLog, finished_runs
+from edgecore.demo.watch import EventLog, local_runs
 from edgecore.demo.world import World
 from edgecore.stack import enable_notifications
 from edgecore.synthetic.products import NEW_PRODUCT_EDGE, demo_catalogue, new_product
@@ -262,13 +262,19 @@ class Demo:
                 newer = [e for e in events.published(model) if newer_than is None or e.version > newer_than]
                 if newer:
                     return newer[-1]
-                for body in finished_runs(self.world.state_dir, since, pipeline, edge):
-                    if body["state"] != "SUCCEEDED":
-                        raise DemoFailed(f"{edge}: a run of {pipeline} failed: {body.get('error')}")
-                    done_at = done_at or time.time()
-                if done_at is not None and time.time() - done_at > GATE_GRACE_S:
+                runs = local_runs(self.world.state_dir, since, pipeline, edge)
+                for run in runs:
+                    if run.outcome is not None and run.outcome["state"] != "SUCCEEDED":
+                        raise DemoFailed(f"{edge}: a run of {pipeline} failed: {run.outcome.get('error')}")
+                if not runs or any(run.outcome is None for run in runs):
+                    done_at = None  # a run still going, on newer data, may yet publish
+                    return None
+                done_at = done_at or time.time()
+                if time.time() - done_at > GATE_GRACE_S:
+                    reasons = "; ".join(r for run in runs for r in run.gate_reasons(edge)) or "no reason kept"
                     raise DemoFailed(
                         f"{edge}: the run finished but published no new {model}: the quality gate stopped it"
+                        f" ({reasons})"
                     )
                 return None
 

@@ -24,6 +24,7 @@ from foundation import events
 from foundation.consumer import wait_for_partitions
 from foundation.errors import MalformedEvent, ServiceUnavailable
 from foundation.settings import Settings
+from pipelines.results import evaluations, sensor_evaluations
 
 log = logging.getLogger(__name__)
 
@@ -114,15 +115,31 @@ class EventLog:
             ]
 
 
-def finished_runs(state_dir: Path, since: float, pipeline: str, edge: str) -> list[dict[str, Any]]:
-    """What the listener's local runs of ``pipeline`` for ``edge`` finished with since ``since``
-    (each run's ``outcome.json``, found beside the ``launched.json`` that names its pipeline)."""
+@dataclass(frozen=True)
+class LocalRun:
+    """One of the listener's local runs of a pipeline for an edge."""
+
+    root: Path
+    outcome: dict[str, Any] | None
+    """Its ``outcome.json``; None while it runs."""
+
+    def gate_reasons(self, edge: str) -> list[str]:
+        """Why the edge's gate stopped this run, as its evaluate step recorded them."""
+        root = self.root / "pipeline-root"
+        found = sensor_evaluations(root).get(edge) or evaluations(root).get(edge)
+        return list(found.reasons) if found is not None else []
+
+
+def local_runs(state_dir: Path, since: float, pipeline: str, edge: str) -> list[LocalRun]:
+    """The listener's local runs of ``pipeline`` for ``edge`` still running, or finished since
+    ``since`` (each run's ``outcome.json`` beside the ``launched.json`` that names its pipeline)."""
     found = []
-    for outcome in (state_dir / "listener" / "local").glob("*/outcome.json"):
-        launched = outcome.parent / "launched.json"
-        if outcome.stat().st_mtime < since or not launched.exists():
+    for launched in (state_dir / "listener" / "local").glob("*/launched.json"):
+        outcome = launched.parent / "outcome.json"
+        finished = outcome.exists()
+        if finished and outcome.stat().st_mtime < since:
             continue
         record = json.loads(launched.read_text())
         if record["pipeline"] == pipeline and edge in record["arguments"].get("edges", []):
-            found.append(json.loads(outcome.read_text()))
+            found.append(LocalRun(launched.parent, json.loads(outcome.read_text()) if finished else None))
     return found
