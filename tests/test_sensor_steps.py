@@ -110,14 +110,24 @@ def test_a_model_of_normal_windows_passes_the_gate_and_the_edge_loads_its_versio
     assert np.mean(flagged[w["test_y"] > 0]) == pytest.approx(evaluation.recall, abs=0.02)
 
 
-def test_the_edges_model_is_scored_on_the_same_windows_and_a_candidate_behind_it_is_refused(
-    trained: tuple[Path, Path], tmp_path: Path
-) -> None:
+@pytest.fixture(scope="module")
+def served(
+    trained: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[SensorEvaluation, Path]:
+    """The trained model's evaluation, and the version the edge serves of it."""
     prepared, model = trained
     first = evaluate_sensors(prepared, model, None)
-    export_sensors(prepared, model, first, tmp_path / "serving", EDGE, {})
+    folder = tmp_path_factory.mktemp("serving") / "v"
+    export_sensors(prepared, model, first, folder, EDGE, {})
+    return first, folder
 
-    must_beat = evaluate_sensors(prepared, model, tmp_path / "serving", SensorGate(max_regression=-0.05))
+
+def test_the_edges_model_is_scored_on_the_same_windows_and_a_candidate_behind_it_is_refused(
+    trained: tuple[Path, Path], served: tuple[SensorEvaluation, Path]
+) -> None:
+    (prepared, model), (first, serving) = trained, served
+
+    must_beat = evaluate_sensors(prepared, model, serving, SensorGate(max_regression=-0.05))
 
     assert first.recall is not None and first.precision is not None
     assert must_beat.production["recall"] == pytest.approx(first.recall, abs=0.02)
@@ -126,13 +136,11 @@ def test_the_edges_model_is_scored_on_the_same_windows_and_a_candidate_behind_it
 
 
 def test_a_candidate_whose_alarm_misses_a_fault_the_edges_model_catches_is_refused(
-    trained: tuple[Path, Path], tmp_path: Path
+    trained: tuple[Path, Path], served: tuple[SensorEvaluation, Path]
 ) -> None:
-    prepared, model = trained
-    first = evaluate_sensors(prepared, model, None)
-    export_sensors(prepared, model, first, tmp_path / "serving", EDGE, {})
+    (prepared, model), (first, serving) = trained, served
 
-    one_more = evaluate_sensors(prepared, model, tmp_path / "serving", SensorGate(max_faults_lost=-1))
+    one_more = evaluate_sensors(prepared, model, serving, SensorGate(max_faults_lost=-1))
 
     assert first.faults_caught is not None and 0 < first.faults_caught <= first.faults
     assert one_more.production["faults_caught"] == first.faults_caught
