@@ -97,6 +97,22 @@ def requirements(uv: str, root: Path, spec: ImageSpec) -> str:
     return result.stdout
 
 
+def fill_index_cache(uv: str, requirements: Path, scratch: Path) -> None:
+    """Every pin's index page in the host's uv cache: ``uv sync`` from a lock file fetches the wheels
+    but never those pages, and the offline install inside the build cannot find a pin without
+    them (a fresh machine's first build failed so).  A dry run into an empty venv asks for each."""
+    shutil.rmtree(scratch, ignore_errors=True)
+    dry_run = ["--dry-run", "--no-deps", "--require-hashes", "-r", str(requirements)]
+    for argv in (
+        [uv, "venv", "-q", "--python", sys.executable, str(scratch)],
+        [uv, "pip", "install", "-q", *dry_run, "--python", str(scratch / "bin" / "python")],
+    ):
+        result = subprocess.run(argv, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise StackError(f"filling uv's cache for the build failed: {result.stderr.strip()[-500:]}")
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
 def wheel_digest(wheel: Path) -> str:
     """The wheel's files, not its zip times: the same sources give the same key."""
     digest = hashlib.sha256()
@@ -138,6 +154,7 @@ def build_image(
     cached = podman.image(ref) is not None
     if not cached:
         report(f"building {spec.name} ({spec.purpose})")
+        fill_index_cache(uv, context / "requirements.txt", stack.cache_dir / "images" / "index-probe")
         podman.run(
             [
                 "build",
