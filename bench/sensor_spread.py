@@ -1,4 +1,4 @@
-"""How often the sensor gate would refuse a model for its seed alone: window recall against faults caught.
+"""How often the sensor gate refuses a model for its seed alone: the rule as it stood, then the gate now.
 
     .venv/bin/python bench/sensor_spread.py [--seeds 12] [--machines 2] [--hours 48] [--faults 6]
     .venv/bin/python bench/sensor_spread.py --prepared <a run's sensor-prepare-op/prepared folder>
@@ -8,9 +8,10 @@ prepared folder, the demo's for one) are trained once per seed and judged by the
 evaluate step.  A new seed stands for what another CPU's rounding does to the same run, so
 every ordered pair of seeds (one as the edge's model, the other as the candidate, both
 learnt from the same data) that a regression rule refuses is a refusal by chance.  The
-baseline is the rule as it stood: the share of faulty windows flagged may fall at most 0.02
-below the edge's model's; the rule now: no labelled fault the edge's model alarms on
-(``components.anomaly.faults_caught``) goes without an alarm.  Precision keeps its 0.02 in both.
+baseline is the rule as it stood: precision and the share of faulty windows flagged may each fall
+at most 0.02 below the edge's model's; the gate now (``components.sensor_gate``): precision within
+0.02, window recall within 0.2, and no labelled fault the edge's model alarms on
+(``components.anomaly.alarmed_faults``) left without an alarm.
 """
 
 from __future__ import annotations
@@ -18,34 +19,36 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
-from components.sensor_gate import SensorGate
+from components.sensor_gate import Production, SensorGate, regressions
 from components.sensor_steps import SensorEvaluation, evaluate_sensors, prepare_telemetry, train_sensors
 from edgecore.synthetic.telemetry import generate
 from foundation.layout import TELEMETRY_DIR
 from foundation.telemetry import write_csv
 
 
-@dataclass(frozen=True)
-class Rule:
-    name: str
-    tolerance: float
+def refused_before(edge: SensorEvaluation, candidate: SensorEvaluation) -> bool:
+    """The rule as it stood: precision and window recall each within 0.02 of the edge's model's."""
+    assert edge.precision is not None and candidate.precision is not None
+    assert edge.recall is not None and candidate.recall is not None
+    return candidate.precision < edge.precision - 0.02 or candidate.recall < edge.recall - 0.02
 
-    def refuses(self, edge: SensorEvaluation, candidate: SensorEvaluation) -> bool:
-        assert edge.precision is not None and candidate.precision is not None
-        if candidate.precision < edge.precision - SensorGate().max_regression:
-            return True
-        if self.name == "window recall":
-            assert edge.recall is not None and candidate.recall is not None
-            return candidate.recall < edge.recall - self.tolerance
-        assert edge.faults_caught is not None and candidate.faults_caught is not None
-        return candidate.faults_caught < edge.faults_caught - self.tolerance
+
+def refused_now(edge: SensorEvaluation, candidate: SensorEvaluation) -> bool:
+    """The gate's rule (``components.sensor_gate.regressions``), the edge's model being ``edge``."""
+    assert edge.precision is not None and edge.recall is not None and edge.alarmed is not None
+    assert candidate.precision is not None and candidate.recall is not None and candidate.alarmed is not None
+    figures = {"precision": edge.precision, "recall": edge.recall, "faults_caught": float(len(edge.alarmed))}
+    before = Production(figures, frozenset(edge.alarmed))
+    alarmed = set(candidate.alarmed)
+    return bool(
+        regressions(candidate.precision, candidate.recall, alarmed, candidate.faults, before, SensorGate())
+    )
 
 
 def generated(folder: Path, machines: int, hours: float, faults: int) -> Path:
@@ -82,13 +85,9 @@ def main() -> None:
     table = Table(title=f"{runs[0].faults} labelled faults, {args.seeds} seeds, {pairs} ordered pairs")
     for column in ("regression rule", "refused by chance", "ratio to baseline"):
         table.add_column(column, justify="right")
-    rules = (
-        Rule("window recall", SensorGate().max_regression),
-        Rule("faults caught", SensorGate().max_faults_lost),
-    )
-    counts = [sum(rule.refuses(a, b) for a in runs for b in runs if a is not b) for rule in rules]
-    for rule, count in zip(rules, counts, strict=True):
-        label = f"{rule.name}" + (" (baseline)" if rule is rules[0] else "")
+    rules = (("window recall within 0.02 (baseline)", refused_before), ("the gate now", refused_now))
+    counts = [sum(rule(a, b) for a in runs for b in runs if a is not b) for _, rule in rules]
+    for (label, _), count in zip(rules, counts, strict=True):
         table.add_row(
             label, f"{count} ({count / pairs:.0%})", f"{count / counts[0]:.2f}" if counts[0] else "-"
         )

@@ -31,6 +31,8 @@ COVER_MARGIN = 1.1
 behaviour again differs by its noise."""
 WINDOW = 30
 """Readings per window: 5 minutes at one reading every 10 s."""
+STRIDE = 10
+"""Readings between one window's start and the next: the alarm's K of N counts windows this far apart."""
 
 Array = npt.NDArray[np.float32]
 QUANTILE = 0.999
@@ -39,7 +41,7 @@ mind, by ``bench/sensor_quality.py``'s alarm columns (``docs/performance.md``)."
 
 
 def windows(
-    values: np.ndarray, labels: np.ndarray, size: int = WINDOW, stride: int = 10
+    values: np.ndarray, labels: np.ndarray, size: int = WINDOW, stride: int = STRIDE
 ) -> tuple[Array, np.ndarray]:
     """``(n, size, sensors)`` windows and each one's label (the largest fault label inside it).
 
@@ -53,7 +55,7 @@ def windows(
     return x, y
 
 
-def raw_windows(values: np.ndarray, size: int = WINDOW, stride: int = 10) -> Array:
+def raw_windows(values: np.ndarray, size: int = WINDOW, stride: int = STRIDE) -> Array:
     """The same windows as :func:`windows`, gaps left as NaN (what texture is read from)."""
     raw = np.asarray(values, dtype=np.float32)
     return np.stack([raw[s : s + size] for s in range(0, len(raw) - size + 1, stride)])
@@ -173,18 +175,19 @@ def evaluate(
     )
 
 
-def faults_caught(flagged: np.ndarray, faults: np.ndarray, k: int = ALERT_K, n: int = ALERT_N) -> int:
-    """Labelled faults during which the edge's alarm (``k`` of ``n`` windows in a row flagged) is raised.
+def alarmed_faults(flagged: np.ndarray, faults: np.ndarray, k: int = ALERT_K, n: int = ALERT_N) -> set[int]:
+    """The labelled faults during which the edge's alarm (``k`` of ``n`` windows in a row flagged) is raised.
 
     ``faults`` names each test window's fault (-1: none), a fault's windows in time order.  What
     an operator counts, and steadier than the share of faulty windows flagged: a model that
     flags a slow fault a few windows later loses window recall, not the alarm.
     """
-    caught = 0
+    caught = set()
     for fault in np.unique(faults[faults >= 0]):
         hits = np.asarray(flagged[faults == fault], dtype=np.int64)
         in_last_n = np.convolve(hits, np.ones(n, dtype=np.int64))[: len(hits)]
-        caught += bool(np.any(in_last_n >= k))
+        if np.any(in_last_n >= k):
+            caught.add(int(fault))
     return caught
 
 

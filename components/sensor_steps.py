@@ -31,9 +31,9 @@ import numpy as np
 from components.anomaly import (
     WINDOW,
     AnomalyEvaluation,
+    alarmed_faults,
     evaluate,
     export_sensor_model,
-    faults_caught,
     raw_windows,
     reconstruction_errors,
     train_autoencoder,
@@ -92,8 +92,12 @@ class SensorEvaluation:
     """Windows of alarms staff dismissed, which the thresholds were set to leave unflagged."""
     faults: int = 0
     """Labelled faults in the test windows."""
-    faults_caught: int | None = None
-    """Of those, how many the edge's alarm would be raised during (``components.anomaly.faults_caught``)."""
+    alarmed: list[int] | None = None
+    """Of those, the ones the edge's alarm would be raised during (``components.anomaly.alarmed_faults``)."""
+
+    @property
+    def faults_caught(self) -> int | None:
+        return None if self.alarmed is None else len(self.alarmed)
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2))
@@ -213,7 +217,8 @@ def _split_machine(
     values: np.ndarray, labels: np.ndarray, held_out: float, parts: dict[str, list[np.ndarray]], first: int
 ) -> int:
     """The machine's windows into the splits, each test window named by its fault (``first`` on; -1:
-    none): a run of faulty windows in a row is one fault.  How many faults it held."""
+    none): a run of faulty windows in a row, of one label, is one fault.  How many faults it held.
+    Two faults of one kind closer than a window's length read as one."""
     try:
         x, y = windows(values, labels)
     except ValueError as exc:  # a sensor with no reading at all
@@ -228,7 +233,8 @@ def _split_machine(
         parts[f"{split}_x"].append(x[index])
         parts[f"{split}_raw"].append(raw[index])
         parts[f"{split}_y"].append(y[index])
-    fault = np.cumsum(np.diff(faulty, prepend=-2) > 1) - 1  # a gap between faulty windows: the next fault
+    starts = (np.diff(faulty, prepend=-2) > 1) | (np.diff(y[faulty], prepend=-1) != 0)  # a gap, or a kind
+    fault = np.cumsum(starts) - 1
     parts["test_fault"].append(np.concatenate([np.full(len(held), -1), first + fault]).astype(np.int32))
     return int(fault[-1]) + 1 if len(fault) else 0
 
@@ -296,12 +302,14 @@ def evaluate_sensors(
     )
     if cover is not None:
         notes.append(_cover_note(held, distances[0], result, len(dismissed), gate.quantile))
+    if "test_fault" not in w:
+        raise InvalidInput(f"{prepared}: windows prepared before faults were named: prepare them again")
     faults = len(np.unique(w["test_fault"][w["test_fault"] >= 0]))
-    caught = faults_caught(result.flagged, w["test_fault"])
-    before = production_figures(production, w, sensors) if production is not None else {}
-    if labelled and before:
-        reasons += regressions(result.precision, caught, faults, before, gate)
-    elif production is not None and not before and any(production.iterdir()):
+    alarmed = alarmed_faults(result.flagged, w["test_fault"])
+    before = production_figures(production, w, sensors) if production is not None else None
+    if labelled and before is not None and before.figures:
+        reasons += regressions(result.precision, result.recall, alarmed, faults, before, gate)
+    elif production is not None and (before is None or not before.figures) and any(production.iterdir()):
         notes.append("the edge's current model reads other sensors or windows: not compared")
     return SensorEvaluation(
         threshold=result.threshold,
@@ -310,13 +318,13 @@ def evaluate_sensors(
         precision=result.precision if labelled else None,
         recall=result.recall if labelled else None,
         recall_by_label={label_name(k): v for k, v in result.recall_by_label.items()},
-        production=before,
+        production=before.figures if before is not None else {},
         passed=not reasons,
         reasons=reasons,
         notes=notes,
         dismissed_windows=len(dismissed),
         faults=faults,
-        faults_caught=caught if labelled else None,
+        alarmed=sorted(alarmed) if labelled else None,
     )
 
 

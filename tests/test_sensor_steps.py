@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components.anomaly import faults_caught
-from components.sensor_gate import SensorGate
+from components.anomaly import alarmed_faults
+from components.sensor_gate import Production, SensorGate, regressions
 from components.sensor_steps import (
     EVALUATION_FILE,
     SensorEvaluation,
@@ -74,8 +74,27 @@ def test_a_fault_counts_as_caught_only_where_the_alarm_would_be_raised() -> None
     faults = np.array([-1, 0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 2])
     flagged = np.array([1, 1, 0, 1, 1, 1, 1, 0, 1, 0, 1, 0, 1], dtype=bool)
 
-    assert faults_caught(flagged, faults, k=3, n=5) == 2  # fault 0: 3 of 4; fault 2: 3 of its last 5
-    assert faults_caught(flagged, faults, k=3, n=3) == 0
+    assert alarmed_faults(flagged, faults, k=3, n=5) == {0, 2}  # 0: 3 of its 4; 2: 3 of its last 5
+    assert alarmed_faults(flagged, faults, k=3, n=3) == set()
+
+
+def test_a_candidate_that_alarms_on_another_fault_instead_of_one_the_edges_model_catches_is_refused() -> None:
+    edge = Production({"precision": 0.9, "recall": 0.7, "faults_caught": 1.0}, frozenset({0}))
+
+    reasons = regressions(0.9, 0.7, {1}, 2, edge, SensorGate())
+
+    assert reasons == [
+        "1 of 2 labelled faults the edge's current model alarms on raise no alarm"
+        " (it alarms on 1, the candidate on 1)"
+    ]
+
+
+def test_a_candidate_that_flags_far_fewer_faulty_windows_is_refused_though_it_alarms_on_every_fault() -> None:
+    edge = Production({"precision": 0.9, "recall": 0.9, "faults_caught": 2.0}, frozenset({0, 1}))
+
+    reasons = regressions(0.9, 0.65, {0, 1}, 2, edge, SensorGate())
+
+    assert reasons == ["recall 0.650 is far below the edge's current model's 0.900"]
 
 
 def test_telemetry_too_short_for_a_window_is_refused_in_one_line(tmp_path: Path) -> None:
@@ -146,8 +165,8 @@ def test_a_candidate_whose_alarm_misses_a_fault_the_edges_model_catches_is_refus
     assert one_more.production["faults_caught"] == first.faults_caught
     assert not one_more.passed
     assert one_more.reasons == [
-        f"{first.faults_caught} of {first.faults} labelled faults raise an alarm;"
-        f" the edge's current model alarms on {first.faults_caught}"
+        f"0 of {first.faults} labelled faults the edge's current model alarms on raise no alarm"
+        f" (it alarms on {first.faults_caught}, the candidate on {first.faults_caught})"
     ]
 
 

@@ -24,7 +24,7 @@ from edgecore.demo.devices import KIOSK_INDEX, Kiosk, KioskLog, Store, digest, p
 from edgecore.demo.sensor_story import SensorResult, SensorStory
 from edgecore.demo.services import start_services
 from edgecore.demo.supervisor import DemoFailed, Supervisor, http_ok
-from edgecore.demo.watch import EventLog, local_runs
+from edgecore.demo.watch import EventLog, gate_stopped, local_runs
 from edgecore.demo.world import World
 from edgecore.stack import enable_notifications
 from edgecore.synthetic.products import NEW_PRODUCT_EDGE, demo_catalogue, new_product
@@ -271,10 +271,8 @@ class Demo:
                     return None
                 done_at = done_at or time.time()
                 if time.time() - done_at > GATE_GRACE_S:
-                    reasons = "; ".join(r for run in runs for r in run.gate_reasons(edge)) or "no reason kept"
                     raise DemoFailed(
-                        f"{edge}: the run finished but published no new {model}: the quality gate stopped it"
-                        f" ({reasons})"
+                        f"{edge}: the run finished but published no new {model}: {gate_stopped(runs, edge)}"
                     )
                 return None
 

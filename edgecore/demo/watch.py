@@ -130,6 +130,12 @@ class LocalRun:
         return list(found.reasons) if found is not None else []
 
 
+def gate_stopped(runs: list[LocalRun], edge: str) -> str:
+    """What the demo says of runs that published nothing: the gate's reasons, as recorded."""
+    reasons = "; ".join(r for run in runs for r in run.gate_reasons(edge)) or "no reason kept"
+    return f"the quality gate stopped it ({reasons})"
+
+
 def local_runs(state_dir: Path, since: float, pipeline: str, edge: str) -> list[LocalRun]:
     """The listener's local runs of ``pipeline`` for ``edge`` still running, or finished since
     ``since`` (each run's ``outcome.json`` beside the ``launched.json`` that names its pipeline)."""
