@@ -133,7 +133,7 @@ def evaluate(
     test_labels: np.ndarray,
     quantile: float = QUANTILE,
     min_precision: float = 0.8,
-    min_recall: float = 0.6,
+    min_recall: float = 0.5,
     texture: tuple[np.ndarray, np.ndarray] | None = None,
     cover: tuple[np.ndarray, np.ndarray | None] | None = None,
 ) -> AnomalyEvaluation:

@@ -18,14 +18,16 @@ class SensorGate:
     quantile: float = QUANTILE
     """Of held-out normal windows, the share under each threshold."""
     min_precision: float = 0.8
-    min_recall: float = 0.6
+    min_recall: float = 0.5
+    """Of faulty windows, the share flagged.  On the demo's first round it moved from 0.54 to 0.74 with
+    the seed alone while every seed alarmed on every fault (``bench/sensor_spread.py``)."""
     max_regression: float = 0.02
     """How far precision may fall below the edge's current model on the same windows."""
     max_faults_lost: int = 0
     """Labelled faults the edge's current model alarms on that the candidate may leave without an
     alarm.  Which faults, not the share of faulty windows flagged: that share moved by up to 12
     points with the seed alone (``bench/sensor_spread.py``), past a tolerance of 0.02."""
-    max_recall_drop: float = 0.2
+    max_recall_drop: float = 0.25
     """How far the share of faulty windows flagged may still fall below the edge's model's: above
     its spread by seed, it stops a model that sees faults markedly later or less."""
 

@@ -118,7 +118,7 @@ def test_telemetry_becomes_a_gated_sensor_model_that_is_announced_and_loads_at_t
     )
 
     evaluation = sensor_evaluations(tmp_path / "root")[EDGE]
-    assert evaluation.passed and evaluation.recall is not None and evaluation.recall >= 0.6
+    assert evaluation.passed and evaluation.recall is not None and evaluation.recall >= 0.5
     stored = newest_version(iso_store, iso_layout.models_prefix(sensor_model_name(EDGE)))
     assert stored is not None and stored.version == "v000001"
     assert stored.manifest.metadata["release"] == "r-7"
