@@ -44,8 +44,7 @@ def refused_now(edge: SensorEvaluation, candidate: SensorEvaluation) -> bool:
     """The gate's rule (``components.sensor_gate.regressions``), the edge's model being ``edge``."""
     assert edge.precision is not None and edge.recall is not None and edge.alarmed is not None
     assert candidate.precision is not None and candidate.recall is not None and candidate.alarmed is not None
-    figures = {"precision": edge.precision, "recall": edge.recall, "faults_caught": float(len(edge.alarmed))}
-    before = Production(figures, frozenset(edge.alarmed))
+    before = Production(edge.precision, edge.recall, frozenset(edge.alarmed))
     alarmed = set(candidate.alarmed)
     return bool(
         regressions(candidate.precision, candidate.recall, alarmed, candidate.faults, before, SensorGate())

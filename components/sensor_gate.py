@@ -36,20 +36,27 @@ class SensorGate:
 class Production:
     """The edge's current model on the candidate's test windows."""
 
-    figures: dict[str, float]
-    """Precision, recall and faults caught; empty when it reads other windows."""
+    precision: float
+    recall: float
     alarmed: frozenset[int]
     """The faults its alarm is raised during."""
 
+    @property
+    def figures(self) -> dict[str, float]:
+        """What the evaluation reports of it."""
+        return {"precision": self.precision, "recall": self.recall, "faults_caught": float(len(self.alarmed))}
 
-def production_figures(production: Path, w: dict[str, np.ndarray], sensors: tuple[str, ...]) -> Production:
-    """The edge's current model decided by its own scaling, thresholds and alarm (``SensorModel.flags``)."""
-    none = Production({}, frozenset())
+
+def production_figures(
+    production: Path, w: dict[str, np.ndarray], sensors: tuple[str, ...]
+) -> Production | None:
+    """The edge's current model decided by its own scaling, thresholds and alarm (``SensorModel.flags``);
+    None when there is none, nothing labelled to judge it on, or it reads other windows."""
     if not (production / SENSOR_MODEL_FILE).is_file() or not np.any(w["test_y"] > 0):
-        return none
+        return None
     spec = SensorModel.load(production)
     if spec.sensors != sensors or spec.window != w["test_x"].shape[1] or spec.stride != STRIDE:
-        return none
+        return None
     import tensorflow as tf
 
     served = tf.saved_model.load(str(production / SAVED_MODEL_DIR))
@@ -59,26 +66,24 @@ def production_figures(production: Path, w: dict[str, np.ndarray], sensors: tupl
     distances = spec.texture.distances(texture_features(w["test_raw"])) if spec.texture else None
     flagged, faulty = spec.flags(errors, distances), w["test_y"] > 0
     hits = int(np.sum(flagged & faulty))
-    alarmed = alarmed_faults(flagged, w["test_fault"], spec.alert_k, spec.alert_n)
-    figures = {
-        "precision": hits / int(flagged.sum()) if flagged.any() else 0.0,
-        "recall": hits / int(faulty.sum()),
-        "faults_caught": float(len(alarmed)),
-    }
-    return Production(figures, frozenset(alarmed))
+    return Production(
+        precision=hits / int(flagged.sum()) if flagged.any() else 0.0,
+        recall=hits / int(faulty.sum()),
+        alarmed=frozenset(alarmed_faults(flagged, w["test_fault"], spec.alert_k, spec.alert_n)),
+    )
 
 
 def regressions(
     precision: float, recall: float, alarmed: set[int], faults: int, before: Production, gate: SensorGate
 ) -> list[str]:
     """Where the candidate falls behind the edge's model."""
-    reasons, was = [], before.figures
-    if precision < was["precision"] - gate.max_regression:
+    reasons = []
+    if precision < before.precision - gate.max_regression:
         reasons.append(
-            f"precision {precision:.3f} is below the edge's current model's {was['precision']:.3f}"
+            f"precision {precision:.3f} is below the edge's current model's {before.precision:.3f}"
         )
-    if recall < was["recall"] - gate.max_recall_drop:
-        reasons.append(f"recall {recall:.3f} is far below the edge's current model's {was['recall']:.3f}")
+    if recall < before.recall - gate.max_recall_drop:
+        reasons.append(f"recall {recall:.3f} is far below the edge's current model's {before.recall:.3f}")
     lost = before.alarmed - alarmed
     if len(lost) > gate.max_faults_lost:
         reasons.append(

@@ -275,6 +275,8 @@ def evaluate_sensors(
 ) -> SensorEvaluation:
     """Thresholds from held-out normal windows; the gate on labelled faults and against the edge's model."""
     w, sensors = load_windows(prepared)
+    if "test_fault" not in w:
+        raise InvalidInput(f"{prepared}: windows prepared before faults were named: prepare them again")
     model, scale, texture = load_trained(trained)
     held = reconstruction_errors(model, scale.apply(w["held_x"]))
     test = reconstruction_errors(model, scale.apply(w["test_x"]))
@@ -302,14 +304,12 @@ def evaluate_sensors(
     )
     if cover is not None:
         notes.append(_cover_note(held, distances[0], result, len(dismissed), gate.quantile))
-    if "test_fault" not in w:
-        raise InvalidInput(f"{prepared}: windows prepared before faults were named: prepare them again")
     faults = len(np.unique(w["test_fault"][w["test_fault"] >= 0]))
     alarmed = alarmed_faults(result.flagged, w["test_fault"])
     before = production_figures(production, w, sensors) if production is not None else None
-    if labelled and before is not None and before.figures:
+    if labelled and before is not None:
         reasons += regressions(result.precision, result.recall, alarmed, faults, before, gate)
-    elif production is not None and (before is None or not before.figures) and any(production.iterdir()):
+    elif production is not None and before is None and any(production.iterdir()):
         notes.append("the edge's current model reads other sensors or windows: not compared")
     return SensorEvaluation(
         threshold=result.threshold,

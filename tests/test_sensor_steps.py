@@ -79,7 +79,7 @@ def test_a_fault_counts_as_caught_only_where_the_alarm_would_be_raised() -> None
 
 
 def test_a_candidate_that_alarms_on_another_fault_instead_of_one_the_edges_model_catches_is_refused() -> None:
-    edge = Production({"precision": 0.9, "recall": 0.7, "faults_caught": 1.0}, frozenset({0}))
+    edge = Production(precision=0.9, recall=0.7, alarmed=frozenset({0}))
 
     reasons = regressions(0.9, 0.7, {1}, 2, edge, SensorGate())
 
@@ -90,7 +90,7 @@ def test_a_candidate_that_alarms_on_another_fault_instead_of_one_the_edges_model
 
 
 def test_a_candidate_that_flags_far_fewer_faulty_windows_is_refused_though_it_alarms_on_every_fault() -> None:
-    edge = Production({"precision": 0.9, "recall": 0.9, "faults_caught": 2.0}, frozenset({0, 1}))
+    edge = Production(precision=0.9, recall=0.9, alarmed=frozenset({0, 1}))
 
     reasons = regressions(0.9, 0.6, {0, 1}, 2, edge, SensorGate())
 
