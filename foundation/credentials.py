@@ -30,8 +30,18 @@ PLACEHOLDERS = ("change", "placeholder", "example", "secret", "password", "defau
 
 
 def new_token() -> str:
-    """A fresh token: 256 random bits, URL-safe."""
-    return secrets.token_urlsafe(32)
+    """A fresh token: 256 random bits, URL-safe, drawn again until :func:`check_strength` passes it.
+
+    Random text now and then spells a placeholder word ("xxxx", "1234"): about one token in
+    25,000 would otherwise be refused when the service holding it starts.
+    """
+    while True:
+        token = secrets.token_urlsafe(32)
+        try:
+            check_strength(token, "a new token")
+        except WeakCredential:
+            continue
+        return token
 
 
 def check_strength(token: str, what: str) -> None:

@@ -10,7 +10,6 @@ the edge's settings must follow; the front-door token is the credential with ove
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from kafka import KafkaAdminClient
@@ -29,6 +28,7 @@ from kafka.admin import (
 )
 from kafka.errors import KafkaError
 
+from foundation.credentials import new_token
 from foundation.errors import ServiceUnavailable
 from foundation.layout import check_name
 from foundation.messaging import connection, ensure_topics
@@ -48,7 +48,7 @@ def edge_group(edge: str) -> str:
 
 
 def new_password() -> str:
-    return secrets.token_urlsafe(32)
+    return new_token()
 
 
 EdgePermission = tuple[str, str, str, tuple[str, ...]]

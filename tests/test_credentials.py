@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import secrets
 from pathlib import Path
 
-from foundation.credentials import Credentials, new_token, write_tokens_file
+import pytest
+
+from foundation.credentials import Credentials, check_strength, new_token, write_tokens_file
 
 
 def test_a_token_added_to_the_file_is_valid_without_a_restart(tmp_path: Path) -> None:
@@ -46,3 +49,13 @@ def test_tokens_files_are_never_readable_by_others(tmp_path: Path) -> None:
     path = tmp_path / "tokens.json"
     write_tokens_file(path, {"north": [new_token()]})
     assert path.stat().st_mode & 0o077 == 0
+
+
+def test_a_new_token_that_happens_to_spell_a_placeholder_is_drawn_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    drawn = iter(["Ab9-xXxX-" + "q" * 20 + "7Zk_cDeFgHiJ", "Ab9-Tr4P-" + "q" * 20 + "7Zk_cDeFgHiJ"])
+    monkeypatch.setattr(secrets, "token_urlsafe", lambda _bytes: next(drawn))
+    token = new_token()
+    assert "xxxx" not in token.lower()
+    check_strength(token, "the second draw")

@@ -44,7 +44,7 @@ class SitePlan:
     @classmethod
     def new(cls, edge: str) -> SitePlan:
         return cls(
-            edge, free_port(), free_port(), free_port(), secrets.token_urlsafe(24), secrets.token_urlsafe(32)
+            edge, free_port(), free_port(), free_port(), secrets.token_urlsafe(24), new_token()
         )
 
 
