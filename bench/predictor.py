@@ -38,6 +38,7 @@ from rich.progress import track
 from rich.table import Table
 
 from components.artefacts import load_keras_model
+from foundation.openset import litert_outputs
 from foundation.settings import Settings
 from testkit.serving import LABELS, b64, kiosk_jpeg, running_server, write_version
 
@@ -130,7 +131,7 @@ def in_process_predictor(root: Path, photos: list[bytes], size: int) -> Callable
     interpreter = Interpreter(model_path=str(root / "model.tflite"), num_threads=1)
     interpreter.allocate_tensors()
     inp = interpreter.get_input_details()[0]["index"]
-    outp = interpreter.get_output_details()[0]["index"]
+    outp, _ = litert_outputs(interpreter)
 
     def in_process(i: int) -> object:
         interpreter.set_tensor(inp, preprocess(photos[i % len(photos)], size)[None])

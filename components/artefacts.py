@@ -19,6 +19,7 @@ import numpy.typing as npt
 
 from foundation.errors import IntegrityError
 from foundation.layout import SAVED_MODEL_DIR, TFLITE_FILE
+from foundation.openset import Outputs, as_outputs, litert_output_indices
 
 KERAS_FILE = "model.keras"
 PARITY_TOLERANCE = 1e-4
@@ -60,20 +61,40 @@ def load_keras_model(path: Path) -> Any:
     return keras.models.load_model(path, compile=False)
 
 
-def litert_predict(model_file: Path, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    """Probabilities from a LiteRT flatbuffer, one image per invoke as on the edge."""
+def litert_run(model_file: Path, x: npt.NDArray[np.float32]) -> dict[str, npt.NDArray[np.float32]]:
+    """Every output of a LiteRT flatbuffer by the name its signature gives it, one image per
+    invoke as on the edge."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=str(model_file), num_threads=1)
     interpreter.allocate_tensors()
     inp = interpreter.get_input_details()[0]["index"]
-    out = interpreter.get_output_details()[0]["index"]
-    rows = []
+    indices = litert_output_indices(interpreter)
+    rows: dict[str, list[npt.NDArray[np.float32]]] = {name: [] for name in indices}
     for image in x:
         interpreter.set_tensor(inp, image[None])
         interpreter.invoke()
-        rows.append(interpreter.get_tensor(out)[0].copy())
-    return np.stack(rows) if rows else np.zeros((0, 0), np.float32)
+        for name, index in indices.items():
+            rows[name].append(interpreter.get_tensor(index)[0].copy())
+    return {name: np.stack(r) if r else np.zeros((0, 0), np.float32) for name, r in rows.items()}
+
+
+def keras_run(model: Any, x: npt.NDArray[np.float32]) -> dict[str, npt.NDArray[np.float32]]:
+    """Every output of a Keras model by name (one unnamed output as ``output_0``, as exported)."""
+    answer = model.predict(x, verbose=0, batch_size=64)
+    if isinstance(answer, dict):
+        return {name: np.asarray(value, np.float32) for name, value in answer.items()}
+    return {"output_0": np.asarray(answer, np.float32)}
+
+
+def litert_predict(model_file: Path, x: npt.NDArray[np.float32]) -> Outputs:
+    """What a product model's LiteRT flatbuffer answers."""
+    return as_outputs(litert_run(model_file, x))
+
+
+def keras_predict(model: Any, x: npt.NDArray[np.float32]) -> Outputs:
+    """What a product model answers in Keras: the serving model's two outputs, or a trained model's one."""
+    return as_outputs(keras_run(model, x))
 
 
 def to_tflite(saved_model: Path) -> bytes:
@@ -83,10 +104,17 @@ def to_tflite(saved_model: Path) -> bytes:
 
 
 def check_parity(tflite: Path, model: Any, samples: npt.NDArray[np.float32]) -> float:
-    """Largest probability difference between LiteRT and Keras on ``samples``."""
-    expected = np.asarray(model.predict(samples, verbose=0))
-    actual = litert_predict(tflite, samples)
-    diff = float(np.max(np.abs(expected - actual))) if len(samples) else 0.0
+    """Largest difference between LiteRT's and Keras's outputs, each by name, on ``samples``."""
+    if not len(samples):
+        return 0.0
+    expected, actual = keras_run(model, samples), litert_run(tflite, samples)
+    if len(expected) == len(actual) == 1:
+        pairs = [(next(iter(expected.values())), next(iter(actual.values())))]
+    elif set(expected) == set(actual):
+        pairs = [(expected[name], actual[name].reshape(expected[name].shape)) for name in expected]
+    else:
+        raise IntegrityError(f"{tflite}: outputs {sorted(actual)}, Keras's are {sorted(expected)}")
+    diff = max(float(np.max(np.abs(keras - litert))) for keras, litert in pairs)
     if diff > PARITY_TOLERANCE:
         raise IntegrityError(f"{tflite}: LiteRT output differs from Keras by {diff:.2e}")
     return diff

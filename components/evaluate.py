@@ -24,13 +24,15 @@ from components.artefacts import (
     KERAS_FILE,
     configure_tensorflow,
     has_serving_files,
+    keras_predict,
     litert_predict,
     load_keras_model,
 )
+from components.head import serving_model
 from components.prepare import PreparedData
 from foundation.layout import LABELS_FILE, MANIFEST, TFLITE_FILE
 from foundation.manifest import Manifest
-from foundation.openset import OPENSET_FILE, OpenSet, decide
+from foundation.openset import OPENSET_FILE, OpenSet, Outputs, decide
 
 EVALUATION_FILE = "evaluation.json"
 
@@ -95,12 +97,12 @@ def confusion_matrix(
     return matrix
 
 
-def candidate_probabilities(model_dir: Path, x: npt.NDArray[np.float32], threads: int = 1) -> Any:
-    """The candidate's probabilities: from its LiteRT file when train wrote one, else from Keras."""
+def candidate_outputs(model_dir: Path, x: npt.NDArray[np.float32], threads: int = 1) -> Outputs:
+    """What the candidate answers: from its LiteRT file when train wrote one, else from Keras."""
     if has_serving_files(model_dir):
         return litert_predict(model_dir / TFLITE_FILE, x)
     configure_tensorflow(threads)
-    return load_keras_model(model_dir / KERAS_FILE).predict(x, verbose=0, batch_size=64)
+    return keras_predict(serving_model(load_keras_model(model_dir / KERAS_FILE)), x)
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,7 @@ def _production(
     known = np.isin(np.asarray(labels)[y], old_labels)
     if not known.any():
         return None
-    probabilities = litert_predict(production / TFLITE_FILE, x[known])
+    probabilities = litert_predict(production / TFLITE_FILE, x[known]).probabilities
     return _Production(
         manifest.version, old_labels, np.asarray(old_labels)[probabilities.argmax(axis=1)], known
     )
@@ -177,13 +179,13 @@ def evaluate(
     data = PreparedData(prepared)
     labels = data.labels
     test = data.split("test")
-    probabilities = np.asarray(candidate_probabilities(model_dir, test.x, threads), dtype=np.float32)
-    predicted = np.asarray(probabilities.argmax(axis=1), dtype=np.int64)
+    outputs = candidate_outputs(model_dir, test.x, threads)
+    predicted = np.asarray(outputs.probabilities.argmax(axis=1), dtype=np.int64)
     truth = test.y.astype(np.int64)
     evaluation = _scores(labels, truth, predicted)
     openset = _openset(model_dir)
     if openset is not None:  # how often the shipped thresholds flag photos of products it knows
-        flagged = ~decide(probabilities, openset, 0.0).recognized
+        flagged = ~decide(outputs, openset, 0.0).recognized
         evaluation.flagged_known = float(flagged.mean()) if len(flagged) else 0.0
     if evaluation.accuracy < gate.min_accuracy:
         evaluation.reasons.append(

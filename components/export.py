@@ -31,6 +31,7 @@ from components.artefacts import (
     load_keras_model,
     write_serving_files,
 )
+from components.head import serving_model
 from components.train import HISTORY_FILE
 from foundation.catalogue import Catalogue
 from foundation.layout import (
@@ -96,7 +97,7 @@ def export_model(
         if parity_samples is not None
         else np.random.default_rng(0).random((4, image_size, image_size, 3), dtype=np.float32)
     )
-    metadata["litert_max_abs_diff"] = write_serving_files(model, out, samples)
+    metadata["litert_max_abs_diff"] = write_serving_files(serving_model(model), out, samples)
     model.save(out / KERAS_FILE)
     return _package(out, labels, catalogue, dict(metrics or {}), metadata)
 

@@ -8,7 +8,9 @@ which is what makes "unsure" mean "unlike anything I know" (``foundation.openset
 
 Keras is imported only when the layer is first needed (steps that never touch a model
 must not pay TensorFlow's import); :func:`cosine_softmax` also registers the layer, so
-call it before loading a saved model.
+call it before loading a saved model.  :func:`serving_model` is what is exported: the
+probabilities and, beside them, each photo's largest cosine, which the unsure flag is
+judged on.
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from foundation.openset import COSINE, PROBABILITIES
+
+OUTPUT_LAYER = "probabilities"
+"""The cosine layer's name in every saved model (warm starts find it by it)."""
 SCALE = 16.0
 """Cosines in [-1, 1] times this: a softmax that can still reach near-certainty."""
 
@@ -38,12 +44,35 @@ def cosine_softmax() -> Any:
                 shape=(int(input_shape[-1]), self.classes), initializer="glorot_uniform", name="kernel"
             )
 
-        def call(self, features: Any) -> Any:
+        def cosines(self, features: Any) -> Any:
             unit = features / ops.sqrt(ops.sum(features * features, axis=-1, keepdims=True) + 1e-12)
             norms = ops.sqrt(ops.sum(self.kernel * self.kernel, axis=0, keepdims=True) + 1e-12)
-            return ops.softmax(self.scale * ops.matmul(unit, self.kernel / norms))
+            return ops.matmul(unit, self.kernel / norms)
+
+        def call(self, features: Any) -> Any:
+            return ops.softmax(self.scale * self.cosines(features))
 
         def get_config(self) -> dict[str, Any]:
             return {**super().get_config(), "classes": self.classes, "scale": self.scale}
 
     return CosineSoftmax
+
+
+def serving_model(model: Any) -> Any:
+    """``model`` with two named outputs: its probabilities, and each photo's largest cosine to a
+    product's direction (computed by the same layer, with the same weights, from the same features).
+    A model without the cosine layer (a plain softmax someone exports) is returned as it is."""
+    import keras
+    from keras import layers, ops
+
+    found = next((layer for layer in model.layers if layer.name == OUTPUT_LAYER), None)
+    if found is None or not hasattr(found, "cosines"):
+        return model
+    head: Any = found
+
+    class LargestCosine(layers.Layer):  # type: ignore[misc]
+        def call(self, features: Any) -> Any:
+            return ops.max(head.cosines(features), axis=-1)
+
+    largest = LargestCosine(name=COSINE)(head.input)
+    return keras.Model(model.inputs, {PROBABILITIES: model.output, COSINE: largest}, name=model.name)

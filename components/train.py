@@ -23,8 +23,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from components.artefacts import KERAS_FILE, configure_tensorflow, load_keras_model, write_serving_files
-from components.head import cosine_softmax
+from components.artefacts import (
+    KERAS_FILE,
+    configure_tensorflow,
+    keras_predict,
+    load_keras_model,
+    write_serving_files,
+)
+from components.head import OUTPUT_LAYER, cosine_softmax, serving_model
 from components.outliers import with_outliers
 from components.prepare import PreparedData, Split
 from foundation.layout import LABELS_FILE
@@ -33,7 +39,6 @@ from foundation.openset import OPENSET_FILE, fit
 log = logging.getLogger(__name__)
 
 HISTORY_FILE = "history.json"
-OUTPUT_LAYER = "probabilities"
 
 
 @dataclass(frozen=True)
@@ -231,9 +236,10 @@ def train(prepared: Path, out: Path, config: TrainConfig, production: Path | Non
     epochs_run = len(history.history["loss"])
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / KERAS_FILE)
-    parity = write_serving_files(model, out, val_split.x)
+    serving = serving_model(model)
+    parity = write_serving_files(serving, out, val_split.x)
     (out / LABELS_FILE).write_text(json.dumps(labels))
-    _write_openset(model, val_split, out)
+    _write_openset(serving, val_split, out)
     result = TrainResult(
         epochs_run=epochs_run,
         best_val_accuracy=float(max(history.history["val_accuracy"])),
@@ -250,7 +256,7 @@ def train(prepared: Path, out: Path, config: TrainConfig, production: Path | Non
     return result
 
 
-def _write_openset(model: Any, held_out: Split, out: Path) -> None:
-    """The version's confidence calibration and unsure threshold (``foundation.openset``)."""
-    probabilities = np.asarray(model.predict(held_out.x, verbose=0, batch_size=64), dtype=np.float32)
-    (out / OPENSET_FILE).write_bytes(fit(probabilities, held_out.y).to_bytes())
+def _write_openset(serving: Any, held_out: Split, out: Path) -> None:
+    """The version's confidence calibration and unsure thresholds (``foundation.openset``)."""
+    outputs = keras_predict(serving, held_out.x)
+    (out / OPENSET_FILE).write_bytes(fit(outputs, held_out.y).to_bytes())

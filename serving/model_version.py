@@ -67,10 +67,18 @@ class ModelVersion:
         blank = np.full((1, image_size, image_size, 3), 0.5, dtype=np.float32)
         for _ in range(3):
             out = self.runner(blank)
-        if out.shape != (1, len(self.labels)) or not np.all(np.isfinite(out)):
+        if out.probabilities.shape != (1, len(self.labels)) or not np.all(np.isfinite(out.probabilities)):
             raise IntegrityError(
-                f"model {self.name} {self.version}: warm-up produced {out.shape}, "
+                f"model {self.name} {self.version}: warm-up produced {out.probabilities.shape}, "
                 f"expected (1, {len(self.labels)}) finite probabilities"
+            )
+        needs_cosine = self.openset is not None and self.openset.min_cosine is not None
+        cosine = out.cosine
+        cosine_ok = cosine is not None and cosine.shape == (1,) and bool(np.isfinite(cosine).all())
+        if needs_cosine and not cosine_ok:
+            raise IntegrityError(
+                f"model {self.name} {self.version}: its open-set rule needs a finite cosine per image, "
+                "which its model does not output"
             )
 
 

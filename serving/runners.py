@@ -15,16 +15,16 @@ import numpy as np
 import numpy.typing as npt
 
 from foundation.errors import IntegrityError
-
-Probabilities = npt.NDArray[np.float32]
+from foundation.openset import Outputs, litert_outputs, output_names
 
 
 class Runner(Protocol):
-    """Runs a float32 batch ``(N, S, S, 3)`` through a model, returns ``(N, labels)``."""
+    """Runs a float32 batch ``(N, S, S, 3)`` through a model: probabilities ``(N, labels)`` and,
+    from a version that outputs it, each image's largest cosine ``(N,)``."""
 
     kind: str
 
-    def __call__(self, pixels: npt.NDArray[np.float32]) -> Probabilities: ...
+    def __call__(self, pixels: npt.NDArray[np.float32]) -> Outputs: ...
 
 
 class LiteRTRunner:
@@ -45,25 +45,27 @@ class LiteRTRunner:
         except (ValueError, RuntimeError) as exc:
             raise IntegrityError(f"{path}: not a loadable LiteRT model: {exc}") from exc
         inp = self._interpreter.get_input_details()[0]
-        out = self._interpreter.get_output_details()[0]
+        self._output, self._cosine = litert_outputs(self._interpreter)
         expected = [1, image_size, image_size, 3]
         if list(inp["shape"]) != expected or inp["dtype"] is not np.float32:
             raise IntegrityError(
                 f"{path}: input is {list(inp['shape'])} {inp['dtype'].__name__}, expected {expected} float32"
             )
         self._input = int(inp["index"])
-        self._output = int(out["index"])
-        self.classes = int(out["shape"][-1])
+        self.classes = int(self._interpreter.get_tensor(self._output).shape[-1])
         self._lock = threading.Lock()
 
-    def __call__(self, pixels: npt.NDArray[np.float32]) -> Probabilities:
+    def __call__(self, pixels: npt.NDArray[np.float32]) -> Outputs:
         result = np.empty((len(pixels), self.classes), dtype=np.float32)
+        cosine = np.empty(len(pixels), dtype=np.float32) if self._cosine is not None else None
         with self._lock:
             for i in range(len(pixels)):
                 self._interpreter.set_tensor(self._input, pixels[i : i + 1])
                 self._interpreter.invoke()
                 result[i] = self._interpreter.get_tensor(self._output)[0]
-        return result
+                if cosine is not None:
+                    cosine[i] = self._interpreter.get_tensor(self._cosine)[0]
+        return Outputs(result, cosine)
 
 
 class SavedModelRunner:
@@ -81,6 +83,10 @@ class SavedModelRunner:
             raise IntegrityError(f"{path}: not a loadable SavedModel: {exc}") from exc
         self._tf = tf
 
-    def __call__(self, pixels: npt.NDArray[np.float32]) -> Probabilities:
+    def __call__(self, pixels: npt.NDArray[np.float32]) -> Outputs:
         outputs = self._fn(self._tf.constant(pixels))
-        return np.asarray(next(iter(outputs.values())), dtype=np.float32)
+        probabilities, cosine = output_names(list(outputs))
+        return Outputs(
+            np.asarray(outputs[probabilities], dtype=np.float32),
+            np.asarray(outputs[cosine], dtype=np.float32).reshape(-1) if cosine else None,
+        )

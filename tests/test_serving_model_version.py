@@ -12,6 +12,7 @@ import pytest
 from foundation.errors import IntegrityError, NotFound
 from foundation.layout import LABELS_FILE, MANIFEST, TFLITE_FILE, Layout, edge_model_name
 from foundation.manifest import Manifest, entries_for_dir
+from foundation.openset import OPENSET_FILE, OpenSet
 from foundation.preprocessing import preprocess
 from foundation.settings import Settings
 from foundation.storage.store import ObjectStore
@@ -82,7 +83,36 @@ def test_without_a_tflite_file_the_saved_model_answers_the_same(root: Path, sett
     fallback = open_version(root, settings_here)
 
     assert fallback.runner.kind == "saved_model"
-    np.testing.assert_allclose(fallback.runner(pixels), litert.runner(pixels), atol=1e-5)
+    np.testing.assert_allclose(
+        fallback.runner(pixels).probabilities, litert.runner(pixels).probabilities, atol=1e-5
+    )
+
+
+def test_a_version_of_the_shipped_network_outputs_each_photos_largest_cosine_in_both_runtimes(
+    tmp_path: Path, settings_here: Settings
+) -> None:
+    root = write_version(tmp_path / "v000005", EDGE, "v000005", production=True)
+    pixels = np.stack([preprocess(kiosk_jpeg(label, 301), 64) for label in LABELS])
+    litert = open_version(root, settings_here).runner(pixels)
+    (root / TFLITE_FILE).unlink()
+    _rewrite_manifest(root, files=entries_for_dir(root))
+
+    fallback = open_version(root, settings_here).runner(pixels)
+
+    assert litert.cosine is not None and fallback.cosine is not None and litert.cosine.shape == (len(LABELS),)
+    np.testing.assert_allclose(fallback.cosine, litert.cosine, atol=1e-5)
+    assert (np.abs(litert.cosine) <= 1.0).all()
+
+
+def test_a_cosine_threshold_for_a_model_without_a_cosine_output_is_refused(
+    root: Path, settings_here: Settings
+) -> None:
+    calibration = OpenSet(temperature=1.0, min_confidence=0.5, flag_rate=0.01, min_cosine=0.7)
+    (root / OPENSET_FILE).write_bytes(calibration.to_bytes())
+    _rewrite_manifest(root, files=entries_for_dir(root))
+
+    with pytest.raises(IntegrityError, match="cosine"):
+        open_version(root, settings_here)
 
 
 def test_an_s3_version_is_downloaded_verified_into_the_cache(

@@ -124,7 +124,7 @@ def test_prepare_and_serving_outputs_agree_on_each_photo(predictor: ProductPredi
     for name, data in originals.items():
         headers = {"content-type": "image/jpeg" if name.endswith("jpg") else "image/png"}
         answer = asyncio.run(predictor.predict(asyncio.run(predictor.preprocess(data, headers))))
-        expected = version.runner(tensors[name][None])[0]
+        expected = version.runner(tensors[name][None]).probabilities[0]
         assert answer["predictions"][0]["confidence"] == pytest.approx(float(expected.max()), abs=0)
         assert answer["predictions"][0]["sku"] == version.labels[int(expected.argmax())]
 

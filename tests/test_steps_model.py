@@ -187,13 +187,16 @@ def test_export_writes_the_version_folder_the_edge_loads_with_a_manifest_of_ever
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=str(root / TFLITE_FILE))
-    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    (inp,) = interpreter.get_input_details()
+    outputs = interpreter.get_signature_runner().get_output_details()
     assert list(inp["shape"]) == [1, SIZE, SIZE, 3] and inp["dtype"] == np.float32
-    assert list(out["shape"]) == [1, len(manifest.labels)]
+    assert list(outputs["probabilities"]["shape"]) == [1, len(manifest.labels)]
+    assert list(outputs["cosine"]["shape"]) == [1]
     assert OPENSET_FILE in manifest.files
     test = PreparedData(prepared).split("test")
     litert = litert_predict(root / TFLITE_FILE, test.x)
-    assert (litert.argmax(axis=1) == test.y).mean() == pytest.approx(evaluation.accuracy)
+    assert (litert.probabilities.argmax(axis=1) == test.y).mean() == pytest.approx(evaluation.accuracy)
+    assert litert.cosine is not None and bool((abs(litert.cosine) <= 1.0).all())
 
 
 def test_warm_start_keeps_what_production_learnt_for_the_skus_it_knew(production: Path) -> None:
