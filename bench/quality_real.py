@@ -90,7 +90,8 @@ def open_set_scores(round_: Round, x: np.ndarray) -> tuple[list[float], list[np.
     outputs = candidate_outputs(round_.model, x)
     openset = OpenSet.from_bytes((round_.model / OPENSET_FILE).read_bytes(), "openset")
     by_confidence = openset.model_copy(update={"min_cosine": None})
-    assert outputs.cosine is not None, "the model outputs no cosine"
+    if outputs.cosine is None:
+        raise SystemExit(f"{round_.model}: the model outputs no cosine")
     flagged = [float((~decide(outputs, rule, 0.0).recognized).mean()) for rule in (openset, by_confidence)]
     return flagged, [outputs.cosine, decide(outputs, by_confidence, 0.0).confidence]
 
@@ -110,6 +111,7 @@ def auroc(known: np.ndarray, unseen: np.ndarray) -> float:
 
 
 def unseen_photos(photos: Path, skus: list[str], size: int) -> np.ndarray:
+    """The photos of ``skus``, preprocessed as serving does."""
     files = [f for sku in skus for f in sorted((photos / sku).glob("*.jpg"))]
     return np.stack([preprocess(f.read_bytes(), size) for f in files])
 
@@ -185,6 +187,7 @@ def main() -> None:
                     f"of known are: {flagged_at(known_scores[i], unseen_scores[i], 0.02):.1%}"
                 )
             print(f"  ratio unseen flagged, shipped / before = {unseen[0] / max(unseen[1], 1e-9):.2f}")
+
 
 if __name__ == "__main__":
     main()

@@ -27,7 +27,7 @@ from edge_sync.uplink.service import build_gateway, build_shipper
 from edgecore.stack.minio import MinioService
 from edgecore.stack.settings import StackSettings
 from edgecore.stack.tools import free_port
-from foundation.credentials import write_tokens_file
+from foundation.credentials import new_token, write_tokens_file
 from foundation.settings import S3Settings, Settings
 
 EDGE = "bench-edge"
@@ -69,7 +69,7 @@ class CoreStorage:
 def bench_settings(run: str, state_dir: Path, port: int, core: S3Settings) -> tuple[Settings, Settings]:
     """(the edge's, the core's) settings of one run: buckets, topic, front door and token its own."""
     stack = Settings()
-    token = secrets.token_urlsafe(32)
+    token = new_token()
     tls = {"ca_file": stack.ca_file, "cert_file": stack.cert_file, "key_file": stack.key_file}
     edge = stack.updated(
         state_dir=state_dir / "edge",

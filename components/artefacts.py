@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from foundation.errors import IntegrityError
 from foundation.layout import SAVED_MODEL_DIR, TFLITE_FILE
-from foundation.openset import Outputs, as_outputs, litert_output_indices
+from foundation.openset import UNNAMED_OUTPUT, Outputs, as_outputs, litert_output_indices
 
 KERAS_FILE = "model.keras"
 PARITY_TOLERANCE = 1e-4
@@ -70,21 +70,24 @@ def litert_run(model_file: Path, x: npt.NDArray[np.float32]) -> dict[str, npt.ND
     interpreter.allocate_tensors()
     inp = interpreter.get_input_details()[0]["index"]
     indices = litert_output_indices(interpreter)
-    rows: dict[str, list[npt.NDArray[np.float32]]] = {name: [] for name in indices}
-    for image in x:
+    rows = {
+        name: np.zeros((len(x), *interpreter.get_tensor(i).shape[1:]), np.float32)
+        for name, i in indices.items()
+    }
+    for n, image in enumerate(x):
         interpreter.set_tensor(inp, image[None])
         interpreter.invoke()
         for name, index in indices.items():
-            rows[name].append(interpreter.get_tensor(index)[0].copy())
-    return {name: np.stack(r) if r else np.zeros((0, 0), np.float32) for name, r in rows.items()}
+            rows[name][n] = interpreter.get_tensor(index)[0]
+    return rows
 
 
 def keras_run(model: Any, x: npt.NDArray[np.float32]) -> dict[str, npt.NDArray[np.float32]]:
-    """Every output of a Keras model by name (one unnamed output as ``output_0``, as exported)."""
+    """Every output of a Keras model by name (one unnamed output as export names it)."""
     answer = model.predict(x, verbose=0, batch_size=64)
     if isinstance(answer, dict):
         return {name: np.asarray(value, np.float32) for name, value in answer.items()}
-    return {"output_0": np.asarray(answer, np.float32)}
+    return {UNNAMED_OUTPUT: np.asarray(answer, np.float32)}
 
 
 def litert_predict(model_file: Path, x: npt.NDArray[np.float32]) -> Outputs:

@@ -1,6 +1,7 @@
 """export: one model version folder, in the format the edge and KServe load.
 
-``model.tflite``  LiteRT flatbuffer, float32 input ``[1, S, S, 3]`` in [0, 1], softmax output
+``model.tflite``  LiteRT flatbuffer, float32 input ``[1, S, S, 3]`` in [0, 1]; outputs
+                  ``probabilities`` and ``cosine`` (``components.head.serving_model``)
 ``saved_model/``  TensorFlow SavedModel (``serving_default``) for KServe's TensorFlow runtime
 ``model.keras``   the Keras model, so the next round can warm-start from it
 ``labels.json``   the SKUs in output order;  ``catalogue.json``  names, prices, promotions
@@ -61,13 +62,14 @@ def model_card(
         "",
         "- Input: one RGB photo, preprocessed by `foundation.preprocessing.preprocess` "
         f"to float32 `[1, {metadata.get('image_size')}, {metadata.get('image_size')}, 3]` in [0, 1].",
-        "- Output: softmax probabilities in the order of `labels.json`; `openset.json` calibrates the"
-        " confidence and sets the threshold under which a photo is flagged unsure (possibly unseen).",
+        "- Outputs: `probabilities` (softmax, in the order of `labels.json`) and `cosine` (the photo's"
+        " largest cosine to a product's direction); `openset.json` calibrates the confidence and sets"
+        " the cosine under which a photo is flagged unsure (possibly unseen).",
         f"- Trained on: {', '.join(metadata.get('datasets', [])) or 'unknown'}.",
         f"- Test accuracy: {metrics.get('accuracy', float('nan')):.1%} "
         f"on {int(metrics.get('test_images', 0))} photos.",
         "- Intended use: product recognition in this store's own catalogue; "
-        "anything else is out of distribution and should fall below the confidence threshold.",
+        "anything else is out of distribution and should be flagged unsure.",
         "",
         "| SKU | product | recall |",
         "|---|---|---:|",

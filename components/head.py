@@ -66,7 +66,7 @@ def serving_model(model: Any) -> Any:
     from keras import layers, ops
 
     found = next((layer for layer in model.layers if layer.name == OUTPUT_LAYER), None)
-    if found is None or not hasattr(found, "cosines"):
+    if found is None or not hasattr(found, "cosines") or COSINE in model.output_names:
         return model
     head: Any = found
 

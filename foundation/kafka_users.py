@@ -48,6 +48,7 @@ def edge_group(edge: str) -> str:
 
 
 def new_password() -> str:
+    """An edge's SASL password: drawn as every other credential is, so the start-up check passes it."""
     return new_token()
 
 

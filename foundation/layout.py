@@ -13,7 +13,7 @@ No other module formats a key by hand, so the layout can be read (and changed) h
     <models_bucket>/fleet/<edge>/report.json                          (what the edge serves, how it fares)
     <edge_bucket_prefix><edge>/incoming/<sku>/<image-id>.<ext>         (device uploads)
     <edge_bucket_prefix><edge>/hard-examples/<sku>/<image-id>.<ext>    (labelled, ship next round)
-    <edge_bucket_prefix><edge>/unrecognized/<yyyy-mm-dd>/<id>.jpg|.json (low-confidence captures)
+    <edge_bucket_prefix><edge>/unrecognized/<yyyy-mm-dd>/<id>.jpg|.json (captures flagged unsure)
     <edge_bucket_prefix><edge>/anomalies/<machine>/<yyyy-mm-dd>/<id>.json (windows that raised an alarm)
     <edge_bucket_prefix><edge>/anomalies/<machine>/<yyyy-mm-dd>/<id>.verdict.json (staff: confirmed/dismissed)
     <edge_bucket_prefix><edge>/models/<model>/<version>/<file>          (delivered model copies)
@@ -222,7 +222,7 @@ class Layout:
         return Location(self.edge_bucket(edge), "hard-examples/")
 
     def unrecognized(self, edge: str, day: date, capture_id: str) -> tuple[Location, Location]:
-        """The image and its prediction record of one low-confidence capture."""
+        """The image and its prediction record of one capture flagged unsure."""
         base = f"unrecognized/{day.isoformat()}/{check_image_id(capture_id)}"
         bucket = self.edge_bucket(edge)
         return Location(bucket, base + ".jpg"), Location(bucket, base + ".json")

@@ -35,6 +35,7 @@ from foundation.errors import IntegrityError
 OPENSET_FILE = "openset.json"
 PROBABILITIES = "probabilities"
 COSINE = "cosine"
+UNNAMED_OUTPUT = "output_0"
 """The names of the exported model's outputs (a version from before cosines has one, unnamed)."""
 DEFAULT_FLAG_RATE = 0.01
 Array = npt.NDArray[np.float32]
@@ -93,7 +94,7 @@ def litert_output_indices(interpreter: Any) -> dict[str, int]:
     """A LiteRT interpreter's output tensors by the names its signature gives them (one converted
     without a signature: its one output, as ``output_0``)."""
     if not interpreter.get_signature_list():
-        return {"output_0": int(interpreter.get_output_details()[0]["index"])}
+        return {f"output_{i}": int(d["index"]) for i, d in enumerate(interpreter.get_output_details())}
     details = interpreter.get_signature_runner().get_output_details()
     return {name: int(detail["index"]) for name, detail in details.items()}
 

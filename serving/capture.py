@@ -1,4 +1,4 @@
-"""Saving low-confidence images, off the request path.
+"""Saving images flagged unsure, off the request path.
 
 A request only ever does a non-blocking ``put_nowait`` on a bounded queue; one daemon
 thread uploads the image and then its prediction record to the edge bucket's
@@ -34,7 +34,7 @@ _JPEG_MAGIC = b"\xff\xd8\xff"
 
 @dataclass(frozen=True)
 class CaptureItem:
-    """One low-confidence prediction: the encoded image (or the pixels it was sent as)."""
+    """One prediction flagged unsure: the encoded image (or the pixels it was sent as)."""
 
     image: bytes | None
     pixels: npt.NDArray[np.float32] | None
@@ -84,10 +84,10 @@ class Capture:
                 metrics.CAPTURED.inc()
             except EdgecoreError as exc:
                 metrics.CAPTURE_FAILED.inc()
-                log.warning("capture of a low-confidence image on edge %s failed: %s", self._edge, exc)
+                log.warning("capture of an image flagged unsure on edge %s failed: %s", self._edge, exc)
             except Exception:  # the uploader must survive anything one image can do to it
                 metrics.CAPTURE_FAILED.inc()
-                log.exception("capture of a low-confidence image on edge %s failed", self._edge)
+                log.exception("capture of an image flagged unsure on edge %s failed", self._edge)
             finally:
                 self._queue.task_done()
 

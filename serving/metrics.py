@@ -25,18 +25,20 @@ CONFIDENCE = Histogram(
     buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0),
 )
 PREDICTIONS = Counter("edgecore_predictions", "Images predicted.", ["model"])
-UNRECOGNIZED = Counter("edgecore_unrecognized", "Predictions not above the confidence threshold.", ["model"])
+UNRECOGNIZED = Counter(
+    "edgecore_unrecognized", "Predictions flagged unsure by the version's open-set rule.", ["model"]
+)
 ERRORS = Counter(
     "edgecore_inference_errors",
     "Requests that failed inside the server (bad input is not counted).",
     ["model"],
 )
-CAPTURED = Counter("edgecore_captures", "Low-confidence images saved to the edge bucket.")
+CAPTURED = Counter("edgecore_captures", "Images flagged unsure, saved to the edge bucket.")
 CAPTURE_DROPPED = Counter(
-    "edgecore_capture_dropped", "Low-confidence images not saved because the capture queue was full."
+    "edgecore_capture_dropped", "Images flagged unsure, not saved because the capture queue was full."
 )
 CAPTURE_FAILED = Counter(
-    "edgecore_capture_failed", "Low-confidence images whose upload to the edge bucket failed."
+    "edgecore_capture_failed", "Images flagged unsure whose upload to the edge bucket failed."
 )
 SERVING_VERSION = Gauge(
     "edgecore_serving_model_version",

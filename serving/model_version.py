@@ -4,7 +4,8 @@ A version comes from a local directory or an ``s3://`` prefix, which is download
 every file checked against its manifest's sha256 (``foundation.registry``).  Nothing is
 served before the folder holds every file its manifest lists at the listed size, its
 labels match its catalogue, and a warm-up inference gives finite probabilities of the
-right shape: a half-copied or tampered version never reaches a kiosk.
+right shape (and a cosine, where its open-set rule is on one): a half-copied or tampered
+version never reaches a kiosk.
 """
 
 from __future__ import annotations
@@ -77,8 +78,8 @@ class ModelVersion:
         cosine_ok = cosine is not None and cosine.shape == (1,) and bool(np.isfinite(cosine).all())
         if needs_cosine and not cosine_ok:
             raise IntegrityError(
-                f"model {self.name} {self.version}: its open-set rule needs a finite cosine per image, "
-                "which its model does not output"
+                f"model {self.name} {self.version}: its open-set rule needs one finite cosine per image, "
+                "which its model does not give"
             )
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from foundation.errors import IntegrityError
-from foundation.openset import Outputs, litert_outputs, output_names
+from foundation.openset import Outputs, as_outputs, litert_outputs
 
 
 class Runner(Protocol):
@@ -42,10 +42,10 @@ class LiteRTRunner:
         try:
             self._interpreter = Interpreter(model_path=str(path), num_threads=1)
             self._interpreter.allocate_tensors()
+            self._output, self._cosine = litert_outputs(self._interpreter)
         except (ValueError, RuntimeError) as exc:
             raise IntegrityError(f"{path}: not a loadable LiteRT model: {exc}") from exc
         inp = self._interpreter.get_input_details()[0]
-        self._output, self._cosine = litert_outputs(self._interpreter)
         expected = [1, image_size, image_size, 3]
         if list(inp["shape"]) != expected or inp["dtype"] is not np.float32:
             raise IntegrityError(
@@ -85,8 +85,4 @@ class SavedModelRunner:
 
     def __call__(self, pixels: npt.NDArray[np.float32]) -> Outputs:
         outputs = self._fn(self._tf.constant(pixels))
-        probabilities, cosine = output_names(list(outputs))
-        return Outputs(
-            np.asarray(outputs[probabilities], dtype=np.float32),
-            np.asarray(outputs[cosine], dtype=np.float32).reshape(-1) if cosine else None,
-        )
+        return as_outputs({name: np.asarray(value, dtype=np.float32) for name, value in outputs.items()})

@@ -201,7 +201,7 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, tuple[tupl
     parser.add_argument("--model-uri", default=None, help="Version to serve when the edge has no pointer.")
     parser.add_argument("--http-port", dest="http_port", type=int, default=8080, help="Same as --http_port.")
     parser.add_argument("--host", default=None, help="Address to listen on (default: EDGECORE_SERVER_HOST).")
-    parser.add_argument("--no-capture", action="store_true", help="Do not save low-confidence images.")
+    parser.add_argument("--no-capture", action="store_true", help="Do not save images flagged unsure.")
     parser.add_argument("--access-log", action="store_true", help="Log every request (slower).")
     args = parser.parse_args(argv)
     if args.model_name not in (kserve_parser.get_default("model_name"), edge_model_name(args.edge)):

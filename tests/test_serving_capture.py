@@ -1,4 +1,4 @@
-"""Low-confidence photos are saved to the edge bucket in the background, never blocking a request.
+"""Photos flagged unsure are saved to the edge bucket in the background, never blocking a request.
 
 Real MinIO; the predictor runs in-process so the test can wait for the uploader.
 """

@@ -104,6 +104,24 @@ def test_a_version_of_the_shipped_network_outputs_each_photos_largest_cosine_in_
     assert (np.abs(litert.cosine) <= 1.0).all()
 
 
+def test_a_version_with_a_cosine_threshold_flags_exactly_the_photos_below_it(
+    tmp_path: Path, settings_here: Settings
+) -> None:
+    root = write_version(tmp_path / "v000006", EDGE, "v000006", production=True)
+    pixels = np.stack([preprocess(kiosk_jpeg(label, 302 + i), 64) for i in range(3) for label in LABELS])
+    cosine = open_version(root, settings_here).runner(pixels).cosine
+    assert cosine is not None
+    threshold = float(np.median(cosine))
+    calibration = OpenSet(temperature=1.0, min_confidence=1.0, flag_rate=0.01, min_cosine=threshold)
+    (root / OPENSET_FILE).write_bytes(calibration.to_bytes())
+    _rewrite_manifest(root, files=entries_for_dir(root))
+
+    decision = open_version(root, settings_here).decide(pixels, 1.0)
+
+    assert decision.recognized.tolist() == (cosine >= threshold).tolist()
+    assert 0 < decision.recognized.sum() < len(pixels)  # a confidence of 1.0 alone would flag them all
+
+
 def test_a_cosine_threshold_for_a_model_without_a_cosine_output_is_refused(
     root: Path, settings_here: Settings
 ) -> None:

@@ -20,7 +20,7 @@ from components.prepare import PreparedData, prepare
 from components.train import KERAS_FILE, TrainConfig, build_model, train, warm_start
 from foundation.layout import LABELS_FILE, MANIFEST, SAVED_MODEL_DIR, TFLITE_FILE
 from foundation.manifest import Manifest, entries_for_dir
-from foundation.openset import OPENSET_FILE
+from foundation.openset import OPENSET_FILE, OpenSet
 from testkit.training import tiny_store
 
 SIZE = 64
@@ -192,7 +192,7 @@ def test_export_writes_the_version_folder_the_edge_loads_with_a_manifest_of_ever
     assert list(inp["shape"]) == [1, SIZE, SIZE, 3] and inp["dtype"] == np.float32
     assert list(outputs["probabilities"]["shape"]) == [1, len(manifest.labels)]
     assert list(outputs["cosine"]["shape"]) == [1]
-    assert OPENSET_FILE in manifest.files
+    assert OpenSet.from_bytes((root / OPENSET_FILE).read_bytes(), "export").min_cosine is not None
     test = PreparedData(prepared).split("test")
     litert = litert_predict(root / TFLITE_FILE, test.x)
     assert (litert.probabilities.argmax(axis=1) == test.y).mean() == pytest.approx(evaluation.accuracy)

@@ -190,7 +190,7 @@ class Gateway:
         return result
 
     def label_hard_example(self, day: str, capture_id: str, sku: str) -> Location:
-        """Copy a low-confidence capture under its label (the next shipped set takes it), then remove the
+        """Copy a capture flagged unsure under its label (the next shipped set takes it), then remove the
         capture: it leaves the review list, and a second label finds nothing to label."""
         image, record = self.layout.unrecognized(self.edge, parse_day(day), check_image_id(capture_id))
         target = self.layout.hard_example(self.edge, check_sku(sku), capture_id, "jpg")

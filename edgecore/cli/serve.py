@@ -25,7 +25,7 @@ def start(
     host: str | None = typer.Option(
         None, help="Address to listen on (default: EDGECORE_SERVER_HOST, loopback)."
     ),
-    capture: bool = typer.Option(True, help="Save low-confidence photos to the edge bucket."),
+    capture: bool = typer.Option(True, help="Save photos flagged unsure to the edge bucket."),
     access_log: bool = typer.Option(False, help="Log every request (costs latency)."),
 ) -> None:
     """Run the KServe predictor for one edge until interrupted."""

@@ -43,9 +43,7 @@ class SitePlan:
 
     @classmethod
     def new(cls, edge: str) -> SitePlan:
-        return cls(
-            edge, free_port(), free_port(), free_port(), secrets.token_urlsafe(24), new_token()
-        )
+        return cls(edge, free_port(), free_port(), free_port(), secrets.token_urlsafe(24), new_token())
 
 
 def site_folder(core: Settings, edge: str) -> Path:
