@@ -70,16 +70,17 @@ def litert_run(model_file: Path, x: npt.NDArray[np.float32]) -> dict[str, npt.ND
     interpreter.allocate_tensors()
     inp = interpreter.get_input_details()[0]["index"]
     indices = litert_output_indices(interpreter)
-    rows = {
-        name: np.zeros((len(x), *interpreter.get_tensor(i).shape[1:]), np.float32)
-        for name, i in indices.items()
-    }
-    for n, image in enumerate(x):
+    rows: dict[str, list[npt.NDArray[np.float32]]] = {name: [] for name in indices}
+    for image in x:
         interpreter.set_tensor(inp, image[None])
         interpreter.invoke()
         for name, index in indices.items():
-            rows[name][n] = interpreter.get_tensor(index)[0]
-    return rows
+            rows[name].append(interpreter.get_tensor(index)[0].copy())
+    if len(x):
+        return {name: np.stack(r) for name, r in rows.items()}
+    details = interpreter.get_output_details()
+    shapes = {int(d["index"]): tuple(int(n) for n in d["shape"][1:]) for d in details}
+    return {name: np.zeros((0, *shapes[index]), np.float32) for name, index in indices.items()}
 
 
 def keras_run(model: Any, x: npt.NDArray[np.float32]) -> dict[str, npt.NDArray[np.float32]]:
