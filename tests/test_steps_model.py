@@ -166,6 +166,14 @@ def test_a_model_may_forget_a_product_retired_on_purpose(prepared: Path, product
     assert evaluate(root / "trained", root / "prepared", lenient, production).passed
 
 
+def test_no_photos_give_empty_outputs_of_each_outputs_shape(trained: Path) -> None:
+    outputs = litert_predict(trained / TFLITE_FILE, np.zeros((0, SIZE, SIZE, 3), np.float32))
+
+    labels = json.loads((trained / LABELS_FILE).read_text())
+    assert outputs.probabilities.shape == (0, len(labels))
+    assert outputs.cosine is not None and outputs.cosine.shape == (0,)
+
+
 def test_export_writes_the_version_folder_the_edge_loads_with_a_manifest_of_every_file(
     prepared: Path, trained: Path, tmp_path: Path
 ) -> None:
