@@ -19,7 +19,13 @@ import numpy.typing as npt
 
 from foundation.errors import IntegrityError
 from foundation.layout import SAVED_MODEL_DIR, TFLITE_FILE
-from foundation.openset import UNNAMED_OUTPUT, Outputs, as_outputs, litert_output_indices
+from foundation.openset import (
+    UNNAMED_OUTPUT,
+    Outputs,
+    as_outputs,
+    litert_output_indices,
+    litert_output_shape,
+)
 
 KERAS_FILE = "model.keras"
 PARITY_TOLERANCE = 1e-4
@@ -78,9 +84,10 @@ def litert_run(model_file: Path, x: npt.NDArray[np.float32]) -> dict[str, npt.ND
             rows[name].append(interpreter.get_tensor(index)[0].copy())
     if len(x):
         return {name: np.stack(r) for name, r in rows.items()}
-    details = interpreter.get_output_details()
-    shapes = {int(d["index"]): tuple(int(n) for n in d["shape"][1:]) for d in details}
-    return {name: np.zeros((0, *shapes[index]), np.float32) for name, index in indices.items()}
+    return {
+        name: np.zeros((0, *litert_output_shape(interpreter, index)), np.float32)
+        for name, index in indices.items()
+    }
 
 
 def keras_run(model: Any, x: npt.NDArray[np.float32]) -> dict[str, npt.NDArray[np.float32]]:

@@ -99,6 +99,13 @@ def litert_output_indices(interpreter: Any) -> dict[str, int]:
     return {name: int(detail["index"]) for name, detail in details.items()}
 
 
+def litert_output_shape(interpreter: Any, index: int) -> tuple[int, ...]:
+    """The shape of one image's output at tensor ``index``, from the output details: the tensor
+    itself has no data before the first invoke where the batch dimension is dynamic."""
+    detail = next(d for d in interpreter.get_output_details() if int(d["index"]) == index)
+    return tuple(int(n) for n in detail["shape"][1:])
+
+
 def litert_outputs(interpreter: Any) -> tuple[int, int | None]:
     """The tensor indices of a product model's probabilities and cosine (None if it has none)."""
     indices = litert_output_indices(interpreter)

@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from foundation.errors import IntegrityError
-from foundation.openset import Outputs, as_outputs, litert_outputs
+from foundation.openset import Outputs, as_outputs, litert_output_shape, litert_outputs
 
 
 class Runner(Protocol):
@@ -43,6 +43,7 @@ class LiteRTRunner:
             self._interpreter = Interpreter(model_path=str(path), num_threads=1)
             self._interpreter.allocate_tensors()
             self._output, self._cosine = litert_outputs(self._interpreter)
+            self.classes = litert_output_shape(self._interpreter, self._output)[-1]
         except (ValueError, RuntimeError) as exc:
             raise IntegrityError(f"{path}: not a loadable LiteRT model: {exc}") from exc
         inp = self._interpreter.get_input_details()[0]
@@ -52,7 +53,6 @@ class LiteRTRunner:
                 f"{path}: input is {list(inp['shape'])} {inp['dtype'].__name__}, expected {expected} float32"
             )
         self._input = int(inp["index"])
-        self.classes = int(self._interpreter.get_tensor(self._output).shape[-1])
         self._lock = threading.Lock()
 
     def __call__(self, pixels: npt.NDArray[np.float32]) -> Outputs:
