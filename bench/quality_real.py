@@ -10,7 +10,7 @@ pipeline runs: prepare, train, evaluate, export.
   before it (calibrated top-1, baseline) on the same model, with each score's AUROC;
 * prepare: images/s with the privacy blur and without (baseline: with).
 
-    .venv/bin/python bench/quality_real.py [--images 60] [--epochs 40] [--size 64]
+    .venv/bin/python bench/quality_real.py [--images 60] [--epochs 40] [--size 64] [--members 2]
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ class Round:
     prepared: Path
     evaluation: Evaluation
     epochs: int
+    seconds: float
 
 
 def snapshot(work: Path, name: str, skus: list[str], blur: bool = False) -> Path:
@@ -67,10 +68,10 @@ def run_round(
 ) -> Round:
     prepared, model = work / f"{name}-prepared", work / f"{name}-model"
     prepare(snapshot(work, name, skus), prepared, args.size)
-    config = TrainConfig(epochs=args.epochs, outlier_weight=args.outlier_weight)
+    config = TrainConfig(epochs=args.epochs, outlier_weight=args.outlier_weight, members=args.members)
     result = train(prepared, model, config, production)
     evaluation = evaluate(model, prepared, GateConfig(), production)
-    return Round(name, model, prepared, evaluation, result.epochs_run)
+    return Round(name, model, prepared, evaluation, result.epochs_run, result.seconds)
 
 
 def published(work: Path, round_: Round, size: int) -> Path:
@@ -133,7 +134,7 @@ def report_rounds(first: Round, warm: Round, scratch: Round) -> None:
     e1, ew, es = first.evaluation, warm.evaluation, scratch.evaluation
     print(
         f"8 products from scratch:  top-1 {e1.accuracy:.1%} on {e1.test_images} held-out photos "
-        f"({first.epochs} epochs)"
+        f"({first.epochs} epochs, trained in {first.seconds:.0f} s)"
     )
     new_recall = np.mean([ew.recall[s] for s in NEW])
     old, now = ew.production_accuracy, ew.candidate_accuracy_on_production_labels
@@ -157,6 +158,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument(
         "--outlier-weight", type=float, default=TrainConfig.outlier_weight, help="0: no outlier exposure"
+    )
+    parser.add_argument(
+        "--members", type=int, default=TrainConfig.members, help="networks averaged (1: a single one)"
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

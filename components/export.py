@@ -63,7 +63,8 @@ def model_card(
         "- Input: one RGB photo, preprocessed by `foundation.preprocessing.preprocess` "
         f"to float32 `[1, {metadata.get('image_size')}, {metadata.get('image_size')}, 3]` in [0, 1].",
         "- Outputs: `probabilities` (softmax, in the order of `labels.json`) and `cosine` (the photo's"
-        " largest cosine to a product's direction); `openset.json` calibrates the confidence and sets"
+        " largest cosine to a product's direction), each the mean over the networks of an ensemble"
+        " (`model.keras` nests them); `openset.json` calibrates the confidence and sets"
         " the cosine under which a photo is flagged unsure (possibly unseen).",
         f"- Trained on: {', '.join(metadata.get('datasets', [])) or 'unknown'}.",
         f"- Test accuracy: {metrics.get('accuracy', float('nan')):.1%} "

@@ -18,6 +18,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from components.ensemble import members
 from foundation.openset import COSINE, PROBABILITIES
 
 OUTPUT_LAYER = "probabilities"
@@ -60,19 +61,28 @@ def cosine_softmax() -> Any:
 
 def serving_model(model: Any) -> Any:
     """``model`` with two named outputs: its probabilities, and each photo's largest cosine to a
-    product's direction (computed by the same layer, with the same weights, from the same features).
+    product's direction (computed by the same layer, with the same weights, from the same features;
+    for an ensemble, the mean over its members, as its probabilities are).
     A model without the cosine layer (a plain softmax someone exports) is returned as it is."""
     import keras
     from keras import layers, ops
 
-    found = next((layer for layer in model.layers if layer.name == OUTPUT_LAYER), None)
-    if found is None or not hasattr(found, "cosines") or COSINE in model.output_names:
+    heads = [next((la for la in m.layers if la.name == OUTPUT_LAYER), None) for m in members(model)]
+    if any(head is None or not hasattr(head, "cosines") for head in heads) or COSINE in model.output_names:
         return model
-    head: Any = found
 
     class LargestCosine(layers.Layer):  # type: ignore[misc]
-        def call(self, features: Any) -> Any:
-            return ops.max(head.cosines(features), axis=-1)
+        def __init__(self, head: Any, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.head = head
 
-    largest = LargestCosine(name=COSINE)(head.input)
-    return keras.Model(model.inputs, {PROBABILITIES: model.output, COSINE: largest}, name=model.name)
+        def call(self, features: Any) -> Any:
+            return ops.max(self.head.cosines(features), axis=-1)
+
+    def features(member: Any, head: Any) -> Any:  # a member's features, from the model's own input
+        return head.input if member is model else keras.Model(member.inputs, head.input)(model.inputs[0])
+
+    largest = [LargestCosine(head)(features(m, head)) for m, head in zip(members(model), heads, strict=True)]
+    cosine = largest[0] if len(largest) == 1 else layers.Average()(largest)
+    named = layers.Identity(name=COSINE)(cosine)
+    return keras.Model(model.inputs, {PROBABILITIES: model.output, COSINE: named}, name=model.name)

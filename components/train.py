@@ -2,10 +2,11 @@
 
 The network is depthwise-separable convolutions on a 64×64 input (a few tens of
 thousands of parameters, well under a millisecond per image on one CPU core with
-LiteRT).  The input pipeline caches the decoded arrays, shuffles, augments whole
+LiteRT); two of them, trained apart from different seeds, answer together
+(``components.ensemble``).  The input pipeline caches the decoded arrays, shuffles, augments whole
 batches with one vectorised affine warp plus lighting jitter, and prefetches, so the
 model never waits for data.  Seeds are fixed; the edge's current production model
-seeds the weights when its labels are a subset of the new ones (a new product only
+(each of its networks) seeds the weights when its labels are a subset of the new ones (a new product only
 adds an output column, it does not restart learning).  With TensorFlow loaded here, the
 step also writes the SavedModel and LiteRT files (``components.artefacts``), so the
 evaluate and export steps never import it.
@@ -30,9 +31,10 @@ from components.artefacts import (
     load_keras_model,
     write_serving_files,
 )
+from components.ensemble import combine, members
 from components.head import OUTPUT_LAYER, cosine_softmax, serving_model
 from components.outliers import with_outliers
-from components.prepare import PreparedData, Split
+from components.prepare import PreparedData
 from foundation.layout import LABELS_FILE
 from foundation.openset import OPENSET_FILE, fit
 
@@ -58,11 +60,14 @@ class TrainConfig:
     augment: bool = True
     outlier_weight: float = 0.5
     """Weight of the made-up outliers' loss (``components.outliers``); 0 trains without them."""
+    members: int = 2
+    """Networks trained apart (seeds ``seed``, ``seed + 1``, …) and averaged (``components.ensemble``)."""
 
 
 @dataclass(frozen=True)
 class TrainResult:
     epochs_run: int
+    """The longest any member ran."""
     best_val_accuracy: float
     warm_started_from: str | None
     seconds: float
@@ -151,8 +156,9 @@ def make_dataset(
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def warm_start(model: Any, production: Path, labels: list[str]) -> bool:
-    """Copy the production model's weights when its labels are a subset of ``labels``.
+def warm_start(model: Any, production: Path, labels: list[str], member: int = 0) -> bool:
+    """Copy the weights of the production model's ``member`` (of its only network, if it is not
+    an ensemble) when its labels are a subset of ``labels``.
 
     Every layer but the output is copied as is; the output layer's columns are copied
     to the positions of the same SKUs, new SKUs keep their fresh initialisation.
@@ -165,7 +171,8 @@ def warm_start(model: Any, production: Path, labels: list[str]) -> bool:
     if not set(old_labels) <= set(labels):
         log.info("no warm start: production labels %s are not a subset of %s", old_labels, labels)
         return False
-    old = load_keras_model(keras_file)
+    networks = members(load_keras_model(keras_file))
+    old = networks[member % len(networks)]
     if [type(layer).__name__ for layer in old.layers] != [type(layer).__name__ for layer in model.layers]:
         log.info("no warm start: the production model has another architecture")
         return False
@@ -199,17 +206,24 @@ def reproducible(tf: Any, seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def train(prepared: Path, out: Path, config: TrainConfig, production: Path | None = None) -> TrainResult:
-    """Fit the model on the prepared splits; save ``out/model.keras`` and its serving files."""
-    tf = configure_tensorflow(config.threads)
+@dataclass(frozen=True)
+class _Fitted:
+    model: Any
+    history: dict[str, list[float]]
+    warm: bool
+
+
+def fit_member(
+    tf: Any, data: PreparedData, config: TrainConfig, production: Path | None, member: int
+) -> _Fitted:
+    """One network of the ensemble, from its own seed (warm-started from the same member)."""
     import keras
 
-    reproducible(tf, config.seed)
-    data = PreparedData(prepared)
+    reproducible(tf, config.seed + member)
     labels = data.labels
     train_split, val_split = data.split("train"), data.split("val")
     model = build_model(len(labels), int(train_split.x.shape[1]))
-    warm = production is not None and warm_start(model, production, labels)
+    warm = production is not None and warm_start(model, production, labels, member)
     model.compile(
         optimizer=keras.optimizers.Adam(config.fine_tune_learning_rate if warm else config.learning_rate),
         loss="categorical_crossentropy",
@@ -223,7 +237,6 @@ def train(prepared: Path, out: Path, config: TrainConfig, production: Path | Non
             monitor="val_loss", factor=0.5, patience=config.plateau_patience, min_lr=1e-5
         ),
     ]
-    started = time.perf_counter()
     history = model.fit(
         make_dataset(tf, train_split.x, train_split.y, config, True, len(labels)),
         validation_data=make_dataset(tf, val_split.x, val_split.y, config, False, len(labels)),
@@ -232,31 +245,35 @@ def train(prepared: Path, out: Path, config: TrainConfig, production: Path | Non
         shuffle=False,  # the dataset reshuffles itself every epoch
         verbose=0,
     )
+    return _Fitted(model, {k: [float(v) for v in vs] for k, vs in history.history.items()}, warm)
+
+
+def train(prepared: Path, out: Path, config: TrainConfig, production: Path | None = None) -> TrainResult:
+    """Fit the ensemble's networks on the prepared splits; save ``out/model.keras`` and its
+    serving files."""
+    tf = configure_tensorflow(config.threads)
+    data = PreparedData(prepared)
+    train_split, val_split = data.split("train"), data.split("val")
+    started = time.perf_counter()
+    fitted = [fit_member(tf, data, config, production, k) for k in range(max(1, config.members))]
     seconds = time.perf_counter() - started
-    epochs_run = len(history.history["loss"])
+    epochs = [len(f.history["loss"]) for f in fitted]
+    model = combine([f.model for f in fitted])
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / KERAS_FILE)
     serving = serving_model(model)
     parity = write_serving_files(serving, out, val_split.x)
-    (out / LABELS_FILE).write_text(json.dumps(labels))
-    _write_openset(serving, val_split, out)
+    (out / LABELS_FILE).write_text(json.dumps(data.labels))
+    val_outputs = keras_predict(serving, val_split.x)
+    (out / OPENSET_FILE).write_bytes(fit(val_outputs, val_split.y).to_bytes())
+    warm = all(f.warm for f in fitted)
     result = TrainResult(
-        epochs_run=epochs_run,
-        best_val_accuracy=float(max(history.history["val_accuracy"])),
+        epochs_run=max(epochs),
+        best_val_accuracy=float((val_outputs.probabilities.argmax(axis=1) == val_split.y).mean()),
         warm_started_from=str(production) if warm else None,
         seconds=seconds,
-        images_per_second=epochs_run * len(train_split.y) / seconds,
+        images_per_second=sum(epochs) * len(train_split.y) / seconds,
         litert_max_abs_diff=parity,
     )
-    (out / HISTORY_FILE).write_text(
-        json.dumps(
-            {"history": {k: [float(v) for v in vs] for k, vs in history.history.items()}, **asdict(result)}
-        )
-    )
+    (out / HISTORY_FILE).write_text(json.dumps({"members": [f.history for f in fitted], **asdict(result)}))
     return result
-
-
-def _write_openset(serving: Any, held_out: Split, out: Path) -> None:
-    """The version's confidence calibration and unsure thresholds (``foundation.openset``)."""
-    outputs = keras_predict(serving, held_out.x)
-    (out / OPENSET_FILE).write_bytes(fit(outputs, held_out.y).to_bytes())

@@ -12,9 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components.artefacts import load_keras_model
+from components.artefacts import keras_predict, load_keras_model
+from components.ensemble import members
 from components.evaluate import Evaluation, GateConfig, evaluate, litert_predict, markdown_report
 from components.export import UNPUBLISHED, export_model, export_trained
+from components.head import serving_model
 from components.ingest import IMAGES_DIR
 from components.prepare import PreparedData, prepare
 from components.train import KERAS_FILE, TrainConfig, build_model, train, warm_start
@@ -43,7 +45,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def trained(prepared: Path) -> Path:
     out = prepared.parent / "trained"
-    train(prepared, out, TrainConfig(epochs=15, patience=15))
+    train(prepared, out, TrainConfig(epochs=30, patience=30))
     return out
 
 
@@ -66,7 +68,7 @@ def test_training_saves_a_softmax_model_over_the_catalogue_skus(prepared: Path, 
     probabilities = model.predict(PreparedData(prepared).split("test").x, verbose=0)
     assert probabilities.shape[1] == len(labels)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
-    assert json.loads((trained / "history.json").read_text())["epochs_run"] <= 15
+    assert json.loads((trained / "history.json").read_text())["epochs_run"] <= 30
 
 
 def test_evaluation_reports_accuracy_per_class_figures_and_a_consistent_confusion_matrix(
@@ -105,10 +107,11 @@ def test_the_gate_stops_a_regression_against_production(
 
 
 def _saved_with(trained: Path, out: Path, change: Callable[[np.ndarray], np.ndarray]) -> Path:
-    """The trained model with its output layer's kernel (one column per product) changed, saved to ``out``."""
+    """The trained model, each network's output kernel (a column per product) changed, in ``out``."""
     model = load_keras_model(trained / KERAS_FILE)
-    (kernel,) = model.get_layer("probabilities").get_weights()
-    model.get_layer("probabilities").set_weights([change(kernel.copy())])
+    for network in members(model):
+        (kernel,) = network.get_layer("probabilities").get_weights()
+        network.get_layer("probabilities").set_weights([change(kernel.copy())])
     out.mkdir(exist_ok=True)
     model.save(out / KERAS_FILE)
     return out
@@ -213,12 +216,36 @@ def test_warm_start_keeps_what_production_learnt_for_the_skus_it_knew(production
     model = build_model(len(new_labels), SIZE)
     assert warm_start(model, production, new_labels)
 
-    old = load_keras_model(production / KERAS_FILE)
+    old = members(load_keras_model(production / KERAS_FILE))[0]
     old_kernel = old.get_layer("probabilities").get_weights()[0]
     new_kernel = model.get_layer("probabilities").get_weights()[0]
     for i, sku in enumerate(old_labels):
         np.testing.assert_array_equal(new_kernel[:, new_labels.index(sku)], old_kernel[:, i])
     assert not warm_start(build_model(2, SIZE), production, ["CAVIAR-50", "KOMBU-GNG"])
+
+
+def test_each_network_of_the_ensemble_warm_starts_from_its_own_in_production(production: Path) -> None:
+    labels = json.loads((production / LABELS_FILE).read_text())
+    old = members(load_keras_model(production / KERAS_FILE))
+    assert len(old) == TrainConfig().members
+    for k, network in enumerate(old):
+        model = build_model(len(labels), SIZE)
+        assert warm_start(model, production, labels, member=k)
+        for a, b in zip(model.get_weights(), network.get_weights(), strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_the_ensemble_answers_the_mean_of_its_networks(prepared: Path, trained: Path) -> None:
+    model = load_keras_model(trained / KERAS_FILE)
+    networks = members(model)
+    x = PreparedData(prepared).split("test").x
+    answers = [keras_predict(serving_model(network), x) for network in networks]
+    together = keras_predict(serving_model(model), x)
+    assert not np.allclose(answers[0].probabilities, answers[1].probabilities, atol=1e-3)
+    mean = np.mean([a.probabilities for a in answers], axis=0)
+    np.testing.assert_allclose(together.probabilities, mean, atol=1e-5)
+    assert together.cosine is not None
+    np.testing.assert_allclose(together.cosine, np.mean([a.cosine for a in answers], axis=0), atol=1e-5)
 
 
 def test_an_evaluation_survives_the_trip_through_its_file(
