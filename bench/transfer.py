@@ -1,15 +1,16 @@
 """Edge→core transfer: throughput against raw boto3 multipart, and peak RSS against set size.
 
-For each set size, the images (1 MB JPEGs, distinct bytes) are accepted through the
-real gateway (each stored in the edge bucket, with its copy in the outbox's spool) and
-completed as one set; then the real front door (``edgecore core door``, a subprocess,
-TLS) and the real shipper (a subprocess of this script) move the set into a dataset
-version in the core's own MinIO, which serves TLS (started by the bench with the stack's
-certificate).  The baseline uploads the same bytes, as one object, to that same TLS
+Each site stores in a MinIO of its own, started by the bench in a fresh folder: the
+edge's (plain HTTP, local to the store) and the core's (TLS, with the stack's
+certificate).  For each set size, the images (1 MB JPEGs, distinct bytes) are accepted
+through the real gateway (each stored in the edge bucket, with its copy in the outbox's
+spool) and completed as one set; then the real front door (``edgecore core door``, a
+subprocess, TLS) and the real shipper (a subprocess of this script) move the set into a
+dataset version in the core's MinIO.  The baseline uploads the same bytes, as one object, to that same TLS
 endpoint with boto3's managed multipart upload (8 MB parts, 10 threads).  Two more references are printed
 beside it: that same upload while the images are read back from the edge bucket at the
 same time (boto3 GETs, 8 threads, sha256 checked: what a shipper reading the bucket
-would compete with, edge and core sharing one MinIO and two cores here), and one
+would compete with, edge and core sharing two cores here), and one
 ``put_object`` per image.  Peak RSS is each process's ``VmHWM`` (the kernel's high-water
 mark), so nothing is sampled or missed.  Every path also reports the CPU seconds each
 process spent on it (MinIO, the receiver, the shipper, the baseline's client): on a
@@ -48,7 +49,7 @@ from rich.console import Console
 from transfer_path import (
     EDGE,
     SKU,
-    CoreStorage,
+    SiteStorage,
     bench_settings,
     env_of,
     prepare_set,
@@ -57,7 +58,6 @@ from transfer_path import (
 )
 from transfer_report import report_memory, report_throughput
 
-from edgecore.stack import Stack
 from edgecore.stack.tools import free_port
 from foundation.layout import Layout, Location
 from foundation.messaging import ensure_topics
@@ -179,7 +179,12 @@ def ship(edge: Settings, core: Settings, run: str, workdir: Path, size_mb: int) 
 
 
 def edge_to_core(
-    size_mb: int, base: bytes, workdir: Path, core_s3: S3Settings, with_baseline: bool, baseline_first: bool
+    size_mb: int,
+    base: bytes,
+    workdir: Path,
+    sites: tuple[S3Settings, S3Settings],
+    with_baseline: bool,
+    baseline_first: bool,
 ) -> dict[str, Any]:
     """One set of ``size_mb`` through the real path, and (``with_baseline``) the references.
 
@@ -187,7 +192,7 @@ def edge_to_core(
     which goes first alternates between rounds, so neither always meets a busier machine.
     """
     run = uuid.uuid4().hex[:8]
-    edge, core = bench_settings(run, workdir / run, free_port(), core_s3)
+    edge, core = bench_settings(run, workdir / run, free_port(), *sites)
     ensure_topics(core.kafka)
     count = max(1, size_mb * (1 << 20) // len(base))
     images = [variant(base, i) for i in range(count)]
@@ -318,23 +323,26 @@ def main() -> None:
         f"image size {len(base) / 1e6:.2f} MB; throughput set {throughput} MB; memory sets {memory} MB"
     )
 
-    core = CoreStorage.start(args.workdir)
-    edge_minio = Stack(Settings()).minio.process.pid()  # the stack's own state dir, not the run's
-    CpuMeter.minio_pids = tuple(pid for pid in (edge_minio, core.service.process.pid()) if pid is not None)
+    edge = SiteStorage.start(args.workdir, "edge", tls=False)
+    core = SiteStorage.start(args.workdir, "core", tls=True)
+    sites = (edge.s3, core.s3)
+    minios = (edge.service.process.pid(), core.service.process.pid())
+    CpuMeter.minio_pids = tuple(pid for pid in minios if pid is not None)
     try:
         # The machine is shared: rounds alternate the paths, and the medians are compared.
         rounds = [
-            edge_to_core(throughput, base, args.workdir, core.s3, True, baseline_first=i % 2 == 1)
+            edge_to_core(throughput, base, args.workdir, sites, True, baseline_first=i % 2 == 1)
             for i in range(args.rounds)
         ]
         report_throughput(rounds)
         runs = [
-            edge_to_core(size, base, args.workdir, core.s3, with_baseline=False, baseline_first=False)
+            edge_to_core(size, base, args.workdir, sites, with_baseline=False, baseline_first=False)
             for size in memory
         ]
         report_memory(runs)
     finally:
         core.service.process.stop()
+        edge.service.process.stop()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The edge→core path that ``bench/transfer.py`` measures, each part as it runs for real.
 
-Two sites: the edge (its bucket on the stack's MinIO, its gateway and shipper) and the
-core (its own MinIO serving TLS, started for the bench, and its front door over TLS,
+Two sites, each with a MinIO of its own started for the bench: the edge (its bucket, its
+gateway and shipper) and the core (its MinIO serving TLS, and its front door over TLS,
 ``edgecore core door``).  The gateway runs in the bench's own process (accepting the set
 is setup, not timed); the shipper runs in a worker process and the front door is its
 own process, so each one's peak RSS and CPU are its own.  Each run has fresh buckets and
@@ -35,38 +35,46 @@ SKU = "BENCH-ITEM"
 
 
 @dataclass(frozen=True)
-class CoreStorage:
-    """The core's MinIO of the bench: TLS with the stack's certificate, credentials of its own."""
+class SiteStorage:
+    """A site's own MinIO for the bench, in a fresh folder with credentials of its own.
+
+    Each site stores in a process of its own, as the stores and the core do: the stack's
+    MinIO carries whatever earlier runs left in it, and its background scan of that would
+    take CPU from whichever path happened to be timed.  The core's serves TLS with the
+    stack's certificate; the edge's, local to its site, plain HTTP.
+    """
 
     s3: S3Settings
     service: MinioService
 
     @classmethod
-    def start(cls, workdir: Path) -> CoreStorage:
+    def start(cls, workdir: Path, site: str, tls: bool) -> SiteStorage:
         stack = Settings()
         port = free_port()
         s3 = stack.s3.model_copy(
             update={
                 "port": port,
-                "endpoint": f"https://127.0.0.1:{port}",
-                "access_key": "bench-core",
+                "endpoint": f"{'https' if tls else 'http'}://127.0.0.1:{port}",
+                "access_key": f"bench-{site}",
                 "secret_key": SecretStr(secrets.token_urlsafe(24)),
-                "ca_file": stack.ca_file,
+                "ca_file": stack.ca_file if tls else None,
             }
         )
-        settings = stack.updated(state_dir=workdir / "core-minio").model_copy(update={"s3": s3})
+        settings = stack.updated(state_dir=workdir / f"{site}-minio").model_copy(update={"s3": s3})
         service = MinioService(
             settings,
             StackSettings(),
             console_port=free_port(),
             notify=False,
-            tls=(stack.cert_file, stack.key_file),
+            tls=(stack.cert_file, stack.key_file) if tls else None,
         )
         service.start()
         return cls(s3, service)
 
 
-def bench_settings(run: str, state_dir: Path, port: int, core: S3Settings) -> tuple[Settings, Settings]:
+def bench_settings(
+    run: str, state_dir: Path, port: int, edge_s3: S3Settings, core_s3: S3Settings
+) -> tuple[Settings, Settings]:
     """(the edge's, the core's) settings of one run: buckets, topic, front door and token its own."""
     stack = Settings()
     token = new_token()
@@ -76,14 +84,14 @@ def bench_settings(run: str, state_dir: Path, port: int, core: S3Settings) -> tu
         buckets={"edge_prefix": f"bench-{run}-"},
         door={"url": f"https://127.0.0.1:{port}", "token": SecretStr(token)},
         tls={"ca_file": stack.ca_file},
-    )
+    ).model_copy(update={"s3": edge_s3})
     core_cfg = stack.updated(
         state_dir=state_dir / "core",
         buckets={"training": f"bench-train-{run}"},
         kafka={"topic_training_data_ready": f"bench-tdr-{run}"},
         door={"port": port, "url": f"https://127.0.0.1:{port}"},
         tls=tls,
-    ).model_copy(update={"s3": core})
+    ).model_copy(update={"s3": core_s3})
     write_tokens_file(core_cfg.door_tokens_file, {EDGE: [token]})
     return edge, core_cfg
 

@@ -2,7 +2,7 @@
 
 The fixture uses the same ``Stack`` code as ``edgecore stack up``.  If the stack was
 already running it is reused and left running; if this session started it, it is
-stopped at the end.  Either way the topics the tests made are deleted.
+stopped at the end.  Either way the topics and buckets the tests made are deleted.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from edgecore.stack.tools import StackError, port_open
 from foundation.layout import Layout
 from foundation.settings import Settings
 from foundation.storage.store import ObjectStore
+from testkit.buckets import buckets_removed_afterwards
 from testkit.conditions import wait_for
 from testkit.kafka import topics_removed_afterwards
 
@@ -39,7 +40,8 @@ STACK_FAILURES: list[str] = []
 def stack(settings: Settings) -> Iterator[Stack]:
     stack = Stack(settings)
     started = _bring_up(stack, settings)
-    with topics_removed_afterwards(settings.kafka):
+    store = ObjectStore(settings.s3)
+    with topics_removed_afterwards(settings.kafka), buckets_removed_afterwards(store, settings.buckets):
         yield stack
     if started:
         stack.down()
