@@ -67,7 +67,8 @@ def serving_model(model: Any) -> Any:
     import keras
     from keras import layers, ops
 
-    heads = [next((la for la in m.layers if la.name == OUTPUT_LAYER), None) for m in members(model)]
+    networks = members(model)
+    heads = [next((la for la in m.layers if la.name == OUTPUT_LAYER), None) for m in networks]
     if any(head is None or not hasattr(head, "cosines") for head in heads) or COSINE in model.output_names:
         return model
 
@@ -82,7 +83,7 @@ def serving_model(model: Any) -> Any:
     def features(member: Any, head: Any) -> Any:  # a member's features, from the model's own input
         return head.input if member is model else keras.Model(member.inputs, head.input)(model.inputs[0])
 
-    largest = [LargestCosine(head)(features(m, head)) for m, head in zip(members(model), heads, strict=True)]
+    largest = [LargestCosine(head)(features(m, head)) for m, head in zip(networks, heads, strict=True)]
     cosine = largest[0] if len(largest) == 1 else layers.Average()(largest)
     named = layers.Identity(name=COSINE)(cosine)
     return keras.Model(model.inputs, {PROBABILITIES: model.output, COSINE: named}, name=model.name)

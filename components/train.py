@@ -35,6 +35,7 @@ from components.ensemble import combine, members
 from components.head import OUTPUT_LAYER, cosine_softmax, serving_model
 from components.outliers import with_outliers
 from components.prepare import PreparedData
+from foundation.errors import InvalidInput
 from foundation.layout import LABELS_FILE
 from foundation.openset import OPENSET_FILE, fit
 
@@ -62,6 +63,10 @@ class TrainConfig:
     """Weight of the made-up outliers' loss (``components.outliers``); 0 trains without them."""
     members: int = 2
     """Networks trained apart (seeds ``seed``, ``seed + 1``, …) and averaged (``components.ensemble``)."""
+
+    def __post_init__(self) -> None:
+        if self.members < 1:
+            raise InvalidInput(f"an ensemble needs at least one network, not {self.members}")
 
 
 @dataclass(frozen=True)
@@ -213,7 +218,7 @@ class _Fitted:
     warm: bool
 
 
-def fit_member(
+def _fit_member(
     tf: Any, data: PreparedData, config: TrainConfig, production: Path | None, member: int
 ) -> _Fitted:
     """One network of the ensemble, from its own seed (warm-started from the same member)."""
@@ -255,7 +260,7 @@ def train(prepared: Path, out: Path, config: TrainConfig, production: Path | Non
     data = PreparedData(prepared)
     train_split, val_split = data.split("train"), data.split("val")
     started = time.perf_counter()
-    fitted = [fit_member(tf, data, config, production, k) for k in range(max(1, config.members))]
+    fitted = [_fit_member(tf, data, config, production, k) for k in range(config.members)]
     seconds = time.perf_counter() - started
     epochs = [len(f.history["loss"]) for f in fitted]
     model = combine([f.model for f in fitted])

@@ -20,6 +20,7 @@ from components.head import serving_model
 from components.ingest import IMAGES_DIR
 from components.prepare import PreparedData, prepare
 from components.train import KERAS_FILE, TrainConfig, build_model, train, warm_start
+from foundation.errors import InvalidInput
 from foundation.layout import LABELS_FILE, MANIFEST, SAVED_MODEL_DIR, TFLITE_FILE
 from foundation.manifest import Manifest, entries_for_dir
 from foundation.openset import OPENSET_FILE, OpenSet
@@ -246,6 +247,11 @@ def test_the_ensemble_answers_the_mean_of_its_networks(prepared: Path, trained: 
     np.testing.assert_allclose(together.probabilities, mean, atol=1e-5)
     assert together.cosine is not None
     np.testing.assert_allclose(together.cosine, np.mean([a.cosine for a in answers], axis=0), atol=1e-5)
+
+
+def test_an_ensemble_of_no_networks_is_refused() -> None:
+    with pytest.raises(InvalidInput, match="at least one network"):
+        TrainConfig(members=0)
 
 
 def test_an_evaluation_survives_the_trip_through_its_file(
