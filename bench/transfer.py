@@ -1,7 +1,7 @@
 """Edge→core transfer: throughput against raw boto3 multipart, and peak RSS against set size.
 
-Each site stores in a MinIO of its own, started by the bench in a fresh folder: the
-edge's (plain HTTP, local to the store) and the core's (TLS, with the stack's
+Each site stores in a MinIO of its own, started by the bench in a folder made for the
+run: the edge's (plain HTTP, local to the store) and the core's (TLS, with the stack's
 certificate).  For each set size, the images (1 MB JPEGs, distinct bytes) are accepted
 through the real gateway (each stored in the edge bucket, with its copy in the outbox's
 spool) and completed as one set; then the real front door (``edgecore core door``, a
@@ -323,12 +323,13 @@ def main() -> None:
         f"image size {len(base) / 1e6:.2f} MB; throughput set {throughput} MB; memory sets {memory} MB"
     )
 
-    edge = SiteStorage.start(args.workdir, "edge", tls=False)
-    core = SiteStorage.start(args.workdir, "core", tls=True)
-    sites = (edge.s3, core.s3)
-    minios = (edge.service.process.pid(), core.service.process.pid())
-    CpuMeter.minio_pids = tuple(pid for pid in minios if pid is not None)
-    try:
+    with (
+        SiteStorage.running(args.workdir, "edge", tls=False) as edge,
+        SiteStorage.running(args.workdir, "core", tls=True) as core,
+    ):
+        sites = (edge.s3, core.s3)
+        minios = (edge.service.process.pid(), core.service.process.pid())
+        CpuMeter.minio_pids = tuple(pid for pid in minios if pid is not None)
         # The machine is shared: rounds alternate the paths, and the medians are compared.
         rounds = [
             edge_to_core(throughput, base, args.workdir, sites, True, baseline_first=i % 2 == 1)
@@ -340,9 +341,6 @@ def main() -> None:
             for size in memory
         ]
         report_memory(runs)
-    finally:
-        core.service.process.stop()
-        edge.service.process.stop()
 
 
 if __name__ == "__main__":

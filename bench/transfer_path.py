@@ -10,14 +10,19 @@ topic, and a port and token of its own.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import httpx
 from measure import peak_rss_mb
@@ -36,20 +41,25 @@ SKU = "BENCH-ITEM"
 
 @dataclass(frozen=True)
 class SiteStorage:
-    """A site's own MinIO for the bench, in a fresh folder with credentials of its own.
+    """A site's own MinIO for the bench, with credentials of its own.
 
-    Each site stores in a process of its own, as the stores and the core do: the stack's
-    MinIO carries whatever earlier runs left in it, and its background scan of that would
-    take CPU from whichever path happened to be timed.  The core's serves TLS with the
-    stack's certificate; the edge's, local to its site, plain HTTP.
+    Each site stores in a process of its own, as the stores and the core do.  The bench's CPU
+    meter and its wait for quiet (``transfer.settle``) watch these two processes only; the
+    stack's MinIO still runs (the bench needs its Kafka and certificates), and whatever earlier
+    runs left in it is scanned in the background on the same cores.  The core's serves TLS
+    with the stack's certificate; the edge's, local to its site, plain HTTP.
     """
 
     s3: S3Settings
     service: MinioService
 
     @classmethod
-    def start(cls, workdir: Path, site: str, tls: bool) -> SiteStorage:
+    @contextlib.contextmanager
+    def running(cls, workdir: Path, site: Literal["edge", "core"], tls: bool) -> Iterator[SiteStorage]:
+        """Started in a folder made for this run (a MinIO of an earlier run, in a folder of its
+        own, is never adopted), stopped and its folder removed at the end."""
         stack = Settings()
+        folder = Path(tempfile.mkdtemp(prefix=f"{site}-minio-", dir=workdir))
         port = free_port()
         s3 = stack.s3.model_copy(
             update={
@@ -60,7 +70,7 @@ class SiteStorage:
                 "ca_file": stack.ca_file if tls else None,
             }
         )
-        settings = stack.updated(state_dir=workdir / f"{site}-minio").model_copy(update={"s3": s3})
+        settings = stack.updated(state_dir=folder).model_copy(update={"s3": s3})
         service = MinioService(
             settings,
             StackSettings(),
@@ -68,8 +78,12 @@ class SiteStorage:
             notify=False,
             tls=(stack.cert_file, stack.key_file) if tls else None,
         )
-        service.start()
-        return cls(s3, service)
+        try:
+            service.start()
+            yield cls(s3, service)
+        finally:
+            service.process.stop()
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def bench_settings(

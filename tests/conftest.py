@@ -41,10 +41,12 @@ def stack(settings: Settings) -> Iterator[Stack]:
     stack = Stack(settings)
     started = _bring_up(stack, settings)
     store = ObjectStore(settings.s3)
-    with topics_removed_afterwards(settings.kafka), buckets_removed_afterwards(store, settings.buckets):
-        yield stack
-    if started:
-        stack.down()
+    try:
+        with topics_removed_afterwards(settings.kafka), buckets_removed_afterwards(store, settings.buckets):
+            yield stack
+    finally:
+        if started:
+            stack.down()
 
 
 def _bring_up(stack: Stack, settings: Settings) -> bool:

@@ -55,7 +55,7 @@ class Site:
     def __init__(
         self, settings: Settings, workdir: Path, model: ExportedSensorModel, edge: str | None = None
     ) -> None:
-        self.edge = edge or f"sensync{uuid.uuid4().hex[:8]}"
+        self.edge = edge or f"sensync{uuid.uuid4().hex[:10]}"
         self.settings, self.workdir, self.model = settings, workdir, model
         self.store, self.layout = ObjectStore(settings.s3), Layout(settings.buckets)
         self.outlets = sensor_outlets(settings, self.edge)
