@@ -34,7 +34,7 @@ from components.artefacts import (
 from components.ensemble import combine, members
 from components.head import OUTPUT_LAYER, cosine_softmax, serving_model
 from components.outliers import with_outliers
-from components.prepare import PreparedData
+from components.prepare import PreparedData, Split
 from foundation.errors import InvalidInput
 from foundation.layout import LABELS_FILE
 from foundation.openset import OPENSET_FILE, fit
@@ -219,14 +219,19 @@ class _Fitted:
 
 
 def _fit_member(
-    tf: Any, data: PreparedData, config: TrainConfig, production: Path | None, member: int
+    tf: Any,
+    splits: tuple[Split, Split],
+    labels: list[str],
+    config: TrainConfig,
+    production: Path | None,
+    member: int,
 ) -> _Fitted:
-    """One network of the ensemble, from its own seed (warm-started from the same member)."""
+    """One network of the ensemble, from its own seed (warm-started from the same member);
+    ``splits``: (train, val), loaded once for every member."""
     import keras
 
     reproducible(tf, config.seed + member)
-    labels = data.labels
-    train_split, val_split = data.split("train"), data.split("val")
+    train_split, val_split = splits
     model = build_model(len(labels), int(train_split.x.shape[1]))
     warm = production is not None and warm_start(model, production, labels, member)
     model.compile(
@@ -258,9 +263,10 @@ def train(prepared: Path, out: Path, config: TrainConfig, production: Path | Non
     serving files."""
     tf = configure_tensorflow(config.threads)
     data = PreparedData(prepared)
-    train_split, val_split = data.split("train"), data.split("val")
+    labels, train_split, val_split = data.labels, data.split("train"), data.split("val")
     started = time.perf_counter()
-    fitted = [_fit_member(tf, data, config, production, k) for k in range(config.members)]
+    splits = train_split, val_split
+    fitted = [_fit_member(tf, splits, labels, config, production, k) for k in range(config.members)]
     seconds = time.perf_counter() - started
     epochs = [len(f.history["loss"]) for f in fitted]
     model = combine([f.model for f in fitted])
@@ -268,7 +274,7 @@ def train(prepared: Path, out: Path, config: TrainConfig, production: Path | Non
     model.save(out / KERAS_FILE)
     serving = serving_model(model)
     parity = write_serving_files(serving, out, val_split.x)
-    (out / LABELS_FILE).write_text(json.dumps(data.labels))
+    (out / LABELS_FILE).write_text(json.dumps(labels))
     val_outputs = keras_predict(serving, val_split.x)
     (out / OPENSET_FILE).write_bytes(fit(val_outputs, val_split.y).to_bytes())
     warm = all(f.warm for f in fitted)
